@@ -1,0 +1,288 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+)
+
+// chunkSize is the largest piece of data scheduled as one unit. Small
+// chunks keep pacing smooth at low bandwidths.
+const chunkSize = 16 << 10
+
+// minQueueBytes is the smallest amount of data a direction holds in flight,
+// whatever its bandwidth-delay product.
+const minQueueBytes = 256 << 10
+
+// Link describes one direction of a simulated path.
+type Link struct {
+	// Delay is the one-way propagation delay added to every byte.
+	Delay time.Duration
+	// BytesPerSecond caps the throughput; zero means unlimited.
+	BytesPerSecond int64
+}
+
+// Config describes a relay.
+type Config struct {
+	// Listen is the local address to listen on; "127.0.0.1:0" when empty.
+	Listen string
+	// Target is the address every accepted connection is forwarded to.
+	Target string
+	// Forward applies to bytes from the client to the target.
+	Forward Link
+	// Reverse applies to bytes from the target back to the client.
+	Reverse Link
+}
+
+// Symmetric returns a Config with the same link in both directions.
+func Symmetric(target string, link Link) Config {
+	return Config{Target: target, Forward: link, Reverse: link}
+}
+
+// Relay forwards TCP connections from its listener to a target.
+type Relay struct {
+	cfg      Config
+	listener net.Listener
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+
+	wg sync.WaitGroup
+}
+
+// Start listens and serves until Close is called or ctx ends.
+func Start(ctx context.Context, cfg Config) (*Relay, error) {
+	if cfg.Target == "" {
+		return nil, errors.New("relay: target address is empty")
+	}
+	if cfg.Forward.Delay < 0 || cfg.Reverse.Delay < 0 || cfg.Forward.BytesPerSecond < 0 || cfg.Reverse.BytesPerSecond < 0 {
+		return nil, errors.New("relay: delay and bandwidth must not be negative")
+	}
+	listen := cfg.Listen
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("relay: listening on %s: %w", listen, err)
+	}
+	r := &Relay{cfg: cfg, listener: l, conns: map[net.Conn]struct{}{}}
+	r.wg.Add(1)
+	go r.serve(ctx)
+	go func() {
+		<-ctx.Done()
+		_ = r.Close()
+	}()
+	return r, nil
+}
+
+// Addr is the address clients connect to.
+func (r *Relay) Addr() string { return r.listener.Addr().String() }
+
+// Config returns the relay's configuration.
+func (r *Relay) Config() Config { return r.cfg }
+
+// Close stops accepting, closes every relayed connection and waits for the
+// relay's goroutines to end.
+func (r *Relay) Close() error {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		r.wg.Wait()
+		return nil
+	}
+	r.closed = true
+	err := r.listener.Close()
+	for c := range r.conns {
+		_ = c.Close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+	return err
+}
+
+func (r *Relay) track(c net.Conn) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	r.conns[c] = struct{}{}
+	return true
+}
+
+func (r *Relay) untrack(c net.Conn) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.conns, c)
+}
+
+func (r *Relay) serve(ctx context.Context) {
+	defer r.wg.Done()
+	logger := klog.FromContext(ctx).WithValues("relay", r.Addr(), "target", r.cfg.Target)
+	for {
+		client, err := r.listener.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				logger.Error(err, "Accepting a connection failed")
+			}
+			return
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.handle(ctx, client)
+		}()
+	}
+}
+
+func (r *Relay) handle(ctx context.Context, client net.Conn) {
+	logger := klog.FromContext(ctx)
+	if !r.track(client) {
+		_ = client.Close()
+		return
+	}
+	defer r.untrack(client)
+	defer client.Close()
+
+	var d net.Dialer
+	server, err := d.DialContext(ctx, "tcp", r.cfg.Target)
+	if err != nil {
+		logger.V(2).Info("Dialing the relay target failed", "target", r.cfg.Target, "err", err)
+		return
+	}
+	if !r.track(server) {
+		_ = server.Close()
+		return
+	}
+	defer r.untrack(server)
+	defer server.Close()
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	errs := make(chan error, 2)
+	go func() { defer wg.Done(); errs <- pipe(server, client, r.cfg.Forward) }()
+	go func() { defer wg.Done(); errs <- pipe(client, server, r.cfg.Reverse) }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			// One direction failed: tear down both so the other one ends too.
+			_ = client.Close()
+			_ = server.Close()
+		}
+	}
+	wg.Wait()
+}
+
+// chunk is data that entered the link at one instant, to be delivered at due.
+type chunk struct {
+	data []byte
+	due  time.Time
+	eof  bool
+}
+
+// pipe copies src to dst through a link and half-closes dst when src ends.
+func pipe(dst, src net.Conn, link Link) error {
+	queue := make(chan chunk, queueLen(link))
+	readErr := make(chan error, 1)
+	go func() {
+		readErr <- readInto(queue, src, link)
+	}()
+	werr := writeFrom(dst, queue)
+	if werr != nil {
+		// Unblock the reader, which may be waiting on a full queue or on src.
+		_ = src.Close()
+		for range queue {
+		}
+	}
+	rerr := <-readErr
+	if werr != nil {
+		return werr
+	}
+	if rerr != nil {
+		return rerr
+	}
+	if tc, ok := dst.(interface{ CloseWrite() error }); ok {
+		_ = tc.CloseWrite()
+	}
+	return nil
+}
+
+// queueLen is how many chunks one direction may hold in flight: at least
+// twice the bandwidth-delay product, so a capped link can stay full.
+func queueLen(link Link) int {
+	bytes := int64(minQueueBytes)
+	if link.BytesPerSecond > 0 {
+		bdp := 2 * int64(float64(link.BytesPerSecond)*link.Delay.Seconds())
+		bytes = max(bytes, bdp)
+	} else if link.Delay > 0 {
+		// Unlimited bandwidth: allow 64 MiB in flight.
+		bytes = 64 << 20
+	}
+	return int(bytes/chunkSize) + 2
+}
+
+// readInto reads src and schedules each read for delivery. The delivery time
+// models a link that first serializes the bytes at the bandwidth cap and then
+// propagates them for the delay.
+func readInto(queue chan<- chunk, src net.Conn, link Link) error {
+	defer close(queue)
+	var serialized time.Time // when the link finishes sending what it already has
+	for {
+		buf := make([]byte, chunkSize)
+		n, err := src.Read(buf)
+		if n > 0 {
+			now := time.Now()
+			start := now
+			if serialized.After(start) {
+				start = serialized
+			}
+			sent := start
+			if link.BytesPerSecond > 0 {
+				sent = start.Add(time.Duration(float64(n) / float64(link.BytesPerSecond) * float64(time.Second)))
+			}
+			serialized = sent
+			queue <- chunk{data: buf[:n], due: sent.Add(link.Delay)}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				due := time.Now().Add(link.Delay)
+				if serialized.Add(link.Delay).After(due) {
+					due = serialized.Add(link.Delay)
+				}
+				queue <- chunk{due: due, eof: true}
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// writeFrom delivers scheduled chunks at their due time.
+func writeFrom(dst net.Conn, queue <-chan chunk) error {
+	timer := time.NewTimer(0)
+	<-timer.C
+	defer timer.Stop()
+	for c := range queue {
+		if wait := time.Until(c.due); wait > 0 {
+			timer.Reset(wait)
+			<-timer.C
+		}
+		if c.eof {
+			return nil
+		}
+		if _, err := dst.Write(c.data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
