@@ -1,0 +1,340 @@
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// LiveMigrationPhase is one state of the live-migration state machine. The
+// happy path is Pending → Planning → PreCopy → Checkpointing → FinalSync →
+// Transfer → Rebinding → Restoring → Verifying → Cleanup → Succeeded; any
+// failure, timeout or abort before Cleanup leads to RollingBack → Failed.
+// +kubebuilder:validation:Enum=Pending;Planning;PreCopy;Checkpointing;FinalSync;Transfer;Rebinding;Restoring;Verifying;Cleanup;Succeeded;RollingBack;Failed
+type LiveMigrationPhase string
+
+const (
+	PhasePending       LiveMigrationPhase = "Pending"
+	PhasePlanning      LiveMigrationPhase = "Planning"
+	PhasePreCopy       LiveMigrationPhase = "PreCopy"
+	PhaseCheckpointing LiveMigrationPhase = "Checkpointing"
+	PhaseFinalSync     LiveMigrationPhase = "FinalSync"
+	PhaseTransfer      LiveMigrationPhase = "Transfer"
+	PhaseRebinding     LiveMigrationPhase = "Rebinding"
+	PhaseRestoring     LiveMigrationPhase = "Restoring"
+	PhaseVerifying     LiveMigrationPhase = "Verifying"
+	PhaseCleanup       LiveMigrationPhase = "Cleanup"
+	PhaseSucceeded     LiveMigrationPhase = "Succeeded"
+	PhaseRollingBack   LiveMigrationPhase = "RollingBack"
+	PhaseFailed        LiveMigrationPhase = "Failed"
+)
+
+// Condition types set on a LiveMigration.
+const (
+	// ConditionDowntimeBudget is True when the estimated downtime fits
+	// spec.downtimeBudget and False (reason BudgetExceeded) when the controller
+	// refuses to freeze the workload because it does not.
+	ConditionDowntimeBudget = "DowntimeBudgetMet"
+	// ConditionSourceFrozen is True while the source pods are frozen.
+	ConditionSourceFrozen = "SourceFrozen"
+	// ConditionRebound is True while the ResourceBinding points at the target.
+	ConditionRebound = "Rebound"
+	// ConditionCompleted is True once the migration reached Succeeded or Failed.
+	ConditionCompleted = "Completed"
+)
+
+// WorkloadReference names the workload to migrate, in the LiveMigration's namespace.
+type WorkloadReference struct {
+	// APIVersion of the workload.
+	// +kubebuilder:validation:Enum=apps/v1
+	// +kubebuilder:default=apps/v1
+	// +optional
+	APIVersion string `json:"apiVersion,omitempty"`
+
+	// Kind of the workload.
+	// +kubebuilder:validation:Enum=Deployment;StatefulSet
+	// +required
+	Kind string `json:"kind"`
+
+	// Name of the workload.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +required
+	Name string `json:"name"`
+}
+
+// PreCopySettings tunes the volume pre-copy rounds run while the workload runs.
+type PreCopySettings struct {
+	// ConvergenceThreshold is the delta size under which pre-copy stops and the
+	// workload may be frozen. Defaults to 64Mi.
+	// +optional
+	ConvergenceThreshold *resource.Quantity `json:"convergenceThreshold,omitempty"`
+
+	// MaxRounds bounds the number of pre-copy passes (the full pass included).
+	// Defaults to 5.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MaxRounds *int32 `json:"maxRounds,omitempty"`
+}
+
+// PhaseTimeouts bounds the time spent in each phase. A phase without a value
+// uses the controller's default for it.
+type PhaseTimeouts struct {
+	// +optional
+	Planning *metav1.Duration `json:"planning,omitempty"`
+	// +optional
+	PreCopy *metav1.Duration `json:"preCopy,omitempty"`
+	// +optional
+	Checkpointing *metav1.Duration `json:"checkpointing,omitempty"`
+	// +optional
+	FinalSync *metav1.Duration `json:"finalSync,omitempty"`
+	// +optional
+	Transfer *metav1.Duration `json:"transfer,omitempty"`
+	// +optional
+	Rebinding *metav1.Duration `json:"rebinding,omitempty"`
+	// +optional
+	Restoring *metav1.Duration `json:"restoring,omitempty"`
+	// +optional
+	Verifying *metav1.Duration `json:"verifying,omitempty"`
+}
+
+// LiveMigrationSpec is what to move and under which limits. Everything but
+// abort is fixed at creation.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.abort) || !oldSelf.abort || (has(self.abort) && self.abort)",message="spec.abort cannot be unset once set"
+// +kubebuilder:validation:XValidation:rule="has(self.targetCluster) == has(oldSelf.targetCluster) && (!has(self.targetCluster) || self.targetCluster == oldSelf.targetCluster)",message="spec.targetCluster is immutable; create a new LiveMigration instead"
+// +kubebuilder:validation:XValidation:rule="has(self.downtimeBudget) == has(oldSelf.downtimeBudget) && (!has(self.downtimeBudget) || self.downtimeBudget == oldSelf.downtimeBudget)",message="spec.downtimeBudget is immutable; create a new LiveMigration instead"
+// +kubebuilder:validation:XValidation:rule="has(self.bandwidthLimit) == has(oldSelf.bandwidthLimit) && (!has(self.bandwidthLimit) || self.bandwidthLimit == oldSelf.bandwidthLimit)",message="spec.bandwidthLimit is immutable; create a new LiveMigration instead"
+// +kubebuilder:validation:XValidation:rule="has(self.preCopy) == has(oldSelf.preCopy) && (!has(self.preCopy) || self.preCopy == oldSelf.preCopy)",message="spec.preCopy is immutable; create a new LiveMigration instead"
+// +kubebuilder:validation:XValidation:rule="has(self.timeouts) == has(oldSelf.timeouts) && (!has(self.timeouts) || self.timeouts == oldSelf.timeouts)",message="spec.timeouts is immutable; create a new LiveMigration instead"
+type LiveMigrationSpec struct {
+	// WorkloadRef is the workload to migrate.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.workloadRef is immutable; create a new LiveMigration instead"
+	// +required
+	WorkloadRef WorkloadReference `json:"workloadRef"`
+
+	// TargetCluster is the member cluster to move to. When empty, the
+	// controller picks the best-scored Ready cluster with the Capacity and
+	// Latency scoring of the livemigrate scheduler.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	TargetCluster string `json:"targetCluster,omitempty"`
+
+	// DowntimeBudget is the longest the workload may stay frozen. The
+	// controller does not freeze the workload when its estimate exceeds it.
+	// Defaults to the controller's --default-downtime-budget.
+	// +optional
+	DowntimeBudget *metav1.Duration `json:"downtimeBudget,omitempty"`
+
+	// BandwidthLimit caps the bytes per second used for volume replication and
+	// checkpoint transfer.
+	// +optional
+	BandwidthLimit *resource.Quantity `json:"bandwidthLimit,omitempty"`
+
+	// PreCopy tunes the volume pre-copy rounds.
+	// +optional
+	PreCopy *PreCopySettings `json:"preCopy,omitempty"`
+
+	// Timeouts bounds each phase.
+	// +optional
+	Timeouts *PhaseTimeouts `json:"timeouts,omitempty"`
+
+	// Abort requests a rollback. Ignored once the migration reached Cleanup
+	// (the target already runs). Cannot be unset.
+	// +optional
+	Abort bool `json:"abort,omitempty"`
+}
+
+// PhaseTransition records when a phase was entered.
+type PhaseTransition struct {
+	// Phase entered.
+	// +required
+	Phase LiveMigrationPhase `json:"phase"`
+	// EnteredAt is when the phase was entered.
+	// +required
+	EnteredAt metav1.Time `json:"enteredAt"`
+}
+
+// PodMigrationStatus is the progress of one pod of the workload.
+type PodMigrationStatus struct {
+	// Name of the source pod.
+	// +required
+	Name string `json:"name"`
+	// SourceNode is the node the source pod runs on.
+	// +optional
+	SourceNode string `json:"sourceNode,omitempty"`
+	// Containers checkpointed, in pod order.
+	// +listType=atomic
+	// +optional
+	Containers []string `json:"containers,omitempty"`
+	// Frozen is true while the source pod is frozen.
+	// +optional
+	Frozen bool `json:"frozen,omitempty"`
+	// CheckpointBytes is the size of the pod's checkpoint archives.
+	// +optional
+	CheckpointBytes int64 `json:"checkpointBytes,omitempty"`
+	// CheckpointImage is the checkpoint image the target restores from.
+	// +optional
+	CheckpointImage string `json:"checkpointImage,omitempty"`
+	// Restored is true once the target pod was restored from the checkpoint.
+	// +optional
+	Restored bool `json:"restored,omitempty"`
+	// Message is the latest progress note from the checkpoint agent.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// VolumeMigrationStatus is the replication progress of one persistent volume.
+type VolumeMigrationStatus struct {
+	// ClaimName is the PersistentVolumeClaim replicated.
+	// +required
+	ClaimName string `json:"claimName"`
+	// StorageClass of the claim; selects the replication backend.
+	// +optional
+	StorageClass string `json:"storageClass,omitempty"`
+	// Rounds is the number of pre-copy passes done.
+	// +optional
+	Rounds int32 `json:"rounds,omitempty"`
+	// LastDeltaBytes is the size of the last pre-copy pass.
+	// +optional
+	LastDeltaBytes int64 `json:"lastDeltaBytes,omitempty"`
+	// PreCopyBytes is the total sent during pre-copy.
+	// +optional
+	PreCopyBytes int64 `json:"preCopyBytes,omitempty"`
+	// FinalDeltaBytes is what the final sync sent while frozen.
+	// +optional
+	FinalDeltaBytes int64 `json:"finalDeltaBytes,omitempty"`
+	// Synced is true once the final sync finished.
+	// +optional
+	Synced bool `json:"synced,omitempty"`
+}
+
+// TransferredBytes counts the bytes moved, by kind.
+type TransferredBytes struct {
+	// Memory is the total size of the checkpoint archives.
+	// +optional
+	Memory int64 `json:"memory,omitempty"`
+	// VolumePreCopy is what volume pre-copy sent while the workload ran.
+	// +optional
+	VolumePreCopy int64 `json:"volumePreCopy,omitempty"`
+	// FinalDelta is what the final volume sync sent while frozen.
+	// +optional
+	FinalDelta int64 `json:"finalDelta,omitempty"`
+}
+
+// MigrationFailure says why a migration rolled back.
+type MigrationFailure struct {
+	// Phase that failed (or was running when abort was requested).
+	// +required
+	Phase LiveMigrationPhase `json:"phase"`
+	// Reason is a CamelCase cause: Aborted, Timeout, BudgetExceeded, Error, ...
+	// +required
+	Reason string `json:"reason"`
+	// Message is the error.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Time the failure was recorded.
+	// +required
+	Time metav1.Time `json:"time"`
+}
+
+// LiveMigrationStatus is the persisted state of the migration: a restarted
+// controller resumes or rolls back from it alone.
+type LiveMigrationStatus struct {
+	// Phase is the current state.
+	// +optional
+	Phase LiveMigrationPhase `json:"phase,omitempty"`
+	// SourceCluster the workload runs on when the migration started.
+	// +optional
+	SourceCluster string `json:"sourceCluster,omitempty"`
+	// TargetCluster chosen (spec.targetCluster or the best-scored cluster).
+	// +optional
+	TargetCluster string `json:"targetCluster,omitempty"`
+	// BindingName is the workload's ResourceBinding.
+	// +optional
+	BindingName string `json:"bindingName,omitempty"`
+	// Conditions of the migration.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// PhaseTransitions records when each phase was entered.
+	// +listType=map
+	// +listMapKey=phase
+	// +optional
+	PhaseTransitions []PhaseTransition `json:"phaseTransitions,omitempty"`
+	// Pods is the per-pod progress.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Pods []PodMigrationStatus `json:"pods,omitempty"`
+	// Volumes is the per-volume replication progress.
+	// +listType=map
+	// +listMapKey=claimName
+	// +optional
+	Volumes []VolumeMigrationStatus `json:"volumes,omitempty"`
+	// Bytes moved, by kind.
+	// +optional
+	Bytes TransferredBytes `json:"bytes,omitempty"`
+	// MeasuredBandwidth is the replication throughput measured during
+	// pre-copy, in bytes per second.
+	// +optional
+	MeasuredBandwidth *resource.Quantity `json:"measuredBandwidth,omitempty"`
+	// EstimatedDowntime is the downtime estimated before freezing.
+	// +optional
+	EstimatedDowntime *metav1.Duration `json:"estimatedDowntime,omitempty"`
+	// FrozenAt is when the source was frozen.
+	// +optional
+	FrozenAt *metav1.Time `json:"frozenAt,omitempty"`
+	// TargetReadyAt is when every target pod was Ready.
+	// +optional
+	TargetReadyAt *metav1.Time `json:"targetReadyAt,omitempty"`
+	// Downtime measured from freeze to target Ready.
+	// +optional
+	Downtime *metav1.Duration `json:"downtime,omitempty"`
+	// Failure is what caused the rollback, and in which phase.
+	// +optional
+	Failure *MigrationFailure `json:"failure,omitempty"`
+	// CompletionTime is when Succeeded or Failed was reached.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// LiveMigration moves one running workload between member clusters, with its
+// memory state (checkpoint/restore) and its persistent volumes.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Namespaced,shortName=lm;lmig,categories=livemigrate
+// +kubebuilder:printcolumn:name="Workload",type=string,JSONPath=`.spec.workloadRef.name`,priority=1
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Source",type=string,JSONPath=`.status.sourceCluster`
+// +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.targetCluster`
+// +kubebuilder:printcolumn:name="Downtime",type=string,JSONPath=`.status.downtime`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type LiveMigration struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec LiveMigrationSpec `json:"spec"`
+	// +optional
+	Status LiveMigrationStatus `json:"status,omitempty"`
+}
+
+// LiveMigrationList is a list of LiveMigration.
+//
+// +kubebuilder:object:root=true
+type LiveMigrationList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []LiveMigration `json:"items"`
+}
+
+// IsTerminal reports whether the phase is Succeeded or Failed.
+func (p LiveMigrationPhase) IsTerminal() bool {
+	return p == PhaseSucceeded || p == PhaseFailed
+}
+
+func init() {
+	SchemeBuilder.Register(&LiveMigration{}, &LiveMigrationList{})
+}
