@@ -1,0 +1,81 @@
+package capacity
+
+import (
+	"context"
+	"fmt"
+
+	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
+	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
+	"github.com/karmada-io/karmada/pkg/scheduler/framework"
+)
+
+// Filter rejects a cluster whose free resources cannot hold the replicas
+// that would land on it, or none of whose nodes (per its resource models) is
+// large enough for one replica. A cluster the binding already runs on, and a
+// cluster without a resource summary, always pass.
+func (p *Capacity) Filter(_ context.Context, spec *workv1alpha2.ResourceBindingSpec,
+	_ *workv1alpha2.ResourceBindingStatus, cluster *clusterv1alpha1.Cluster) *framework.Result {
+	if runsOn(spec, cluster.Name) {
+		return nil
+	}
+	b := p.binding(spec)
+	if b.onCluster == 0 {
+		return nil
+	}
+	info := p.clusterInfo(cluster)
+	if !info.hasSummary {
+		return nil
+	}
+	for i, need := range b.total {
+		if need == 0 {
+			continue
+		}
+		if i == slotPods && info.allocatable.get(i) == 0 {
+			continue // the cluster does not report pods
+		}
+		if free := info.free.get(i); need > free {
+			name := p.slots.name(i)
+			return framework.NewResult(framework.Unschedulable, fmt.Sprintf(
+				"cluster(s) had insufficient %s: %d replica(s) need %s, %s free",
+				name, b.onCluster, format(name, need), format(name, free)))
+		}
+	}
+	if len(info.nodeMax) > 0 && len(b.requested) > 0 && !fitsOneNode(info.nodeMax, b) {
+		return framework.NewResult(framework.Unschedulable, fmt.Sprintf(
+			"cluster(s) had no node large enough for one replica (per resource models): %s", p.describe(b.perReplica)))
+	}
+	return nil
+}
+
+// fitsOneNode reports whether some populated resource model grade can have a
+// node holding one replica (a grade bounds a node's allocatable by [min, max)).
+func fitsOneNode(nodeMax []vector, b *bindingReq) bool {
+	for _, grade := range nodeMax {
+		ok := true
+		for _, i := range b.requested {
+			if i < len(grade) && b.perReplica[i] >= grade[i] {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Capacity) describe(v vector) string {
+	s := ""
+	for i, x := range v {
+		if x == 0 {
+			continue
+		}
+		if s != "" {
+			s += ", "
+		}
+		name := p.slots.name(i)
+		s += string(name) + "=" + format(name, x)
+	}
+	return s
+}
