@@ -172,15 +172,27 @@ type PodMigrationStatus struct {
 	// CheckpointBytes is the size of the pod's checkpoint archives.
 	// +optional
 	CheckpointBytes int64 `json:"checkpointBytes,omitempty"`
-	// CheckpointImage is the checkpoint image the target restores from.
+	// CheckpointImages are the checkpoint images the target restores from.
+	// +listType=map
+	// +listMapKey=container
 	// +optional
-	CheckpointImage string `json:"checkpointImage,omitempty"`
+	CheckpointImages []ContainerCheckpointImage `json:"checkpointImages,omitempty"`
 	// Restored is true once the target pod was restored from the checkpoint.
 	// +optional
 	Restored bool `json:"restored,omitempty"`
 	// Message is the latest progress note from the checkpoint agent.
 	// +optional
 	Message string `json:"message,omitempty"`
+}
+
+// ContainerCheckpointImage is the checkpoint image of one container.
+type ContainerCheckpointImage struct {
+	// Container name in the pod.
+	// +required
+	Container string `json:"container"`
+	// Image reference, preferably by digest.
+	// +required
+	Image string `json:"image"`
 }
 
 // VolumeMigrationStatus is the replication progress of one persistent volume.
