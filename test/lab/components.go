@@ -1,0 +1,249 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// Scope says how many instances of a component the lab runs.
+type Scope int
+
+const (
+	// ScopeKarmada runs one instance against the Karmada plane.
+	ScopeKarmada Scope = iota
+	// ScopeMember runs one instance per member cluster.
+	ScopeMember
+	// ScopeNode runs one instance per kwok node of every member.
+	ScopeNode
+)
+
+// ComponentSpec describes one of the project's own components the way it
+// runs in a cluster: the same binary with the same flags, pointed at the
+// lab's kubeconfigs. The binary is built from ./cmd/<Binary>.
+type ComponentSpec struct {
+	// Name identifies the component in Options.Components and in logs.
+	Name string
+	// Binary is the command under cmd/ (default Name).
+	Binary string
+	// Scope says where instances run.
+	Scope Scope
+	// Ports are named ports allocated for every instance before any
+	// instance starts, so instances can refer to each other's ports.
+	Ports []string
+	// Args returns the instance's command-line flags.
+	Args func(in *Instance) ([]string, error)
+	// Ready waits until the instance serves; nil means started is enough.
+	Ready func(ctx context.Context, in *Instance) error
+}
+
+func (s *ComponentSpec) binary() string {
+	if s.Binary != "" {
+		return s.Binary
+	}
+	return s.Name
+}
+
+// Instance is one running copy of a component.
+type Instance struct {
+	Spec *ComponentSpec
+	// Name is the process name: the component's name, plus the member's
+	// and node's names for member and node scopes.
+	Name string
+	Lab  *Lab
+	// Member is nil for ScopeKarmada.
+	Member *Member
+	// Node is set for ScopeNode.
+	Node string
+	// Ports holds the instance's allocated ports by name.
+	Ports map[string]int
+}
+
+// Addr returns 127.0.0.1:<port> for a named port of the instance.
+func (in *Instance) Addr(port string) string { return fmt.Sprintf("127.0.0.1:%d", in.Ports[port]) }
+
+// Dir returns a directory for the instance's files, created on demand.
+func (in *Instance) Dir() (string, error) {
+	d := filepath.Join(in.Lab.Dir, "components", in.Name)
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		return "", fmt.Errorf("creating %s: %w", d, err)
+	}
+	return d, nil
+}
+
+// components is the table of the project's components. Adding one to the
+// lab is adding an entry here.
+var components = []ComponentSpec{
+	{
+		Name:  "livemigrate-scheduler",
+		Scope: ScopeKarmada,
+		Ports: []string{"health"},
+		Args: func(in *Instance) ([]string, error) {
+			return in.Lab.karmadaSchedulerArgs(in.Ports["health"], DefaultSchedulerName), nil
+		},
+		Ready: httpReady("health", "/healthz"),
+	},
+}
+
+// DefaultSchedulerName is the scheduler name livemigrate-scheduler serves
+// in the lab: Karmada's default, used by every PropagationPolicy that does
+// not name a scheduler.
+const DefaultSchedulerName = "default-scheduler"
+
+// Components returns the names of every component the lab knows.
+func Components() []string {
+	out := make([]string, 0, len(components))
+	for _, c := range components {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// DefaultComponents are the components a lab runs unless Options.Components
+// says otherwise: every known component whose command exists in this
+// checkout.
+func DefaultComponents() []string {
+	root, err := RepoRoot()
+	var out []string
+	for _, c := range components {
+		if err == nil {
+			if _, serr := os.Stat(filepath.Join(root, "cmd", c.binary())); serr != nil {
+				continue
+			}
+		}
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+func componentByName(name string) (*ComponentSpec, bool) {
+	for i := range components {
+		if components[i].Name == name {
+			return &components[i], true
+		}
+	}
+	return nil, false
+}
+
+// httpReady returns a Ready function polling http://<port>/<path>.
+func httpReady(port, path string) func(context.Context, *Instance) error {
+	return func(ctx context.Context, in *Instance) error {
+		return waitHTTP(ctx, in.Name, "http://"+in.Addr(port)+path, nil)
+	}
+}
+
+// selectedComponents resolves Options.Components.
+func (l *Lab) selectedComponents() ([]*ComponentSpec, error) {
+	var out []*ComponentSpec
+	for _, name := range l.opts.Components {
+		spec, ok := componentByName(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown component %q", name)
+		}
+		if _, err := os.Stat(filepath.Join(l.root, "cmd", spec.binary())); err != nil {
+			return nil, fmt.Errorf("component %s: %w", name, err)
+		}
+		out = append(out, spec)
+	}
+	return out, nil
+}
+
+// buildComponents builds (or checks, with SkipProjectBuild) the binaries of
+// the selected components.
+func (l *Lab) buildComponents(specs []*ComponentSpec) error {
+	var names []string
+	for _, s := range specs {
+		if !slices.Contains(names, s.binary()) {
+			names = append(names, s.binary())
+		}
+	}
+	if l.opts.SkipProjectBuild {
+		return checkBinaries(l.binDir, names)
+	}
+	return buildProject(l.root, l.binDir, names)
+}
+
+// instancesOf expands a spec into its instances, with ports allocated.
+func (l *Lab) instancesOf(spec *ComponentSpec) ([]*Instance, error) {
+	var out []*Instance
+	add := func(name string, m *Member, node string) error {
+		in := &Instance{Spec: spec, Name: name, Lab: l, Member: m, Node: node, Ports: map[string]int{}}
+		for _, p := range spec.Ports {
+			port, err := l.port(name + "/" + p)
+			if err != nil {
+				return err
+			}
+			in.Ports[p] = port
+		}
+		out = append(out, in)
+		return nil
+	}
+	switch spec.Scope {
+	case ScopeKarmada:
+		if err := add(spec.Name, nil, ""); err != nil {
+			return nil, err
+		}
+	case ScopeMember:
+		for _, m := range l.Members {
+			if err := add(spec.Name+"-"+m.Name, m, ""); err != nil {
+				return nil, err
+			}
+		}
+	case ScopeNode:
+		for _, m := range l.Members {
+			for _, n := range m.Nodes {
+				if err := add(spec.Name+"-"+n, m, n); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// startComponents allocates every instance's ports first, then starts all
+// instances and waits until each is ready.
+func (l *Lab) startComponents(ctx context.Context, specs []*ComponentSpec) error {
+	var all []*Instance
+	for _, s := range specs {
+		ins, err := l.instancesOf(s)
+		if err != nil {
+			return err
+		}
+		all = append(all, ins...)
+	}
+	l.instancesMu.Lock()
+	l.instances = append(l.instances, all...)
+	l.instancesMu.Unlock()
+	g, gctx := errgroup.WithContext(ctx)
+	for _, in := range all {
+		args, err := in.Spec.Args(in)
+		if err != nil {
+			return fmt.Errorf("flags of %s: %w", in.Name, err)
+		}
+		if _, err := l.sup.start(in.Name, l.bin(in.Spec.binary()), args, nil); err != nil {
+			return err
+		}
+		if in.Spec.Ready != nil {
+			g.Go(func() error { return in.Spec.Ready(gctx, in) })
+		}
+	}
+	return g.Wait()
+}
+
+// Instances returns the running instances of a component.
+func (l *Lab) Instances(component string) []*Instance {
+	l.instancesMu.Lock()
+	defer l.instancesMu.Unlock()
+	var out []*Instance
+	for _, in := range l.instances {
+		if in.Spec.Name == component {
+			out = append(out, in)
+		}
+	}
+	return out
+}

@@ -1,0 +1,173 @@
+package lab
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const (
+	kwokVersion    = "v0.8.0"
+	karmadaModule  = "github.com/karmada-io/karmada"
+	defaultTimeout = 3 * time.Minute
+)
+
+// Options configure a lab.
+type Options struct {
+	// Members is the number of member clusters, named member1…memberN, when
+	// MemberSpecs is empty.
+	Members int `json:"members,omitempty"`
+	// NodesPerMember is the number of kwok nodes of each member when
+	// MemberSpecs is empty (default 2).
+	NodesPerMember int `json:"nodesPerMember,omitempty"`
+	// NodeCapacity is every node's capacity when MemberSpecs is empty
+	// (default 8 CPU, 32Gi memory, 110 pods).
+	NodeCapacity corev1.ResourceList `json:"nodeCapacity,omitempty"`
+	// MemberSpecs describes each member explicitly; it overrides Members,
+	// NodesPerMember and NodeCapacity.
+	MemberSpecs []MemberSpec `json:"memberSpecs,omitempty"`
+
+	// Components are the project's components to run, by name (see
+	// Components()). Nil means DefaultComponents.
+	Components []string `json:"components,omitempty"`
+	// StockScheduler also runs the stock karmada-scheduler under the
+	// scheduler name StockSchedulerName, for side-by-side comparisons.
+	StockScheduler bool `json:"stockScheduler,omitempty"`
+
+	// Dir holds the lab's PKI, kubeconfigs, logs and etcd data. Empty means
+	// a new temporary directory, removed by Stop unless KeepDir is set.
+	Dir string `json:"dir,omitempty"`
+	// KeepDir keeps Dir after Stop.
+	KeepDir bool `json:"keepDir,omitempty"`
+	// BinDir holds the binaries; empty means <repository>/bin.
+	BinDir string `json:"binDir,omitempty"`
+	// SkipProjectBuild does not run go build for the project's components
+	// (they must already be in BinDir).
+	SkipProjectBuild bool `json:"skipProjectBuild,omitempty"`
+	// StartTimeout bounds Start (default 3 minutes).
+	StartTimeout metav1.Duration `json:"startTimeout,omitempty"`
+}
+
+// MemberSpec describes one member cluster.
+type MemberSpec struct {
+	Name         string              `json:"name"`
+	Nodes        int                 `json:"nodes"`
+	NodeCapacity corev1.ResourceList `json:"nodeCapacity,omitempty"`
+	// Labels are put on the member's Cluster object in Karmada.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Position is where the member sits on the lab's simulated network.
+	Position NetworkPosition `json:"position"`
+}
+
+// NetworkPosition places a member on a star-shaped simulated network: the
+// one-way delay between two members is the sum of their Delays, and their
+// bandwidth is the smaller of their caps. Traffic between members goes
+// through relays that impose exactly that (see package relay).
+type NetworkPosition struct {
+	// Delay is the one-way delay between the member and the backbone.
+	Delay metav1.Duration `json:"delay"`
+	// BytesPerSecond caps the member's link; zero means unlimited.
+	BytesPerSecond int64 `json:"bytesPerSecond,omitempty"`
+}
+
+// DefaultNodeCapacity is the capacity of a node when none is given.
+func DefaultNodeCapacity() corev1.ResourceList {
+	return corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse("8"),
+		corev1.ResourceMemory: resource.MustParse("32Gi"),
+		corev1.ResourcePods:   resource.MustParse("110"),
+	}
+}
+
+// DefaultOptions is the lab used by the demo and by livemigrate-lab up:
+// three members with different capacities and network distances.
+func DefaultOptions() Options {
+	capacity := func(cpu, mem string) corev1.ResourceList {
+		return corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse(cpu),
+			corev1.ResourceMemory: resource.MustParse(mem),
+			corev1.ResourcePods:   resource.MustParse("110"),
+		}
+	}
+	return Options{
+		MemberSpecs: []MemberSpec{
+			{
+				Name: "member1", Nodes: 3, NodeCapacity: capacity("8", "32Gi"),
+				Labels:   map[string]string{"topology.livemigrate.io/region": "eu-west"},
+				Position: NetworkPosition{Delay: metav1.Duration{Duration: 2 * time.Millisecond}, BytesPerSecond: 100 << 20},
+			},
+			{
+				Name: "member2", Nodes: 2, NodeCapacity: capacity("4", "16Gi"),
+				Labels:   map[string]string{"topology.livemigrate.io/region": "eu-central"},
+				Position: NetworkPosition{Delay: metav1.Duration{Duration: 10 * time.Millisecond}, BytesPerSecond: 50 << 20},
+			},
+			{
+				Name: "member3", Nodes: 4, NodeCapacity: capacity("16", "64Gi"),
+				Labels:   map[string]string{"topology.livemigrate.io/region": "us-east"},
+				Position: NetworkPosition{Delay: metav1.Duration{Duration: 40 * time.Millisecond}, BytesPerSecond: 20 << 20},
+			},
+		},
+		StockScheduler: true,
+	}
+}
+
+// complete fills defaults and validates.
+func (o Options) complete() (Options, error) {
+	if len(o.MemberSpecs) == 0 {
+		n := o.Members
+		if n == 0 {
+			n = 2
+		}
+		nodes := o.NodesPerMember
+		if nodes == 0 {
+			nodes = 2
+		}
+		capacity := o.NodeCapacity
+		if capacity == nil {
+			capacity = DefaultNodeCapacity()
+		}
+		for i := 1; i <= n; i++ {
+			o.MemberSpecs = append(o.MemberSpecs, MemberSpec{
+				Name: fmt.Sprintf("member%d", i), Nodes: nodes, NodeCapacity: capacity.DeepCopy(),
+			})
+		}
+	}
+	seen := map[string]bool{}
+	for i := range o.MemberSpecs {
+		m := &o.MemberSpecs[i]
+		if m.Name == "" {
+			return o, fmt.Errorf("member %d has no name", i)
+		}
+		if seen[m.Name] {
+			return o, fmt.Errorf("member %q appears twice", m.Name)
+		}
+		seen[m.Name] = true
+		if m.Nodes < 1 {
+			return o, fmt.Errorf("member %q needs at least one node", m.Name)
+		}
+		if m.NodeCapacity == nil {
+			m.NodeCapacity = DefaultNodeCapacity()
+		}
+		if _, ok := m.NodeCapacity[corev1.ResourcePods]; !ok {
+			m.NodeCapacity[corev1.ResourcePods] = resource.MustParse("110")
+		}
+		if m.Position.Delay.Duration < 0 || m.Position.BytesPerSecond < 0 {
+			return o, fmt.Errorf("member %q has a negative network position", m.Name)
+		}
+	}
+	if o.Components == nil {
+		o.Components = DefaultComponents()
+	}
+	for _, c := range o.Components {
+		if _, ok := componentByName(c); !ok {
+			return o, fmt.Errorf("unknown component %q", c)
+		}
+	}
+	if o.StartTimeout.Duration == 0 {
+		o.StartTimeout.Duration = defaultTimeout
+	}
+	return o, nil
+}

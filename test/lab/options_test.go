@@ -1,0 +1,107 @@
+package lab
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/livemigrate/livemigrate/test/lab/relay"
+)
+
+func TestOptionsComplete(t *testing.T) {
+	small := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")}
+	tests := []struct {
+		name      string
+		opts      Options
+		wantNames []string
+		wantNodes []int
+		wantErr   bool
+	}{
+		{name: "defaults", opts: Options{}, wantNames: []string{"member1", "member2"}, wantNodes: []int{2, 2}},
+		{name: "counts", opts: Options{Members: 3, NodesPerMember: 4}, wantNames: []string{"member1", "member2", "member3"}, wantNodes: []int{4, 4, 4}},
+		{name: "explicit members", opts: Options{Members: 5, MemberSpecs: []MemberSpec{{Name: "a", Nodes: 1}, {Name: "b", Nodes: 3}}}, wantNames: []string{"a", "b"}, wantNodes: []int{1, 3}},
+		{name: "duplicate member", opts: Options{MemberSpecs: []MemberSpec{{Name: "a", Nodes: 1}, {Name: "a", Nodes: 1}}}, wantErr: true},
+		{name: "no nodes", opts: Options{MemberSpecs: []MemberSpec{{Name: "a"}}}, wantErr: true},
+		{name: "negative delay", opts: Options{MemberSpecs: []MemberSpec{{Name: "a", Nodes: 1, Position: NetworkPosition{Delay: metav1.Duration{Duration: -time.Second}}}}}, wantErr: true},
+		{name: "unknown component", opts: Options{Components: []string{"nope"}}, wantErr: true},
+		{name: "capacity without pods", opts: Options{NodeCapacity: small}, wantNames: []string{"member1", "member2"}, wantNodes: []int{2, 2}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.opts.complete()
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("complete() error = %v, wantErr %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			var names []string
+			var nodes []int
+			for _, m := range got.MemberSpecs {
+				names = append(names, m.Name)
+				nodes = append(nodes, m.Nodes)
+				if _, ok := m.NodeCapacity[corev1.ResourcePods]; !ok {
+					t.Errorf("member %s has no pods capacity", m.Name)
+				}
+			}
+			if diff := cmp.Diff(tc.wantNames, names); diff != "" {
+				t.Errorf("members (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantNodes, nodes); diff != "" {
+				t.Errorf("nodes (-want +got):\n%s", diff)
+			}
+			if got.StartTimeout.Duration == 0 {
+				t.Error("no start timeout")
+			}
+		})
+	}
+}
+
+func TestDefaultOptionsDiffer(t *testing.T) {
+	o, err := DefaultOptions().complete()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.MemberSpecs) != 3 {
+		t.Fatalf("default lab has %d members, want 3", len(o.MemberSpecs))
+	}
+	seenDelay := map[time.Duration]bool{}
+	seenCPU := map[int64]bool{}
+	for _, m := range o.MemberSpecs {
+		seenDelay[m.Position.Delay.Duration] = true
+		cpu := m.NodeCapacity.Cpu().MilliValue() * int64(m.Nodes)
+		seenCPU[cpu] = true
+	}
+	if len(seenDelay) != 3 || len(seenCPU) != 3 {
+		t.Errorf("default members should differ in network distance and capacity: delays %v, CPU %v", seenDelay, seenCPU)
+	}
+}
+
+func TestLinkBetween(t *testing.T) {
+	pos := func(ms int, bw int64) NetworkPosition {
+		return NetworkPosition{Delay: metav1.Duration{Duration: time.Duration(ms) * time.Millisecond}, BytesPerSecond: bw}
+	}
+	tests := []struct {
+		name string
+		a, b NetworkPosition
+		want relay.Link
+	}{
+		{name: "delays add, smaller cap wins", a: pos(2, 100), b: pos(40, 20), want: relay.Link{Delay: 42 * time.Millisecond, BytesPerSecond: 20}},
+		{name: "one side unlimited", a: pos(5, 0), b: pos(5, 50), want: relay.Link{Delay: 10 * time.Millisecond, BytesPerSecond: 50}},
+		{name: "both unlimited", a: pos(0, 0), b: pos(1, 0), want: relay.Link{Delay: time.Millisecond}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, linkBetween(tc.a, tc.b)); diff != "" {
+				t.Errorf("linkBetween (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.want, linkBetween(tc.b, tc.a)); diff != "" {
+				t.Errorf("linkBetween reversed (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -1,0 +1,56 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"testing"
+)
+
+// RunTests is the body of a TestMain for a package whose tests share one
+// lab. It starts the lab (failing the package loudly, never skipping, when
+// binaries are missing or a component does not come up), runs the tests,
+// prints the tail of every component's log when a test failed or a
+// component exited, and always stops the lab, also on SIGINT/SIGTERM.
+//
+//	var testLab *lab.Lab
+//	func TestMain(m *testing.M) {
+//		os.Exit(lab.RunTests(m, lab.Options{Members: 3}, func(l *lab.Lab) { testLab = l }))
+//	}
+func RunTests(m *testing.M, opts Options, set func(*Lab)) int {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	l, err := Start(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: starting the lab: %v\n", err)
+		return 1
+	}
+	// An interrupted test binary still stops the lab before exiting.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(os.Stderr, "lab: interrupted, stopping the lab")
+			l.Stop()
+			os.Exit(2)
+		case <-done:
+		}
+	}()
+	set(l)
+	code := m.Run()
+	if exitErr := l.Err(); exitErr != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: lab components exited during the tests:\n%v\n", exitErr)
+		code = 1
+	}
+	if code != 0 {
+		// Keep the whole directory for a closer look.
+		l.opts.KeepDir = true
+		fmt.Fprintf(os.Stderr, "lab logs (kept in %s):\n", l.Dir)
+		l.DumpLogs(os.Stderr, tailLines)
+	}
+	l.Stop()
+	return code
+}
