@@ -12,9 +12,12 @@ const (
 	AnnotationRestoreCheckpoint = "agent.livemigrate.io/restore-checkpoint"
 	// AnnotationRestoreClaim is the claim key (pod name or admission UID).
 	AnnotationRestoreClaim = "agent.livemigrate.io/restore-claim"
-	// LabelRestoreEnabled on a namespace (or pod) lets the webhook see its
-	// pods; the webhook configuration selects on it.
-	LabelRestoreEnabled = "agent.livemigrate.io/restore"
+	// LabelRestoredFrom on a restored pod names its PodRestore, so the agent
+	// can follow the pod.
+	LabelRestoredFrom = "agent.livemigrate.io/restored-from"
+	// LabelRestoreWebhook set to "disabled" on a namespace keeps the restore
+	// webhook away from its pods.
+	LabelRestoreWebhook = "agent.livemigrate.io/restore-webhook"
 )
 
 // PodRestorePhase is the state of a PodRestore.

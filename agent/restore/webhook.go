@@ -1,0 +1,163 @@
+package restore
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+)
+
+// Path is where the webhook is served.
+const Path = "/mutate-v1-pod-restore"
+
+// maxClaimAttempts bounds the optimistic-concurrency retries of one claim.
+const maxClaimAttempts = 8
+
+// Webhook rewrites new pods of workloads with a pending PodRestore.
+type Webhook struct {
+	// Client writes PodRestore status.
+	Client client.Client
+	// Reader reads PodRestores; an uncached reader (the manager's API
+	// reader) so that a claim starts from the newest status.
+	Reader  client.Reader
+	Clock   clock.PassiveClock
+	Metrics *Metrics
+}
+
+var _ admission.Handler = (*Webhook)(nil)
+
+// Handle admits a pod, rewritten when it consumes a checkpoint.
+func (w *Webhook) Handle(ctx context.Context, req admission.Request) admission.Response {
+	log := klog.FromContext(ctx).WithValues("admissionUID", req.UID, "namespace", req.Namespace)
+	if req.Operation != admissionv1.Create || req.Kind.Kind != "Pod" || req.SubResource != "" {
+		return admission.Allowed("not a pod creation")
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+		// Never block a pod we cannot read.
+		log.Error(err, "Cannot decode pod; admitting unchanged")
+		w.Metrics.observe(resultError)
+		return admission.Allowed("undecodable pod")
+	}
+	owners, ordinal := podOwners(pod)
+	if len(owners) == 0 {
+		return admission.Allowed("no workload owner")
+	}
+	ns := req.Namespace
+	if ns == "" {
+		ns = pod.Namespace
+	}
+	var list agentv1alpha1.PodRestoreList
+	if err := w.Reader.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		log.Error(err, "Cannot list PodRestores; admitting unchanged")
+		w.Metrics.observe(resultError)
+		return admission.Allowed("restore lookup failed")
+	}
+	var candidates []*agentv1alpha1.PodRestore
+	for i := range list.Items {
+		if matches(&list.Items[i], owners) && pending(&list.Items[i]) {
+			candidates = append(candidates, &list.Items[i])
+		}
+	}
+	if len(candidates) == 0 {
+		return admission.Allowed("no pending restore")
+	}
+	// Oldest first: a workload has at most one pending restore in practice.
+	sort.Slice(candidates, func(i, j int) bool {
+		return candidates[i].CreationTimestamp.Before(&candidates[j].CreationTimestamp)
+	})
+	key := pod.Name
+	if key == "" {
+		key = string(req.UID)
+	}
+	for _, pr := range candidates {
+		cp, err := w.claim(ctx, client.ObjectKeyFromObject(pr), key, ordinal)
+		if err != nil {
+			log.Error(err, "Cannot claim a checkpoint; admitting unchanged", "podRestore", klog.KObj(pr))
+			w.Metrics.observe(resultError)
+			continue
+		}
+		if cp == nil {
+			continue
+		}
+		mutated := pod.DeepCopy()
+		rewrite(mutated, pr, cp, key)
+		raw, err := json.Marshal(mutated)
+		if err != nil {
+			w.Metrics.observe(resultError)
+			return admission.Allowed("encode failed")
+		}
+		log.Info("Pod restores from checkpoint", "podRestore", klog.KObj(pr), "checkpoint", cp.Name, "claimKey", key)
+		w.Metrics.observe(resultClaimed)
+		return admission.PatchResponseFromRaw(req.Object.Raw, raw)
+	}
+	w.Metrics.observe(resultNoCheckpoint)
+	return admission.Allowed("no checkpoint left")
+}
+
+// claim records (or finds) the claim of key on the PodRestore and returns its
+// checkpoint; nil when none is left for this pod.
+func (w *Webhook) claim(ctx context.Context, key client.ObjectKey, claimKey string, ordinal *int32) (*agentv1alpha1.RestoreCheckpoint, error) {
+	var lastErr error
+	for attempt := 0; attempt < maxClaimAttempts; attempt++ {
+		pr := &agentv1alpha1.PodRestore{}
+		if err := w.Reader.Get(ctx, key, pr); err != nil {
+			return nil, err
+		}
+		if !pending(pr) {
+			return nil, nil
+		}
+		if c := findClaim(pr, claimKey); c != nil {
+			// A retried call: same pod, same checkpoint.
+			return checkpointByName(pr, c.Checkpoint), nil
+		}
+		cp := pick(pr, ordinal)
+		if cp == nil {
+			return nil, nil
+		}
+		pr.Status.Claims = append(pr.Status.Claims, agentv1alpha1.RestoreClaim{
+			Checkpoint: cp.Name,
+			Key:        claimKey,
+			Phase:      agentv1alpha1.RestoreClaimClaimed,
+			ClaimTime:  metav1.NewTime(w.now()),
+		})
+		if pr.Status.Phase == "" || pr.Status.Phase == agentv1alpha1.PodRestorePending {
+			pr.Status.Phase = agentv1alpha1.PodRestoreRestoring
+		}
+		err := w.Client.Status().Update(ctx, pr)
+		if err == nil {
+			return cp.DeepCopy(), nil
+		}
+		if !apierrors.IsConflict(err) {
+			return nil, err
+		}
+		w.Metrics.observe(resultConflict)
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func (w *Webhook) now() time.Time {
+	if w.Clock == nil {
+		return time.Now()
+	}
+	return w.Clock.Now()
+}
+
+// Handler returns the webhook as an http.Handler for the manager's webhook
+// server.
+func (w *Webhook) Handler() http.Handler {
+	return &admission.Webhook{Handler: w}
+}

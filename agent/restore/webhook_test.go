@@ -1,0 +1,357 @@
+package restore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+)
+
+var now = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+
+func scheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := agentv1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type podBuilder struct{ p *corev1.Pod }
+
+func makePod(name string) *podBuilder {
+	return &podBuilder{&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "db"},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{
+			{Name: "app", Image: "livemigrate.io/labapp:latest"},
+			{Name: "sidecar", Image: "busybox"},
+		}},
+	}}
+}
+
+func (b *podBuilder) generateName(g string) *podBuilder { b.p.Name, b.p.GenerateName = "", g; return b }
+func (b *podBuilder) owner(kind, name string) *podBuilder {
+	b.p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: name, UID: "o", Controller: ptr.To(true)}}
+	return b
+}
+func (b *podBuilder) label(k, v string) *podBuilder {
+	if b.p.Labels == nil {
+		b.p.Labels = map[string]string{}
+	}
+	b.p.Labels[k] = v
+	return b
+}
+func (b *podBuilder) obj() *corev1.Pod { return b.p }
+
+type restoreBuilder struct{ r *agentv1alpha1.PodRestore }
+
+func makeRestore(name, kind, workload string) *restoreBuilder {
+	return &restoreBuilder{&agentv1alpha1.PodRestore{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "db", CreationTimestamp: metav1.NewTime(now)},
+		Spec: agentv1alpha1.PodRestoreSpec{
+			MigrationUID: "mig-1",
+			Workload:     agentv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: kind, Name: workload},
+		},
+	}}
+}
+
+func (b *restoreBuilder) checkpoint(name string, ordinal *int32) *restoreBuilder {
+	b.r.Spec.Checkpoints = append(b.r.Spec.Checkpoints, agentv1alpha1.RestoreCheckpoint{
+		Name: name, Ordinal: ordinal,
+		Containers: []agentv1alpha1.ContainerImage{{Name: "app", Image: "reg.lab/lm/db-" + name + "-app@sha256:" + fmt.Sprintf("%064d", len(b.r.Spec.Checkpoints))}},
+	})
+	return b
+}
+func (b *restoreBuilder) phase(p agentv1alpha1.PodRestorePhase) *restoreBuilder {
+	b.r.Status.Phase = p
+	return b
+}
+func (b *restoreBuilder) node(n string) *restoreBuilder  { b.r.Spec.NodeName = n; return b }
+func (b *restoreBuilder) obj() *agentv1alpha1.PodRestore { return b.r }
+
+func request(t *testing.T, pod *corev1.Pod, uid string) admission.Request {
+	t.Helper()
+	raw, err := json.Marshal(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: types.UID(uid), Operation: admissionv1.Create, Namespace: "db",
+		Kind:   metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Object: runtime.RawExtension{Raw: raw},
+	}}
+}
+
+// apply applies the response's patches to pod.
+func apply(t *testing.T, pod *corev1.Pod, resp admission.Response) *corev1.Pod {
+	t.Helper()
+	if !resp.Allowed {
+		t.Fatalf("pod denied: %+v", resp.Result)
+	}
+	raw, _ := json.Marshal(pod)
+	if len(resp.Patches) == 0 {
+		return pod
+	}
+	pb, _ := json.Marshal(resp.Patches)
+	patch, err := jsonpatch.DecodePatch(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := patch.Apply(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &corev1.Pod{}
+	if err := json.Unmarshal(out, got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func newWebhook(t *testing.T, objs ...client.Object) (*Webhook, client.Client) {
+	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(objs...).
+		WithStatusSubresource(&agentv1alpha1.PodRestore{}).Build()
+	return &Webhook{Client: c, Reader: c, Clock: clocktesting.NewFakePassiveClock(now), Metrics: NewMetrics(nil)}, c
+}
+
+func images(p *corev1.Pod) []string {
+	var out []string
+	for _, c := range p.Spec.Containers {
+		out = append(out, c.Image)
+	}
+	return out
+}
+
+func claims(t *testing.T, c client.Client, name string) []agentv1alpha1.RestoreClaim {
+	t.Helper()
+	pr := &agentv1alpha1.PodRestore{}
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: "db", Name: name}, pr); err != nil {
+		t.Fatal(err)
+	}
+	return pr.Status.Claims
+}
+
+func TestWebhook(t *testing.T) {
+	img := func(i int) string {
+		return "reg.lab/lm/db-" + []string{"web-0", "web-1"}[i] + "-app@sha256:" + fmt.Sprintf("%064d", i)
+	}
+	cases := []struct {
+		name       string
+		restores   []client.Object
+		pod        *corev1.Pod
+		wantImages []string
+		wantAnns   map[string]string
+		wantClaims []agentv1alpha1.RestoreClaim
+	}{
+		{
+			name:       "pod without a workload is untouched",
+			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj()},
+			pod:        makePod("lonely").obj(),
+			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
+		},
+		{
+			name:       "pod of another workload is untouched",
+			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj()},
+			pod:        makePod("other-0").owner("StatefulSet", "other").obj(),
+			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
+		},
+		{
+			name: "statefulset pod takes the checkpoint of its ordinal",
+			restores: []client.Object{makeRestore("r", "StatefulSet", "web").
+				checkpoint("web-0", ptr.To[int32](0)).checkpoint("web-1", ptr.To[int32](1)).obj()},
+			pod:        makePod("web-1").owner("StatefulSet", "web").obj(),
+			wantImages: []string{img(1), "busybox"},
+			wantAnns: map[string]string{
+				agentv1alpha1.AnnotationRestore: "r", agentv1alpha1.AnnotationRestoreCheckpoint: "web-1", agentv1alpha1.AnnotationRestoreClaim: "web-1",
+			},
+			wantClaims: []agentv1alpha1.RestoreClaim{{Checkpoint: "web-1", Key: "web-1", Phase: agentv1alpha1.RestoreClaimClaimed, ClaimTime: metav1.NewTime(now)}},
+		},
+		{
+			name:       "deployment pod takes the first free checkpoint, keyed by admission UID",
+			restores:   []client.Object{makeRestore("r", "Deployment", "api").checkpoint("web-0", nil).checkpoint("web-1", nil).obj()},
+			pod:        makePod("").generateName("api-5d9f8-").owner("ReplicaSet", "api-5d9f8").label("pod-template-hash", "5d9f8").obj(),
+			wantImages: []string{img(0), "busybox"},
+			wantAnns: map[string]string{
+				agentv1alpha1.AnnotationRestore: "r", agentv1alpha1.AnnotationRestoreCheckpoint: "web-0", agentv1alpha1.AnnotationRestoreClaim: "uid-1",
+			},
+			wantClaims: []agentv1alpha1.RestoreClaim{{Checkpoint: "web-0", Key: "uid-1", Phase: agentv1alpha1.RestoreClaimClaimed, ClaimTime: metav1.NewTime(now)}},
+		},
+		{
+			name:       "finished restore is not applied",
+			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).phase(agentv1alpha1.PodRestoreRestored).obj()},
+			pod:        makePod("web-0").owner("StatefulSet", "web").obj(),
+			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
+		},
+		{
+			name:       "ordinal without a checkpoint starts fresh",
+			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj()},
+			pod:        makePod("web-3").owner("StatefulSet", "web").obj(),
+			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w, c := newWebhook(t, tc.restores...)
+			got := apply(t, tc.pod, w.Handle(context.Background(), request(t, tc.pod, "uid-1")))
+			if diff := cmp.Diff(tc.wantImages, images(got)); diff != "" {
+				t.Errorf("images (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantAnns, got.Annotations, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("annotations (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantClaims, claims(t, c, "r"), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("claims (-want +got):\n%s", diff)
+			}
+			if len(tc.wantAnns) > 0 && got.Labels[agentv1alpha1.LabelRestoredFrom] != "r" {
+				t.Errorf("restored pod lacks the %s label", agentv1alpha1.LabelRestoredFrom)
+			}
+		})
+	}
+}
+
+func TestWebhookRetryIsIdempotent(t *testing.T) {
+	w, c := newWebhook(t, makeRestore("r", "Deployment", "api").checkpoint("a", nil).checkpoint("b", nil).obj())
+	pod := makePod("").generateName("api-1-").owner("ReplicaSet", "api-1").label("pod-template-hash", "1").obj()
+	first := apply(t, pod, w.Handle(context.Background(), request(t, pod, "same-uid")))
+	again := apply(t, pod, w.Handle(context.Background(), request(t, pod, "same-uid")))
+	if diff := cmp.Diff(images(first), images(again)); diff != "" {
+		t.Errorf("a retried admission got another checkpoint (-first +retry):\n%s", diff)
+	}
+	if n := len(claims(t, c, "r")); n != 1 {
+		t.Errorf("claims after a retried admission = %d, want 1", n)
+	}
+	// A StatefulSet pod re-created under the same name keeps its checkpoint.
+	w2, c2 := newWebhook(t, makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj())
+	sts := makePod("web-0").owner("StatefulSet", "web").obj()
+	a := apply(t, sts, w2.Handle(context.Background(), request(t, sts, "u1")))
+	b := apply(t, sts, w2.Handle(context.Background(), request(t, sts, "u2")))
+	if a.Spec.Containers[0].Image != b.Spec.Containers[0].Image || a.Spec.Containers[0].Image == "livemigrate.io/labapp:latest" {
+		t.Errorf("statefulset pod retried: images %q then %q", a.Spec.Containers[0].Image, b.Spec.Containers[0].Image)
+	}
+	if n := len(claims(t, c2, "r")); n != 1 {
+		t.Errorf("claims = %d, want 1", n)
+	}
+}
+
+func TestWebhookPinsToNode(t *testing.T) {
+	w, _ := newWebhook(t, makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).node("node-7").obj())
+	pod := makePod("web-0").owner("StatefulSet", "web").obj()
+	got := apply(t, pod, w.Handle(context.Background(), request(t, pod, "u")))
+	want := &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+		NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{"node-7"}}}}},
+	}}}
+	if diff := cmp.Diff(want, got.Spec.Affinity); diff != "" {
+		t.Errorf("affinity (-want +got):\n%s", diff)
+	}
+}
+
+func TestWebhookConcurrentClaims(t *testing.T) {
+	const checkpoints, pods = 5, 40
+	b := makeRestore("r", "Deployment", "api")
+	for i := 0; i < checkpoints; i++ {
+		b.checkpoint(fmt.Sprintf("src-%d", i), nil)
+	}
+	w, c := newWebhook(t, b.obj())
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		restored = map[string][]string{} // checkpoint -> claim keys
+		fresh    int
+	)
+	for i := 0; i < pods; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			pod := makePod("").generateName("api-7-").owner("ReplicaSet", "api-7").label("pod-template-hash", "7").obj()
+			resp := w.Handle(context.Background(), request(t, pod, fmt.Sprintf("uid-%d", i)))
+			got := apply(t, pod, resp)
+			mu.Lock()
+			defer mu.Unlock()
+			if cp := got.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint]; cp != "" {
+				restored[cp] = append(restored[cp], got.Annotations[agentv1alpha1.AnnotationRestoreClaim])
+			} else {
+				fresh++
+			}
+		}(i)
+	}
+	wg.Wait()
+	if len(restored) != checkpoints {
+		t.Errorf("%d checkpoints consumed, want %d", len(restored), checkpoints)
+	}
+	for cp, keys := range restored {
+		if len(keys) != 1 {
+			t.Errorf("checkpoint %s consumed by %d pods: %v", cp, len(keys), keys)
+		}
+	}
+	if fresh != pods-checkpoints {
+		t.Errorf("%d pods left unchanged, want %d", fresh, pods-checkpoints)
+	}
+	got := claims(t, c, "r")
+	if len(got) != checkpoints {
+		t.Fatalf("status has %d claims, want %d", len(got), checkpoints)
+	}
+	for _, cl := range got {
+		if keys := restored[cl.Checkpoint]; len(keys) != 1 || keys[0] != cl.Key {
+			t.Errorf("claim %+v does not match the pod that got the checkpoint (%v)", cl, keys)
+		}
+	}
+}
+
+func TestWebhookIgnoresOtherOperations(t *testing.T) {
+	w, c := newWebhook(t, makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj())
+	pod := makePod("web-0").owner("StatefulSet", "web").obj()
+	req := request(t, pod, "u")
+	req.Operation = admissionv1.Update
+	if resp := w.Handle(context.Background(), req); !resp.Allowed || len(resp.Patches) != 0 {
+		t.Errorf("update was changed: %+v", resp)
+	}
+	bad := request(t, pod, "u")
+	bad.Object.Raw = []byte("{not json")
+	if resp := w.Handle(context.Background(), bad); !resp.Allowed {
+		t.Errorf("an undecodable pod was denied")
+	}
+	if n := len(claims(t, c, "r")); n != 0 {
+		t.Errorf("claims = %d, want 0", n)
+	}
+}
+
+// The concurrency test above is only meaningful if the fake client refuses a
+// status update from a stale read, as the apiserver does.
+func TestFakeClientRefusesStaleStatusUpdate(t *testing.T) {
+	_, c := newWebhook(t, makeRestore("r", "Deployment", "api").checkpoint("a", nil).obj())
+	ctx := context.Background()
+	var one, two agentv1alpha1.PodRestore
+	_ = c.Get(ctx, client.ObjectKey{Namespace: "db", Name: "r"}, &one)
+	_ = c.Get(ctx, client.ObjectKey{Namespace: "db", Name: "r"}, &two)
+	one.Status.Phase = agentv1alpha1.PodRestoreRestoring
+	if err := c.Status().Update(ctx, &one); err != nil {
+		t.Fatal(err)
+	}
+	two.Status.Phase = agentv1alpha1.PodRestoreFailed
+	if err := c.Status().Update(ctx, &two); err == nil {
+		t.Fatal("stale status update accepted; the concurrency test proves nothing")
+	}
+}
