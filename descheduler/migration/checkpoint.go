@@ -1,0 +1,57 @@
+package migration
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+)
+
+// checkpointing freezes every source pod first (all together, so that the
+// pods of one workload stop at the same instant), then checkpoints them. The
+// pods stay frozen afterwards until the target runs or the rollback thawed
+// them after removing the target.
+func (r *Reconciler) checkpointing(ctx context.Context, lm *lmv1alpha1.LiveMigration, now time.Time) (stepResult, error) {
+	st := &lm.Status
+	m := migrationOf(lm)
+	pods := podsOf(lm)
+
+	allFrozen := true
+	for i, pod := range pods {
+		cs, err := r.Hooks.Checkpoint.Freeze(ctx, m, pod)
+		if err != nil {
+			return stay(), fmt.Errorf("freezing pod %s: %w", pod.Name, err)
+		}
+		st.Pods[i].Frozen = cs.Frozen
+		st.Pods[i].Message = cs.Message
+		allFrozen = allFrozen && cs.Frozen
+	}
+	if !allFrozen {
+		return stay(), nil
+	}
+	if st.FrozenAt == nil {
+		st.FrozenAt = ptrTime(now)
+		setCondition(st, lm.Generation, lmv1alpha1.ConditionSourceFrozen, metav1.ConditionTrue, "Frozen", "source pods are frozen", now)
+	}
+
+	allDone := true
+	var total int64
+	for i, pod := range pods {
+		cs, err := r.Hooks.Checkpoint.Checkpoint(ctx, m, pod)
+		if err != nil {
+			return stay(), fmt.Errorf("checkpointing pod %s: %w", pod.Name, err)
+		}
+		st.Pods[i].CheckpointBytes = cs.Bytes
+		st.Pods[i].Message = cs.Message
+		total += cs.Bytes
+		allDone = allDone && cs.Checkpointed
+	}
+	st.Bytes.Memory = total
+	if !allDone {
+		return stay(), nil
+	}
+	return advanceTo(lmv1alpha1.PhaseFinalSync), nil
+}

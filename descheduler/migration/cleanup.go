@@ -1,0 +1,63 @@
+package migration
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+)
+
+// cleanup finishes a migration whose target runs: it drops the eviction task
+// (Karmada then deletes the frozen source workload), deletes the checkpoint
+// archives and images, ends replication and removes the restore records.
+// It never rolls back; errors are retried.
+func (r *Reconciler) cleanup(ctx context.Context, lm *lmv1alpha1.LiveMigration, now time.Time) (stepResult, error) {
+	st := &lm.Status
+	m := migrationOf(lm)
+
+	rb, err := r.getBinding(ctx, lm)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return stay(), err
+	case ownTask(rb, lm) >= 0:
+		if err := r.patchBinding(ctx, rb, func(b *workv1alpha2.ResourceBinding) { dropTask(b, lm) }); err != nil {
+			return stay(), err
+		}
+	}
+	setCondition(st, lm.Generation, lmv1alpha1.ConditionSourceFrozen, metav1.ConditionFalse, "SourceDeleted", "the source workload is deleted by Karmada", now)
+
+	done := true
+	for i, pod := range podsOf(lm) {
+		ok, err := r.Hooks.Checkpoint.Release(ctx, m, pod)
+		if err != nil {
+			return stay(), fmt.Errorf("releasing the checkpoint of pod %s: %w", pod.Name, err)
+		}
+		st.Pods[i].Frozen = st.Pods[i].Frozen && !ok
+		done = done && ok
+	}
+	for _, vol := range volumesOf(lm) {
+		hook, err := r.Hooks.Replication.For(vol.StorageClass)
+		if err != nil {
+			return stay(), err
+		}
+		ok, err := hook.Complete(ctx, m, vol)
+		if err != nil {
+			return stay(), fmt.Errorf("completing replication of volume %s: %w", vol.ClaimName, err)
+		}
+		done = done && ok
+	}
+	ok, err := r.Hooks.Restore.Remove(ctx, m)
+	if err != nil {
+		return stay(), fmt.Errorf("removing the restore records: %w", err)
+	}
+	if !done || !ok {
+		return stay(), nil
+	}
+	return advanceTo(lmv1alpha1.PhaseSucceeded), nil
+}

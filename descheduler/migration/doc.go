@@ -1,0 +1,55 @@
+// Package migration is the LiveMigration controller: the state machine of a
+// live migration (Pending → Planning → PreCopy → Checkpointing → FinalSync →
+// Transfer → Rebinding → Restoring → Verifying → Cleanup → Succeeded, and
+// RollingBack → Failed), persisted in the LiveMigration's status.
+//
+// # Crash safety
+//
+// Each reconcile reads the LiveMigration, runs the step of its phase and
+// writes status once. Steps decide only from status and from what the hooks
+// report, and every hook call is idempotent and keyed by the migration's UID,
+// so a restarted controller resumes, or rolls back, from status alone. Each
+// phase before Cleanup has a timeout (spec.timeouts, else the controller's
+// defaults); a timeout, a StepFailedError from a hook, spec.abort or deleting
+// the LiveMigration (held by a finalizer) starts the rollback. From Cleanup
+// on, the target runs and the source is being deleted: the migration is only
+// finished forward.
+//
+// # Safety invariants
+//
+// From the checkpoint on the source pods stay frozen until the target is
+// Ready (Cleanup only releases the archives; Karmada deletes the frozen
+// source). On rollback the target workload is removed, and its removal
+// awaited, before the source is thawed. The downtime budget is enforced in
+// one place (checkBudget) before anything is frozen.
+//
+// # Rebinding, and why karmada-scheduler does not undo it
+//
+// Rebinding patches the workload's ResourceBinding (optimistic lock) with
+// spec.clusters = [target] and a graceful eviction task
+// {fromCluster: source, suppressDeletion: true, producer: livemigrate,
+// reason: LiveMigration}. The task keeps the frozen source workload (Karmada's
+// graceful eviction controller does not delete it while deletion is
+// suppressed); removing the task in Cleanup lets Karmada delete it.
+//
+// The patch bumps the binding's generation, so karmada-scheduler (v1.18,
+// pkg/scheduler/scheduler.go doScheduleBinding) looks at it again. It only
+// recomputes the placement when (a) the policy placement differs from the
+// binding's policy-placement annotation, (b) the sum of spec.clusters
+// replicas differs from spec.replicas (Divided scheduling), (c)
+// spec.rescheduleTriggeredAt is later than status.lastScheduledTime, (d) the
+// replica scheduling type is Duplicated (or the resource is no workload), or
+// (e) a target cluster is being deleted. The rebinding keeps the replica sum
+// and never touches the placement or rescheduleTriggeredAt, so for Divided
+// placements the scheduler only advances status.schedulerObservedGeneration.
+// Should it reschedule anyway (Duplicated, a policy edit, a manual
+// reschedule), its ClusterEviction filter excludes every cluster named in a
+// graceful eviction task, so the source can never be picked back while the
+// task exists. The controller waits in Rebinding until
+// schedulerObservedGeneration reaches the binding's generation and fails
+// (and rolls back) if spec.clusters no longer is the target alone.
+//
+// This package never talks to member clusters itself: every side effect
+// there goes through the hooks (CheckpointHook, ReplicationHooks per
+// StorageClass, RestoreHook, WorkloadHook, TargetPicker).
+package migration

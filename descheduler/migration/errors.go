@@ -1,0 +1,83 @@
+package migration
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// StepFailedError is a failure that retrying does not fix: the migration rolls back.
+type StepFailedError struct {
+	Reason  string
+	Message string
+}
+
+func (e *StepFailedError) Error() string { return e.Message }
+
+// NewStepFailedError returns a StepFailedError with a CamelCase reason.
+func NewStepFailedError(reason, message string) error {
+	return &StepFailedError{Reason: reason, Message: message}
+}
+
+// IsStepFailed reports whether err is or wraps a StepFailedError.
+func IsStepFailed(err error) bool {
+	var e *StepFailedError
+	return errors.As(err, &e)
+}
+
+// BudgetExceededError says the estimated downtime does not fit the budget.
+type BudgetExceededError struct {
+	Estimated time.Duration
+	Budget    time.Duration
+}
+
+func (e *BudgetExceededError) Error() string {
+	return fmt.Sprintf("estimated downtime %s exceeds the downtime budget %s; raise spec.downtimeBudget or spec.bandwidthLimit, or migrate when the workload writes less", e.Estimated.Round(time.Millisecond), e.Budget)
+}
+
+// NewBudgetExceededError returns a BudgetExceededError.
+func NewBudgetExceededError(estimated, budget time.Duration) error {
+	return &BudgetExceededError{Estimated: estimated, Budget: budget}
+}
+
+// IsBudgetExceeded reports whether err is or wraps a BudgetExceededError.
+func IsBudgetExceeded(err error) bool {
+	var e *BudgetExceededError
+	return errors.As(err, &e)
+}
+
+// PhaseTimeoutError says a phase ran longer than its timeout.
+type PhaseTimeoutError struct {
+	Phase   string
+	Timeout time.Duration
+}
+
+func (e *PhaseTimeoutError) Error() string {
+	return fmt.Sprintf("phase %s did not finish within %s", e.Phase, e.Timeout)
+}
+
+// NewPhaseTimeoutError returns a PhaseTimeoutError.
+func NewPhaseTimeoutError(phase string, timeout time.Duration) error {
+	return &PhaseTimeoutError{Phase: phase, Timeout: timeout}
+}
+
+// IsPhaseTimeout reports whether err is or wraps a PhaseTimeoutError.
+func IsPhaseTimeout(err error) bool {
+	var e *PhaseTimeoutError
+	return errors.As(err, &e)
+}
+
+// failureReason maps an error to the CamelCase reason recorded in status.
+func failureReason(err error) string {
+	var sf *StepFailedError
+	switch {
+	case errors.As(err, &sf):
+		return sf.Reason
+	case IsBudgetExceeded(err):
+		return "BudgetExceeded"
+	case IsPhaseTimeout(err):
+		return "Timeout"
+	default:
+		return "Error"
+	}
+}

@@ -1,0 +1,114 @@
+package migration
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+)
+
+// preCopy replicates every volume while the workload runs, then decides
+// whether the workload may be frozen within the downtime budget.
+func (r *Reconciler) preCopy(ctx context.Context, lm *lmv1alpha1.LiveMigration, now time.Time) (stepResult, error) {
+	st := &lm.Status
+	m := migrationOf(lm)
+	opts := r.preCopyOptions(lm)
+	allDone := true
+	var pending, precopied, bandwidth int64
+	for i, vol := range volumesOf(lm) {
+		hook, err := r.Hooks.Replication.For(vol.StorageClass)
+		if err != nil {
+			return stay(), err
+		}
+		rs, err := hook.PreCopy(ctx, m, vol, opts)
+		if err != nil {
+			return stay(), fmt.Errorf("pre-copy of volume %s: %w", vol.ClaimName, err)
+		}
+		vs := &st.Volumes[i]
+		vs.Rounds, vs.LastDeltaBytes, vs.PreCopyBytes = rs.Rounds, rs.LastDeltaBytes, rs.PreCopyBytes
+		allDone = allDone && rs.PreCopyDone
+		pending += rs.PendingBytes
+		precopied += rs.PreCopyBytes
+		if rs.BytesPerSecond > 0 && (bandwidth == 0 || rs.BytesPerSecond < bandwidth) {
+			bandwidth = rs.BytesPerSecond
+		}
+	}
+	st.Bytes.VolumePreCopy = precopied
+	if bandwidth > 0 {
+		st.MeasuredBandwidth = resource.NewQuantity(bandwidth, resource.BinarySI)
+	}
+	if !allDone {
+		return stay(), nil
+	}
+
+	var checkpointBytes int64
+	for _, pod := range podsOf(lm) {
+		n, err := r.Hooks.Checkpoint.EstimateSize(ctx, m, pod)
+		if err != nil {
+			return stay(), fmt.Errorf("estimating checkpoint size of pod %s: %w", pod.Name, err)
+		}
+		checkpointBytes += n
+	}
+	if err := r.checkBudget(lm, pending, checkpointBytes, bandwidth, now); err != nil {
+		return stay(), err
+	}
+	return advanceTo(lmv1alpha1.PhaseCheckpointing), nil
+}
+
+func (r *Reconciler) preCopyOptions(lm *lmv1alpha1.LiveMigration) PreCopyOptions {
+	o := PreCopyOptions{ConvergenceThresholdBytes: r.Config.PreCopyThresholdBytes, MaxRounds: r.Config.PreCopyMaxRounds}
+	if pc := lm.Spec.PreCopy; pc != nil {
+		if pc.ConvergenceThreshold != nil {
+			o.ConvergenceThresholdBytes = pc.ConvergenceThreshold.Value()
+		}
+		if pc.MaxRounds != nil {
+			o.MaxRounds = *pc.MaxRounds
+		}
+	}
+	return o
+}
+
+// EstimateDowntime is the time to send the final volume delta and the
+// checkpoints at the given bandwidth (bytes/s).
+func EstimateDowntime(finalDeltaBytes, checkpointBytes, bandwidth int64) time.Duration {
+	if bandwidth <= 0 {
+		return 0
+	}
+	return time.Duration(float64(finalDeltaBytes+checkpointBytes) / float64(bandwidth) * float64(time.Second))
+}
+
+// checkBudget is the one place the downtime budget is enforced: it records
+// the estimate and the DowntimeBudgetMet condition and returns a
+// BudgetExceededError when the workload must not be frozen.
+func (r *Reconciler) checkBudget(lm *lmv1alpha1.LiveMigration, pending, checkpointBytes, measured int64, now time.Time) error {
+	st := &lm.Status
+	bw := measured
+	if bw <= 0 {
+		bw = r.Config.DefaultBandwidth
+	}
+	if q := lm.Spec.BandwidthLimit; q != nil && q.Value() > 0 && (bw <= 0 || q.Value() < bw) {
+		bw = q.Value()
+	}
+	budget := r.Config.DefaultDowntimeBudget
+	if lm.Spec.DowntimeBudget != nil {
+		budget = lm.Spec.DowntimeBudget.Duration
+	}
+	est := EstimateDowntime(pending, checkpointBytes, bw)
+	st.EstimatedDowntime = &metav1.Duration{Duration: est}
+	if budget > 0 && (bw <= 0 || est > budget) {
+		err := NewBudgetExceededError(est, budget)
+		if bw <= 0 {
+			err = NewStepFailedError("BudgetExceeded", "no bandwidth was measured and no default is configured, so the downtime cannot be estimated; set spec.bandwidthLimit")
+		}
+		setCondition(st, lm.Generation, lmv1alpha1.ConditionDowntimeBudget, metav1.ConditionFalse, "BudgetExceeded",
+			fmt.Sprintf("not freezing: %v (final delta %d bytes + checkpoints %d bytes at %d bytes/s)", err, pending, checkpointBytes, bw), now)
+		return err
+	}
+	setCondition(st, lm.Generation, lmv1alpha1.ConditionDowntimeBudget, metav1.ConditionTrue, "WithinBudget",
+		fmt.Sprintf("estimated downtime %s within budget %s (final delta %d bytes + checkpoints %d bytes at %d bytes/s)", est.Round(time.Millisecond), budget, pending, checkpointBytes, bw), now)
+	return nil
+}

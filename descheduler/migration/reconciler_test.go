@@ -1,0 +1,602 @@
+package migration
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
+	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
+	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2/ktesting"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	"github.com/livemigrate/livemigrate/descheduler/placement"
+	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
+	"github.com/livemigrate/livemigrate/test/builder"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+type harness struct {
+	t     *testing.T
+	ctx   context.Context
+	c     client.Client
+	w     *world
+	clock *clocktesting.FakeClock
+	rec   *events.FakeRecorder
+	r     *Reconciler
+	key   types.NamespacedName
+}
+
+func newHarness(t *testing.T, lm *lmv1alpha1.LiveMigration, objs ...client.Object) *harness {
+	t.Helper()
+	_, ctx := ktesting.NewTestContext(t)
+	if objs == nil {
+		objs = defaultObjects()
+	}
+	c := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).
+		WithObjects(append(objs, lm)...).
+		WithStatusSubresource(&lmv1alpha1.LiveMigration{}, &workv1alpha2.ResourceBinding{}).
+		Build()
+	h := &harness{t: t, ctx: ctx, c: c, w: newWorld(), clock: clocktesting.NewFakeClock(t0), rec: events.NewFakeRecorder(1000),
+		key: types.NamespacedName{Namespace: lm.Namespace, Name: lm.Name}}
+	h.r = h.newReconciler()
+	return h
+}
+
+// newReconciler builds a fresh controller over the same API server and
+// member clusters, as after a restart.
+func (h *harness) newReconciler() *Reconciler {
+	return &Reconciler{Client: h.c, Recorder: h.rec, Clock: h.clock, Hooks: h.w.hooks(), Config: Config{
+		PollInterval:          5 * time.Second,
+		DefaultDowntimeBudget: 2 * time.Second,
+		DefaultBandwidth:      10 << 20,
+		PreCopyThresholdBytes: 64 << 20,
+		PreCopyMaxRounds:      5,
+	}}
+}
+
+func defaultObjects() []client.Object {
+	return []client.Object{
+		dtesting.Ready(builder.MakeCluster("a").Obj(), true),
+		dtesting.Ready(builder.MakeCluster("b").Obj(), true),
+		dtesting.Ready(builder.MakeCluster("down").Obj(), false),
+		builder.MakeBinding("ns", "app").SingleCluster().ScheduledOn(1, "a").Obj(),
+	}
+}
+
+func (h *harness) reconcile() (reconcile.Result, error) {
+	h.t.Helper()
+	return h.r.Reconcile(h.ctx, reconcile.Request{NamespacedName: h.key})
+}
+
+func (h *harness) lm() *lmv1alpha1.LiveMigration {
+	h.t.Helper()
+	lm := &lmv1alpha1.LiveMigration{}
+	if err := h.c.Get(h.ctx, h.key, lm); err != nil {
+		h.t.Fatalf("getting LiveMigration: %v", err)
+	}
+	return lm
+}
+
+func (h *harness) binding() *workv1alpha2.ResourceBinding {
+	h.t.Helper()
+	rb := &workv1alpha2.ResourceBinding{}
+	if err := h.c.Get(h.ctx, types.NamespacedName{Namespace: "ns", Name: "app-deployment"}, rb); err != nil {
+		h.t.Fatalf("getting binding: %v", err)
+	}
+	return rb
+}
+
+// run reconciles until the phase is reached (or a terminal phase), stepping
+// the clock by step each time, and returns the phases seen, in order.
+func (h *harness) run(until lmv1alpha1.LiveMigrationPhase, step time.Duration) []lmv1alpha1.LiveMigrationPhase {
+	h.t.Helper()
+	var seen []lmv1alpha1.LiveMigrationPhase
+	for i := 0; i < 100; i++ {
+		p := h.lm().Status.Phase
+		if len(seen) == 0 || seen[len(seen)-1] != p {
+			if p != "" {
+				seen = append(seen, p)
+			}
+		}
+		if p == until || p.IsTerminal() {
+			return seen
+		}
+		if _, err := h.reconcile(); err != nil {
+			h.t.Fatalf("reconcile in phase %s: %v", p, err)
+		}
+		h.clock.Step(step)
+	}
+	h.t.Fatalf("phase %s not reached; stuck in %s", until, h.lm().Status.Phase)
+	return nil
+}
+
+func happyPath() []lmv1alpha1.LiveMigrationPhase {
+	return Phases()
+}
+
+func TestHappyPathVisitsEveryPhase(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	got := h.run(lmv1alpha1.PhaseSucceeded, 100*time.Millisecond)
+	if diff := cmp.Diff(happyPath(), got); diff != "" {
+		t.Fatalf("phases (-want +got):\n%s", diff)
+	}
+	lm := h.lm()
+	st := lm.Status
+	if st.SourceCluster != "a" || st.TargetCluster != "b" {
+		t.Errorf("source/target = %s/%s, want a/b", st.SourceCluster, st.TargetCluster)
+	}
+	wantBytes := lmv1alpha1.TransferredBytes{Memory: 10 << 20, VolumePreCopy: 64 << 20, FinalDelta: 1 << 20}
+	if diff := cmp.Diff(wantBytes, st.Bytes); diff != "" {
+		t.Errorf("bytes (-want +got):\n%s", diff)
+	}
+	if st.Downtime == nil || st.FrozenAt == nil || st.TargetReadyAt == nil {
+		t.Fatalf("downtime not measured: %+v", st)
+	}
+	if want := st.TargetReadyAt.Sub(st.FrozenAt.Time); st.Downtime.Duration != want || want <= 0 {
+		t.Errorf("downtime = %s, want %s (> 0)", st.Downtime.Duration, want)
+	}
+	for _, p := range happyPath() {
+		if enteredAt(&st, p).IsZero() {
+			t.Errorf("no timestamp for phase %s", p)
+		}
+	}
+	if got, want := st.Pods[0].CheckpointImages, []lmv1alpha1.ContainerCheckpointImage{{Container: "app", Image: "registry.local/ckpt/app-0:uid"}}; !cmp.Equal(want, got) {
+		t.Errorf("checkpoint images = %v, want %v", got, want)
+	}
+	rb := h.binding()
+	if diff := cmp.Diff([]workv1alpha2.TargetCluster{{Name: "b", Replicas: 1}}, rb.Spec.Clusters); diff != "" {
+		t.Errorf("binding clusters (-want +got):\n%s", diff)
+	}
+	if len(rb.Spec.GracefulEvictionTasks) != 0 {
+		t.Errorf("eviction task left after cleanup: %+v", rb.Spec.GracefulEvictionTasks)
+	}
+	if h.w.count("thaw:app-0") != 0 {
+		t.Errorf("source thawed on success")
+	}
+	if h.w.count("release:app-0") == 0 {
+		t.Errorf("checkpoint not released on success")
+	}
+	if !meta.IsStatusConditionTrue(st.Conditions, lmv1alpha1.ConditionDowntimeBudget) {
+		t.Errorf("DowntimeBudgetMet not True: %+v", st.Conditions)
+	}
+	// Terminal: the finalizer goes away.
+	if _, err := h.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if fz := h.lm().Finalizers; len(fz) != 0 {
+		t.Errorf("finalizers left: %v", fz)
+	}
+	// One event on the LiveMigration and one on the workload per phase entered.
+	if got, want := len(h.rec.Events), 2*len(happyPath()); got != want {
+		t.Errorf("events = %d, want %d", got, want)
+	}
+}
+
+func TestRebindingPatchesBindingAndWaitsForScheduler(t *testing.T) {
+	rb := builder.MakeBinding("ns", "app").SingleCluster().ScheduledOn(1, "a").Obj()
+	rb.Generation = 4
+	rb.Status.SchedulerObservedGeneration = 3
+	objs := []client.Object{dtesting.Ready(builder.MakeCluster("a").Obj(), true), dtesting.Ready(builder.MakeCluster("b").Obj(), true), rb}
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(), objs...)
+	h.run(lmv1alpha1.PhaseRebinding, time.Millisecond)
+
+	for i := 0; i < 3; i++ { // re-reconciling does not add a second task
+		if _, err := h.reconcile(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := h.binding()
+	want := []workv1alpha2.GracefulEvictionTask{{
+		FromCluster: "a", Replicas: ptr.To[int32](1), Reason: EvictionReason, Producer: EvictionProducer,
+		Message: "live migration ns/mig uid=uid-mig", SuppressDeletion: ptr.To(true),
+	}}
+	if diff := cmp.Diff(want, got.Spec.GracefulEvictionTasks); diff != "" {
+		t.Errorf("eviction tasks (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]workv1alpha2.TargetCluster{{Name: "b", Replicas: 1}}, got.Spec.Clusters); diff != "" {
+		t.Errorf("clusters (-want +got):\n%s", diff)
+	}
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseRebinding {
+		t.Fatalf("phase = %s before the scheduler observed the rebinding, want Rebinding", p)
+	}
+	got.Status.SchedulerObservedGeneration = 4
+	if err := h.c.Status().Update(h.ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseRestoring {
+		t.Errorf("phase = %s, want Restoring", p)
+	}
+}
+
+func TestRescheduleAfterRebindingRollsBack(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.run(lmv1alpha1.PhaseRebinding, time.Millisecond)
+	if _, err := h.reconcile(); err != nil { // patches the binding
+		t.Fatal(err)
+	}
+	rb := h.binding()
+	rb.Spec.Clusters = []workv1alpha2.TargetCluster{{Name: "c", Replicas: 1}} // karmada-scheduler moved it
+	if err := h.c.Update(h.ctx, rb); err != nil {
+		t.Fatal(err)
+	}
+	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+	f := h.lm().Status.Failure
+	if f == nil || f.Phase != lmv1alpha1.PhaseRebinding || f.Reason != "Rescheduled" {
+		t.Fatalf("failure = %+v, want Rebinding/Rescheduled", f)
+	}
+	if got := h.binding().Spec.Clusters; !cmp.Equal([]workv1alpha2.TargetCluster{{Name: "a", Replicas: 1}}, got) {
+		t.Errorf("binding not reverted to the source: %v", got)
+	}
+}
+
+func TestIdempotentReReconcile(t *testing.T) {
+	// Reconciling every phase twice ends in the same state as once.
+	once := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	once.run(lmv1alpha1.PhaseSucceeded, 0)
+
+	twice := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	for i := 0; i < 100 && !twice.lm().Status.Phase.IsTerminal(); i++ {
+		for j := 0; j < 2; j++ {
+			if _, err := twice.reconcile(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ignore := cmp.Options{cmp.FilterPath(func(p cmp.Path) bool {
+		s := p.String()
+		return s == "ObjectMeta.ResourceVersion" || s == "ObjectMeta.ManagedFields"
+	}, cmp.Ignore())}
+	if diff := cmp.Diff(once.lm(), twice.lm(), ignore); diff != "" {
+		t.Errorf("LiveMigration after single vs double reconciles (-once +twice):\n%s", diff)
+	}
+	if diff := cmp.Diff(once.binding().Spec, twice.binding().Spec); diff != "" {
+		t.Errorf("binding after single vs double reconciles (-once +twice):\n%s", diff)
+	}
+	if n := twice.w.count("thaw:app-0"); n != 0 {
+		t.Errorf("thawed %d times on success", n)
+	}
+}
+
+func TestResumeAfterRestartFromStatusAlone(t *testing.T) {
+	for _, at := range []lmv1alpha1.LiveMigrationPhase{
+		lmv1alpha1.PhasePreCopy, lmv1alpha1.PhaseCheckpointing, lmv1alpha1.PhaseFinalSync,
+		lmv1alpha1.PhaseTransfer, lmv1alpha1.PhaseRebinding, lmv1alpha1.PhaseRestoring, lmv1alpha1.PhaseVerifying,
+	} {
+		t.Run(string(at), func(t *testing.T) {
+			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+			h.run(at, time.Millisecond)
+			before := len(h.w.calls())
+
+			// Restart: a new controller with nothing in memory, over a new
+			// API client holding only what the API server persisted.
+			persisted := h.lm()
+			persisted.ResourceVersion = ""
+			rb := h.binding()
+			rb.ResourceVersion = ""
+			objs := []client.Object{dtesting.Ready(builder.MakeCluster("a").Obj(), true), dtesting.Ready(builder.MakeCluster("b").Obj(), true), rb}
+			h.c = fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(append(objs, persisted)...).
+				WithStatusSubresource(&lmv1alpha1.LiveMigration{}, &workv1alpha2.ResourceBinding{}).Build()
+			h.r = h.newReconciler()
+
+			h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
+			if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseSucceeded {
+				t.Fatalf("phase = %s after restart, want Succeeded", p)
+			}
+			after := h.w.calls()[before:]
+			for _, c := range after {
+				if c == "inspect:a" {
+					t.Errorf("planning redone after restart: %v", after)
+				}
+				if c == "freeze:app-0" && at != lmv1alpha1.PhaseCheckpointing && at != lmv1alpha1.PhasePreCopy {
+					t.Errorf("froze again after restart in %s: %v", at, after)
+				}
+			}
+			if n := len(h.binding().Spec.GracefulEvictionTasks); n != 0 {
+				t.Errorf("%d eviction tasks left", n)
+			}
+		})
+	}
+}
+
+func TestRollbackRemovesTargetBeforeThaw(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.w.ready = false // the target never becomes Ready
+	h.w.removeCallsBeforeGone = 2
+	h.run(lmv1alpha1.PhaseVerifying, time.Millisecond)
+	h.w.fail["ready"] = NewStepFailedError("CrashLoop", "target pod crash-loops")
+
+	if _, err := h.reconcile(); err != nil { // Verifying fails → RollingBack
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // the target is not gone yet: no thaw
+		if _, err := h.reconcile(); err != nil {
+			t.Fatal(err)
+		}
+		if h.w.count("thaw:app-0") != 0 {
+			t.Fatalf("source thawed while the target workload still exists: %v", h.w.calls())
+		}
+		if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseRollingBack {
+			t.Fatalf("phase = %s, want RollingBack", p)
+		}
+	}
+	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+
+	var order []string
+	for _, c := range h.w.calls() {
+		switch c {
+		case "abortReplication:data-app-0", "removeRestore:b", "removeWorkload:b", "thaw:app-0":
+			if len(order) == 0 || order[len(order)-1] != c {
+				order = append(order, c)
+			}
+		}
+	}
+	// Abort and remove repeat until the target is gone; the thaw comes last, once.
+	want := []string{"abortReplication:data-app-0", "removeRestore:b", "removeWorkload:b",
+		"abortReplication:data-app-0", "removeRestore:b", "removeWorkload:b",
+		"abortReplication:data-app-0", "removeRestore:b", "removeWorkload:b", "thaw:app-0"}
+	if diff := cmp.Diff(want, order); diff != "" {
+		t.Errorf("rollback order (-want +got):\n%s", diff)
+	}
+	st := h.lm().Status
+	wantFailure := &lmv1alpha1.MigrationFailure{Phase: lmv1alpha1.PhaseVerifying, Reason: "CrashLoop", Message: "checking the workload in b: target pod crash-loops"}
+	if diff := cmp.Diff(wantFailure, st.Failure, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Time" }, cmp.Ignore())); diff != "" {
+		t.Errorf("failure (-want +got):\n%s", diff)
+	}
+	rb := h.binding()
+	if diff := cmp.Diff([]workv1alpha2.TargetCluster{{Name: "a", Replicas: 1}}, rb.Spec.Clusters); diff != "" {
+		t.Errorf("binding not reverted (-want +got):\n%s", diff)
+	}
+	if len(rb.Spec.GracefulEvictionTasks) != 0 {
+		t.Errorf("eviction task left: %+v", rb.Spec.GracefulEvictionTasks)
+	}
+	if st.Pods[0].Frozen {
+		t.Errorf("pod still marked frozen")
+	}
+	if c := meta.FindStatusCondition(st.Conditions, lmv1alpha1.ConditionSourceFrozen); c == nil || c.Status != metav1.ConditionFalse {
+		t.Errorf("SourceFrozen condition = %+v, want False", c)
+	}
+}
+
+func TestDowntimeBudgetRefusal(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Budget(time.Second).Obj())
+	h.w.pendingBytes = 200 << 20 // 200Mi + 8Mi checkpoint at 100Mi/s ≈ 2.08s > 1s
+	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+
+	st := h.lm().Status
+	if st.Failure == nil || st.Failure.Phase != lmv1alpha1.PhasePreCopy || st.Failure.Reason != "BudgetExceeded" {
+		t.Fatalf("failure = %+v, want PreCopy/BudgetExceeded", st.Failure)
+	}
+	c := meta.FindStatusCondition(st.Conditions, lmv1alpha1.ConditionDowntimeBudget)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "BudgetExceeded" {
+		t.Fatalf("DowntimeBudgetMet = %+v, want False/BudgetExceeded", c)
+	}
+	if st.EstimatedDowntime == nil || st.EstimatedDowntime.Duration != 2080*time.Millisecond {
+		t.Errorf("estimated downtime = %v, want 2.08s", st.EstimatedDowntime)
+	}
+	if n := h.w.count("freeze:app-0"); n != 0 {
+		t.Errorf("froze the workload %d times despite the budget", n)
+	}
+	if n := h.w.count("thaw:app-0"); n != 0 {
+		t.Errorf("thawed a workload that was never frozen")
+	}
+	if n := h.w.count("removeWorkload:b"); n != 0 {
+		t.Errorf("removed a target workload that was never created")
+	}
+}
+
+func TestBandwidthLimitCapsEstimate(t *testing.T) {
+	// Measured 100Mi/s, but the limit is 1Mi/s: 9Mi takes 9s > 2s default budget.
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Bandwidth("1Mi").Obj())
+	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+	if f := h.lm().Status.Failure; f == nil || f.Reason != "BudgetExceeded" {
+		t.Fatalf("failure = %+v, want BudgetExceeded", f)
+	}
+}
+
+func TestPhaseTimeouts(t *testing.T) {
+	cases := []struct {
+		phase lmv1alpha1.LiveMigrationPhase
+		stall func(w *world)
+		thaw  bool
+	}{
+		{lmv1alpha1.PhasePreCopy, func(w *world) { w.preCopyDone = false }, false},
+		{lmv1alpha1.PhaseCheckpointing, func(w *world) { w.checkpointDone = false }, true},
+		{lmv1alpha1.PhaseFinalSync, func(w *world) { w.finalSynced = false }, true},
+		{lmv1alpha1.PhaseTransfer, func(w *world) { w.pushDone = false }, true},
+		{lmv1alpha1.PhaseRestoring, func(w *world) { w.restored = false }, true},
+		{lmv1alpha1.PhaseVerifying, func(w *world) { w.ready = false }, true},
+	}
+	for _, tc := range cases {
+		t.Run(string(tc.phase), func(t *testing.T) {
+			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Timeout(tc.phase, time.Minute).Obj())
+			tc.stall(h.w)
+			h.run(tc.phase, 0)
+			res, err := h.reconcile()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := h.lm().Status.Phase; p != tc.phase {
+				t.Fatalf("phase = %s before the timeout, want %s", p, tc.phase)
+			}
+			if res.RequeueAfter <= 0 || res.RequeueAfter > time.Minute {
+				t.Errorf("requeueAfter = %s, want within the timeout", res.RequeueAfter)
+			}
+			h.clock.Step(time.Minute)
+			h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+			st := h.lm().Status
+			if st.Failure == nil || st.Failure.Phase != tc.phase || st.Failure.Reason != "Timeout" {
+				t.Fatalf("failure = %+v, want %s/Timeout", st.Failure, tc.phase)
+			}
+			if got := h.w.count("thaw:app-0") > 0; got != tc.thaw {
+				t.Errorf("thawed = %v, want %v", got, tc.thaw)
+			}
+		})
+	}
+}
+
+func TestAbort(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.w.restored = false
+	h.run(lmv1alpha1.PhaseRestoring, time.Millisecond)
+	lm := h.lm()
+	lm.Spec.Abort = true
+	if err := h.c.Update(h.ctx, lm); err != nil {
+		t.Fatal(err)
+	}
+	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+	st := h.lm().Status
+	if st.Failure == nil || st.Failure.Reason != "Aborted" || st.Failure.Phase != lmv1alpha1.PhaseRestoring {
+		t.Fatalf("failure = %+v, want Restoring/Aborted", st.Failure)
+	}
+	if h.w.count("thaw:app-0") != 1 || h.w.count("removeWorkload:b") == 0 {
+		t.Errorf("abort did not remove the target and thaw the source: %v", h.w.calls())
+	}
+}
+
+func TestAbortIgnoredInCleanup(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.run(lmv1alpha1.PhaseCleanup, time.Millisecond)
+	lm := h.lm()
+	lm.Spec.Abort = true
+	if err := h.c.Update(h.ctx, lm); err != nil {
+		t.Fatal(err)
+	}
+	h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseSucceeded {
+		t.Fatalf("phase = %s, want Succeeded (the target already runs)", p)
+	}
+	if h.w.count("thaw:app-0") != 0 {
+		t.Errorf("thawed the source after the target ran")
+	}
+}
+
+func TestDeletionAbortsAndReleasesFinalizer(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.w.checkpointDone = false
+	h.run(lmv1alpha1.PhaseCheckpointing, time.Millisecond)
+	if _, err := h.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.c.Delete(h.ctx, h.lm()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if _, err := h.reconcile(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := h.c.Get(h.ctx, h.key, &lmv1alpha1.LiveMigration{})
+	if err == nil {
+		t.Fatalf("LiveMigration still exists after rollback: %+v", h.lm().Status)
+	}
+	if h.w.count("thaw:app-0") != 1 {
+		t.Errorf("source not thawed once after deletion: %v", h.w.calls())
+	}
+}
+
+func TestPlanningFailures(t *testing.T) {
+	cases := map[string]struct {
+		lm     *lmv1alpha1.LiveMigration
+		objs   []client.Object
+		reason string
+	}{
+		"no binding": {
+			lm:     dtesting.MakeLiveMigration("ns", "mig", "other").Target("b").Obj(),
+			reason: "BindingNotFound",
+		},
+		"two clusters": {
+			lm: dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(),
+			objs: []client.Object{dtesting.Ready(builder.MakeCluster("b").Obj(), true),
+				builder.MakeBinding("ns", "app").Divided().ScheduledOn(1, "a", "c").Obj()},
+			reason: "NotOnOneCluster",
+		},
+		"target is source": {
+			lm:     dtesting.MakeLiveMigration("ns", "mig", "app").Target("a").Obj(),
+			reason: "TargetIsSource",
+		},
+		"target not ready": {
+			lm:     dtesting.MakeLiveMigration("ns", "mig", "app").Target("down").Obj(),
+			reason: "TargetNotReady",
+		},
+		"target unknown": {
+			lm:     dtesting.MakeLiveMigration("ns", "mig", "app").Target("nowhere").Obj(),
+			reason: "TargetNotFound",
+		},
+		"no picker": {
+			lm:     dtesting.MakeLiveMigration("ns", "mig", "app").Obj(),
+			reason: "NoTarget",
+		},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, tc.lm, tc.objs...)
+			h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+			f := h.lm().Status.Failure
+			if f == nil || f.Phase != lmv1alpha1.PhasePlanning || f.Reason != tc.reason {
+				t.Fatalf("failure = %+v, want Planning/%s", f, tc.reason)
+			}
+			if f.Message == "" {
+				t.Errorf("failure without a message")
+			}
+		})
+	}
+}
+
+type pickerFunc func(ctx context.Context, rb *workv1alpha2.ResourceBinding, source string) (*placement.Plan, error)
+
+func (f pickerFunc) Plan(ctx context.Context, rb *workv1alpha2.ResourceBinding, source string) (*placement.Plan, error) {
+	return f(ctx, rb, source)
+}
+
+func TestPlanningPicksTargetWhenNoneGiven(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Obj())
+	var gotSource string
+	h.r.Hooks.Picker = pickerFunc(func(_ context.Context, _ *workv1alpha2.ResourceBinding, source string) (*placement.Plan, error) {
+		gotSource = source
+		return &placement.Plan{Target: "b"}, nil
+	})
+	h.run(lmv1alpha1.PhasePreCopy, time.Millisecond)
+	if gotSource != "a" {
+		t.Errorf("picker called with source %q, want a", gotSource)
+	}
+	if tgt := h.lm().Status.TargetCluster; tgt != "b" {
+		t.Errorf("target = %q, want b", tgt)
+	}
+}
+
+func TestTransientErrorsRetryWithoutRollback(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.run(lmv1alpha1.PhaseFinalSync, time.Millisecond)
+	h.w.fail["finalsync"] = errors.New("connection refused")
+	if _, err := h.reconcile(); err == nil {
+		t.Fatalf("transient error swallowed")
+	}
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseFinalSync {
+		t.Fatalf("phase = %s after a transient error, want FinalSync", p)
+	}
+	delete(h.w.fail, "finalsync")
+	h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
+}
+
+func TestClusterBuilderReady(t *testing.T) {
+	c := dtesting.Ready(builder.MakeCluster("x").Obj(), true)
+	if !meta.IsStatusConditionTrue(c.Status.Conditions, clusterv1alpha1.ClusterConditionReady) {
+		t.Fatal("Ready builder did not mark the cluster Ready")
+	}
+}
