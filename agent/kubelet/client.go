@@ -90,7 +90,8 @@ func IsUnauthorized(err error) bool {
 
 // Config configures a Client.
 type Config struct {
-	// Port is the kubelet's port (10250).
+	// Port is the kubelet's default port (10250); a call may name another
+	// (the Node's status.daemonEndpoints.kubeletEndpoint.Port).
 	Port int
 	// CAFile verifies the kubelet's serving certificate; system roots when
 	// empty.
@@ -116,7 +117,7 @@ type Client struct {
 
 // New builds a Client.
 func New(cfg Config) (*Client, error) {
-	if cfg.Port <= 0 || cfg.Port > 65535 {
+	if cfg.Port < 0 || cfg.Port > 65535 {
 		return nil, fmt.Errorf("invalid kubelet port %d", cfg.Port)
 	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify} //nolint:gosec // opt-in for labs
@@ -164,12 +165,16 @@ type checkpointResponse struct {
 	Items []string `json:"items"`
 }
 
-// Checkpoint asks the kubelet at host to checkpoint a container and returns
-// the archive paths it reports (on the node's file system).
-func (c *Client) Checkpoint(ctx context.Context, host, namespace, pod, container string, timeout time.Duration) ([]string, error) {
+// Checkpoint asks the kubelet at host:port (the configured port when port is
+// 0) to checkpoint a container and returns the archive paths it reports (on
+// the node's file system).
+func (c *Client) Checkpoint(ctx context.Context, host string, port int, namespace, pod, container string, timeout time.Duration) ([]string, error) {
+	if port == 0 {
+		port = c.cfg.Port
+	}
 	u := url.URL{
 		Scheme: "https",
-		Host:   net.JoinHostPort(host, strconv.Itoa(c.cfg.Port)),
+		Host:   net.JoinHostPort(host, strconv.Itoa(port)),
 		Path:   "/checkpoint/" + url.PathEscape(namespace) + "/" + url.PathEscape(pod) + "/" + url.PathEscape(container),
 	}
 	if timeout > 0 {

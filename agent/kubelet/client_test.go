@@ -86,7 +86,7 @@ func TestCheckpointAnswers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			items, err := c.Checkpoint(context.Background(), "127.0.0.1", "db", "web-0", "app", 30*time.Second)
+			items, err := c.Checkpoint(context.Background(), "127.0.0.1", 0, "db", "web-0", "app", 30*time.Second)
 			if diff := cmp.Diff(tc.wantItems, items); diff != "" {
 				t.Errorf("items (-want +got):\n%s", diff)
 			}
@@ -122,7 +122,7 @@ func TestCheckpointClientTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	_, err = c.Checkpoint(context.Background(), "127.0.0.1", "db", "web-0", "app", time.Second)
+	_, err = c.Checkpoint(context.Background(), "127.0.0.1", 0, "db", "web-0", "app", time.Second)
 	if !IsTimeout(err) {
 		t.Fatalf("got %v, want a timeout", err)
 	}
@@ -142,7 +142,7 @@ func TestTokenRereadOnRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := c.Checkpoint(ctx, "127.0.0.1", "n", "p", "c", 0); err != nil {
+	if _, err := c.Checkpoint(ctx, "127.0.0.1", 0, "n", "p", "c", 0); err != nil {
 		t.Fatal(err)
 	}
 	// Kubelet-projected tokens are swapped by an atomic rename.
@@ -153,7 +153,7 @@ func TestTokenRereadOnRotation(t *testing.T) {
 	if err := os.Rename(next, tok); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Checkpoint(ctx, "127.0.0.1", "n", "p", "c", 0); err != nil {
+	if _, err := c.Checkpoint(ctx, "127.0.0.1", 0, "n", "p", "c", 0); err != nil {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
@@ -169,7 +169,23 @@ func TestUntrustedServerRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Checkpoint(context.Background(), "127.0.0.1", "n", "p", "c", 0); err == nil {
+	if _, err := c.Checkpoint(context.Background(), "127.0.0.1", 0, "n", "p", "c", 0); err == nil {
 		t.Fatal("a kubelet with an unknown CA was trusted")
+	}
+}
+
+func TestPortPerCall(t *testing.T) {
+	_, s, ca, port := startKubelet(t, answer(200, `{"items":["/x.tar"]}`))
+	c, err := New(Config{Port: 1, CAFile: ca})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Checkpoint(context.Background(), "127.0.0.1", port, "n", "p", "c", 0); err != nil {
+		t.Fatalf("call with the node's own port: %v", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.path != "/checkpoint/n/p/c" {
+		t.Errorf("path %q", s.path)
 	}
 }

@@ -1,0 +1,571 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/livemigrate/livemigrate/agent/archive"
+	"github.com/livemigrate/livemigrate/agent/checkpointimage"
+	"github.com/livemigrate/livemigrate/agent/freezer"
+	"github.com/livemigrate/livemigrate/agent/kubelet"
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+)
+
+// ArchiveFinalizer keeps a PodCheckpoint until its archives are deleted.
+const ArchiveFinalizer = "agent.livemigrate.io/archives"
+
+// Event reasons.
+const (
+	ReasonFrozen       = "Frozen"
+	ReasonCheckpointed = "Checkpointed"
+	ReasonPushed       = "Pushed"
+	ReasonFailed       = "CheckpointFailed"
+	ReasonThawed       = "Thawed"
+	ReasonReleased     = "Released"
+)
+
+// PodCheckpointReconciler acts on the PodCheckpoints of one node.
+type PodCheckpointReconciler struct {
+	Client   client.Client
+	Recorder events.EventRecorder
+	Clock    clock.PassiveClock
+	Metrics  *Metrics
+
+	// NodeName is this agent's node.
+	NodeName string
+	// KubeletHost and KubeletPort address this node's kubelet; when the host
+	// is empty the Node's InternalIP is used, when the port is 0 the Node's
+	// status.daemonEndpoints.kubeletEndpoint.Port.
+	KubeletHost string
+	KubeletPort int
+	// CheckpointDir is where the agent sees the kubelet's checkpoint archives.
+	CheckpointDir string
+	Limits        archive.Limits
+	// FreezeTimeout bounds waiting for the kernel to report a cgroup frozen.
+	FreezeTimeout time.Duration
+	// InsecureRegistries are registry hosts reached over plain HTTP.
+	InsecureRegistries []string
+
+	Freezer      Freezer
+	Checkpointer Checkpointer
+	Inspect      Inspector
+	Push         Pusher
+}
+
+// +kubebuilder:rbac:groups=agent.livemigrate.io,resources=podcheckpoints,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=agent.livemigrate.io,resources=podcheckpoints/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=agent.livemigrate.io,resources=podcheckpoints/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get
+// +kubebuilder:rbac:groups="",resources=nodes/checkpoint,verbs=create
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile moves one PodCheckpoint forward.
+func (r *PodCheckpointReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	pc := &agentv1alpha1.PodCheckpoint{}
+	if err := r.Client.Get(ctx, req.NamespacedName, pc); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if pc.Spec.NodeName != r.NodeName {
+		return reconcile.Result{}, nil
+	}
+	log := klog.FromContext(ctx).WithValues("podCheckpoint", klog.KObj(pc), "pod", klog.KRef(pc.Namespace, pc.Spec.PodName), "migrationUID", pc.Spec.MigrationUID)
+	ctx = klog.NewContext(ctx, log)
+
+	if !pc.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, r.finalize(ctx, pc)
+	}
+	if !controllerutil.ContainsFinalizer(pc, ArchiveFinalizer) {
+		controllerutil.AddFinalizer(pc, ArchiveFinalizer)
+		if err := r.Client.Update(ctx, pc); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+	switch pc.Spec.Action {
+	case agentv1alpha1.CheckpointActionThaw:
+		return reconcile.Result{}, r.thaw(ctx, pc)
+	case agentv1alpha1.CheckpointActionRelease:
+		return reconcile.Result{}, r.release(ctx, pc)
+	default:
+		return r.checkpoint(ctx, pc)
+	}
+}
+
+// checkpoint freezes, checkpoints and pushes; each step is skipped when
+// status says it is done.
+func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) (reconcile.Result, error) {
+	log := klog.FromContext(ctx)
+	switch pc.Status.Phase {
+	case agentv1alpha1.PodCheckpointCheckpointed, agentv1alpha1.PodCheckpointFailed,
+		agentv1alpha1.PodCheckpointThawed, agentv1alpha1.PodCheckpointReleased:
+		return reconcile.Result{}, nil
+	}
+	if pc.Status.Phase == "" {
+		pc.Status.Phase = agentv1alpha1.PodCheckpointPending
+	}
+	pc.Status.ObservedGeneration = pc.Generation
+
+	pod := &corev1.Pod{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: pc.Namespace, Name: pc.Spec.PodName}, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			return reconcile.Result{}, r.fail(ctx, pc, "PodNotFound", fmt.Errorf("pod %s not found", pc.Spec.PodName))
+		}
+		return reconcile.Result{}, err
+	}
+	if pod.Spec.NodeName != r.NodeName {
+		return reconcile.Result{}, r.fail(ctx, pc, "WrongNode", fmt.Errorf("pod runs on node %q, not %q", pod.Spec.NodeName, r.NodeName))
+	}
+	if pc.Spec.PodUID != "" && string(pod.UID) != pc.Spec.PodUID {
+		return reconcile.Result{}, r.fail(ctx, pc, "PodReplaced", fmt.Errorf("pod UID %s, want %s", pod.UID, pc.Spec.PodUID))
+	}
+	if pc.Status.PodUID != "" && string(pod.UID) != pc.Status.PodUID {
+		return reconcile.Result{}, r.fail(ctx, pc, "PodReplaced", fmt.Errorf("pod UID changed from %s to %s", pc.Status.PodUID, pod.UID))
+	}
+	containers, err := containersToCheckpoint(pc, pod)
+	if err != nil {
+		return reconcile.Result{}, r.fail(ctx, pc, "UnknownContainer", err)
+	}
+
+	// 1. Freeze the whole pod, before the first checkpoint call.
+	if pc.Status.CgroupPath == "" {
+		p, err := r.Freezer.PodPath(pod.UID)
+		if err != nil {
+			return reconcile.Result{}, r.fail(ctx, pc, "CgroupNotFound", err)
+		}
+		pc.Status.CgroupPath = p
+		pc.Status.PodUID = string(pod.UID)
+	}
+	fctx, cancel := context.WithTimeout(ctx, r.freezeTimeout())
+	err = r.Freezer.Freeze(fctx, pc.Status.CgroupPath)
+	cancel()
+	if err != nil {
+		if freezer.IsTimeout(err) {
+			// Never leave a half-frozen pod behind a failed request.
+			_ = r.Freezer.Thaw(ctx, pc.Status.CgroupPath)
+			return reconcile.Result{}, r.fail(ctx, pc, "FreezeTimeout", err)
+		}
+		return reconcile.Result{}, fmt.Errorf("freeze: %w", err)
+	}
+	if pc.Status.FreezeStartTime == nil {
+		now := metav1.NewTime(r.Clock.Now())
+		pc.Status.FreezeStartTime = &now
+		pc.Status.Phase = agentv1alpha1.PodCheckpointFrozen
+		setCondition(pc, agentv1alpha1.ConditionFrozen, metav1.ConditionTrue, ReasonFrozen, "pod cgroup frozen")
+		if err := r.Client.Status().Update(ctx, pc); err != nil {
+			return reconcile.Result{}, err
+		}
+		r.Metrics.frozenPods.Inc()
+		r.Recorder.Eventf(pc, pod, corev1.EventTypeNormal, ReasonFrozen, "Freeze", "Froze pod %s for migration %s", pod.Name, pc.Spec.MigrationUID)
+		log.Info("Pod frozen", "cgroup", pc.Status.CgroupPath)
+	}
+
+	// 2. Checkpoint each container through the kubelet; inspect the archive.
+	host, port, err := r.kubeletEndpoint(ctx)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	timeout := time.Duration(pc.Spec.TimeoutSeconds) * time.Second
+	if timeout <= 0 {
+		timeout = 120 * time.Second
+	}
+	for _, c := range containers {
+		st := containerStatus(pc, c)
+		if st.ArchivePath != "" && st.Digest != "" {
+			continue
+		}
+		if st.ArchivePath != "" {
+			if _, err := os.Stat(st.ArchivePath); err == nil {
+				continue
+			}
+			st.ArchivePath = ""
+		}
+		if pc.Status.Phase != agentv1alpha1.PodCheckpointCheckpointing {
+			pc.Status.Phase = agentv1alpha1.PodCheckpointCheckpointing
+		}
+		items, err := r.Checkpointer.Checkpoint(ctx, host, port, pc.Namespace, pod.Name, c, timeout)
+		if err != nil {
+			if kubelet.IsFeatureDisabled(err) || kubelet.IsNotFound(err) || kubelet.IsRuntimeError(err) || kubelet.IsUnauthorized(err) {
+				return reconcile.Result{}, r.fail(ctx, pc, "Kubelet"+string(kubelet.ReasonOf(err)), err)
+			}
+			return reconcile.Result{}, fmt.Errorf("checkpoint container %s: %w", c, err)
+		}
+		p, err := archive.Resolve(r.CheckpointDir, items[0])
+		if err != nil {
+			return reconcile.Result{}, r.fail(ctx, pc, "ArchiveRejected", err)
+		}
+		if err := archive.Secure(p); err != nil {
+			return reconcile.Result{}, err
+		}
+		info, err := r.Inspect(p, r.Limits)
+		if err != nil {
+			_ = archive.Remove(r.CheckpointDir, p)
+			if archive.IsRejected(err) {
+				return reconcile.Result{}, r.fail(ctx, pc, "ArchiveRejected", err)
+			}
+			return reconcile.Result{}, err
+		}
+		if info.ContainerName != c {
+			_ = archive.Remove(r.CheckpointDir, p)
+			return reconcile.Result{}, r.fail(ctx, pc, "ArchiveRejected", fmt.Errorf("archive is of container %q, want %q", info.ContainerName, c))
+		}
+		st.ArchivePath = p
+		st.ArchiveSizeBytes = info.SizeBytes
+		st.ContainerImage = info.Image
+		st.Runtime, st.RuntimeVersion = info.Runtime, info.RuntimeVersion
+		st.CRIUVersion, st.Architecture = info.CRIUVersion, info.Architecture
+		setContainerStatus(pc, *st)
+		r.Metrics.checkpointBytes.Add(float64(info.SizeBytes))
+		if err := r.Client.Status().Update(ctx, pc); err != nil {
+			return reconcile.Result{}, err
+		}
+		log.Info("Container checkpointed", "container", c, "archiveBytes", info.SizeBytes, "criuVersion", info.CRIUVersion)
+	}
+	setCondition(pc, agentv1alpha1.ConditionCheckpointed, metav1.ConditionTrue, ReasonCheckpointed, "every container checkpointed")
+
+	// 3. Push each archive as a checkpoint image.
+	opts, err := r.pushOptions(ctx, pc)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	for _, c := range containers {
+		st := containerStatus(pc, c)
+		if st.Digest != "" {
+			continue
+		}
+		pc.Status.Phase = agentv1alpha1.PodCheckpointPushing
+		ref := checkpointimage.Repository(pc.Spec.Destination.Repository, pc.Namespace, pod.Name, c) + ":" + tagFor(pc.Spec.MigrationUID)
+		info, err := r.Inspect(st.ArchivePath, r.Limits)
+		if err != nil {
+			if archive.IsRejected(err) {
+				return reconcile.Result{}, r.fail(ctx, pc, "ArchiveRejected", err)
+			}
+			return reconcile.Result{}, err
+		}
+		res, err := r.Push(ctx, st.ArchivePath, c, info.Annotations, ref, opts)
+		if err != nil {
+			_ = r.Client.Status().Update(ctx, pc)
+			return reconcile.Result{}, fmt.Errorf("push %s: %w", ref, err)
+		}
+		st.Image, st.Digest = res.Reference, res.Digest
+		st.PushDuration = &metav1.Duration{Duration: res.Duration}
+		setContainerStatus(pc, *st)
+		r.Metrics.pushSecs.Observe(res.Duration.Seconds())
+		r.Metrics.pushThroughput.Observe(res.Throughput())
+		if err := r.Client.Status().Update(ctx, pc); err != nil {
+			return reconcile.Result{}, err
+		}
+		log.Info("Checkpoint image pushed", "container", c, "image", res.Reference, "bytes", res.Bytes, "bytesPerSecond", int64(res.Throughput()))
+	}
+	now := r.Clock.Now()
+	pc.Status.Phase = agentv1alpha1.PodCheckpointCheckpointed
+	pc.Status.CheckpointDuration = &metav1.Duration{Duration: now.Sub(pc.Status.FreezeStartTime.Time)}
+	pc.Status.CompletionTime = &metav1.Time{Time: now}
+	pc.Status.Message = ""
+	setCondition(pc, agentv1alpha1.ConditionPushed, metav1.ConditionTrue, ReasonPushed, "every checkpoint image pushed")
+	if err := r.Client.Status().Update(ctx, pc); err != nil {
+		return reconcile.Result{}, err
+	}
+	r.Metrics.checkpoints.WithLabelValues(resultSuccess).Inc()
+	r.Metrics.checkpointSecs.Observe(pc.Status.CheckpointDuration.Seconds())
+	r.Recorder.Eventf(pc, nil, corev1.EventTypeNormal, ReasonCheckpointed, "Checkpoint", "Checkpointed %d containers in %s", len(containers), pc.Status.CheckpointDuration.Duration)
+	log.Info("Pod checkpointed", "duration", pc.Status.CheckpointDuration.Duration)
+	return reconcile.Result{}, nil
+}
+
+// thaw rolls back: thaw the pod and delete the archives.
+func (r *PodCheckpointReconciler) thaw(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) error {
+	if pc.Status.Phase == agentv1alpha1.PodCheckpointThawed {
+		return nil
+	}
+	if pc.Status.CgroupPath != "" {
+		if err := r.Freezer.Thaw(ctx, pc.Status.CgroupPath); err != nil && !freezer.IsPodCgroupNotFound(err) {
+			return fmt.Errorf("thaw: %w", err)
+		}
+	}
+	if err := r.removeArchives(ctx, pc); err != nil {
+		return err
+	}
+	wasFrozen := pc.Status.FreezeStartTime != nil
+	now := metav1.NewTime(r.Clock.Now())
+	pc.Status.Phase = agentv1alpha1.PodCheckpointThawed
+	pc.Status.CompletionTime = &now
+	setCondition(pc, agentv1alpha1.ConditionFrozen, metav1.ConditionFalse, ReasonThawed, "pod thawed by rollback")
+	if err := r.Client.Status().Update(ctx, pc); err != nil {
+		return err
+	}
+	if wasFrozen {
+		r.Metrics.frozenPods.Dec()
+	}
+	r.Metrics.thaws.Inc()
+	r.Recorder.Eventf(pc, nil, corev1.EventTypeNormal, ReasonThawed, "Thaw", "Thawed pod %s", pc.Spec.PodName)
+	klog.FromContext(ctx).Info("Pod thawed")
+	return nil
+}
+
+// release ends a successful migration: the archives go, the pod stays frozen
+// until it is deleted.
+func (r *PodCheckpointReconciler) release(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) error {
+	if pc.Status.Phase == agentv1alpha1.PodCheckpointReleased {
+		return nil
+	}
+	if err := r.removeArchives(ctx, pc); err != nil {
+		return err
+	}
+	wasFrozen := pc.Status.FreezeStartTime != nil
+	now := metav1.NewTime(r.Clock.Now())
+	pc.Status.Phase = agentv1alpha1.PodCheckpointReleased
+	pc.Status.CompletionTime = &now
+	if err := r.Client.Status().Update(ctx, pc); err != nil {
+		return err
+	}
+	if wasFrozen {
+		r.Metrics.frozenPods.Dec()
+	}
+	r.Recorder.Eventf(pc, nil, corev1.EventTypeNormal, ReasonReleased, "Release", "Released checkpoint archives of pod %s", pc.Spec.PodName)
+	klog.FromContext(ctx).Info("Checkpoint released")
+	return nil
+}
+
+func (r *PodCheckpointReconciler) finalize(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) error {
+	if !controllerutil.ContainsFinalizer(pc, ArchiveFinalizer) {
+		return nil
+	}
+	if err := r.removeArchives(ctx, pc); err != nil {
+		return err
+	}
+	controllerutil.RemoveFinalizer(pc, ArchiveFinalizer)
+	return r.Client.Update(ctx, pc)
+}
+
+// removeArchives deletes the archives in status and any other archive of the
+// pod's containers (one taken before a crash, before status recorded it).
+func (r *PodCheckpointReconciler) removeArchives(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) error {
+	seen := map[string]bool{}
+	var paths []string
+	for i := range pc.Status.Containers {
+		if p := pc.Status.Containers[i].ArchivePath; p != "" {
+			paths = append(paths, p)
+			seen[p] = true
+		}
+		prefix := fmt.Sprintf("checkpoint-%s_%s-%s-", pc.Spec.PodName, pc.Namespace, pc.Status.Containers[i].Name)
+		matches, _ := filepath.Glob(filepath.Join(r.CheckpointDir, globEscape(prefix)+"*.tar"))
+		for _, m := range matches {
+			if !seen[m] {
+				paths = append(paths, m)
+				seen[m] = true
+			}
+		}
+	}
+	for _, c := range pc.Spec.Containers {
+		prefix := fmt.Sprintf("checkpoint-%s_%s-%s-", pc.Spec.PodName, pc.Namespace, c)
+		matches, _ := filepath.Glob(filepath.Join(r.CheckpointDir, globEscape(prefix)+"*.tar"))
+		for _, m := range matches {
+			if !seen[m] {
+				paths = append(paths, m)
+				seen[m] = true
+			}
+		}
+	}
+	for _, p := range paths {
+		if err := archive.Remove(r.CheckpointDir, p); err != nil {
+			return err
+		}
+		r.Metrics.archivesRemoved.Inc()
+		klog.FromContext(ctx).V(2).Info("Archive removed", "archive", p)
+	}
+	for i := range pc.Status.Containers {
+		pc.Status.Containers[i].ArchivePath = ""
+	}
+	return nil
+}
+
+func globEscape(s string) string {
+	r := strings.NewReplacer("*", "\\*", "?", "\\?", "[", "\\[", "\\", "\\\\")
+	return r.Replace(s)
+}
+
+// fail records a failure that retrying cannot fix. The pod stays as it is
+// (frozen when it was): only spec.action Thaw thaws it.
+func (r *PodCheckpointReconciler) fail(ctx context.Context, pc *agentv1alpha1.PodCheckpoint, reason string, cause error) error {
+	klog.FromContext(ctx).Error(cause, "Checkpoint failed", "reason", reason)
+	pc.Status.Phase = agentv1alpha1.PodCheckpointFailed
+	pc.Status.Message = fmt.Sprintf("%s: %v", reason, cause)
+	now := metav1.NewTime(r.Clock.Now())
+	pc.Status.CompletionTime = &now
+	setCondition(pc, agentv1alpha1.ConditionCheckpointed, metav1.ConditionFalse, reason, truncate(cause.Error(), 1024))
+	if err := r.Client.Status().Update(ctx, pc); err != nil {
+		return err
+	}
+	r.Metrics.checkpoints.WithLabelValues(resultFailure).Inc()
+	r.Recorder.Eventf(pc, nil, corev1.EventTypeWarning, ReasonFailed, "Checkpoint", "%s: %s", reason, truncate(cause.Error(), 512))
+	return reconcile.TerminalError(cause)
+}
+
+func (r *PodCheckpointReconciler) freezeTimeout() time.Duration {
+	if r.FreezeTimeout > 0 {
+		return r.FreezeTimeout
+	}
+	return 30 * time.Second
+}
+
+func (r *PodCheckpointReconciler) kubeletEndpoint(ctx context.Context) (string, int, error) {
+	host, port := r.KubeletHost, r.KubeletPort
+	if host != "" && port != 0 {
+		return host, port, nil
+	}
+	node := &corev1.Node{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: r.NodeName}, node); err != nil {
+		return "", 0, fmt.Errorf("get node %s: %w", r.NodeName, err)
+	}
+	if port == 0 {
+		port = int(node.Status.DaemonEndpoints.KubeletEndpoint.Port)
+	}
+	if host == "" {
+		for _, a := range node.Status.Addresses {
+			if a.Type == corev1.NodeInternalIP {
+				host = a.Address
+				break
+			}
+		}
+	}
+	if host == "" || port == 0 {
+		return "", 0, fmt.Errorf("node %s has no InternalIP or kubelet port", r.NodeName)
+	}
+	return host, port, nil
+}
+
+func (r *PodCheckpointReconciler) pushOptions(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) (checkpointimage.PushOptions, error) {
+	d := pc.Spec.Destination
+	registry, _, _ := strings.Cut(d.Repository, "/")
+	o := checkpointimage.PushOptions{Insecure: d.Insecure}
+	for _, h := range r.InsecureRegistries {
+		if h == registry {
+			o.Insecure = true
+		}
+	}
+	if d.PushSecretRef == nil {
+		return o, nil
+	}
+	s := &corev1.Secret{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: pc.Namespace, Name: d.PushSecretRef.Name}, s); err != nil {
+		return o, fmt.Errorf("push secret: %w", err)
+	}
+	creds, err := checkpointimage.CredentialsFromDockerConfigJSON(s.Data[corev1.DockerConfigJsonKey], registry)
+	if err != nil {
+		return o, err
+	}
+	o.Credentials = creds
+	return o, nil
+}
+
+func containersToCheckpoint(pc *agentv1alpha1.PodCheckpoint, pod *corev1.Pod) ([]string, error) {
+	all := map[string]bool{}
+	var names []string
+	for _, c := range pod.Spec.Containers {
+		all[c.Name] = true
+		names = append(names, c.Name)
+	}
+	if len(pc.Spec.Containers) == 0 {
+		return names, nil
+	}
+	for _, c := range pc.Spec.Containers {
+		if !all[c] {
+			return nil, fmt.Errorf("pod has no container %q", c)
+		}
+	}
+	return pc.Spec.Containers, nil
+}
+
+func containerStatus(pc *agentv1alpha1.PodCheckpoint, name string) *agentv1alpha1.ContainerCheckpointStatus {
+	for i := range pc.Status.Containers {
+		if pc.Status.Containers[i].Name == name {
+			c := pc.Status.Containers[i]
+			return &c
+		}
+	}
+	return &agentv1alpha1.ContainerCheckpointStatus{Name: name}
+}
+
+func setContainerStatus(pc *agentv1alpha1.PodCheckpoint, st agentv1alpha1.ContainerCheckpointStatus) {
+	for i := range pc.Status.Containers {
+		if pc.Status.Containers[i].Name == st.Name {
+			pc.Status.Containers[i] = st
+			return
+		}
+	}
+	pc.Status.Containers = append(pc.Status.Containers, st)
+}
+
+func setCondition(pc *agentv1alpha1.PodCheckpoint, t string, s metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(&pc.Status.Conditions, metav1.Condition{
+		Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: pc.Generation,
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// tagFor makes a valid image tag from a migration UID.
+func tagFor(uid string) string {
+	var b strings.Builder
+	for _, r := range uid {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteRune('-')
+		}
+	}
+	t := b.String()
+	if t == "" || t[0] == '.' || t[0] == '-' {
+		t = "m" + t
+	}
+	return truncate(t, 128)
+}
+
+// beingDeleted passes updates that set a deletion timestamp.
+var beingDeleted = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	return e.ObjectNew.GetDeletionTimestamp() != nil
+}}
+
+// SetupWithManager watches this node's PodCheckpoints.
+func (r *PodCheckpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.NodeName == "" {
+		return errors.New("PodCheckpointReconciler needs a node name")
+	}
+	onNode := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		pc, ok := o.(*agentv1alpha1.PodCheckpoint)
+		return ok && pc.Spec.NodeName == r.NodeName
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("podcheckpoint").
+		For(&agentv1alpha1.PodCheckpoint{}, builder.WithPredicates(onNode, predicate.Or[client.Object](
+			predicate.GenerationChangedPredicate{}, beingDeleted))).
+		Complete(r)
+}

@@ -1,0 +1,373 @@
+package controller
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/registry"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/livemigrate/livemigrate/agent/archive"
+	"github.com/livemigrate/livemigrate/agent/archive/layout"
+	"github.com/livemigrate/livemigrate/agent/checkpointimage"
+	"github.com/livemigrate/livemigrate/agent/freezer"
+	"github.com/livemigrate/livemigrate/agent/kubelet"
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+)
+
+var t0 = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+
+// journal records the order of side effects.
+type journal struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (j *journal) add(s string) { j.mu.Lock(); j.ops = append(j.ops, s); j.mu.Unlock() }
+func (j *journal) list() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]string(nil), j.ops...)
+}
+
+type fakeFreezer struct {
+	j      *journal
+	frozen map[string]bool
+}
+
+func (f *fakeFreezer) PodPath(uid types.UID) (string, error) {
+	return "kubepods/burstable/pod" + string(uid), nil
+}
+func (f *fakeFreezer) Freeze(_ context.Context, p string) error {
+	f.j.add("freeze " + p)
+	f.frozen[p] = true
+	return nil
+}
+func (f *fakeFreezer) Thaw(_ context.Context, p string) error {
+	f.j.add("thaw " + p)
+	f.frozen[p] = false
+	return nil
+}
+func (f *fakeFreezer) State(p string) (freezer.State, error) {
+	if f.frozen[p] {
+		return freezer.Frozen, nil
+	}
+	return freezer.Thawed, nil
+}
+
+// fakeKubelet writes CRI-O layout archives into dir like the kubelet does.
+type fakeKubelet struct {
+	j       *journal
+	dir     string
+	err     error
+	corrupt bool
+	clk     *clocktesting.FakeClock
+}
+
+func (k *fakeKubelet) Checkpoint(_ context.Context, host string, port int, ns, pod, c string, timeout time.Duration) ([]string, error) {
+	k.j.add("checkpoint " + c)
+	if k.err != nil {
+		return nil, k.err
+	}
+	k.clk.Step(time.Second)
+	name := layout.ArchiveName(pod, ns, c, k.clk.Now())
+	p := filepath.Join(k.dir, name)
+	f, err := os.Create(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if k.corrupt {
+		tw := tar.NewWriter(f)
+		_ = tw.WriteHeader(&tar.Header{Name: "../../etc/evil", Typeflag: tar.TypeReg, Size: 1, Mode: 0o600})
+		_, _ = tw.Write([]byte("x"))
+		return []string{"/var/lib/kubelet/checkpoints/" + name}, tw.Close()
+	}
+	images := filepath.Join(k.dir, "images-"+c)
+	_ = os.MkdirAll(images, 0o700)
+	_ = os.WriteFile(filepath.Join(images, "pages-1.img"), []byte(strings.Repeat(c, 1000)), 0o600)
+	err = layout.Write(f, layout.Container{Name: c, PodName: pod, PodNamespace: ns, Image: "livemigrate.io/labapp:latest",
+		Runtime: "runc", RuntimeVersion: "1.2", CRIUVersion: "4.1", Architecture: "amd64", CheckpointedAt: k.clk.Now()}, images)
+	return []string{"/var/lib/kubelet/checkpoints/" + name}, err
+}
+
+type env struct {
+	r       *PodCheckpointReconciler
+	c       client.Client
+	j       *journal
+	fr      *fakeFreezer
+	kl      *fakeKubelet
+	rec     *events.FakeRecorder
+	regHost string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = agentv1alpha1.AddToScheme(s)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "db", UID: "pod-uid-1"},
+		Spec:       corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "app"}, {Name: "side"}}},
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}, Status: corev1.NodeStatus{
+		Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.7"}},
+		DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10250}},
+	}}
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(pod, node).
+		WithStatusSubresource(&agentv1alpha1.PodCheckpoint{}).Build()
+	srv := httptest.NewServer(registry.New())
+	t.Cleanup(srv.Close)
+	regHost := strings.TrimPrefix(srv.URL, "http://")
+	dir := t.TempDir()
+	j := &journal{}
+	clk := clocktesting.NewFakeClock(t0)
+	fr := &fakeFreezer{j: j, frozen: map[string]bool{}}
+	kl := &fakeKubelet{j: j, dir: dir, clk: clk}
+	rec := events.NewFakeRecorder(100)
+	r := &PodCheckpointReconciler{
+		Client: c, Recorder: rec, Clock: clk, Metrics: NewMetrics(nil),
+		NodeName: "node-a", CheckpointDir: dir, Limits: archive.DefaultLimits,
+		InsecureRegistries: []string{regHost},
+		Freezer:            fr, Checkpointer: kl, Inspect: archive.Inspect, Push: checkpointimage.PushArchive,
+	}
+	return &env{r: r, c: c, j: j, fr: fr, kl: kl, rec: rec, regHost: regHost}
+}
+
+func (e *env) create(t *testing.T, containers ...string) {
+	t.Helper()
+	pc := &agentv1alpha1.PodCheckpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: "mig-1-web-0", Namespace: "db"},
+		Spec: agentv1alpha1.PodCheckpointSpec{
+			NodeName: "node-a", PodName: "web-0", MigrationUID: "mig-1", Containers: containers,
+			Destination: agentv1alpha1.CheckpointDestination{Repository: e.regHost + "/lm"},
+			Action:      agentv1alpha1.CheckpointActionCheckpoint, TimeoutSeconds: 30,
+		},
+	}
+	if err := e.c.Create(context.Background(), pc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) reconcile(t *testing.T) (*agentv1alpha1.PodCheckpoint, error) {
+	t.Helper()
+	_, err := e.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "mig-1-web-0"}})
+	pc := &agentv1alpha1.PodCheckpoint{}
+	if gerr := e.c.Get(context.Background(), types.NamespacedName{Namespace: "db", Name: "mig-1-web-0"}, pc); gerr != nil {
+		t.Fatal(gerr)
+	}
+	return pc, err
+}
+
+func (e *env) setAction(t *testing.T, a agentv1alpha1.CheckpointAction) {
+	t.Helper()
+	pc := &agentv1alpha1.PodCheckpoint{}
+	_ = e.c.Get(context.Background(), types.NamespacedName{Namespace: "db", Name: "mig-1-web-0"}, pc)
+	pc.Spec.Action = a
+	if err := e.c.Update(context.Background(), pc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func archives(t *testing.T, dir string) []string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "checkpoint-*.tar"))
+	return m
+}
+
+func TestCheckpointHappyPathThenRelease(t *testing.T) {
+	e := newEnv(t)
+	e.create(t)
+	pc, err := e.reconcile(t)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	wantOps := []string{"freeze kubepods/burstable/podpod-uid-1", "checkpoint app", "checkpoint side"}
+	if diff := cmp.Diff(wantOps, e.j.list()); diff != "" {
+		t.Errorf("side effects (-want +got):\n%s", diff)
+	}
+	if pc.Status.Phase != agentv1alpha1.PodCheckpointCheckpointed {
+		t.Fatalf("phase %q (%s), want Checkpointed", pc.Status.Phase, pc.Status.Message)
+	}
+	if pc.Status.FreezeStartTime == nil || !pc.Status.FreezeStartTime.Time.Equal(t0) {
+		t.Errorf("freezeStartTime = %v, want %v", pc.Status.FreezeStartTime, t0)
+	}
+	if pc.Status.CheckpointDuration == nil || pc.Status.CheckpointDuration.Duration != 2*time.Second {
+		t.Errorf("checkpointDuration = %v, want 2s (two kubelet calls on the fake clock)", pc.Status.CheckpointDuration)
+	}
+	if len(pc.Status.Containers) != 2 {
+		t.Fatalf("containers status = %+v", pc.Status.Containers)
+	}
+	for _, c := range pc.Status.Containers {
+		if !strings.HasPrefix(c.Image, e.regHost+"/lm/db-web-0-"+c.Name+"@sha256:") || c.Digest == "" {
+			t.Errorf("container %s image %q digest %q", c.Name, c.Image, c.Digest)
+		}
+		if c.CRIUVersion != "4.1" || c.Runtime != "runc" || c.RuntimeVersion != "1.2" || c.Architecture != "amd64" || c.ContainerImage != "livemigrate.io/labapp:latest" {
+			t.Errorf("container %s metadata %+v", c.Name, c)
+		}
+		fi, err := os.Stat(c.ArchivePath)
+		if err != nil || fi.Size() != c.ArchiveSizeBytes || fi.Mode().Perm() != 0o600 {
+			t.Errorf("archive %s: %v size %d mode %v", c.ArchivePath, err, c.ArchiveSizeBytes, fi.Mode())
+		}
+	}
+	if !e.fr.frozen["kubepods/burstable/podpod-uid-1"] {
+		t.Errorf("pod not frozen after checkpoint")
+	}
+
+	// A restarted agent does nothing more.
+	if _, err := e.reconcile(t); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.j.list()); n != 3 {
+		t.Errorf("second reconcile repeated side effects: %v", e.j.list())
+	}
+
+	// Release: archives gone, pod stays frozen.
+	e.setAction(t, agentv1alpha1.CheckpointActionRelease)
+	pc, err = e.reconcile(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.Status.Phase != agentv1alpha1.PodCheckpointReleased {
+		t.Errorf("phase %q, want Released", pc.Status.Phase)
+	}
+	if a := archives(t, e.r.CheckpointDir); len(a) != 0 {
+		t.Errorf("archives left after release: %v", a)
+	}
+	if !e.fr.frozen["kubepods/burstable/podpod-uid-1"] {
+		t.Errorf("release thawed the pod")
+	}
+}
+
+func TestCheckpointResumesAfterCrash(t *testing.T) {
+	e := newEnv(t)
+	e.create(t)
+	if _, err := e.reconcile(t); err != nil {
+		t.Fatal(err)
+	}
+	// Simulate a crash after app's archive was recorded but before its push.
+	pc, _ := e.reconcile(t)
+	for i := range pc.Status.Containers {
+		if pc.Status.Containers[i].Name == "side" {
+			pc.Status.Containers[i].Digest, pc.Status.Containers[i].Image = "", ""
+		}
+	}
+	pc.Status.Phase = agentv1alpha1.PodCheckpointPushing
+	if err := e.c.Status().Update(context.Background(), pc); err != nil {
+		t.Fatal(err)
+	}
+	before := len(e.j.list())
+	pc, err := e.reconcile(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"freeze kubepods/burstable/podpod-uid-1"}, e.j.list()[before:]); diff != "" {
+		t.Errorf("resumed reconcile side effects (-want +got):\n%s", diff)
+	}
+	if pc.Status.Phase != agentv1alpha1.PodCheckpointCheckpointed {
+		t.Errorf("phase %q", pc.Status.Phase)
+	}
+}
+
+func TestCheckpointFailuresKeepPodFrozenUntilThaw(t *testing.T) {
+	cases := []struct {
+		name       string
+		kubeletErr error
+		corrupt    bool
+		wantInMsg  string
+	}{
+		{"feature gate off", &kubelet.Error{Reason: kubelet.ReasonFeatureDisabled, StatusCode: 404}, false, "KubeletFeatureDisabled"},
+		{"runtime error", &kubelet.Error{Reason: kubelet.ReasonRuntimeError, StatusCode: 500, Message: "criu failed"}, false, "criu failed"},
+		{"malicious archive", nil, true, "ArchiveRejected"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.kl.err, e.kl.corrupt = tc.kubeletErr, tc.corrupt
+			e.create(t, "app")
+			pc, err := e.reconcile(t)
+			if err == nil || !errors.Is(err, reconcile.TerminalError(nil)) {
+				t.Errorf("Reconcile error %v, want a terminal error", err)
+			}
+			if pc.Status.Phase != agentv1alpha1.PodCheckpointFailed || !strings.Contains(pc.Status.Message, tc.wantInMsg) {
+				t.Errorf("phase %q message %q, want Failed with %q", pc.Status.Phase, pc.Status.Message, tc.wantInMsg)
+			}
+			if !e.fr.frozen["kubepods/burstable/podpod-uid-1"] {
+				t.Errorf("failure thawed the pod; only the migration may")
+			}
+			if a := archives(t, e.r.CheckpointDir); len(a) != 0 {
+				t.Errorf("rejected archive left on the node: %v", a)
+			}
+			e.setAction(t, agentv1alpha1.CheckpointActionThaw)
+			pc, err = e.reconcile(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pc.Status.Phase != agentv1alpha1.PodCheckpointThawed || e.fr.frozen["kubepods/burstable/podpod-uid-1"] {
+				t.Errorf("after Thaw: phase %q frozen %v", pc.Status.Phase, e.fr.frozen["kubepods/burstable/podpod-uid-1"])
+			}
+		})
+	}
+}
+
+func TestThawRemovesArchivesIncludingUnrecorded(t *testing.T) {
+	e := newEnv(t)
+	e.create(t, "app")
+	if _, err := e.reconcile(t); err != nil {
+		t.Fatal(err)
+	}
+	// An archive taken before a crash and never recorded.
+	stray := filepath.Join(e.r.CheckpointDir, layout.ArchiveName("web-0", "db", "app", t0.Add(-time.Hour)))
+	if err := os.WriteFile(stray, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(e.r.CheckpointDir, layout.ArchiveName("web-1", "db", "app", t0))
+	if err := os.WriteFile(other, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.setAction(t, agentv1alpha1.CheckpointActionThaw)
+	pc, err := e.reconcile(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{other}, archives(t, e.r.CheckpointDir)); diff != "" {
+		t.Errorf("archives left (-want +got):\n%s", diff)
+	}
+	if pc.Status.Phase != agentv1alpha1.PodCheckpointThawed {
+		t.Errorf("phase %q", pc.Status.Phase)
+	}
+	if got := e.j.list(); got[len(got)-1] != "thaw kubepods/burstable/podpod-uid-1" {
+		t.Errorf("last side effect %q, want thaw", got[len(got)-1])
+	}
+}
+
+func TestOtherNodesCheckpointIgnored(t *testing.T) {
+	e := newEnv(t)
+	e.r.NodeName = "node-b"
+	e.create(t)
+	pc, err := e.reconcile(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.Status.Phase != "" || len(e.j.list()) != 0 {
+		t.Errorf("agent of another node acted: phase %q ops %v", pc.Status.Phase, e.j.list())
+	}
+}

@@ -1,0 +1,120 @@
+package controller
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+)
+
+func restoredPod(name, key string, phase corev1.PodPhase, ready bool) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "db", UID: types.UID("uid-" + name),
+			Labels:      map[string]string{agentv1alpha1.LabelRestoredFrom: "r"},
+			Annotations: map[string]string{agentv1alpha1.AnnotationRestore: "r", agentv1alpha1.AnnotationRestoreClaim: key}},
+		Status: corev1.PodStatus{Phase: phase},
+	}
+	if ready {
+		p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	}
+	return p
+}
+
+func TestPodRestoreFollowsPods(t *testing.T) {
+	claimAt := metav1.NewTime(t0)
+	readyAt := metav1.NewTime(t0.Add(time.Minute))
+	claim := func(cp, key string) agentv1alpha1.RestoreClaim {
+		return agentv1alpha1.RestoreClaim{Checkpoint: cp, Key: key, Phase: agentv1alpha1.RestoreClaimClaimed, ClaimTime: claimAt}
+	}
+	cases := []struct {
+		name       string
+		claims     []agentv1alpha1.RestoreClaim
+		pods       []client.Object
+		now        time.Time
+		wantPhase  agentv1alpha1.PodRestorePhase
+		wantClaims []agentv1alpha1.RestoreClaim
+		wantAfter  time.Duration
+	}{
+		{
+			name: "pods ready: restored", now: t0.Add(time.Minute),
+			claims:    []agentv1alpha1.RestoreClaim{claim("a", "web-0"), claim("b", "web-1")},
+			pods:      []client.Object{restoredPod("web-0", "web-0", corev1.PodRunning, true), restoredPod("web-1", "web-1", corev1.PodRunning, true)},
+			wantPhase: agentv1alpha1.PodRestoreRestored,
+			wantClaims: []agentv1alpha1.RestoreClaim{
+				{Checkpoint: "a", Key: "web-0", PodName: "web-0", PodUID: "uid-web-0", Phase: agentv1alpha1.RestoreClaimReady, ClaimTime: claimAt, ReadyTime: &readyAt},
+				{Checkpoint: "b", Key: "web-1", PodName: "web-1", PodUID: "uid-web-1", Phase: agentv1alpha1.RestoreClaimReady, ClaimTime: claimAt, ReadyTime: &readyAt},
+			},
+		},
+		{
+			name: "one running, one pending: restoring", now: t0.Add(time.Minute),
+			claims:    []agentv1alpha1.RestoreClaim{claim("a", "web-0"), claim("b", "admission-uid")},
+			pods:      []client.Object{restoredPod("web-0", "web-0", corev1.PodRunning, false), restoredPod("api-x1", "admission-uid", corev1.PodPending, false)},
+			wantPhase: agentv1alpha1.PodRestoreRestoring,
+			wantClaims: []agentv1alpha1.RestoreClaim{
+				{Checkpoint: "a", Key: "web-0", PodName: "web-0", PodUID: "uid-web-0", Phase: agentv1alpha1.RestoreClaimRunning, ClaimTime: claimAt},
+				{Checkpoint: "b", Key: "admission-uid", PodName: "api-x1", PodUID: "uid-api-x1", Phase: agentv1alpha1.RestoreClaimCreated, ClaimTime: claimAt},
+			},
+		},
+		{
+			name: "failed pod: failed", now: t0.Add(time.Minute),
+			claims:    []agentv1alpha1.RestoreClaim{claim("a", "web-0"), claim("b", "web-1")},
+			pods:      []client.Object{restoredPod("web-0", "web-0", corev1.PodFailed, false)},
+			wantPhase: agentv1alpha1.PodRestoreFailed,
+			wantClaims: []agentv1alpha1.RestoreClaim{
+				{Checkpoint: "a", Key: "web-0", PodName: "web-0", PodUID: "uid-web-0", Phase: agentv1alpha1.RestoreClaimFailed, ClaimTime: claimAt},
+				claim("b", "web-1"),
+			},
+			wantAfter: time.Minute,
+		},
+		{
+			name: "claim whose pod never appeared is freed after the TTL", now: t0.Add(3 * time.Minute),
+			claims:     []agentv1alpha1.RestoreClaim{claim("a", "lost-uid")},
+			wantPhase:  agentv1alpha1.PodRestorePending,
+			wantClaims: nil,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := runtime.NewScheme()
+			_ = clientgoscheme.AddToScheme(s)
+			_ = agentv1alpha1.AddToScheme(s)
+			pr := &agentv1alpha1.PodRestore{
+				ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "db"},
+				Spec: agentv1alpha1.PodRestoreSpec{MigrationUID: "m", Workload: agentv1alpha1.WorkloadReference{Kind: "StatefulSet", Name: "web"},
+					Checkpoints: []agentv1alpha1.RestoreCheckpoint{{Name: "a"}, {Name: "b"}}},
+				Status: agentv1alpha1.PodRestoreStatus{Phase: agentv1alpha1.PodRestoreRestoring, Claims: tc.claims},
+			}
+			c := fake.NewClientBuilder().WithScheme(s).WithObjects(append(tc.pods, pr)...).WithStatusSubresource(pr).Build()
+			r := &PodRestoreReconciler{Client: c, Recorder: events.NewFakeRecorder(10), Clock: clocktesting.NewFakeClock(tc.now), Metrics: NewMetrics(nil), ClaimTTL: 2 * time.Minute}
+			res, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "r"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := &agentv1alpha1.PodRestore{}
+			_ = c.Get(context.Background(), types.NamespacedName{Namespace: "db", Name: "r"}, got)
+			if got.Status.Phase != tc.wantPhase {
+				t.Errorf("phase %q, want %q", got.Status.Phase, tc.wantPhase)
+			}
+			if diff := cmp.Diff(tc.wantClaims, got.Status.Claims, cmpopts.EquateEmpty(), cmpopts.EquateApproxTime(time.Second)); diff != "" {
+				t.Errorf("claims (-want +got):\n%s", diff)
+			}
+			if res.RequeueAfter != tc.wantAfter {
+				t.Errorf("RequeueAfter %v, want %v", res.RequeueAfter, tc.wantAfter)
+			}
+		})
+	}
+}
