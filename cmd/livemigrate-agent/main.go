@@ -1,0 +1,46 @@
+// Command livemigrate-agent is the per-node checkpoint agent (DaemonSet,
+// --mode=node) and the restore webhook (Deployment, --mode=restore) of
+// livemigrate. See agent/options for its flags (--help).
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/livemigrate/livemigrate/agent/app"
+	"github.com/livemigrate/livemigrate/agent/options"
+)
+
+func main() {
+	o := options.New()
+	fs := pflag.NewFlagSet("livemigrate-agent", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	klog.InitFlags(nil)
+	fs.AddGoFlagSet(flag.CommandLine)
+	fs.Usage = func() {
+		fmt.Fprintf(os.Stderr, "livemigrate-agent freezes, checkpoints and restores pods for live migration.\n\nUsage: livemigrate-agent [flags]\n\n%s", fs.FlagUsages())
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	if err := o.Validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "invalid flags:", err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(klog.NewKlogr())
+	ctx := ctrl.SetupSignalHandler()
+	// Further components (volume replication) are passed to app.Run here.
+	if err := app.Run(ctx, o); err != nil {
+		klog.FromContext(ctx).Error(err, "livemigrate-agent failed")
+		os.Exit(1)
+	}
+}
