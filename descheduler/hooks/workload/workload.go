@@ -160,4 +160,3 @@ func (h *Hook) Remove(ctx context.Context, cluster, namespace string, ref lmv1al
 	}
 	return false, nil
 }
-

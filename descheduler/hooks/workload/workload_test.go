@@ -26,8 +26,8 @@ var sts = lmv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: "StatefulSet
 func statefulSet(replicas, ready int32) *appsv1.StatefulSet {
 	return &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db", Generation: 2},
-		Spec: appsv1.StatefulSetSpec{Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
-		Status: appsv1.StatefulSetStatus{ObservedGeneration: 2, ReadyReplicas: ready},
+		Spec:       appsv1.StatefulSetSpec{Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}},
+		Status:     appsv1.StatefulSetStatus{ObservedGeneration: 2, ReadyReplicas: ready},
 	}
 }
 
