@@ -44,6 +44,11 @@ func (w *Webhook) Handle(ctx context.Context, req admission.Request) admission.R
 	if req.Operation != admissionv1.Create || req.Kind.Kind != "Pod" || req.SubResource != "" {
 		return admission.Allowed("not a pod creation")
 	}
+	if req.DryRun != nil && *req.DryRun {
+		// Claiming has a side effect (the PodRestore status); a dry run
+		// must not consume a checkpoint.
+		return admission.Allowed("dry run")
+	}
 	pod := &corev1.Pod{}
 	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
 		// Never block a pod we cannot read.

@@ -328,6 +328,11 @@ func TestWebhookIgnoresOtherOperations(t *testing.T) {
 	if resp := w.Handle(context.Background(), req); !resp.Allowed || len(resp.Patches) != 0 {
 		t.Errorf("update was changed: %+v", resp)
 	}
+	dry := request(t, pod, "u")
+	dry.DryRun = ptr.To(true)
+	if resp := w.Handle(context.Background(), dry); !resp.Allowed || len(resp.Patches) != 0 {
+		t.Errorf("dry run consumed a checkpoint: %+v", resp)
+	}
 	bad := request(t, pod, "u")
 	bad.Object.Raw = []byte("{not json")
 	if resp := w.Handle(context.Background(), bad); !resp.Allowed {
