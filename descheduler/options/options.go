@@ -1,0 +1,167 @@
+package options
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// Options are the livemigrate-descheduler's flags.
+type Options struct {
+	// Kubeconfig of the Karmada control plane; in-cluster when empty.
+	Kubeconfig string
+
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+	LeaderElect            bool
+	LeaderElectionID       string
+	LeaderElectionNS       string
+
+	// EnableWebhook serves the validating webhook on WebhookPort with the
+	// certificate in WebhookCertDir.
+	EnableWebhook  bool
+	WebhookPort    int
+	WebhookCertDir string
+
+	// PollInterval re-checks phases that wait on member clusters.
+	PollInterval time.Duration
+	// DefaultDowntimeBudget applies when spec.downtimeBudget is empty.
+	DefaultDowntimeBudget time.Duration
+	// DefaultBandwidth (bytes/s) estimates transfers when nothing was measured.
+	DefaultBandwidth resource.Quantity
+	// PreCopyThreshold and PreCopyMaxRounds are the pre-copy defaults.
+	PreCopyThreshold resource.Quantity
+	PreCopyMaxRounds int32
+	// DefaultCheckpointEstimate is the checkpoint size assumed for a
+	// container without a memory limit or request.
+	DefaultCheckpointEstimate resource.Quantity
+
+	// CheckpointRepository is where the agents push checkpoint images.
+	CheckpointRepository string
+	// CheckpointRegistryInsecure allows plain HTTP to the registry.
+	CheckpointRegistryInsecure bool
+	// CheckpointPushSecret names the push Secret in the workload's namespace.
+	CheckpointPushSecret string
+	// CheckpointTimeout bounds each kubelet checkpoint call.
+	CheckpointTimeout time.Duration
+
+	// SchedulerConfig is the livemigrate scheduler plugins' configuration
+	// file (plugins/config), used to score targets; defaults when empty.
+	SchedulerConfig string
+
+	MemberQPS   float32
+	MemberBurst int
+}
+
+// New returns the default options.
+func New() *Options {
+	return &Options{
+		MetricsBindAddress:        ":8080",
+		HealthProbeBindAddress:    ":8081",
+		LeaderElectionID:          "livemigrate-descheduler",
+		LeaderElectionNS:          "karmada-system",
+		EnableWebhook:             true,
+		WebhookPort:               9443,
+		WebhookCertDir:            "/tmp/k8s-webhook-server/serving-certs",
+		PollInterval:              2 * time.Second,
+		DefaultDowntimeBudget:     10 * time.Second,
+		DefaultBandwidth:          resource.MustParse("100Mi"),
+		PreCopyThreshold:          resource.MustParse("64Mi"),
+		PreCopyMaxRounds:          5,
+		DefaultCheckpointEstimate: resource.MustParse("256Mi"),
+		CheckpointTimeout:         2 * time.Minute,
+		MemberQPS:                 20,
+		MemberBurst:               40,
+	}
+}
+
+// AddFlags registers the flags.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the Karmada control plane (in-cluster config when empty).")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address the Prometheus metrics are served on; 0 disables.")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address of /healthz and /readyz.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader so that only one replica acts.")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "Name of the leader-election Lease.")
+	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", o.LeaderElectionNS, "Namespace of the leader-election Lease.")
+	fs.BoolVar(&o.EnableWebhook, "enable-webhook", o.EnableWebhook, "Serve the LiveMigration validating webhook.")
+	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "Port of the webhook server.")
+	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", o.WebhookCertDir, "Directory holding tls.crt and tls.key for the webhook server.")
+	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "How often a phase waiting on a member cluster is re-checked.")
+	fs.DurationVar(&o.DefaultDowntimeBudget, "default-downtime-budget", o.DefaultDowntimeBudget, "Downtime budget of a LiveMigration without spec.downtimeBudget.")
+	fs.Var(quantityFlag{&o.DefaultBandwidth}, "default-bandwidth", "Bytes per second assumed to estimate downtime when nothing was measured (e.g. 100Mi).")
+	fs.Var(quantityFlag{&o.PreCopyThreshold}, "precopy-threshold", "Delta size under which volume pre-copy stops, when spec.preCopy does not say.")
+	fs.Int32Var(&o.PreCopyMaxRounds, "precopy-max-rounds", o.PreCopyMaxRounds, "Maximum volume pre-copy rounds, when spec.preCopy does not say.")
+	fs.Var(quantityFlag{&o.DefaultCheckpointEstimate}, "default-checkpoint-estimate", "Checkpoint size assumed for a container without memory limit or request.")
+	fs.StringVar(&o.CheckpointRepository, "checkpoint-repository", o.CheckpointRepository, "Registry repository the agents push checkpoint images to (e.g. registry.example:5000/livemigrate). Required.")
+	fs.BoolVar(&o.CheckpointRegistryInsecure, "checkpoint-registry-insecure", o.CheckpointRegistryInsecure, "Use plain HTTP to the checkpoint registry.")
+	fs.StringVar(&o.CheckpointPushSecret, "checkpoint-push-secret", o.CheckpointPushSecret, "dockerconfigjson Secret, in the workload's namespace of the source cluster, with the push credentials.")
+	fs.DurationVar(&o.CheckpointTimeout, "checkpoint-timeout", o.CheckpointTimeout, "Timeout of each kubelet checkpoint call.")
+	fs.StringVar(&o.SchedulerConfig, "scheduler-config", o.SchedulerConfig, "Scheduler plugins configuration file (Capacity, Latency) used to pick targets; defaults when empty.")
+	fs.Float32Var(&o.MemberQPS, "member-qps", o.MemberQPS, "QPS of each member-cluster client.")
+	fs.IntVar(&o.MemberBurst, "member-burst", o.MemberBurst, "Burst of each member-cluster client.")
+}
+
+// Validate returns every invalid option.
+func (o *Options) Validate() field.ErrorList {
+	var errs field.ErrorList
+	p := field.NewPath("flags")
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, field.Invalid(p.Child(name), d.String(), "must be positive"))
+		}
+	}
+	positive("poll-interval", o.PollInterval)
+	positive("default-downtime-budget", o.DefaultDowntimeBudget)
+	positive("checkpoint-timeout", o.CheckpointTimeout)
+	if o.CheckpointTimeout > time.Hour {
+		errs = append(errs, field.Invalid(p.Child("checkpoint-timeout"), o.CheckpointTimeout.String(), "must be at most 1h"))
+	}
+	for name, q := range map[string]resource.Quantity{"default-bandwidth": o.DefaultBandwidth, "precopy-threshold": o.PreCopyThreshold} {
+		if q.Sign() <= 0 {
+			errs = append(errs, field.Invalid(p.Child(name), q.String(), "must be positive"))
+		}
+	}
+	if o.DefaultCheckpointEstimate.Sign() < 0 {
+		errs = append(errs, field.Invalid(p.Child("default-checkpoint-estimate"), o.DefaultCheckpointEstimate.String(), "must not be negative"))
+	}
+	if o.PreCopyMaxRounds < 1 || o.PreCopyMaxRounds > 100 {
+		errs = append(errs, field.Invalid(p.Child("precopy-max-rounds"), o.PreCopyMaxRounds, "must be between 1 and 100"))
+	}
+	if o.CheckpointRepository == "" {
+		errs = append(errs, field.Required(p.Child("checkpoint-repository"), "the registry repository the agents push checkpoint images to"))
+	}
+	if o.EnableWebhook && (o.WebhookPort < 1 || o.WebhookPort > 65535) {
+		errs = append(errs, field.Invalid(p.Child("webhook-port"), o.WebhookPort, "must be a port number"))
+	}
+	if o.LeaderElect && (o.LeaderElectionID == "" || o.LeaderElectionNS == "") {
+		errs = append(errs, field.Required(p.Child("leader-election-id"), "leader election needs an ID and a namespace"))
+	}
+	if o.MemberQPS <= 0 || o.MemberBurst <= 0 {
+		errs = append(errs, field.Invalid(p.Child("member-qps"), fmt.Sprintf("%v/%d", o.MemberQPS, o.MemberBurst), "QPS and burst must be positive"))
+	}
+	return errs
+}
+
+// quantityFlag is a pflag.Value over a resource.Quantity.
+type quantityFlag struct{ q *resource.Quantity }
+
+func (f quantityFlag) String() string {
+	if f.q == nil {
+		return ""
+	}
+	return f.q.String()
+}
+
+func (f quantityFlag) Set(s string) error {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a quantity (e.g. 100Mi): %w", s, err)
+	}
+	*f.q = q
+	return nil
+}
+
+func (quantityFlag) Type() string { return "quantity" }

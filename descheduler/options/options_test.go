@@ -1,0 +1,68 @@
+package options
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/pflag"
+)
+
+func parse(t *testing.T, args ...string) *Options {
+	t.Helper()
+	o := New()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	o.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+func TestValidate(t *testing.T) {
+	cases := map[string]struct {
+		args []string
+		want []string // fields in error
+	}{
+		"defaults plus repository": {args: []string{"--checkpoint-repository=reg:5000/lm"}},
+		"repository missing":       {want: []string{"flags.checkpoint-repository"}},
+		"bad values": {
+			args: []string{"--checkpoint-repository=r", "--poll-interval=0s", "--precopy-max-rounds=0", "--default-bandwidth=0", "--webhook-port=70000"},
+			want: []string{"flags.default-bandwidth", "flags.poll-interval", "flags.precopy-max-rounds", "flags.webhook-port"},
+		},
+		"webhook disabled ignores its port": {args: []string{"--checkpoint-repository=r", "--enable-webhook=false", "--webhook-port=0"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var got []string
+			for _, e := range parse(t, tc.args...).Validate() {
+				got = append(got, e.Field)
+			}
+			sortStrings(got)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("invalid fields (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestQuantityFlag(t *testing.T) {
+	o := parse(t, "--default-bandwidth=1Gi")
+	if got := o.DefaultBandwidth.Value(); got != 1<<30 {
+		t.Errorf("default-bandwidth = %d, want 1Gi", got)
+	}
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	New().AddFlags(fs)
+	err := fs.Parse([]string{"--default-bandwidth=fast"})
+	if err == nil || !strings.Contains(err.Error(), "e.g. 100Mi") {
+		t.Errorf("err = %v, want a hint", err)
+	}
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
