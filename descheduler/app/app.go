@@ -1,0 +1,212 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
+	policyv1alpha1 "github.com/karmada-io/karmada/pkg/apis/policy/v1alpha1"
+	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
+	"github.com/karmada-io/karmada/pkg/scheduler/framework"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/rest"
+	"k8s.io/component-base/logs"
+	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	"github.com/livemigrate/livemigrate/descheduler/hooks/agentcr"
+	"github.com/livemigrate/livemigrate/descheduler/hooks/workload"
+	"github.com/livemigrate/livemigrate/descheduler/member"
+	"github.com/livemigrate/livemigrate/descheduler/metrics"
+	"github.com/livemigrate/livemigrate/descheduler/migration"
+	"github.com/livemigrate/livemigrate/descheduler/options"
+	"github.com/livemigrate/livemigrate/descheduler/placement"
+	"github.com/livemigrate/livemigrate/descheduler/webhook"
+	"github.com/livemigrate/livemigrate/plugins/capacity"
+	pluginconfig "github.com/livemigrate/livemigrate/plugins/config"
+	"github.com/livemigrate/livemigrate/plugins/latency"
+)
+
+// KarmadaScheme holds the types the descheduler reads in the Karmada plane.
+func KarmadaScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		clientgoscheme.AddToScheme, lmv1alpha1.AddToScheme,
+		clusterv1alpha1.Install, workv1alpha2.Install, policyv1alpha1.Install,
+	} {
+		utilMust(add(s))
+	}
+	return s
+}
+
+// MemberScheme holds the types the descheduler writes in member clusters.
+func MemberScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilMust(clientgoscheme.AddToScheme(s))
+	utilMust(agentv1alpha1.AddToScheme(s))
+	return s
+}
+
+func utilMust(err error) {
+	if err != nil {
+		panic(err)
+	}
+}
+
+// NewCommand returns the livemigrate-descheduler command.
+func NewCommand(ctx context.Context) *cobra.Command {
+	o := options.New()
+	logOpts := logs.NewOptions()
+	cmd := &cobra.Command{
+		Use:   "livemigrate-descheduler",
+		Short: "Runs the LiveMigration controller and its validating webhook against the Karmada control plane",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := logsapi.ValidateAndApply(logOpts, nil); err != nil {
+				return err
+			}
+			if errs := o.Validate(); len(errs) > 0 {
+				return fmt.Errorf("invalid flags: %w", errs.ToAggregate())
+			}
+			return Run(ctx, o)
+		},
+		SilenceUsage: true,
+	}
+	o.AddFlags(cmd.Flags())
+	logsapi.AddFlags(logOpts, cmd.Flags())
+	return cmd
+}
+
+func restConfig(o *options.Options) (*rest.Config, error) {
+	if o.Kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	}
+	return ctrl.GetConfig()
+}
+
+// Run starts the manager and blocks until ctx ends.
+func Run(ctx context.Context, o *options.Options) error {
+	logger := klog.FromContext(ctx)
+	ctrl.SetLogger(logger)
+	cfg, err := restConfig(o)
+	if err != nil {
+		return fmt.Errorf("loading the Karmada kubeconfig: %w", err)
+	}
+	scheme := KarmadaScheme()
+	mgrOpts := ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsBindAddress},
+		HealthProbeBindAddress:  o.HealthProbeBindAddress,
+		LeaderElection:          o.LeaderElect,
+		LeaderElectionID:        o.LeaderElectionID,
+		LeaderElectionNamespace: o.LeaderElectionNS,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// Member credentials live in karmada-cluster only; the RBAC grants no more.
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{"karmada-cluster": {}}},
+		}},
+	}
+	if o.EnableWebhook {
+		mgrOpts.WebhookServer = ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir})
+	}
+	mgr, err := ctrl.NewManager(cfg, mgrOpts)
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	metrics.Register()
+
+	plugins, err := scoringPlugins(ctx, mgr, o.SchedulerConfig)
+	if err != nil {
+		return err
+	}
+	members := &member.Clients{Reader: mgr.GetClient(), Scheme: MemberScheme(), QPS: o.MemberQPS, Burst: o.MemberBurst}
+	dest := agentv1alpha1.CheckpointDestination{Repository: o.CheckpointRepository, Insecure: o.CheckpointRegistryInsecure}
+	if o.CheckpointPushSecret != "" {
+		dest.PushSecretRef = &corev1.LocalObjectReference{Name: o.CheckpointPushSecret}
+	}
+	r := &migration.Reconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("livemigrate-descheduler"),
+		Clock:    clock.RealClock{},
+		Hooks: migration.Hooks{
+			Checkpoint: &agentcr.Checkpoint{Clients: members, Destination: dest,
+				TimeoutSeconds: int32(o.CheckpointTimeout.Seconds()), DefaultEstimate: o.DefaultCheckpointEstimate},
+			// No in-tree volume replication backend is registered yet: a
+			// workload with persistent volumes fails Planning with a message
+			// naming the StorageClass.
+			Replication: migration.ReplicationByStorageClass{},
+			Restore:     &agentcr.Restore{Clients: members},
+			Workload:    &workload.Hook{Clients: members},
+			Picker:      &placement.Picker{Client: mgr.GetClient(), Plugins: plugins},
+		},
+		Config: migration.Config{
+			PollInterval:          o.PollInterval,
+			DefaultDowntimeBudget: o.DefaultDowntimeBudget,
+			DefaultBandwidth:      o.DefaultBandwidth.Value(),
+			PreCopyThresholdBytes: o.PreCopyThreshold.Value(),
+			PreCopyMaxRounds:      o.PreCopyMaxRounds,
+		},
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the LiveMigration controller: %w", err)
+	}
+	if o.EnableWebhook {
+		mgr.GetWebhookServer().Register(webhook.Path, &ctrlwebhook.Admission{Handler: webhook.New(mgr.GetAPIReader(), scheme)})
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return err
+		}
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	logger.Info("Starting livemigrate-descheduler")
+	return mgr.Start(ctx)
+}
+
+// scoringPlugins builds the Capacity and Latency plugins the way the
+// livemigrate-scheduler does, fed from the manager's informers.
+func scoringPlugins(ctx context.Context, mgr ctrl.Manager, path string) ([]framework.Plugin, error) {
+	cfg, err := pluginconfig.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	cp, err := capacity.New(cfg.Capacity)
+	if err != nil {
+		return nil, err
+	}
+	clusters, err := mgr.GetCache().GetInformer(ctx, &clusterv1alpha1.Cluster{})
+	if err != nil {
+		return nil, fmt.Errorf("cluster informer: %w", err)
+	}
+	if _, err := clusters.AddEventHandler(cp.EventHandler()); err != nil {
+		return nil, err
+	}
+	store := latency.NewStore(*cfg.Latency.Percentile)
+	latencies, err := mgr.GetCache().GetInformer(ctx, &lmv1alpha1.ClusterLatency{})
+	if err != nil {
+		return nil, fmt.Errorf("ClusterLatency informer: %w", err)
+	}
+	if _, err := latencies.AddEventHandler(store.EventHandler()); err != nil {
+		return nil, err
+	}
+	getters := placement.ReaderGetters{Reader: mgr.GetClient()}
+	lp, err := latency.New(cfg.Latency, latency.Handle{Store: store, Templates: getters, Policies: getters})
+	if err != nil {
+		return nil, err
+	}
+	return []framework.Plugin{cp, lp}, nil
+}

@@ -1,0 +1,18 @@
+package migration
+
+import (
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+)
+
+// SetupWithManager registers the reconciler. LiveMigrations are few and each
+// one is slow, so a handful of workers is plenty.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&lmv1alpha1.LiveMigration{}).
+		Named("livemigration").
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		Complete(r)
+}
