@@ -113,9 +113,16 @@ func MetadataFiles(c Container) (map[string][]byte, error) {
 	}, nil
 }
 
-// Write writes the archive for c to w, with the files under imagesDir as
-// checkpoint/ (streamed from disk).
-func Write(w io.Writer, c Container, imagesDir string) error {
+// Entry is one file of the checkpoint/ directory, streamed into the archive.
+type Entry struct {
+	// Name below checkpoint/.
+	Name string
+	Size int64
+	Open func() (io.ReadCloser, error)
+}
+
+// WriteEntries writes the archive for c to w with entries as checkpoint/.
+func WriteEntries(w io.Writer, c Container, entries []Entry) error {
 	files, err := MetadataFiles(c)
 	if err != nil {
 		return err
@@ -128,6 +135,48 @@ func Write(w io.Writer, c Container, imagesDir string) error {
 	if err := tw.WriteHeader(&tar.Header{Name: "checkpoint/", Typeflag: tar.TypeDir, Mode: 0o700, ModTime: mtime}); err != nil {
 		return err
 	}
+	for _, e := range entries {
+		if err := tw.WriteHeader(&tar.Header{Name: "checkpoint/" + e.Name, Typeflag: tar.TypeReg, Mode: 0o600, Size: e.Size, ModTime: mtime}); err != nil {
+			return err
+		}
+		rc, err := e.Open()
+		if err != nil {
+			return err
+		}
+		n, err := io.Copy(tw, io.LimitReader(rc, e.Size))
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("checkpoint/%s: %w", e.Name, err)
+		}
+		if n != e.Size {
+			return fmt.Errorf("checkpoint/%s: %d of %d bytes", e.Name, n, e.Size)
+		}
+	}
+	return writeMetadata(tw, files, mtime)
+}
+
+func writeMetadata(tw *tar.Writer, files map[string][]byte, mtime time.Time) error {
+	keys := make([]string, 0, len(files))
+	for k := range files {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b := files[k]
+		if err := tw.WriteHeader(&tar.Header{Name: k, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(b)), ModTime: mtime}); err != nil {
+			return err
+		}
+		if _, err := tw.Write(b); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
+}
+
+// Write writes the archive for c to w, with the files under imagesDir as
+// checkpoint/ (streamed from disk).
+func Write(w io.Writer, c Container, imagesDir string) error {
+	var entries []Entry
 	var names []string
 	if imagesDir != "" {
 		err := filepath.WalkDir(imagesDir, func(p string, d fs.DirEntry, err error) error {
@@ -149,40 +198,12 @@ func Write(w io.Writer, c Container, imagesDir string) error {
 		if err != nil {
 			return err
 		}
-		if err := addFile(tw, "checkpoint/"+filepath.ToSlash(rel), p, mtime); err != nil {
+		fi, err := os.Stat(p)
+		if err != nil {
 			return err
 		}
+		p := p
+		entries = append(entries, Entry{Name: filepath.ToSlash(rel), Size: fi.Size(), Open: func() (io.ReadCloser, error) { return os.Open(p) }})
 	}
-	keys := make([]string, 0, len(files))
-	for k := range files {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		b := files[k]
-		if err := tw.WriteHeader(&tar.Header{Name: k, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(b)), ModTime: mtime}); err != nil {
-			return err
-		}
-		if _, err := tw.Write(b); err != nil {
-			return err
-		}
-	}
-	return tw.Close()
-}
-
-func addFile(tw *tar.Writer, name, p string, mtime time.Time) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o600, Size: fi.Size(), ModTime: mtime}); err != nil {
-		return err
-	}
-	_, err = io.Copy(tw, f)
-	return err
+	return WriteEntries(w, c, entries)
 }
