@@ -1,0 +1,140 @@
+package kubectl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
+	policyv1alpha1 "github.com/karmada-io/karmada/pkg/apis/policy/v1alpha1"
+	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+)
+
+// Options is shared by every subcommand.
+type Options struct {
+	genericiooptions.IOStreams
+	ConfigFlags *genericclioptions.ConfigFlags
+	// Client overrides the client built from the kubeconfig flags (tests).
+	Client client.Client
+	// Terminal overrides the detection of a terminal on Out (tests).
+	Terminal *bool
+	Clock    clock.Clock
+	// PollInterval of --wait.
+	PollInterval time.Duration
+}
+
+// Scheme holds the types the plugin reads.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		clientgoscheme.AddToScheme, lmv1alpha1.AddToScheme,
+		clusterv1alpha1.Install, workv1alpha2.Install, policyv1alpha1.Install,
+	} {
+		if err := add(s); err != nil {
+			panic(err)
+		}
+	}
+	return s
+}
+
+func (o *Options) client() (client.Client, error) {
+	if o.Client != nil {
+		return o.Client, nil
+	}
+	cfg, err := o.ConfigFlags.ToRESTConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading the kubeconfig of the Karmada control plane (use --kubeconfig or --context): %w", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the Karmada control plane: %w", err)
+	}
+	o.Client = c
+	return c, nil
+}
+
+func (o *Options) namespace() (string, error) {
+	if o.ConfigFlags == nil {
+		return "default", nil
+	}
+	ns, _, err := o.ConfigFlags.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return "", fmt.Errorf("resolving the namespace (use -n): %w", err)
+	}
+	return ns, nil
+}
+
+func (o *Options) terminal() bool {
+	if o.Terminal != nil {
+		return *o.Terminal
+	}
+	if f, ok := o.Out.(*os.File); ok {
+		return term.IsTerminal(int(f.Fd()))
+	}
+	return false
+}
+
+// NewCommand returns the kubectl-livemigrate command.
+func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
+	o := &Options{IOStreams: streams, ConfigFlags: genericclioptions.NewConfigFlags(true), Clock: clock.RealClock{}, PollInterval: time.Second}
+	return newCommand(o)
+}
+
+func newCommand(o *Options) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kubectl-livemigrate",
+		Short: "Live-migrate stateful workloads between Karmada member clusters",
+		Long: `Live-migrate stateful workloads between Karmada member clusters.
+
+Run against the Karmada control plane (its kubeconfig), in the workload's namespace.`,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl livemigrate"},
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	if o.ConfigFlags != nil {
+		o.ConfigFlags.AddFlags(root.PersistentFlags())
+	}
+	root.AddCommand(newMoveCommand(o), newStatusCommand(o), newAbortCommand(o), newPlanCommand(o))
+	return root
+}
+
+// waitFor follows the migration until it is Succeeded or Failed.
+func (o *Options) waitFor(ctx context.Context, c client.Client, key client.ObjectKey) (*lmv1alpha1.LiveMigration, error) {
+	p := &Progress{Out: o.Out, Terminal: o.terminal()}
+	for {
+		lm := &lmv1alpha1.LiveMigration{}
+		if err := c.Get(ctx, key, lm); err != nil {
+			return nil, fmt.Errorf("reading LiveMigration %s: %w", key.Name, err)
+		}
+		p.Update(lm, o.Clock.Now())
+		if lm.Status.Phase.IsTerminal() {
+			p.Finish(lm)
+			if lm.Status.Phase == lmv1alpha1.PhaseFailed {
+				return lm, errors.New(Summary(lm))
+			}
+			return lm, nil
+		}
+		select {
+		case <-ctx.Done():
+			return lm, ctx.Err()
+		case <-o.Clock.After(o.PollInterval):
+		}
+	}
+}
+
+func readyCondition(c *clusterv1alpha1.Cluster) bool {
+	return meta.IsStatusConditionTrue(c.Status.Conditions, clusterv1alpha1.ClusterConditionReady)
+}
