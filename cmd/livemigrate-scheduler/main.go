@@ -1,3 +1,6 @@
+// Command livemigrate-scheduler is karmada-scheduler with the livemigrate
+// Capacity and Latency plugins. See plugins/capacity/README.md and
+// plugins/latency/README.md.
 package main
 
 import (
@@ -8,7 +11,7 @@ import (
 	_ "k8s.io/component-base/logs/json/register"
 	controllerruntime "sigs.k8s.io/controller-runtime"
 
-	"github.com/karmada-io/karmada/cmd/scheduler/app"
+	"github.com/livemigrate/livemigrate/cmd/livemigrate-scheduler/app"
 )
 
 func main() {

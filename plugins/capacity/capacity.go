@@ -24,8 +24,8 @@ var (
 
 // Capacity filters and scores clusters by free resources.
 type Capacity struct {
-	strategy config.ScoringStrategy
-	weights  []weight
+	strategy  config.ScoringStrategy
+	weights   []weight
 	weightSum int64
 
 	slots *slots

@@ -97,16 +97,13 @@ func (p *Latency) Filter(_ context.Context, spec *workv1alpha2.ResourceBindingSp
 	if req == nil || req.MaxRTT == 0 {
 		return nil
 	}
-	notBefore := p.clock.Now().Add(-p.maxAge)
-	for i := range req.Targets {
-		t := &req.Targets[i]
-		if d, ok := p.store.RTT(cluster.Name, t, notBefore); ok && d > req.MaxRTT {
-			return framework.NewResult(framework.Unschedulable, fmt.Sprintf(
-				"cluster(s) too far: measured RTT to %s:%s is %s, above %s %s",
-				t.Kind, t.Name, d.Round(100*time.Microsecond), AnnotationMaxRTT, req.MaxRTT))
-		}
+	t, d := p.store.Exceeding(cluster.Name, req.Targets, req.MaxRTT, p.clock.Now().Add(-p.maxAge))
+	if t == nil {
+		return nil
 	}
-	return nil
+	return framework.NewResult(framework.Unschedulable, fmt.Sprintf(
+		"cluster(s) too far: measured RTT to %s:%s is %s, above %s %s",
+		t.Kind, t.Name, d.Round(100*time.Microsecond), AnnotationMaxRTT, req.MaxRTT))
 }
 
 // Score returns the weighted mean RTT (microseconds) over the targets with a
@@ -117,19 +114,11 @@ func (p *Latency) Score(_ context.Context, spec *workv1alpha2.ResourceBindingSpe
 	if req == nil {
 		return unknownScore, nil
 	}
-	notBefore := p.clock.Now().Add(-p.maxAge)
-	var sum, weights int64
-	for i := range req.Targets {
-		t := &req.Targets[i]
-		if d, ok := p.store.RTT(cluster.Name, t, notBefore); ok {
-			sum += d.Microseconds() * t.Weight
-			weights += t.Weight
-		}
-	}
-	if weights == 0 {
+	d, ok := p.store.WeightedRTT(cluster.Name, req.Targets, p.clock.Now().Add(-p.maxAge))
+	if !ok {
 		return unknownScore, nil
 	}
-	return sum / weights, nil
+	return d.Microseconds(), nil
 }
 
 // ScoreExtensions returns the plugin itself: it normalizes its scores.

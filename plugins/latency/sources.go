@@ -140,4 +140,3 @@ func PolicyEventHandler(generation *atomic.Uint64) cache.ResourceEventHandler {
 		DeleteFunc: func(interface{}) { generation.Add(1) },
 	}
 }
-

@@ -83,12 +83,50 @@ func (s *Store) Delete(name string) {
 // measurement is used, else the target's measurement of the candidate (RTT
 // is symmetric); a cluster is 0 from itself.
 func (s *Store) RTT(candidate string, t *Target, notBefore time.Time) (time.Duration, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rttLocked(s.clusters[candidate], candidate, t, notBefore)
+}
+
+// WeightedRTT returns the weighted mean RTT between candidate and the
+// targets with a fresh measurement, and false when none has one.
+func (s *Store) WeightedRTT(candidate string, targets []Target, notBefore time.Time) (time.Duration, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := s.clusters[candidate]
+	var sum time.Duration
+	var weights int64
+	for i := range targets {
+		if d, ok := s.rttLocked(c, candidate, &targets[i], notBefore); ok {
+			sum += d * time.Duration(targets[i].Weight)
+			weights += targets[i].Weight
+		}
+	}
+	if weights == 0 {
+		return 0, false
+	}
+	return sum / time.Duration(weights), true
+}
+
+// Exceeding returns the first target whose fresh RTT from candidate exceeds
+// max, with that RTT.
+func (s *Store) Exceeding(candidate string, targets []Target, max time.Duration, notBefore time.Time) (*Target, time.Duration) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := s.clusters[candidate]
+	for i := range targets {
+		if d, ok := s.rttLocked(c, candidate, &targets[i], notBefore); ok && d > max {
+			return &targets[i], d
+		}
+	}
+	return nil, 0
+}
+
+func (s *Store) rttLocked(c *clusterRTTs, candidate string, t *Target, notBefore time.Time) (time.Duration, bool) {
 	if t.Kind == TargetCluster && t.Name == candidate {
 		return 0, true
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if c := s.clusters[candidate]; c != nil {
+	if c != nil {
 		m := c.origins
 		if t.Kind == TargetCluster {
 			m = c.peers
