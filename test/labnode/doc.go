@@ -1,0 +1,24 @@
+// Package labnode is the lab's node runtime for kwok nodes: the stand-in for
+// kubelet + CRI-O + CRIU, met at their documented contracts and backed by
+// real processes.
+//
+//   - Pods bound to the node whose containers run the lab app image get one
+//     real labapp process per container, inside the pod's own cgroup in the
+//     kubelet layout (<parent>/kubepods/burstable/pod<uid>, cgroup v1
+//     freezer), so the agent's real freezer freezes them.
+//   - The kubelet checkpoint API (POST /checkpoint/{ns}/{pod}/{container})
+//     over TLS on the node's port, authorized with a TokenReview and a
+//     SubjectAccessReview for nodes/checkpoint against the member apiserver.
+//     A checkpoint reads the (frozen) process's memory through
+//     /proc/<pid>/mem, as CRIU reads a frozen task, and writes a CRI-O layout
+//     archive to <root>/checkpoints/checkpoint-<pod>_<ns>-<container>-<RFC3339>.tar.
+//     Like CRI-O it pauses a running container for the dump and resumes it
+//     afterwards: only the agent's freeze keeps a pod stopped.
+//   - A pod whose image is a checkpoint image is pulled from the registry,
+//     checked like any untrusted archive, and its lab app starts from the
+//     dumped memory.
+//   - StartRegistry serves an OCI registry (go-containerregistry) for the lab.
+//
+// It never touches pods that do not run the lab app, and it does not write
+// pod status (kwok does).
+package labnode

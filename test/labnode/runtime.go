@@ -1,0 +1,439 @@
+package labnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/livemigrate/livemigrate/agent/checkpointimage"
+	"github.com/livemigrate/livemigrate/agent/freezer"
+)
+
+// DefaultLabAppImage is the image name that runs the lab app.
+const DefaultLabAppImage = "livemigrate.io/labapp:latest"
+
+// Config of a node runtime.
+type Config struct {
+	// NodeName is the kwok node this runtime serves.
+	NodeName string
+	// Client talks to the member cluster (watch pods, TokenReview,
+	// SubjectAccessReview).
+	Client kubernetes.Interface
+	// Root holds checkpoints/ (the kubelet's checkpoint directory) and pods/.
+	Root string
+	// FreezerMount is the cgroup v1 freezer mount (/sys/fs/cgroup/freezer).
+	FreezerMount string
+	// CgroupParent is where this node's kubepods lives below the mount (the
+	// agent's --cgroup-parent), e.g. "livemigrate-lab/member1-node-0".
+	CgroupParent string
+	// LabApp is the labapp binary.
+	LabApp string
+	// LabAppImage is the image name that means "run the lab app".
+	LabAppImage string
+	// Listen is the kubelet API address (host:port); port 0 picks one.
+	Listen string
+	// DisableCheckpointAPI answers 404 like a kubelet whose
+	// ContainerCheckpoint feature gate is off.
+	DisableCheckpointAPI bool
+	// SkipAuth skips TokenReview/SubjectAccessReview (unit tests only).
+	SkipAuth bool
+	// Registry options for pulling checkpoint images.
+	Registry checkpointimage.PushOptions
+}
+
+// Runtime runs the lab app pods of one node.
+type Runtime struct {
+	cfg     Config
+	freezer *freezer.Freezer
+	log     klog.Logger
+
+	mu   sync.Mutex
+	pods map[types.UID]*podProc
+
+	// Addr is the kubelet API's address once Start returned.
+	Addr string
+	// CAFile verifies the kubelet API's certificate.
+	CAFile string
+}
+
+type podProc struct {
+	pod        *corev1.Pod
+	cgroup     string // relative to the freezer mount
+	containers map[string]*containerProc
+}
+
+type containerProc struct {
+	name     string
+	image    string
+	stateDir string
+	logPath  string
+	args     []string
+	cmd      *exec.Cmd
+	done     chan struct{}
+	err      error
+}
+
+// New creates a runtime.
+func New(cfg Config) (*Runtime, error) {
+	if cfg.NodeName == "" || cfg.Root == "" || cfg.LabApp == "" {
+		return nil, errors.New("node name, root and labapp binary are required")
+	}
+	if cfg.LabAppImage == "" {
+		cfg.LabAppImage = DefaultLabAppImage
+	}
+	if cfg.FreezerMount == "" {
+		cfg.FreezerMount = "/sys/fs/cgroup/freezer"
+	}
+	for _, d := range []string{cfg.Root, filepath.Join(cfg.Root, "checkpoints"), filepath.Join(cfg.Root, "pods")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return &Runtime{
+		cfg:     cfg,
+		freezer: &freezer.Freezer{Version: freezer.V1, Mount: cfg.FreezerMount, Parent: cfg.CgroupParent, Drivers: []freezer.Driver{freezer.DriverCgroupfs}},
+		log:     klog.Background().WithValues("node", cfg.NodeName),
+		pods:    map[types.UID]*podProc{},
+	}, nil
+}
+
+// CheckpointDir is the kubelet's checkpoint directory of this node.
+func (r *Runtime) CheckpointDir() string { return filepath.Join(r.cfg.Root, "checkpoints") }
+
+// Start serves the kubelet API and runs the node's pods until ctx ends; it
+// returns once both are up.
+func (r *Runtime) Start(ctx context.Context) error {
+	r.log = klog.FromContext(ctx).WithValues("node", r.cfg.NodeName)
+	if err := r.serveAPI(ctx); err != nil {
+		return err
+	}
+	if r.cfg.Client == nil {
+		return nil
+	}
+	f := informers.NewSharedInformerFactoryWithOptions(r.cfg.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", r.cfg.NodeName).String()
+	}))
+	inf := f.Core().V1().Pods().Informer()
+	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { r.onPod(ctx, o) },
+		UpdateFunc: func(_, o any) { r.onPod(ctx, o) },
+		DeleteFunc: func(o any) {
+			if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = t.Obj
+			}
+			if p, ok := o.(*corev1.Pod); ok {
+				r.StopPod(p.UID)
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	f.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		return errors.New("pod informer did not sync")
+	}
+	go func() {
+		<-ctx.Done()
+		r.StopAll()
+	}()
+	return nil
+}
+
+func (r *Runtime) onPod(ctx context.Context, o any) {
+	p, ok := o.(*corev1.Pod)
+	if !ok || p.Spec.NodeName != r.cfg.NodeName {
+		return
+	}
+	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		r.StopPod(p.UID)
+		return
+	}
+	if err := r.RunPod(ctx, p); err != nil {
+		r.log.Error(err, "Cannot run pod", "pod", klog.KObj(p))
+	}
+}
+
+// ours tells whether every container of the pod is the lab app or a
+// checkpoint image from the lab registry.
+func (r *Runtime) ours(p *corev1.Pod) bool {
+	if len(p.Spec.Containers) == 0 {
+		return false
+	}
+	for _, c := range p.Spec.Containers {
+		if c.Image != r.cfg.LabAppImage && !r.isCheckpointImage(c.Image) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Runtime) isCheckpointImage(img string) bool {
+	return strings.Contains(img, "@sha256:") || strings.HasPrefix(img, "127.0.0.1:") || strings.HasPrefix(img, "localhost:")
+}
+
+// RunPod starts the pod's containers, unless they run already.
+func (r *Runtime) RunPod(ctx context.Context, p *corev1.Pod) error {
+	if !r.ours(p) {
+		return nil
+	}
+	r.mu.Lock()
+	if _, ok := r.pods[p.UID]; ok {
+		r.mu.Unlock()
+		return nil
+	}
+	pp := &podProc{pod: p.DeepCopy(), containers: map[string]*containerProc{}}
+	r.pods[p.UID] = pp
+	r.mu.Unlock()
+
+	pp.cgroup = freezer.PodCgroupCandidates(r.cfg.CgroupParent, freezer.DriverCgroupfs, p.UID)[1]
+	dir := filepath.Join(r.cfg.FreezerMount, pp.cgroup)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("pod cgroup: %w", err)
+	}
+	for _, c := range p.Spec.Containers {
+		cp, err := r.startContainer(ctx, pp, c)
+		if err != nil {
+			return fmt.Errorf("container %s: %w", c.Name, err)
+		}
+		r.mu.Lock()
+		pp.containers[c.Name] = cp
+		r.mu.Unlock()
+	}
+	r.log.Info("Pod started", "pod", klog.KObj(p), "cgroup", pp.cgroup)
+	return nil
+}
+
+func (r *Runtime) podDir(uid types.UID) string { return filepath.Join(r.cfg.Root, "pods", string(uid)) }
+
+// hostPaths maps a container's mount paths to host paths.
+func (r *Runtime) hostPaths(p *corev1.Pod, c corev1.Container) map[string]string {
+	vols := map[string]string{}
+	for _, v := range p.Spec.Volumes {
+		switch {
+		case v.HostPath != nil:
+			vols[v.Name] = v.HostPath.Path
+		case v.EmptyDir != nil:
+			vols[v.Name] = filepath.Join(r.podDir(p.UID), "volumes", v.Name)
+		}
+	}
+	out := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		if h, ok := vols[m.Name]; ok {
+			out[m.MountPath] = filepath.Join(h, m.SubPath)
+		}
+	}
+	return out
+}
+
+// mapArgs rewrites --flag=/mount/path arguments to host paths.
+func mapArgs(args []string, paths map[string]string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		flag, val, ok := strings.Cut(a, "=")
+		if !ok {
+			continue
+		}
+		for mp, hp := range paths {
+			if val == mp || strings.HasPrefix(val, strings.TrimSuffix(mp, "/")+"/") {
+				out[i] = flag + "=" + hp + strings.TrimPrefix(val, strings.TrimSuffix(mp, "/"))
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (r *Runtime) startContainer(ctx context.Context, pp *podProc, c corev1.Container) (*containerProc, error) {
+	cdir := filepath.Join(r.podDir(pp.pod.UID), c.Name)
+	if err := os.MkdirAll(cdir, 0o700); err != nil {
+		return nil, err
+	}
+	paths := r.hostPaths(pp.pod, c)
+	for _, hp := range paths {
+		if err := os.MkdirAll(hp, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	args := mapArgs(c.Args, paths)
+	if len(args) == 0 || args[0] != "run" {
+		args = append([]string{"run"}, args...)
+	}
+	cp := &containerProc{name: c.Name, image: c.Image, stateDir: filepath.Join(cdir, "state"), done: make(chan struct{})}
+	args = append(args, "--state-dir="+cp.stateDir)
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--log="); ok {
+			cp.logPath = v
+		}
+	}
+	if c.Image != r.cfg.LabAppImage {
+		pages, err := r.pullCheckpoint(ctx, c.Image, cdir, c.Name)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--restore-from="+pages)
+	}
+	cp.args = args
+	_ = os.Remove(filepath.Join(cp.stateDir, "layout.json"))
+	out, err := os.OpenFile(filepath.Join(cdir, "output.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(r.cfg.LabApp, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		out.Close()
+		return nil, err
+	}
+	cp.cmd = cmd
+	// Join the pod cgroup; the lab app does nothing before it has loaded its
+	// state and published its layout, which we wait for below.
+	if err := os.WriteFile(filepath.Join(r.cfg.FreezerMount, pp.cgroup, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+		_ = cmd.Process.Kill()
+		out.Close()
+		return nil, fmt.Errorf("join pod cgroup: %w", err)
+	}
+	go func() {
+		cp.err = cmd.Wait()
+		out.Close()
+		close(cp.done)
+	}()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(filepath.Join(cp.stateDir, "layout.json")); err == nil {
+			break
+		}
+		select {
+		case <-cp.done:
+			b, _ := os.ReadFile(filepath.Join(cdir, "output.log"))
+			return nil, fmt.Errorf("lab app exited: %v: %s", cp.err, tail(string(b), 512))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("lab app did not publish its layout")
+		}
+	}
+	return cp, nil
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+// StopPod kills the pod's processes (thawing a frozen pod so that the kill
+// takes effect, as runc does) and removes its cgroup.
+func (r *Runtime) StopPod(uid types.UID) {
+	r.mu.Lock()
+	pp, ok := r.pods[uid]
+	delete(r.pods, uid)
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	for _, c := range pp.containers {
+		if c.cmd != nil && c.cmd.Process != nil {
+			_ = c.cmd.Process.Kill()
+		}
+	}
+	if pp.cgroup != "" {
+		_ = r.freezer.Thaw(context.Background(), pp.cgroup)
+	}
+	for _, c := range pp.containers {
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	if pp.cgroup != "" {
+		_ = os.Remove(filepath.Join(r.cfg.FreezerMount, pp.cgroup))
+	}
+	r.log.Info("Pod stopped", "pod", klog.KObj(pp.pod))
+}
+
+// StopAll stops every pod.
+func (r *Runtime) StopAll() {
+	r.mu.Lock()
+	uids := make([]types.UID, 0, len(r.pods))
+	for u := range r.pods {
+		uids = append(uids, u)
+	}
+	r.mu.Unlock()
+	for _, u := range uids {
+		r.StopPod(u)
+	}
+}
+
+// ContainerInfo describes a running lab app container.
+type ContainerInfo struct {
+	PID      int
+	StateDir string
+	LogPath  string
+	Cgroup   string
+	Exited   bool
+}
+
+// Container returns a running container of a pod by namespace/name.
+func (r *Runtime) Container(namespace, pod, container string) (*ContainerInfo, bool) {
+	pp, cp := r.find(namespace, pod, container)
+	if pp == nil || cp == nil {
+		return nil, false
+	}
+	exited := false
+	select {
+	case <-cp.done:
+		exited = true
+	default:
+	}
+	return &ContainerInfo{PID: cp.cmd.Process.Pid, StateDir: cp.stateDir, LogPath: cp.logPath, Cgroup: pp.cgroup, Exited: exited}, true
+}
+
+func (r *Runtime) find(namespace, pod string, container ...string) (*podProc, *containerProc) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, pp := range r.pods {
+		if pp.pod.Namespace == namespace && pp.pod.Name == pod {
+			if len(container) == 0 {
+				return pp, nil
+			}
+			return pp, pp.containers[container[0]]
+		}
+	}
+	return nil, nil
+}
+
+// Freezer returns the runtime's view of its pods' cgroups.
+func (r *Runtime) Freezer() *freezer.Freezer { return r.freezer }
+
+func hostIPs(listen string) []net.IP {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil || host == "" {
+		return []net.IP{net.ParseIP("127.0.0.1")}
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return []net.IP{ip}
+	}
+	return []net.IP{net.ParseIP("127.0.0.1")}
+}
