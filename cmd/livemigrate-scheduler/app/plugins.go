@@ -197,4 +197,3 @@ func (r *pluginRuntime) newLatency() (framework.Plugin, error) {
 	r.start()
 	return p, nil
 }
-

@@ -80,4 +80,3 @@ func printSection(c *cobra.Command, fss cliflag.NamedFlagSets, stderr bool) {
 	cliflag.PrintSections(out, fss, cols)
 	fmt.Fprintln(out, "Plugins: "+capacity.Name+", "+latency.Name+" (enabled by --plugins=* or by name, e.g. --plugins=*,-"+latency.Name+")")
 }
-
