@@ -78,7 +78,7 @@ func TestCELRules(t *testing.T) {
 		old, new string
 		want     string // substring of the error; empty means valid
 	}{
-		"create": {new: base},
+		"create":    {new: base},
 		"set abort": {old: base, new: base + "  abort: true\n"},
 		"unset abort": {old: base + "  abort: true\n", new: base + "  abort: false\n",
 			want: "spec.abort cannot be unset once set"},
