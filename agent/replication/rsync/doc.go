@@ -1,0 +1,71 @@
+// Package rsync drives Debian's rsync binary on both ends of a volume
+// replication, tunnelled through the mutual-TLS connection of package
+// transport.
+//
+// # Receiver
+//
+// For every authenticated connection the receiver starts
+//
+//	rsync --server --daemon --config=<generated> .
+//
+// with the connection as its standard input and output: a single-use rsync
+// daemon, as `rsync -e <rsh> host::module` would start over ssh. The argument
+// list is fixed; the sender never gets to name a command. The generated
+// configuration has exactly one module, "volume", whose path is the target
+// volume directory, with
+//
+//   - use chroot = yes: the daemon chroots into the volume before it reads a
+//     single file name from the sender, so neither "../" paths nor symlinks
+//     planted by an earlier pass (or by the workload) can reach outside the
+//     volume; the kernel enforces it, not rsync's own path sanitising.
+//     Symlinks are therefore stored verbatim (no munging) and never followed
+//     outside the volume.
+//   - write only = yes: the module cannot be read from, so a peer holding the
+//     credentials cannot pull data out of the target.
+//   - uid = 0, gid = 0, numeric ids: ownership is preserved as numbers, as
+//     the workload in the target cluster sees the same numeric ids.
+//   - list = no: nothing to enumerate.
+//
+// This mirrors VolSync's rsync-tls mover, where stunnel terminates TLS in
+// front of an rsync daemon whose module is the destination PVC; here the
+// agent's Go TLS stack takes stunnel's place on both sides, so the credentials
+// are checked against the migration UID (package certs) and no TCP port is
+// opened for plaintext rsync.
+//
+// # Sender
+//
+// The sender runs the rsync client with
+//
+//	rsync -aHAXS --delete --numeric-ids --inplace --no-whole-file
+//	      --modify-window=-1 --info=progress2,stats2 --no-h -e <tunnel>
+//	      <source>/ livemigrate::volume/
+//
+// File descriptor 3 of the client (inherited by its remote shell) is one end
+// of a Unix socketpair whose other end the agent bridges to the TLS
+// connection, with the Go-side rate limiter and byte counters in between. No
+// listening socket exists on the source node, and no helper binary is needed.
+//
+// --modify-window=-1 makes rsync compare modification times to the
+// nanosecond: with the default, a directory or file whose time lies in the
+// same second as the copy's is considered unchanged. A file rewritten within
+// the filesystem's timestamp granularity with its size unchanged still
+// escapes the quick check; the final verification (whole-file checksums)
+// catches it and Repair (--checksum) fixes it before success is reported.
+//
+// Options chosen: -a (perms, times, owner, group, devices, specials, symlinks
+// as symlinks), -H hard links, -A ACLs, -X xattrs, -S sparse files (which
+// rsync ≥ 3.1.3 combines with --inplace), --delete deletions,
+// --numeric-ids. --no-whole-file forces the delta algorithm: rsync only
+// defaults to it for remote transfers and only the changed blocks must
+// travel. --inplace rewrites changed blocks of existing files instead of
+// building a full temporary copy, so a delta pass writes (and the target
+// volume needs room for) only the changed blocks; the cost, a file that is
+// torn while a pass runs, is harmless because only the final pass — with the
+// source frozen — has to produce a consistent image, and a verification
+// pass with whole-file checksums (-c --dry-run --itemize-changes) checks it.
+// Exit status 24 (files vanished while being read) is normal during
+// pre-copy rounds while the application runs and is reported as success
+// there, but never for the final pass.
+//
+// Reruns are idempotent: an interrupted pass is simply run again.
+package rsync

@@ -1,0 +1,279 @@
+package rsync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/livemigrate/livemigrate/agent/replication/transport"
+)
+
+// tunnelRsh is the remote shell of the rsync client: it pumps its standard
+// input and output through file descriptor 3, one end of a socketpair whose
+// other end the agent bridges to the TLS connection. Like ssh, it exits when
+// the remote side closes (the foreground cat reaches EOF on fd 3), which is
+// what the rsync client waits for. Standard input is handed to the
+// background cat through fd 4 because an asynchronous command's stdin is
+// /dev/null. The arguments rsync appends (host and remote command) are
+// ignored: the receiver decides what runs on its side.
+const tunnelRsh = "sh -c 'exec 4<&0; cat <&4 >&3 2>/dev/null & exec 4<&-; cat <&3; kill $! 2>/dev/null; exit 0'"
+
+// remoteDest is the rsync destination spec; the host part is never resolved.
+const remoteDest = "livemigrate::" + ModuleName + "/"
+
+// itemPrefix marks itemize lines in the client output.
+const itemPrefix = "LMITEM:"
+
+// SendOptions configure one rsync pass from a source directory to a receiver.
+type SendOptions struct {
+	// SourceDir is the directory whose content is replicated.
+	SourceDir string
+	// Dial opens an authenticated connection to the receiver.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// RsyncPath is the rsync binary; "rsync" from PATH when empty.
+	RsyncPath string
+	// BandwidthLimit caps the bytes per second sent through the tunnel
+	// (Go-side token bucket); 0 means unlimited.
+	BandwidthLimit int64
+	// RsyncBwLimitKiB is passed as --bwlimit (KiB/s) when > 0.
+	RsyncBwLimitKiB int64
+	// BlockSize forces rsync's delta block size when > 0.
+	BlockSize int
+	// AllowVanished treats rsync exit code 24 (source files vanished while
+	// being read) as success; set for pre-copy rounds only.
+	AllowVanished bool
+	// IOTimeout is rsync's --timeout; 0 means 300s.
+	IOTimeout time.Duration
+	// Counter, when set, accumulates the bytes on the wire.
+	Counter *transport.Counter
+	// OnProgress receives progress updates.
+	OnProgress func(Progress)
+
+	// remote overrides the rsync remote spec; tests use it to play a
+	// malicious sender.
+	remote string
+	// pull swaps source and destination (tests: a sender trying to read).
+	pull bool
+}
+
+// Result describes a finished pass.
+type Result struct {
+	Stats Stats
+	// WireSent and WireReceived are the bytes that crossed the tunnel.
+	WireSent, WireReceived int64
+	Duration               time.Duration
+}
+
+// VerifyResult is the outcome of a checksum verification pass.
+type VerifyResult struct {
+	// Differences lists itemized differences ("%i %n"); empty when the
+	// target equals the source.
+	Differences []string
+	Result
+}
+
+// Equal reports whether the verification found no difference.
+func (v VerifyResult) Equal() bool { return len(v.Differences) == 0 }
+
+// Send runs one replication pass (full the first time, delta afterwards).
+func Send(ctx context.Context, opts SendOptions) (Result, error) {
+	args := append(commonArgs(opts), "--inplace", "--no-whole-file", "--info=progress2,stats2")
+	if opts.BlockSize > 0 {
+		args = append(args, "--block-size="+strconv.Itoa(opts.BlockSize))
+	}
+	if opts.RsyncBwLimitKiB > 0 {
+		args = append(args, "--bwlimit="+strconv.FormatInt(opts.RsyncBwLimitKiB, 10))
+	}
+	res, _, err := run(ctx, opts, args, opts.AllowVanished)
+	return res, err
+}
+
+// Repair rewrites every file whose content differs, comparing whole-file
+// checksums instead of size and modification time. It is the fallback when a
+// verification pass finds a difference (a file rewritten within the
+// filesystem's timestamp granularity with the same size escapes rsync's
+// quick check).
+func Repair(ctx context.Context, opts SendOptions) (Result, error) {
+	args := append(commonArgs(opts), "--checksum", "--inplace", "--no-whole-file", "--info=stats2")
+	res, _, err := run(ctx, opts, args, false)
+	return res, err
+}
+
+// Verify compares source and target with whole-file checksums and all
+// metadata (rsync -c --dry-run --itemize-changes); nothing is written.
+func Verify(ctx context.Context, opts SendOptions) (VerifyResult, error) {
+	args := append(commonArgs(opts), "--checksum", "--dry-run", "--out-format="+itemPrefix+"%i %n%L", "--info=stats2")
+	res, items, err := run(ctx, opts, args, false)
+	return VerifyResult{Differences: items, Result: res}, err
+}
+
+func commonArgs(opts SendOptions) []string {
+	timeout := opts.IOTimeout
+	if timeout <= 0 {
+		timeout = 300 * time.Second
+	}
+	return []string{
+		"-aHAXS", "--delete", "--numeric-ids", "--no-h", "--modify-window=-1",
+		"--timeout=" + strconv.Itoa(int(timeout.Seconds())),
+		"-e", tunnelRsh,
+	}
+}
+
+func run(ctx context.Context, opts SendOptions, args []string, allowVanished bool) (Result, []string, error) {
+	start := time.Now()
+	if opts.Dial == nil {
+		return Result{}, nil, errors.New("no dialer")
+	}
+	st, err := os.Stat(opts.SourceDir)
+	if err != nil {
+		return Result{}, nil, fmt.Errorf("source: %w", err)
+	}
+	if !st.IsDir() {
+		return Result{}, nil, fmt.Errorf("source %q is not a directory", opts.SourceDir)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	remote, err := opts.Dial(ctx)
+	if err != nil {
+		return Result{}, nil, err
+	}
+	defer remote.Close()
+	if _, err := io.WriteString(remote, requestRsync); err != nil {
+		return Result{}, nil, fmt.Errorf("sending request: %w", err)
+	}
+
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return Result{}, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	childEnd := os.NewFile(uintptr(fds[0]), "rsync-tunnel")
+	parentFile := os.NewFile(uintptr(fds[1]), "agent-tunnel")
+	local, err := net.FileConn(parentFile)
+	_ = parentFile.Close()
+	if err != nil {
+		_ = childEnd.Close()
+		return Result{}, nil, fmt.Errorf("socketpair conn: %w", err)
+	}
+	defer local.Close()
+
+	bin := opts.RsyncPath
+	if bin == "" {
+		bin = "rsync"
+	}
+	spec := remoteDest
+	if opts.remote != "" {
+		spec = opts.remote
+	}
+	if opts.pull {
+		args = append(args, spec, opts.SourceDir+"/")
+	} else {
+		args = append(args, opts.SourceDir+"/", spec)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL=C"}
+	cmd.ExtraFiles = []*os.File{childEnd}
+	cmd.WaitDelay = 10 * time.Second
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 * 1024}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		_ = childEnd.Close()
+		return Result{}, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		_ = childEnd.Close()
+		return Result{}, nil, fmt.Errorf("starting rsync: %w", err)
+	}
+	_ = childEnd.Close()
+
+	counter := opts.Counter
+	if counter == nil {
+		counter = &transport.Counter{}
+	}
+	sent0, recv0 := counter.Sent.Load(), counter.Received.Load()
+	lim := transport.NewLimiter(opts.BandwidthLimit)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		_ = transport.Pipe(ctx, remote, local, lim, &counter.Sent)
+		closeWrite(remote)
+	}()
+	go func() {
+		defer wg.Done()
+		_ = transport.Pipe(ctx, local, remote, nil, &counter.Received)
+		closeWrite(local)
+	}()
+
+	var items []string
+	var other []string
+	statsCh := make(chan Stats, 1)
+	go func() {
+		st, o := scanOutput(stdout, opts.OnProgress, func(s string) { items = append(items, s) })
+		other = o
+		statsCh <- st
+	}()
+	stats := <-statsCh
+	werr := cmd.Wait()
+	// The receiver has finished (or failed); tear the tunnel down so that the
+	// pump processes and goroutines end.
+	_ = remote.Close()
+	_ = local.Close()
+	wg.Wait()
+	res := Result{
+		Stats:        stats,
+		WireSent:     counter.Sent.Load() - sent0,
+		WireReceived: counter.Received.Load() - recv0,
+		Duration:     time.Since(start),
+	}
+	if ctx.Err() != nil && werr != nil {
+		return res, items, fmt.Errorf("rsync interrupted: %w", ctx.Err())
+	}
+	cerr := classify(werr, strings.Join(other, "\n")+"\n"+stderr.String(), allowVanished)
+	var re *Error
+	if errors.As(cerr, &re) {
+		// The receiving rsync's diagnostics stay on its side; ask for them.
+		if msg := remoteStatus(ctx, opts.Dial); msg != "" && msg != "ok" {
+			re.Output = strings.TrimSpace(re.Output + "\nreceiver: " + msg)
+			re.DiskFull = re.DiskFull || strings.Contains(msg, "No space left on device") || strings.Contains(msg, "Disk quota exceeded")
+		}
+	}
+	return res, items, cerr
+}
+
+// remoteStatus fetches the receiver's result of the last transfer.
+func remoteStatus(ctx context.Context, dial func(context.Context) (net.Conn, error)) string {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, err := dial(ctx)
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := io.WriteString(c, requestStatus); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(io.LimitReader(c, 16*1024))
+	return string(b)
+}
+
+func closeWrite(c io.Closer) {
+	type cw interface{ CloseWrite() error }
+	if w, ok := c.(cw); ok {
+		_ = w.CloseWrite()
+		return
+	}
+	_ = c.Close()
+}
