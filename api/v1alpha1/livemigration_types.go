@@ -38,6 +38,9 @@ const (
 	ConditionSourceFrozen = "SourceFrozen"
 	// ConditionRebound is True while the ResourceBinding points at the target.
 	ConditionRebound = "Rebound"
+	// ConditionAdmitted is False (reason ConcurrencyLimit) while the migration
+	// waits in Pending for the concurrency budget, True once admitted.
+	ConditionAdmitted = "Admitted"
 	// ConditionCompleted is True once the migration reached Succeeded or Failed.
 	ConditionCompleted = "Completed"
 )

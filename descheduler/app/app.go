@@ -156,6 +156,8 @@ func Run(ctx context.Context, o *options.Options) error {
 			DefaultBandwidth:      o.DefaultBandwidth.Value(),
 			PreCopyThresholdBytes: o.PreCopyThreshold.Value(),
 			PreCopyMaxRounds:      o.PreCopyMaxRounds,
+			MaxActive:             o.MaxActive,
+			MaxActivePerCluster:   o.MaxActivePerCluster,
 		},
 	}
 	if err := r.SetupWithManager(mgr); err != nil {

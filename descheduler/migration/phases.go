@@ -46,9 +46,9 @@ func pastNoReturn(p lmv1alpha1.LiveMigrationPhase) bool {
 }
 
 // DefaultTimeouts are the phase timeouts used when neither the LiveMigration
-// nor the controller's flags set one.
+// nor the controller's flags set one. Pending has none: a migration waits
+// there for the concurrency budget as long as it takes (abort still works).
 var DefaultTimeouts = map[lmv1alpha1.LiveMigrationPhase]time.Duration{
-	lmv1alpha1.PhasePending:       time.Minute,
 	lmv1alpha1.PhasePlanning:      2 * time.Minute,
 	lmv1alpha1.PhasePreCopy:       30 * time.Minute,
 	lmv1alpha1.PhaseCheckpointing: 5 * time.Minute,

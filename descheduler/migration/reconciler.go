@@ -35,6 +35,11 @@ type Config struct {
 	PreCopyMaxRounds      int32
 	// Timeouts overrides DefaultTimeouts per phase.
 	Timeouts map[lmv1alpha1.LiveMigrationPhase]time.Duration
+	// MaxActive bounds the migrations past Pending, globally; 0 is unlimited.
+	MaxActive int
+	// MaxActivePerCluster bounds them per member cluster (as source or
+	// target); 0 is unlimited.
+	MaxActivePerCluster int
 }
 
 // Reconciler drives one LiveMigration through the state machine. Every step
@@ -46,6 +51,8 @@ type Reconciler struct {
 	Clock    clock.PassiveClock
 	Hooks    Hooks
 	Config   Config
+
+	admission admission
 }
 
 // stepResult is what a phase step decided.
@@ -169,7 +176,7 @@ func (r *Reconciler) advance(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 func (r *Reconciler) step(ctx context.Context, lm *lmv1alpha1.LiveMigration, now time.Time) (stepResult, error) {
 	switch lm.Status.Phase {
 	case lmv1alpha1.PhasePending:
-		return advanceTo(lmv1alpha1.PhasePlanning), nil
+		return r.pending(ctx, lm, now)
 	case lmv1alpha1.PhasePlanning:
 		return r.planning(ctx, lm, now)
 	case lmv1alpha1.PhasePreCopy:

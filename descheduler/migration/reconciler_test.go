@@ -3,6 +3,7 @@ package migration
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -598,5 +599,56 @@ func TestClusterBuilderReady(t *testing.T) {
 	c := dtesting.Ready(builder.MakeCluster("x").Obj(), true)
 	if !meta.IsStatusConditionTrue(c.Status.Conditions, clusterv1alpha1.ClusterConditionReady) {
 		t.Fatal("Ready builder did not mark the cluster Ready")
+	}
+}
+
+func TestConcurrencyBudget(t *testing.T) {
+	cases := map[string]struct {
+		global, perCluster int
+		secondTarget       string
+		wantScope          string
+	}{
+		"per cluster, same source":  {perCluster: 1, secondTarget: "c", wantScope: "cluster a"},
+		"global":                    {global: 1, secondTarget: "c", wantScope: "are active"},
+		"unlimited admits both":     {secondTarget: "c"},
+		"per cluster 2 admits both": {perCluster: 2, secondTarget: "b"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			first := dtesting.MakeLiveMigration("ns", "first", "app").Target("b").Obj()
+			second := dtesting.MakeLiveMigration("ns", "second", "other").Target(tc.secondTarget).Obj()
+			objs := append(defaultObjects(), second, dtesting.Ready(builder.MakeCluster("c").Obj(), true),
+				builder.MakeBinding("ns", "other").SingleCluster().ScheduledOn(1, "a").Obj())
+			h := newHarness(t, first, objs...)
+			h.r.Config.MaxActive, h.r.Config.MaxActivePerCluster = tc.global, tc.perCluster
+			h.w.preCopyDone = false // the first one stays in PreCopy
+			h.run(lmv1alpha1.PhasePreCopy, time.Millisecond)
+
+			other := &harness{t: t, ctx: h.ctx, c: h.c, w: h.w, clock: h.clock, rec: h.rec, r: h.r,
+				key: types.NamespacedName{Namespace: "ns", Name: "second"}}
+			for i := 0; i < 3; i++ {
+				if _, err := other.reconcile(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lm := other.lm()
+			c := meta.FindStatusCondition(lm.Status.Conditions, lmv1alpha1.ConditionAdmitted)
+			if tc.wantScope == "" {
+				if lm.Status.Phase == lmv1alpha1.PhasePending || c == nil || c.Status != metav1.ConditionTrue {
+					t.Fatalf("second not admitted: phase %s, condition %+v", lm.Status.Phase, c)
+				}
+				return
+			}
+			if lm.Status.Phase != lmv1alpha1.PhasePending || c == nil || c.Status != metav1.ConditionFalse || c.Reason != "ConcurrencyLimit" {
+				t.Fatalf("second admitted over the budget: phase %s, condition %+v", lm.Status.Phase, c)
+			}
+			if !strings.Contains(c.Message, tc.wantScope) {
+				t.Errorf("message %q lacks %q", c.Message, tc.wantScope)
+			}
+			// Once the first one finishes, the second goes on.
+			h.w.preCopyDone = true
+			h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
+			other.run(lmv1alpha1.PhasePlanning, time.Millisecond)
+		})
 	}
 }

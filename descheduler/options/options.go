@@ -54,6 +54,10 @@ type Options struct {
 
 	MemberQPS   float32
 	MemberBurst int
+
+	// MaxActive and MaxActivePerCluster bound concurrent migrations; 0 is unlimited.
+	MaxActive           int
+	MaxActivePerCluster int
 }
 
 // New returns the default options.
@@ -75,6 +79,8 @@ func New() *Options {
 		CheckpointTimeout:         2 * time.Minute,
 		MemberQPS:                 20,
 		MemberBurst:               40,
+		MaxActive:                 10,
+		MaxActivePerCluster:       2,
 	}
 }
 
@@ -102,6 +108,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.SchedulerConfig, "scheduler-config", o.SchedulerConfig, "Scheduler plugins configuration file (Capacity, Latency) used to pick targets; defaults when empty.")
 	fs.Float32Var(&o.MemberQPS, "member-qps", o.MemberQPS, "QPS of each member-cluster client.")
 	fs.IntVar(&o.MemberBurst, "member-burst", o.MemberBurst, "Burst of each member-cluster client.")
+	fs.IntVar(&o.MaxActive, "max-active-migrations", o.MaxActive, "Migrations allowed past Pending at once, globally (0: unlimited).")
+	fs.IntVar(&o.MaxActivePerCluster, "max-active-migrations-per-cluster", o.MaxActivePerCluster, "Migrations allowed past Pending at once per member cluster, as source or target (0: unlimited).")
 }
 
 // Validate returns every invalid option.
@@ -141,6 +149,9 @@ func (o *Options) Validate() field.ErrorList {
 	}
 	if o.MemberQPS <= 0 || o.MemberBurst <= 0 {
 		errs = append(errs, field.Invalid(p.Child("member-qps"), fmt.Sprintf("%v/%d", o.MemberQPS, o.MemberBurst), "QPS and burst must be positive"))
+	}
+	if o.MaxActive < 0 || o.MaxActivePerCluster < 0 {
+		errs = append(errs, field.Invalid(p.Child("max-active-migrations"), fmt.Sprintf("%d/%d", o.MaxActive, o.MaxActivePerCluster), "must not be negative (0 is unlimited)"))
 	}
 	return errs
 }

@@ -30,6 +30,7 @@ func TestValidate(t *testing.T) {
 			args: []string{"--checkpoint-repository=r", "--poll-interval=0s", "--precopy-max-rounds=0", "--default-bandwidth=0", "--webhook-port=70000"},
 			want: []string{"flags.default-bandwidth", "flags.poll-interval", "flags.precopy-max-rounds", "flags.webhook-port"},
 		},
+		"negative limits":                   {args: []string{"--checkpoint-repository=r", "--max-active-migrations=-1"}, want: []string{"flags.max-active-migrations"}},
 		"webhook disabled ignores its port": {args: []string{"--checkpoint-repository=r", "--enable-webhook=false", "--webhook-port=0"}},
 	}
 	for name, tc := range cases {
