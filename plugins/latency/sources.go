@@ -43,14 +43,13 @@ func NewTemplateInformers(ctx context.Context, factory dynamicinformer.DynamicSh
 		onChange: onChange, listers: map[schema.GroupVersionKind]cache.GenericLister{}}
 }
 
-// Watch registers the informer of gvr (before the factory starts).
-func (t *TemplateInformers) Watch(gvr schema.GroupVersionResource) error {
+// Watch registers the informer of gvr (the caller starts the factory).
+func (t *TemplateInformers) Watch(gvr schema.GroupVersionResource) (cache.SharedIndexInformer, error) {
 	gvk, err := t.mapper.KindFor(gvr)
 	if err != nil {
-		return fmt.Errorf("resolving kind of %s: %w", gvr, err)
+		return nil, fmt.Errorf("resolving kind of %s: %w", gvr, err)
 	}
-	t.register(gvk, gvr)
-	return nil
+	return t.register(gvk, gvr), nil
 }
 
 func (t *TemplateInformers) register(gvk schema.GroupVersionKind, gvr schema.GroupVersionResource) cache.SharedIndexInformer {

@@ -118,23 +118,18 @@ func (r *pluginRuntime) init() error {
 	return r.err
 }
 
-// start starts every informer registered so far and waits, bounded, for
-// their caches. Informers that do not sync in time (e.g. the ClusterLatency
-// CRD is not installed yet) keep trying in the background; until then the
-// plugins see no data, which filters nothing.
-func (r *pluginRuntime) start() {
+// start starts every informer registered so far and waits, bounded by
+// informerSyncTimeout, for the given ones. Informers that do not sync in time
+// (e.g. the ClusterLatency CRD is not installed yet) keep trying in the
+// background; until then the plugins see no data, which filters nothing.
+func (r *pluginRuntime) start(waitFor map[string]cache.InformerSynced) {
 	r.karmadaFactory.Start(r.ctx.Done())
 	r.dynamicFactory.Start(r.ctx.Done())
 	ctx, cancel := context.WithTimeout(r.ctx, r.cfg.Latency.InformerSyncTimeout.Duration)
 	defer cancel()
-	for typ, ok := range r.karmadaFactory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			klog.InfoS("Informer not synced yet; its data will be missing until it is", "type", typ.String())
-		}
-	}
-	for gvr, ok := range r.dynamicFactory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			klog.InfoS("Informer not synced yet; its data will be missing until it is", "resource", gvr.String())
+	for name, synced := range waitFor {
+		if !cache.WaitForCacheSync(ctx.Done(), synced) {
+			klog.InfoS("Informer not synced yet; its data will be missing until it is", "informer", name)
 		}
 	}
 }
@@ -152,7 +147,9 @@ func (r *pluginRuntime) newCapacity() (framework.Plugin, error) {
 	if _, err := inf.AddEventHandler(p.EventHandler()); err != nil {
 		return nil, err
 	}
-	r.start()
+	// Capacity computes a cluster it has not precomputed yet from the Cluster
+	// object Filter receives, so it does not wait for this informer.
+	r.start(nil)
 	return p, nil
 }
 
@@ -163,9 +160,11 @@ func (r *pluginRuntime) newLatency() (framework.Plugin, error) {
 	}
 	args := r.cfg.Latency
 	r.store = latency.NewStore(*args.Percentile)
-	if _, err := r.dynamicFactory.ForResource(prober.ClusterLatencyResource).Informer().AddEventHandler(r.store.EventHandler()); err != nil {
+	clInformer := r.dynamicFactory.ForResource(prober.ClusterLatencyResource).Informer()
+	if _, err := clInformer.AddEventHandler(r.store.EventHandler()); err != nil {
 		return nil, err
 	}
+	waitFor := map[string]cache.InformerSynced{"clusterlatencies": clInformer.HasSynced}
 	bump := func() { r.generation.Add(1) }
 	r.templates = latency.NewTemplateInformers(r.ctx, r.dynamicFactory, r.mapper, args.InformerSyncTimeout.Duration, bump)
 	for _, s := range args.TemplateResources {
@@ -173,16 +172,20 @@ func (r *pluginRuntime) newLatency() (framework.Plugin, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := r.templates.Watch(gvr); err != nil {
+		inf, err := r.templates.Watch(gvr)
+		if err != nil {
 			klog.ErrorS(err, "Not watching template resource; it will be watched on first sight if it appears", "resource", s)
+			continue
 		}
+		waitFor[s] = inf.HasSynced
 	}
 	pp := r.karmadaFactory.Policy().V1alpha1().PropagationPolicies()
 	cpp := r.karmadaFactory.Policy().V1alpha1().ClusterPropagationPolicies()
-	for _, inf := range []cache.SharedIndexInformer{pp.Informer(), cpp.Informer()} {
+	for name, inf := range map[string]cache.SharedIndexInformer{"propagationpolicies": pp.Informer(), "clusterpropagationpolicies": cpp.Informer()} {
 		if _, err := inf.AddEventHandler(latency.PolicyEventHandler(&r.generation)); err != nil {
 			return nil, err
 		}
+		waitFor[name] = inf.HasSynced
 	}
 	p, err := latency.New(args, latency.Handle{
 		Store:      r.store,
@@ -194,6 +197,6 @@ func (r *pluginRuntime) newLatency() (framework.Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.start()
+	r.start(waitFor)
 	return p, nil
 }
