@@ -54,16 +54,16 @@ func ParseProgress(line string) (Progress, bool) {
 }
 
 var statFields = map[string]func(*Stats, int64){
-	"Number of files":                    func(s *Stats, v int64) { s.Files = v },
-	"Number of created files":            func(s *Stats, v int64) { s.CreatedFiles = v },
-	"Number of deleted files":            func(s *Stats, v int64) { s.DeletedFiles = v },
+	"Number of files":                     func(s *Stats, v int64) { s.Files = v },
+	"Number of created files":             func(s *Stats, v int64) { s.CreatedFiles = v },
+	"Number of deleted files":             func(s *Stats, v int64) { s.DeletedFiles = v },
 	"Number of regular files transferred": func(s *Stats, v int64) { s.TransferredFiles = v },
-	"Total file size":                    func(s *Stats, v int64) { s.TotalFileSize = v },
-	"Total transferred file size":        func(s *Stats, v int64) { s.TransferredSize = v },
-	"Literal data":                       func(s *Stats, v int64) { s.LiteralData = v },
-	"Matched data":                       func(s *Stats, v int64) { s.MatchedData = v },
-	"Total bytes sent":                   func(s *Stats, v int64) { s.BytesSent = v },
-	"Total bytes received":               func(s *Stats, v int64) { s.BytesReceived = v },
+	"Total file size":                     func(s *Stats, v int64) { s.TotalFileSize = v },
+	"Total transferred file size":         func(s *Stats, v int64) { s.TransferredSize = v },
+	"Literal data":                        func(s *Stats, v int64) { s.LiteralData = v },
+	"Matched data":                        func(s *Stats, v int64) { s.MatchedData = v },
+	"Total bytes sent":                    func(s *Stats, v int64) { s.BytesSent = v },
+	"Total bytes received":                func(s *Stats, v int64) { s.BytesReceived = v },
 }
 
 // parseStatLine folds one stats2 line into s; it reports whether the line

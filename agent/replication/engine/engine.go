@@ -1,0 +1,249 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/livemigrate/livemigrate/agent/replication/rsync"
+)
+
+// Pass names the kind of an rsync pass.
+type Pass string
+
+const (
+	PassFull   Pass = "full"
+	PassDelta  Pass = "delta"
+	PassFinal  Pass = "final"
+	PassVerify Pass = "verify"
+	PassRepair Pass = "repair"
+)
+
+// DefaultMaxRepairs bounds the repair/verify cycles of a final pass.
+const DefaultMaxRepairs = 2
+
+// Config configures a Session.
+type Config struct {
+	// SourceDir is the volume content on the source node.
+	SourceDir string
+	// Dial opens an authenticated connection to the receiver.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// RsyncPath is the rsync binary ("rsync" when empty).
+	RsyncPath string
+	// BandwidthLimit in bytes per second on the tunnel; 0 is unlimited.
+	BandwidthLimit int64
+	// BlockSize of the delta algorithm; rsync's default when 0.
+	BlockSize int
+	// ConvergenceThreshold: pre-copy stops once a pass changed at most this
+	// many bytes of file data.
+	ConvergenceThreshold int64
+	// MaxRounds bounds the pre-copy passes (full included).
+	MaxRounds int
+	// Clock is injected for tests; the real clock when nil.
+	Clock clock.PassiveClock
+	// OnPass is called after every pass (also failed ones).
+	OnPass func(PassResult)
+	// OnProgress receives rsync progress during a pass.
+	OnProgress func(Pass, int, rsync.Progress)
+}
+
+// PassResult reports one pass.
+type PassResult struct {
+	Pass  Pass
+	Round int
+	rsync.Result
+	// Differences of a verification pass.
+	Differences []string
+	Err         error
+}
+
+// PreCopyResult is the outcome of PreCopy.
+type PreCopyResult struct {
+	// Round is the last completed round.
+	Round int
+	// Converged is set when the last delta was at most the threshold.
+	Converged bool
+	// LastDelta is the file data changed in the last round.
+	LastDelta int64
+	// Throughput observed over the passes, bytes per second on the wire.
+	Throughput float64
+	// EstimatedFinal is the expected duration of the final delta pass.
+	EstimatedFinal time.Duration
+}
+
+// FinalResult is the outcome of Final.
+type FinalResult struct {
+	Delta   rsync.Result
+	Verify  rsync.VerifyResult
+	Repairs int
+	// Downtime is the wall time of the final pass including verification.
+	Downtime time.Duration
+}
+
+// ChecksumMismatchError is returned when the target still differs from the
+// source after the allowed repairs.
+type ChecksumMismatchError struct {
+	Differences []string
+}
+
+func (e *ChecksumMismatchError) Error() string {
+	d := e.Differences
+	more := ""
+	if len(d) > 5 {
+		d, more = d[:5], fmt.Sprintf(" and %d more", len(e.Differences)-5)
+	}
+	return fmt.Sprintf("verification failed: target differs from source: %q%s", d, more)
+}
+
+// IsChecksumMismatch reports whether err is a ChecksumMismatchError.
+func IsChecksumMismatch(err error) bool {
+	var e *ChecksumMismatchError
+	return errors.As(err, &e)
+}
+
+// Session replicates one volume.
+type Session struct {
+	cfg        Config
+	clock      clock.PassiveClock
+	throughput float64
+}
+
+// NewSession validates cfg and returns a Session.
+func NewSession(cfg Config) (*Session, error) {
+	if cfg.SourceDir == "" {
+		return nil, errors.New("source directory is required")
+	}
+	if cfg.Dial == nil {
+		return nil, errors.New("dialer is required")
+	}
+	if cfg.MaxRounds < 1 {
+		return nil, fmt.Errorf("max rounds must be at least 1, got %d", cfg.MaxRounds)
+	}
+	if cfg.ConvergenceThreshold < 0 {
+		return nil, fmt.Errorf("convergence threshold must not be negative, got %d", cfg.ConvergenceThreshold)
+	}
+	c := cfg.Clock
+	if c == nil {
+		c = clock.RealClock{}
+	}
+	return &Session{cfg: cfg, clock: c}, nil
+}
+
+func (s *Session) opts(pass Pass, round int, allowVanished bool) rsync.SendOptions {
+	o := rsync.SendOptions{
+		SourceDir:      s.cfg.SourceDir,
+		Dial:           s.cfg.Dial,
+		RsyncPath:      s.cfg.RsyncPath,
+		BandwidthLimit: s.cfg.BandwidthLimit,
+		BlockSize:      s.cfg.BlockSize,
+		AllowVanished:  allowVanished,
+	}
+	if s.cfg.OnProgress != nil {
+		o.OnProgress = func(p rsync.Progress) { s.cfg.OnProgress(pass, round, p) }
+	}
+	return o
+}
+
+func (s *Session) report(r PassResult) {
+	if r.Err == nil && r.Duration > 0 && r.WireSent > 0 {
+		bps := float64(r.WireSent) / r.Duration.Seconds()
+		// Keep the best observation: small passes are dominated by latency.
+		if bps > s.throughput {
+			s.throughput = bps
+		}
+	}
+	if s.cfg.OnPass != nil {
+		s.cfg.OnPass(r)
+	}
+}
+
+// PreCopy runs passes after round `completed` (0 for a fresh replication)
+// until the delta converges or MaxRounds passes have run. The application
+// keeps running: files vanishing mid-pass are tolerated.
+func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, error) {
+	res := PreCopyResult{Round: completed}
+	for round := completed + 1; round <= s.cfg.MaxRounds; round++ {
+		pass := PassDelta
+		if round == 1 {
+			pass = PassFull
+		}
+		r, err := rsync.Send(ctx, s.opts(pass, round, true))
+		s.report(PassResult{Pass: pass, Round: round, Result: r, Err: err})
+		if err != nil {
+			return res, fmt.Errorf("pre-copy round %d: %w", round, err)
+		}
+		res.Round = round
+		res.LastDelta = r.Stats.LiteralData
+		res.Throughput = s.throughput
+		res.EstimatedFinal = s.estimate(r)
+		if round > 1 && r.Stats.LiteralData <= s.cfg.ConvergenceThreshold {
+			res.Converged = true
+			return res, nil
+		}
+	}
+	return res, nil
+}
+
+// estimate extrapolates the final pass from the last one: the bytes it put
+// on the wire at the best throughput seen, plus the time rsync needed to
+// compare the trees when nothing changes (the part of a pass that is not
+// transfer).
+func (s *Session) estimate(last rsync.Result) time.Duration {
+	if s.throughput <= 0 {
+		return last.Duration
+	}
+	transfer := time.Duration(float64(last.WireSent) / s.throughput * float64(time.Second))
+	if s.cfg.BandwidthLimit > 0 {
+		if limited := time.Duration(float64(last.WireSent) / float64(s.cfg.BandwidthLimit) * float64(time.Second)); limited > transfer {
+			transfer = limited
+		}
+	}
+	if transfer > last.Duration {
+		return transfer
+	}
+	return last.Duration
+}
+
+// Final runs the last delta pass (the pod must be frozen), then verifies the
+// target with whole-file checksums, repairing and re-verifying up to
+// DefaultMaxRepairs times. round is the round number to report.
+func (s *Session) Final(ctx context.Context, round int) (FinalResult, error) {
+	start := s.clock.Now()
+	var out FinalResult
+	r, err := rsync.Send(ctx, s.opts(PassFinal, round, false))
+	s.report(PassResult{Pass: PassFinal, Round: round, Result: r, Err: err})
+	out.Delta = r
+	if err != nil {
+		return out, fmt.Errorf("final pass: %w", err)
+	}
+	for {
+		v, err := rsync.Verify(ctx, s.opts(PassVerify, round, false))
+		s.report(PassResult{Pass: PassVerify, Round: round, Result: v.Result, Differences: v.Differences, Err: err})
+		out.Verify = v
+		if err != nil {
+			return out, fmt.Errorf("verification pass: %w", err)
+		}
+		if v.Equal() {
+			out.Downtime = s.clock.Since(start)
+			return out, nil
+		}
+		if out.Repairs >= DefaultMaxRepairs {
+			return out, &ChecksumMismatchError{Differences: v.Differences}
+		}
+		out.Repairs++
+		rr, err := rsync.Repair(ctx, s.opts(PassRepair, round, false))
+		s.report(PassResult{Pass: PassRepair, Round: round, Result: rr, Err: err})
+		if err != nil {
+			return out, fmt.Errorf("repair pass: %w", err)
+		}
+	}
+}
+
+// VerifyOnly compares source and target without changing anything.
+func (s *Session) VerifyOnly(ctx context.Context) (rsync.VerifyResult, error) {
+	return rsync.Verify(ctx, s.opts(PassVerify, 0, false))
+}

@@ -1,0 +1,196 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/livemigrate/livemigrate/agent/replication/internal/testharness"
+	"github.com/livemigrate/livemigrate/agent/replication/internal/treediff"
+)
+
+// writer appends records to a log and rewrites a page of a data file in a
+// loop until stopped — an application that keeps its volume busy.
+type writer struct {
+	dir  string
+	stop chan struct{}
+	done sync.WaitGroup
+	n    atomic.Int64
+}
+
+func startWriter(t *testing.T, dir string) *writer {
+	t.Helper()
+	w := &writer{dir: dir, stop: make(chan struct{})}
+	data := make([]byte, 8<<20)
+	_, _ = rand.Read(data)
+	if err := os.WriteFile(filepath.Join(dir, "data.db"), data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	w.done.Add(1)
+	go func() {
+		defer w.done.Done()
+		log, err := os.OpenFile(filepath.Join(dir, "app.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			panic(err)
+		}
+		defer log.Close()
+		db, err := os.OpenFile(filepath.Join(dir, "data.db"), os.O_WRONLY, 0)
+		if err != nil {
+			panic(err)
+		}
+		defer db.Close()
+		page := make([]byte, 4096)
+		for i := int64(1); ; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			fmt.Fprintf(log, "record %d\n", i)
+			binary.LittleEndian.PutUint64(page, uint64(i))
+			_, _ = db.WriteAt(page, (i%2048)*4096)
+			if i%50 == 0 {
+				_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("seg-%d", i/50%8)), page, 0o600)
+			}
+			w.n.Store(i)
+			time.Sleep(200 * time.Microsecond)
+		}
+	}()
+	return w
+}
+
+// freeze stops the writer, standing in for the cgroup freezer.
+func (w *writer) freeze() { close(w.stop); w.done.Wait() }
+
+func TestPreCopyThenFinalWhileWriting(t *testing.T) {
+	testharness.RequireRoot(t)
+	base := t.TempDir()
+	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
+	for _, d := range []string{src, dst} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := startWriter(t, src)
+	recv := testharness.StartReceiver(t, "mig-engine", dst)
+	var passes []PassResult
+	s, err := NewSession(Config{
+		SourceDir: src, Dial: recv.Dial,
+		ConvergenceThreshold: 64 << 10, MaxRounds: 4,
+		OnPass: func(r PassResult) { passes = append(passes, r) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	pre, err := s.PreCopy(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pre.Round < 2 || pre.Round > 4 {
+		t.Errorf("pre-copy ran %d rounds, want 2..4", pre.Round)
+	}
+	if passes[0].Pass != PassFull || passes[1].Pass != PassDelta {
+		t.Errorf("passes = %v, %v; want full then delta", passes[0].Pass, passes[1].Pass)
+	}
+	if passes[1].Stats.LiteralData >= passes[0].Stats.LiteralData {
+		t.Errorf("delta round sent %d bytes of data, full round %d: no delta transfer", passes[1].Stats.LiteralData, passes[0].Stats.LiteralData)
+	}
+	if pre.EstimatedFinal <= 0 {
+		t.Errorf("estimated final duration = %v, want > 0", pre.EstimatedFinal)
+	}
+
+	w.freeze()
+	written := w.n.Load()
+	fin, err := s.Final(ctx, pre.Round+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fin.Verify.Equal() {
+		t.Fatalf("verification differences: %v", fin.Verify.Differences)
+	}
+	diffs, err := treediff.Compare(src, dst, treediff.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diffs) != 0 {
+		t.Fatalf("target differs from the frozen source: %v", diffs)
+	}
+	logData, err := os.ReadFile(filepath.Join(dst, "app.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("record %d\n", written); len(logData) < len(want) || string(logData[len(logData)-len(want):]) != want {
+		t.Errorf("target log does not end with the last record written before the freeze (%d)", written)
+	}
+}
+
+// TestFinalRepairsWhatTheQuickCheckMisses corrupts a target file keeping its
+// size and modification time: the final delta pass cannot see it, the
+// verification pass must, and the repair must fix it.
+func TestFinalRepairsWhatTheQuickCheckMisses(t *testing.T) {
+	testharness.RequireRoot(t)
+	base := t.TempDir()
+	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
+	_ = os.MkdirAll(dst, 0o755)
+	_ = os.MkdirAll(src, 0o755)
+	data := make([]byte, 1<<20)
+	_, _ = rand.Read(data)
+	if err := os.WriteFile(filepath.Join(src, "f"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recv := testharness.StartReceiver(t, "mig-repair", dst)
+	var kinds []Pass
+	s, err := NewSession(Config{SourceDir: src, Dial: recv.Dial, MaxRounds: 1, OnPass: func(r PassResult) { kinds = append(kinds, r.Pass) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PreCopy(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(dst, "f")
+	st, _ := os.Stat(target)
+	f, _ := os.OpenFile(target, os.O_WRONLY, 0)
+	_, _ = f.WriteAt([]byte("CORRUPT"), 1000)
+	f.Close()
+	_ = os.Chtimes(target, st.ModTime(), st.ModTime())
+
+	fin, err := s.Final(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fin.Repairs != 1 {
+		t.Errorf("repairs = %d, want 1", fin.Repairs)
+	}
+	want := []Pass{PassFull, PassFinal, PassVerify, PassRepair, PassVerify}
+	if fmt.Sprint(kinds) != fmt.Sprint(want) {
+		t.Errorf("passes = %v, want %v", kinds, want)
+	}
+	eq, err := treediff.FilesEqual(filepath.Join(src, "f"), target)
+	if err != nil || !eq {
+		t.Errorf("target not repaired (equal=%v, err=%v)", eq, err)
+	}
+}
+
+func TestNewSessionValidates(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{SourceDir: "/x"},
+		{SourceDir: "/x", Dial: testharnessDialNever, MaxRounds: 0},
+		{SourceDir: "/x", Dial: testharnessDialNever, MaxRounds: 1, ConvergenceThreshold: -1},
+	} {
+		if _, err := NewSession(cfg); err == nil {
+			t.Errorf("NewSession(%+v) succeeded, want error", cfg)
+		}
+	}
+}
+
+var testharnessDialNever = func(context.Context) (net.Conn, error) { return nil, fmt.Errorf("never") }

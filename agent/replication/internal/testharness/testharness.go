@@ -1,0 +1,85 @@
+// Package testharness starts a real rsync receiver behind a real mutual-TLS
+// listener on loopback for tests and benchmarks of the replication packages.
+// It is never used by production code.
+package testharness
+
+import (
+	"context"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/livemigrate/livemigrate/agent/replication/certs"
+	"github.com/livemigrate/livemigrate/agent/replication/rsync"
+	"github.com/livemigrate/livemigrate/agent/replication/transport"
+)
+
+// Receiver is a running receiver.
+type Receiver struct {
+	Addr    string
+	Counter *transport.Counter
+	// Dial connects as the source of the migration.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Bundle holds the credentials of the migration.
+	Bundle *certs.Bundle
+	Errs   chan error
+}
+
+// RequireRoot skips (visibly) when not root and fails when rsync is missing.
+func RequireRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("SKIP (visible): the rsync receiver chroots into the target volume and needs root; run the tests as root (CI does)")
+	}
+	if _, err := os.Stat("/usr/bin/rsync"); err != nil {
+		tb.Fatal("rsync is not installed: apt-get install -y rsync")
+	}
+}
+
+// StartReceiver serves dest for migration uid on 127.0.0.1.
+func StartReceiver(tb testing.TB, uid, dest string) *Receiver {
+	tb.Helper()
+	b, err := certs.Mint(certs.Options{MigrationUID: uid, Validity: time.Hour})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	scfg, err := certs.TLSConfig(b.Credentials(certs.RoleTarget), certs.RoleTarget, uid, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ccfg, err := certs.TLSConfig(b.Credentials(certs.RoleSource), certs.RoleSource, uid, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	l, err := transport.Listen("127.0.0.1:0", scfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	counter := &transport.Counter{}
+	recv := &rsync.Receiver{DestDir: dest, Counter: counter}
+	r := &Receiver{Addr: l.Addr().String(), Counter: counter, Bundle: b, Errs: make(chan error, 64)}
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(func() {
+		cancel()
+		_ = l.Close()
+		_ = recv.Close()
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				err := recv.ServeConn(ctx, c)
+				select {
+				case r.Errs <- err:
+				default:
+				}
+			}()
+		}
+	}()
+	r.Dial = func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, r.Addr, ccfg) }
+	return r
+}
