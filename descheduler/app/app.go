@@ -131,6 +131,10 @@ func Run(ctx context.Context, o *options.Options) error {
 		return err
 	}
 	members := &member.Clients{Reader: mgr.GetClient(), Scheme: MemberScheme(), QPS: o.MemberQPS, Burst: o.MemberBurst}
+	watcher := agentcr.NewWatcher(members, MemberScheme())
+	if err := mgr.Add(watcher); err != nil {
+		return err
+	}
 	dest := agentv1alpha1.CheckpointDestination{Repository: o.CheckpointRepository, Insecure: o.CheckpointRegistryInsecure}
 	if o.CheckpointPushSecret != "" {
 		dest.PushSecretRef = &corev1.LocalObjectReference{Name: o.CheckpointPushSecret}
@@ -149,7 +153,9 @@ func Run(ctx context.Context, o *options.Options) error {
 			Restore:     &agentcr.Restore{Clients: members},
 			Workload:    &workload.Hook{Clients: members},
 			Picker:      &placement.Picker{Client: mgr.GetClient(), Plugins: plugins},
+			Watcher:     watcher,
 		},
+		MemberEvents: watcher.Events,
 		Config: migration.Config{
 			PollInterval:          o.PollInterval,
 			DefaultDowntimeBudget: o.DefaultDowntimeBudget,

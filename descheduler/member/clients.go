@@ -38,14 +38,22 @@ type cached struct {
 	client  client.Client
 }
 
-// Get returns the client of the member cluster.
-func (c *Clients) Get(ctx context.Context, cluster string) (client.Client, error) {
+// Config returns the rest config of the member cluster, with the client's
+// QPS and burst.
+func (c *Clients) Config(ctx context.Context, cluster string) (*rest.Config, error) {
+	cfg, _, err := c.config(ctx, cluster)
+	return cfg, err
+}
+
+// config builds the rest config and the version (Cluster and Secret
+// resourceVersions) it was built from.
+func (c *Clients) config(ctx context.Context, cluster string) (*rest.Config, string, error) {
 	cl := &clusterv1alpha1.Cluster{}
 	if err := c.Reader.Get(ctx, types.NamespacedName{Name: cluster}, cl); err != nil {
-		return nil, fmt.Errorf("getting Cluster %s: %w", cluster, err)
+		return nil, "", fmt.Errorf("getting Cluster %s: %w", cluster, err)
 	}
 	if cl.Spec.SyncMode == clusterv1alpha1.Pull {
-		return nil, fmt.Errorf("cluster %s is in Pull mode: the descheduler needs push-mode credentials (spec.secretRef) to reach it", cluster)
+		return nil, "", fmt.Errorf("cluster %s is in Pull mode: the descheduler needs push-mode credentials (spec.secretRef) to reach it", cluster)
 	}
 	var secretVersion string
 	secretGetter := func(namespace, name string) (*corev1.Secret, error) {
@@ -58,26 +66,34 @@ func (c *Clients) Get(ctx context.Context, cluster string) (client.Client, error
 	}
 	// The secret is read first to know whether the cache is still valid.
 	if cl.Spec.SecretRef == nil {
-		return nil, fmt.Errorf("cluster %s has no spec.secretRef: register it in Push mode", cluster)
+		return nil, "", fmt.Errorf("cluster %s has no spec.secretRef: register it in Push mode", cluster)
 	}
 	if _, err := secretGetter(cl.Spec.SecretRef.Namespace, cl.Spec.SecretRef.Name); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	version := cl.ResourceVersion + "/" + secretVersion
-
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.cache[cluster]; ok && e.version == version {
-		return e.client, nil
-	}
 	cfg, err := util.BuildClusterConfig(cluster,
 		func(string) (*clusterv1alpha1.Cluster, error) { return cl, nil },
 		secretGetter)
 	if err != nil {
-		return nil, fmt.Errorf("building the client config of cluster %s: %w", cluster, err)
+		return nil, "", fmt.Errorf("building the client config of cluster %s: %w", cluster, err)
 	}
 	if c.QPS > 0 {
 		cfg.QPS, cfg.Burst = c.QPS, c.Burst
+	}
+	return cfg, version, nil
+}
+
+// Get returns the client of the member cluster.
+func (c *Clients) Get(ctx context.Context, cluster string) (client.Client, error) {
+	cfg, version, err := c.config(ctx, cluster)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.cache[cluster]; ok && e.version == version {
+		return e.client, nil
 	}
 	newClient := c.NewClient
 	if newClient == nil {

@@ -183,6 +183,12 @@ type TargetPicker interface {
 	Plan(ctx context.Context, binding *workv1alpha2.ResourceBinding, source string) (*placement.Plan, error)
 }
 
+// MemberWatcher starts watching a member cluster's objects for the
+// migrations that touch it (optional: without it phases advance by polling).
+type MemberWatcher interface {
+	Watch(ctx context.Context, cluster string) error
+}
+
 // Hooks bundles the side effects of the state machine.
 type Hooks struct {
 	Checkpoint  CheckpointHook
@@ -190,4 +196,5 @@ type Hooks struct {
 	Restore     RestoreHook
 	Workload    WorkloadHook
 	Picker      TargetPicker
+	Watcher     MemberWatcher
 }

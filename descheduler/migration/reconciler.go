@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
@@ -51,6 +52,8 @@ type Reconciler struct {
 	Clock    clock.PassiveClock
 	Hooks    Hooks
 	Config   Config
+	// MemberEvents, when set, triggers reconciles on member-cluster changes.
+	MemberEvents <-chan event.GenericEvent
 
 	admission admission
 }
@@ -137,6 +140,7 @@ func (r *Reconciler) advance(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 		}
 	}
 
+	r.watchMembers(ctx, st)
 	res, err := r.step(ctx, lm, now)
 	if err != nil {
 		permanent := IsStepFailed(err) || IsBudgetExceeded(err) || IsPhaseTimeout(err)
@@ -199,6 +203,21 @@ func (r *Reconciler) step(ctx context.Context, lm *lmv1alpha1.LiveMigration, now
 		return r.rollingBack(ctx, lm, now)
 	default:
 		return stepResult{}, reconcile.TerminalError(fmt.Errorf("unknown phase %q", lm.Status.Phase))
+	}
+}
+
+// watchMembers makes sure the member clusters of the migration are watched.
+func (r *Reconciler) watchMembers(ctx context.Context, st *lmv1alpha1.LiveMigrationStatus) {
+	if r.Hooks.Watcher == nil {
+		return
+	}
+	for _, c := range []string{st.SourceCluster, st.TargetCluster} {
+		if c == "" {
+			continue
+		}
+		if err := r.Hooks.Watcher.Watch(ctx, c); err != nil {
+			klog.FromContext(ctx).V(2).Info("Cannot watch member cluster, polling it", "cluster", c, "err", err.Error())
+		}
 	}
 }
 

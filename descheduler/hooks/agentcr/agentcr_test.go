@@ -74,6 +74,9 @@ func TestCheckpointLifecycle(t *testing.T) {
 	if diff := cmp.Diff(wantSpec, pc.Spec); diff != "" {
 		t.Errorf("PodCheckpoint spec (-want +got):\n%s", diff)
 	}
+	if pc.Labels[LabelMigrationUID] != "0123456789abcdef" || pc.Annotations[AnnotationMigration] != "mig" {
+		t.Errorf("PodCheckpoint not labelled for the watch: labels %v annotations %v", pc.Labels, pc.Annotations)
+	}
 	if _, err := h.Freeze(ctx, mig, pod); err != nil { // idempotent
 		t.Fatal(err)
 	}

@@ -82,7 +82,9 @@ func (c *Checkpoint) ensure(ctx context.Context, m migration.Migration, p migrat
 		return nil, err
 	}
 	pc = &agentv1alpha1.PodCheckpoint{
-		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{LabelMigrationUID: string(m.UID)}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
+			Labels:      map[string]string{LabelMigrationUID: string(m.UID)},
+			Annotations: map[string]string{AnnotationMigration: m.Name}},
 		Spec: agentv1alpha1.PodCheckpointSpec{
 			NodeName:       p.Node,
 			PodName:        p.Name,

@@ -41,7 +41,9 @@ func (r *Restore) Prepare(ctx context.Context, m migration.Migration, checkpoint
 		return err
 	}
 	pr = &agentv1alpha1.PodRestore{
-		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, Labels: map[string]string{LabelMigrationUID: string(m.UID)}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
+			Labels:      map[string]string{LabelMigrationUID: string(m.UID)},
+			Annotations: map[string]string{AnnotationMigration: m.Name}},
 		Spec: agentv1alpha1.PodRestoreSpec{
 			MigrationUID: string(m.UID),
 			Workload:     agentv1alpha1.WorkloadReference{APIVersion: m.Workload.APIVersion, Kind: m.Workload.Kind, Name: m.Workload.Name},
