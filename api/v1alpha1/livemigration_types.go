@@ -206,6 +206,12 @@ type VolumeMigrationStatus struct {
 	// StorageClass of the claim; selects the replication backend.
 	// +optional
 	StorageClass string `json:"storageClass,omitempty"`
+	// PodName is the source pod mounting the claim.
+	// +optional
+	PodName string `json:"podName,omitempty"`
+	// SourceNode is the node of that pod.
+	// +optional
+	SourceNode string `json:"sourceNode,omitempty"`
 	// Rounds is the number of pre-copy passes done.
 	// +optional
 	Rounds int32 `json:"rounds,omitempty"`

@@ -39,6 +39,9 @@ type Pod struct {
 type Volume struct {
 	ClaimName    string
 	StorageClass string
+	// Pod mounting the claim in the source cluster, and its node.
+	Pod  string
+	Node string
 }
 
 // CheckpointState is what the checkpoint backend reports for one pod.

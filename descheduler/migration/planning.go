@@ -93,7 +93,8 @@ func (r *Reconciler) planning(ctx context.Context, lm *lmv1alpha1.LiveMigration,
 			st.Pods = append(st.Pods, lmv1alpha1.PodMigrationStatus{Name: p.Name, SourceNode: p.Node, Containers: p.Containers})
 		}
 		for _, v := range info.Volumes {
-			st.Volumes = append(st.Volumes, lmv1alpha1.VolumeMigrationStatus{ClaimName: v.ClaimName, StorageClass: v.StorageClass})
+			st.Volumes = append(st.Volumes, lmv1alpha1.VolumeMigrationStatus{ClaimName: v.ClaimName, StorageClass: v.StorageClass,
+				PodName: v.Pod, SourceNode: v.Node})
 		}
 	}
 	return advanceTo(lmv1alpha1.PhasePreCopy), nil
@@ -145,7 +146,7 @@ func ordinal(set, pod string) *int32 {
 func volumesOf(lm *lmv1alpha1.LiveMigration) []Volume {
 	vols := make([]Volume, 0, len(lm.Status.Volumes))
 	for _, v := range lm.Status.Volumes {
-		vols = append(vols, Volume{ClaimName: v.ClaimName, StorageClass: v.StorageClass})
+		vols = append(vols, Volume{ClaimName: v.ClaimName, StorageClass: v.StorageClass, Pod: v.PodName, Node: v.SourceNode})
 	}
 	return vols
 }

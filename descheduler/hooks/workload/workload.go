@@ -78,7 +78,7 @@ func (h *Hook) Inspect(ctx context.Context, cluster, namespace string, ref lmv1a
 		return migration.WorkloadInfo{}, fmt.Errorf("listing pods of %s %s in %s: %w", ref.Kind, ref.Name, cluster, err)
 	}
 	info := migration.WorkloadInfo{}
-	claims := map[string]bool{}
+	claims := map[string]migration.Pod{}
 	for i := range pods.Items {
 		p := &pods.Items[i]
 		if !p.DeletionTimestamp.IsZero() || p.Status.Phase != corev1.PodRunning {
@@ -91,7 +91,7 @@ func (h *Hook) Inspect(ctx context.Context, cluster, namespace string, ref lmv1a
 		info.Pods = append(info.Pods, mp)
 		for _, v := range p.Spec.Volumes {
 			if v.PersistentVolumeClaim != nil {
-				claims[v.PersistentVolumeClaim.ClaimName] = true
+				claims[v.PersistentVolumeClaim.ClaimName] = mp
 			}
 		}
 	}
@@ -110,7 +110,7 @@ func (h *Hook) Inspect(ctx context.Context, cluster, namespace string, ref lmv1a
 		if pvc.Spec.StorageClassName != nil {
 			class = *pvc.Spec.StorageClassName
 		}
-		info.Volumes = append(info.Volumes, migration.Volume{ClaimName: name, StorageClass: class})
+		info.Volumes = append(info.Volumes, migration.Volume{ClaimName: name, StorageClass: class, Pod: claims[name].Name, Node: claims[name].Node})
 	}
 	return info, nil
 }

@@ -61,7 +61,7 @@ func TestInspect(t *testing.T) {
 			{Name: "db-0", Node: "n-db-0", Containers: []string{"db", "exporter"}},
 			{Name: "db-1", Node: "n-db-1", Containers: []string{"db", "exporter"}},
 		},
-		Volumes: []migration.Volume{{ClaimName: "data-db-0", StorageClass: "fast"}},
+		Volumes: []migration.Volume{{ClaimName: "data-db-0", StorageClass: "fast", Pod: "db-0", Node: "n-db-0"}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Inspect (-want +got):\n%s", diff)
