@@ -19,7 +19,7 @@ func claim(name, class, size string) *corev1.PersistentVolumeClaim {
 			Annotations: map[string]string{
 				"pv.kubernetes.io/bind-completed":          "yes",
 				"volume.kubernetes.io/storage-provisioner": "x",
-				"team":                                     "data",
+				"team": "data",
 			},
 		},
 		Spec: corev1.PersistentVolumeClaimSpec{

@@ -1,0 +1,118 @@
+package controller
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/livemigrate/livemigrate/agent/replication/engine"
+)
+
+// Label values.
+const (
+	resultSuccess  = "success"
+	resultFailure  = "failure"
+	resultMatch    = "match"
+	resultMismatch = "mismatch"
+	roleSource     = "source"
+	roleTarget     = "target"
+)
+
+// Metrics of volume replication. Labels are bounded: pass kind, result,
+// role; never object names or error text.
+type Metrics struct {
+	passes        *prometheus.CounterVec
+	passSeconds   *prometheus.HistogramVec
+	deltaBytes    *prometheus.HistogramVec
+	wireBytes     *prometheus.CounterVec
+	fileBytes     *prometheus.CounterVec
+	verifications *prometheus.CounterVec
+	finalSeconds  prometheus.Histogram
+	estimateSecs  prometheus.Histogram
+	active        *prometheus.GaugeVec
+	rejected      prometheus.Counter
+	replications  *prometheus.CounterVec
+}
+
+// NewMetrics creates the metrics and registers them on reg (nil: not
+// registered, for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livemigrate_replication_passes_total",
+			Help: "rsync passes run by the source agent, by pass (full, delta, final, verify, repair) and result.",
+		}, []string{"pass", "result"}),
+		passSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "livemigrate_replication_pass_duration_seconds",
+			Help:    "Wall time of one rsync pass, by pass.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16),
+		}, []string{"pass"}),
+		deltaBytes: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "livemigrate_replication_delta_bytes",
+			Help:    "File data a pass had to send (rsync literal data), by pass.",
+			Buckets: prometheus.ExponentialBuckets(4096, 4, 14),
+		}, []string{"pass"}),
+		wireBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livemigrate_replication_wire_bytes_total",
+			Help: "Bytes sent over the mutual-TLS tunnel, by role of the sending agent.",
+		}, []string{"role"}),
+		fileBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livemigrate_replication_file_bytes_total",
+			Help: "File data processed by passes (matched and literal), by pass.",
+		}, []string{"pass"}),
+		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livemigrate_replication_verifications_total",
+			Help: "Checksum verification passes, by result (match, mismatch).",
+		}, []string{"result"}),
+		finalSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "livemigrate_replication_final_duration_seconds",
+			Help:    "Duration of the final pass including verification (replication's share of the downtime).",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+		}),
+		estimateSecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "livemigrate_replication_estimated_final_duration_seconds",
+			Help:    "Estimated final-delta duration at the end of pre-copy.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
+		}),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "livemigrate_replication_active",
+			Help: "Replications this agent is running (source) or receiving (target).",
+		}, []string{"role"}),
+		rejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "livemigrate_replication_rejected_connections_total",
+			Help: "Connections to a receiver that failed mutual-TLS authentication.",
+		}),
+		replications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livemigrate_replication_replications_total",
+			Help: "Replications finished by the source agent, by result (success, failure, aborted).",
+		}, []string{"result"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.passes, m.passSeconds, m.deltaBytes, m.wireBytes, m.fileBytes, m.verifications,
+			m.finalSeconds, m.estimateSecs, m.active, m.rejected, m.replications)
+	}
+	return m
+}
+
+func (m *Metrics) observePass(r engine.PassResult) {
+	if m == nil {
+		return
+	}
+	res := resultSuccess
+	if r.Err != nil {
+		res = resultFailure
+	}
+	p := string(r.Pass)
+	m.passes.WithLabelValues(p, res).Inc()
+	m.passSeconds.WithLabelValues(p).Observe(r.Duration.Seconds())
+	m.wireBytes.WithLabelValues(roleSource).Add(float64(r.WireSent))
+	if r.Err == nil && r.Pass != engine.PassVerify {
+		m.deltaBytes.WithLabelValues(p).Observe(float64(r.Stats.LiteralData))
+		m.fileBytes.WithLabelValues(p).Add(float64(r.Stats.LiteralData + r.Stats.MatchedData))
+	}
+	if r.Pass == engine.PassVerify && r.Err == nil {
+		if len(r.Differences) == 0 {
+			m.verifications.WithLabelValues(resultMatch).Inc()
+		} else {
+			m.verifications.WithLabelValues(resultMismatch).Inc()
+		}
+	}
+}

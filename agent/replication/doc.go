@@ -1,0 +1,47 @@
+// Package replication replicates the persistent volumes of a pod to the
+// target cluster of a live migration, agent to agent, over mutual TLS
+// (ARCHITECTURE.md §2, steps 2 and 4). It is wired into the agent with
+// Options (flags) and Setup (the VolumeReplication reconciler).
+//
+// # Flow
+//
+// The migration's controller creates, per persistent volume claim, a Target
+// VolumeReplication in the target cluster (after pre-provisioning the claim
+// with package provision) and a Source one in the source cluster, both
+// keyed by the migration UID and naming their node, with a Secret holding the
+// per-migration credentials (package certs). The target agent starts a
+// receiver and reports status.endpoint; the source agent runs the pre-copy
+// passes against it while the application runs, reports PreCopied (with the
+// Converged condition and an estimate of the final pass), and once the
+// controller has frozen the pod and set spec.stage=Final, sends the last delta,
+// verifies with whole-file checksums and reports Completed (or Failed, with
+// the reason in status.message). spec.abort stops both sides and empties the
+// target volume.
+//
+// # Packages
+//
+//   - certs: per-migration CA and certificates, URI SAN
+//     livemigrate://migration/<uid>/source|target, peer verification.
+//   - transport: the mutual-TLS listener and dialer, rate limiting, counters.
+//   - rsync: the receiver (a chrooted, write-only, single-use rsync daemon
+//     per connection, fixed argument list) and the sender (rsync client
+//     tunnelled through the TLS connection); the reasoning behind every
+//     rsync option is in that package's documentation.
+//   - engine: pre-copy rounds, final pass, verification and repair.
+//   - provision: target PV/PVC objects and volume paths.
+//   - snapshot: optional crash-consistent pre-copy base from a CSI
+//     VolumeSnapshot.
+//   - controller: the VolumeReplication reconciler and metrics.
+//
+// # Where the data is
+//
+// Source: a local or hostPath volume's directory, otherwise the pod's mount
+// under the kubelet root. Target: the agent writes a local or hostPath volume
+// directly, under one of the configured target roots, and only if the claim
+// carries the migration's label. Other target volumes need a receiver pod:
+// a short-lived pod on the target node that mounts the claim and runs the
+// same receiver (the agent binary with only the receiver enabled, the TLS
+// Secret mounted, a hostPort or a Service for the source to reach), deleted
+// once the replication completes or aborts; it is designed (see
+// docs/replication.md) but not built yet.
+package replication
