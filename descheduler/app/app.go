@@ -146,10 +146,9 @@ func Run(ctx context.Context, o *options.Options) error {
 		Hooks: migration.Hooks{
 			Checkpoint: &agentcr.Checkpoint{Clients: members, Destination: dest,
 				TimeoutSeconds: int32(o.CheckpointTimeout.Seconds()), DefaultEstimate: o.DefaultCheckpointEstimate},
-			// No in-tree volume replication backend is registered yet: a
-			// workload with persistent volumes fails Planning with a message
-			// naming the StorageClass.
-			Replication: migration.ReplicationByStorageClass{},
+			// The agent replicates every StorageClass; another backend is
+			// plugged in per class with ByClass.
+			Replication: migration.ReplicationByStorageClass{Default: &agentcr.Replication{Clients: members}},
 			Restore:     &agentcr.Restore{Clients: members},
 			Workload:    &workload.Hook{Clients: members},
 			Picker:      &placement.Picker{Client: mgr.GetClient(), Plugins: plugins},

@@ -25,7 +25,7 @@ func (c clients) Get(_ context.Context, name string) (client.Client, error) { re
 
 func member(objs ...client.Object) client.Client {
 	return fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(objs...).
-		WithStatusSubresource(&agentv1alpha1.PodCheckpoint{}, &agentv1alpha1.PodRestore{}).Build()
+		WithStatusSubresource(&agentv1alpha1.PodCheckpoint{}, &agentv1alpha1.PodRestore{}, &agentv1alpha1.VolumeReplication{}).Build()
 }
 
 var mig = migration.Migration{

@@ -49,6 +49,16 @@ func (r *Restore) Prepare(ctx context.Context, m migration.Migration, checkpoint
 			Workload:     agentv1alpha1.WorkloadReference{APIVersion: m.Workload.APIVersion, Kind: m.Workload.Kind, Name: m.Workload.Name},
 		},
 	}
+	// Restored pods run where their volumes were received.
+	var vrs agentv1alpha1.VolumeReplicationList
+	if err := cl.List(ctx, &vrs, client.InNamespace(m.Namespace), client.MatchingLabels{LabelMigrationUID: string(m.UID)}); err != nil {
+		return err
+	}
+	for _, vr := range vrs.Items {
+		if vr.Spec.Role == agentv1alpha1.ReplicationRoleTarget {
+			pr.Spec.NodeName = vr.Spec.NodeName
+		}
+	}
 	for _, cp := range checkpoints {
 		rc := agentv1alpha1.RestoreCheckpoint{Name: cp.Pod.Name, Ordinal: cp.Pod.Ordinal}
 		for name, img := range cp.Images {

@@ -1,0 +1,424 @@
+package agentcr
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/livemigrate/livemigrate/agent/replication/certs"
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/descheduler/migration"
+)
+
+// Replication is the ReplicationHook backed by the agent's VolumeReplication
+// resources: per volume a Target one in the target cluster (its receiver,
+// on the node the restored pod will run on, writing into a pre-provisioned
+// claim of the same name) and a Source one in the source cluster (the rsync
+// passes from the node of the pod mounting the claim), both bound to the
+// migration's mutual-TLS credentials kept in a Secret on each side.
+type Replication struct {
+	Clients ClientGetter
+	// Validity of the per-migration credentials.
+	Validity time.Duration
+}
+
+var _ migration.ReplicationHook = &Replication{}
+
+func tlsSecretName(m migration.Migration) string { return objectName("replication-tls", m.UID) }
+
+func (r *Replication) key(m migration.Migration, vol migration.Volume, role string) types.NamespacedName {
+	return types.NamespacedName{Namespace: m.Namespace, Name: objectName(vol.ClaimName+"-"+role, m.UID)}
+}
+
+func objectMeta(m migration.Migration, key types.NamespacedName) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name,
+		Labels:      map[string]string{LabelMigrationUID: string(m.UID)},
+		Annotations: map[string]string{AnnotationMigration: m.Name}}
+}
+
+// ensureSecrets mints the credentials once, into the source cluster's
+// Secret, and copies the target's share into the target cluster.
+func (r *Replication) ensureSecrets(ctx context.Context, src, dst client.Client, m migration.Migration) error {
+	key := types.NamespacedName{Namespace: m.Namespace, Name: tlsSecretName(m)}
+	s := &corev1.Secret{}
+	if err := src.Get(ctx, key, s); apierrors.IsNotFound(err) {
+		b, err := certs.Mint(certs.Options{MigrationUID: string(m.UID), Validity: r.Validity})
+		if err != nil {
+			return fmt.Errorf("minting the replication credentials: %w", err)
+		}
+		s = &corev1.Secret{ObjectMeta: objectMeta(m, key), Type: corev1.SecretTypeOpaque, Data: b.SecretData()}
+		// The source agent needs only its own key.
+		delete(s.Data, certs.SecretKeyTargetKey)
+		full := b.SecretData()
+		if err := src.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating Secret %s in %s: %w", key, m.Source, err)
+		}
+		t := &corev1.Secret{ObjectMeta: objectMeta(m, key), Type: corev1.SecretTypeOpaque, Data: map[string][]byte{
+			certs.SecretKeyCA: full[certs.SecretKeyCA], certs.SecretKeyTargetCert: full[certs.SecretKeyTargetCert],
+			certs.SecretKeyTargetKey: full[certs.SecretKeyTargetKey]}}
+		if err := dst.Create(ctx, t); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating Secret %s in %s: %w", key, m.Target, err)
+		}
+		return nil
+	} else if err != nil {
+		return err
+	}
+	t := &corev1.Secret{}
+	if err := dst.Get(ctx, key, t); apierrors.IsNotFound(err) {
+		// The source Secret exists but the target's share was lost (a crash
+		// between the two creates): the target key is not kept on the source,
+		// so mint again and replace both.
+		if err := src.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+		return fmt.Errorf("replication credentials of %s were incomplete; minting them again", m.Name)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// ensureTargetClaim pre-provisions the claim in the target cluster, like
+// the source's: same name, class, access modes and size.
+func ensureTargetClaim(ctx context.Context, src, dst client.Client, m migration.Migration, vol migration.Volume) error {
+	key := types.NamespacedName{Namespace: m.Namespace, Name: vol.ClaimName}
+	if err := dst.Get(ctx, key, &corev1.PersistentVolumeClaim{}); err == nil || !apierrors.IsNotFound(err) {
+		return err
+	}
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := src.Get(ctx, key, pvc); err != nil {
+		return fmt.Errorf("reading claim %s in %s: %w", vol.ClaimName, m.Source, err)
+	}
+	t := &corev1.PersistentVolumeClaim{
+		ObjectMeta: objectMeta(m, key),
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      pvc.Spec.AccessModes,
+			Resources:        pvc.Spec.Resources,
+			StorageClassName: pvc.Spec.StorageClassName,
+			VolumeMode:       pvc.Spec.VolumeMode,
+		},
+	}
+	for k, v := range pvc.Labels {
+		t.Labels[k] = v
+	}
+	if err := dst.Create(ctx, t); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("pre-provisioning claim %s in %s: %w", vol.ClaimName, m.Target, err)
+	}
+	return nil
+}
+
+// TargetNode returns the node of the target cluster that receives the
+// volumes and runs the restored pods: the one an existing Target
+// VolumeReplication of the migration names, else the first Ready,
+// schedulable, untainted node by name.
+func TargetNode(ctx context.Context, dst client.Client, m migration.Migration) (string, error) {
+	var vrs agentv1alpha1.VolumeReplicationList
+	if err := dst.List(ctx, &vrs, client.InNamespace(m.Namespace), client.MatchingLabels{LabelMigrationUID: string(m.UID)}); err != nil {
+		return "", err
+	}
+	for _, vr := range vrs.Items {
+		if vr.Spec.Role == agentv1alpha1.ReplicationRoleTarget {
+			return vr.Spec.NodeName, nil
+		}
+	}
+	var nodes corev1.NodeList
+	if err := dst.List(ctx, &nodes); err != nil {
+		return "", fmt.Errorf("listing nodes of %s: %w", m.Target, err)
+	}
+	sort.Slice(nodes.Items, func(i, j int) bool { return nodes.Items[i].Name < nodes.Items[j].Name })
+	for _, n := range nodes.Items {
+		if n.Spec.Unschedulable || !nodeReady(&n) || hasNoScheduleTaint(&n) {
+			continue
+		}
+		return n.Name, nil
+	}
+	return "", migration.NewStepFailedError("NoTargetNode", fmt.Sprintf("cluster %s has no Ready schedulable node to receive the volumes", m.Target))
+}
+
+func nodeReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func hasNoScheduleTaint(n *corev1.Node) bool {
+	for _, t := range n.Spec.Taints {
+		if t.Effect == corev1.TaintEffectNoSchedule || t.Effect == corev1.TaintEffectNoExecute {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Replication) clients(ctx context.Context, m migration.Migration) (client.Client, client.Client, error) {
+	src, err := r.Clients.Get(ctx, m.Source)
+	if err != nil {
+		return nil, nil, err
+	}
+	dst, err := r.Clients.Get(ctx, m.Target)
+	if err != nil {
+		return nil, nil, err
+	}
+	return src, dst, nil
+}
+
+// PreCopy sets up both sides and reports the source's pre-copy progress.
+func (r *Replication) PreCopy(ctx context.Context, m migration.Migration, vol migration.Volume, opts migration.PreCopyOptions) (migration.ReplicationState, error) {
+	src, dst, err := r.clients(ctx, m)
+	if err != nil {
+		return migration.ReplicationState{}, err
+	}
+	if err := r.ensureSecrets(ctx, src, dst, m); err != nil {
+		return migration.ReplicationState{}, err
+	}
+	if err := ensureTargetClaim(ctx, src, dst, m, vol); err != nil {
+		return migration.ReplicationState{}, err
+	}
+	node, err := TargetNode(ctx, dst, m)
+	if err != nil {
+		return migration.ReplicationState{}, err
+	}
+	pre := agentv1alpha1.ReplicationPreCopy{MaxRounds: opts.MaxRounds}
+	if opts.ConvergenceThresholdBytes > 0 {
+		pre.ConvergenceThreshold = resource.NewQuantity(opts.ConvergenceThresholdBytes, resource.BinarySI)
+	}
+	var bw *resource.Quantity
+	if m.BandwidthLimit > 0 {
+		bw = resource.NewQuantity(m.BandwidthLimit, resource.BinarySI)
+	}
+	tkey := r.key(m, vol, "target")
+	tgt := &agentv1alpha1.VolumeReplication{}
+	if err := dst.Get(ctx, tkey, tgt); apierrors.IsNotFound(err) {
+		tgt = &agentv1alpha1.VolumeReplication{ObjectMeta: objectMeta(m, tkey), Spec: agentv1alpha1.VolumeReplicationSpec{
+			MigrationUID: string(m.UID), Role: agentv1alpha1.ReplicationRoleTarget, NodeName: node, ClaimName: vol.ClaimName,
+			TLSSecretRef: corev1.LocalObjectReference{Name: tlsSecretName(m)}, BandwidthLimit: bw, PreCopy: pre,
+			Stage: agentv1alpha1.ReplicationStagePreCopy,
+		}}
+		if err := dst.Create(ctx, tgt); err != nil && !apierrors.IsAlreadyExists(err) {
+			return migration.ReplicationState{}, fmt.Errorf("creating VolumeReplication %s in %s: %w", tkey, m.Target, err)
+		}
+		return migration.ReplicationState{Message: "waiting for the target receiver"}, nil
+	} else if err != nil {
+		return migration.ReplicationState{}, err
+	}
+	if err := failed(tgt); err != nil {
+		return migration.ReplicationState{}, err
+	}
+	if tgt.Status.Endpoint == "" {
+		return migration.ReplicationState{Message: "waiting for the target receiver"}, nil
+	}
+	skey := r.key(m, vol, "source")
+	sv := &agentv1alpha1.VolumeReplication{}
+	if err := src.Get(ctx, skey, sv); apierrors.IsNotFound(err) {
+		if vol.Node == "" {
+			return migration.ReplicationState{}, migration.NewStepFailedError("NoSourceNode", fmt.Sprintf("no running pod mounts claim %s", vol.ClaimName))
+		}
+		sv = &agentv1alpha1.VolumeReplication{ObjectMeta: objectMeta(m, skey), Spec: agentv1alpha1.VolumeReplicationSpec{
+			MigrationUID: string(m.UID), Role: agentv1alpha1.ReplicationRoleSource, NodeName: vol.Node, ClaimName: vol.ClaimName,
+			PodName: vol.Pod, PeerAddress: tgt.Status.Endpoint, TLSSecretRef: corev1.LocalObjectReference{Name: tlsSecretName(m)},
+			BandwidthLimit: bw, PreCopy: pre, Stage: agentv1alpha1.ReplicationStagePreCopy,
+		}}
+		if err := src.Create(ctx, sv); err != nil && !apierrors.IsAlreadyExists(err) {
+			return migration.ReplicationState{}, fmt.Errorf("creating VolumeReplication %s in %s: %w", skey, m.Source, err)
+		}
+		return migration.ReplicationState{Message: "pre-copy requested"}, nil
+	} else if err != nil {
+		return migration.ReplicationState{}, err
+	}
+	return stateOf(sv)
+}
+
+func failed(vr *agentv1alpha1.VolumeReplication) error {
+	if vr.Status.Phase == agentv1alpha1.VolumeReplicationFailed {
+		return migration.NewStepFailedError("ReplicationFailed", fmt.Sprintf("replication of claim %s (%s) failed: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))
+	}
+	if vr.Status.Phase == agentv1alpha1.VolumeReplicationAborted && !vr.Spec.Abort {
+		return migration.NewStepFailedError("ReplicationAborted", fmt.Sprintf("replication of claim %s (%s) was aborted by the agent: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))
+	}
+	return nil
+}
+
+func stateOf(sv *agentv1alpha1.VolumeReplication) (migration.ReplicationState, error) {
+	if err := failed(sv); err != nil {
+		return migration.ReplicationState{}, err
+	}
+	st := sv.Status
+	rs := migration.ReplicationState{
+		Rounds: st.Round, LastDeltaBytes: st.LastDeltaBytes, PreCopyBytes: st.BytesSent,
+		BytesPerSecond: st.RateBytesPerSecond, PendingBytes: st.LastDeltaBytes, Message: st.Message,
+	}
+	switch st.Phase {
+	case agentv1alpha1.VolumeReplicationPreCopied, agentv1alpha1.VolumeReplicationFinalSyncing,
+		agentv1alpha1.VolumeReplicationVerifying, agentv1alpha1.VolumeReplicationCompleted:
+		rs.PreCopyDone = true
+	}
+	if st.Phase == agentv1alpha1.VolumeReplicationCompleted {
+		if st.Checksum == agentv1alpha1.ChecksumMismatch {
+			return rs, migration.NewStepFailedError("ChecksumMismatch", fmt.Sprintf("claim %s differs on the target after the final sync", sv.Spec.ClaimName))
+		}
+		// Synced only once verified: an unverified copy must not be restored from.
+		rs.Synced = st.Checksum == agentv1alpha1.ChecksumMatch ||
+			meta.IsStatusConditionTrue(st.Conditions, agentv1alpha1.ConditionVerified)
+		rs.FinalDeltaBytes = st.LastDeltaBytes
+		rs.PendingBytes = 0
+	}
+	return rs, nil
+}
+
+// setFinal moves one side to the final stage (idempotent).
+func setFinal(ctx context.Context, cl client.Client, key types.NamespacedName) (*agentv1alpha1.VolumeReplication, error) {
+	vr := &agentv1alpha1.VolumeReplication{}
+	if err := cl.Get(ctx, key, vr); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, migration.NewStepFailedError("ReplicationGone", fmt.Sprintf("VolumeReplication %s disappeared before the final sync", key))
+		}
+		return nil, err
+	}
+	if vr.Spec.Stage != agentv1alpha1.ReplicationStageFinal {
+		orig := vr.DeepCopy()
+		vr.Spec.Stage = agentv1alpha1.ReplicationStageFinal
+		if err := cl.Patch(ctx, vr, client.MergeFrom(orig)); err != nil {
+			return nil, fmt.Errorf("requesting the final sync of %s: %w", key, err)
+		}
+	}
+	return vr, nil
+}
+
+// FinalSync asks for the last delta (the workload is frozen) and reports it.
+func (r *Replication) FinalSync(ctx context.Context, m migration.Migration, vol migration.Volume) (migration.ReplicationState, error) {
+	src, dst, err := r.clients(ctx, m)
+	if err != nil {
+		return migration.ReplicationState{}, err
+	}
+	if _, err := setFinal(ctx, dst, r.key(m, vol, "target")); err != nil {
+		return migration.ReplicationState{}, err
+	}
+	sv, err := setFinal(ctx, src, r.key(m, vol, "source"))
+	if err != nil {
+		return migration.ReplicationState{}, err
+	}
+	return stateOf(sv)
+}
+
+// Progress reports the source's state.
+func (r *Replication) Progress(ctx context.Context, m migration.Migration, vol migration.Volume) (migration.ReplicationState, error) {
+	src, err := r.Clients.Get(ctx, m.Source)
+	if err != nil {
+		return migration.ReplicationState{}, err
+	}
+	sv := &agentv1alpha1.VolumeReplication{}
+	if err := src.Get(ctx, r.key(m, vol, "source"), sv); err != nil {
+		return migration.ReplicationState{}, client.IgnoreNotFound(err)
+	}
+	return stateOf(sv)
+}
+
+// deleteAll deletes the objects; done once every one is gone.
+func deleteAll(ctx context.Context, cl client.Client, objs ...client.Object) (bool, error) {
+	gone := true
+	for _, o := range objs {
+		if err := cl.Get(ctx, client.ObjectKeyFromObject(o), o); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return false, err
+		}
+		gone = false
+		if o.GetDeletionTimestamp().IsZero() {
+			if err := cl.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+				return false, err
+			}
+		}
+	}
+	return gone, nil
+}
+
+func (r *Replication) objects(m migration.Migration, vol migration.Volume, role string) []client.Object {
+	vr := &agentv1alpha1.VolumeReplication{}
+	k := r.key(m, vol, role)
+	vr.Namespace, vr.Name = k.Namespace, k.Name
+	s := &corev1.Secret{}
+	s.Namespace, s.Name = m.Namespace, tlsSecretName(m)
+	return []client.Object{vr, s}
+}
+
+// Abort stops both sides (the agent removes the target's partial data),
+// then deletes them, the credentials and the claim pre-provisioned in the
+// target cluster.
+func (r *Replication) Abort(ctx context.Context, m migration.Migration, vol migration.Volume) (bool, error) {
+	src, dst, err := r.clients(ctx, m)
+	if err != nil {
+		return false, err
+	}
+	for _, side := range []struct {
+		cl   client.Client
+		role string
+	}{{src, "source"}, {dst, "target"}} {
+		vr := &agentv1alpha1.VolumeReplication{}
+		err := side.cl.Get(ctx, r.key(m, vol, side.role), vr)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if !vr.Spec.Abort {
+			orig := vr.DeepCopy()
+			vr.Spec.Abort = true
+			if err := side.cl.Patch(ctx, vr, client.MergeFrom(orig)); err != nil {
+				return false, fmt.Errorf("aborting VolumeReplication %s/%s: %w", vr.Namespace, vr.Name, err)
+			}
+			return false, nil
+		}
+		switch vr.Status.Phase {
+		case agentv1alpha1.VolumeReplicationAborted, agentv1alpha1.VolumeReplicationFailed, agentv1alpha1.VolumeReplicationCompleted, "":
+		default:
+			return false, nil // the agent is still stopping
+		}
+	}
+	srcGone, err := deleteAll(ctx, src, r.objects(m, vol, "source")...)
+	if err != nil {
+		return false, err
+	}
+	pvc := &corev1.PersistentVolumeClaim{}
+	pvc.Namespace, pvc.Name = m.Namespace, vol.ClaimName
+	dstObjs := r.objects(m, vol, "target")
+	if err := dst.Get(ctx, client.ObjectKeyFromObject(pvc), pvc); err == nil && pvc.Labels[LabelMigrationUID] == string(m.UID) {
+		dstObjs = append(dstObjs, pvc) // only the claim this migration created
+	}
+	dstGone, err := deleteAll(ctx, dst, dstObjs...)
+	if err != nil {
+		return false, err
+	}
+	return srcGone && dstGone, nil
+}
+
+// Complete deletes both sides and the credentials; the target claim stays
+// (the workload uses it).
+func (r *Replication) Complete(ctx context.Context, m migration.Migration, vol migration.Volume) (bool, error) {
+	src, dst, err := r.clients(ctx, m)
+	if err != nil {
+		return false, err
+	}
+	a, err := deleteAll(ctx, src, r.objects(m, vol, "source")...)
+	if err != nil {
+		return false, err
+	}
+	b, err := deleteAll(ctx, dst, r.objects(m, vol, "target")...)
+	if err != nil {
+		return false, err
+	}
+	return a && b, nil
+}

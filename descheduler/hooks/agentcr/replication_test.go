@@ -1,0 +1,270 @@
+package agentcr
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/livemigrate/livemigrate/agent/replication/certs"
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/descheduler/migration"
+)
+
+func node(name string, ready bool, taint bool) *corev1.Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: st}}
+	if taint {
+		n.Spec.Taints = []corev1.Taint{{Key: "x", Effect: corev1.TaintEffectNoSchedule}}
+	}
+	return n
+}
+
+var vol = migration.Volume{ClaimName: "data-db-0", StorageClass: "local", Pod: "db-0", Node: "src-node"}
+
+func replicationWorld() (client.Client, client.Client, *Replication) {
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-0", Labels: map[string]string{"app": "db"}},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To("local"),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	src := member(pvc)
+	dst := member(node("a-bad", false, false), node("b-tainted", true, true), node("c-good", true, false), node("d-good", true, false))
+	return src, dst, &Replication{Clients: clients{"a": src, "b": dst}}
+}
+
+func getVR(t *testing.T, cl client.Client, name string) *agentv1alpha1.VolumeReplication {
+	t.Helper()
+	vr := &agentv1alpha1.VolumeReplication{}
+	if err := cl.Get(context.Background(), types.NamespacedName{Namespace: "ns", Name: name}, vr); err != nil {
+		t.Fatalf("VolumeReplication %s: %v", name, err)
+	}
+	return vr
+}
+
+func TestReplicationLifecycle(t *testing.T) {
+	ctx := context.Background()
+	src, dst, h := replicationWorld()
+	m := mig
+	m.BandwidthLimit = 100 << 20
+	opts := migration.PreCopyOptions{ConvergenceThresholdBytes: 64 << 20, MaxRounds: 4}
+
+	rs, err := h.PreCopy(ctx, m, vol, opts)
+	if err != nil || rs.PreCopyDone {
+		t.Fatalf("first PreCopy = %+v, %v", rs, err)
+	}
+	// Credentials: the source keeps no target key, the target no source key.
+	ss, ts := &corev1.Secret{}, &corev1.Secret{}
+	if err := src.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "replication-tls-01234567"}, ss); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "replication-tls-01234567"}, ts); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ss.Data[certs.SecretKeyTargetKey]; ok || len(ss.Data[certs.SecretKeySourceKey]) == 0 {
+		t.Errorf("source Secret keys: %v", keys(ss.Data))
+	}
+	if _, ok := ts.Data[certs.SecretKeySourceKey]; ok || len(ts.Data[certs.SecretKeyTargetKey]) == 0 || !cmp.Equal(ts.Data[certs.SecretKeyCA], ss.Data[certs.SecretKeyCA]) {
+		t.Errorf("target Secret keys: %v (same CA: %v)", keys(ts.Data), cmp.Equal(ts.Data[certs.SecretKeyCA], ss.Data[certs.SecretKeyCA]))
+	}
+	if _, err := certs.CredentialsFromSecretData(ts.Data, certs.RoleTarget); err != nil {
+		t.Errorf("target credentials unusable: %v", err)
+	}
+	// The claim is pre-provisioned in the target.
+	tpvc := &corev1.PersistentVolumeClaim{}
+	if err := dst.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "data-db-0"}, tpvc); err != nil {
+		t.Fatalf("target claim: %v", err)
+	}
+	if *tpvc.Spec.StorageClassName != "local" || tpvc.Spec.Resources.Requests.Storage().String() != "1Gi" || tpvc.Labels[LabelMigrationUID] == "" {
+		t.Errorf("target claim = %+v", tpvc)
+	}
+	tgt := getVR(t, dst, "data-db-0-target-01234567")
+	wantT := agentv1alpha1.VolumeReplicationSpec{MigrationUID: "0123456789abcdef", Role: agentv1alpha1.ReplicationRoleTarget, NodeName: "c-good",
+		ClaimName: "data-db-0", TLSSecretRef: corev1.LocalObjectReference{Name: "replication-tls-01234567"},
+		BandwidthLimit: resource.NewQuantity(100<<20, resource.BinarySI),
+		PreCopy:        agentv1alpha1.ReplicationPreCopy{ConvergenceThreshold: resource.NewQuantity(64<<20, resource.BinarySI), MaxRounds: 4},
+		Stage:          agentv1alpha1.ReplicationStagePreCopy}
+	if diff := cmp.Diff(wantT, tgt.Spec); diff != "" {
+		t.Errorf("target spec (-want +got):\n%s", diff)
+	}
+
+	// No source side before the receiver listens.
+	if _, err := h.PreCopy(ctx, m, vol, opts); err != nil {
+		t.Fatal(err)
+	}
+	var list agentv1alpha1.VolumeReplicationList
+	if err := src.List(ctx, &list); err != nil || len(list.Items) != 0 {
+		t.Fatalf("source VolumeReplication created before the receiver listens: %d", len(list.Items))
+	}
+	tgt.Status.Endpoint = "10.1.0.5:7400"
+	if err := dst.Status().Update(ctx, tgt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.PreCopy(ctx, m, vol, opts); err != nil {
+		t.Fatal(err)
+	}
+	sv := getVR(t, src, "data-db-0-source-01234567")
+	if sv.Spec.PeerAddress != "10.1.0.5:7400" || sv.Spec.NodeName != "src-node" || sv.Spec.PodName != "db-0" || sv.Spec.Role != agentv1alpha1.ReplicationRoleSource {
+		t.Errorf("source spec = %+v", sv.Spec)
+	}
+
+	sv.Status = agentv1alpha1.VolumeReplicationStatus{Phase: agentv1alpha1.VolumeReplicationPreCopying, Round: 1, BytesSent: 900, LastDeltaBytes: 900, RateBytesPerSecond: 50}
+	if err := src.Status().Update(ctx, sv); err != nil {
+		t.Fatal(err)
+	}
+	rs, err = h.PreCopy(ctx, m, vol, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(migration.ReplicationState{Rounds: 1, LastDeltaBytes: 900, PreCopyBytes: 900, BytesPerSecond: 50, PendingBytes: 900}, rs); diff != "" {
+		t.Errorf("pre-copying (-want +got):\n%s", diff)
+	}
+	sv.Status.Phase, sv.Status.Round, sv.Status.LastDeltaBytes, sv.Status.BytesSent = agentv1alpha1.VolumeReplicationPreCopied, 3, 10, 1000
+	if err := src.Status().Update(ctx, sv); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err = h.PreCopy(ctx, m, vol, opts); err != nil || !rs.PreCopyDone || rs.PendingBytes != 10 {
+		t.Fatalf("pre-copied = %+v, %v", rs, err)
+	}
+
+	// Final sync: both sides move to Final; synced only once verified.
+	rs, err = h.FinalSync(ctx, m, vol)
+	if err != nil || rs.Synced {
+		t.Fatalf("FinalSync = %+v, %v", rs, err)
+	}
+	if s, d := getVR(t, src, sv.Name).Spec.Stage, getVR(t, dst, tgt.Name).Spec.Stage; s != agentv1alpha1.ReplicationStageFinal || d != agentv1alpha1.ReplicationStageFinal {
+		t.Errorf("stages = %s/%s, want Final", s, d)
+	}
+	sv = getVR(t, src, sv.Name)
+	sv.Status.Phase, sv.Status.LastDeltaBytes, sv.Status.Checksum = agentv1alpha1.VolumeReplicationCompleted, 7, agentv1alpha1.ChecksumPending
+	if err := src.Status().Update(ctx, sv); err != nil {
+		t.Fatal(err)
+	}
+	if rs, _ = h.FinalSync(ctx, m, vol); rs.Synced {
+		t.Errorf("synced before verification")
+	}
+	sv.Status.Checksum = agentv1alpha1.ChecksumMatch
+	if err := src.Status().Update(ctx, sv); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err = h.FinalSync(ctx, m, vol); err != nil || !rs.Synced || rs.FinalDeltaBytes != 7 {
+		t.Fatalf("verified = %+v, %v", rs, err)
+	}
+
+	// The restore pins the pods to the node that received the volume.
+	if err := (&Restore{Clients: clients{"b": dst}}).Prepare(ctx, m, []migration.PodCheckpoint{{Pod: migration.Pod{Name: "db-0"}, Images: map[string]string{"db": "i"}}}); err != nil {
+		t.Fatal(err)
+	}
+	pr := &agentv1alpha1.PodRestore{}
+	if err := dst.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "db-01234567"}, pr); err != nil || pr.Spec.NodeName != "c-good" {
+		t.Errorf("PodRestore node = %q (%v), want c-good", pr.Spec.NodeName, err)
+	}
+
+	for i := 0; i < 3; i++ {
+		done, err := h.Complete(ctx, m, vol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			break
+		}
+	}
+	for _, c := range []client.Client{src, dst} {
+		var vrs agentv1alpha1.VolumeReplicationList
+		var secrets corev1.SecretList
+		_ = c.List(ctx, &vrs)
+		_ = c.List(ctx, &secrets)
+		if len(vrs.Items)+len(secrets.Items) != 0 {
+			t.Errorf("left after Complete: %d VolumeReplications, %d Secrets", len(vrs.Items), len(secrets.Items))
+		}
+	}
+	if err := dst.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "data-db-0"}, tpvc); err != nil {
+		t.Errorf("target claim removed on success: %v", err)
+	}
+}
+
+func TestReplicationAbortRemovesTargetData(t *testing.T) {
+	ctx := context.Background()
+	src, dst, h := replicationWorld()
+	opts := migration.PreCopyOptions{MaxRounds: 5}
+	if _, err := h.PreCopy(ctx, mig, vol, opts); err != nil {
+		t.Fatal(err)
+	}
+	tgt := getVR(t, dst, "data-db-0-target-01234567")
+	tgt.Status.Endpoint = "x:1"
+	tgt.Status.Phase = agentv1alpha1.VolumeReplicationListening
+	if err := dst.Status().Update(ctx, tgt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.PreCopy(ctx, mig, vol, opts); err != nil {
+		t.Fatal(err)
+	}
+	done, err := h.Abort(ctx, mig, vol)
+	if err != nil || done {
+		t.Fatalf("Abort = %v, %v; want requested", done, err)
+	}
+	if !getVR(t, src, "data-db-0-source-01234567").Spec.Abort {
+		t.Fatalf("source not asked to abort")
+	}
+	for i := 0; i < 6 && !done; i++ {
+		for _, p := range []struct {
+			cl   client.Client
+			name string
+		}{{src, "data-db-0-source-01234567"}, {dst, "data-db-0-target-01234567"}} {
+			vr := &agentv1alpha1.VolumeReplication{}
+			if err := p.cl.Get(ctx, types.NamespacedName{Namespace: "ns", Name: p.name}, vr); err == nil && vr.Spec.Abort {
+				vr.Status.Phase = agentv1alpha1.VolumeReplicationAborted
+				_ = p.cl.Status().Update(ctx, vr)
+			}
+		}
+		if done, err = h.Abort(ctx, mig, vol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !done {
+		t.Fatal("Abort never finished")
+	}
+	if err := dst.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "data-db-0"}, &corev1.PersistentVolumeClaim{}); err == nil {
+		t.Errorf("pre-provisioned target claim left after abort")
+	}
+	if err := src.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "data-db-0"}, &corev1.PersistentVolumeClaim{}); err != nil {
+		t.Errorf("source claim touched by abort: %v", err)
+	}
+}
+
+func TestReplicationFailureIsPermanent(t *testing.T) {
+	ctx := context.Background()
+	_, dst, h := replicationWorld()
+	if _, err := h.PreCopy(ctx, mig, vol, migration.PreCopyOptions{MaxRounds: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tgt := getVR(t, dst, "data-db-0-target-01234567")
+	tgt.Status.Phase, tgt.Status.Message = agentv1alpha1.VolumeReplicationFailed, "disk full"
+	if err := dst.Status().Update(ctx, tgt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.PreCopy(ctx, mig, vol, migration.PreCopyOptions{MaxRounds: 1}); !migration.IsStepFailed(err) {
+		t.Fatalf("err = %v, want StepFailedError", err)
+	}
+}
+
+func keys(m map[string][]byte) []string {
+	var k []string
+	for n := range m {
+		k = append(k, n)
+	}
+	return k
+}
