@@ -79,6 +79,10 @@ func (l *archiveLayer) MediaType() (types.MediaType, error) {
 // are the org.criu.checkpoint.* annotations read from the archive; the
 // container name is required.
 func Build(p string, containerName string, annotations map[string]string, created time.Time) (v1.ImageIndex, error) {
+	return build(LayerFromArchive(p), containerName, annotations, created)
+}
+
+func build(layer v1.Layer, containerName string, annotations map[string]string, created time.Time) (v1.ImageIndex, error) {
 	if containerName == "" {
 		return nil, errors.New("checkpoint image needs the container name")
 	}
@@ -93,7 +97,7 @@ func Build(p string, containerName string, annotations map[string]string, create
 	}
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	img, err := mutate.AppendLayers(img, LayerFromArchive(p))
+	img, err := mutate.AppendLayers(img, layer)
 	if err != nil {
 		return nil, fmt.Errorf("add archive layer: %w", err)
 	}
@@ -276,11 +280,20 @@ func Push(ctx context.Context, idx v1.ImageIndex, ref string, o PushOptions) (*R
 	}, nil
 }
 
-// PushArchive builds and pushes the checkpoint image of the archive at p.
-// The hash of the archive is part of the measured time.
+// PushArchive builds and pushes the checkpoint image of the archive at p:
+// the archive is streamed to the registry once (UploadBlob), then the config,
+// image manifest and index are pushed. The returned duration covers it all.
 func PushArchive(ctx context.Context, p, containerName string, annotations map[string]string, ref string, o PushOptions) (*Result, error) {
 	start := time.Now()
-	idx, err := Build(p, containerName, annotations, time.Now())
+	tag, err := name.NewTag(ref, o.nameOpts()...)
+	if err != nil {
+		return nil, fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	digest, size, err := UploadBlob(ctx, tag.Context().String(), p, o)
+	if err != nil {
+		return nil, fmt.Errorf("upload archive: %w", err)
+	}
+	idx, err := build(knownLayer(p, digest, size), containerName, annotations, time.Now())
 	if err != nil {
 		return nil, err
 	}

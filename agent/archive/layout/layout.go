@@ -143,7 +143,9 @@ func WriteEntries(w io.Writer, c Container, entries []Entry) error {
 		if err != nil {
 			return err
 		}
-		n, err := io.Copy(tw, io.LimitReader(rc, e.Size))
+		// Large reads: a memory image read through /proc/<pid>/mem costs a
+		// system call per read.
+		n, err := io.CopyBuffer(tw, io.LimitReader(rc, e.Size), make([]byte, 4<<20))
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("checkpoint/%s: %w", e.Name, err)

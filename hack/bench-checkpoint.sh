@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Checkpoint-to-pushed-image time and throughput for a lab app with 64 MiB,
+# 256 MiB and 1 GiB of memory, against a raw push of the same bytes to the
+# same registry in the same run (benchmarks/checkpoint). The last line of the
+# output is "ratio checkpoint/raw: R", the worst of the three sizes.
+# Needs root: the lab app runs in a real cgroup that is frozen, and its
+# memory is read through /proc/<pid>/mem.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bin
+go build -o bin/labapp ./test/labapp
+go build -o bin/bench-checkpoint ./benchmarks/checkpoint
+# Runtime logs go to a file; the table goes to stdout.
+log="${TMPDIR:-/tmp}/bench-checkpoint.log"
+exec bin/bench-checkpoint --labapp=bin/labapp --runs="${RUNS:-5}" --sizes="${SIZES:-64Mi,256Mi,1Gi}" "$@" 2>"$log"
