@@ -276,6 +276,9 @@ func supervise(args []string) error {
 	}
 	opts.Dir = filepath.Join(*dir, "lab")
 	opts.KeepDir = true
+	if err := os.MkdirAll(*dir, 0o755); err != nil {
+		return err
+	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()

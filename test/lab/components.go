@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"golang.org/x/sync/errgroup"
+	"sigs.k8s.io/yaml"
 )
 
 // Scope says how many instances of a component the lab runs.
@@ -87,6 +89,76 @@ var components = []ComponentSpec{
 		},
 		Ready: httpReady("health", "/healthz"),
 	},
+	{
+		// One prober per member; peers and origins are reached only through
+		// the relays of the member's network position.
+		Name:  "livemigrate-prober",
+		Scope: ScopeMember,
+		Ports: []string{"echo", "metrics"},
+		Args:  proberArgs,
+		Ready: httpReady("metrics", "/healthz"),
+	},
+}
+
+// ProbeInterval is the prober's interval between rounds in the lab.
+const ProbeInterval = 2 * time.Second
+
+// proberArgs writes the prober's configuration file: its echo endpoint, and
+// every peer prober and origin through a relay placed between this member
+// and the peer or origin.
+func proberArgs(in *Instance) ([]string, error) {
+	type endpoint struct {
+		Name    string `json:"name"`
+		Address string `json:"address"`
+	}
+	cfg := struct {
+		ClusterName   string     `json:"clusterName"`
+		ListenAddress string     `json:"listenAddress"`
+		Peers         []endpoint `json:"peers,omitempty"`
+		Origins       []endpoint `json:"origins,omitempty"`
+		Interval      string     `json:"interval"`
+		Samples       int        `json:"samples"`
+		Timeout       string     `json:"timeout"`
+	}{
+		ClusterName: in.Member.Name, ListenAddress: in.Addr("echo"),
+		Interval: ProbeInterval.String(), Samples: 5, Timeout: "2s",
+	}
+	for _, peer := range in.Lab.Instances(in.Spec.Name) {
+		if peer.Member == in.Member {
+			continue
+		}
+		addr, err := in.Lab.Relay(in.Member.Name, peer.Member.Name, peer.Addr("echo"))
+		if err != nil {
+			return nil, err
+		}
+		cfg.Peers = append(cfg.Peers, endpoint{Name: peer.Member.Name, Address: addr})
+	}
+	for _, o := range in.Lab.Origins {
+		addr, err := in.Lab.Relay(in.Member.Name, o.Name, o.Addr)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Origins = append(cfg.Origins, endpoint{Name: o.Name, Address: addr})
+	}
+	dir, err := in.Dir()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the prober configuration: %w", err)
+	}
+	path := filepath.Join(dir, "prober.yaml")
+	if err := os.WriteFile(path, raw, 0o644); err != nil {
+		return nil, fmt.Errorf("writing %s: %w", path, err)
+	}
+	return []string{
+		"--config=" + path,
+		"--kubeconfig=" + in.Lab.Karmada.Kubeconfig,
+		"--create-if-missing",
+		"--metrics-bind-address=" + in.Addr("metrics"),
+		"--v=1",
+	}, nil
 }
 
 // DefaultSchedulerName is the scheduler name livemigrate-scheduler serves

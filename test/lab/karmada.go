@@ -62,7 +62,14 @@ func (l *Lab) startKarmadaPlane(ctx context.Context) error {
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return l.installCRDs(gctx, filepath.Join(karmadaDir, karmadaCRDDir)) })
+	g.Go(func() error { return l.installKarmadaCRDs(gctx, filepath.Join(karmadaDir, karmadaCRDDir)) })
+	g.Go(func() error {
+		files, err := l.projectCRDs(false)
+		if err != nil {
+			return err
+		}
+		return installCRDs(gctx, k, files)
+	})
 	g.Go(func() error { return l.startAggregatedAPIServer(gctx) })
 	g.Go(func() error { return l.startKarmadaWebhook(gctx, filepath.Join(karmadaDir, karmadaWebhookConfig)) })
 	g.Go(func() error { return l.startKubeControllerManager(gctx, k, karmadaPlaneControllers) })
@@ -79,14 +86,26 @@ func (l *Lab) startKarmadaPlane(ctx context.Context) error {
 	return g.Wait()
 }
 
-// installCRDs creates every CRD under dir and waits until they are Established.
-func (l *Lab) installCRDs(ctx context.Context, dir string) error {
-	k := &l.Karmada.Cluster
-	var names []string
+// yamlFiles lists the .yaml files under dir, recursively.
+func yamlFiles(dir string) ([]string, error) {
+	var out []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
-			return err
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".yaml") {
+			out = append(out, path)
 		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dir, err)
+	}
+	return out, nil
+}
+
+// installCRDs creates every CRD of the files in a cluster and waits until
+// they are Established.
+func installCRDs(ctx context.Context, c *Cluster, files []string) error {
+	var names []string
+	for _, path := range files {
 		objs, err := decodeYAMLFile(path)
 		if err != nil {
 			return err
@@ -95,22 +114,18 @@ func (l *Lab) installCRDs(ctx context.Context, dir string) error {
 			if o.GetKind() != "CustomResourceDefinition" {
 				continue
 			}
-			if _, err := k.Dynamic.Resource(crdGVR).Create(ctx, o, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				return fmt.Errorf("creating CRD %s: %w", o.GetName(), err)
+			if _, err := c.Dynamic.Resource(crdGVR).Create(ctx, o, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("creating CRD %s in %s: %w", o.GetName(), c.Name, err)
 			}
 			names = append(names, o.GetName())
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("installing Karmada CRDs from %s: %w", dir, err)
 	}
 	if len(names) == 0 {
-		return fmt.Errorf("installing Karmada CRDs: none found in %s", dir)
+		return nil
 	}
-	return poll(ctx, "Karmada CRDs to be Established", func(ctx context.Context) (bool, string, error) {
+	return poll(ctx, "CRDs of "+c.Name+" to be Established", func(ctx context.Context) (bool, string, error) {
 		for _, n := range names {
-			crd, err := k.Dynamic.Resource(crdGVR).Get(ctx, n, metav1.GetOptions{})
+			crd, err := c.Dynamic.Resource(crdGVR).Get(ctx, n, metav1.GetOptions{})
 			if err != nil {
 				return false, err.Error(), nil
 			}
@@ -120,6 +135,39 @@ func (l *Lab) installCRDs(ctx context.Context, dir string) error {
 		}
 		return true, "", nil
 	})
+}
+
+// installKarmadaCRDs installs Karmada's CRDs, read from the Karmada module.
+func (l *Lab) installKarmadaCRDs(ctx context.Context, dir string) error {
+	files, err := yamlFiles(dir)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("installing Karmada CRDs: none found in %s", dir)
+	}
+	return installCRDs(ctx, &l.Karmada.Cluster, files)
+}
+
+// projectCRDs returns the project's CRD files from manifests/crds: those of
+// the agent.livemigrate.io group belong in member clusters, the others in
+// the Karmada plane.
+func (l *Lab) projectCRDs(member bool) ([]string, error) {
+	dir := filepath.Join(l.root, "manifests", "crds")
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		return nil, nil
+	}
+	files, err := yamlFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range files {
+		if strings.HasPrefix(filepath.Base(f), "agent.livemigrate.io_") == member {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }
 
 // startAggregatedAPIServer runs karmada-aggregated-apiserver (it serves the
@@ -224,11 +272,8 @@ func (l *Lab) startKarmadaWebhook(ctx context.Context, configPath string) error 
 	if _, err := l.sup.start("karmada-webhook", l.bin("karmada-webhook"), args, nil); err != nil {
 		return err
 	}
-	if err := waitHTTP(ctx, "karmada-webhook", fmt.Sprintf("http://127.0.0.1:%d/readyz", health), nil); err != nil {
-		return err
-	}
-	// The health probe answers before the webhook server listens.
-	if err := waitTCP(ctx, "karmada-webhook's TLS port", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+	// karmada-webhook answers readiness on its TLS port only (/readyz/).
+	if err := waitHTTP(ctx, "karmada-webhook", fmt.Sprintf("https://127.0.0.1:%d/readyz/", port), nil); err != nil {
 		return err
 	}
 	raw, err := os.ReadFile(configPath)

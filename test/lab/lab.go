@@ -68,6 +68,8 @@ type Lab struct {
 	Karmada *KarmadaPlane
 	// Members are the member clusters, in the order of Options.MemberSpecs.
 	Members []*Member
+	// Origins are the echo endpoints of Options.Origins.
+	Origins []*Origin
 	// StartupDuration is how long Start took.
 	StartupDuration time.Duration
 
@@ -95,7 +97,7 @@ type Lab struct {
 // Start brings a lab up and returns when every member cluster is Ready in
 // Karmada and every component reports ready. On error, everything started
 // so far is stopped again.
-func Start(ctx context.Context, opts Options) (l *Lab, err error) {
+func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	begin := time.Now()
 	opts, err = opts.complete()
 	if err != nil {
@@ -128,7 +130,7 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 		return nil, err
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	l = &Lab{
+	l := &Lab{
 		Dir: dir, opts: opts, root: root, binDir: binDir, logger: logger, sup: sup,
 		ports: map[string]int{}, ctx: klog.NewContext(lctx, logger), cancel: cancel,
 		relays: map[string]*relay.Relay{},
@@ -195,6 +197,9 @@ func Start(ctx context.Context, opts Options) (l *Lab, err error) {
 		g.Go(func() error { return l.startMember(gctx, m) })
 	}
 	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := l.startOrigins(); err != nil {
 		return nil, err
 	}
 	if err := l.registerMembers(ctx); err != nil {
@@ -361,4 +366,15 @@ func (l *Lab) WriteEnvFile() (string, error) {
 
 func envName(s string) string {
 	return strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(s))
+}
+
+// Ports returns every port the lab allocated, by purpose.
+func (l *Lab) Ports() map[string]int {
+	l.instancesMu.Lock()
+	defer l.instancesMu.Unlock()
+	out := make(map[string]int, len(l.ports))
+	for k, v := range l.ports {
+		out[k] = v
+	}
+	return out
 }

@@ -38,6 +38,13 @@ func (l *Lab) startMember(ctx context.Context, m *Member) error {
 	g.Go(func() error { return l.startKubeScheduler(gctx, &m.Cluster) })
 	g.Go(func() error { return l.startKwok(gctx, m) })
 	g.Go(func() error { return l.createNodes(gctx, m) })
+	g.Go(func() error {
+		files, err := l.projectCRDs(true)
+		if err != nil {
+			return err
+		}
+		return installCRDs(gctx, &m.Cluster, files)
+	})
 	if err := g.Wait(); err != nil {
 		return err
 	}

@@ -30,6 +30,10 @@ type Options struct {
 	// NodesPerMember and NodeCapacity.
 	MemberSpecs []MemberSpec `json:"memberSpecs,omitempty"`
 
+	// Origins are named echo endpoints at network positions (user
+	// populations), probed by every member's prober.
+	Origins []OriginSpec `json:"origins,omitempty"`
+
 	// Components are the project's components to run, by name (see
 	// Components()). Nil means DefaultComponents.
 	Components []string `json:"components,omitempty"`
@@ -59,6 +63,12 @@ type MemberSpec struct {
 	// Labels are put on the member's Cluster object in Karmada.
 	Labels map[string]string `json:"labels,omitempty"`
 	// Position is where the member sits on the lab's simulated network.
+	Position NetworkPosition `json:"position"`
+}
+
+// OriginSpec describes an origin (see Origin).
+type OriginSpec struct {
+	Name     string          `json:"name"`
 	Position NetworkPosition `json:"position"`
 }
 
@@ -110,6 +120,10 @@ func DefaultOptions() Options {
 				Position: NetworkPosition{Delay: metav1.Duration{Duration: 40 * time.Millisecond}, BytesPerSecond: 20 << 20},
 			},
 		},
+		Origins: []OriginSpec{
+			{Name: "eu-users", Position: NetworkPosition{Delay: metav1.Duration{Duration: 3 * time.Millisecond}}},
+			{Name: "us-users", Position: NetworkPosition{Delay: metav1.Duration{Duration: 5 * time.Millisecond}}},
+		},
 		StockScheduler: true,
 	}
 }
@@ -156,6 +170,15 @@ func (o Options) complete() (Options, error) {
 		}
 		if m.Position.Delay.Duration < 0 || m.Position.BytesPerSecond < 0 {
 			return o, fmt.Errorf("member %q has a negative network position", m.Name)
+		}
+	}
+	for _, org := range o.Origins {
+		if org.Name == "" || seen[org.Name] {
+			return o, fmt.Errorf("origin %q: empty or already used name", org.Name)
+		}
+		seen[org.Name] = true
+		if org.Position.Delay.Duration < 0 || org.Position.BytesPerSecond < 0 {
+			return o, fmt.Errorf("origin %q has a negative network position", org.Name)
 		}
 	}
 	if o.Components == nil {

@@ -60,7 +60,9 @@ func newPKI(dir string) (*pki, error) {
 	p.caPEM = encodeCert(ca.cert)
 
 	server, err := signed(ca, pkix.Name{CommonName: "livemigrate-lab-server"}, true,
-		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"},
+		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
+			// The aggregator checks the name of the APIService's Service.
+			"karmada-aggregated-apiserver.karmada-system.svc", "*.karmada-system.svc"},
 		[]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback, net.IPv4(10, 96, 0, 1)})
 	if err != nil {
 		return nil, err
