@@ -111,6 +111,16 @@ Run against the Karmada control plane (its kubeconfig), in the workload's namesp
 	return root
 }
 
+// exactArgs is cobra.ExactArgs with an error that shows the usage.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return fmt.Errorf("%s takes %d argument(s), got %d: usage: kubectl livemigrate %s", cmd.Name(), n, len(args), cmd.Use)
+		}
+		return nil
+	}
+}
+
 // waitFor follows the migration until it is Succeeded or Failed.
 func (o *Options) waitFor(ctx context.Context, c client.Client, key client.ObjectKey) (*lmv1alpha1.LiveMigration, error) {
 	p := &Progress{Out: o.Out, Terminal: o.terminal()}

@@ -57,6 +57,14 @@ func TestParseWorkload(t *testing.T) {
 	}
 }
 
+func TestMissingArgumentShowsUsage(t *testing.T) {
+	var out bytes.Buffer
+	err := run(t, newTestOptions(fake.NewClientBuilder().WithScheme(Scheme()).Build(), &out), "move")
+	if err == nil || !strings.Contains(err.Error(), "usage: kubectl livemigrate move <kind>/<name> [--to CLUSTER] [--wait]") {
+		t.Errorf("err = %v", err)
+	}
+}
+
 func TestMoveFlagsBuild(t *testing.T) {
 	f := &moveFlags{to: "b", budget: 2 * time.Second, bwLimit: "200Mi"}
 	lm, err := f.build("sts/db")

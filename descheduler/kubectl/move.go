@@ -27,7 +27,7 @@ func newMoveCommand(o *Options) *cobra.Command {
 		Short: "Live-migrate a Deployment or StatefulSet to another member cluster",
 		Example: `  kubectl livemigrate move statefulset/db --to member2 --wait
   kubectl livemigrate move deployment/cache --downtime-budget 2s`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			lm, err := f.build(args[0])
 			if err != nil {

@@ -47,7 +47,7 @@ func newPlanCommand(o *Options) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "plan <kind>/<name>",
 		Short: "Show where a workload would move, every cluster's scores, the expected downtime and why not elsewhere (changes nothing)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref, err := ParseWorkload(args[0])
 			if err != nil {

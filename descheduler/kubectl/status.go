@@ -66,7 +66,7 @@ func newAbortCommand(o *Options) *cobra.Command {
 	return &cobra.Command{
 		Use:   "abort <name>",
 		Short: "Abort a live migration: it rolls back and the workload keeps running on its source",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ns, err := o.namespace()
 			if err != nil {
