@@ -496,6 +496,12 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 	if err != nil {
 		return nil, err
 	}
+	base := ""
+	if b := vr.Spec.PreCopyBase; b != nil && vr.Status.Round == 0 {
+		if base, err = r.basePath(ctx, vr, b); err != nil {
+			return nil, err
+		}
+	}
 	tlsCfg, err := r.tlsConfig(ctx, vr, certs.RoleSource)
 	if err != nil {
 		return nil, err
@@ -516,6 +522,7 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 	var lastProgress time.Time
 	return engine.NewSession(engine.Config{
 		SourceDir:            src,
+		BaseDir:              base,
 		Dial:                 func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, peer, tlsCfg) },
 		RsyncPath:            r.Config.RsyncPath,
 		BandwidthLimit:       bw,
@@ -596,6 +603,24 @@ func (r *VolumeReplicationReconciler) sourcePath(ctx context.Context, vr *agentv
 		return "", err
 	}
 	return filepath.Join(r.Config.HostRoot, p), nil
+}
+
+// basePath is the reader pod's mount of the snapshot-restored claim.
+func (r *VolumeReplicationReconciler) basePath(ctx context.Context, vr *agentv1alpha1.VolumeReplication, b *agentv1alpha1.ReplicationBase) (string, error) {
+	base := vr.DeepCopy()
+	base.Spec.ClaimName, base.Spec.PodName = b.ClaimName, b.PodName
+	_, pv, err := r.claimAndVolume(ctx, base)
+	if err != nil {
+		return "", fmt.Errorf("pre-copy base: %w", err)
+	}
+	if provision.IsNodeLocal(pv) {
+		return "", fmt.Errorf("pre-copy base volume %s is node-local; a base must be a restored CSI snapshot", pv.Name)
+	}
+	p, err := r.sourcePath(ctx, base)
+	if err != nil {
+		return "", fmt.Errorf("pre-copy base: %w", err)
+	}
+	return p, nil
 }
 
 func (r *VolumeReplicationReconciler) claimAndVolume(ctx context.Context, vr *agentv1alpha1.VolumeReplication) (*corev1.PersistentVolumeClaim, *corev1.PersistentVolume, error) {

@@ -30,6 +30,9 @@ const DefaultMaxRepairs = 2
 type Config struct {
 	// SourceDir is the volume content on the source node.
 	SourceDir string
+	// BaseDir, when set, is read by the full pass (round 1) instead of
+	// SourceDir: a crash-consistent snapshot of the volume.
+	BaseDir string
 	// Dial opens an authenticated connection to the receiver.
 	Dial func(ctx context.Context) (net.Conn, error)
 	// RsyncPath is the rsync binary ("rsync" when empty).
@@ -171,7 +174,11 @@ func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, er
 		if round == 1 {
 			pass = PassFull
 		}
-		r, err := rsync.Send(ctx, s.opts(pass, round, true))
+		o := s.opts(pass, round, true)
+		if round == 1 && s.cfg.BaseDir != "" {
+			o.SourceDir = s.cfg.BaseDir
+		}
+		r, err := rsync.Send(ctx, o)
 		s.report(PassResult{Pass: pass, Round: round, Result: r, Err: err})
 		if err != nil {
 			return res, fmt.Errorf("pre-copy round %d: %w", round, err)

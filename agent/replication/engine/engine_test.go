@@ -194,3 +194,45 @@ func TestNewSessionValidates(t *testing.T) {
 }
 
 var testharnessDialNever = func(context.Context) (net.Conn, error) { return nil, fmt.Errorf("never") }
+
+// TestPreCopyFromSnapshotBase checks that the full pass reads the base (a
+// snapshot's content) and the following passes the live volume.
+func TestPreCopyFromSnapshotBase(t *testing.T) {
+	testharness.RequireRoot(t)
+	base := t.TempDir()
+	live, snap, dst := filepath.Join(base, "live"), filepath.Join(base, "snap"), filepath.Join(base, "dst")
+	for _, d := range []string{live, snap, dst} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := make([]byte, 2<<20)
+	_, _ = rand.Read(data)
+	_ = os.WriteFile(filepath.Join(snap, "db"), data, 0o600)
+	data[100] ^= 1
+	_ = os.WriteFile(filepath.Join(live, "db"), data, 0o600)
+	_ = os.WriteFile(filepath.Join(live, "new"), []byte("written after the snapshot"), 0o600)
+
+	recv := testharness.StartReceiver(t, "mig-base", dst)
+	var rounds []PassResult
+	s, err := NewSession(Config{SourceDir: live, BaseDir: snap, Dial: recv.Dial, MaxRounds: 1, OnPass: func(r PassResult) { rounds = append(rounds, r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.PreCopy(context.Background(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := treediff.Compare(snap, dst, treediff.Options{}); len(d) != 0 {
+		t.Fatalf("after the full pass the target is not the snapshot: %v", d)
+	}
+	s.cfg.MaxRounds = 2
+	if _, err := s.PreCopy(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := treediff.Compare(live, dst, treediff.Options{}); len(d) != 0 {
+		t.Fatalf("after a delta pass the target is not the live volume: %v", d)
+	}
+	if rounds[1].Stats.MatchedData == 0 {
+		t.Error("the delta pass after the base matched nothing: the base was not used as the basis")
+	}
+}

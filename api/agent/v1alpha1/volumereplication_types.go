@@ -83,13 +83,26 @@ type ReplicationPreCopy struct {
 	MaxRounds int32 `json:"maxRounds,omitempty"`
 }
 
+// ReplicationBase names a claim restored from a snapshot and the pod on the
+// source node that mounts it.
+type ReplicationBase struct {
+	// ClaimName of the restored claim, in this namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	ClaimName string `json:"claimName"`
+	// PodName of the reader pod mounting it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	PodName string `json:"podName"`
+}
+
 // VolumeReplicationSpec describes one side of the replication of one
 // persistent volume claim.
 // +kubebuilder:validation:XValidation:rule="self.migrationUID == oldSelf.migrationUID && self.role == oldSelf.role && self.nodeName == oldSelf.nodeName && self.claimName == oldSelf.claimName",message="migrationUID, role, nodeName and claimName are immutable"
 // +kubebuilder:validation:XValidation:rule="!(has(oldSelf.stage) && oldSelf.stage == 'Final') || (has(self.stage) && self.stage == 'Final')",message="stage may only move from PreCopy to Final"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.abort) || !oldSelf.abort || (has(self.abort) && self.abort)",message="abort cannot be withdrawn"
 // +kubebuilder:validation:XValidation:rule="self.role == 'Target' || (has(self.peerAddress) && size(self.peerAddress) > 0)",message="a Source needs peerAddress"
-// +kubebuilder:validation:XValidation:rule="self.role == 'Source' || !has(self.podName)",message="podName is only meaningful for a Source"
+// +kubebuilder:validation:XValidation:rule="self.role == 'Source' || (!has(self.podName) && !has(self.preCopyBase))",message="podName and preCopyBase are only meaningful for a Source"
 type VolumeReplicationSpec struct {
 	// MigrationUID is the UID of the LiveMigration this replication belongs
 	// to; the TLS credentials are bound to it.
@@ -145,6 +158,12 @@ type VolumeReplicationSpec struct {
 	// PreCopy tunes the pre-copy rounds.
 	// +optional
 	PreCopy ReplicationPreCopy `json:"preCopy,omitempty"`
+
+	// PreCopyBase, when set (Source only), is a crash-consistent base for the
+	// full pass: a claim restored from a VolumeSnapshot of ClaimName, mounted
+	// by a reader pod on this node. Delta passes read the live volume.
+	// +optional
+	PreCopyBase *ReplicationBase `json:"preCopyBase,omitempty"`
 
 	// Stage is set by the migration's controller: PreCopy while the workload
 	// runs, Final once it is frozen.
