@@ -209,6 +209,9 @@ func TestPreCopyFromSnapshotBase(t *testing.T) {
 	data := make([]byte, 2<<20)
 	_, _ = rand.Read(data)
 	_ = os.WriteFile(filepath.Join(snap, "db"), data, 0o600)
+	// The snapshot was taken a while before the live volume changed.
+	old := time.Now().Add(-time.Minute)
+	_ = os.Chtimes(filepath.Join(snap, "db"), old, old)
 	data[100] ^= 1
 	_ = os.WriteFile(filepath.Join(live, "db"), data, 0o600)
 	_ = os.WriteFile(filepath.Join(live, "new"), []byte("written after the snapshot"), 0o600)
