@@ -1,0 +1,418 @@
+package checkpoint
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/livemigrate/livemigrate/agent/checkpointimage"
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/labapp/labstate"
+	"github.com/livemigrate/livemigrate/test/labnode"
+)
+
+const appImage = labnode.DefaultLabAppImage
+
+func statefulSet(ns, name, volume string) *appsv1.StatefulSet {
+	labels := map[string]string{"app": name}
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name: "app", Image: appImage,
+						Args:         []string{"run", "--memory=16Mi", "--dirty-rate=8Mi", "--tick=5ms", "--log=/data/counter.log"},
+						VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+					}},
+					Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: volume}}}},
+				},
+			},
+		},
+	}
+}
+
+func poll(ctx context.Context, t *testing.T, what string, f func() (bool, string)) {
+	t.Helper()
+	last := ""
+	for {
+		ok, msg := f()
+		if ok {
+			return
+		}
+		last = msg
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s (last: %s)", what, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func createNamespace(ctx context.Context, t *testing.T, me *memberEnv, ns string) {
+	t.Helper()
+	err := me.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+// runningPod waits for the pod to be bound and its lab app process to run.
+func runningPod(ctx context.Context, t *testing.T, me *memberEnv, ns, name string, want func(*corev1.Pod) error) (*corev1.Pod, *labnode.Runtime) {
+	t.Helper()
+	pod := &corev1.Pod{}
+	var rt *labnode.Runtime
+	poll(ctx, t, "pod "+ns+"/"+name+" running in "+me.m.Name, func() (bool, string) {
+		if err := me.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pod); err != nil {
+			return false, err.Error()
+		}
+		if pod.Spec.NodeName == "" {
+			return false, "not bound"
+		}
+		if want != nil {
+			if err := want(pod); err != nil {
+				return false, err.Error()
+			}
+		}
+		rt = me.runtimes[pod.Spec.NodeName]
+		if rt == nil {
+			return false, "no runtime for node " + pod.Spec.NodeName
+		}
+		ci, ok := rt.Container(ns, name, "app")
+		if !ok {
+			return false, "no lab app process yet"
+		}
+		if ci.Exited {
+			return false, "lab app exited"
+		}
+		return true, ""
+	})
+	return pod, rt
+}
+
+func layoutOf(t *testing.T, rt *labnode.Runtime, ns, pod string) (*labstate.Layout, *labnode.ContainerInfo) {
+	t.Helper()
+	ci, ok := rt.Container(ns, pod, "app")
+	if !ok {
+		t.Fatalf("pod %s/%s has no lab app", ns, pod)
+	}
+	l, err := labstate.ReadLayout(ci.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, ci
+}
+
+func counter(t *testing.T, rt *labnode.Runtime, ns, pod string) uint64 {
+	t.Helper()
+	l, _ := layoutOf(t, rt, ns, pod)
+	c, err := labstate.PeekCounter(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func waitCounter(ctx context.Context, t *testing.T, rt *labnode.Runtime, ns, pod string, atLeast uint64) {
+	t.Helper()
+	poll(ctx, t, fmt.Sprintf("counter of %s/%s to reach %d", ns, pod, atLeast), func() (bool, string) {
+		c := counter(t, rt, ns, pod)
+		return c >= atLeast, fmt.Sprintf("counter %d", c)
+	})
+}
+
+// readRegion reads the app's memory; the caller makes sure it is frozen.
+func readRegion(t *testing.T, rt *labnode.Runtime, ns, pod string) []byte {
+	t.Helper()
+	l, _ := layoutOf(t, rt, ns, pod)
+	rc, err := labstate.OpenProcessRegion(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// agreeWhileFrozen freezes the pod, checks memory against the log (1..n,
+// nothing skipped or repeated), thaws it, and returns n.
+func agreeWhileFrozen(ctx context.Context, t *testing.T, rt *labnode.Runtime, ns, pod string) uint64 {
+	t.Helper()
+	_, ci := layoutOf(t, rt, ns, pod)
+	if err := rt.Freezer().Freeze(ctx, ci.Cgroup); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rt.Freezer().Thaw(context.Background(), ci.Cgroup) }()
+	n, err := labstate.Agree(readRegion(t, rt, ns, pod), ci.LogPath)
+	if err != nil {
+		t.Fatalf("%s/%s: memory and disk disagree: %v", ns, pod, err)
+	}
+	return n
+}
+
+func podCheckpoint(ns, name string, pod *corev1.Pod, migration, repo string) *agentv1alpha1.PodCheckpoint {
+	return &agentv1alpha1.PodCheckpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: agentv1alpha1.PodCheckpointSpec{
+			NodeName: pod.Spec.NodeName, PodName: pod.Name, PodUID: string(pod.UID), MigrationUID: migration,
+			Destination: agentv1alpha1.CheckpointDestination{Repository: repo, Insecure: true},
+		},
+	}
+}
+
+func waitCheckpoint(ctx context.Context, t *testing.T, e *environment, me *memberEnv, key client.ObjectKey, node string, phases ...agentv1alpha1.PodCheckpointPhase) *agentv1alpha1.PodCheckpoint {
+	t.Helper()
+	pc := &agentv1alpha1.PodCheckpoint{}
+	poll(ctx, t, fmt.Sprintf("PodCheckpoint %s in %v", key, phases), func() (bool, string) {
+		if err := me.client.Get(ctx, key, pc); err != nil {
+			return false, err.Error()
+		}
+		if pc.Status.Phase == agentv1alpha1.PodCheckpointFailed {
+			t.Fatalf("PodCheckpoint failed: %s\nagent log:\n%s", pc.Status.Message, e.logTail("agent-"+node, 40))
+		}
+		for _, p := range phases {
+			if pc.Status.Phase == p {
+				return true, ""
+			}
+		}
+		return false, "phase " + string(pc.Status.Phase)
+	})
+	return pc
+}
+
+func setAction(ctx context.Context, t *testing.T, me *memberEnv, key client.ObjectKey, a agentv1alpha1.CheckpointAction) {
+	t.Helper()
+	pc := &agentv1alpha1.PodCheckpoint{}
+	if err := me.client.Get(ctx, key, pc); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(pc.DeepCopy())
+	pc.Spec.Action = a
+	if err := me.client.Patch(ctx, pc, patch); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func archivesOf(t *testing.T, rt *labnode.Runtime) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(rt.CheckpointDir(), "checkpoint-*.tar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// pagesOfImage pulls the checkpoint image and returns its memory image.
+func pagesOfImage(ctx context.Context, t *testing.T, ref string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := checkpointimage.Pull(ctx, ref, &buf, checkpointimage.PushOptions{Insecure: true}); err != nil {
+		t.Fatalf("pull %s: %v", ref, err)
+	}
+	tr := tar.NewReader(&buf)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			t.Fatalf("no checkpoint/pages-1.img in %s", ref)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == "checkpoint/pages-1.img" {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+}
+
+// TestMigrateBetweenClusters: freeze and checkpoint in member1, restore in
+// member2 from the checkpoint image, release the source.
+func TestMigrateBetweenClusters(t *testing.T) {
+	e := requireEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	src, dst := e.members[e.lab.Members[0].Name], e.members[e.lab.Members[1].Name]
+	const ns, migration = "e2e-migrate", "mig-e2e-1"
+	createNamespace(ctx, t, src, ns)
+	createNamespace(ctx, t, dst, ns)
+	vol := filepath.Join(e.dir, "volumes", ns)
+	if err := os.MkdirAll(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// The source workload runs in member1.
+	if err := src.client.Create(ctx, statefulSet(ns, "web", vol)); err != nil {
+		t.Fatal(err)
+	}
+	pod, srcRT := runningPod(ctx, t, src, ns, "web-0", nil)
+	waitCounter(ctx, t, srcRT, ns, "web-0", 100)
+
+	// Freeze + checkpoint by the agent of the pod's node.
+	key := client.ObjectKey{Namespace: ns, Name: migration + "-web-0"}
+	if err := src.client.Create(ctx, podCheckpoint(ns, key.Name, pod, migration, e.registry.Host+"/livemigrate")); err != nil {
+		t.Fatal(err)
+	}
+	waitCheckpoint(ctx, t, e, src, key, pod.Spec.NodeName, agentv1alpha1.PodCheckpointFrozen, agentv1alpha1.PodCheckpointCheckpointing,
+		agentv1alpha1.PodCheckpointPushing, agentv1alpha1.PodCheckpointCheckpointed)
+	frozenAt := counter(t, srcRT, ns, "web-0")
+	time.Sleep(500 * time.Millisecond)
+	if c := counter(t, srcRT, ns, "web-0"); c != frozenAt {
+		t.Fatalf("frozen source advanced: %d -> %d", frozenAt, c)
+	}
+	pc := waitCheckpoint(ctx, t, e, src, key, pod.Spec.NodeName, agentv1alpha1.PodCheckpointCheckpointed)
+	if len(pc.Status.Containers) != 1 {
+		t.Fatalf("status containers %+v", pc.Status.Containers)
+	}
+	cs := pc.Status.Containers[0]
+	if cs.Image == "" || cs.Digest == "" || cs.ArchiveSizeBytes < 16<<20 || cs.CRIUVersion != labnode.CRIUVersion ||
+		cs.Runtime != labnode.RuntimeName || cs.ContainerImage != appImage || pc.Status.FreezeStartTime == nil || pc.Status.CheckpointDuration == nil {
+		t.Errorf("checkpoint status incomplete: %+v freeze %v duration %v", cs, pc.Status.FreezeStartTime, pc.Status.CheckpointDuration)
+	}
+	if c := counter(t, srcRT, ns, "web-0"); c != frozenAt {
+		t.Fatalf("source advanced during the checkpoint: %d -> %d", frozenAt, c)
+	}
+	// The image holds exactly the frozen memory.
+	srcRegion := readRegion(t, srcRT, ns, "web-0")
+	if !bytes.Equal(pagesOfImage(ctx, t, cs.Image), srcRegion) {
+		t.Fatalf("checkpoint image memory differs from the frozen source's memory")
+	}
+	frozenCounter, inFlight, err := labstate.VerifyRegion(srcRegion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumeAt := frozenCounter
+	if inFlight != 0 {
+		resumeAt = inFlight
+	}
+
+	// Restore in member2.
+	pr := &agentv1alpha1.PodRestore{
+		ObjectMeta: metav1.ObjectMeta{Name: migration, Namespace: ns},
+		Spec: agentv1alpha1.PodRestoreSpec{
+			MigrationUID: migration,
+			Workload:     agentv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web"},
+			Checkpoints: []agentv1alpha1.RestoreCheckpoint{{Name: "web-0", Ordinal: ptr.To[int32](0),
+				Containers: []agentv1alpha1.ContainerImage{{Name: "app", Image: cs.Image}}}},
+		},
+	}
+	if err := dst.client.Create(ctx, pr); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.client.Create(ctx, statefulSet(ns, "web", vol)); err != nil {
+		t.Fatal(err)
+	}
+	tpod, dstRT := runningPod(ctx, t, dst, ns, "web-0", func(p *corev1.Pod) error {
+		if p.Annotations[agentv1alpha1.AnnotationRestore] != migration {
+			return fmt.Errorf("pod not rewritten by the restore webhook (annotations %v)", p.Annotations)
+		}
+		return nil
+	})
+	if tpod.Spec.Containers[0].Image != cs.Image || tpod.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint] != "web-0" {
+		t.Fatalf("restored pod image %q annotations %v", tpod.Spec.Containers[0].Image, tpod.Annotations)
+	}
+	if c := counter(t, srcRT, ns, "web-0"); c != frozenAt {
+		t.Fatalf("source advanced while the target started: %d -> %d", frozenAt, c)
+	}
+	waitCounter(ctx, t, dstRT, ns, "web-0", resumeAt+50)
+	// The shared log is 1..n without a gap or a repeat: the target went on
+	// from exactly the frozen state, and memory agrees with it.
+	if n := agreeWhileFrozen(ctx, t, dstRT, ns, "web-0"); n < resumeAt+50 {
+		t.Errorf("restored app at %d, want at least %d", n, resumeAt+50)
+	}
+	poll(ctx, t, "PodRestore Restored", func() (bool, string) {
+		got := &agentv1alpha1.PodRestore{}
+		if err := dst.client.Get(ctx, client.ObjectKeyFromObject(pr), got); err != nil {
+			return false, err.Error()
+		}
+		if len(got.Status.Claims) == 1 && got.Status.Claims[0].PodUID != string(tpod.UID) && got.Status.Claims[0].PodUID != "" {
+			t.Fatalf("claim names pod %s, want %s", got.Status.Claims[0].PodUID, tpod.UID)
+		}
+		return got.Status.Phase == agentv1alpha1.PodRestoreRestored, fmt.Sprintf("phase %s claims %+v\nrestore log:\n%s", got.Status.Phase, got.Status.Claims, e.logTail("restore-"+dst.m.Name, 10))
+	})
+
+	// Success: release the source's archives; the source stays frozen until
+	// it is deleted.
+	setAction(ctx, t, src, key, agentv1alpha1.CheckpointActionRelease)
+	waitCheckpoint(ctx, t, e, src, key, pod.Spec.NodeName, agentv1alpha1.PodCheckpointReleased)
+	if a := archivesOf(t, srcRT); len(a) != 0 {
+		t.Errorf("archives left on the source node after release: %v", a)
+	}
+	if c := counter(t, srcRT, ns, "web-0"); c != frozenAt {
+		t.Fatalf("released source advanced: %d -> %d", frozenAt, c)
+	}
+	if err := src.client.Delete(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	poll(ctx, t, "source process gone", func() (bool, string) {
+		_, ok := srcRT.Container(ns, "web-0", "app")
+		return !ok, "still running"
+	})
+	if n := agreeWhileFrozen(ctx, t, dstRT, ns, "web-0"); n <= resumeAt {
+		t.Errorf("target stopped at %d", n)
+	}
+}
+
+// TestRollbackThaws: freeze and checkpoint, then roll back: the source
+// continues from where it stopped, no value lost, archives deleted.
+func TestRollbackThaws(t *testing.T) {
+	e := requireEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	src := e.members[e.lab.Members[0].Name]
+	const ns, migration = "e2e-rollback", "mig-e2e-2"
+	createNamespace(ctx, t, src, ns)
+	vol := filepath.Join(e.dir, "volumes", ns)
+	if err := os.MkdirAll(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.client.Create(ctx, statefulSet(ns, "db", vol)); err != nil {
+		t.Fatal(err)
+	}
+	pod, rt := runningPod(ctx, t, src, ns, "db-0", nil)
+	waitCounter(ctx, t, rt, ns, "db-0", 100)
+	key := client.ObjectKey{Namespace: ns, Name: migration + "-db-0"}
+	if err := src.client.Create(ctx, podCheckpoint(ns, key.Name, pod, migration, e.registry.Host+"/livemigrate")); err != nil {
+		t.Fatal(err)
+	}
+	waitCheckpoint(ctx, t, e, src, key, pod.Spec.NodeName, agentv1alpha1.PodCheckpointCheckpointed)
+	frozenAt := counter(t, rt, ns, "db-0")
+	time.Sleep(300 * time.Millisecond)
+	if c := counter(t, rt, ns, "db-0"); c != frozenAt {
+		t.Fatalf("frozen source advanced: %d -> %d", frozenAt, c)
+	}
+	if len(archivesOf(t, rt)) == 0 {
+		t.Fatalf("no archive on the node after the checkpoint")
+	}
+	setAction(ctx, t, src, key, agentv1alpha1.CheckpointActionThaw)
+	waitCheckpoint(ctx, t, e, src, key, pod.Spec.NodeName, agentv1alpha1.PodCheckpointThawed)
+	waitCounter(ctx, t, rt, ns, "db-0", frozenAt+50)
+	if n := agreeWhileFrozen(ctx, t, rt, ns, "db-0"); n < frozenAt+50 {
+		t.Errorf("after rollback at %d, want at least %d", n, frozenAt+50)
+	}
+	if a := archivesOf(t, rt); len(a) != 0 {
+		t.Errorf("archives left after rollback: %v", a)
+	}
+}
