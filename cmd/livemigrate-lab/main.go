@@ -249,7 +249,7 @@ func printReach(s *state) {
 		fmt.Printf("  %-10s kubectl --kubeconfig %s ...\n", n, s.Kubeconfigs[n])
 	}
 	fmt.Printf("\nOr: source %s && kubectl get clusters\n", s.EnvFile)
-	fmt.Printf("Logs: %s/logs   Stop: livemigrate-lab down --dir %s\n", s.Dir, s.Dir)
+	fmt.Printf("Logs: %s   Stop: livemigrate-lab down --dir %s\n", filepath.Join(s.Dir, "lab", "logs"), s.Dir)
 }
 
 func tail(path string, n int) string {
