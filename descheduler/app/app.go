@@ -148,11 +148,12 @@ func Run(ctx context.Context, o *options.Options) error {
 				TimeoutSeconds: int32(o.CheckpointTimeout.Seconds()), DefaultEstimate: o.DefaultCheckpointEstimate},
 			// The agent replicates every StorageClass; another backend is
 			// plugged in per class with ByClass.
-			Replication: migration.ReplicationByStorageClass{Default: &agentcr.Replication{Clients: members}},
-			Restore:     &agentcr.Restore{Clients: members},
-			Workload:    &workload.Hook{Clients: members},
-			Picker:      &placement.Picker{Client: mgr.GetClient(), Plugins: plugins},
-			Watcher:     watcher,
+			Replication:   migration.ReplicationByStorageClass{Default: &agentcr.Replication{Clients: members}},
+			Restore:       &agentcr.Restore{Clients: members},
+			Workload:      &workload.Hook{Clients: members},
+			Picker:        &placement.Picker{Client: mgr.GetClient(), Plugins: plugins},
+			Watcher:       watcher,
+			Compatibility: &workload.Compatibility{Clients: members},
 		},
 		MemberEvents: watcher.Events,
 		Config: migration.Config{

@@ -186,6 +186,13 @@ type TargetPicker interface {
 	Plan(ctx context.Context, binding *workv1alpha2.ResourceBinding, source string) (*placement.Plan, error)
 }
 
+// CompatibilityHook checks, before anything is touched, that the target
+// cluster can restore checkpoints of the source pods (architecture, OS,
+// container runtime). It returns a StepFailedError saying why not.
+type CompatibilityHook interface {
+	Check(ctx context.Context, m Migration, pods []Pod) error
+}
+
 // MemberWatcher starts watching a member cluster's objects for the
 // migrations that touch it (optional: without it phases advance by polling).
 type MemberWatcher interface {
@@ -200,4 +207,6 @@ type Hooks struct {
 	Workload    WorkloadHook
 	Picker      TargetPicker
 	Watcher     MemberWatcher
+	// Compatibility is optional.
+	Compatibility CompatibilityHook
 }

@@ -97,6 +97,11 @@ func (r *Reconciler) planning(ctx context.Context, lm *lmv1alpha1.LiveMigration,
 				PodName: v.Pod, SourceNode: v.Node})
 		}
 	}
+	if r.Hooks.Compatibility != nil {
+		if err := r.Hooks.Compatibility.Check(ctx, migrationOf(lm), podsOf(lm)); err != nil {
+			return stay(), err
+		}
+	}
 	return advanceTo(lmv1alpha1.PhasePreCopy), nil
 }
 

@@ -565,6 +565,29 @@ func (f pickerFunc) Plan(ctx context.Context, rb *workv1alpha2.ResourceBinding, 
 	return f(ctx, rb, source)
 }
 
+type compatFunc func(ctx context.Context, m Migration, pods []Pod) error
+
+func (f compatFunc) Check(ctx context.Context, m Migration, pods []Pod) error { return f(ctx, m, pods) }
+
+func TestPlanningRefusesIncompatibleTarget(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	var checked []Pod
+	h.r.Hooks.Compatibility = compatFunc(func(_ context.Context, m Migration, pods []Pod) error {
+		checked = pods
+		return NewStepFailedError("Incompatible", "pod app-0 runs on linux/amd64; b has arm64")
+	})
+	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+	if f := h.lm().Status.Failure; f == nil || f.Phase != lmv1alpha1.PhasePlanning || f.Reason != "Incompatible" {
+		t.Fatalf("failure = %+v, want Planning/Incompatible", f)
+	}
+	if len(checked) != 1 || checked[0].Name != "app-0" {
+		t.Errorf("checked pods = %+v", checked)
+	}
+	if h.w.count("precopy:data-app-0") != 0 {
+		t.Errorf("pre-copy started for an incompatible target")
+	}
+}
+
 func TestPlanningPicksTargetWhenNoneGiven(t *testing.T) {
 	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Obj())
 	var gotSource string
