@@ -118,7 +118,7 @@ func Run(ctx context.Context, o *options.Options) error {
 		}},
 	}
 	if o.EnableWebhook {
-		mgrOpts.WebhookServer = ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir})
+		mgrOpts.WebhookServer = ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir})
 	}
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {

@@ -23,6 +23,7 @@ type Options struct {
 	// EnableWebhook serves the validating webhook on WebhookPort with the
 	// certificate in WebhookCertDir.
 	EnableWebhook  bool
+	WebhookHost    string
 	WebhookPort    int
 	WebhookCertDir string
 
@@ -93,6 +94,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", o.LeaderElectionID, "Name of the leader-election Lease.")
 	fs.StringVar(&o.LeaderElectionNS, "leader-election-namespace", o.LeaderElectionNS, "Namespace of the leader-election Lease.")
 	fs.BoolVar(&o.EnableWebhook, "enable-webhook", o.EnableWebhook, "Serve the LiveMigration validating webhook.")
+	fs.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "Address the webhook server binds to (all addresses when empty).")
 	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "Port of the webhook server.")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", o.WebhookCertDir, "Directory holding tls.crt and tls.key for the webhook server.")
 	fs.DurationVar(&o.PollInterval, "poll-interval", o.PollInterval, "How often a phase waiting on a member cluster is re-checked.")
