@@ -1,8 +1,6 @@
 package capacity
 
 import (
-	"math"
-
 	"k8s.io/klog/v2"
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
@@ -19,11 +17,10 @@ type clusterInfo struct {
 	allocatable vector
 	free        vector // allocatable − allocated − allocating, never below 0
 
-	// nodeMax holds, for each resource model grade with at least one node, the
-	// exclusive upper bound of each resource a node of that grade can have
-	// (math.MaxInt64 where the grade does not bound it). Empty when the
-	// cluster has no modelings.
-	nodeMax []vector
+	// grades holds, for each resource model grade with at least one node,
+	// the grade's exclusive upper bounds (range max) by resource. Empty when
+	// the cluster has no modelings.
+	grades []gradeBounds
 }
 
 func (p *Capacity) computeCluster(c *clusterv1alpha1.Cluster) *clusterInfo {
@@ -52,19 +49,26 @@ func (p *Capacity) computeCluster(c *clusterv1alpha1.Cluster) *clusterInfo {
 			if model.Grade != m.Grade {
 				continue
 			}
-			var max vector
+			var g gradeBounds
 			for _, r := range model.Ranges {
-				i := p.slots.slot(r.Name)
-				for len(max) <= i {
-					max = append(max, math.MaxInt64)
-				}
-				max[i] = amount(r.Name, r.Max)
+				g = append(g, bound{slot: p.slots.slot(r.Name), max: amount(r.Name, r.Max)})
 			}
-			info.nodeMax = append(info.nodeMax, max)
+			if len(g) > 0 {
+				info.grades = append(info.grades, g)
+			}
 		}
 	}
 	return info
 }
+
+// bound is one resource range's exclusive upper bound in a grade.
+type bound struct {
+	slot int
+	max  int64
+}
+
+// gradeBounds are the upper bounds of one resource model grade.
+type gradeBounds []bound
 
 // clusterInfo returns the precomputed summary of c, computing it when the
 // informer has not delivered this resourceVersion yet.

@@ -102,7 +102,7 @@ func TestFilter(t *testing.T) {
 		},
 		{
 			name:    "enough in total but no node large enough",
-			binding: builder.MakeBinding("default", "db").Request("cpu", "6", "memory", "4Gi"),
+			binding: builder.MakeBinding("default", "db").Request("cpu", "6", "memory", "20Gi"),
 			cluster: builder.MakeCluster("many-small").Allocatable("cpu", "64", "memory", "256Gi").
 				ResourceModel(0, "cpu", "0", "4", "memory", "0", "16Gi").
 				ResourceModel(1, "cpu", "4", "8", "memory", "16Gi", "32Gi").
@@ -112,11 +112,22 @@ func TestFilter(t *testing.T) {
 		},
 		{
 			name:    "a populated larger grade fits",
-			binding: builder.MakeBinding("default", "db").Request("cpu", "6", "memory", "4Gi"),
+			binding: builder.MakeBinding("default", "db").Request("cpu", "6", "memory", "20Gi"),
 			cluster: builder.MakeCluster("mixed").Allocatable("cpu", "64", "memory", "256Gi").
 				ResourceModel(0, "cpu", "0", "4", "memory", "0", "16Gi").
 				ResourceModel(1, "cpu", "4", "8", "memory", "16Gi", "32Gi").
 				Modeling(0, 14).Modeling(1, 1).Obj(),
+			wantCode: framework.Success,
+		},
+		{
+			// A grade-0 node may have many CPUs when its memory put it in
+			// grade 0: not sure enough to reject.
+			name:    "small grade but one resource within bounds",
+			binding: builder.MakeBinding("default", "db").Request("cpu", "6", "memory", "4Gi"),
+			cluster: builder.MakeCluster("many-small").Allocatable("cpu", "64", "memory", "256Gi").
+				ResourceModel(0, "cpu", "0", "4", "memory", "0", "16Gi").
+				ResourceModel(1, "cpu", "4", "8", "memory", "16Gi", "32Gi").
+				Modeling(0, 16).Modeling(1, 0).Obj(),
 			wantCode: framework.Success,
 		},
 		{

@@ -40,26 +40,25 @@ func (p *Capacity) Filter(_ context.Context, spec *workv1alpha2.ResourceBindingS
 				name, b.onCluster, format(name, need), format(name, free)))
 		}
 	}
-	if len(info.nodeMax) > 0 && len(b.requested) > 0 && !fitsOneNode(info.nodeMax, b) {
+	if len(info.grades) > 0 && len(b.requested) > 0 && !mayFitOneNode(info.grades, b) {
 		return framework.NewResult(framework.Unschedulable, fmt.Sprintf(
 			"cluster(s) had no node large enough for one replica (per resource models): %s", p.describe(b.perReplica)))
 	}
 	return nil
 }
 
-// fitsOneNode reports whether some populated resource model grade can have a
-// node holding one replica (a grade bounds a node's allocatable by [min, max)).
-func fitsOneNode(nodeMax []vector, b *bindingReq) bool {
-	for _, grade := range nodeMax {
-		ok := true
-		for _, i := range b.requested {
-			if i < len(grade) && b.perReplica[i] >= grade[i] {
-				ok = false
-				break
+// mayFitOneNode reports whether some populated resource model grade may
+// have a node that holds one replica. Karmada puts a node in the lowest grade
+// any of its resources falls in, so a node of grade g has every resource at
+// least min_g but only one (unknown) resource is sure to be below max_g: a
+// grade is too small for certain only when the replica asks for at least
+// max_g of every resource the grade ranges over.
+func mayFitOneNode(grades []gradeBounds, b *bindingReq) bool {
+	for _, g := range grades {
+		for _, r := range g {
+			if b.perReplica.get(r.slot) < r.max {
+				return true
 			}
-		}
-		if ok {
-			return true
 		}
 	}
 	return false
