@@ -74,6 +74,12 @@ type ClusterLatencyStatus struct {
 	// +optional
 	LastProbeTime *metav1.Time `json:"lastProbeTime,omitempty"`
 
+	// Summary is a one-line digest of the p50s for people ("member2=25.4ms
+	// member3=85.2ms | eu-users=11.2ms"), shown by kubectl get.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Summary string `json:"summary,omitempty"`
+
 	// ProberVersion identifies the prober build that wrote this status.
 	// +kubebuilder:validation:MaxLength=64
 	// +optional
@@ -89,11 +95,9 @@ type ClusterLatencyStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Cluster,shortName=clat,categories=livemigrate
-// +kubebuilder:printcolumn:name="Peers",type=string,JSONPath=`.status.peers[*].name`,priority=0
-// +kubebuilder:printcolumn:name="Origins",type=string,JSONPath=`.status.origins[*].name`,priority=0
 // +kubebuilder:printcolumn:name="Last-Probe",type=date,JSONPath=`.status.lastProbeTime`
-// +kubebuilder:printcolumn:name="Peer-P50",type=string,JSONPath=`.status.peers[*].p50`,priority=1
-// +kubebuilder:printcolumn:name="Origin-P50",type=string,JSONPath=`.status.origins[*].p50`,priority=1
+// +kubebuilder:printcolumn:name="P50 (peers | origins)",type=string,JSONPath=`.status.summary`
+// +kubebuilder:printcolumn:name="Prober",type=string,JSONPath=`.status.proberVersion`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="!has(self.status) || !has(self.status.peers) || self.status.peers.all(p, p.name != self.metadata.name)",message="a cluster is not its own peer: status.peers must not name the ClusterLatency itself"
 type ClusterLatency struct {

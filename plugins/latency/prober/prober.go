@@ -3,6 +3,7 @@ package prober
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,7 +104,8 @@ func (p *Prober) Round(ctx context.Context) *lmv1alpha1.ClusterLatencyStatus {
 		}
 		if len(r.rtts) > 0 {
 			p50, p90 := summarize(r.rtts)
-			m.P50, m.P90 = &metav1.Duration{Duration: p50}, &metav1.Duration{Duration: p90}
+			m.P50 = &metav1.Duration{Duration: p50.Round(time.Microsecond)}
+			m.P90 = &metav1.Duration{Duration: p90.Round(time.Microsecond)}
 		}
 		if t.kind == KindPeer {
 			status.Peers = append(status.Peers, m)
@@ -111,7 +113,34 @@ func (p *Prober) Round(ctx context.Context) *lmv1alpha1.ClusterLatencyStatus {
 			status.Origins = append(status.Origins, m)
 		}
 	}
+	status.Summary = summaryLine(status)
 	return status
+}
+
+// summaryLine renders the p50s as "member2=25.4ms member3=85.2ms |
+// eu-users=11.2ms" ("?" for a target without samples), at most 1024 bytes.
+func summaryLine(st *lmv1alpha1.ClusterLatencyStatus) string {
+	var b strings.Builder
+	write := func(ms []lmv1alpha1.RTTMeasurement) {
+		for i, m := range ms {
+			if i > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(m.Name)
+			b.WriteByte('=')
+			if m.P50 == nil {
+				b.WriteByte('?')
+			} else {
+				b.WriteString(m.P50.Duration.Round(100 * time.Microsecond).String())
+			}
+		}
+	}
+	write(st.Peers)
+	if len(st.Origins) > 0 {
+		b.WriteString(" | ")
+		write(st.Origins)
+	}
+	return truncate(b.String(), 1024)
 }
 
 func (p *Prober) close() {

@@ -145,6 +145,9 @@ func TestRoundKeepsConnectionAndRecovers(t *testing.T) {
 	if st.Peers[0].Samples != 3 || first == nil {
 		t.Fatalf("peer: %+v", st.Peers[0])
 	}
+	if !strings.HasPrefix(st.Summary, "member2=") || !strings.HasSuffix(st.Summary, " | eu-users=?") {
+		t.Errorf("summary %q, want \"member2=<p50> | eu-users=?\"", st.Summary)
+	}
 	o := st.Origins[0]
 	if o.Samples != 0 || o.Failures != 3 || o.P50 != nil || !strings.HasPrefix(o.LastError, "dial") {
 		t.Errorf("origin down: %+v, want 3 dial failures and no percentiles", o)
