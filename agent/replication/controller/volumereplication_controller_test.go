@@ -22,7 +22,7 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
 	"github.com/livemigrate/livemigrate/agent/replication/internal/testharness"
-	"github.com/livemigrate/livemigrate/agent/replication/internal/treediff"
+	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 	"github.com/livemigrate/livemigrate/agent/replication/provision"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 )

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/livemigrate/livemigrate/agent/replication/internal/testharness"
-	"github.com/livemigrate/livemigrate/agent/replication/internal/treediff"
+	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 )
 
 // writer appends records to a log and rewrites a page of a data file in a

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
-	"github.com/livemigrate/livemigrate/agent/replication/internal/treediff"
+	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
 

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livemigrate/livemigrate/agent/replication/internal/treediff"
+	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 )
 
 // genTree fills dir with a random tree: nested regular files of many sizes,

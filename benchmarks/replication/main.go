@@ -1,0 +1,428 @@
+// Command replication measures volume replication (agent/replication) on
+// this machine against baselines taken over the same path in the same run:
+//
+//   - raw: the volume's bytes read from the source files, io.Copy'd over a
+//     mutual-TLS loopback connection (the same certs/transport code the
+//     replication uses) and written to files on the receiving side;
+//   - full: the first replication pass (rsync through the mTLS tunnel) into
+//     an empty target;
+//   - delta: a pass after 1% of the volume's 4 KiB blocks, picked at random,
+//     were rewritten: bytes the source put on the wire over the volume size;
+//   - final: the final pass (delta + checksum verification) with 1% dirty,
+//     through the lab's WAN relay (test/lab/relay) capped at 100 Mbit/s and
+//     1 Gbit/s with 5 ms one-way delay, as it runs while the pod is frozen.
+//
+// It prints every figure and ends with "ratio full/raw: R, delta sent: P%".
+// It needs root (the receiver chroots) and the rsync binary.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/livemigrate/livemigrate/agent/replication/certs"
+	"github.com/livemigrate/livemigrate/agent/replication/engine"
+	"github.com/livemigrate/livemigrate/agent/replication/treediff"
+	"github.com/livemigrate/livemigrate/agent/replication/rsync"
+	"github.com/livemigrate/livemigrate/agent/replication/transport"
+	"github.com/livemigrate/livemigrate/test/lab/relay"
+)
+
+const uid = "bench-replication"
+
+func main() {
+	size := flag.Int64("size", 1<<30, "volume size in bytes")
+	files := flag.Int("files", 16, "number of files the volume is split into")
+	dirtyPct := flag.Float64("dirty", 1, "percentage of 4 KiB blocks changed before a delta pass")
+	runs := flag.Int("runs", 2, "repetitions of the raw and full measurements (best is kept)")
+	rates := flag.String("rates", "100,1000", "Mbit/s caps of the final-pass measurements through the relay")
+	delay := flag.Duration("delay", 5*time.Millisecond, "one-way delay of the relay")
+	blockSize := flag.Int("block-size", 0, "rsync block size (0: rsync's default, as the agent ships)")
+	work := flag.String("dir", "", "work directory (default: a temporary directory, removed at the end)")
+	flag.Parse()
+	if err := run(*size, *files, *dirtyPct, *runs, *rates, *delay, *blockSize, *work); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-replication:", err)
+		os.Exit(1)
+	}
+}
+
+type side struct {
+	server *tls.Config
+	client *tls.Config
+}
+
+func credentials() (side, error) {
+	b, err := certs.Mint(certs.Options{MigrationUID: uid, Validity: time.Hour})
+	if err != nil {
+		return side{}, err
+	}
+	s, err := certs.TLSConfig(b.Credentials(certs.RoleTarget), certs.RoleTarget, uid, nil)
+	if err != nil {
+		return side{}, err
+	}
+	c, err := certs.TLSConfig(b.Credentials(certs.RoleSource), certs.RoleSource, uid, nil)
+	return side{server: s, client: c}, err
+}
+
+// receiver serves dest and returns its address.
+func receiver(ctx context.Context, tc side, dest string) (string, error) {
+	l, err := transport.Listen("127.0.0.1:0", tc.server)
+	if err != nil {
+		return "", err
+	}
+	recv := &rsync.Receiver{DestDir: dest}
+	go func() {
+		<-ctx.Done()
+		_ = l.Close()
+		_ = recv.Close()
+	}()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = recv.ServeConn(ctx, c) }()
+		}
+	}()
+	return l.Addr().String(), nil
+}
+
+func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay time.Duration, blockSize int, work string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("must run as root (the rsync receiver chroots into the target)")
+	}
+	if work == "" {
+		d, err := os.MkdirTemp("", "bench-replication-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		work = d
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src, dst, raw := filepath.Join(work, "src"), filepath.Join(work, "dst"), filepath.Join(work, "raw")
+	for _, d := range []string{src, dst, raw} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	rng := rand.New(rand.NewPCG(42, 7))
+	per := size / int64(nfiles)
+	fmt.Printf("volume: %s in %d files, rsync %s, dirty %.1f%% of 4 KiB blocks\n", human(size), nfiles, rsyncVersion(), dirtyPct)
+	for i := range nfiles {
+		if err := writeRandom(filepath.Join(src, fmt.Sprintf("data-%02d.bin", i)), per, rng); err != nil {
+			return err
+		}
+	}
+	tc, err := credentials()
+	if err != nil {
+		return err
+	}
+
+	// Raw baseline over the same mTLS transport.
+	rawAddr, err := rawReceiver(ctx, tc, raw)
+	if err != nil {
+		return err
+	}
+	var rawBest time.Duration
+	for i := range runs {
+		d, err := rawCopy(ctx, tc, rawAddr, src)
+		if err != nil {
+			return fmt.Errorf("raw copy: %w", err)
+		}
+		fmt.Printf("raw copy run %d: %s (%s/s)\n", i+1, d.Round(time.Millisecond), human(int64(float64(size)/d.Seconds())))
+		if rawBest == 0 || d < rawBest {
+			rawBest = d
+		}
+	}
+	_ = os.RemoveAll(raw)
+
+	addr, err := receiver(ctx, tc, dst)
+	if err != nil {
+		return err
+	}
+	dial := func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, addr, tc.client) }
+	opts := rsync.SendOptions{SourceDir: src, Dial: dial, BlockSize: blockSize}
+	var fullBest time.Duration
+	var full rsync.Result
+	for i := range runs {
+		if err := emptyDir(dst); err != nil {
+			return err
+		}
+		start := time.Now()
+		r, err := rsync.Send(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("full pass: %w", err)
+		}
+		d := time.Since(start)
+		fmt.Printf("full pass run %d: %s (%s/s), wire sent %s\n", i+1, d.Round(time.Millisecond), human(int64(float64(size)/d.Seconds())), human(r.WireSent))
+		if fullBest == 0 || d < fullBest {
+			fullBest, full = d, r
+		}
+	}
+	_ = full
+	if err := same(src, dst); err != nil {
+		return err
+	}
+
+	// Delta after dirtying 1% of the blocks.
+	changed, err := dirty(src, dirtyPct, rng)
+	if err != nil {
+		return err
+	}
+	delta, err := rsync.Send(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("delta pass: %w", err)
+	}
+	if err := same(src, dst); err != nil {
+		return err
+	}
+	deltaPct := 100 * float64(delta.WireSent) / float64(size)
+	fmt.Printf("delta pass: %d blocks (%s) changed; %s, wire sent %s (%.2f%% of the volume), received %s (block checksums), literal data %s, matched %s\n",
+		changed, human(changed*4096), delta.Duration.Round(time.Millisecond), human(delta.WireSent), deltaPct, human(delta.WireReceived),
+		human(delta.Stats.LiteralData), human(delta.Stats.MatchedData))
+
+	// Final pass under freeze through the rate-limited relay.
+	for _, f := range strings.Split(rates, ",") {
+		var mbit int64
+		if _, err := fmt.Sscan(strings.TrimSpace(f), &mbit); err != nil || mbit <= 0 {
+			return fmt.Errorf("bad rate %q", f)
+		}
+		link := relay.Link{Delay: delay, BytesPerSecond: mbit * 1000 * 1000 / 8}
+		rl, err := relay.Start(ctx, relay.Symmetric(addr, link))
+		if err != nil {
+			return err
+		}
+		if _, err := dirty(src, dirtyPct, rng); err != nil {
+			return err
+		}
+		relayDial := func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, rl.Addr(), tc.client) }
+		var passes []engine.PassResult
+		s, err := engine.NewSession(engine.Config{SourceDir: src, Dial: relayDial, BlockSize: blockSize, MaxRounds: 1,
+			OnPass: func(p engine.PassResult) { passes = append(passes, p) }})
+		if err != nil {
+			return err
+		}
+		res, err := s.Final(ctx, 2)
+		_ = rl.Close()
+		if err != nil {
+			return fmt.Errorf("final pass at %d Mbit/s: %w", mbit, err)
+		}
+		var verify time.Duration
+		for _, p := range passes {
+			if p.Pass == engine.PassVerify {
+				verify += p.Duration
+			}
+		}
+		fmt.Printf("final under freeze at %d Mbit/s (+%s one-way): %s total = delta %s (wire sent %s, received %s) + verify %s; repairs %d\n",
+			mbit, delay, res.Downtime.Round(time.Millisecond), res.Delta.Duration.Round(time.Millisecond), human(res.Delta.WireSent),
+			human(res.Delta.WireReceived), verify.Round(time.Millisecond), res.Repairs)
+	}
+	if err := same(src, dst); err != nil {
+		return err
+	}
+	ratio := rawBest.Seconds() / fullBest.Seconds()
+	fmt.Printf("ratio full/raw: %.2f, delta sent: %.2f%%\n", ratio, deltaPct)
+	return nil
+}
+
+// rawReceiver accepts connections carrying "name\n" + bytes and writes each
+// to a file in dir.
+func rawReceiver(ctx context.Context, tc side, dir string) (string, error) {
+	l, err := transport.Listen("127.0.0.1:0", tc.server)
+	if err != nil {
+		return "", err
+	}
+	go func() {
+		<-ctx.Done()
+		_ = l.Close()
+	}()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var n uint16
+				if err := binary.Read(c, binary.BigEndian, &n); err != nil {
+					return
+				}
+				name := make([]byte, n)
+				if _, err := io.ReadFull(c, name); err != nil {
+					return
+				}
+				f, err := os.Create(filepath.Join(dir, filepath.Base(string(name))))
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(f, c)
+				_ = f.Close()
+				_, _ = c.Write([]byte{1})
+			}()
+		}
+	}()
+	return l.Addr().String(), nil
+}
+
+// rawCopy sends every file of dir, one connection after another (as rsync
+// does over its single connection), and returns the wall time.
+func rawCopy(ctx context.Context, tc side, addr, dir string) (time.Duration, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for _, e := range entries {
+		c, err := transport.Dial(ctx, addr, tc.client)
+		if err != nil {
+			return 0, err
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return 0, err
+		}
+		_ = binary.Write(c, binary.BigEndian, uint16(len(e.Name())))
+		_, _ = io.WriteString(c, e.Name())
+		if _, err := io.Copy(c, f); err != nil {
+			return 0, err
+		}
+		_ = f.Close()
+		_ = c.CloseWrite()
+		ack := make([]byte, 1)
+		if _, err := io.ReadFull(c, ack); err != nil {
+			return 0, fmt.Errorf("no acknowledgement: %w", err)
+		}
+		_ = c.Close()
+	}
+	return time.Since(start), nil
+}
+
+func writeRandom(path string, n int64, rng *rand.Rand) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	for n > 0 {
+		for i := 0; i < len(buf); i += 8 {
+			binary.LittleEndian.PutUint64(buf[i:], rng.Uint64())
+		}
+		k := int64(len(buf))
+		if k > n {
+			k = n
+		}
+		if _, err := f.Write(buf[:k]); err != nil {
+			f.Close()
+			return err
+		}
+		n -= k
+	}
+	return f.Close()
+}
+
+// dirty rewrites pct% of the 4 KiB blocks of every file, chosen at random,
+// keeping sizes; it returns the number of blocks changed.
+func dirty(dir string, pct float64, rng *rand.Rand) (int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	block := make([]byte, 4096)
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		st, err := os.Stat(p)
+		if err != nil {
+			return 0, err
+		}
+		blocks := st.Size() / 4096
+		n := int64(float64(blocks) * pct / 100)
+		picked := map[int64]bool{}
+		for int64(len(picked)) < n {
+			picked[rng.Int64N(blocks)] = true
+		}
+		idx := make([]int64, 0, n)
+		for b := range picked {
+			idx = append(idx, b)
+		}
+		sort.Slice(idx, func(i, j int) bool { return idx[i] < idx[j] })
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			return 0, err
+		}
+		for _, b := range idx {
+			for i := 0; i < len(block); i += 8 {
+				binary.LittleEndian.PutUint64(block[i:], rng.Uint64())
+			}
+			if _, err := f.WriteAt(block, b*4096); err != nil {
+				f.Close()
+				return 0, err
+			}
+		}
+		if err := f.Close(); err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+func same(a, b string) error {
+	d, err := treediff.Compare(a, b, treediff.Options{})
+	if err != nil {
+		return err
+	}
+	if len(d) != 0 {
+		return fmt.Errorf("target differs from source: %v", d)
+	}
+	return nil
+}
+
+func emptyDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func rsyncVersion() string {
+	out, err := execOutput("rsync", "--version")
+	if err != nil {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(out, "\n")
+	return strings.TrimSpace(line)
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
