@@ -154,7 +154,7 @@ func TestMoveWaitFollowsToSuccess(t *testing.T) {
 	phases := []lmv1alpha1.LiveMigrationPhase{lmv1alpha1.PhasePlanning, lmv1alpha1.PhaseCheckpointing, lmv1alpha1.PhaseSucceeded}
 	gets := 0
 	base := fake.NewClientBuilder().WithScheme(Scheme()).WithStatusSubresource(&lmv1alpha1.LiveMigration{}).Build()
-	c := interceptor.NewClient(base.(client.WithWatch), interceptor.Funcs{
+	c := interceptor.NewClient(base, interceptor.Funcs{
 		Get: func(ctx context.Context, cl client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 			if err := cl.Get(ctx, key, obj, opts...); err != nil {
 				return err

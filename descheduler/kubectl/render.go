@@ -107,7 +107,7 @@ func Summary(lm *lmv1alpha1.LiveMigration) string {
 	case lmv1alpha1.PhaseSucceeded:
 		s := fmt.Sprintf("livemigration %s succeeded: %s %s moved %s → %s", lm.Name, lm.Spec.WorkloadRef.Kind, lm.Spec.WorkloadRef.Name, st.SourceCluster, st.TargetCluster)
 		if st.Downtime != nil {
-			s += fmt.Sprintf(", downtime %s", st.Downtime.Duration.Round(time.Millisecond))
+			s += fmt.Sprintf(", downtime %s", st.Downtime.Round(time.Millisecond))
 		}
 		return s + fmt.Sprintf(", %s moved (memory %s, volumes %s + final delta %s)",
 			FormatBytes(totalBytes(st)), FormatBytes(st.Bytes.Memory), FormatBytes(st.Bytes.VolumePreCopy), FormatBytes(st.Bytes.FinalDelta))
@@ -172,10 +172,10 @@ func Describe(out io.Writer, lm *lmv1alpha1.LiveMigration) {
 	fmt.Fprintf(out, "Bytes:      memory %s, volume pre-copy %s, final delta %s\n",
 		FormatBytes(st.Bytes.Memory), FormatBytes(st.Bytes.VolumePreCopy), FormatBytes(st.Bytes.FinalDelta))
 	if st.EstimatedDowntime != nil {
-		fmt.Fprintf(out, "Estimated:  %s\n", st.EstimatedDowntime.Duration.Round(time.Millisecond))
+		fmt.Fprintf(out, "Estimated:  %s\n", st.EstimatedDowntime.Round(time.Millisecond))
 	}
 	if st.Downtime != nil {
-		fmt.Fprintf(out, "Downtime:   %s\n", st.Downtime.Duration.Round(time.Millisecond))
+		fmt.Fprintf(out, "Downtime:   %s\n", st.Downtime.Round(time.Millisecond))
 	}
 	if f := st.Failure; f != nil {
 		fmt.Fprintf(out, "Failed in:  %s (%s): %s\n", f.Phase, f.Reason, f.Message)

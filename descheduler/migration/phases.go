@@ -29,15 +29,6 @@ func Phases() []lmv1alpha1.LiveMigrationPhase {
 	return append([]lmv1alpha1.LiveMigrationPhase(nil), order...)
 }
 
-func next(p lmv1alpha1.LiveMigrationPhase) lmv1alpha1.LiveMigrationPhase {
-	for i, q := range order[:len(order)-1] {
-		if q == p {
-			return order[i+1]
-		}
-	}
-	return p
-}
-
 // pastNoReturn reports whether the target already runs and the source is
 // being deleted: from Cleanup on a migration is finished forward, never
 // rolled back.

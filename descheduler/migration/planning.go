@@ -143,7 +143,7 @@ func ordinal(set, pod string) *int32 {
 		if ch < '0' || ch > '9' {
 			return nil
 		}
-		n = n*10 + int32(ch-'0')
+		n = n*10 + (ch - '0')
 	}
 	return &n
 }
