@@ -91,9 +91,9 @@ func (p *Latency) Name() string { return Name }
 
 // Filter rejects a cluster whose known, fresh RTT to any target exceeds the
 // workload's max-rtt. Unknown or stale latency never filters.
-func (p *Latency) Filter(_ context.Context, spec *workv1alpha2.ResourceBindingSpec,
+func (p *Latency) Filter(ctx context.Context, spec *workv1alpha2.ResourceBindingSpec,
 	_ *workv1alpha2.ResourceBindingStatus, cluster *clusterv1alpha1.Cluster) *framework.Result {
-	req := p.resolver.requirement(spec)
+	req := p.resolver.requirement(ctx, spec)
 	if req == nil || req.MaxRTT == 0 {
 		return nil
 	}
@@ -108,9 +108,9 @@ func (p *Latency) Filter(_ context.Context, spec *workv1alpha2.ResourceBindingSp
 
 // Score returns the weighted mean RTT (microseconds) over the targets with a
 // fresh measurement, or -1 when none has one; NormalizeScore turns it into 0–100.
-func (p *Latency) Score(_ context.Context, spec *workv1alpha2.ResourceBindingSpec,
+func (p *Latency) Score(ctx context.Context, spec *workv1alpha2.ResourceBindingSpec,
 	cluster *clusterv1alpha1.Cluster) (int64, *framework.Result) {
-	req := p.resolver.requirement(spec)
+	req := p.resolver.requirement(ctx, spec)
 	if req == nil {
 		return unknownScore, nil
 	}

@@ -306,7 +306,7 @@ func TestAnnotationSources(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newPlugin(t, fakeTemplates{"default/db": tt.tmpl}, pols, nil)
-			got := p.resolver.requirement(builder.MakeBinding("default", "db").SpecObj())
+			got := p.resolver.requirement(context.Background(), builder.MakeBinding("default", "db").SpecObj())
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}

@@ -1,6 +1,7 @@
 package latency
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -68,20 +69,20 @@ func (r *resolver) gen() uint64 {
 // requirement returns spec's latency requirement (nil when it has none). The
 // last answer is kept, so every call of a scheduling cycle after the first
 // is a few comparisons.
-func (r *resolver) requirement(spec *workv1alpha2.ResourceBindingSpec) *Requirement {
+func (r *resolver) requirement(ctx context.Context, spec *workv1alpha2.ResourceBindingSpec) *Requirement {
 	g := r.gen()
 	if l := r.last.Load(); l != nil && l.spec == spec && l.generation == g &&
 		l.uid == string(spec.Resource.UID) && l.rv == spec.Resource.ResourceVersion {
 		return l.req
 	}
 	res := &resolved{spec: spec, uid: string(spec.Resource.UID), rv: spec.Resource.ResourceVersion, generation: g}
-	res.req = r.resolve(spec)
+	res.req = r.resolve(ctx, spec)
 	r.last.Store(res)
 	return res.req
 }
 
-func (r *resolver) resolve(spec *workv1alpha2.ResourceBindingSpec) *Requirement {
-	logger := klog.Background().WithValues("plugin", Name, "kind", spec.Resource.Kind,
+func (r *resolver) resolve(ctx context.Context, spec *workv1alpha2.ResourceBindingSpec) *Requirement {
+	logger := klog.FromContext(ctx).WithValues("plugin", Name, "kind", spec.Resource.Kind,
 		"template", klog.KRef(spec.Resource.Namespace, spec.Resource.Name))
 	if r.templates == nil {
 		return nil
