@@ -53,16 +53,15 @@ PINNED=(
   "kwok|${KWOK_VERSION}|-|sigs.k8s.io/kwok/cmd/kwok|install"
 )
 
-# The project's own binaries, built from the main module at every run.
+# The project's own binaries the lab runs, built from the main module at
+# every run (go build does nothing when they are up to date). Commands not in
+# this checkout yet are skipped. test/lab also rebuilds them when it starts.
 PROJECT=(
   livemigrate-scheduler
   livemigrate-prober
+  livemigrate-agent
+  livemigrate-descheduler
 )
-
-wanted() {
-  [[ $# -eq 0 ]] && return 0
-  return 1
-}
 
 build_pinned() {
   local name="$1" version="$2" dir="$3" pkg="$4" kind="$5"

@@ -361,6 +361,22 @@ func down(args []string) error {
 	return nil
 }
 
+// rssKiB returns a process's resident memory in KiB (0 when unknown).
+func rssKiB(pid int) int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kib int64
+			_, _ = fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), &kib)
+			return kib
+		}
+	}
+	return 0
+}
+
 func status(args []string) error {
 	fs := flag.NewFlagSet("status", flag.ExitOnError)
 	dir := fs.String("dir", defaultDir(), "directory of the lab")
@@ -387,14 +403,20 @@ func status(args []string) error {
 	}
 	sort.Strings(names)
 	down := 0
+	total := rssKiB(s.SupervisorPID)
 	for _, n := range names {
 		st := "running"
+		rss := int64(0)
 		if !alive(s.Components[n]) {
 			st = "EXITED"
 			down++
+		} else {
+			rss = rssKiB(s.Components[n])
+			total += rss
 		}
-		fmt.Printf("  %-45s PID %-8d %s\n", n, s.Components[n], st)
+		fmt.Printf("  %-45s PID %-8d %-8s %6d MiB\n", n, s.Components[n], st, rss/1024)
 	}
+	fmt.Printf("  %-45s %24d MiB resident in total (with the supervisor)\n", "", total/1024)
 	cfg, err := clientcmd.BuildConfigFromFlags("", s.Kubeconfigs["karmada"])
 	if err != nil {
 		return err
