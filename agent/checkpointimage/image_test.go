@@ -198,3 +198,22 @@ func TestCredentialsFromDockerConfigJSON(t *testing.T) {
 		})
 	}
 }
+
+func TestPushToDiskRegistry(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.WithBlobHandler(registry.NewDiskBlobHandler(t.TempDir()))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	p := writeArchive(t, 1<<20)
+	res, err := PushArchive(context.Background(), p, "app", nil, host+"/lm/x:1", PushOptions{Insecure: true})
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	var buf bytes.Buffer
+	if _, err := Pull(context.Background(), res.Reference, &buf, PushOptions{Insecure: true}); err != nil {
+		t.Fatalf("pull: %v", err)
+	}
+	want, _ := os.ReadFile(p)
+	if !bytes.Equal(want, buf.Bytes()) {
+		t.Errorf("pulled layer differs from the archive")
+	}
+}

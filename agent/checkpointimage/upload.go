@@ -47,9 +47,10 @@ func UploadBlob(ctx context.Context, repo string, p string, o PushOptions) (v1.H
 	if err != nil {
 		return v1.Hash{}, 0, err
 	}
+	err = transport.CheckError(resp, http.StatusAccepted)
 	resp.Body.Close()
-	if err := transport.CheckError(resp, http.StatusAccepted); err != nil {
-		return v1.Hash{}, 0, err
+	if err != nil {
+		return v1.Hash{}, 0, fmt.Errorf("start upload: %w", err)
 	}
 	loc, err := resolve(&root, resp.Header.Get("Location"))
 	if err != nil {
@@ -78,9 +79,10 @@ func UploadBlob(ctx context.Context, repo string, p string, o PushOptions) (v1.H
 	if err != nil {
 		return v1.Hash{}, 0, err
 	}
+	err = transport.CheckError(resp, http.StatusNoContent, http.StatusAccepted, http.StatusCreated)
 	resp.Body.Close()
-	if err := transport.CheckError(resp, http.StatusNoContent, http.StatusAccepted, http.StatusCreated); err != nil {
-		return v1.Hash{}, 0, err
+	if err != nil {
+		return v1.Hash{}, 0, fmt.Errorf("send: %w", err)
 	}
 	if body.n != fi.Size() {
 		return v1.Hash{}, 0, fmt.Errorf("sent %d of %d bytes", body.n, fi.Size())
@@ -104,9 +106,10 @@ func UploadBlob(ctx context.Context, repo string, p string, o PushOptions) (v1.H
 	if err != nil {
 		return v1.Hash{}, 0, err
 	}
+	err = transport.CheckError(resp, http.StatusCreated)
 	resp.Body.Close()
-	if err := transport.CheckError(resp, http.StatusCreated); err != nil {
-		return v1.Hash{}, 0, err
+	if err != nil {
+		return v1.Hash{}, 0, fmt.Errorf("commit: %w", err)
 	}
 	return digest, fi.Size(), nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -30,6 +31,10 @@ func StartRegistry(addr, dir string) (*Registry, error) {
 	}
 	var opts []registry.Option
 	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
 		opts = append(opts, registry.WithBlobHandler(registry.NewDiskBlobHandler(dir)))
 	}
 	opts = append(opts, registry.Logger(discardLogger()))
