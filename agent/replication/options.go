@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -176,6 +177,18 @@ func (o *Options) Config() controller.Config {
 	}
 }
 
+var (
+	metricsOnce sync.Once
+	metrics     *controller.Metrics
+)
+
+// sharedMetrics registers the metrics on the controller-runtime registry
+// once per process (a process may serve more than one manager in tests).
+func sharedMetrics() *controller.Metrics {
+	metricsOnce.Do(func() { metrics = controller.NewMetrics(ctrlmetrics.Registry) })
+	return metrics
+}
+
 // Setup adds the VolumeReplication reconciler to the agent's manager. The
 // manager's scheme must include agent.livemigrate.io/v1alpha1 and core/v1.
 func Setup(mgr ctrl.Manager, o *Options) error {
@@ -189,7 +202,7 @@ func Setup(mgr ctrl.Manager, o *Options) error {
 		Client:  mgr.GetClient(),
 		Reader:  mgr.GetAPIReader(),
 		Clock:   clock.RealClock{},
-		Metrics: controller.NewMetrics(ctrlmetrics.Registry),
+		Metrics: sharedMetrics(),
 		Config:  o.Config(),
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
