@@ -33,9 +33,9 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
 	"github.com/livemigrate/livemigrate/agent/replication/engine"
-	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
+	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 	"github.com/livemigrate/livemigrate/test/lab/relay"
 )
 

@@ -22,8 +22,8 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
 	"github.com/livemigrate/livemigrate/agent/replication/internal/testharness"
-	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 	"github.com/livemigrate/livemigrate/agent/replication/provision"
+	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 )
 

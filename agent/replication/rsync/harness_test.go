@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
-	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
+	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 )
 
 func requireRoot(t *testing.T) {
