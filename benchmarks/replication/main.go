@@ -49,9 +49,10 @@ func main() {
 	rates := flag.String("rates", "100,1000", "Mbit/s caps of the final-pass measurements through the relay")
 	delay := flag.Duration("delay", 5*time.Millisecond, "one-way delay of the relay")
 	blockSize := flag.Int("block-size", 0, "rsync block size (0: rsync's default, as the agent ships)")
+	fullRate := flag.Int64("full-rate", 1000, "Mbit/s cap of a second full-vs-raw comparison through the relay (0: skip)")
 	work := flag.String("dir", "", "work directory (default: a temporary directory, removed at the end)")
 	flag.Parse()
-	if err := run(*size, *files, *dirtyPct, *runs, *rates, *delay, *blockSize, *work); err != nil {
+	if err := run(*size, *files, *dirtyPct, *runs, *rates, *delay, *blockSize, *fullRate, *work); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-replication:", err)
 		os.Exit(1)
 	}
@@ -99,7 +100,7 @@ func receiver(ctx context.Context, tc side, dest string) (string, error) {
 	return l.Addr().String(), nil
 }
 
-func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay time.Duration, blockSize int, work string) error {
+func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay time.Duration, blockSize int, fullRate int64, work string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("must run as root (the rsync receiver chroots into the target)")
 	}
@@ -148,7 +149,6 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 			rawBest = d
 		}
 	}
-	_ = os.RemoveAll(raw)
 
 	addr, err := receiver(ctx, tc, dst)
 	if err != nil {
@@ -177,6 +177,42 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 	if err := same(src, dst); err != nil {
 		return err
 	}
+	var limitedRatio float64
+	if fullRate > 0 {
+		link := relay.Link{Delay: delay, BytesPerSecond: fullRate * 1000 * 1000 / 8}
+		rawRelay, err := relay.Start(ctx, relay.Symmetric(rawAddr, link))
+		if err != nil {
+			return err
+		}
+		rd, err := rawCopy(ctx, tc, rawRelay.Addr(), src)
+		_ = rawRelay.Close()
+		if err != nil {
+			return fmt.Errorf("raw copy through the relay: %w", err)
+		}
+		rsRelay, err := relay.Start(ctx, relay.Symmetric(addr, link))
+		if err != nil {
+			return err
+		}
+		if err := emptyDir(dst); err != nil {
+			return err
+		}
+		start := time.Now()
+		_, err = rsync.Send(ctx, rsync.SendOptions{SourceDir: src, BlockSize: blockSize,
+			Dial: func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, rsRelay.Addr(), tc.client) }})
+		fd := time.Since(start)
+		_ = rsRelay.Close()
+		if err != nil {
+			return fmt.Errorf("full pass through the relay: %w", err)
+		}
+		limitedRatio = rd.Seconds() / fd.Seconds()
+		fmt.Printf("through the relay at %d Mbit/s (+%s one-way): raw %s (%s/s), full pass %s (%s/s), ratio full/raw %.2f\n",
+			fullRate, delay, rd.Round(time.Millisecond), human(int64(float64(size)/rd.Seconds())), fd.Round(time.Millisecond),
+			human(int64(float64(size)/fd.Seconds())), limitedRatio)
+		if err := same(src, dst); err != nil {
+			return err
+		}
+	}
+	_ = os.RemoveAll(raw)
 
 	// Delta after dirtying 1% of the blocks.
 	changed, err := dirty(src, dirtyPct, rng)
@@ -235,6 +271,7 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 		return err
 	}
 	ratio := rawBest.Seconds() / fullBest.Seconds()
+	fmt.Printf("loopback, unlimited: raw best %s, full best %s\n", rawBest.Round(time.Millisecond), fullBest.Round(time.Millisecond))
 	fmt.Printf("ratio full/raw: %.2f, delta sent: %.2f%%\n", ratio, deltaPct)
 	return nil
 }
