@@ -431,3 +431,23 @@ func TestClassify(t *testing.T) {
 		t.Error("protocol error classified as disk full")
 	}
 }
+
+// TestBandwidthLimit checks that the Go-side limiter caps the tunnel.
+func TestBandwidthLimit(t *testing.T) {
+	requireRoot(t)
+	src, dst, _ := setupTrees(t)
+	writeRandom(t, filepath.Join(src, "f"), 1<<20)
+	h := startReceiver(t, dst)
+	start := time.Now()
+	r, err := Send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial, BandwidthLimit: 512 << 10})
+	must(t, err)
+	must(t, h.lastReceiverError(t))
+	// 1 MiB at 512 KiB/s with a 64 KiB burst: at least ~1.8 s.
+	if d := time.Since(start); d < 1500*time.Millisecond {
+		t.Errorf("1 MiB at 512 KiB/s took %v: the limit was not applied", d)
+	}
+	if r.WireSent < 1<<20 {
+		t.Errorf("wire sent %d, want at least 1 MiB", r.WireSent)
+	}
+	mustCompare(t, src, dst)
+}
