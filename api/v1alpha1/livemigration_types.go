@@ -152,9 +152,10 @@ type PhaseTransition struct {
 	// Phase entered.
 	// +required
 	Phase LiveMigrationPhase `json:"phase"`
-	// EnteredAt is when the phase was entered.
+	// EnteredAt is when the phase was entered (microsecond precision, for
+	// phase durations).
 	// +required
-	EnteredAt metav1.Time `json:"enteredAt"`
+	EnteredAt metav1.MicroTime `json:"enteredAt"`
 }
 
 // PodMigrationStatus is the progress of one pod of the workload.
@@ -303,12 +304,13 @@ type LiveMigrationStatus struct {
 	// EstimatedDowntime is the downtime estimated before freezing.
 	// +optional
 	EstimatedDowntime *metav1.Duration `json:"estimatedDowntime,omitempty"`
-	// FrozenAt is when the source was frozen.
+	// FrozenAt is when the source was frozen (microsecond precision, for
+	// the downtime).
 	// +optional
-	FrozenAt *metav1.Time `json:"frozenAt,omitempty"`
+	FrozenAt *metav1.MicroTime `json:"frozenAt,omitempty"`
 	// TargetReadyAt is when every target pod was Ready.
 	// +optional
-	TargetReadyAt *metav1.Time `json:"targetReadyAt,omitempty"`
+	TargetReadyAt *metav1.MicroTime `json:"targetReadyAt,omitempty"`
 	// Downtime measured from freeze to target Ready.
 	// +optional
 	Downtime *metav1.Duration `json:"downtime,omitempty"`

@@ -33,7 +33,7 @@ func (r *Reconciler) checkpointing(ctx context.Context, lm *lmv1alpha1.LiveMigra
 		return stay(), nil
 	}
 	if st.FrozenAt == nil {
-		st.FrozenAt = ptrTime(now)
+		st.FrozenAt = ptrMicro(now)
 		setCondition(st, lm.Generation, lmv1alpha1.ConditionSourceFrozen, metav1.ConditionTrue, "Frozen", "source pods are frozen", now)
 	}
 

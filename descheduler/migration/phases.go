@@ -99,7 +99,7 @@ func setPhase(st *lmv1alpha1.LiveMigrationStatus, p lmv1alpha1.LiveMigrationPhas
 		return false
 	}
 	st.Phase = p
-	ts := metav1.NewTime(now)
+	ts := metav1.NewMicroTime(now)
 	for i := range st.PhaseTransitions {
 		if st.PhaseTransitions[i].Phase == p {
 			st.PhaseTransitions[i].EnteredAt = ts

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -105,6 +106,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 
 	if !apiequality.Semantic.DeepEqual(orig.Status, lm.Status) {
 		if err := r.Client.Status().Update(ctx, lm); err != nil {
+			if apierrors.IsConflict(err) {
+				// Read a stale copy: the watch event of the newer one
+				// reconciles again; every step is idempotent.
+				return reconcile.Result{RequeueAfter: r.Config.PollInterval}, nil
+			}
 			return reconcile.Result{}, fmt.Errorf("updating status: %w", err)
 		}
 		if orig.Status.Phase != lm.Status.Phase {
@@ -120,22 +126,22 @@ func (r *Reconciler) advance(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 	st := &lm.Status
 	if st.Phase == "" {
 		setPhase(st, lmv1alpha1.PhasePending, now)
-		return reconcile.Result{RequeueAfter: time.Millisecond}, nil
+		return reconcile.Result{RequeueAfter: r.Config.PollInterval}, nil
 	}
 
 	if st.Phase != lmv1alpha1.PhaseRollingBack && !pastNoReturn(st.Phase) {
 		switch {
 		case !lm.DeletionTimestamp.IsZero():
 			r.startRollback(lm, NewStepFailedError("Aborted", "the LiveMigration was deleted"), now)
-			return reconcile.Result{RequeueAfter: time.Millisecond}, nil
+			return reconcile.Result{RequeueAfter: r.Config.PollInterval}, nil
 		case lm.Spec.Abort:
 			r.startRollback(lm, NewStepFailedError("Aborted", "spec.abort was set"), now)
-			return reconcile.Result{RequeueAfter: time.Millisecond}, nil
+			return reconcile.Result{RequeueAfter: r.Config.PollInterval}, nil
 		}
 		if t := r.timeoutFor(lm, st.Phase); t > 0 {
 			if since := now.Sub(enteredAt(st, st.Phase)); since >= t {
 				r.startRollback(lm, NewPhaseTimeoutError(string(st.Phase), t), now)
-				return reconcile.Result{RequeueAfter: time.Millisecond}, nil
+				return reconcile.Result{RequeueAfter: r.Config.PollInterval}, nil
 			}
 		}
 	}
@@ -147,7 +153,7 @@ func (r *Reconciler) advance(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 		if permanent && st.Phase != lmv1alpha1.PhaseRollingBack && !pastNoReturn(st.Phase) {
 			logger.Info("Migration step failed, rolling back", "reason", failureReason(err), "err", err.Error())
 			r.startRollback(lm, err, now)
-			return reconcile.Result{RequeueAfter: time.Millisecond}, nil
+			return reconcile.Result{RequeueAfter: r.Config.PollInterval}, nil
 		}
 		// Transient (or in Cleanup/RollingBack, which only finish or undo):
 		// retry with backoff, bounded by the phase timeout.
@@ -160,7 +166,9 @@ func (r *Reconciler) advance(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 			setCondition(st, lm.Generation, lmv1alpha1.ConditionCompleted, metav1.ConditionTrue, string(res.next), "migration "+string(res.next), now)
 			return reconcile.Result{}, nil
 		}
-		return reconcile.Result{RequeueAfter: time.Millisecond}, nil
+		// The watch event of this status update reconciles again, with the
+		// cache holding it; the poll interval only guards a lost event.
+		return reconcile.Result{RequeueAfter: r.Config.PollInterval}, nil
 	}
 	wait := res.wait
 	if wait == 0 {
@@ -252,6 +260,11 @@ func migrationOf(lm *lmv1alpha1.LiveMigration) Migration {
 		m.BandwidthLimit = q.Value()
 	}
 	return m
+}
+
+func ptrMicro(t time.Time) *metav1.MicroTime {
+	mt := metav1.NewMicroTime(t)
+	return &mt
 }
 
 func ptrTime(t time.Time) *metav1.Time {

@@ -27,7 +27,9 @@ import (
 	"github.com/livemigrate/livemigrate/test/builder"
 )
 
-var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+// t0 is off the second by 50ms: a time truncated to the second by a round
+// trip through the API falls off the test's 100ms clock grid.
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 50*int(time.Millisecond), time.UTC)
 
 type harness struct {
 	t     *testing.T
@@ -148,6 +150,13 @@ func TestHappyPathVisitsEveryPhase(t *testing.T) {
 	}
 	if want := st.TargetReadyAt.Sub(st.FrozenAt.Time); st.Downtime.Duration != want || want <= 0 {
 		t.Errorf("downtime = %s, want %s (> 0)", st.Downtime.Duration, want)
+	}
+	// The clock steps 100ms per reconcile from t0: sub-second precision
+	// survives the round trip through the API.
+	for name, at := range map[string]time.Time{"frozenAt": st.FrozenAt.Time, "targetReadyAt": st.TargetReadyAt.Time} {
+		if d := at.Sub(t0); d%(100*time.Millisecond) != 0 {
+			t.Errorf("%s is %s after the start, off the 100ms clock grid: precision lost", name, d)
+		}
 	}
 	for _, p := range happyPath() {
 		if enteredAt(&st, p).IsZero() {

@@ -21,10 +21,10 @@ func (r *Reconciler) verifying(ctx context.Context, lm *lmv1alpha1.LiveMigration
 		return stay(), nil
 	}
 	if st.TargetReadyAt == nil {
-		st.TargetReadyAt = ptrTime(now)
+		st.TargetReadyAt = ptrMicro(now)
 	}
 	if st.FrozenAt != nil {
-		st.Downtime = &metav1.Duration{Duration: st.TargetReadyAt.Sub(st.FrozenAt.Time)}
+		st.Downtime = &metav1.Duration{Duration: st.TargetReadyAt.Sub(st.FrozenAt.Time).Round(time.Millisecond)}
 	}
 	return advanceTo(lmv1alpha1.PhaseCleanup), nil
 }

@@ -107,7 +107,7 @@ func (w *LiveMigrationWrapper) Abort() *LiveMigrationWrapper {
 // Phase sets status.phase, entered at the given time.
 func (w *LiveMigrationWrapper) Phase(p lmv1alpha1.LiveMigrationPhase, at time.Time) *LiveMigrationWrapper {
 	w.Status.Phase = p
-	w.Status.PhaseTransitions = append(w.Status.PhaseTransitions, lmv1alpha1.PhaseTransition{Phase: p, EnteredAt: metav1.NewTime(at)})
+	w.Status.PhaseTransitions = append(w.Status.PhaseTransitions, lmv1alpha1.PhaseTransition{Phase: p, EnteredAt: metav1.NewMicroTime(at)})
 	return w
 }
 
