@@ -72,11 +72,13 @@ func (l *Lab) startKarmadaPlane(ctx context.Context) error {
 	})
 	g.Go(func() error { return l.startAggregatedAPIServer(gctx) })
 	g.Go(func() error { return l.startKarmadaWebhook(gctx, filepath.Join(karmadaDir, karmadaWebhookConfig)) })
-	g.Go(func() error { return l.startKubeControllerManager(gctx, k, karmadaPlaneControllers) })
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	// Started after every API is served: the garbage collector only
+	// watches the resources it discovers at start (and every 30s after).
 	g, gctx = errgroup.WithContext(ctx)
+	g.Go(func() error { return l.startKubeControllerManager(gctx, k, karmadaPlaneControllers) })
 	g.Go(func() error { return l.startKarmadaControllerManager(gctx) })
 	if l.opts.StockScheduler {
 		g.Go(func() error {

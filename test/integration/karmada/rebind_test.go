@@ -27,15 +27,14 @@ const (
 	waitTimeout  = 90 * time.Second
 )
 
-// TestRebindWithSuppressedDeletion checks the Rebind step of a live
-// migration: patching a ResourceBinding's spec.clusters to another member
-// together with a gracefulEvictionTasks entry {suppressDeletion: true,
-// producer: livemigrate} creates the workload in the target and keeps it in
-// the source; removing the task deletes it from the source.
-func TestRebindWithSuppressedDeletion(t *testing.T) {
+// rebind places a one-replica Deployment on one of member1 and member2,
+// then rebinds it to the other with a gracefulEvictionTasks entry from the
+// source (producer livemigrate), the way a live migration does, and waits
+// for the workload in the target.
+func rebind(t *testing.T, ns, name string, suppressDeletion bool) (source, target *lab.Member) {
+	t.Helper()
 	ctx := context.Background()
 	k := testLab.Karmada
-	ns, name := "rebind", "db"
 	if _, err := k.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +55,8 @@ func TestRebindWithSuppressedDeletion(t *testing.T) {
 		rb = got
 		return len(got.Spec.Clusters) == 1, nil
 	})
-	source := testLab.Member(rb.Spec.Clusters[0].Name)
-	target := testLab.Member("member1")
+	source = testLab.Member(rb.Spec.Clusters[0].Name)
+	target = testLab.Member("member1")
 	if source.Name == "member1" {
 		target = testLab.Member("member2")
 	}
@@ -71,12 +70,25 @@ func TestRebindWithSuppressedDeletion(t *testing.T) {
 			Reason:           "LiveMigration",
 			Message:          "live migration to " + target.Name,
 			Producer:         "livemigrate",
-			SuppressDeletion: ptr.To(true),
+			SuppressDeletion: ptr.To(suppressDeletion),
 		}},
 	}}
 	patchBinding(t, ns, rbName, patch)
-
 	waitFor(t, "the workload in the target "+target.Name, deploymentExists(target, ns, name, true))
+	return source, target
+}
+
+// TestRebindWithSuppressedDeletion checks the Rebind step of a live
+// migration: patching a ResourceBinding's spec.clusters to another member
+// together with a gracefulEvictionTasks entry {suppressDeletion: true,
+// producer: livemigrate} creates the workload in the target and keeps it in
+// the source; removing the task deletes it from the source.
+func TestRebindWithSuppressedDeletion(t *testing.T) {
+	ctx := context.Background()
+	k := testLab.Karmada
+	ns, name := "rebind", "db"
+	rbName := name + "-deployment"
+	source, target := rebind(t, ns, name, true)
 	// Karmada has acted on the new spec once it reports status from the
 	// target; from then on the source must stay, as must the task.
 	waitFor(t, "status aggregated from the target", func(ctx context.Context) (bool, error) {
@@ -111,6 +123,19 @@ func TestRebindWithSuppressedDeletion(t *testing.T) {
 	patchBinding(t, ns, rbName, map[string]any{"spec": map[string]any{"gracefulEvictionTasks": nil}})
 	waitFor(t, "the workload to leave the source "+source.Name, deploymentExists(source, ns, name, false))
 	if _, err := target.Client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+		t.Errorf("the target's workload is gone too: %v", err)
+	}
+}
+
+// TestRebindWithoutSuppressionDeletesSource is the control: the same
+// rebind without suppressDeletion lets Karmada delete the source workload
+// on its own once the target is healthy, which is what suppressDeletion is
+// there to prevent.
+func TestRebindWithoutSuppressionDeletesSource(t *testing.T) {
+	ns, name := "rebind-unsuppressed", "db"
+	source, target := rebind(t, ns, name, false)
+	waitFor(t, "Karmada to delete the workload from the source "+source.Name, deploymentExists(source, ns, name, false))
+	if _, err := target.Client.AppsV1().Deployments(ns).Get(context.Background(), name, metav1.GetOptions{}); err != nil {
 		t.Errorf("the target's workload is gone too: %v", err)
 	}
 }
