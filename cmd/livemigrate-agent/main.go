@@ -38,7 +38,8 @@ func main() {
 	}
 	ctrl.SetLogger(klog.NewKlogr())
 	ctx := ctrl.SetupSignalHandler()
-	// Further components (volume replication) are passed to app.Run here.
+	// Further components are passed to app.Run as app.Setup functions:
+	// volume replication (agent/replication) plugs in here.
 	if err := app.Run(ctx, o); err != nil {
 		klog.FromContext(ctx).Error(err, "livemigrate-agent failed")
 		os.Exit(1)
