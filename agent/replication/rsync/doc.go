@@ -67,5 +67,8 @@
 // pre-copy rounds while the application runs and is reported as success
 // there, but never for the final pass.
 //
+// --blocking-io keeps the remote shell's descriptors blocking: the pump
+// processes (cat) would otherwise fail with EAGAIN when rsync falls behind.
+//
 // Reruns are idempotent: an interrupted pass is simply run again.
 package rsync

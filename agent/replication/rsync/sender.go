@@ -125,6 +125,10 @@ func commonArgs(opts SendOptions) []string {
 	return []string{
 		"-aHAXS", "--delete", "--numeric-ids", "--no-h", "--modify-window=-1",
 		"--timeout=" + strconv.Itoa(int(timeout.Seconds())),
+		// The pump processes expect blocking descriptors: without it rsync
+		// may leave the remote shell's stdout non-blocking and a busy
+		// receiver side makes cat fail with EAGAIN.
+		"--blocking-io",
 		"-e", tunnelRsh,
 	}
 }
