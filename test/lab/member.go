@@ -105,7 +105,7 @@ func (l *Lab) createNodes(ctx context.Context, m *Member) error {
 				Allocatable: m.Spec.NodeCapacity.DeepCopy(),
 				NodeInfo: corev1.NodeSystemInfo{
 					Architecture: "amd64", OperatingSystem: "linux",
-					KubeletVersion: "v1.35.4", KubeProxyVersion: "v1.35.4",
+					KubeletVersion: "v1.35.4",
 				},
 			},
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"time"
 )
@@ -73,18 +72,5 @@ func waitHTTP(ctx context.Context, what, url string, client *http.Client) error 
 			return true, "", nil
 		}
 		return false, fmt.Sprintf("%s: %s", resp.Status, body), nil
-	})
-}
-
-// waitTCP polls until something accepts connections on addr.
-func waitTCP(ctx context.Context, what, addr string) error {
-	return poll(ctx, what, func(ctx context.Context) (bool, string, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return false, err.Error(), nil
-		}
-		_ = c.Close()
-		return true, "", nil
 	})
 }

@@ -89,7 +89,9 @@ func TestKilledTestBinaryLeavesNothing(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-exited
+	if err := <-exited; err == nil {
+		t.Error("the killed child exited successfully")
+	}
 	// The kernel delivers Pdeathsig at once, but dying takes a moment.
 	assertGone(t, rec, 10*time.Second)
 }
