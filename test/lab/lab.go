@@ -25,6 +25,10 @@ import (
 	"github.com/livemigrate/livemigrate/test/lab/relay"
 )
 
+// startFailureLogLines is how many lines of each component's log the error
+// of a failed Start shows.
+const startFailureLogLines = 15
+
 // Cluster is one kube-apiserver of the lab with clients for it.
 type Cluster struct {
 	// Name is "karmada" for the Karmada plane, the member's name otherwise.
@@ -140,6 +144,11 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 			if exitErr := sup.exitErr(); exitErr != nil {
 				err = fmt.Errorf("%w\n%v", err, exitErr)
 			}
+			// Keep the logs of a lab that did not come up, and show their ends.
+			l.opts.KeepDir = true
+			var logs strings.Builder
+			sup.dumpLogs(&logs, startFailureLogLines)
+			err = fmt.Errorf("%w\nlab directory kept: %s\n%s", err, dir, logs.String())
 			l.Stop()
 		}
 	}()
