@@ -15,35 +15,72 @@ import (
 type Origin struct {
 	Name     string
 	Position NetworkPosition
+	// Near is the member whose site the origin hangs off ("" for the backbone).
+	Near string
 	// Addr is the echo endpoint itself (without any relay).
 	Addr string
 }
 
-// position returns the network position of a member or an origin.
-func (l *Lab) position(name string) (NetworkPosition, bool) {
-	if m := l.Member(name); m != nil {
-		return m.Spec.Position, true
-	}
-	for _, o := range l.Origins {
-		if o.Name == name {
-			return o.Position, true
-		}
-	}
-	return NetworkPosition{}, false
+// hop is one leg of the simulated network: a member or an origin and the
+// link from it towards the backbone.
+type hop struct {
+	name string
+	pos  NetworkPosition
 }
 
-// Link returns the simulated link between two members or origins: the sum
-// of their delays one way, and the smaller of their bandwidth caps.
+// pathUp returns the legs from a member or origin up to the backbone.
+func (l *Lab) pathUp(name string) ([]hop, bool) {
+	if m := l.Member(name); m != nil {
+		return []hop{{name: name, pos: m.Spec.Position}}, true
+	}
+	for _, o := range l.Origins {
+		if o.Name != name {
+			continue
+		}
+		path := []hop{{name: o.Name, pos: o.Position}}
+		if o.Near != "" {
+			m := l.Member(o.Near)
+			if m == nil {
+				return nil, false
+			}
+			path = append(path, hop{name: m.Name, pos: m.Spec.Position})
+		}
+		return path, true
+	}
+	return nil, false
+}
+
+// linkOf returns the link between the ends of two paths up: the legs they
+// do not share, their delays added, their smallest bandwidth cap.
+func linkOf(a, b []hop) relay.Link {
+	for len(a) > 0 && len(b) > 0 && a[len(a)-1].name == b[len(b)-1].name {
+		a, b = a[:len(a)-1], b[:len(b)-1]
+	}
+	var link relay.Link
+	for _, h := range append(append([]hop(nil), a...), b...) {
+		link.Delay += h.pos.Delay.Duration
+		if bw := h.pos.BytesPerSecond; bw > 0 && (link.BytesPerSecond == 0 || bw < link.BytesPerSecond) {
+			link.BytesPerSecond = bw
+		}
+	}
+	return link
+}
+
+// Link returns the simulated link between two members or origins. Members
+// and origins sit on a tree: members on the backbone, origins on the
+// backbone or at a member's site (OriginSpec.Near). The one-way delay is the
+// sum of the delays of the legs between the two, the bandwidth the smallest
+// cap among them.
 func (l *Lab) Link(from, to string) (relay.Link, error) {
-	a, ok := l.position(from)
+	a, ok := l.pathUp(from)
 	if !ok {
 		return relay.Link{}, fmt.Errorf("no member or origin %q", from)
 	}
-	b, ok := l.position(to)
+	b, ok := l.pathUp(to)
 	if !ok {
 		return relay.Link{}, fmt.Errorf("no member or origin %q", to)
 	}
-	return linkBetween(a, b), nil
+	return linkOf(a, b), nil
 }
 
 // startOrigins serves an echo endpoint for every configured origin.
@@ -58,7 +95,7 @@ func (l *Lab) startOrigins() error {
 			_ = ln.Close()
 		}()
 		go serveEcho(ln)
-		l.Origins = append(l.Origins, &Origin{Name: spec.Name, Position: spec.Position, Addr: ln.Addr().String()})
+		l.Origins = append(l.Origins, &Origin{Name: spec.Name, Position: spec.Position, Near: spec.Near, Addr: ln.Addr().String()})
 	}
 	return nil
 }
@@ -76,15 +113,8 @@ func serveEcho(ln net.Listener) {
 	}
 }
 
-func linkBetween(a, b NetworkPosition) relay.Link {
-	bw := a.BytesPerSecond
-	if bw == 0 || (b.BytesPerSecond != 0 && b.BytesPerSecond < bw) {
-		bw = b.BytesPerSecond
-	}
-	return relay.Link{Delay: a.Delay.Duration + b.Delay.Duration, BytesPerSecond: bw}
-}
-
-// ExpectedRTT is the round-trip time the relays add between two members.
+// ExpectedRTT is the round-trip time the relays add between two members
+// or origins.
 func (l *Lab) ExpectedRTT(from, to string) (time.Duration, error) {
 	link, err := l.Link(from, to)
 	if err != nil {

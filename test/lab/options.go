@@ -68,13 +68,16 @@ type MemberSpec struct {
 
 // OriginSpec describes an origin (see Origin).
 type OriginSpec struct {
-	Name     string          `json:"name"`
+	Name string `json:"name"`
+	// Near is the member at whose site the origin sits; its Position is
+	// then relative to that member. Empty: on the backbone.
+	Near     string          `json:"near,omitempty"`
 	Position NetworkPosition `json:"position"`
 }
 
-// NetworkPosition places a member on a star-shaped simulated network: the
-// one-way delay between two members is the sum of their Delays, and their
-// bandwidth is the smaller of their caps. Traffic between members goes
+// NetworkPosition places a member (or an origin) on the simulated network:
+// members hang off a backbone, so the one-way delay between two members is
+// the sum of their Delays, and their bandwidth is the smaller of their caps. Traffic between members goes
 // through relays that impose exactly that (see package relay).
 type NetworkPosition struct {
 	// Delay is the one-way delay between the member and the backbone.
@@ -120,9 +123,10 @@ func DefaultOptions() Options {
 				Position: NetworkPosition{Delay: metav1.Duration{Duration: 40 * time.Millisecond}, BytesPerSecond: 20 << 20},
 			},
 		},
+		// Users next to member1 and next to member3.
 		Origins: []OriginSpec{
-			{Name: "eu-users", Position: NetworkPosition{Delay: metav1.Duration{Duration: 3 * time.Millisecond}}},
-			{Name: "us-users", Position: NetworkPosition{Delay: metav1.Duration{Duration: 5 * time.Millisecond}}},
+			{Name: "eu-users", Near: "member1", Position: NetworkPosition{Delay: metav1.Duration{Duration: 1 * time.Millisecond}}},
+			{Name: "us-users", Near: "member3", Position: NetworkPosition{Delay: metav1.Duration{Duration: 2 * time.Millisecond}}},
 		},
 		StockScheduler: true,
 	}
@@ -177,6 +181,9 @@ func (o Options) complete() (Options, error) {
 			return o, fmt.Errorf("origin %q: empty or already used name", org.Name)
 		}
 		seen[org.Name] = true
+		if org.Near != "" && !memberNamed(o.MemberSpecs, org.Near) {
+			return o, fmt.Errorf("origin %q is near %q, which is not a member", org.Name, org.Near)
+		}
 		if org.Position.Delay.Duration < 0 || org.Position.BytesPerSecond < 0 {
 			return o, fmt.Errorf("origin %q has a negative network position", org.Name)
 		}
@@ -193,4 +200,13 @@ func (o Options) complete() (Options, error) {
 		o.StartTimeout.Duration = defaultTimeout
 	}
 	return o, nil
+}
+
+func memberNamed(specs []MemberSpec, name string) bool {
+	for _, m := range specs {
+		if m.Name == name {
+			return true
+		}
+	}
+	return false
 }

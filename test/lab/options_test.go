@@ -28,6 +28,8 @@ func TestOptionsComplete(t *testing.T) {
 		{name: "no nodes", opts: Options{MemberSpecs: []MemberSpec{{Name: "a"}}}, wantErr: true},
 		{name: "negative delay", opts: Options{MemberSpecs: []MemberSpec{{Name: "a", Nodes: 1, Position: NetworkPosition{Delay: metav1.Duration{Duration: -time.Second}}}}}, wantErr: true},
 		{name: "unknown component", opts: Options{Components: []string{"nope"}}, wantErr: true},
+		{name: "origin near no member", opts: Options{Origins: []OriginSpec{{Name: "users", Near: "nowhere"}}}, wantErr: true},
+		{name: "origin named like a member", opts: Options{Origins: []OriginSpec{{Name: "member1"}}}, wantErr: true},
 		{name: "capacity without pods", opts: Options{NodeCapacity: small}, wantNames: []string{"member1", "member2"}, wantNodes: []int{2, 2}},
 	}
 	for _, tc := range tests {
@@ -81,26 +83,31 @@ func TestDefaultOptionsDiffer(t *testing.T) {
 	}
 }
 
-func TestLinkBetween(t *testing.T) {
+func TestLinkOf(t *testing.T) {
 	pos := func(ms int, bw int64) NetworkPosition {
 		return NetworkPosition{Delay: metav1.Duration{Duration: time.Duration(ms) * time.Millisecond}, BytesPerSecond: bw}
 	}
+	m1 := hop{name: "member1", pos: pos(2, 100)}
+	m3 := hop{name: "member3", pos: pos(40, 20)}
+	users := hop{name: "users", pos: pos(1, 0)}
 	tests := []struct {
 		name string
-		a, b NetworkPosition
+		a, b []hop
 		want relay.Link
 	}{
-		{name: "delays add, smaller cap wins", a: pos(2, 100), b: pos(40, 20), want: relay.Link{Delay: 42 * time.Millisecond, BytesPerSecond: 20}},
-		{name: "one side unlimited", a: pos(5, 0), b: pos(5, 50), want: relay.Link{Delay: 10 * time.Millisecond, BytesPerSecond: 50}},
-		{name: "both unlimited", a: pos(0, 0), b: pos(1, 0), want: relay.Link{Delay: time.Millisecond}},
+		{name: "members: delays add, smaller cap wins", a: []hop{m1}, b: []hop{m3}, want: relay.Link{Delay: 42 * time.Millisecond, BytesPerSecond: 20}},
+		{name: "one side unlimited", a: []hop{{name: "a", pos: pos(5, 0)}}, b: []hop{{name: "b", pos: pos(5, 50)}}, want: relay.Link{Delay: 10 * time.Millisecond, BytesPerSecond: 50}},
+		{name: "both unlimited", a: []hop{{name: "a", pos: pos(0, 0)}}, b: []hop{{name: "b", pos: pos(1, 0)}}, want: relay.Link{Delay: time.Millisecond}},
+		{name: "origin at the member's own site", a: []hop{m1}, b: []hop{users, m1}, want: relay.Link{Delay: time.Millisecond}},
+		{name: "origin at another member's site", a: []hop{m3}, b: []hop{users, m1}, want: relay.Link{Delay: 43 * time.Millisecond, BytesPerSecond: 20}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, linkBetween(tc.a, tc.b)); diff != "" {
-				t.Errorf("linkBetween (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tc.want, linkOf(tc.a, tc.b)); diff != "" {
+				t.Errorf("linkOf (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tc.want, linkBetween(tc.b, tc.a)); diff != "" {
-				t.Errorf("linkBetween reversed (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tc.want, linkOf(tc.b, tc.a)); diff != "" {
+				t.Errorf("linkOf reversed (-want +got):\n%s", diff)
 			}
 		})
 	}
