@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -71,6 +72,20 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	opts := lab.Options{Members: 2, NodesPerMember: 1, Components: []string{}}
+	// An interrupted run exits from the lab's own handler; stop the lab app
+	// processes first (frozen ones only die once thawed) so none is left.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		if env != nil {
+			for _, me := range env.members {
+				for _, rt := range me.runtimes {
+					rt.StopAll()
+				}
+			}
+		}
+	}()
 	code := lab.RunTests(m, opts, func(l *lab.Lab) {
 		env, setupErr = setup(l)
 		if setupErr != nil {
