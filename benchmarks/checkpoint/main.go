@@ -24,10 +24,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"os/signal"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -105,6 +107,15 @@ func run(labapp string, runs int, sizeList string) error {
 	if err := rt.Start(ctx); err != nil {
 		return err
 	}
+	// Interrupted: stop (and thaw) the lab app before exiting, or a frozen
+	// process would outlive the benchmark.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		rt.StopAll()
+		os.Exit(130)
+	}()
 	defer func() {
 		rt.StopAll()
 		for _, d := range []string{parent + "/bench-node/kubepods/burstable", parent + "/bench-node/kubepods", parent + "/bench-node", parent} {
