@@ -1,0 +1,215 @@
+package integration
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	policyv1alpha1 "github.com/karmada-io/karmada/pkg/apis/policy/v1alpha1"
+	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+)
+
+// workload creates, in a fresh namespace, a Deployment "app" running one
+// pod on node-1 and its ResourceBinding placing it on cluster a.
+func workload(t *testing.T, ctx context.Context, ns string) {
+	t.Helper()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
+	labels := map[string]string{"app": "app"}
+	ctr := corev1.Container{Name: "app", Image: "busybox", Resources: corev1.ResourceRequirements{
+		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")}}}
+	must(k.Create(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app"},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{ctr}}}}}))
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-0", Labels: labels},
+		Spec: corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{ctr}}}
+	must(k.Create(ctx, pod))
+	pod.Status.Phase = corev1.PodRunning
+	must(k.Status().Update(ctx, pod))
+	must(k.Create(ctx, &workv1alpha2.ResourceBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-deployment"},
+		Spec: workv1alpha2.ResourceBindingSpec{
+			Resource: workv1alpha2.ObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Namespace: ns, Name: "app"},
+			Replicas: 1,
+			Placement: &policyv1alpha1.Placement{
+				ReplicaScheduling: &policyv1alpha1.ReplicaSchedulingStrategy{ReplicaSchedulingType: policyv1alpha1.ReplicaSchedulingTypeDivided,
+					ReplicaDivisionPreference: policyv1alpha1.ReplicaDivisionPreferenceAggregated},
+				SpreadConstraints: []policyv1alpha1.SpreadConstraint{{SpreadByField: policyv1alpha1.SpreadByFieldCluster, MaxGroups: 1, MinGroups: 1}},
+			},
+			Clusters: []workv1alpha2.TargetCluster{{Name: "a", Replicas: 1}},
+		},
+	}))
+}
+
+func migration(ns, name, target string) *lmv1alpha1.LiveMigration {
+	return &lmv1alpha1.LiveMigration{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: lmv1alpha1.LiveMigrationSpec{WorkloadRef: lmv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "app"},
+			TargetCluster: target}}
+}
+
+// waitPhase waits until the migration reaches the phase.
+func waitPhase(t *testing.T, ctx context.Context, ns, name string, phase lmv1alpha1.LiveMigrationPhase) *lmv1alpha1.LiveMigration {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	lm := &lmv1alpha1.LiveMigration{}
+	for time.Now().Before(deadline) {
+		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, lm); err == nil && lm.Status.Phase == phase {
+			return lm
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s/%s did not reach %s; status: %+v", ns, name, phase, lm.Status)
+	return nil
+}
+
+func binding(t *testing.T, ctx context.Context, ns string) *workv1alpha2.ResourceBinding {
+	t.Helper()
+	rb := &workv1alpha2.ResourceBinding{}
+	if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app-deployment"}, rb); err != nil {
+		t.Fatal(err)
+	}
+	return rb
+}
+
+func TestMigrationSucceeds(t *testing.T) {
+	need(t)
+	ctx := context.Background()
+	workload(t, ctx, "succeed")
+	if err := k.Create(ctx, migration("succeed", "m", "b")); err != nil {
+		t.Fatal(err)
+	}
+	lm := waitPhase(t, ctx, "succeed", "m", lmv1alpha1.PhaseSucceeded)
+	st := lm.Status
+	if st.SourceCluster != "a" || st.TargetCluster != "b" {
+		t.Errorf("source/target = %s/%s", st.SourceCluster, st.TargetCluster)
+	}
+	if st.Downtime == nil || st.Downtime.Duration <= 0 || st.Downtime.Duration > 30*time.Second {
+		t.Errorf("downtime = %v", st.Downtime)
+	}
+	if st.Bytes.Memory != 4096 {
+		t.Errorf("memory bytes = %d, want 4096", st.Bytes.Memory)
+	}
+	want := []lmv1alpha1.LiveMigrationPhase{}
+	for _, p := range st.PhaseTransitions {
+		want = append(want, p.Phase)
+	}
+	if diff := cmp.Diff([]lmv1alpha1.LiveMigrationPhase{"Pending", "Planning", "PreCopy", "Checkpointing", "FinalSync",
+		"Transfer", "Rebinding", "Restoring", "Verifying", "Cleanup", "Succeeded"}, want); diff != "" {
+		t.Errorf("phases (-want +got):\n%s", diff)
+	}
+	rb := binding(t, ctx, "succeed")
+	if diff := cmp.Diff([]workv1alpha2.TargetCluster{{Name: "b", Replicas: 1}}, rb.Spec.Clusters); diff != "" {
+		t.Errorf("binding clusters (-want +got):\n%s", diff)
+	}
+	if len(rb.Spec.GracefulEvictionTasks) != 0 {
+		t.Errorf("eviction tasks left: %+v", rb.Spec.GracefulEvictionTasks)
+	}
+	var prs agentv1alpha1.PodRestoreList
+	if err := k.List(ctx, &prs, client.InNamespace("succeed")); err != nil || len(prs.Items) != 0 {
+		t.Errorf("PodRestores left: %d (%v)", len(prs.Items), err)
+	}
+	// The finalizer is gone once Succeeded.
+	deadline := time.Now().Add(30 * time.Second)
+	for len(lm.Finalizers) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		_ = k.Get(ctx, client.ObjectKeyFromObject(lm), lm)
+	}
+	if len(lm.Finalizers) > 0 {
+		t.Errorf("finalizers left: %v", lm.Finalizers)
+	}
+}
+
+func TestAbortRemovesTargetBeforeThaw(t *testing.T) {
+	need(t)
+	ctx := context.Background()
+	workload(t, ctx, "abort")
+	sim.stall("abort")
+	if err := k.Create(ctx, migration("abort", "m", "b")); err != nil {
+		t.Fatal(err)
+	}
+	lm := waitPhase(t, ctx, "abort", "m", lmv1alpha1.PhaseRestoring)
+	patch := client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"abort":true}}`))
+	if err := k.Patch(ctx, lm, patch); err != nil {
+		t.Fatal(err)
+	}
+	lm = waitPhase(t, ctx, "abort", "m", lmv1alpha1.PhaseFailed)
+	if f := lm.Status.Failure; f == nil || f.Phase != lmv1alpha1.PhaseRestoring || f.Reason != "Aborted" {
+		t.Fatalf("failure = %+v", lm.Status.Failure)
+	}
+	seen, withWorkload := sim.thawedWithWorkload("abort")
+	if !seen || withWorkload {
+		t.Errorf("thaw requested = %v, while the target workload still existed = %v; want requested after it was removed", seen, withWorkload)
+	}
+	rb := binding(t, ctx, "abort")
+	if diff := cmp.Diff([]workv1alpha2.TargetCluster{{Name: "a", Replicas: 1}}, rb.Spec.Clusters); diff != "" {
+		t.Errorf("binding not reverted (-want +got):\n%s", diff)
+	}
+	if len(rb.Spec.GracefulEvictionTasks) != 0 {
+		t.Errorf("eviction tasks left: %+v", rb.Spec.GracefulEvictionTasks)
+	}
+}
+
+func TestAdmission(t *testing.T) {
+	need(t)
+	ctx := context.Background()
+	workload(t, ctx, "admission")
+	sim.stall("admission")
+	cases := []struct {
+		lm   *lmv1alpha1.LiveMigration
+		want string
+	}{
+		{migration("admission", "to-source", "a"), "spec.targetCluster a is where Deployment app already runs"},
+		{migration("admission", "unknown", "zz"), `spec.targetCluster "zz" is not a member cluster`},
+		{func() *lmv1alpha1.LiveMigration {
+			m := migration("admission", "kind", "b")
+			m.Spec.WorkloadRef.Kind = "DaemonSet"
+			return m
+		}(),
+			`Unsupported value: "DaemonSet"`},
+	}
+	for _, tc := range cases {
+		err := k.Create(ctx, tc.lm)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("create %s: err = %v, want %q", tc.lm.Name, err, tc.want)
+		}
+	}
+	first := migration("admission", "first", "b")
+	if err := k.Create(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	err := k.Create(ctx, migration("admission", "second", "b"))
+	if err == nil || !strings.Contains(err.Error(), "LiveMigration first is already migrating Deployment app") {
+		t.Errorf("second active migration: err = %v", err)
+	}
+	// CEL: immutable spec, abort cannot be unset.
+	for _, p := range []struct{ patch, want string }{
+		{`{"spec":{"targetCluster":"a"}}`, "spec.targetCluster is immutable"},
+		{`{"spec":{"abort":true}}`, ""},
+		{`{"spec":{"abort":false}}`, "spec.abort cannot be unset once set"},
+	} {
+		err := k.Patch(ctx, first, client.RawPatch("application/merge-patch+json", []byte(p.patch)))
+		switch {
+		case p.want == "" && err != nil:
+			t.Errorf("patch %s: %v", p.patch, err)
+		case p.want != "" && (err == nil || !strings.Contains(err.Error(), p.want)):
+			t.Errorf("patch %s: err = %v, want %q", p.patch, err, p.want)
+		}
+	}
+	waitPhase(t, ctx, "admission", "first", lmv1alpha1.PhaseFailed)
+}
