@@ -316,6 +316,18 @@ func TestPreCopyThroughRelayThenFinalWhileFrozen(t *testing.T) {
 		t.Errorf("changing the role was not rejected by validation: %v", err)
 	}
 
+	// CEL: a Source needs a peer, and podName belongs to a Source only.
+	noPeer := vr(agentv1alpha1.ReplicationRoleSource, node1, "")
+	noPeer.Name = "no-peer"
+	if err := c1.Create(ctx, noPeer); err == nil || !apierrors.IsInvalid(err) {
+		t.Errorf("a Source without peerAddress was not rejected: %v", err)
+	}
+	targetWithPod := vr(agentv1alpha1.ReplicationRoleTarget, node2, "")
+	targetWithPod.Name, targetWithPod.Spec.PodName = "target-with-pod", "x"
+	if err := c2.Create(ctx, targetWithPod); err == nil || !apierrors.IsInvalid(err) {
+		t.Errorf("a Target with podName was not rejected: %v", err)
+	}
+
 	// Freeze the app, then ask for the final pass.
 	if err := app.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -354,4 +366,24 @@ func TestPreCopyThroughRelayThenFinalWhileFrozen(t *testing.T) {
 		t.Fatalf("counter log: source %d bytes, target %d bytes, equal=%v", len(srcLog), len(dstLog), bytes.Equal(srcLog, dstLog))
 	}
 	t.Logf("target equals the frozen source byte for byte (%d bytes of counter log)", len(srcLog))
+
+	// Abort on the target (what a rollback does): the agent stops the
+	// receiver and empties the target volume; the abort cannot be withdrawn.
+	ab := getVR(ctx, t, c2)
+	ab.Spec.Abort = true
+	if err := c2.Update(ctx, ab); err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(ctx, t, c2, agentv1alpha1.VolumeReplicationAborted)
+	if entries, err := os.ReadDir(dstDir); err != nil || len(entries) != 0 {
+		t.Errorf("target volume after abort: %d entries, %v; want empty", len(entries), err)
+	}
+	if _, err := os.Stat(filepath.Join(srcDir, "counter.log")); err != nil {
+		t.Errorf("the abort touched the source: %v", err)
+	}
+	ab = getVR(ctx, t, c2)
+	ab.Spec.Abort = false
+	if err := c2.Update(ctx, ab); err == nil || !apierrors.IsInvalid(err) {
+		t.Errorf("withdrawing an abort was not rejected: %v", err)
+	}
 }
