@@ -85,7 +85,7 @@ func (w *Watcher) Watch(_ context.Context, cluster string) error {
 	if err != nil {
 		return fmt.Errorf("creating the watch cache of cluster %s: %w", cluster, err)
 	}
-	for _, obj := range []client.Object{&agentv1alpha1.PodCheckpoint{}, &agentv1alpha1.PodRestore{}} {
+	for _, obj := range []client.Object{&agentv1alpha1.PodCheckpoint{}, &agentv1alpha1.PodRestore{}, &agentv1alpha1.VolumeReplication{}} {
 		inf, err := c.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("watching %T in cluster %s: %w", obj, cluster, err)
