@@ -91,3 +91,16 @@ func TestLoadEmptyPathIsDefaults(t *testing.T) {
 		t.Errorf("not defaulted: %+v", got)
 	}
 }
+
+// TestShippedExamples loads the configuration files shipped in manifests/.
+func TestShippedExamples(t *testing.T) {
+	got, err := Load("../../manifests/scheduler/scheduler-plugins.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &SchedulerPluginsConfiguration{}
+	SetDefaults(want)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the shipped example is not the defaults (-want +got):\n%s", diff)
+	}
+}
