@@ -90,11 +90,14 @@ func New(args *config.LatencyArgs, h Handle) (*Latency, error) {
 func (p *Latency) Name() string { return Name }
 
 // Filter rejects a cluster whose known, fresh RTT to any target exceeds the
-// workload's max-rtt. Unknown or stale latency never filters.
+// workload's max-rtt. Unknown or stale latency never filters, and neither
+// does a cluster the binding already runs on: a latency change alone must
+// not make Karmada move a stateful workload (moving it is the
+// descheduler's job, as a live migration).
 func (p *Latency) Filter(ctx context.Context, spec *workv1alpha2.ResourceBindingSpec,
 	_ *workv1alpha2.ResourceBindingStatus, cluster *clusterv1alpha1.Cluster) *framework.Result {
 	req := p.resolver.requirement(ctx, spec)
-	if req == nil || req.MaxRTT == 0 {
+	if req == nil || req.MaxRTT == 0 || runsOn(spec, cluster.Name) {
 		return nil
 	}
 	t, d := p.store.Exceeding(cluster.Name, req.Targets, req.MaxRTT, p.clock.Now().Add(-p.maxAge))
@@ -147,4 +150,14 @@ func (p *Latency) NormalizeScore(_ context.Context, scores framework.ClusterScor
 		scores[i].Score = framework.MaxClusterScore * (lowest + smoothingMicros) / (s + smoothingMicros)
 	}
 	return nil
+}
+
+// runsOn reports whether the binding is already scheduled to cluster name.
+func runsOn(spec *workv1alpha2.ResourceBindingSpec, name string) bool {
+	for i := range spec.Clusters {
+		if spec.Clusters[i].Name == name {
+			return true
+		}
+	}
+	return false
 }

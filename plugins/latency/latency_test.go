@@ -158,6 +158,7 @@ func TestFilter(t *testing.T) {
 	tests := []struct {
 		name    string
 		tmpl    *unstructured.Unstructured
+		running []string
 		want    map[string]framework.Code
 		reasons map[string]string
 	}{
@@ -186,6 +187,12 @@ func TestFilter(t *testing.T) {
 			want: map[string]framework.Code{"member1": 0, "member2": framework.Unschedulable, "member3": 0, "member4": 0},
 		},
 		{
+			name:    "the cluster it runs on is never filtered",
+			tmpl:    builder.MakeTemplate("default", "db").Annotation(AnnotationNear, "origin:eu-users").Annotation(AnnotationMaxRTT, "40ms").Obj(),
+			running: []string{"member3"},
+			want:    map[string]framework.Code{"member1": 0, "member2": 0, "member3": 0, "member4": 0},
+		},
+		{
 			name: "invalid annotation is ignored",
 			tmpl: builder.MakeTemplate("default", "db").Annotation(AnnotationNear, "origin:eu-users").Annotation(AnnotationMaxRTT, "1 ms").Obj(),
 			want: map[string]framework.Code{"member1": 0, "member2": 0, "member3": 0, "member4": 0},
@@ -194,7 +201,7 @@ func TestFilter(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := newPlugin(t, fakeTemplates{"default/db": tt.tmpl}, fakePolicies{}, nil)
-			spec := builder.MakeBinding("default", "db").SpecObj()
+			spec := builder.MakeBinding("default", "db").ScheduledOn(1, tt.running...).SpecObj()
 			got := map[string]framework.Code{}
 			for _, c := range clusters {
 				res := p.Filter(context.Background(), spec, nil, c)
