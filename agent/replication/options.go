@@ -50,6 +50,9 @@ type Options struct {
 	MaxRounds            int
 	// ProgressInterval throttles status updates during a pass.
 	ProgressInterval time.Duration
+	// KeepWarmInterval: while a replication waits in PreCopied for the
+	// final pass, a further delta pass runs this often; 0 disables.
+	KeepWarmInterval time.Duration
 }
 
 // NewOptions returns the defaults.
@@ -67,6 +70,7 @@ func NewOptions() *Options {
 		ConvergenceThreshold: "64Mi",
 		MaxRounds:            5,
 		ProgressInterval:     5 * time.Second,
+		KeepWarmInterval:     30 * time.Second,
 	}
 }
 
@@ -86,6 +90,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.ConvergenceThreshold, "replication-convergence-threshold", o.ConvergenceThreshold, "Default pre-copy convergence threshold (a quantity of bytes).")
 	fs.IntVar(&o.MaxRounds, "replication-max-rounds", o.MaxRounds, "Default maximum number of pre-copy rounds, the full pass included.")
 	fs.DurationVar(&o.ProgressInterval, "replication-progress-interval", o.ProgressInterval, "Minimum interval between status updates during a pass.")
+	fs.DurationVar(&o.KeepWarmInterval, "replication-keep-warm-interval", o.KeepWarmInterval, "While a replication waits in PreCopied for the final pass, run a further delta pass this often so that the final delta stays small; 0 disables.")
 }
 
 // Validate checks the options.
@@ -138,6 +143,9 @@ func (o *Options) Validate() error {
 	if o.ProgressInterval <= 0 {
 		errs = append(errs, errors.New("--replication-progress-interval must be positive"))
 	}
+	if o.KeepWarmInterval < 0 {
+		errs = append(errs, errors.New("--replication-keep-warm-interval must not be negative"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -174,6 +182,7 @@ func (o *Options) Config() controller.Config {
 		DefaultConvergenceThreshold: threshold,
 		DefaultMaxRounds:            o.MaxRounds,
 		ProgressInterval:            o.ProgressInterval,
+		KeepWarmInterval:            o.KeepWarmInterval,
 	}
 }
 

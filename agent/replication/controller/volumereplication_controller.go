@@ -61,6 +61,9 @@ type Config struct {
 	DefaultMaxRounds            int
 	// ProgressInterval throttles status updates during a pass.
 	ProgressInterval time.Duration
+	// KeepWarmInterval: while a Source waits in PreCopied, a further delta
+	// pass runs when the last one is older than this; 0 disables it.
+	KeepWarmInterval time.Duration
 }
 
 // VolumeReplicationReconciler reconciles the VolumeReplications of one node.
@@ -82,8 +85,9 @@ type VolumeReplicationReconciler struct {
 type workKind string
 
 const (
-	workPreCopy workKind = "precopy"
-	workFinal   workKind = "final"
+	workPreCopy  workKind = "precopy"
+	workKeepWarm workKind = "keepwarm"
+	workFinal    workKind = "final"
 )
 
 type worker struct {
@@ -357,12 +361,31 @@ func (r *VolumeReplicationReconciler) reconcileSource(ctx context.Context, vr *a
 		}
 		r.startWorker(ctx, vr, workFinal)
 	default:
-		if w != nil || vr.Status.Phase == agentv1alpha1.VolumeReplicationPreCopied {
+		if w != nil {
 			return ctrl.Result{}, nil
+		}
+		if vr.Status.Phase == agentv1alpha1.VolumeReplicationPreCopied {
+			return r.keepWarm(ctx, vr)
 		}
 		r.startWorker(ctx, vr, workPreCopy)
 	}
 	return ctrl.Result{}, nil
+}
+
+// keepWarm starts a further delta pass when the last one is older than the
+// keep-warm interval, else asks to be called back when it will be.
+func (r *VolumeReplicationReconciler) keepWarm(ctx context.Context, vr *agentv1alpha1.VolumeReplication) (ctrl.Result, error) {
+	interval := r.Config.KeepWarmInterval
+	if interval <= 0 {
+		return ctrl.Result{}, nil
+	}
+	if last := vr.Status.LastPassTime; last != nil {
+		if wait := interval - r.Clock.Since(last.Time); wait > 0 {
+			return ctrl.Result{RequeueAfter: wait}, nil
+		}
+	}
+	r.startWorker(ctx, vr, workKeepWarm)
+	return ctrl.Result{RequeueAfter: interval}, nil
 }
 
 func (r *VolumeReplicationReconciler) startWorker(ctx context.Context, vr *agentv1alpha1.VolumeReplication, kind workKind) {
@@ -404,6 +427,22 @@ func (r *VolumeReplicationReconciler) runSource(ctx context.Context, vr *agentv1
 		if ctx.Err() == nil {
 			_ = r.fail(ctx, vr, err)
 		}
+		return
+	}
+	if kind == workKeepWarm {
+		res, err := sess.KeepWarm(ctx, int(vr.Status.Round))
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			// The application runs on; a failed keep-warm pass is not a
+			// failed replication. The next one, or the final pass, retries.
+			log.Error(err, "Keep-warm pass failed")
+			return
+		}
+		_ = r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
+			s.EstimatedFinalDuration = &metav1.Duration{Duration: res.EstimatedFinal}
+		})
 		return
 	}
 	if kind == workPreCopy {
@@ -535,7 +574,11 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 			if p.Err != nil {
 				return
 			}
-			_ = r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) { applyPass(s, p) })
+			now := metav1.NewTime(r.Clock.Now())
+			_ = r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
+				applyPass(s, p)
+				s.LastPassTime = &now
+			})
 		},
 		OnProgress: func(_ engine.Pass, _ int, p rsync.Progress) {
 			if r.Clock.Since(lastProgress) < r.Config.ProgressInterval || p.Percent <= 0 {

@@ -321,3 +321,59 @@ func findCondition(cs []metav1.Condition, typ string) *metav1.Condition {
 	}
 	return nil
 }
+
+func TestKeepWarmWhileWaitingForFinal(t *testing.T) {
+	src, _, srcDir, dstRoot := setup(t)
+	src.rec.Config.KeepWarmInterval = time.Minute
+	writeFile(t, filepath.Join(srcDir, "f"), 1<<20)
+	src.reconcile(t, "data-pg-0")
+	pre := src.waitPhase(t, "data-pg-0", agentv1alpha1.VolumeReplicationPreCopied)
+	for src.workerRunning() {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// Within the interval: nothing runs, the reconciler asks to come back.
+	_, ctx := ktesting.NewTestContext(t)
+	key := ctrl.Request{NamespacedName: types.NamespacedName{Namespace: ns, Name: "data-pg-0"}}
+	res, err := src.rec.Reconcile(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.RequeueAfter <= 0 || res.RequeueAfter > time.Minute {
+		t.Errorf("RequeueAfter = %v, want within the keep-warm interval", res.RequeueAfter)
+	}
+	if src.workerRunning() {
+		t.Fatal("a keep-warm pass started before the interval elapsed")
+	}
+
+	// The application keeps writing; once the interval has passed, one more
+	// delta pass runs and the phase stays PreCopied.
+	writeFile(t, filepath.Join(srcDir, "late"), 64<<10)
+	src.rec.Clock.(*clocktesting.FakeClock).Step(2 * time.Minute)
+	if _, err := src.rec.Reconcile(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		vr := src.get(t, "data-pg-0")
+		if vr.Status.Round == pre.Status.Round+1 && !src.workerRunning() {
+			if vr.Status.Phase != agentv1alpha1.VolumeReplicationPreCopied {
+				t.Errorf("phase = %q during keep-warm, want PreCopied", vr.Status.Phase)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no keep-warm pass: round %d, want %d", vr.Status.Round, pre.Status.Round+1)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(dstRoot, "db", "pv-dst", "late")); err != nil {
+		t.Errorf("the keep-warm pass did not replicate the new file: %v", err)
+	}
+}
+
+func (c *cluster) workerRunning() bool {
+	c.rec.mu.Lock()
+	defer c.rec.mu.Unlock()
+	return len(c.rec.workers) > 0
+}

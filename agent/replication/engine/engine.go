@@ -195,6 +195,22 @@ func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, er
 	return res, nil
 }
 
+// KeepWarm runs one more delta pass after round `completed` (the pre-copy
+// has already converged or hit its limit; the application still runs) and
+// returns the refreshed estimate.
+func (s *Session) KeepWarm(ctx context.Context, completed int) (PreCopyResult, error) {
+	round := completed + 1
+	r, err := rsync.Send(ctx, s.opts(PassDelta, round, true))
+	s.report(PassResult{Pass: PassDelta, Round: round, Result: r, Err: err})
+	if err != nil {
+		return PreCopyResult{Round: completed}, fmt.Errorf("keep-warm round %d: %w", round, err)
+	}
+	return PreCopyResult{
+		Round: round, LastDelta: r.Stats.LiteralData, Throughput: s.throughput, EstimatedFinal: s.estimate(r),
+		Converged: r.Stats.LiteralData <= s.cfg.ConvergenceThreshold,
+	}, nil
+}
+
 // estimate extrapolates the final pass from the last one: the bytes it put
 // on the wire at the best throughput seen, plus the time rsync needed to
 // compare the trees when nothing changes (the part of a pass that is not

@@ -220,6 +220,12 @@ type VolumeReplicationStatus struct {
 	// +optional
 	LastRoundDuration *metav1.Duration `json:"lastRoundDuration,omitempty"`
 
+	// LastPassTime is when the last pass ended. While the object waits in
+	// PreCopied, the agent runs a further delta pass once this is older
+	// than its keep-warm interval, so the final delta stays small.
+	// +optional
+	LastPassTime *metav1.Time `json:"lastPassTime,omitempty"`
+
 	// RateBytesPerSecond is the best wire throughput observed.
 	// +optional
 	RateBytesPerSecond int64 `json:"rateBytesPerSecond,omitempty"`

@@ -472,6 +472,10 @@ func (in *VolumeReplicationStatus) DeepCopyInto(out *VolumeReplicationStatus) {
 		*out = new(metav1.Duration)
 		**out = **in
 	}
+	if in.LastPassTime != nil {
+		in, out := &in.LastPassTime, &out.LastPassTime
+		*out = (*in).DeepCopy()
+	}
 	if in.EstimatedFinalDuration != nil {
 		in, out := &in.EstimatedFinalDuration, &out.EstimatedFinalDuration
 		*out = new(metav1.Duration)
