@@ -16,8 +16,9 @@ import (
 var testLab *lab.Lab
 
 // Network: users in "eu-users" sit 1ms from the backbone; member1 is close
-// and small, member2 a little farther and larger, member3 far and largest.
-// One-way delays add, so the RTTs to eu-users are 6ms, 12ms and 82ms.
+// and small, member2 farther and larger, member3 far and largest. One-way
+// delays add, so the RTTs to eu-users are 4ms, 22ms and 82ms: far enough
+// apart that a loaded machine's jitter does not reorder them.
 func labOptions() lab.Options {
 	capacity := func(cpu, mem string) corev1.ResourceList {
 		return corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse(mem)}
@@ -27,8 +28,8 @@ func labOptions() lab.Options {
 	}
 	return lab.Options{
 		MemberSpecs: []lab.MemberSpec{
-			{Name: "member1", Nodes: 2, NodeCapacity: capacity("4", "16Gi"), Position: delay(2)},
-			{Name: "member2", Nodes: 2, NodeCapacity: capacity("8", "32Gi"), Position: delay(5)},
+			{Name: "member1", Nodes: 2, NodeCapacity: capacity("4", "16Gi"), Position: delay(1)},
+			{Name: "member2", Nodes: 2, NodeCapacity: capacity("8", "32Gi"), Position: delay(10)},
 			{Name: "member3", Nodes: 4, NodeCapacity: capacity("16", "64Gi"), Position: delay(40)},
 		},
 		Origins:        []lab.OriginSpec{{Name: "eu-users", Position: delay(1)}},
