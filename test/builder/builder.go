@@ -116,7 +116,10 @@ func (w *ClusterWrapper) Taint(key, value string, effect corev1.TaintEffect) *Cl
 }
 
 // ResourceVersion sets metadata.resourceVersion.
-func (w *ClusterWrapper) ResourceVersion(rv string) *ClusterWrapper { w.ObjectMeta.ResourceVersion = rv; return w }
+func (w *ClusterWrapper) ResourceVersion(rv string) *ClusterWrapper {
+	w.ObjectMeta.ResourceVersion = rv
+	return w
+}
 
 // APIs sets status.apiEnablements to the given group versions and kinds
 // ("apps/v1", "Deployment", ...): pairs of groupVersion and kind.
@@ -265,7 +268,10 @@ func (w *TemplateWrapper) Annotation(k, v string) *TemplateWrapper {
 }
 
 // ResourceVersion sets metadata.resourceVersion.
-func (w *TemplateWrapper) ResourceVersion(rv string) *TemplateWrapper { w.SetResourceVersion(rv); return w }
+func (w *TemplateWrapper) ResourceVersion(rv string) *TemplateWrapper {
+	w.SetResourceVersion(rv)
+	return w
+}
 
 // Policy marks the template as claimed by PropagationPolicy namespace/name, as
 // Karmada's resource detector does.
