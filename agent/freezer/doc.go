@@ -6,4 +6,9 @@
 // Freeze returns only once the kernel reports the cgroup frozen (v1 FROZEN,
 // v2 cgroup.events "frozen 1"), and gives up when its context ends. It never
 // creates, moves or removes cgroups; it only writes the freeze files.
+//
+// The state names and group-path checks come from containerd/cgroups/v3;
+// the write-and-wait loop is our own because the library's Freeze loops
+// until the state is reached with no deadline, and a task stuck in
+// uninterruptible sleep would hold the agent forever.
 package freezer

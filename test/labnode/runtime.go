@@ -128,6 +128,9 @@ func (r *Runtime) Start(ctx context.Context) error {
 	if r.cfg.Client == nil {
 		return nil
 	}
+	if err := r.publishPort(ctx); err != nil {
+		return err
+	}
 	f := informers.NewSharedInformerFactoryWithOptions(r.cfg.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", r.cfg.NodeName).String()
 	}))
@@ -155,6 +158,20 @@ func (r *Runtime) Start(ctx context.Context) error {
 		<-ctx.Done()
 		r.StopAll()
 	}()
+	return nil
+}
+
+// publishPort records the kubelet API's port in the Node's
+// status.daemonEndpoints.kubeletEndpoint.Port, where agents look for it.
+func (r *Runtime) publishPort(ctx context.Context) error {
+	_, portS, err := net.SplitHostPort(r.Addr)
+	if err != nil {
+		return err
+	}
+	patch := fmt.Sprintf(`{"status":{"daemonEndpoints":{"kubeletEndpoint":{"Port":%s}}}}`, portS)
+	if _, err := r.cfg.Client.CoreV1().Nodes().Patch(ctx, r.cfg.NodeName, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
+		return fmt.Errorf("publish kubelet port on node %s: %w", r.cfg.NodeName, err)
+	}
 	return nil
 }
 

@@ -177,10 +177,12 @@ func setup(l *lab.Lab) (*environment, error) {
 				return e, err
 			}
 			me.runtimes[node] = rt
-			host, port, _ := net.SplitHostPort(rt.Addr)
+			// The kubelet port comes from the Node (status.daemonEndpoints),
+			// where the runtime published it; kwok nodes have no InternalIP.
+			host, _, _ := net.SplitHostPort(rt.Addr)
 			if err := e.startProcess("agent-"+node, filepath.Join(bin, "livemigrate-agent"),
 				"--mode=node", "--node-name="+node, "--kubeconfig="+agentKC,
-				"--kubelet-address="+host, "--kubelet-port="+port, "--kubelet-ca-file="+rt.CAFile, "--kubelet-token-file="+agentTok,
+				"--kubelet-address="+host, "--kubelet-ca-file="+rt.CAFile, "--kubelet-token-file="+agentTok,
 				"--checkpoint-dir="+rt.CheckpointDir(), "--cgroup-root=/sys/fs/cgroup", "--cgroup-version=v1", "--cgroup-driver=cgroupfs",
 				"--cgroup-parent="+parent+"/"+node, "--insecure-registries="+e.registry.Host,
 				"--metrics-bind-address=0", "--health-probe-bind-address=0", "-v=2"); err != nil {
