@@ -7,7 +7,7 @@
 // v2 cgroup.events "frozen 1"), and gives up when its context ends. It never
 // creates, moves or removes cgroups; it only writes the freeze files.
 //
-// The state names and group-path checks come from containerd/cgroups/v3;
+// The v2 group-path check comes from containerd/cgroups/v3 (cgroup2);
 // the write-and-wait loop is our own because the library's Freeze loops
 // until the state is reached with no deadline, and a task stuck in
 // uninterruptible sleep would hold the agent forever.
