@@ -174,19 +174,21 @@ func waitFor(t *testing.T, what string, cond wait.ConditionWithContextFunc) {
 // consistently checks that cond holds on every poll during d.
 func consistently(t *testing.T, what string, d time.Duration, cond func(context.Context) error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
+	deadline := time.Now().Add(d)
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	for {
-		if err := cond(ctx); err != nil && ctx.Err() == nil {
+		// Each check gets its own time, independent of the window's end.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := cond(ctx)
+		cancel()
+		if err != nil {
 			t.Fatalf("expected %s: %v", what, err)
 		}
-		select {
-		case <-ctx.Done():
+		if time.Now().After(deadline) {
 			return
-		case <-tick.C:
 		}
+		<-tick.C
 	}
 }
 
