@@ -140,7 +140,13 @@ func registerMembers(ctx context.Context) error {
 		NodeInfo: corev1.NodeSystemInfo{Architecture: "amd64", OperatingSystem: "linux", ContainerRuntimeVersion: "cri-o://1.30.0"},
 		Capacity: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("110")},
 	}
-	return k.Status().Update(ctx, n)
+	if err := k.Status().Update(ctx, n); err != nil {
+		return err
+	}
+	// As the node lifecycle controller would once the node is Ready: drop
+	// the not-ready taint the API server's admission put on the new node.
+	n.Spec.Taints = nil
+	return k.Update(ctx, n)
 }
 
 // startDescheduler runs the descheduler as its binary does (app.Run), with

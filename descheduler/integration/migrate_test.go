@@ -20,9 +20,17 @@ import (
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
 
+// withVolume adds a claim "data" mounted by the pod.
+type option func(*corev1.Pod)
+
+func withVolume(p *corev1.Pod) {
+	p.Spec.Volumes = []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data"}}}}
+}
+
 // workload creates, in a fresh namespace, a Deployment "app" running one
 // pod on node-1 and its ResourceBinding placing it on cluster a.
-func workload(t *testing.T, ctx context.Context, ns string) {
+func workload(t *testing.T, ctx context.Context, ns string, opts ...option) {
 	t.Helper()
 	must := func(err error) {
 		t.Helper()
@@ -39,6 +47,15 @@ func workload(t *testing.T, ctx context.Context, ns string) {
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{ctr}}}}}))
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "app-0", Labels: labels},
 		Spec: corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{ctr}}}
+	for _, o := range opts {
+		o(pod)
+	}
+	if len(pod.Spec.Volumes) > 0 {
+		must(k.Create(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data"},
+			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+				StorageClassName: ptr.To("standard"),
+				Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}}}))
+	}
 	must(k.Create(ctx, pod))
 	pod.Status.Phase = corev1.PodRunning
 	must(k.Status().Update(ctx, pod))
@@ -69,8 +86,13 @@ func waitPhase(t *testing.T, ctx context.Context, ns, name string, phase lmv1alp
 	deadline := time.Now().Add(90 * time.Second)
 	lm := &lmv1alpha1.LiveMigration{}
 	for time.Now().Before(deadline) {
-		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, lm); err == nil && lm.Status.Phase == phase {
-			return lm
+		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, lm); err == nil {
+			if lm.Status.Phase == phase {
+				return lm
+			}
+			if lm.Status.Phase.IsTerminal() {
+				t.Fatalf("%s/%s ended %s, want %s; failure: %+v", ns, name, lm.Status.Phase, phase, lm.Status.Failure)
+			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -135,6 +157,39 @@ func TestMigrationSucceeds(t *testing.T) {
 	}
 }
 
+func TestMigrationWithVolumeSucceeds(t *testing.T) {
+	need(t)
+	ctx := context.Background()
+	workload(t, ctx, "volume", withVolume)
+	if err := k.Create(ctx, migration("volume", "m", "b")); err != nil {
+		t.Fatal(err)
+	}
+	lm := waitPhase(t, ctx, "volume", "m", lmv1alpha1.PhaseSucceeded)
+	st := lm.Status
+	wantVols := []lmv1alpha1.VolumeMigrationStatus{{ClaimName: "data", StorageClass: "standard", PodName: "app-0", SourceNode: "node-1",
+		Rounds: 2, LastDeltaBytes: 2048, PreCopyBytes: 1<<20 + 2048, FinalDeltaBytes: 512, Synced: true}}
+	if diff := cmp.Diff(wantVols, st.Volumes); diff != "" {
+		t.Errorf("volumes (-want +got):\n%s", diff)
+	}
+	if st.Bytes.FinalDelta != 512 || st.Bytes.VolumePreCopy == 0 {
+		t.Errorf("bytes = %+v", st.Bytes)
+	}
+	if st.MeasuredBandwidth == nil || st.MeasuredBandwidth.Value() != 50<<20 {
+		t.Errorf("measured bandwidth = %v, want 50Mi", st.MeasuredBandwidth)
+	}
+	var vrs agentv1alpha1.VolumeReplicationList
+	if err := k.List(ctx, &vrs, client.InNamespace("volume")); err != nil || len(vrs.Items) != 0 {
+		t.Errorf("VolumeReplications left after success: %d (%v)", len(vrs.Items), err)
+	}
+	var secrets corev1.SecretList
+	if err := k.List(ctx, &secrets, client.InNamespace("volume")); err != nil || len(secrets.Items) != 0 {
+		t.Errorf("replication credentials left after success: %d (%v)", len(secrets.Items), err)
+	}
+	if err := k.Get(ctx, client.ObjectKey{Namespace: "volume", Name: "data"}, &corev1.PersistentVolumeClaim{}); err != nil {
+		t.Errorf("claim gone after success: %v", err)
+	}
+}
+
 func TestAbortRemovesTargetBeforeThaw(t *testing.T) {
 	need(t)
 	ctx := context.Background()
@@ -162,6 +217,34 @@ func TestAbortRemovesTargetBeforeThaw(t *testing.T) {
 	}
 	if len(rb.Spec.GracefulEvictionTasks) != 0 {
 		t.Errorf("eviction tasks left: %+v", rb.Spec.GracefulEvictionTasks)
+	}
+}
+
+func TestAbortWithVolumeStopsReplication(t *testing.T) {
+	need(t)
+	ctx := context.Background()
+	workload(t, ctx, "abort-volume", withVolume)
+	sim.stall("abort-volume")
+	if err := k.Create(ctx, migration("abort-volume", "m", "b")); err != nil {
+		t.Fatal(err)
+	}
+	lm := waitPhase(t, ctx, "abort-volume", "m", lmv1alpha1.PhaseRestoring)
+	if err := k.Patch(ctx, lm, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"abort":true}}`))); err != nil {
+		t.Fatal(err)
+	}
+	waitPhase(t, ctx, "abort-volume", "m", lmv1alpha1.PhaseFailed)
+	var vrs agentv1alpha1.VolumeReplicationList
+	if err := k.List(ctx, &vrs, client.InNamespace("abort-volume")); err != nil || len(vrs.Items) != 0 {
+		t.Errorf("VolumeReplications left after abort: %d (%v)", len(vrs.Items), err)
+	}
+	var secrets corev1.SecretList
+	if err := k.List(ctx, &secrets, client.InNamespace("abort-volume")); err != nil || len(secrets.Items) != 0 {
+		t.Errorf("replication credentials left after abort: %d (%v)", len(secrets.Items), err)
+	}
+	// The claim was the source's (same API server), not one the migration
+	// created: it stays.
+	if err := k.Get(ctx, client.ObjectKey{Namespace: "abort-volume", Name: "data"}, &corev1.PersistentVolumeClaim{}); err != nil {
+		t.Errorf("source claim removed by the abort: %v", err)
 	}
 }
 

@@ -110,6 +110,29 @@ func (w *world) step(ctx context.Context) {
 			}
 		}
 	}
+	var vrs agentv1alpha1.VolumeReplicationList
+	if err := k.List(ctx, &vrs); err == nil {
+		for i := range vrs.Items {
+			vr := &vrs.Items[i]
+			st := vr.Status
+			switch {
+			case vr.Spec.Abort:
+				st.Phase = agentv1alpha1.VolumeReplicationAborted
+			case vr.Spec.Role == agentv1alpha1.ReplicationRoleTarget:
+				st.Phase, st.Endpoint = agentv1alpha1.VolumeReplicationListening, "127.0.0.1:7400"
+			case vr.Spec.Stage == agentv1alpha1.ReplicationStageFinal:
+				st.Phase, st.Round, st.LastDeltaBytes, st.BytesSent, st.Checksum =
+					agentv1alpha1.VolumeReplicationCompleted, 3, 512, 1<<20+2048+512, agentv1alpha1.ChecksumMatch
+			default:
+				st.Phase, st.Round, st.LastDeltaBytes, st.BytesSent, st.RateBytesPerSecond =
+					agentv1alpha1.VolumeReplicationPreCopied, 2, 2048, 1<<20+2048, 50<<20
+			}
+			if st.Phase != vr.Status.Phase {
+				vr.Status = st
+				_ = k.Status().Update(ctx, vr)
+			}
+		}
+	}
 	var prs agentv1alpha1.PodRestoreList
 	if err := k.List(ctx, &prs); err == nil {
 		for i := range prs.Items {
