@@ -684,3 +684,46 @@ func TestConcurrencyBudget(t *testing.T) {
 		})
 	}
 }
+
+func TestRollbackResumesAfterRestart(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.w.restored = false
+	h.w.removeCallsBeforeGone = 3
+	h.run(lmv1alpha1.PhaseRestoring, time.Millisecond)
+	h.w.fail["restoreStatus"] = NewStepFailedError("RestoreFailed", "image pull failed")
+	for i := 0; i < 2; i++ { // fail, then one rollback pass with the target still there
+		if _, err := h.reconcile(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseRollingBack {
+		t.Fatalf("phase = %s, want RollingBack", p)
+	}
+
+	// Restart from what the API server holds.
+	persisted := h.lm()
+	persisted.ResourceVersion = ""
+	rb := h.binding()
+	rb.ResourceVersion = ""
+	objs := []client.Object{dtesting.Ready(builder.MakeCluster("a").Obj(), true), dtesting.Ready(builder.MakeCluster("b").Obj(), true), rb}
+	h.c = fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(append(objs, persisted)...).
+		WithStatusSubresource(&lmv1alpha1.LiveMigration{}, &workv1alpha2.ResourceBinding{}).Build()
+	h.r = h.newReconciler()
+	if _, err := h.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if h.w.count("thaw:app-0") != 0 {
+		t.Fatalf("thawed after the restart while the target still exists: %v", h.w.calls())
+	}
+	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+	if n := h.w.count("thaw:app-0"); n != 1 {
+		t.Errorf("thawed %d times, want once", n)
+	}
+	st := h.lm().Status
+	if st.Failure == nil || st.Failure.Phase != lmv1alpha1.PhaseRestoring || st.Failure.Reason != "RestoreFailed" {
+		t.Errorf("failure after restart = %+v, want Restoring/RestoreFailed kept", st.Failure)
+	}
+	if diff := cmp.Diff([]workv1alpha2.TargetCluster{{Name: "a", Replicas: 1}}, h.binding().Spec.Clusters); diff != "" {
+		t.Errorf("binding (-want +got):\n%s", diff)
+	}
+}
