@@ -156,8 +156,11 @@ func (r *Reconciler) advance(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 			return reconcile.Result{RequeueAfter: r.Config.PollInterval}, nil
 		}
 		// Transient (or in Cleanup/RollingBack, which only finish or undo):
-		// retry with backoff, bounded by the phase timeout.
-		return reconcile.Result{}, fmt.Errorf("phase %s: %w", st.Phase, err)
+		// retry at the poll interval, not with the controller's exponential
+		// backoff, which could outlast the downtime budget of a frozen
+		// workload; the phase timeout bounds the retries.
+		logger.Info("Migration step will be retried", "err", err.Error())
+		res = stay()
 	}
 	if res.next != "" {
 		setPhase(st, res.next, now)

@@ -617,8 +617,12 @@ func TestTransientErrorsRetryWithoutRollback(t *testing.T) {
 	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.run(lmv1alpha1.PhaseFinalSync, time.Millisecond)
 	h.w.fail["finalsync"] = errors.New("connection refused")
-	if _, err := h.reconcile(); err == nil {
-		t.Fatalf("transient error swallowed")
+	res, err := h.reconcile()
+	if err != nil {
+		t.Fatalf("transient error returned to the controller (exponential backoff): %v", err)
+	}
+	if res.RequeueAfter <= 0 || res.RequeueAfter > h.r.Config.PollInterval {
+		t.Errorf("requeueAfter = %s, want within the poll interval %s", res.RequeueAfter, h.r.Config.PollInterval)
 	}
 	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseFinalSync {
 		t.Fatalf("phase = %s after a transient error, want FinalSync", p)
