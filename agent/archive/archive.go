@@ -133,7 +133,7 @@ func ValidateStream(r io.Reader, lim Limits) (*Summary, error) {
 		if err != nil {
 			return nil, &RejectedError{Member: h.Name, Reason: err.Error()}
 		}
-		if prev, dup := kinds[name]; dup && !(prev == tar.TypeDir && h.Typeflag == tar.TypeDir) {
+		if prev, dup := kinds[name]; dup && (prev != tar.TypeDir || h.Typeflag != tar.TypeDir) {
 			return nil, &RejectedError{Member: h.Name, Reason: "duplicate member"}
 		}
 		kinds[name] = h.Typeflag
@@ -141,7 +141,7 @@ func ValidateStream(r io.Reader, lim Limits) (*Summary, error) {
 			return nil, &RejectedError{Member: h.Name, Reason: "negative size"}
 		}
 		switch h.Typeflag {
-		case tar.TypeReg, tar.TypeRegA:
+		case tar.TypeReg:
 			if lim.MaxMemberBytes > 0 && h.Size > lim.MaxMemberBytes {
 				return nil, &RejectedError{Member: h.Name, Reason: fmt.Sprintf("%d bytes exceeds the member limit", h.Size)}
 			}
@@ -165,7 +165,7 @@ func ValidateStream(r io.Reader, lim Limits) (*Summary, error) {
 			if _, err := cleanMember(h.Linkname); err != nil || !linkInside(name, h.Linkname, true) {
 				return nil, &RejectedError{Member: h.Name, Reason: fmt.Sprintf("hard link to %q leaves the archive", h.Linkname)}
 			}
-			if k, ok := kinds[path.Clean(h.Linkname)]; !ok || (k != tar.TypeReg && k != tar.TypeRegA) {
+			if k, ok := kinds[path.Clean(h.Linkname)]; !ok || k != tar.TypeReg {
 				return nil, &RejectedError{Member: h.Name, Reason: "hard link to a member that is not an earlier regular file"}
 			}
 		case tar.TypeChar, tar.TypeBlock:
@@ -222,7 +222,7 @@ func extractMetadata(p, dir string) error {
 		if err != nil {
 			return err
 		}
-		if h.Typeflag != tar.TypeReg && h.Typeflag != tar.TypeRegA {
+		if h.Typeflag != tar.TypeReg {
 			continue
 		}
 		name, err := cleanMember(h.Name)

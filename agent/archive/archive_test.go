@@ -86,13 +86,11 @@ func TestInspectValidArchive(t *testing.T) {
 }
 
 type member struct {
-	name     string
-	typ      byte
-	link     string
-	size     int64
-	mode     int64
-	body     []byte
-	declared bool // size declared but body omitted (header only, for size checks)
+	name string
+	typ  byte
+	link string
+	mode int64
+	body []byte
 }
 
 func craft(t *testing.T, extra []member, withMeta bool) string {

@@ -34,7 +34,7 @@ func UploadBlob(ctx context.Context, repo string, p string, o PushOptions) (v1.H
 		return v1.Hash{}, 0, fmt.Errorf("registry auth: %w", err)
 	}
 	client := &http.Client{Transport: rt}
-	root := url.URL{Scheme: r.Registry.Scheme(), Host: r.RegistryStr()}
+	root := url.URL{Scheme: r.Scheme(), Host: r.RegistryStr()}
 
 	// Start the upload.
 	u := root

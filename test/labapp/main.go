@@ -106,7 +106,9 @@ func run(args []string) error {
 			}
 			// A cooperative dump is taken between ticks: stop, copy, go on.
 			stop()
-			<-errc
+			if err := <-errc; err != nil {
+				return err
+			}
 			if err := os.MkdirAll(*dumpDir, 0o700); err != nil {
 				return err
 			}

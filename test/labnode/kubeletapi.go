@@ -128,12 +128,13 @@ func (r *Runtime) handleCheckpoint(w http.ResponseWriter, req *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(secs)*time.Second)
 		defer cancel()
 	}
-	pp, cp := r.find(ns, pod)
+	pp, _ := r.find(ns, pod)
 	if pp == nil {
 		http.Error(w, "pod does not exist", http.StatusNotFound)
 		return
 	}
-	if _, cp = r.find(ns, pod, container); cp == nil {
+	_, cp := r.find(ns, pod, container)
+	if cp == nil {
 		http.Error(w, fmt.Sprintf("container %v does not exist", container), http.StatusNotFound)
 		return
 	}
@@ -197,7 +198,9 @@ func (r *Runtime) Checkpoint(ctx context.Context, pp *podProc, cp *containerProc
 	case err = <-done:
 	case <-ctx.Done():
 		_ = f.Close()
-		<-done
+		if werr := <-done; werr != nil {
+			r.log.V(2).Info("Dump aborted", "err", werr)
+		}
 		return "", fmt.Errorf("rpc error: code = DeadlineExceeded desc = %w", ctx.Err())
 	}
 	if cerr := f.Close(); err == nil {

@@ -65,7 +65,7 @@ func TestCRDValidation(t *testing.T) {
 	}
 	pr := &agentv1alpha1.PodRestore{
 		ObjectMeta: metav1.ObjectMeta{Name: "v", Namespace: ns},
-		Spec: agentv1alpha1.PodRestoreSpec{MigrationUID: "m", Workload: agentv1alpha1.WorkloadReference{Kind: "StatefulSet", Name: "w"}},
+		Spec:       agentv1alpha1.PodRestoreSpec{MigrationUID: "m", Workload: agentv1alpha1.WorkloadReference{Kind: "StatefulSet", Name: "w"}},
 	}
 	if err := me.client.Create(ctx, pr); !apierrors.IsInvalid(err) {
 		t.Errorf("PodRestore without checkpoints: got %v, want Invalid", err)

@@ -518,7 +518,7 @@ func Agree(region []byte, logPath string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if n != c && !(p != 0 && n == p) {
+	if n != c && (p == 0 || n != p) {
 		return 0, fmt.Errorf("memory counter %d (in flight %d) but log ends at %d", c, p, n)
 	}
 	return c, nil
