@@ -87,7 +87,7 @@ build_pinned() {
     mv "${tmp}/${name}" "${BIN_DIR}/${name}"
     rmdir "${tmp}"
   else
-    (cd "${dir}" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -ldflags "${ldflags}" -o "${BIN_DIR}/${name}" "${pkg}")
+    (cd "${dir}" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly" go build -trimpath -ldflags "${ldflags}" -o "${BIN_DIR}/${name}" "${pkg}")
   fi
   end="$(date +%s)"
   echo "${version}" >"${stamp}"
