@@ -17,10 +17,19 @@ STAMP_DIR="${BIN_DIR}/.stamp"
 TOOLS="${ROOT}/hack/tools/lab"
 mkdir -p "${BIN_DIR}" "${STAMP_DIR}"
 
-K8S_VERSION="v1.35.4"
-ETCD_VERSION="v3.6.16"
-KARMADA_VERSION="v1.18.2"
+# Versions come from the tools modules' go.mod files (the single source of
+# truth); kwok's is here and in test/lab (kwokVersion), which reads its stages.
+modver() { awk -v m="$2" '$1 == m { print $2; exit } $1 == "require" && $2 == m { print $3; exit }' "$1/go.mod"; }
+K8S_VERSION="$(modver "${TOOLS}" k8s.io/kubernetes)"
+ETCD_VERSION="$(modver "${TOOLS}" go.etcd.io/etcd/server/v3)"
+KARMADA_VERSION="$(modver "${TOOLS}/karmada" github.com/karmada-io/karmada)"
 KWOK_VERSION="v0.8.0"
+for v in K8S_VERSION ETCD_VERSION KARMADA_VERSION; do
+  if [[ -z "${!v}" ]]; then
+    echo "lab-binaries: cannot read ${v} from the go.mod files under ${TOOLS}" >&2
+    exit 1
+  fi
+done
 
 k8s_ldflags() {
   local major minor
@@ -66,7 +75,13 @@ PROJECT=(
 build_pinned() {
   local name="$1" version="$2" dir="$3" pkg="$4" kind="$5"
   local stamp="${STAMP_DIR}/${name}"
-  if [[ "${FORCE:-}" != "1" && -x "${BIN_DIR}/${name}" && -f "${stamp}" && "$(cat "${stamp}")" == "${version}" ]]; then
+  # The stamp is the version plus a digest of the module's go.sum, so a
+  # changed dependency rebuilds too.
+  local want="${version}"
+  if [[ "${dir}" != "-" ]]; then
+    want="${version} $(sha256sum "${dir}/go.sum" | cut -c1-16)"
+  fi
+  if [[ "${FORCE:-}" != "1" && -x "${BIN_DIR}/${name}" && -f "${stamp}" && "$(cat "${stamp}")" == "${want}" ]]; then
     echo "lab-binaries: ${name} ${version} up to date"
     return
   fi
@@ -90,7 +105,7 @@ build_pinned() {
     (cd "${dir}" && CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -mod=readonly" go build -trimpath -ldflags "${ldflags}" -o "${BIN_DIR}/${name}" "${pkg}")
   fi
   end="$(date +%s)"
-  echo "${version}" >"${stamp}"
+  echo "${want}" >"${stamp}"
   echo "lab-binaries: built ${name} in $((end - start))s"
   echo "$(date -u +%FT%TZ) ${name} ${version} $((end - start))s" >>"${BIN_DIR}/.build-times"
 }
