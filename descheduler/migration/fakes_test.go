@@ -36,6 +36,9 @@ type world struct {
 	removeCallsBeforeGone int
 	targetPresent         bool
 
+	// abortCallsBeforeDone is how many replication Abort calls answer "still stopping".
+	abortCallsBeforeDone int
+
 	thawed map[string]bool
 	fail   map[string]error
 }
@@ -154,7 +157,14 @@ func (f replicationFake) Progress(_ context.Context, _ Migration, v Volume) (Rep
 	return ReplicationState{}, f.w.record("progress:" + v.ClaimName)
 }
 func (f replicationFake) Abort(_ context.Context, _ Migration, v Volume) (bool, error) {
-	return true, f.w.record("abortReplication:" + v.ClaimName)
+	if err := f.w.record("abortReplication:" + v.ClaimName); err != nil {
+		return false, err
+	}
+	if f.w.abortCallsBeforeDone > 0 {
+		f.w.abortCallsBeforeDone--
+		return false, nil
+	}
+	return true, nil
 }
 func (f replicationFake) Complete(_ context.Context, _ Migration, v Volume) (bool, error) {
 	return true, f.w.record("completeReplication:" + v.ClaimName)

@@ -731,3 +731,28 @@ func TestRollbackResumesAfterRestart(t *testing.T) {
 		t.Errorf("binding (-want +got):\n%s", diff)
 	}
 }
+
+func TestRollbackWaitsForReplicationToStop(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.w.abortCallsBeforeDone = 3
+	h.w.preCopyDone = false
+	h.run(lmv1alpha1.PhasePreCopy, time.Millisecond)
+	lm := h.lm()
+	lm.Spec.Abort = true
+	if err := h.c.Update(h.ctx, lm); err != nil {
+		t.Fatal(err)
+	}
+	h.run(lmv1alpha1.PhaseRollingBack, time.Millisecond)
+	for i := 0; i < 3; i++ {
+		if _, err := h.reconcile(); err != nil {
+			t.Fatal(err)
+		}
+		if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseRollingBack {
+			t.Fatalf("phase = %s while replication is still stopping, want RollingBack", p)
+		}
+	}
+	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+	if n := h.w.count("abortReplication:data-app-0"); n != 4 {
+		t.Errorf("replication abort asked %d times, want until done (4)", n)
+	}
+}

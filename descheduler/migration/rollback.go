@@ -14,11 +14,12 @@ import (
 
 // rollingBack undoes a migration, in an order that keeps a single live copy:
 //
-//  1. stop volume replication;
+//  1. ask volume replication to stop;
 //  2. point the binding back at the source and drop the eviction task;
 //  3. remove the restore records and the target workload, and wait until
 //     it is gone;
-//  4. only then thaw the source pods.
+//  4. only then thaw the source pods;
+//  5. enter Failed once replication stopped and cleaned up too.
 //
 // Every step is idempotent and decided from status alone, so a restarted
 // controller repeats them safely.
@@ -26,14 +27,17 @@ func (r *Reconciler) rollingBack(ctx context.Context, lm *lmv1alpha1.LiveMigrati
 	st := &lm.Status
 	m := migrationOf(lm)
 
+	replicationStopped := true
 	for _, vol := range volumesOf(lm) {
 		hook, err := r.Hooks.Replication.For(vol.StorageClass)
 		if err != nil {
 			continue // nothing was started for a class without a backend
 		}
-		if _, err := hook.Abort(ctx, m, vol); err != nil {
+		done, err := hook.Abort(ctx, m, vol)
+		if err != nil {
 			return stay(), fmt.Errorf("aborting replication of volume %s: %w", vol.ClaimName, err)
 		}
+		replicationStopped = replicationStopped && done
 	}
 
 	if st.SourceCluster != "" {
@@ -85,6 +89,10 @@ func (r *Reconciler) rollingBack(ctx context.Context, lm *lmv1alpha1.LiveMigrati
 			return stay(), nil
 		}
 		setCondition(st, lm.Generation, lmv1alpha1.ConditionSourceFrozen, metav1.ConditionFalse, "Thawed", "source pods run again", now)
+	}
+	// Failed only once replication stopped and its target copy was removed.
+	if !replicationStopped {
+		return stay(), nil
 	}
 	return advanceTo(lmv1alpha1.PhaseFailed), nil
 }
