@@ -1,6 +1,8 @@
 package capacity
 
 import (
+	"strconv"
+
 	"k8s.io/klog/v2"
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
@@ -16,6 +18,8 @@ type clusterInfo struct {
 	hasSummary  bool
 	allocatable vector
 	free        vector // allocatable − allocated − allocating, never below 0
+	// freeText[i] is free[i] as a quantity and " free", for reasons.
+	freeText []string
 
 	// grades holds, for each resource model grade with at least one node,
 	// the grade's exclusive upper bounds (range max) by resource. Empty when
@@ -40,6 +44,10 @@ func (p *Capacity) computeCluster(c *clusterv1alpha1.Cluster) *clusterInfo {
 			f = 0
 		}
 		info.free[i] = f
+	}
+	info.freeText = make([]string, len(info.free))
+	for i, f := range info.free {
+		info.freeText[i] = format(p.slots.name(i), f) + " free"
 	}
 	for _, m := range rs.AllocatableModelings {
 		if m.Count <= 0 {
@@ -116,6 +124,11 @@ type bindingReq struct {
 	// onCluster is how many replicas Filter assumes land on one cluster.
 	onCluster int64
 	total     vector // perReplica × onCluster, plus onCluster pods
+
+	// insufficient[i] + the cluster's free text is the reason when total[i]
+	// does not fit; noNode is the reason when no node holds one replica.
+	insufficient []string
+	noNode       string
 }
 
 func (b *bindingReq) matches(spec *workv1alpha2.ResourceBindingSpec) bool {
@@ -149,6 +162,17 @@ func (p *Capacity) binding(spec *workv1alpha2.ResourceBindingSpec) *bindingReq {
 	}
 	if spec.Replicas > 0 {
 		b.total[slotPods] += b.onCluster
+	}
+	b.insufficient = make([]string, len(b.total))
+	for i, need := range b.total {
+		if need > 0 {
+			name := p.slots.name(i)
+			b.insufficient[i] = "cluster(s) had insufficient " + string(name) + ": " +
+				strconv.FormatInt(b.onCluster, 10) + " replica(s) need " + format(name, need) + ", "
+		}
+	}
+	if len(b.requested) > 0 {
+		b.noNode = "cluster(s) had no node large enough for one replica (per resource models): " + p.describe(b.perReplica)
 	}
 	p.lastBinding.Store(b)
 	klog.V(5).InfoS("Precomputed binding requirements", "binding", spec.Resource.Name, "replicasPerCluster", b.onCluster)

@@ -2,7 +2,6 @@ package capacity
 
 import (
 	"context"
-	"fmt"
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
@@ -33,18 +32,22 @@ func (p *Capacity) Filter(_ context.Context, spec *workv1alpha2.ResourceBindingS
 		if i == slotPods && info.allocatable.get(i) == 0 {
 			continue // the cluster does not report pods
 		}
-		if free := info.free.get(i); need > free {
-			name := p.slots.name(i)
-			return framework.NewResult(framework.Unschedulable, fmt.Sprintf(
-				"cluster(s) had insufficient %s: %d replica(s) need %s, %s free",
-				name, b.onCluster, format(name, need), format(name, free)))
+		if need > info.free.get(i) {
+			return framework.NewResult(framework.Unschedulable, b.insufficient[i]+info.freeTextOf(i))
 		}
 	}
 	if len(info.grades) > 0 && len(b.requested) > 0 && !mayFitOneNode(info.grades, b) {
-		return framework.NewResult(framework.Unschedulable, fmt.Sprintf(
-			"cluster(s) had no node large enough for one replica (per resource models): %s", p.describe(b.perReplica)))
+		return framework.NewResult(framework.Unschedulable, b.noNode)
 	}
 	return nil
+}
+
+// freeTextOf returns the free-amount text of slot i, for reasons.
+func (info *clusterInfo) freeTextOf(i int) string {
+	if i < len(info.freeText) {
+		return info.freeText[i]
+	}
+	return "0 free"
 }
 
 // mayFitOneNode reports whether some populated resource model grade may

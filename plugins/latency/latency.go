@@ -53,6 +53,8 @@ type Latency struct {
 	store    *Store
 	clock    clock.PassiveClock
 	resolver *resolver
+
+	last atomic.Pointer[cycle]
 }
 
 // unknownScore marks, between Score and NormalizeScore, a cluster with no
@@ -89,6 +91,48 @@ func New(args *config.LatencyArgs, h Handle) (*Latency, error) {
 // Name returns the plugin's name.
 func (p *Latency) Name() string { return Name }
 
+// cycle is what Filter and Score need for one binding in one scheduling
+// cycle, worked out on its first call: the requirement, the freshness limit,
+// the targets resolved to the store's slots and the reasons' fixed parts.
+// Karmada deep-copies a binding for every scheduling attempt, so a new spec
+// pointer starts a new cycle; measurements are judged fresh as of the
+// cycle's start.
+type cycle struct {
+	spec       *workv1alpha2.ResourceBindingSpec
+	uid, rv    string
+	generation uint64
+
+	req       *Requirement // nil: no latency requirement
+	notBefore int64        // unix nanoseconds
+	targets   []slotTarget
+	// tooFar[i] + measured RTT + aboveMax is the reason for targets[i].
+	tooFar   []string
+	aboveMax string
+}
+
+func (p *Latency) cycle(ctx context.Context, spec *workv1alpha2.ResourceBindingSpec) *cycle {
+	g := p.resolver.gen()
+	if c := p.last.Load(); c != nil && c.spec == spec && c.generation == g &&
+		c.uid == string(spec.Resource.UID) && c.rv == spec.Resource.ResourceVersion {
+		return c
+	}
+	c := &cycle{spec: spec, uid: string(spec.Resource.UID), rv: spec.Resource.ResourceVersion, generation: g}
+	c.req = p.resolver.requirement(ctx, spec)
+	if c.req != nil {
+		c.notBefore = nanos(p.clock.Now().Add(-p.maxAge))
+		c.targets = p.store.resolve(c.req.Targets)
+		if c.req.MaxRTT > 0 {
+			c.tooFar = make([]string, len(c.targets))
+			for i, t := range c.req.Targets {
+				c.tooFar[i] = "cluster(s) too far: measured RTT to " + t.Kind.String() + ":" + t.Name + " is "
+			}
+			c.aboveMax = ", above " + AnnotationMaxRTT + " " + c.req.MaxRTT.String()
+		}
+	}
+	p.last.Store(c)
+	return c
+}
+
 // Filter rejects a cluster whose known, fresh RTT to any target exceeds the
 // workload's max-rtt. Unknown or stale latency never filters, and neither
 // does a cluster the binding already runs on: a latency change alone must
@@ -96,28 +140,26 @@ func (p *Latency) Name() string { return Name }
 // descheduler's job, as a live migration).
 func (p *Latency) Filter(ctx context.Context, spec *workv1alpha2.ResourceBindingSpec,
 	_ *workv1alpha2.ResourceBindingStatus, cluster *clusterv1alpha1.Cluster) *framework.Result {
-	req := p.resolver.requirement(ctx, spec)
-	if req == nil || req.MaxRTT == 0 || runsOn(spec, cluster.Name) {
+	c := p.cycle(ctx, spec)
+	if c.req == nil || c.req.MaxRTT == 0 || runsOn(spec, cluster.Name) {
 		return nil
 	}
-	t, d := p.store.Exceeding(cluster.Name, req.Targets, req.MaxRTT, p.clock.Now().Add(-p.maxAge))
-	if t == nil {
+	i, d := p.store.exceeding(cluster.Name, c.targets, c.req.MaxRTT, c.notBefore)
+	if i < 0 {
 		return nil
 	}
-	return framework.NewResult(framework.Unschedulable, fmt.Sprintf(
-		"cluster(s) too far: measured RTT to %s:%s is %s, above %s %s",
-		t.Kind, t.Name, d.Round(100*time.Microsecond), AnnotationMaxRTT, req.MaxRTT))
+	return framework.NewResult(framework.Unschedulable, c.tooFar[i]+d.Round(100*time.Microsecond).String()+c.aboveMax)
 }
 
 // Score returns the weighted mean RTT (microseconds) over the targets with a
 // fresh measurement, or -1 when none has one; NormalizeScore turns it into 0–100.
 func (p *Latency) Score(ctx context.Context, spec *workv1alpha2.ResourceBindingSpec,
 	cluster *clusterv1alpha1.Cluster) (int64, *framework.Result) {
-	req := p.resolver.requirement(ctx, spec)
-	if req == nil {
+	c := p.cycle(ctx, spec)
+	if c.req == nil {
 		return unknownScore, nil
 	}
-	d, ok := p.store.WeightedRTT(cluster.Name, req.Targets, p.clock.Now().Add(-p.maxAge))
+	d, ok := p.store.weightedRTT(cluster.Name, c.targets, c.notBefore)
 	if !ok {
 		return unknownScore, nil
 	}

@@ -28,15 +28,6 @@ type PolicyGetter interface {
 	GetClusterPropagationPolicy(name string) (metav1.Object, error)
 }
 
-// resolved is the requirement of the last binding spec seen.
-type resolved struct {
-	spec       *workv1alpha2.ResourceBindingSpec
-	uid, rv    string
-	generation uint64
-
-	req *Requirement // nil: no latency requirement
-}
-
 // resolver finds a binding's template and policy the way Karmada relates
 // them (spec.resource names the template; Karmada's resource detector
 // stamps the claiming policy on the template as the
@@ -49,8 +40,6 @@ type resolver struct {
 	policies   PolicyGetter
 	recorder   EventRecorder
 	generation *atomic.Uint64
-
-	last atomic.Pointer[resolved]
 
 	mu      sync.Mutex
 	parsed  map[string]*Requirement
@@ -66,22 +55,9 @@ func (r *resolver) gen() uint64 {
 	return r.generation.Load()
 }
 
-// requirement returns spec's latency requirement (nil when it has none). The
-// last answer is kept, so every call of a scheduling cycle after the first
-// is a few comparisons.
+// requirement returns spec's latency requirement (nil when it has none).
+// Latency asks once per scheduling cycle (see cycle).
 func (r *resolver) requirement(ctx context.Context, spec *workv1alpha2.ResourceBindingSpec) *Requirement {
-	g := r.gen()
-	if l := r.last.Load(); l != nil && l.spec == spec && l.generation == g &&
-		l.uid == string(spec.Resource.UID) && l.rv == spec.Resource.ResourceVersion {
-		return l.req
-	}
-	res := &resolved{spec: spec, uid: string(spec.Resource.UID), rv: spec.Resource.ResourceVersion, generation: g}
-	res.req = r.resolve(ctx, spec)
-	r.last.Store(res)
-	return res.req
-}
-
-func (r *resolver) resolve(ctx context.Context, spec *workv1alpha2.ResourceBindingSpec) *Requirement {
 	logger := klog.FromContext(ctx).WithValues("plugin", Name, "kind", spec.Resource.Kind,
 		"template", klog.KRef(spec.Resource.Namespace, spec.Resource.Name))
 	if r.templates == nil {

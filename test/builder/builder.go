@@ -227,6 +227,23 @@ func (w *BindingWrapper) ClusterNames(names ...string) *BindingWrapper {
 	return w
 }
 
+// ClusterLabelIn adds to placement.clusterAffinity.labelSelector the
+// requirement that the cluster's label key be one of values.
+func (w *BindingWrapper) ClusterLabelIn(key string, values ...string) *BindingWrapper {
+	p := w.placement()
+	if p.ClusterAffinity == nil {
+		p.ClusterAffinity = &policyv1alpha1.ClusterAffinity{}
+	}
+	if p.ClusterAffinity.LabelSelector == nil {
+		p.ClusterAffinity.LabelSelector = &metav1.LabelSelector{}
+	}
+	ls := p.ClusterAffinity.LabelSelector
+	ls.MatchExpressions = append(ls.MatchExpressions, metav1.LabelSelectorRequirement{
+		Key: key, Operator: metav1.LabelSelectorOpIn, Values: values,
+	})
+	return w
+}
+
 // Toleration appends a cluster toleration.
 func (w *BindingWrapper) Toleration(key string, effect corev1.TaintEffect) *BindingWrapper {
 	p := w.placement()
