@@ -63,6 +63,8 @@ func TestKilledTestBinaryLeavesNothing(t *testing.T) {
 	}
 	defer out.Close()
 	cmd.Stdout, cmd.Stderr = out, out
+	// The child dies with this test binary too, whatever stops it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
