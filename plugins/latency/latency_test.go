@@ -392,3 +392,34 @@ func TestStoreEventHandlerUnstructured(t *testing.T) {
 		t.Errorf("RTT still known after delete")
 	}
 }
+
+// TestFreshnessPerCycle checks that the clock is read once per scheduling
+// cycle: Karmada deep-copies the binding for each attempt, and a new spec
+// sees measurements that have gone stale in the meantime as missing.
+func TestFreshnessPerCycle(t *testing.T) {
+	tmpl := builder.MakeTemplate("default", "db").Annotation(AnnotationNear, "origin:eu-users").Annotation(AnnotationMaxRTT, "40ms").Obj()
+	clk := clocktesting.NewFakePassiveClock(now)
+	p, err := New(&config.LatencyArgs{MaxAge: &metav1.Duration{Duration: 5 * time.Minute}},
+		Handle{Store: lab(), Templates: fakeTemplates{"default/db": tmpl}, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := builder.MakeBinding("default", "db").Obj()
+	member3 := clusters[2] // 85ms to eu-users, measured 30s before now
+	ctx := context.Background()
+	first := rb.DeepCopy()
+	if res := p.Filter(ctx, &first.Spec, nil, member3); res.Code() != framework.Unschedulable {
+		t.Fatalf("first cycle: code %v, want Unschedulable", res.Code())
+	}
+	clk.SetTime(now.Add(10 * time.Minute))
+	if res := p.Filter(ctx, &first.Spec, nil, member3); res.Code() != framework.Unschedulable {
+		t.Errorf("same cycle after the clock moved: code %v, want Unschedulable (judged as of the cycle's start)", res.Code())
+	}
+	second := rb.DeepCopy()
+	if res := p.Filter(ctx, &second.Spec, nil, member3); !res.IsSuccess() {
+		t.Errorf("next cycle: %v, want success (the measurement is stale)", res.Reasons())
+	}
+	if s, _ := p.Score(ctx, &second.Spec, member3); s != unknownScore {
+		t.Errorf("next cycle: score %d, want %d (stale)", s, unknownScore)
+	}
+}
