@@ -5,7 +5,10 @@
 //     mutual-TLS loopback connection (the same certs/transport code the
 //     replication uses) and written to files on the receiving side;
 //   - full: the first replication pass (rsync through the mTLS tunnel) into
-//     an empty target;
+//     an empty target; raw and full runs alternate (raw, full, raw, full,
+//     ...) so that both see the same machine load, and the medians are
+//     compared, with the CPU time (this process and its rsync children) of
+//     each;
 //   - delta: a pass after 1% of the volume's 4 KiB blocks, picked at random,
 //     were rewritten: bytes the source put on the wire over the volume size;
 //   - final: the final pass (delta + checksum verification) with 1% dirty,
@@ -29,6 +32,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
@@ -45,7 +49,7 @@ func main() {
 	size := flag.Int64("size", 1<<30, "volume size in bytes")
 	files := flag.Int("files", 16, "number of files the volume is split into")
 	dirtyPct := flag.Float64("dirty", 1, "percentage of 4 KiB blocks changed before a delta pass")
-	runs := flag.Int("runs", 2, "repetitions of the raw and full measurements (best is kept)")
+	runs := flag.Int("runs", 3, "repetitions of the raw and full measurements (interleaved; medians are reported)")
 	rates := flag.String("rates", "100,1000", "Mbit/s caps of the final-pass measurements through the relay")
 	delay := flag.Duration("delay", 5*time.Millisecond, "one-way delay of the relay")
 	blockSize := flag.Int("block-size", 0, "rsync block size (0: rsync's default, as the agent ships)")
@@ -133,47 +137,48 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 		return err
 	}
 
-	// Raw baseline over the same mTLS transport.
+	// Raw baseline over the same mTLS transport, interleaved with the full
+	// passes (raw, full, raw, full, ...) so that both see the same machine
+	// load; each starts from an empty destination directory.
 	rawAddr, err := rawReceiver(ctx, tc, raw)
 	if err != nil {
 		return err
 	}
-	var rawBest time.Duration
-	for i := range runs {
-		d, err := rawCopy(ctx, tc, rawAddr, src)
-		if err != nil {
-			return fmt.Errorf("raw copy: %w", err)
-		}
-		fmt.Printf("raw copy run %d: %s (%s/s)\n", i+1, d.Round(time.Millisecond), human(int64(float64(size)/d.Seconds())))
-		if rawBest == 0 || d < rawBest {
-			rawBest = d
-		}
-	}
-
 	addr, err := receiver(ctx, tc, dst)
 	if err != nil {
 		return err
 	}
 	dial := func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, addr, tc.client) }
 	opts := rsync.SendOptions{SourceDir: src, Dial: dial, BlockSize: blockSize}
-	var fullBest time.Duration
-	var full rsync.Result
+	var rawTimes, fullTimes, rawCPU, fullCPU []time.Duration
 	for i := range runs {
+		if err := emptyDir(raw); err != nil {
+			return err
+		}
+		c0 := cpuTime()
+		d, err := rawCopy(ctx, tc, rawAddr, src)
+		if err != nil {
+			return fmt.Errorf("raw copy: %w", err)
+		}
+		rc := cpuTime() - c0
+		fmt.Printf("raw copy run %d: %s (%s/s), cpu %s\n", i+1, d.Round(time.Millisecond), human(int64(float64(size)/d.Seconds())), rc.Round(time.Millisecond))
+		rawTimes, rawCPU = append(rawTimes, d), append(rawCPU, rc)
+
 		if err := emptyDir(dst); err != nil {
 			return err
 		}
+		c0 = cpuTime()
 		start := time.Now()
 		r, err := rsync.Send(ctx, opts)
 		if err != nil {
 			return fmt.Errorf("full pass: %w", err)
 		}
-		d := time.Since(start)
-		fmt.Printf("full pass run %d: %s (%s/s), wire sent %s\n", i+1, d.Round(time.Millisecond), human(int64(float64(size)/d.Seconds())), human(r.WireSent))
-		if fullBest == 0 || d < fullBest {
-			fullBest, full = d, r
-		}
+		d = time.Since(start)
+		fc := cpuTime() - c0
+		fmt.Printf("full pass run %d: %s (%s/s), cpu %s, wire sent %s\n", i+1, d.Round(time.Millisecond), human(int64(float64(size)/d.Seconds())), fc.Round(time.Millisecond), human(r.WireSent))
+		fullTimes, fullCPU = append(fullTimes, d), append(fullCPU, fc)
 	}
-	_ = full
+	rawMed, fullMed := median(rawTimes), median(fullTimes)
 	if err := same(src, dst); err != nil {
 		return err
 	}
@@ -182,6 +187,9 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 		link := relay.Link{Delay: delay, BytesPerSecond: fullRate * 1000 * 1000 / 8}
 		rawRelay, err := relay.Start(ctx, relay.Symmetric(rawAddr, link))
 		if err != nil {
+			return err
+		}
+		if err := emptyDir(raw); err != nil {
 			return err
 		}
 		rd, err := rawCopy(ctx, tc, rawRelay.Addr(), src)
@@ -270,8 +278,9 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 	if err := same(src, dst); err != nil {
 		return err
 	}
-	ratio := rawBest.Seconds() / fullBest.Seconds()
-	fmt.Printf("loopback, unlimited: raw best %s, full best %s\n", rawBest.Round(time.Millisecond), fullBest.Round(time.Millisecond))
+	ratio := rawMed.Seconds() / fullMed.Seconds()
+	fmt.Printf("loopback, unlimited, median of %d interleaved runs: raw %s (cpu %s), full %s (cpu %s)\n", runs,
+		rawMed.Round(time.Millisecond), median(rawCPU).Round(time.Millisecond), fullMed.Round(time.Millisecond), median(fullCPU).Round(time.Millisecond))
 	fmt.Printf("ratio full/raw: %.2f, delta sent: %.2f%%\n", ratio, deltaPct)
 	return nil
 }
@@ -441,6 +450,30 @@ func emptyDir(dir string) error {
 		}
 	}
 	return nil
+}
+
+// median returns the median of ds (the mean of the middle two for an even
+// count).
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// cpuTime is the user+system CPU time of this process and of its waited-for
+// children (the rsync processes) so far.
+func cpuTime() time.Duration {
+	var self, children syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(children.Utime) + tv(children.Stime)
 }
 
 func rsyncVersion() string {

@@ -36,7 +36,7 @@
 //
 // The sender runs the rsync client with
 //
-//	rsync -aHAXS --delete --numeric-ids --inplace --no-whole-file
+//	rsync -aHAX[S] --delete --numeric-ids --inplace --no-whole-file
 //	      --modify-window=-1 --info=progress2,stats2 --no-h -e <tunnel>
 //	      <source>/ livemigrate::volume/
 //
@@ -54,8 +54,9 @@
 //
 // Options chosen: -a (perms, times, owner, group, devices, specials, symlinks
 // as symlinks), -H hard links, -A ACLs, -X xattrs, -S sparse files (which
-// rsync ≥ 3.1.3 combines with --inplace), --delete deletions,
-// --numeric-ids. --no-whole-file forces the delta algorithm: rsync only
+// rsync ≥ 3.1.3 combines with --inplace; only when the source holds a file
+// with holes, see HasSparseFiles: with -S the receiving rsync scans every
+// written byte for zeros), --delete deletions, --numeric-ids. --no-whole-file forces the delta algorithm: rsync only
 // defaults to it for remote transfers and only the changed blocks must
 // travel. --inplace rewrites changed blocks of existing files instead of
 // building a full temporary copy, so a delta pass writes (and the target
