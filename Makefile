@@ -8,8 +8,9 @@ SHELL := /usr/bin/env bash
 GO          ?= go
 BIN         := $(CURDIR)/bin
 TEST_TIMEOUT ?= 75m
-# Packages whose tests run against the lab are slow; everything else is unit level.
 GOTEST_FLAGS ?=
+# Packages whose tests start API servers or a whole lab; everything else is unit level.
+LAB_PKGS := /test/integration/|/test/e2e/|/test/lab/selftest|/descheduler/integration|/cmd/livemigrate-lab
 
 CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint
@@ -68,8 +69,12 @@ test: deps lab-binaries ## Run all tests: unit, and integration/end-to-end again
 	$(GO) test -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) ./...
 
 .PHONY: test-unit
-test-unit: ## Run the unit tests only (no lab).
-	$(GO) test $(GOTEST_FLAGS) $$($(GO) list ./... | grep -v -e /test/integration -e /test/e2e)
+test-unit: ## Run the unit tests only (no lab, no API servers).
+	$(GO) test $(GOTEST_FLAGS) $$($(GO) list ./... | grep -v -E '$(LAB_PKGS)')
+
+.PHONY: test-integration
+test-integration: deps lab-binaries ## Run only the tests that start API servers or a whole lab.
+	$(GO) test -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) $$($(GO) list ./... | grep -E '$(LAB_PKGS)')
 
 ##@ Lab
 
@@ -80,6 +85,10 @@ lab-binaries: ## Build the lab's Kubernetes, etcd, Karmada and kwok binaries int
 .PHONY: lab-up
 lab-up: lab-binaries ## Start the default lab (Karmada plane + three member clusters) in the background.
 	$(GO) run ./cmd/livemigrate-lab up
+
+.PHONY: demo
+demo: deps lab-binaries ## Start the default lab, live-migrate a stateful app across clusters, verify nothing was lost, tear down (KEEP=1 keeps the lab).
+	hack/demo.sh
 
 .PHONY: lab-down
 lab-down: ## Stop the lab started by lab-up.

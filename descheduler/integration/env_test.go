@@ -188,11 +188,13 @@ func writeServiceAccountKey(keyPath, pubPath string) error {
 	return os.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o600)
 }
 
-// need skips the test when the environment could not start.
+// need fails the test, with the reason, when the environment could not
+// start (for example: the API server binaries are missing; run make
+// lab-binaries). It never skips: a missing environment is a failure.
 func need(t *testing.T) {
 	t.Helper()
 	if shared.cfg == nil {
-		t.Skip("integration environment unavailable: " + shared.reason)
+		t.Fatal("integration environment unavailable: " + shared.reason)
 	}
 }
 
