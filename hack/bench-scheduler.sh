@@ -24,6 +24,8 @@ BIN="$(mktemp -t bench-scheduler-bin.XXXXXX)"
 trap 'rm -f "$BIN"' EXIT
 go test -c -o "$BIN" ./benchmarks/scheduler/
 : > "$OUT"
+# Other load on the machine moves wall-clock ns/op a lot: say how much there was.
+load_before="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
 for _ in $(seq "$COUNT"); do
   # shellcheck disable=SC2086 # BENCHFLAGS is a list of flags
   "$BIN" -test.run '^$' -test.bench '^BenchmarkFilterScore$' -test.benchmem \
@@ -44,6 +46,8 @@ builtin=$(median builtin ns/op)
 livemigrate=$(median livemigrate ns/op)
 floor=$(median builtin+2noop ns/op)
 echo
+printf 'load average (1, 5, 15 min): before %s, after %s; %s CPUs\n' \
+  "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)" "$(nproc 2>/dev/null || echo '?')"
 printf 'median ns/op: builtin %s, livemigrate %s, builtin+2noop %s\n' "$builtin" "$livemigrate" "$floor"
 printf 'median allocs/op: builtin %s, livemigrate %s, builtin+2noop %s\n' \
   "$(median builtin allocs/op)" "$(median livemigrate allocs/op)" "$(median builtin+2noop allocs/op)"
