@@ -108,6 +108,7 @@ func Run(ctx context.Context, o *options.Options, extra ...Setup) error {
 	case options.ModeNode:
 		byObject[&corev1.Pod{}] = cache.ByObject{Field: fields.OneTermEqualSelector("spec.nodeName", o.NodeName)}
 		byObject[&agentv1alpha1.PodCheckpoint{}] = cache.ByObject{Field: fields.OneTermEqualSelector("spec.nodeName", o.NodeName)}
+		byObject[&agentv1alpha1.VolumeReplication{}] = cache.ByObject{Field: fields.OneTermEqualSelector("spec.nodeName", o.NodeName)}
 	case options.ModeRestore:
 		req, err := labels.NewRequirement(agentv1alpha1.LabelRestoredFrom, selection.Exists, nil)
 		if err != nil {

@@ -15,12 +15,15 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/app"
 	"github.com/livemigrate/livemigrate/agent/options"
+	"github.com/livemigrate/livemigrate/agent/replication"
 )
 
 func main() {
 	o := options.New()
 	fs := pflag.NewFlagSet("livemigrate-agent", pflag.ContinueOnError)
 	o.AddFlags(fs)
+	ro := replication.NewOptions()
+	ro.AddFlags(fs)
 	klog.InitFlags(nil)
 	fs.AddGoFlagSet(flag.CommandLine)
 	fs.Usage = func() {
@@ -32,15 +35,18 @@ func main() {
 		}
 		os.Exit(2)
 	}
-	if err := o.Validate(); err != nil {
+	ro.NodeName = o.NodeName
+	if options.Mode(o.Mode) == options.ModeRestore {
+		ro.Enabled = false
+	}
+	if err := errors.Join(o.Validate(), ro.Validate()); err != nil {
 		fmt.Fprintln(os.Stderr, "invalid flags:", err)
 		os.Exit(2)
 	}
 	ctrl.SetLogger(klog.NewKlogr())
 	ctx := ctrl.SetupSignalHandler()
-	// Further components are passed to app.Run as app.Setup functions:
-	// volume replication (agent/replication) plugs in here.
-	if err := app.Run(ctx, o); err != nil {
+	// Volume replication (agent/replication) is a further component.
+	if err := app.Run(ctx, o, func(mgr ctrl.Manager, _ *options.Options) error { return replication.Setup(mgr, ro) }); err != nil {
 		klog.FromContext(ctx).Error(err, "livemigrate-agent failed")
 		os.Exit(1)
 	}
