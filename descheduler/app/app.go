@@ -148,7 +148,7 @@ func Run(ctx context.Context, o *options.Options) error {
 				TimeoutSeconds: int32(o.CheckpointTimeout.Seconds()), DefaultEstimate: o.DefaultCheckpointEstimate},
 			// The agent replicates every StorageClass; another backend is
 			// plugged in per class with ByClass.
-			Replication:   migration.ReplicationByStorageClass{Default: &agentcr.Replication{Clients: members}},
+			Replication:   migration.ReplicationByStorageClass{Default: &agentcr.Replication{Clients: members, LocalRoot: o.ReplicationTargetRoot}},
 			Restore:       &agentcr.Restore{Clients: members},
 			Workload:      &workload.Hook{Clients: members},
 			Picker:        &placement.Picker{Client: mgr.GetClient(), Plugins: plugins},

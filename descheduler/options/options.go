@@ -2,6 +2,7 @@ package options
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -49,6 +50,11 @@ type Options struct {
 	// CheckpointTimeout bounds each kubelet checkpoint call.
 	CheckpointTimeout time.Duration
 
+	// ReplicationTargetRoot is the directory of the target nodes under
+	// which local volumes are created for node-local source volumes (one
+	// of the agents' --replication-target-roots).
+	ReplicationTargetRoot string
+
 	// SchedulerConfig is the livemigrate scheduler plugins' configuration
 	// file (plugins/config), used to score targets; defaults when empty.
 	SchedulerConfig string
@@ -78,6 +84,7 @@ func New() *Options {
 		PreCopyMaxRounds:          5,
 		DefaultCheckpointEstimate: resource.MustParse("256Mi"),
 		CheckpointTimeout:         2 * time.Minute,
+		ReplicationTargetRoot:     "/var/lib/livemigrate/volumes",
 		MemberQPS:                 20,
 		MemberBurst:               40,
 		MaxActive:                 10,
@@ -107,6 +114,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.CheckpointRegistryInsecure, "checkpoint-registry-insecure", o.CheckpointRegistryInsecure, "Use plain HTTP to the checkpoint registry.")
 	fs.StringVar(&o.CheckpointPushSecret, "checkpoint-push-secret", o.CheckpointPushSecret, "dockerconfigjson Secret, in the workload's namespace of the source cluster, with the push credentials.")
 	fs.DurationVar(&o.CheckpointTimeout, "checkpoint-timeout", o.CheckpointTimeout, "Timeout of each kubelet checkpoint call.")
+	fs.StringVar(&o.ReplicationTargetRoot, "replication-target-root", o.ReplicationTargetRoot, "Directory of the target nodes under which local volumes are created for local/hostPath source volumes; one of the agents' --replication-target-roots.")
 	fs.StringVar(&o.SchedulerConfig, "scheduler-config", o.SchedulerConfig, "Scheduler plugins configuration file (Capacity, Latency) used to pick targets; defaults when empty.")
 	fs.Float32Var(&o.MemberQPS, "member-qps", o.MemberQPS, "QPS of each member-cluster client.")
 	fs.IntVar(&o.MemberBurst, "member-burst", o.MemberBurst, "Burst of each member-cluster client.")
@@ -142,6 +150,9 @@ func (o *Options) Validate() field.ErrorList {
 	}
 	if o.CheckpointRepository == "" {
 		errs = append(errs, field.Required(p.Child("checkpoint-repository"), "the registry repository the agents push checkpoint images to"))
+	}
+	if !filepath.IsAbs(o.ReplicationTargetRoot) || filepath.Clean(o.ReplicationTargetRoot) == "/" {
+		errs = append(errs, field.Invalid(p.Child("replication-target-root"), o.ReplicationTargetRoot, "must be an absolute directory other than /"))
 	}
 	if o.EnableWebhook && (o.WebhookPort < 1 || o.WebhookPort > 65535) {
 		errs = append(errs, field.Invalid(p.Child("webhook-port"), o.WebhookPort, "must be a port number"))

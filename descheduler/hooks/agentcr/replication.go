@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
+	"github.com/livemigrate/livemigrate/agent/replication/provision"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
 )
@@ -29,7 +30,15 @@ type Replication struct {
 	Clients ClientGetter
 	// Validity of the per-migration credentials.
 	Validity time.Duration
+	// LocalRoot is the directory of the target nodes under which volumes
+	// for node-local (local/hostPath) source volumes are created; it must
+	// be one of the agents' --replication-target-roots. Default
+	// DefaultLocalRoot.
+	LocalRoot string
 }
+
+// DefaultLocalRoot is the agents' default --replication-target-roots.
+const DefaultLocalRoot = "/var/lib/livemigrate/volumes"
 
 var _ migration.ReplicationHook = &Replication{}
 
@@ -87,9 +96,12 @@ func (r *Replication) ensureSecrets(ctx context.Context, src, dst client.Client,
 	return nil
 }
 
-// ensureTargetClaim pre-provisions the claim in the target cluster, like
-// the source's: same name, class, access modes and size.
-func ensureTargetClaim(ctx context.Context, src, dst client.Client, m migration.Migration, vol migration.Volume) error {
+// ensureTargetClaim pre-provisions the claim in the target cluster from
+// the source's (provision.Build): same name, class, access modes and size,
+// and for a node-local (local/hostPath) source volume a local
+// PersistentVolume on the target node under LocalRoot, pre-bound to it.
+// Both carry the migration's label.
+func (r *Replication) ensureTargetClaim(ctx context.Context, src, dst client.Client, m migration.Migration, vol migration.Volume, node string) error {
 	key := types.NamespacedName{Namespace: m.Namespace, Name: vol.ClaimName}
 	if err := dst.Get(ctx, key, &corev1.PersistentVolumeClaim{}); err == nil || !apierrors.IsNotFound(err) {
 		return err
@@ -98,22 +110,42 @@ func ensureTargetClaim(ctx context.Context, src, dst client.Client, m migration.
 	if err := src.Get(ctx, key, pvc); err != nil {
 		return fmt.Errorf("reading claim %s in %s: %w", vol.ClaimName, m.Source, err)
 	}
-	t := &corev1.PersistentVolumeClaim{
-		ObjectMeta: objectMeta(m, key),
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      pvc.Spec.AccessModes,
-			Resources:        pvc.Spec.Resources,
-			StorageClassName: pvc.Spec.StorageClassName,
-			VolumeMode:       pvc.Spec.VolumeMode,
-		},
+	var pv *corev1.PersistentVolume
+	if pvc.Spec.VolumeName != "" {
+		pv = &corev1.PersistentVolume{}
+		if err := src.Get(ctx, types.NamespacedName{Name: pvc.Spec.VolumeName}, pv); err != nil {
+			return fmt.Errorf("reading volume %s of claim %s in %s: %w", pvc.Spec.VolumeName, vol.ClaimName, m.Source, err)
+		}
 	}
-	for k, v := range pvc.Labels {
-		t.Labels[k] = v
+	root := r.LocalRoot
+	if root == "" {
+		root = DefaultLocalRoot
 	}
-	if err := dst.Create(ctx, t); err != nil && !apierrors.IsAlreadyExists(err) {
+	claim, tpv, err := provision.Build(pvc, pv, provision.Options{MigrationUID: string(m.UID), TargetNodeName: node, LocalRoot: root})
+	if err != nil {
+		return migration.NewStepFailedError("TargetClaim", fmt.Sprintf("cannot pre-provision claim %s in %s: %v", vol.ClaimName, m.Target, err))
+	}
+	claim.Annotations = mergeMaps(claim.Annotations, map[string]string{AnnotationMigration: m.Name})
+	if tpv != nil {
+		tpv.Annotations = mergeMaps(tpv.Annotations, map[string]string{AnnotationMigration: m.Name})
+		if err := dst.Create(ctx, tpv); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("pre-provisioning volume %s in %s: %w", tpv.Name, m.Target, err)
+		}
+	}
+	if err := dst.Create(ctx, claim); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("pre-provisioning claim %s in %s: %w", vol.ClaimName, m.Target, err)
 	}
 	return nil
+}
+
+func mergeMaps(a, b map[string]string) map[string]string {
+	if a == nil {
+		a = map[string]string{}
+	}
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
 }
 
 // TargetNode returns the node of the target cluster that receives the
@@ -183,11 +215,11 @@ func (r *Replication) PreCopy(ctx context.Context, m migration.Migration, vol mi
 	if err := r.ensureSecrets(ctx, src, dst, m); err != nil {
 		return migration.ReplicationState{}, err
 	}
-	if err := ensureTargetClaim(ctx, src, dst, m, vol); err != nil {
-		return migration.ReplicationState{}, err
-	}
 	node, err := TargetNode(ctx, dst, m)
 	if err != nil {
+		return migration.ReplicationState{}, err
+	}
+	if err := r.ensureTargetClaim(ctx, src, dst, m, vol, node); err != nil {
 		return migration.ReplicationState{}, err
 	}
 	pre := agentv1alpha1.ReplicationPreCopy{MaxRounds: opts.MaxRounds}
@@ -397,6 +429,11 @@ func (r *Replication) Abort(ctx context.Context, m migration.Migration, vol migr
 	dstObjs := r.objects(m, vol, "target")
 	if err := dst.Get(ctx, client.ObjectKeyFromObject(pvc), pvc); err == nil && pvc.Labels[LabelMigrationUID] == string(m.UID) {
 		dstObjs = append(dstObjs, pvc) // only the claim this migration created
+	}
+	pv := &corev1.PersistentVolume{}
+	pv.Name = provision.TargetVolumeName(string(m.UID), m.Namespace, vol.ClaimName)
+	if err := dst.Get(ctx, client.ObjectKeyFromObject(pv), pv); err == nil && pv.Labels[LabelMigrationUID] == string(m.UID) {
+		dstObjs = append(dstObjs, pv) // and the local volume it created for it
 	}
 	dstGone, err := deleteAll(ctx, dst, dstObjs...)
 	if err != nil {

@@ -2,6 +2,7 @@ package agentcr
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -267,4 +268,85 @@ func keys(m map[string][]byte) []string {
 		k = append(k, n)
 	}
 	return k
+}
+
+// A local source volume gets a local volume on the target node, under the
+// configured root, pre-bound to the target claim; an abort removes both.
+func TestReplicationLocalVolumeIsPreBoundOnTargetNode(t *testing.T) {
+	ctx := context.Background()
+	src, dst, h := replicationWorld()
+	h.LocalRoot = "/srv/lm-volumes"
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "src-pv"},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName:       "local",
+			PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: "/disks/db"}},
+		},
+	}
+	if err := src.Create(ctx, pv); err != nil {
+		t.Fatal(err)
+	}
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := src.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "data-db-0"}, pvc); err != nil {
+		t.Fatal(err)
+	}
+	pvc.Spec.VolumeName = "src-pv"
+	if err := src.Update(ctx, pvc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.PreCopy(ctx, mig, vol, migration.PreCopyOptions{MaxRounds: 5}); err != nil {
+		t.Fatal(err)
+	}
+	tpvc := &corev1.PersistentVolumeClaim{}
+	if err := dst.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "data-db-0"}, tpvc); err != nil {
+		t.Fatalf("target claim: %v", err)
+	}
+	var pvs corev1.PersistentVolumeList
+	if err := dst.List(ctx, &pvs); err != nil || len(pvs.Items) != 1 {
+		t.Fatalf("target volumes: %d, %v; want 1", len(pvs.Items), err)
+	}
+	tpv := pvs.Items[0]
+	if tpv.Spec.Local == nil || !strings.HasPrefix(tpv.Spec.Local.Path, "/srv/lm-volumes/ns/") {
+		t.Errorf("target volume source = %+v, want a local path under /srv/lm-volumes/ns/", tpv.Spec.PersistentVolumeSource)
+	}
+	if tpv.Spec.ClaimRef == nil || tpv.Spec.ClaimRef.Name != "data-db-0" || tpv.Spec.ClaimRef.Namespace != "ns" {
+		t.Errorf("target volume claimRef = %+v, want ns/data-db-0", tpv.Spec.ClaimRef)
+	}
+	terms := tpv.Spec.NodeAffinity.Required.NodeSelectorTerms
+	if got := terms[0].MatchExpressions[0].Values; !cmp.Equal(got, []string{"c-good"}) {
+		t.Errorf("target volume node affinity = %v, want the target node c-good", got)
+	}
+	if tpv.Labels[LabelMigrationUID] != string(mig.UID) || tpvc.Labels[LabelMigrationUID] != string(mig.UID) {
+		t.Errorf("migration label: volume %q, claim %q", tpv.Labels[LabelMigrationUID], tpvc.Labels[LabelMigrationUID])
+	}
+
+	// Abort: the agents report Aborted, then claim and volume are deleted.
+	done := false
+	for i := 0; i < 6 && !done; i++ {
+		var err error
+		if done, err = h.Abort(ctx, mig, vol); err != nil {
+			t.Fatal(err)
+		}
+		for _, cl := range []client.Client{src, dst} {
+			var vrs agentv1alpha1.VolumeReplicationList
+			_ = cl.List(ctx, &vrs)
+			for _, vr := range vrs.Items {
+				if vr.Spec.Abort {
+					vr.Status.Phase = agentv1alpha1.VolumeReplicationAborted
+					_ = cl.Status().Update(ctx, &vr)
+				}
+			}
+		}
+	}
+	if !done {
+		t.Fatal("Abort never finished")
+	}
+	if err := dst.Get(ctx, types.NamespacedName{Name: tpv.Name}, &corev1.PersistentVolume{}); err == nil {
+		t.Errorf("target volume %s left after abort", tpv.Name)
+	}
+	if err := src.Get(ctx, types.NamespacedName{Name: "src-pv"}, &corev1.PersistentVolume{}); err != nil {
+		t.Errorf("source volume touched by abort: %v", err)
+	}
 }
