@@ -32,6 +32,10 @@ type Receiver struct {
 
 	mu      sync.Mutex
 	lastErr error
+	// running counts the rsync transfers in progress; idle is closed (and
+	// replaced) whenever it drops to zero.
+	running int
+	idle    chan struct{}
 
 	once    sync.Once
 	cfgErr  error
@@ -139,6 +143,10 @@ func (r *Receiver) ServeConn(ctx context.Context, conn net.Conn) error {
 		if _, err := io.ReadFull(conn, rest); err != nil || string(req)+string(rest) != requestStatus {
 			return errors.New("malformed request")
 		}
+		// The sender asks right after its rsync exited, which can be before
+		// the receiving rsync has: wait (bounded) for running transfers to
+		// end so that their result is the one reported.
+		r.waitIdle(ctx, 10*time.Second)
 		r.mu.Lock()
 		msg := "ok"
 		if r.lastErr != nil {
@@ -150,11 +158,40 @@ func (r *Receiver) ServeConn(ctx context.Context, conn net.Conn) error {
 	default:
 		return errors.New("unknown request")
 	}
+	r.mu.Lock()
+	r.running++
+	r.mu.Unlock()
 	err := r.serveRsync(ctx, conn)
 	r.mu.Lock()
 	r.lastErr = err
+	r.running--
+	if r.running == 0 && r.idle != nil {
+		close(r.idle)
+		r.idle = nil
+	}
 	r.mu.Unlock()
 	return err
+}
+
+// waitIdle waits until no transfer runs, at most d.
+func (r *Receiver) waitIdle(ctx context.Context, d time.Duration) {
+	r.mu.Lock()
+	if r.running == 0 {
+		r.mu.Unlock()
+		return
+	}
+	if r.idle == nil {
+		r.idle = make(chan struct{})
+	}
+	idle := r.idle
+	r.mu.Unlock()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 func (r *Receiver) serveRsync(ctx context.Context, conn net.Conn) error {

@@ -17,18 +17,36 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
+
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
 
-// tunnelRsh is the remote shell of the rsync client: it pumps its standard
-// input and output through file descriptor 3, one end of a socketpair whose
-// other end the agent bridges to the TLS connection. Like ssh, it exits when
-// the remote side closes (the foreground cat reaches EOF on fd 3), which is
-// what the rsync client waits for. Standard input is handed to the
-// background cat through fd 4 because an asynchronous command's stdin is
-// /dev/null. The arguments rsync appends (host and remote command) are
-// ignored: the receiver decides what runs on its side.
-const tunnelRsh = "sh -c 'exec 4<&0; cat <&4 >&3 2>/dev/null & exec 4<&-; cat <&3; kill $! 2>/dev/null; exit 0'"
+// tunnelRsh is the remote shell of the rsync client. Its standard input and
+// output are rsync's end of the protocol stream; file descriptor 3 is one end
+// of a socketpair whose other end the agent holds. It duplicates its standard
+// input and output to fds 4 and 5 (which, unlike 0 and 1, no redirection of
+// the script touches), writes its process id to fd 3 and reads the agent's
+// answer:
+//
+//   - "direct": the agent has taken copies of fds 4 and 5 with
+//     pidfd_getfd(2) and bridges them to the TLS connection itself, so the
+//     bytes cross no other process; the shell only waits until the agent
+//     closes fd 3 (the remote side is done) and exits, which is what the
+//     rsync client waits for, as it waits for ssh.
+//   - "relay" (pidfd_getfd unavailable, e.g. forbidden by a seccomp
+//     profile): it pumps fds 4 and 5 through fd 3 with two cats and the
+//     agent bridges fd 3 to the TLS connection. It exits when the remote side
+//     closes (the foreground cat reaches EOF on fd 3).
+//
+// The shell's read builtin consumes fd 3 one byte at a time, so it never
+// takes tunnel bytes that follow the answer. The arguments rsync appends
+// (host and remote command) are ignored: the receiver decides what runs on
+// its side.
+const tunnelRsh = "sh -c 'exec 4<&0 5>&1; echo $$ >&3; read -r m <&3; if [ \"$m\" = relay ]; then " +
+	"cat <&4 >&3 5>&- 2>/dev/null & exec 4<&- 5>&-; cat <&3; kill $! 2>/dev/null; " +
+	"else read -r m <&3; fi; exit 0'"
 
 // remoteDest is the rsync destination spec; the host part is never resolved.
 const remoteDest = "livemigrate::" + ModuleName + "/"
@@ -66,6 +84,9 @@ type SendOptions struct {
 	remote string
 	// pull swaps source and destination (tests: a sender trying to read).
 	pull bool
+	// relayOnly makes the remote shell relay through fd 3 as it does where
+	// pidfd_getfd is not available (tests).
+	relayOnly bool
 }
 
 // Result describes a finished pass.
@@ -216,16 +237,11 @@ func run(ctx context.Context, opts SendOptions, args []string, allowVanished boo
 	sent0, recv0 := counter.Sent.Load(), counter.Received.Load()
 	lim := transport.NewLimiter(opts.BandwidthLimit)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
+	stop := make(chan struct{})
 	go func() {
 		defer wg.Done()
-		_ = transport.Pipe(ctx, remote, local, lim, &counter.Sent)
-		closeWrite(remote)
-	}()
-	go func() {
-		defer wg.Done()
-		_ = transport.Pipe(ctx, local, remote, nil, &counter.Received)
-		closeWrite(local)
+		tunnel(ctx, remote, local, cmd.Process.Pid, !opts.relayOnly, lim, counter, stop)
 	}()
 
 	var items []string
@@ -242,6 +258,7 @@ func run(ctx context.Context, opts SendOptions, args []string, allowVanished boo
 	// pump processes and goroutines end.
 	_ = remote.Close()
 	_ = local.Close()
+	close(stop)
 	wg.Wait()
 	res := Result{
 		Stats:        stats,
@@ -322,6 +339,134 @@ func HasSparseFiles(dir string) bool {
 		return nil
 	})
 	return sparse || err != nil
+}
+
+// tunnel bridges the remote shell of the rsync client (see tunnelRsh) to the
+// TLS connection until either side ends. rsyncPid is the rsync client, the
+// shell's parent.
+//
+// tunnel returns when both directions have ended; closing stop ends them.
+func tunnel(ctx context.Context, remote, local net.Conn, rsyncPid int, direct bool, lim *rate.Limiter, counter *transport.Counter, stop <-chan struct{}) {
+	out, in, err := takeShellStdio(local, rsyncPid, direct)
+	if err != nil {
+		// Relay through fd 3.
+		if _, err := io.WriteString(local, "relay\n"); err != nil {
+			return
+		}
+		out, in = local, local
+	} else {
+		defer out.Close()
+		defer in.Close()
+		go func() {
+			<-stop
+			_ = out.Close()
+			_ = in.Close()
+		}()
+		if _, err := io.WriteString(local, "direct\n"); err != nil {
+			return
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = transport.Pipe(ctx, remote, out, lim, &counter.Sent)
+		closeWrite(remote)
+	}()
+	_ = transport.Pipe(ctx, in, remote, nil, &counter.Received)
+	// The remote side is done: rsync reads EOF (as when ssh exits) and the
+	// shell exits (EOF on fd 3).
+	closeWrite(in)
+	if in != local {
+		closeWrite(local)
+	}
+	<-done
+}
+
+// takeShellStdio reads the remote shell's process id from local and returns
+// copies of its standard output's source and standard input's destination:
+// out carries what rsync sends, in what it receives. The shell must be a
+// child of rsyncPid (the only other holders of fd 3 are rsync and the shell).
+func takeShellStdio(local net.Conn, rsyncPid int, direct bool) (out, in net.Conn, err error) {
+	line := make([]byte, 0, 16)
+	b := make([]byte, 1)
+	for {
+		if _, err := local.Read(b); err != nil {
+			return nil, nil, fmt.Errorf("reading the remote shell's pid: %w", err)
+		}
+		if b[0] == '\n' {
+			break
+		}
+		if len(line) == cap(line) {
+			return nil, nil, errors.New("remote shell's pid: line too long")
+		}
+		line = append(line, b[0])
+	}
+	pid, err := strconv.Atoi(string(line))
+	if err != nil || pid <= 0 {
+		return nil, nil, fmt.Errorf("remote shell's pid %q", line)
+	}
+	if !direct {
+		return nil, nil, errors.New("relay requested")
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pidfd_open: %w", err)
+	}
+	defer unix.Close(pidfd)
+	// The pid cannot be reused while the shell waits for the answer; check
+	// that it is rsync's child before touching its descriptors.
+	if ppid, err := parentPid(pid); err != nil || ppid != rsyncPid {
+		return nil, nil, fmt.Errorf("process %d is not the rsync client's remote shell", pid)
+	}
+	// Take both descriptors and check that they are sockets (rsync makes
+	// socketpairs where it can) before net.FileConn makes them non-blocking:
+	// the relay fallback needs them blocking.
+	var fds [2]int
+	for i := range fds {
+		fd, err := unix.PidfdGetfd(pidfd, 4+i, 0) // close-on-exec is set
+		if err != nil {
+			for _, f := range fds[:i] {
+				_ = unix.Close(f)
+			}
+			return nil, nil, fmt.Errorf("pidfd_getfd: %w", err)
+		}
+		fds[i] = fd
+	}
+	files := [2]*os.File{os.NewFile(uintptr(fds[0]), "rsync-shell-stdin"), os.NewFile(uintptr(fds[1]), "rsync-shell-stdout")}
+	defer files[0].Close()
+	defer files[1].Close()
+	for _, fd := range fds {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			return nil, nil, errors.New("the remote shell's standard input or output is not a socket")
+		}
+	}
+	if out, err = net.FileConn(files[0]); err != nil {
+		return nil, nil, err
+	}
+	if in, err = net.FileConn(files[1]); err != nil {
+		_ = out.Close()
+		return nil, nil, err
+	}
+	return out, in, nil
+}
+
+// parentPid reads the parent process id from /proc/<pid>/stat.
+func parentPid(pid int) (int, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// pid (comm) state ppid ...; comm may contain spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("malformed stat")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, errors.New("malformed stat")
+	}
+	return strconv.Atoi(f[1])
 }
 
 func closeWrite(c io.Closer) {

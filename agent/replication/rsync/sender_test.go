@@ -1,6 +1,8 @@
 package rsync
 
 import (
+	"context"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -26,5 +28,25 @@ func TestHasSparseFiles(t *testing.T) {
 	}
 	if !HasSparseFiles(filepath.Join(dir, "missing")) {
 		t.Fatal("an unreadable tree must count as sparse (the safe answer)")
+	}
+}
+
+// TestRelayFallback runs passes through the remote shell's relay, the path
+// taken where pidfd_getfd(2) is not allowed.
+func TestRelayFallback(t *testing.T) {
+	requireRoot(t)
+	src, dst, outside := setupTrees(t)
+	genTree(t, src, outside, mrand.New(mrand.NewPCG(3, 4)))
+	h := startReceiver(t, dst)
+	opts := SendOptions{SourceDir: src, Dial: h.dial, relayOnly: true}
+	_, err := Send(context.Background(), opts)
+	must(t, err)
+	must(t, h.lastReceiverError(t))
+	mustCompare(t, src, dst)
+	v, err := Verify(context.Background(), opts)
+	must(t, err)
+	must(t, h.lastReceiverError(t))
+	if !v.Equal() {
+		t.Fatalf("verification after a relayed pass found differences: %v", v.Differences)
 	}
 }
