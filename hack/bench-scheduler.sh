@@ -39,7 +39,7 @@ median() { # $1 sub-benchmark name, $2 unit
     $1 == name { for (i = 2; i < NF; i++) if ($(i+1) == unit) print $i }' "$OUT" |
     sort -g | awk '{ v[NR] = $1 } END {
       if (NR == 0) { print "NaN"; exit }
-      if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+      if (NR % 2) printf "%.0f\n", v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 builtin=$(median builtin ns/op)
