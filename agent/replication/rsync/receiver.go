@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
 
@@ -204,18 +206,27 @@ func (r *Receiver) serveRsync(ctx context.Context, conn net.Conn) error {
 	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL=C"}
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 64 * 1024}
-	stdin, err := cmd.StdinPipe()
+	// Pipes of 1 MiB instead of 64 KiB: the receiving rsync and the TLS
+	// pump wake each other up less often.
+	stdinR, stdin, err := bigPipe()
 	if err != nil {
 		return err
 	}
-	stdout, err := cmd.StdoutPipe()
+	stdout, stdoutW, err := bigPipe()
 	if err != nil {
+		_, _ = stdinR.Close(), stdin.Close()
 		return err
 	}
+	cmd.Stdin, cmd.Stdout = stdinR, stdoutW
 	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	_, _ = stdinR.Close(), stdoutW.Close()
+	if err != nil {
+		_, _ = stdin.Close(), stdout.Close()
 		return fmt.Errorf("starting rsync receiver: %w", err)
 	}
+	defer stdout.Close()
+	defer stdin.Close()
 	counter := r.Counter
 	if counter == nil {
 		counter = &transport.Counter{}
@@ -230,11 +241,28 @@ func (r *Receiver) serveRsync(ctx context.Context, conn net.Conn) error {
 		_ = stdin.Close()
 	}()
 	werr := cmd.Wait()
-	<-done
+	// Forward what rsync wrote before it exited; a descendant still holding
+	// its standard output must not keep the connection open.
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = stdout.Close()
+		<-done
+	}
 	if werr != nil {
 		return classify(werr, stderr.String()+r.logTail(), false)
 	}
 	return nil
+}
+
+// bigPipe is os.Pipe with a 1 MiB buffer where the kernel allows it.
+func bigPipe() (r, w *os.File, err error) {
+	r, w, err = os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	_, _ = unix.FcntlInt(w.Fd(), unix.F_SETPIPE_SZ, 1<<20)
+	return r, w, nil
 }
 
 func (r *Receiver) logTail() string {

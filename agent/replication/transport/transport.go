@@ -100,7 +100,7 @@ func NewLimiter(bytesPerSecond int64) *rate.Limiter {
 // Pipe copies src to dst, counting into n and waiting on lim (may be nil)
 // before each write. It returns when src ends or either side fails.
 func Pipe(ctx context.Context, dst io.Writer, src io.Reader, lim *rate.Limiter, n *atomic.Int64) error {
-	buf := make([]byte, 64*1024)
+	buf := make([]byte, 256*1024)
 	for {
 		chunk := buf
 		if lim != nil && lim.Burst() < len(chunk) {
