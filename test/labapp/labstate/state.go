@@ -278,86 +278,12 @@ func ReadLayout(stateDir string) (*Layout, error) {
 // OpenProcessRegion returns a reader of the live region of the process the
 // layout describes, through /proc/<pid>/mem (root, or the same user with
 // ptrace rights). Read it while the process is frozen for a consistent copy.
-// It reads ahead in a goroutine, so that copying the memory out of the
-// process overlaps with whatever the caller does with it (writing a file).
 func OpenProcessRegion(l *Layout) (io.ReadCloser, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/mem", l.PID))
 	if err != nil {
 		return nil, err
 	}
-	return newReadAhead(&regionReader{f: f, off: int64(l.Address), end: int64(l.Address) + l.Length}), nil
-}
-
-// readAhead reads its source in 4 MiB chunks one chunk ahead of its reader.
-type readAhead struct {
-	src     io.ReadCloser
-	full    chan chunk
-	free    chan []byte
-	stop    chan struct{}
-	cur     chunk
-	pending []byte
-	err     error
-}
-
-type chunk struct {
-	b   []byte
-	err error
-}
-
-const readAheadChunk = 4 << 20
-
-func newReadAhead(src io.ReadCloser) *readAhead {
-	r := &readAhead{src: src, full: make(chan chunk, 2), free: make(chan []byte, 2), stop: make(chan struct{})}
-	for i := 0; i < 2; i++ {
-		r.free <- make([]byte, readAheadChunk)
-	}
-	go r.fill()
-	return r
-}
-
-func (r *readAhead) fill() {
-	for {
-		var buf []byte
-		select {
-		case buf = <-r.free:
-		case <-r.stop:
-			return
-		}
-		n, err := io.ReadFull(r.src, buf)
-		if err == io.ErrUnexpectedEOF {
-			err = io.EOF
-		}
-		select {
-		case r.full <- chunk{b: buf[:n], err: err}:
-		case <-r.stop:
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (r *readAhead) Read(p []byte) (int, error) {
-	for len(r.pending) == 0 {
-		if r.err != nil {
-			return 0, r.err
-		}
-		if r.cur.b != nil {
-			r.free <- r.cur.b[:cap(r.cur.b)]
-			r.cur.b = nil
-		}
-		c := <-r.full
-		r.cur, r.pending, r.err = c, c.b, c.err
-	}
-	n := copy(p, r.pending)
-	r.pending = r.pending[n:]
-	return n, nil
-}
-
-func (r *readAhead) Close() error {
-	close(r.stop)
-	return r.src.Close()
+	return &regionReader{f: f, off: int64(l.Address), end: int64(l.Address) + l.Length}, nil
 }
 
 type regionReader struct {
