@@ -11,6 +11,11 @@ import (
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
 
+// MinBandwidthSampleBytes is how much a volume's pre-copy must have sent
+// before its measured rate is taken as the bandwidth to the target; below
+// it the configured default bandwidth applies.
+const MinBandwidthSampleBytes = 8 << 20
+
 // preCopy replicates every volume while the workload runs, then decides
 // whether the workload may be frozen within the downtime budget.
 func (r *Reconciler) preCopy(ctx context.Context, lm *lmv1alpha1.LiveMigration, now time.Time) (stepResult, error) {
@@ -33,7 +38,9 @@ func (r *Reconciler) preCopy(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 		allDone = allDone && rs.PreCopyDone
 		pending += rs.PendingBytes
 		precopied += rs.PreCopyBytes
-		if rs.BytesPerSecond > 0 && (bandwidth == 0 || rs.BytesPerSecond < bandwidth) {
+		// A rate measured over a few bytes is the passes' fixed cost
+		// (handshakes, file lists, round trips), not the link's bandwidth.
+		if rs.BytesPerSecond > 0 && rs.PreCopyBytes >= MinBandwidthSampleBytes && (bandwidth == 0 || rs.BytesPerSecond < bandwidth) {
 			bandwidth = rs.BytesPerSecond
 		}
 	}

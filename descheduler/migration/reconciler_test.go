@@ -419,6 +419,21 @@ func TestBandwidthLimitCapsEstimate(t *testing.T) {
 	}
 }
 
+func TestSmallPreCopyRateIsNotTheBandwidth(t *testing.T) {
+	// 40 KiB/s measured over a 100 KiB volume is the passes' overhead: the
+	// estimate uses the default bandwidth (100Mi/s), 8Mi checkpoint ≈ 80ms.
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.w.bytesPerSecond, h.w.preCopyBytes = 40<<10, 100<<10
+	h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
+	st := h.lm().Status
+	if st.MeasuredBandwidth != nil {
+		t.Errorf("measured bandwidth = %v, want none from a 100 KiB pre-copy", st.MeasuredBandwidth)
+	}
+	if st.EstimatedDowntime == nil || st.EstimatedDowntime.Duration > time.Second {
+		t.Errorf("estimated downtime = %v, want the default bandwidth's", st.EstimatedDowntime)
+	}
+}
+
 func TestPhaseTimeouts(t *testing.T) {
 	cases := []struct {
 		phase lmv1alpha1.LiveMigrationPhase
