@@ -110,6 +110,8 @@ type cycle struct {
 	aboveMax string
 }
 
+// cycle returns spec's cycle state; the last one is kept, so every call of
+// a scheduling cycle after the first is a few comparisons.
 func (p *Latency) cycle(ctx context.Context, spec *workv1alpha2.ResourceBindingSpec) *cycle {
 	g := p.resolver.gen()
 	if c := p.last.Load(); c != nil && c.spec == spec && c.generation == g &&
