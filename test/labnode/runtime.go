@@ -229,6 +229,8 @@ func (r *Runtime) RunPod(ctx context.Context, p *corev1.Pod) error {
 	for _, c := range p.Spec.Containers {
 		cp, err := r.startContainer(ctx, pp, c)
 		if err != nil {
+			// Stop what started; a later update of the pod tries again.
+			r.StopPod(p.UID)
 			return fmt.Errorf("container %s: %w", c.Name, err)
 		}
 		r.mu.Lock()
@@ -241,8 +243,9 @@ func (r *Runtime) RunPod(ctx context.Context, p *corev1.Pod) error {
 
 func (r *Runtime) podDir(uid types.UID) string { return filepath.Join(r.cfg.Root, "pods", string(uid)) }
 
-// hostPaths maps a container's mount paths to host paths.
-func (r *Runtime) hostPaths(p *corev1.Pod, c corev1.Container) map[string]string {
+// hostPaths maps a container's mount paths to host paths: hostPath and
+// emptyDir volumes, and claims bound to local or hostPath volumes.
+func (r *Runtime) hostPaths(ctx context.Context, p *corev1.Pod, c corev1.Container) (map[string]string, error) {
 	vols := map[string]string{}
 	for _, v := range p.Spec.Volumes {
 		switch {
@@ -250,6 +253,12 @@ func (r *Runtime) hostPaths(p *corev1.Pod, c corev1.Container) map[string]string
 			vols[v.Name] = v.HostPath.Path
 		case v.EmptyDir != nil:
 			vols[v.Name] = filepath.Join(r.podDir(p.UID), "volumes", v.Name)
+		case v.PersistentVolumeClaim != nil:
+			path, err := r.claimPath(ctx, p.Namespace, v.PersistentVolumeClaim.ClaimName)
+			if err != nil {
+				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+			vols[v.Name] = path
 		}
 	}
 	out := map[string]string{}
@@ -258,7 +267,33 @@ func (r *Runtime) hostPaths(p *corev1.Pod, c corev1.Container) map[string]string
 			out[m.MountPath] = filepath.Join(h, m.SubPath)
 		}
 	}
-	return out
+	return out, nil
+}
+
+// claimPath returns the directory of the local or hostPath volume a claim
+// is bound to, as the kubelet mounts it.
+func (r *Runtime) claimPath(ctx context.Context, namespace, claim string) (string, error) {
+	if r.cfg.Client == nil {
+		return "", errors.New("claims need a cluster client")
+	}
+	pvc, err := r.cfg.Client.CoreV1().PersistentVolumeClaims(namespace).Get(ctx, claim, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	if pvc.Spec.VolumeName == "" {
+		return "", fmt.Errorf("claim %s/%s is not bound", namespace, claim)
+	}
+	pv, err := r.cfg.Client.CoreV1().PersistentVolumes().Get(ctx, pvc.Spec.VolumeName, metav1.GetOptions{})
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case pv.Spec.Local != nil:
+		return pv.Spec.Local.Path, nil
+	case pv.Spec.HostPath != nil:
+		return pv.Spec.HostPath.Path, nil
+	}
+	return "", fmt.Errorf("volume %s of claim %s/%s is neither local nor hostPath", pv.Name, namespace, claim)
 }
 
 // mapArgs rewrites --flag=/mount/path arguments to host paths.
@@ -285,7 +320,10 @@ func (r *Runtime) startContainer(ctx context.Context, pp *podProc, c corev1.Cont
 	if err := os.MkdirAll(cdir, 0o700); err != nil {
 		return nil, err
 	}
-	paths := r.hostPaths(pp.pod, c)
+	paths, err := r.hostPaths(ctx, pp.pod, c)
+	if err != nil {
+		return nil, err
+	}
 	for _, hp := range paths {
 		if err := os.MkdirAll(hp, 0o755); err != nil {
 			return nil, err
