@@ -69,19 +69,16 @@ func checkBinaries(binDir string, names []string) error {
 // buildProject builds the project's own binaries from the repository's
 // source with go build, which does nothing when they are up to date. This
 // keeps the lab from running a stale scheduler after an edit.
-func buildProject(root, binDir string, names []string) error {
-	if len(names) == 0 {
+func buildProject(root, binDir string, pkgs []string) error {
+	if len(pkgs) == 0 {
 		return nil
 	}
-	args := []string{"build", "-o", binDir + string(filepath.Separator)}
-	for _, n := range names {
-		args = append(args, "./cmd/"+n)
-	}
+	args := append([]string{"build", "-o", binDir + string(filepath.Separator)}, pkgs...)
 	cmd := exec.Command("go", args...)
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("building %s: %w\n%s", strings.Join(names, ", "), err, out)
+		return fmt.Errorf("building %s: %w\n%s", strings.Join(pkgs, ", "), err, out)
 	}
 	return nil
 }

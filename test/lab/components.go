@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"time"
@@ -32,6 +33,10 @@ type ComponentSpec struct {
 	Name string
 	// Binary is the command under cmd/ (default Name).
 	Binary string
+	// Packages are the Go packages built into the lab's bin directory for
+	// the component, each binary named after its package's last element;
+	// default ./cmd/<Binary>. The first one is the component's binary.
+	Packages []string
 	// Scope says where instances run.
 	Scope Scope
 	// Ports are named ports allocated for every instance before any
@@ -48,6 +53,13 @@ func (s *ComponentSpec) binary() string {
 		return s.Binary
 	}
 	return s.Name
+}
+
+func (s *ComponentSpec) packages() []string {
+	if len(s.Packages) > 0 {
+		return s.Packages
+	}
+	return []string{"./cmd/" + s.binary()}
 }
 
 // Instance is one running copy of a component.
@@ -80,6 +92,32 @@ func (in *Instance) Dir() (string, error) {
 // components is the table of the project's components. Adding one to the
 // lab is adding an entry here.
 var components = []ComponentSpec{
+	// The OCI registry checkpoint images are pushed to and pulled from.
+	{
+		Name: "lab-registry", Binary: "labnode", Packages: []string{"./test/labnode/cmd/labnode"},
+		Scope: ScopeKarmada, Ports: []string{"registry"}, Args: registryArgs, Ready: httpReady("registry", "/v2/"),
+	},
+	// Each kwok node's runtime: the kubelet checkpoint API and real lab app
+	// processes in real cgroups (package labnode).
+	{
+		Name: "labnode", Packages: []string{"./test/labnode/cmd/labnode", "./test/labapp"},
+		Scope: ScopeNode, Ports: []string{"kubelet"}, Args: labnodeArgs, Ready: labnodeReady,
+	},
+	// The agent as its DaemonSet runs it: checkpoints and volume replication.
+	{
+		Name: "livemigrate-agent", Scope: ScopeNode, Ports: []string{"health", "replication"},
+		Args: agentArgs, Ready: httpReady("health", "/readyz"),
+	},
+	// The agent as its restore Deployment runs it: the restore webhook.
+	{
+		Name: "livemigrate-restore", Binary: "livemigrate-agent", Scope: ScopeMember, Ports: []string{"webhook", "health"},
+		Args: restoreArgs, Ready: restoreReady,
+	},
+	// The LiveMigration controller and its webhook; the kubectl plugin is built beside it.
+	{
+		Name: "livemigrate-descheduler", Packages: []string{"./cmd/livemigrate-descheduler", "./cmd/kubectl-livemigrate"},
+		Scope: ScopeKarmada, Ports: []string{"webhook", "metrics", "health"}, Args: deschedulerArgs, Ready: deschedulerReady,
+	},
 	{
 		Name:  "livemigrate-scheduler",
 		Scope: ScopeKarmada,
@@ -183,7 +221,7 @@ func DefaultComponents() []string {
 	var out []string
 	for _, c := range components {
 		if err == nil {
-			if _, serr := os.Stat(filepath.Join(root, "cmd", c.binary())); serr != nil {
+			if _, serr := os.Stat(filepath.Join(root, c.packages()[0])); serr != nil {
 				continue
 			}
 		}
@@ -216,7 +254,7 @@ func (l *Lab) selectedComponents() ([]*ComponentSpec, error) {
 		if !ok {
 			return nil, fmt.Errorf("unknown component %q", name)
 		}
-		if _, err := os.Stat(filepath.Join(l.root, "cmd", spec.binary())); err != nil {
+		if _, err := os.Stat(filepath.Join(l.root, spec.packages()[0])); err != nil {
 			return nil, fmt.Errorf("component %s: %w", name, err)
 		}
 		out = append(out, spec)
@@ -227,16 +265,19 @@ func (l *Lab) selectedComponents() ([]*ComponentSpec, error) {
 // buildComponents builds (or checks, with SkipProjectBuild) the binaries of
 // the selected components.
 func (l *Lab) buildComponents(specs []*ComponentSpec) error {
-	var names []string
+	var pkgs, names []string
 	for _, s := range specs {
-		if !slices.Contains(names, s.binary()) {
-			names = append(names, s.binary())
+		for _, p := range s.packages() {
+			if !slices.Contains(pkgs, p) {
+				pkgs = append(pkgs, p)
+				names = append(names, path.Base(p))
+			}
 		}
 	}
 	if l.opts.SkipProjectBuild {
 		return checkBinaries(l.binDir, names)
 	}
-	return buildProject(l.root, l.binDir, names)
+	return buildProject(l.root, l.binDir, pkgs)
 }
 
 // instancesOf expands a spec into its instances, with ports allocated.

@@ -95,6 +95,9 @@ type Lab struct {
 	instancesMu sync.Mutex
 	instances   []*Instance
 
+	identityMu sync.Mutex
+	identities map[*Member]*memberIdentity
+
 	stopOnce sync.Once
 }
 

@@ -1,0 +1,397 @@
+package lab
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+)
+
+// This file holds what the live-migration components of the components
+// table need around them in the lab: the identities, RBAC and webhook
+// registrations their manifests give them in clusters.
+
+const (
+	// AgentNamespace is the agent's namespace in every member.
+	AgentNamespace = "livemigrate-system"
+	// CheckpointRepository is the repository of the lab registry the
+	// agents push checkpoint images to.
+	CheckpointRepository = "livemigrate/checkpoints"
+	// LabAppImage is the image name the lab node runtime runs the lab app for.
+	LabAppImage = "livemigrate.io/labapp:latest"
+
+	// DeschedulerPollInterval is the descheduler's --poll-interval in the lab.
+	DeschedulerPollInterval = 500 * time.Millisecond
+)
+
+// memberManifests are applied to every member cluster before the agents
+// start: the agent's namespace, ServiceAccounts and RBAC, the replication
+// RBAC, and what the descheduler needs with the push-mode credentials.
+var memberManifests = []string{
+	"manifests/agent/namespace.yaml",
+	"manifests/agent/serviceaccount.yaml",
+	"manifests/agent/rbac.yaml",
+	"manifests/replication/rbac.yaml",
+	"manifests/descheduler/member-rbac.yaml",
+}
+
+// kindResources maps the kinds of memberManifests to their resources.
+var kindResources = map[string]schema.GroupVersionResource{
+	"Namespace":          {Version: "v1", Resource: "namespaces"},
+	"ServiceAccount":     {Version: "v1", Resource: "serviceaccounts"},
+	"ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+	"ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	"Role":               {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
+	"RoleBinding":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
+}
+
+// memberIdentity holds the agent's credentials in one member.
+type memberIdentity struct {
+	AgentKubeconfig   string
+	AgentToken        string
+	RestoreKubeconfig string
+}
+
+// agentIdentity applies memberManifests to the member once and issues
+// tokens for the agent's ServiceAccounts.
+func (l *Lab) agentIdentity(m *Member) (*memberIdentity, error) {
+	l.identityMu.Lock()
+	defer l.identityMu.Unlock()
+	if l.identities == nil {
+		l.identities = map[*Member]*memberIdentity{}
+	}
+	if id, ok := l.identities[m]; ok {
+		return id, nil
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
+	defer cancel()
+	for _, f := range memberManifests {
+		objs, err := decodeYAMLFile(filepath.Join(l.root, f))
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objs {
+			if err := applyObject(ctx, &m.Cluster, o); err != nil {
+				return nil, fmt.Errorf("%s in %s: %w", f, m.Name, err)
+			}
+		}
+	}
+	// The push-mode credentials Karmada holds for the member are lab-admin's.
+	binding := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+		"metadata": map[string]any{"name": "livemigrate-descheduler-member"},
+		"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "livemigrate-descheduler-member"},
+		"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "lab-admin"}},
+	}}
+	if err := applyObject(ctx, &m.Cluster, binding); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(l.Dir, "components", "identity-"+m.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	id := &memberIdentity{}
+	var err error
+	if id.AgentKubeconfig, id.AgentToken, err = l.serviceAccountKubeconfig(ctx, m, "livemigrate-agent", dir); err != nil {
+		return nil, err
+	}
+	if id.RestoreKubeconfig, _, err = l.serviceAccountKubeconfig(ctx, m, "livemigrate-restore", dir); err != nil {
+		return nil, err
+	}
+	l.identities[m] = id
+	return id, nil
+}
+
+func applyObject(ctx context.Context, c *Cluster, o *unstructured.Unstructured) error {
+	gvr, ok := kindResources[o.GetKind()]
+	if !ok {
+		return fmt.Errorf("kind %s is not known to the lab", o.GetKind())
+	}
+	var err error
+	if o.GetNamespace() != "" {
+		_, err = c.Dynamic.Resource(gvr).Namespace(o.GetNamespace()).Create(ctx, o, metav1.CreateOptions{})
+	} else {
+		_, err = c.Dynamic.Resource(gvr).Create(ctx, o, metav1.CreateOptions{})
+	}
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating %s %s: %w", o.GetKind(), o.GetName(), err)
+	}
+	return nil
+}
+
+// serviceAccountKubeconfig issues a token of a ServiceAccount of the
+// agent's namespace and writes a kubeconfig using it, and the token alone
+// (the agent presents it to the kubelet).
+func (l *Lab) serviceAccountKubeconfig(ctx context.Context, m *Member, sa, dir string) (string, string, error) {
+	tr, err := m.Client.CoreV1().ServiceAccounts(AgentNamespace).CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](7 * 24 * 3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", "", fmt.Errorf("token of %s in %s: %w", sa, m.Name, err)
+	}
+	tok := filepath.Join(dir, sa+".token")
+	if err := os.WriteFile(tok, []byte(tr.Status.Token), 0o600); err != nil {
+		return "", "", err
+	}
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters[m.Name] = &clientcmdapi.Cluster{Server: m.URL, CertificateAuthorityData: l.pki.caPEM}
+	cfg.AuthInfos[sa] = &clientcmdapi.AuthInfo{Token: tr.Status.Token}
+	cfg.Contexts[m.Name] = &clientcmdapi.Context{Cluster: m.Name, AuthInfo: sa}
+	cfg.CurrentContext = m.Name
+	kc := filepath.Join(dir, sa+".kubeconfig")
+	return kc, tok, clientcmd.WriteToFile(*cfg, kc)
+}
+
+// webhookCertDir writes the lab's serving certificate (SAN 127.0.0.1,
+// signed by the lab CA) as tls.crt/tls.key into the instance's directory.
+func (in *Instance) webhookCertDir() (string, error) {
+	dir, err := in.Dir()
+	if err != nil {
+		return "", err
+	}
+	certDir := filepath.Join(dir, "certs")
+	if err := os.MkdirAll(certDir, 0o700); err != nil {
+		return "", err
+	}
+	for src, dst := range map[string]string{in.Lab.pki.ServerCert: "tls.crt", in.Lab.pki.ServerKey: "tls.key"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(filepath.Join(certDir, dst), b, 0o600); err != nil {
+			return "", err
+		}
+	}
+	return certDir, nil
+}
+
+// RegistryHost is the lab registry's host:port.
+func (l *Lab) RegistryHost() string {
+	for _, in := range l.Instances("lab-registry") {
+		return in.Addr("registry")
+	}
+	return ""
+}
+
+// Paths locates what the lab's node runtimes and agents keep on disk, from
+// the lab's directory alone (so that a program attached to a lab started
+// by livemigrate-lab up finds it too).
+type Paths struct{ Dir string }
+
+// Paths returns the lab's Paths.
+func (l *Lab) Paths() Paths { return Paths{Dir: l.Dir} }
+
+// VolumeRoot is the directory under which target volumes are created on
+// every node of the lab (the agents' --replication-target-roots and the
+// descheduler's --replication-target-root).
+func (p Paths) VolumeRoot() string { return filepath.Join(p.Dir, "volumes") }
+
+// NodeRoot is the lab node runtime's root directory of a node: its
+// checkpoints/ (the kubelet's checkpoint directory) and pods/.
+func (p Paths) NodeRoot(node string) string { return filepath.Join(p.Dir, "nodes", node) }
+
+// CgroupParent is where a node's kubepods cgroup lives below the freezer
+// mount: unique per lab directory, so that labs never see each other's pods.
+func (p Paths) CgroupParent(node string) string {
+	abs, err := filepath.Abs(p.Dir)
+	if err != nil {
+		abs = p.Dir
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join("livemigrate-lab", hex.EncodeToString(sum[:6]), node)
+}
+
+func registryArgs(in *Instance) ([]string, error) {
+	dir, err := in.Dir()
+	if err != nil {
+		return nil, err
+	}
+	return []string{"registry", "--listen=" + in.Addr("registry"), "--dir=" + filepath.Join(dir, "blobs")}, nil
+}
+
+func labnodeArgs(in *Instance) ([]string, error) {
+	return []string{
+		"--kubeconfig=" + in.Member.Kubeconfig,
+		"--node-name=" + in.Node,
+		"--root=" + in.Lab.Paths().NodeRoot(in.Node),
+		"--cgroup-parent=" + in.Lab.Paths().CgroupParent(in.Node),
+		"--labapp=" + in.Lab.bin("labapp"),
+		"--labapp-image=" + LabAppImage,
+		"--listen=" + in.Addr("kubelet"),
+	}, nil
+}
+
+// labnodeReady waits until the node's kubelet API serves and its port is
+// published in the Node's status, where the agent looks for it.
+func labnodeReady(ctx context.Context, in *Instance) error {
+	return poll(ctx, in.Name, func(ctx context.Context) (bool, string, error) {
+		n, err := in.Member.Client.CoreV1().Nodes().Get(ctx, in.Node, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		if got := int(n.Status.DaemonEndpoints.KubeletEndpoint.Port); got != in.Ports["kubelet"] {
+			return false, fmt.Sprintf("kubelet port %d published, want %d", got, in.Ports["kubelet"]), nil
+		}
+		return true, "", nil
+	})
+}
+
+func agentArgs(in *Instance) ([]string, error) {
+	id, err := in.Lab.agentIdentity(in.Member)
+	if err != nil {
+		return nil, err
+	}
+	root := in.Lab.Paths().NodeRoot(in.Node)
+	// The node runtime writes its kubelet CA when it starts serving.
+	ctx, cancel := context.WithTimeout(in.Lab.ctx, 30*time.Second)
+	defer cancel()
+	ca := filepath.Join(root, "kubelet-ca.crt")
+	if err := poll(ctx, "kubelet CA of "+in.Node, func(context.Context) (bool, string, error) {
+		_, err := os.Stat(ca)
+		return err == nil, "not written yet", nil
+	}); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(in.Lab.Paths().VolumeRoot(), 0o755); err != nil {
+		return nil, err
+	}
+	port := strconv.Itoa(in.Ports["replication"])
+	return []string{
+		"--mode=node",
+		"--node-name=" + in.Node,
+		"--kubeconfig=" + id.AgentKubeconfig,
+		"--kubelet-address=127.0.0.1",
+		"--kubelet-ca-file=" + ca,
+		"--kubelet-token-file=" + id.AgentToken,
+		"--checkpoint-dir=" + filepath.Join(root, "checkpoints"),
+		"--cgroup-root=/sys/fs/cgroup", "--cgroup-version=v1", "--cgroup-driver=cgroupfs",
+		"--cgroup-parent=" + in.Lab.Paths().CgroupParent(in.Node),
+		"--insecure-registries=" + in.Lab.RegistryHost(),
+		"--replication-listen-host=127.0.0.1",
+		"--replication-advertise-host=127.0.0.1",
+		"--replication-port-min=" + port, "--replication-port-max=" + port,
+		"--replication-target-roots=" + in.Lab.Paths().VolumeRoot(),
+		"--replication-progress-interval=500ms",
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address=" + in.Addr("health"),
+		"--v=2",
+	}, nil
+}
+
+func restoreArgs(in *Instance) ([]string, error) {
+	id, err := in.Lab.agentIdentity(in.Member)
+	if err != nil {
+		return nil, err
+	}
+	certDir, err := in.webhookCertDir()
+	if err != nil {
+		return nil, err
+	}
+	return []string{
+		"--mode=restore",
+		"--kubeconfig=" + id.RestoreKubeconfig,
+		"--webhook-host=127.0.0.1",
+		"--webhook-port=" + strconv.Itoa(in.Ports["webhook"]),
+		"--webhook-cert-dir=" + certDir,
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address=" + in.Addr("health"),
+		"--v=2",
+	}, nil
+}
+
+// restoreReady waits for the restore webhook and registers it like
+// manifests/agent/restore-webhook.yaml, by URL instead of a Service.
+func restoreReady(ctx context.Context, in *Instance) error {
+	if err := waitHTTP(ctx, in.Name, "http://"+in.Addr("health")+"/readyz", nil); err != nil {
+		return err
+	}
+	url := fmt.Sprintf("https://%s/mutate-v1-pod-restore", in.Addr("webhook"))
+	ignore := admissionregistrationv1.Ignore
+	none := admissionregistrationv1.SideEffectClassNoneOnDryRun
+	scope := admissionregistrationv1.NamespacedScope
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "livemigrate-restore"},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name: "restore.agent.livemigrate.io", AdmissionReviewVersions: []string{"v1"},
+			SideEffects: &none, FailurePolicy: &ignore, TimeoutSeconds: ptr.To[int32](5),
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: in.Lab.pki.caPEM},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}, Scope: &scope},
+			}},
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
+				{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system", "kube-public", "kube-node-lease", AgentNamespace}},
+				{Key: "agent.livemigrate.io/restore-webhook", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"disabled"}},
+			}},
+		}},
+	}
+	_, err := in.Member.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, cfg, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("registering the restore webhook in %s: %w", in.Member.Name, err)
+	}
+	return nil
+}
+
+func deschedulerArgs(in *Instance) ([]string, error) {
+	certDir, err := in.webhookCertDir()
+	if err != nil {
+		return nil, err
+	}
+	return []string{
+		"--kubeconfig=" + in.Lab.Karmada.Kubeconfig,
+		"--checkpoint-repository=" + in.Lab.RegistryHost() + "/" + CheckpointRepository,
+		"--checkpoint-registry-insecure",
+		"--replication-target-root=" + in.Lab.Paths().VolumeRoot(),
+		"--webhook-host=127.0.0.1",
+		"--webhook-port=" + strconv.Itoa(in.Ports["webhook"]),
+		"--webhook-cert-dir=" + certDir,
+		"--metrics-bind-address=" + in.Addr("metrics"),
+		"--health-probe-bind-address=" + in.Addr("health"),
+		"--poll-interval=" + DeschedulerPollInterval.String(),
+		"--v=2",
+	}, nil
+}
+
+// deschedulerReady waits for the descheduler and registers its validating
+// webhook (manifests/descheduler/webhook.yaml) by URL with the lab CA.
+func deschedulerReady(ctx context.Context, in *Instance) error {
+	if err := waitHTTP(ctx, in.Name, "http://"+in.Addr("health")+"/readyz", nil); err != nil {
+		return err
+	}
+	objs, err := decodeYAMLFile(filepath.Join(in.Lab.root, "manifests/descheduler/webhook.yaml"))
+	if err != nil {
+		return err
+	}
+	gvr := schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingwebhookconfigurations"}
+	for _, o := range objs {
+		hooks, _, _ := unstructured.NestedSlice(o.Object, "webhooks")
+		for _, h := range hooks {
+			hm := h.(map[string]any)
+			cc := hm["clientConfig"].(map[string]any)
+			cc["url"] = fmt.Sprintf("https://%s/validate-livemigrate-io-v1alpha1-livemigration", in.Addr("webhook"))
+			cc["caBundle"] = base64.StdEncoding.EncodeToString(in.Lab.pki.caPEM)
+		}
+		if err := unstructured.SetNestedSlice(o.Object, hooks, "webhooks"); err != nil {
+			return err
+		}
+		if _, err := in.Lab.Karmada.Dynamic.Resource(gvr).Create(ctx, o, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("registering the descheduler's webhook: %w", err)
+		}
+	}
+	return nil
+}
