@@ -1,0 +1,305 @@
+package scenario
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/labapp/labstate"
+)
+
+// Sample is what the observer saw at one instant.
+type Sample struct {
+	At time.Time
+	// SourceAlive and SourceState: the source lab app process and its
+	// cgroup's freezer state.
+	SourceAlive bool
+	SourceState string
+	// TargetRunning: a lab app of the workload runs, thawed, in the target.
+	TargetRunning bool
+}
+
+// Observation is the record of one migration.
+type Observation struct {
+	Migration *lmv1alpha1.LiveMigration
+	// Err is kubectl livemigrate's error (a Failed migration exits non-zero).
+	Err error
+	// Source is the source pod as it ran before the migration.
+	Source *Pod
+	// Samples of the source and target, every SampleInterval.
+	Samples []Sample
+	// Duration of kubectl livemigrate move --wait.
+	Duration time.Duration
+}
+
+// SampleInterval is how often the observer looks at the lab app processes.
+const SampleInterval = 10 * time.Millisecond
+
+// MoveOptions are extra arguments of kubectl livemigrate move.
+type MoveOptions struct {
+	// To is the target cluster; empty lets the descheduler choose.
+	To string
+	// Name of the LiveMigration.
+	Name string
+	// Args are further flags (--downtime-budget, --bandwidth-limit, …).
+	Args []string
+	// During, when set, runs once the migration reached the given phase.
+	During      func(ctx context.Context, lm *lmv1alpha1.LiveMigration) error
+	DuringPhase lmv1alpha1.LiveMigrationPhase
+}
+
+// Move live-migrates the app with `kubectl livemigrate move
+// statefulset/<name> --wait`, the plugin's progress going to Env.Out, while
+// an observer samples the source and target lab app processes.
+func (a *App) Move(ctx context.Context, o MoveOptions) (*Observation, error) {
+	src, why, err := a.findRunning(ctx, a.Source)
+	if err != nil {
+		return nil, err
+	}
+	if src == nil {
+		return nil, fmt.Errorf("the source pod does not run before the migration: %s", why)
+	}
+	obs := &Observation{Source: src}
+	args := []string{"--kubeconfig=" + a.Env.Karmada.Kubeconfig, "-n", a.Namespace, "move", "statefulset/" + a.Name, "--wait"}
+	if o.To != "" {
+		args = append(args, "--to", o.To)
+	}
+	if o.Name != "" {
+		args = append(args, "--name", o.Name)
+	}
+	args = append(args, o.Args...)
+	cmd := exec.CommandContext(ctx, a.Env.bin("kubectl-livemigrate"), args...)
+	cmd.Stdout, cmd.Stderr = a.Env.Out, a.Env.Out
+	fmt.Fprintf(a.Env.Out, "$ kubectl livemigrate %s\n", strings.Join(args[1:], " "))
+
+	octx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		obs.Samples = a.observe(octx, src, o.To)
+	}()
+	var duringErr error
+	if o.During != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			duringErr = a.during(octx, o)
+		}()
+	}
+	start := time.Now()
+	obs.Err = cmd.Run()
+	obs.Duration = time.Since(start)
+	stop()
+	wg.Wait()
+	if duringErr != nil && !errors.Is(duringErr, context.Canceled) {
+		return obs, duringErr
+	}
+	lm, err := a.migration(ctx)
+	if err != nil {
+		return obs, err
+	}
+	obs.Migration = lm
+	return obs, nil
+}
+
+// during waits for the migration to reach o.DuringPhase and runs o.During.
+func (a *App) during(ctx context.Context, o MoveOptions) error {
+	var lm *lmv1alpha1.LiveMigration
+	if err := poll(ctx, "the migration to reach "+string(o.DuringPhase), func() (bool, string, error) {
+		var err error
+		if lm, err = a.migration(ctx); err != nil {
+			return false, err.Error(), nil
+		}
+		for _, t := range lm.Status.PhaseTransitions {
+			if t.Phase == o.DuringPhase {
+				return true, "", nil
+			}
+		}
+		return false, "phase " + string(lm.Status.Phase), nil
+	}); err != nil {
+		return err
+	}
+	return o.During(ctx, lm)
+}
+
+// migration returns the newest LiveMigration of the app.
+func (a *App) migration(ctx context.Context) (*lmv1alpha1.LiveMigration, error) {
+	var list lmv1alpha1.LiveMigrationList
+	if err := a.Env.Karmada.CR.List(ctx, &list, client.InNamespace(a.Namespace)); err != nil {
+		return nil, err
+	}
+	var out *lmv1alpha1.LiveMigration
+	for i := range list.Items {
+		lm := &list.Items[i]
+		if lm.Spec.WorkloadRef.Name != a.Name {
+			continue
+		}
+		if out == nil || lm.CreationTimestamp.After(out.CreationTimestamp.Time) ||
+			(lm.CreationTimestamp.Equal(&out.CreationTimestamp) && lm.Name > out.Name) {
+			out = lm
+		}
+	}
+	if out == nil {
+		return nil, fmt.Errorf("no LiveMigration of %s in %s", a.Name, a.Namespace)
+	}
+	return out, nil
+}
+
+// observe samples the source process and, in every other member (or in
+// target), whether a lab app of the workload runs thawed.
+func (a *App) observe(ctx context.Context, src *Pod, target string) []Sample {
+	var out []Sample
+	var targets []string
+	for _, n := range a.Env.MemberNames() {
+		if n != a.Source && (target == "" || n == target) {
+			targets = append(targets, n)
+		}
+	}
+	t := time.NewTicker(SampleInterval)
+	defer t.Stop()
+	lastTargetCheck := time.Time{}
+	targetRunning := false
+	for {
+		s := Sample{At: time.Now(), SourceAlive: src.Alive(), SourceState: src.FreezerState()}
+		// The target is looked up through its apiserver, less often.
+		if time.Since(lastTargetCheck) >= 5*SampleInterval {
+			lastTargetCheck = time.Now()
+			targetRunning = false
+			for _, n := range targets {
+				if p, _, err := a.findRunning(ctx, n); err == nil && p != nil && p.FreezerState() == "THAWED" {
+					targetRunning = true
+				}
+			}
+		}
+		s.TargetRunning = targetRunning
+		out = append(out, s)
+		select {
+		case <-ctx.Done():
+			return out
+		case <-t.C:
+		}
+	}
+}
+
+// CheckNeverTwoRunning checks invariant 1 on the samples: once the source
+// was seen frozen it never ran again while alive, and no sample shows a
+// running (thawed, alive) source together with a running target.
+func (o *Observation) CheckNeverTwoRunning() error {
+	frozen := false
+	for _, s := range o.Samples {
+		running := s.SourceAlive && s.SourceState == "THAWED"
+		if running && s.TargetRunning {
+			return fmt.Errorf("at %s the source ran (thawed) while the target ran", s.At.Format(time.RFC3339Nano))
+		}
+		if s.SourceAlive && s.SourceState == "FROZEN" {
+			frozen = true
+		}
+		if frozen && running && o.Migration.Status.Phase == lmv1alpha1.PhaseSucceeded {
+			return fmt.Errorf("at %s the source ran again after it was frozen", s.At.Format(time.RFC3339Nano))
+		}
+	}
+	if !frozen {
+		return errors.New("the source was never seen frozen")
+	}
+	return nil
+}
+
+// CheckSourceFrozenUntilTarget checks that the source stayed alive and
+// frozen until the target ran, and was gone at the end.
+func (o *Observation) CheckSourceFrozenUntilTarget() error {
+	var firstTarget, sourceGone time.Time
+	for _, s := range o.Samples {
+		if s.TargetRunning && firstTarget.IsZero() {
+			firstTarget = s.At
+		}
+		if !s.SourceAlive && sourceGone.IsZero() {
+			sourceGone = s.At
+		}
+		if firstTarget.IsZero() && s.SourceState == "FROZEN" && !s.SourceAlive {
+			return fmt.Errorf("the source died at %s, before the target ran", s.At.Format(time.RFC3339Nano))
+		}
+	}
+	if firstTarget.IsZero() {
+		return errors.New("the target was never seen running")
+	}
+	if !sourceGone.IsZero() && sourceGone.Before(firstTarget) {
+		return fmt.Errorf("the source was gone at %s, before the target ran at %s", sourceGone.Format(time.RFC3339Nano), firstTarget.Format(time.RFC3339Nano))
+	}
+	if o.Source.Alive() {
+		return fmt.Errorf("the source lab app (pid %d) still runs after the migration", o.Source.Layout.PID)
+	}
+	return nil
+}
+
+// RestoredCounter reads the counter a restored lab app started from (its
+// first output line, "labapp: pid N counter C …").
+func RestoredCounter(p *Pod) (uint64, error) {
+	f, err := os.Open(p.Output)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		for i := 0; i+1 < len(fields); i++ {
+			if fields[i] == "counter" {
+				return strconv.ParseUint(fields[i+1], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("no start line in %s", p.Output)
+}
+
+// VerifyFrozen freezes the pod, dumps its memory next to the log and runs
+// `labapp verify` (memory and log agree, the log is 1..n with nothing
+// skipped or repeated), then thaws it; it returns labapp's report.
+func (e *Env) VerifyFrozen(ctx context.Context, p *Pod) (string, error) {
+	state := filepath.Join(freezerMount, p.Cgroup, "freezer.state")
+	if err := os.WriteFile(state, []byte("FROZEN"), 0); err != nil {
+		return "", fmt.Errorf("freezing %s: %w", p.Name, err)
+	}
+	defer func() { _ = os.WriteFile(state, []byte("THAWED"), 0) }()
+	if err := poll(ctx, p.Name+" frozen", func() (bool, string, error) {
+		st := p.FreezerState()
+		return st == "FROZEN", st, nil
+	}); err != nil {
+		return "", err
+	}
+	rc, err := labstate.OpenProcessRegion(p.Layout)
+	if err != nil {
+		return "", err
+	}
+	dump, err := os.CreateTemp("", "labapp-dump-")
+	if err != nil {
+		rc.Close()
+		return "", err
+	}
+	defer os.Remove(dump.Name())
+	_, err = io.Copy(dump, rc)
+	rc.Close()
+	if cerr := dump.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.CommandContext(ctx, e.bin("labapp"), "verify", "--dump="+dump.Name(), "--log="+p.LogPath()).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("labapp verify: %w: %s", err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}

@@ -1,0 +1,368 @@
+package scenario
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	policyv1alpha1 "github.com/karmada-io/karmada/pkg/apis/policy/v1alpha1"
+	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
+
+	"github.com/livemigrate/livemigrate/agent/freezer"
+	"github.com/livemigrate/livemigrate/test/lab"
+	"github.com/livemigrate/livemigrate/test/labapp/labstate"
+)
+
+const (
+	// StorageClass is the class of the lab's local volumes.
+	StorageClass = "lab-local"
+	// Container is the lab app's container name.
+	Container = "app"
+	// LogFile is the counter log on the app's volume.
+	LogFile      = "counter.log"
+	freezerMount = "/sys/fs/cgroup/freezer"
+)
+
+// App is a StatefulSet of the lab app with one volume per pod, propagated
+// by Karmada to one member.
+type App struct {
+	Env       *Env
+	Namespace string
+	Name      string
+	// Source is the member Karmada placed it in.
+	Source string
+}
+
+// AppOptions shape the lab app.
+type AppOptions struct {
+	// Cluster pins the first placement; empty lets the scheduler choose.
+	Cluster string
+	// Memory and DirtyRate of the lab app (quantities); Tick between
+	// counter increments.
+	Memory, DirtyRate string
+	Tick              time.Duration
+}
+
+func (o *AppOptions) defaults() {
+	if o.Memory == "" {
+		o.Memory = "16Mi"
+	}
+	if o.DirtyRate == "" {
+		o.DirtyRate = "4Mi"
+	}
+	if o.Tick == 0 {
+		o.Tick = 5 * time.Millisecond
+	}
+}
+
+// Deploy creates the namespace, the PropagationPolicy (one cluster,
+// Divided/Aggregated) and the StatefulSet in the Karmada plane, then a
+// local volume for its claim in the member Karmada picked, and waits until
+// the lab app runs there.
+func (e *Env) Deploy(ctx context.Context, ns, name string, o AppOptions) (*App, error) {
+	o.defaults()
+	k := e.Karmada.CR
+	if err := create(ctx, k, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return nil, err
+	}
+	pp := &policyv1alpha1.PropagationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: policyv1alpha1.PropagationSpec{
+			ResourceSelectors: []policyv1alpha1.ResourceSelector{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: name}},
+			Placement: policyv1alpha1.Placement{
+				SpreadConstraints: []policyv1alpha1.SpreadConstraint{{SpreadByField: policyv1alpha1.SpreadByFieldCluster, MaxGroups: 1, MinGroups: 1}},
+				ReplicaScheduling: &policyv1alpha1.ReplicaSchedulingStrategy{
+					ReplicaSchedulingType:     policyv1alpha1.ReplicaSchedulingTypeDivided,
+					ReplicaDivisionPreference: policyv1alpha1.ReplicaDivisionPreferenceAggregated,
+				},
+			},
+		},
+	}
+	if o.Cluster != "" {
+		pp.Spec.Placement.ClusterAffinity = &policyv1alpha1.ClusterAffinity{ClusterNames: []string{o.Cluster}}
+	}
+	if err := create(ctx, k, pp); err != nil {
+		return nil, err
+	}
+	labels := map[string]string{"app": name}
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:    ptr.To[int32](1),
+			ServiceName: name,
+			Selector:    &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					Containers: []corev1.Container{{
+						Name: Container, Image: lab.LabAppImage,
+						Args: []string{"run", "--memory=" + o.Memory, "--dirty-rate=" + o.DirtyRate, "--tick=" + o.Tick.String(),
+							"--log=/data/" + LogFile},
+						Resources: corev1.ResourceRequirements{
+							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+						},
+						VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
+					}},
+				},
+			},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+				ObjectMeta: metav1.ObjectMeta{Name: "data"},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					StorageClassName: ptr.To(StorageClass),
+					Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+				},
+			}},
+		},
+	}
+	if err := create(ctx, k, sts); err != nil {
+		return nil, err
+	}
+	a := &App{Env: e, Namespace: ns, Name: name}
+	// Where Karmada placed it.
+	if err := poll(ctx, "the binding of "+name+" to be scheduled", func() (bool, string, error) {
+		rb := &workv1alpha2.ResourceBinding{}
+		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: a.BindingName()}, rb); err != nil {
+			return false, err.Error(), nil
+		}
+		if len(rb.Spec.Clusters) != 1 {
+			return false, fmt.Sprintf("%d clusters", len(rb.Spec.Clusters)), nil
+		}
+		a.Source = rb.Spec.Clusters[0].Name
+		return true, "", nil
+	}); err != nil {
+		return nil, err
+	}
+	m := e.Members[a.Source]
+	if m == nil {
+		return nil, fmt.Errorf("placed in %q, which is not a member of the lab", a.Source)
+	}
+	if err := e.ensureStorageClass(ctx, m); err != nil {
+		return nil, err
+	}
+	nodes, err := m.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if len(nodes.Items) == 0 {
+		return nil, fmt.Errorf("%s has no nodes", m.Name)
+	}
+	node := nodes.Items[0].Name
+	claim := "data-" + name + "-0"
+	dir := filepath.Join(e.Paths.Dir, "disks", m.Name, ns, claim)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-" + claim},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			StorageClassName:              StorageClass,
+			ClaimRef:                      &corev1.ObjectReference{Namespace: ns, Name: claim},
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: dir}},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
+			}}}},
+		},
+	}
+	if _, err := m.Client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating the source volume in %s: %w", m.Name, err)
+	}
+	e.Logf("%s/%s placed in %s; its volume %s is %s on %s", ns, name, a.Source, claim, dir, node)
+	if _, err := a.WaitRunning(ctx, a.Source, 0); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// ensureStorageClass creates the lab's local class (Immediate binding, no
+// provisioner: every volume is created beforehand).
+func (e *Env) ensureStorageClass(ctx context.Context, m *Cluster) error {
+	sc := &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: StorageClass},
+		Provisioner:       "kubernetes.io/no-provisioner",
+		VolumeBindingMode: ptr.To(storagev1.VolumeBindingImmediate),
+		ReclaimPolicy:     ptr.To(corev1.PersistentVolumeReclaimRetain),
+	}
+	if _, err := m.Client.StorageV1().StorageClasses().Create(ctx, sc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating StorageClass %s in %s: %w", StorageClass, m.Name, err)
+	}
+	return nil
+}
+
+// BindingName is the ResourceBinding Karmada made for the StatefulSet.
+func (a *App) BindingName() string { return a.Name + "-statefulset" }
+
+// Pod is a lab app pod as the host sees it.
+type Pod struct {
+	Cluster string
+	Name    string
+	UID     string
+	Node    string
+	// StateDir holds the lab app's layout.json; Output its stdout/stderr.
+	StateDir, Output string
+	// Cgroup is the pod's freezer cgroup below the mount.
+	Cgroup string
+	Layout *labstate.Layout
+}
+
+// FreezerState reads the pod cgroup's freezer state (FROZEN, FREEZING,
+// THAWED); "" when the cgroup is gone.
+func (p *Pod) FreezerState() string {
+	b, err := os.ReadFile(filepath.Join(freezerMount, p.Cgroup, "freezer.state"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// Alive tells whether the lab app process still exists.
+func (p *Pod) Alive() bool {
+	if p.Layout == nil || p.Layout.PID <= 0 {
+		return false
+	}
+	err := syscall.Kill(p.Layout.PID, 0)
+	if err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	// A zombie or a reused PID is not our process.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Layout.PID))
+	if err != nil {
+		return false
+	}
+	fields := strings.Fields(string(b))
+	return len(fields) > 2 && fields[2] != "Z" && strings.Contains(fields[1], "labapp")
+}
+
+// LogPath is the counter log on the pod's volume (a host path).
+func (p *Pod) LogPath() string { return p.Layout.Config.LogPath }
+
+// Counter reads the committed counter from the live process.
+func (p *Pod) Counter() (uint64, error) { return labstate.PeekCounter(p.Layout) }
+
+// podOf locates a pod's lab app on the host.
+func (e *Env) podOf(cluster string, pod *corev1.Pod) *Pod {
+	root := e.Paths.NodeRoot(pod.Spec.NodeName)
+	cdir := filepath.Join(root, "pods", string(pod.UID), Container)
+	return &Pod{
+		Cluster: cluster, Name: pod.Name, UID: string(pod.UID), Node: pod.Spec.NodeName,
+		StateDir: filepath.Join(cdir, "state"), Output: filepath.Join(cdir, "output.log"),
+		Cgroup: freezer.PodCgroupCandidates(e.Paths.CgroupParent(pod.Spec.NodeName), freezer.DriverCgroupfs, pod.UID)[1],
+	}
+}
+
+// findRunning returns the app's pod in a cluster once its lab app runs
+// (process alive, layout published), else nil.
+func (a *App) findRunning(ctx context.Context, cluster string) (*Pod, string, error) {
+	m := a.Env.Members[cluster]
+	pod, err := m.Client.CoreV1().Pods(a.Namespace).Get(ctx, a.Name+"-0", metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, "no pod", nil
+	}
+	if err != nil {
+		return nil, err.Error(), nil
+	}
+	if pod.Spec.NodeName == "" {
+		return nil, "pod not scheduled", nil
+	}
+	if pod.DeletionTimestamp != nil {
+		return nil, "pod terminating", nil
+	}
+	p := a.Env.podOf(cluster, pod)
+	l, err := labstate.ReadLayout(p.StateDir)
+	if err != nil {
+		return nil, "lab app not started: " + err.Error(), nil
+	}
+	p.Layout = l
+	if !p.Alive() {
+		return nil, fmt.Sprintf("lab app process %d not running", l.PID), nil
+	}
+	return p, "", nil
+}
+
+// WaitRunning waits until the app's pod runs its lab app in a cluster and
+// its counter reached atLeast.
+func (a *App) WaitRunning(ctx context.Context, cluster string, atLeast uint64) (*Pod, error) {
+	var p *Pod
+	err := poll(ctx, fmt.Sprintf("%s/%s-0 running in %s", a.Namespace, a.Name, cluster), func() (bool, string, error) {
+		var why string
+		var err error
+		if p, why, err = a.findRunning(ctx, cluster); err != nil || p == nil {
+			return false, why, err
+		}
+		c, err := p.Counter()
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		return c >= atLeast, fmt.Sprintf("counter %d", c), nil
+	})
+	return p, err
+}
+
+// Delete removes the app from the Karmada plane (Karmada removes it from
+// the members) and waits until no pod of it is left in any member.
+func (a *App) Delete(ctx context.Context) error {
+	k := a.Env.Karmada.CR
+	for _, o := range []client.Object{
+		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: a.Name}},
+		&policyv1alpha1.PropagationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: a.Name}},
+	} {
+		if err := k.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return poll(ctx, "the pods of "+a.Name+" to be gone", func() (bool, string, error) {
+		for name, m := range a.Env.Members {
+			if _, err := m.Client.CoreV1().Pods(a.Namespace).Get(ctx, a.Name+"-0", metav1.GetOptions{}); err == nil {
+				return false, "pod left in " + name, nil
+			}
+		}
+		return true, "", nil
+	})
+}
+
+func create(ctx context.Context, c client.Client, o client.Object) error {
+	if err := c.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
+	}
+	return nil
+}
+
+// poll calls f every 100ms until it is done, fails, or ctx ends.
+func poll(ctx context.Context, what string, f func() (bool, string, error)) error {
+	last := "not checked yet"
+	for {
+		ok, why, err := f()
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		if ok {
+			return nil
+		}
+		if why != "" {
+			last = why
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w (last: %s)", what, ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
