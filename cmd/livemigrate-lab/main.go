@@ -5,6 +5,7 @@
 //	livemigrate-lab status   # report the supervisor, components and clusters
 //	livemigrate-lab down     # stop everything and remove the lab's directory
 //	livemigrate-lab config   # print the default configuration (YAML)
+//	livemigrate-lab demo     # live-migrate the lab app in the running lab (hack/demo.sh)
 //
 // up forks a supervisor process that owns every component and keeps
 // running after up returns; it records its PID and the lab's kubeconfigs in
@@ -58,6 +59,7 @@ Commands:
   down     stop the lab and remove its directory
   status   show the supervisor, the components and the member clusters
   config   print the default configuration as YAML (edit it, pass it to up --config)
+  demo     live-migrate the lab app between members of a running lab and check it
 
 Run "livemigrate-lab <command> -h" for the command's flags.
 `)
@@ -80,6 +82,8 @@ func main() {
 		err = printConfig()
 	case "supervise":
 		err = supervise(os.Args[2:])
+	case "demo":
+		err = demo(os.Args[2:])
 	case "-h", "--help", "help":
 		usage()
 		return

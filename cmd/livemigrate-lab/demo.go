@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/livemigrate/livemigrate/test/e2e/migration/scenario"
+	"github.com/livemigrate/livemigrate/test/lab"
+)
+
+// demo runs the live-migration scenario of the end-to-end test against a
+// lab started by up: the lab app as a StatefulSet with a local volume,
+// placed by the scheduler, written to continuously, moved with kubectl
+// livemigrate move --wait, then the timeline and the checks.
+func demo(args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ExitOnError)
+	dir := fs.String("dir", defaultDir(), "directory of the lab (started by livemigrate-lab up)")
+	ns := fs.String("namespace", "demo", "namespace of the demo's workload")
+	name := fs.String("name", "labapp", "name of the demo's StatefulSet")
+	to := fs.String("to", "", "target cluster; empty lets the descheduler pick the best-scored one")
+	timeout := fs.Duration("timeout", 10*time.Minute, "bound of the whole demo")
+	_ = fs.Parse(args)
+	if os.Geteuid() != 0 {
+		return errors.New("the demo needs root: the lab's node runtime freezes real cgroups and reads process memory")
+	}
+	s, err := readState(*dir)
+	if err != nil {
+		return fmt.Errorf("no lab in %s (run livemigrate-lab up first): %w", *dir, err)
+	}
+	if !s.Ready || !alive(s.SupervisorPID) {
+		return fmt.Errorf("the lab in %s is not up", *dir)
+	}
+	root, err := lab.RepoRoot()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, *timeout)
+	defer cancelT()
+	step := func(format string, a ...any) { fmt.Printf("\n==> "+format+"\n", a...) }
+	env, err := scenario.FromKubeconfigs(filepath.Join(s.Dir, "lab"), s.Kubeconfigs, filepath.Join(root, "bin"), os.Stdout,
+		func(format string, a ...any) { fmt.Printf("    "+format+"\n", a...) })
+	if err != nil {
+		return err
+	}
+	begin := time.Now()
+
+	step("Deploying the lab app as StatefulSet %s/%s with a local volume; the livemigrate scheduler places it", *ns, *name)
+	app, err := env.Deploy(ctx, *ns, *name, scenario.AppOptions{})
+	if err != nil {
+		return err
+	}
+	p, err := app.WaitRunning(ctx, app.Source, 500)
+	if err != nil {
+		return err
+	}
+	c, _ := p.Counter()
+	fmt.Printf("    running in %s on %s (pid %d), counter %d, logging every value to %s\n", app.Source, p.Node, p.Layout.PID, c, p.LogPath())
+
+	step("Where would it go? kubectl livemigrate plan statefulset/%s", *name)
+	plan := exec.CommandContext(ctx, filepath.Join(env.BinDir, "kubectl-livemigrate"), "--kubeconfig="+env.Karmada.Kubeconfig, "-n", *ns, "plan", "statefulset/"+*name)
+	plan.Stdout, plan.Stderr = os.Stdout, os.Stdout
+	if err := plan.Run(); err != nil {
+		return fmt.Errorf("kubectl livemigrate plan: %w", err)
+	}
+
+	step("Live-migrating it while it writes")
+	obs, err := app.Move(ctx, scenario.MoveOptions{To: *to, Name: *name + "-move"})
+	if err != nil {
+		return err
+	}
+	if obs.Migration != nil {
+		step("Timeline (from the LiveMigration's status)")
+		fmt.Print(scenario.Timeline(obs.Migration))
+	}
+
+	step("Checking that nothing was lost and there never were two running copies")
+	res, errs := env.CheckSucceeded(ctx, app, obs)
+	if len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Printf("    FAIL: %v\n", e)
+		}
+		return fmt.Errorf("%d checks failed", len(errs))
+	}
+	fmt.Printf("    the source was frozen at counter %d and never ran again; the target resumed from it in %s\n", res.RestoredFrom, obs.Migration.Status.TargetCluster)
+	fmt.Printf("    labapp verify on the target: %s\n", res.Verified)
+	fmt.Printf("\nDemo done in %s.\n", time.Since(begin).Round(time.Second))
+	return nil
+}
