@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -26,6 +27,10 @@ var kwokStages = []string{
 	"kustomize/stage/pod/fast/pod-complete.yaml",
 	"kustomize/stage/pod/fast/pod-delete.yaml",
 }
+
+// labelRuntime marks pods whose status the lab node runtime writes (the
+// value of labnode.LabelRuntime); kwok's pod-ready stage skips them.
+const labelRuntime = "lab.livemigrate.io/runtime"
 
 // NodeLabelMember is put on every kwok node with the member's name.
 const NodeLabelMember = "lab.livemigrate.io/member"
@@ -64,6 +69,13 @@ func (l *Lab) startKwok(_ context.Context, m *Member) error {
 	if err != nil {
 		return err
 	}
+	// Pods of the lab node runtime get their status from it, Ready only
+	// once their processes run (labnode.LabelRuntime).
+	readyGate := "    - key: '.metadata.deletionTimestamp'\n      operator: 'DoesNotExist'\n    - key: '.status.phase'\n"
+	if !bytes.Contains(stages, []byte(readyGate)) {
+		return fmt.Errorf("the kwok stage %s changed: cannot leave the lab node runtime's pods to it", kwokStages[2])
+	}
+	stages = bytes.Replace(stages, []byte(readyGate), []byte("    - key: '.metadata.labels.\""+labelRuntime+"\"'\n      operator: 'DoesNotExist'\n"+readyGate), 1)
 	cfg := filepath.Join(l.Dir, m.Name+"-kwok.yaml")
 	if err := os.WriteFile(cfg, stages, 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", cfg, err)

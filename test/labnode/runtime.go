@@ -30,6 +30,12 @@ import (
 // DefaultLabAppImage is the image name that runs the lab app.
 const DefaultLabAppImage = "livemigrate.io/labapp:latest"
 
+// LabelRuntime on a pod (value RuntimeName) says that this runtime, not
+// kwok, reports the pod's status: Running and Ready only once its lab app
+// processes run, as a kubelet would. The lab's kwok stages leave such pods
+// alone.
+const LabelRuntime = "lab.livemigrate.io/runtime"
+
 // Config of a node runtime.
 type Config struct {
 	// NodeName is the kwok node this runtime serves.
@@ -238,8 +244,50 @@ func (r *Runtime) RunPod(ctx context.Context, p *corev1.Pod) error {
 		r.mu.Unlock()
 	}
 	r.log.Info("Pod started", "pod", klog.KObj(p), "cgroup", pp.cgroup)
+	if p.Labels[LabelRuntime] == RuntimeName {
+		if err := r.reportRunning(ctx, p); err != nil {
+			return fmt.Errorf("reporting the pod running: %w", err)
+		}
+	}
 	return nil
 }
+
+// reportRunning writes the status a kubelet writes once every container
+// runs: phase Running, Ready, each container running and ready.
+func (r *Runtime) reportRunning(ctx context.Context, p *corev1.Pod) error {
+	if r.cfg.Client == nil {
+		return nil
+	}
+	now := metav1.Now()
+	pods := r.cfg.Client.CoreV1().Pods(p.Namespace)
+	cur, err := pods.Get(ctx, p.Name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if cur.UID != p.UID {
+		return fmt.Errorf("pod %s/%s was replaced", p.Namespace, p.Name)
+	}
+	st := &cur.Status
+	st.Phase = corev1.PodRunning
+	st.StartTime = &now
+	st.HostIP, st.PodIP = "127.0.0.1", "127.0.0.1"
+	st.HostIPs, st.PodIPs = []corev1.HostIP{{IP: "127.0.0.1"}}, []corev1.PodIP{{IP: "127.0.0.1"}}
+	st.Conditions = nil
+	for _, t := range []corev1.PodConditionType{corev1.PodScheduled, corev1.PodInitialized, corev1.ContainersReady, corev1.PodReady} {
+		st.Conditions = append(st.Conditions, corev1.PodCondition{Type: t, Status: corev1.ConditionTrue, LastTransitionTime: now})
+	}
+	st.ContainerStatuses = nil
+	for _, c := range p.Spec.Containers {
+		st.ContainerStatuses = append(st.ContainerStatuses, corev1.ContainerStatus{
+			Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: true, Started: ptrTrue(),
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		})
+	}
+	_, err = pods.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	return err
+}
+
+func ptrTrue() *bool { t := true; return &t }
 
 func (r *Runtime) podDir(uid types.UID) string { return filepath.Join(r.cfg.Root, "pods", string(uid)) }
 
