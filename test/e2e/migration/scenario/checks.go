@@ -89,11 +89,15 @@ func (e *Env) CheckSucceeded(ctx context.Context, a *App, obs *Observation) (*Re
 	} else if !bytes.HasPrefix(tgtLog, srcLog) {
 		fail("the target's log does not continue the source's (%d and %d bytes)", len(tgtLog), len(srcLog))
 	}
-	if err := obs.CheckNeverTwoRunning(); err != nil {
-		fail("invariant 1: %v", err)
-	}
-	if err := obs.CheckSourceFrozenUntilTarget(); err != nil {
-		fail("invariant 1: %v", err)
+	if started, err := p.Started(); err != nil {
+		fail("target start time: %v", err)
+	} else {
+		if err := obs.CheckNeverTwoRunning(started); err != nil {
+			fail("invariant 1: %v", err)
+		}
+		if err := obs.CheckSourceFrozenUntilTarget(started); err != nil {
+			fail("invariant 1: %v", err)
+		}
 	}
 	// No copy left in the source.
 	if q, why, _ := a.findRunning(ctx, a.Source); q != nil {
@@ -146,7 +150,7 @@ func (e *Env) CheckRolledBack(ctx context.Context, a *App, obs *Observation, tar
 	} else {
 		e.Logf("source after rollback: %s", out)
 	}
-	if err := obs.CheckNeverTwoRunning(); err != nil {
+	if err := obs.CheckNeverTwoRunning(time.Time{}); err != nil {
 		fail("invariant 1: %v", err)
 	}
 	if err := e.CheckNothingLeft(ctx, a, target, string(obs.Migration.UID)); err != nil {

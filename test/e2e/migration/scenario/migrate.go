@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
@@ -27,6 +28,9 @@ type Sample struct {
 	// cgroup's freezer state.
 	SourceAlive bool
 	SourceState string
+	// SourceCounter is the source's committed counter (read from its
+	// memory while it is alive): it advances only while the app runs.
+	SourceCounter uint64
 	// TargetRunning: a lab app of the workload runs, thawed, in the target.
 	TargetRunning bool
 }
@@ -55,6 +59,10 @@ type MoveOptions struct {
 	Name string
 	// Args are further flags (--downtime-budget, --bandwidth-limit, …).
 	Args []string
+	// Timeouts, when set, are put in the LiveMigration's spec: the
+	// scenario then creates it itself (kubectl livemigrate move has no flag
+	// for them) and follows it with kubectl livemigrate status --wait.
+	Timeouts *lmv1alpha1.PhaseTimeouts
 	// During, when set, runs once the migration reached the given phase.
 	During      func(ctx context.Context, lm *lmv1alpha1.LiveMigration) error
 	DuringPhase lmv1alpha1.LiveMigrationPhase
@@ -80,6 +88,22 @@ func (a *App) Move(ctx context.Context, o MoveOptions) (*Observation, error) {
 		args = append(args, "--name", o.Name)
 	}
 	args = append(args, o.Args...)
+	if o.Timeouts != nil {
+		if o.Name == "" || len(o.Args) > 0 {
+			return nil, errors.New("a migration with timeouts needs a name and no further flags")
+		}
+		lm := &lmv1alpha1.LiveMigration{
+			ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: o.Name},
+			Spec: lmv1alpha1.LiveMigrationSpec{
+				WorkloadRef:   lmv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: a.Name},
+				TargetCluster: o.To, Timeouts: o.Timeouts,
+			},
+		}
+		if err := a.Env.Karmada.CR.Create(ctx, lm); err != nil {
+			return nil, fmt.Errorf("creating LiveMigration %s: %w", o.Name, err)
+		}
+		args = []string{"--kubeconfig=" + a.Env.Karmada.Kubeconfig, "-n", a.Namespace, "status", o.Name, "--wait"}
+	}
 	cmd := exec.CommandContext(ctx, a.Env.bin("kubectl-livemigrate"), args...)
 	cmd.Stdout, cmd.Stderr = a.Env.Out, a.Env.Out
 	fmt.Fprintf(a.Env.Out, "$ kubectl livemigrate %s\n", strings.Join(args[1:], " "))
@@ -174,6 +198,13 @@ func (a *App) observe(ctx context.Context, src *Pod, target string) []Sample {
 	targetRunning := false
 	for {
 		s := Sample{At: time.Now(), SourceAlive: src.Alive(), SourceState: src.FreezerState()}
+		if s.SourceAlive {
+			if c, err := src.Counter(); err == nil {
+				s.SourceCounter = c
+			} else {
+				s.SourceAlive = false // it exited between the two looks
+			}
+		}
 		// The target is looked up through its apiserver, less often.
 		if time.Since(lastTargetCheck) >= 5*SampleInterval {
 			lastTargetCheck = time.Now()
@@ -194,54 +225,73 @@ func (a *App) observe(ctx context.Context, src *Pod, target string) []Sample {
 	}
 }
 
-// CheckNeverTwoRunning checks invariant 1 on the samples: once the source
-// was seen frozen it never ran again while alive, and no sample shows a
-// running (thawed, alive) source together with a running target.
-func (o *Observation) CheckNeverTwoRunning() error {
-	frozen := false
-	for _, s := range o.Samples {
-		running := s.SourceAlive && s.SourceState == "THAWED"
-		if running && s.TargetRunning {
-			return fmt.Errorf("at %s the source ran (thawed) while the target ran", s.At.Format(time.RFC3339Nano))
+// CheckNeverTwoRunning checks invariant 1 on the samples: the source's
+// counter never advanced while the target ran (seen running, or from
+// targetStart on when it is known). A source being killed is thawed by the
+// runtime so that SIGKILL takes effect; it no longer counts, so "running"
+// means counting, not merely thawed.
+func (o *Observation) CheckNeverTwoRunning(targetStart time.Time) error {
+	var prev *Sample
+	for i := range o.Samples {
+		s := &o.Samples[i]
+		targetUp := s.TargetRunning || (!targetStart.IsZero() && !s.At.Before(targetStart))
+		if prev != nil && s.SourceAlive && s.SourceCounter > prev.SourceCounter && targetUp {
+			return fmt.Errorf("the source counted %d → %d at %s while the target ran", prev.SourceCounter, s.SourceCounter, s.At.Format(time.RFC3339Nano))
 		}
-		if s.SourceAlive && s.SourceState == "FROZEN" {
-			frozen = true
+		if s.SourceAlive {
+			prev = s
 		}
-		if frozen && running && o.Migration.Status.Phase == lmv1alpha1.PhaseSucceeded {
-			return fmt.Errorf("at %s the source ran again after it was frozen", s.At.Format(time.RFC3339Nano))
-		}
-	}
-	if !frozen {
-		return errors.New("the source was never seen frozen")
 	}
 	return nil
 }
 
 // CheckSourceFrozenUntilTarget checks that the source stayed alive and
-// frozen until the target ran, and was gone at the end.
-func (o *Observation) CheckSourceFrozenUntilTarget() error {
-	var firstTarget, sourceGone time.Time
+// frozen from its freeze until the target's lab app started (targetStart,
+// when it published its layout), never counted again after its freeze,
+// and is gone at the end.
+func (o *Observation) CheckSourceFrozenUntilTarget(targetStart time.Time) error {
+	var frozenAt, goneAt time.Time
+	var frozenCounter uint64
 	for _, s := range o.Samples {
-		if s.TargetRunning && firstTarget.IsZero() {
-			firstTarget = s.At
+		if !s.SourceAlive {
+			if goneAt.IsZero() {
+				goneAt = s.At
+			}
+			continue
 		}
-		if !s.SourceAlive && sourceGone.IsZero() {
-			sourceGone = s.At
+		if s.SourceState == "FROZEN" && frozenAt.IsZero() {
+			frozenAt, frozenCounter = s.At, s.SourceCounter
 		}
-		if firstTarget.IsZero() && s.SourceState == "FROZEN" && !s.SourceAlive {
-			return fmt.Errorf("the source died at %s, before the target ran", s.At.Format(time.RFC3339Nano))
+		if frozenAt.IsZero() {
+			continue
+		}
+		if s.SourceState != "FROZEN" && s.At.Before(targetStart) {
+			return fmt.Errorf("the source was %s at %s, after its freeze at %s and before the target started at %s",
+				s.SourceState, s.At.Format(time.RFC3339Nano), frozenAt.Format(time.RFC3339Nano), targetStart.Format(time.RFC3339Nano))
+		}
+		if s.SourceCounter != frozenCounter {
+			return fmt.Errorf("the source counted on after its freeze (%d → %d at %s)", frozenCounter, s.SourceCounter, s.At.Format(time.RFC3339Nano))
 		}
 	}
-	if firstTarget.IsZero() {
-		return errors.New("the target was never seen running")
+	if frozenAt.IsZero() {
+		return errors.New("the source was never seen frozen")
 	}
-	if !sourceGone.IsZero() && sourceGone.Before(firstTarget) {
-		return fmt.Errorf("the source was gone at %s, before the target ran at %s", sourceGone.Format(time.RFC3339Nano), firstTarget.Format(time.RFC3339Nano))
+	if !goneAt.IsZero() && goneAt.Before(targetStart) {
+		return fmt.Errorf("the source was gone at %s, before the target started at %s", goneAt.Format(time.RFC3339Nano), targetStart.Format(time.RFC3339Nano))
 	}
 	if o.Source.Alive() {
 		return fmt.Errorf("the source lab app (pid %d) still runs after the migration", o.Source.Layout.PID)
 	}
 	return nil
+}
+
+// Started is when the pod's lab app published its layout, i.e. runs.
+func (p *Pod) Started() (time.Time, error) {
+	fi, err := os.Stat(filepath.Join(p.StateDir, labstate.LayoutFile))
+	if err != nil {
+		return time.Time{}, err
+	}
+	return fi.ModTime(), nil
 }
 
 // RestoredCounter reads the counter a restored lab app started from (its

@@ -25,6 +25,7 @@ import (
 	"github.com/livemigrate/livemigrate/agent/freezer"
 	"github.com/livemigrate/livemigrate/test/lab"
 	"github.com/livemigrate/livemigrate/test/labapp/labstate"
+	"github.com/livemigrate/livemigrate/test/labnode"
 )
 
 const (
@@ -106,7 +107,9 @@ func (e *Env) Deploy(ctx context.Context, ns, name string, o AppOptions) (*App, 
 			ServiceName: name,
 			Selector:    &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				// The lab node runtime, not kwok, reports the pod Ready
+				// once its lab app runs, as a kubelet would.
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name, labnode.LabelRuntime: labnode.RuntimeName}},
 				Spec: corev1.PodSpec{
 					Containers: []corev1.Container{{
 						Name: Container, Image: lab.LabAppImage,
