@@ -41,9 +41,14 @@
 //	      <source>/ livemigrate::volume/
 //
 // File descriptor 3 of the client (inherited by its remote shell) is one end
-// of a Unix socketpair whose other end the agent bridges to the TLS
-// connection, with the Go-side rate limiter and byte counters in between. No
-// listening socket exists on the source node, and no helper binary is needed.
+// of a Unix socketpair held by the agent. The remote shell reports its pid
+// there; the agent takes copies of the shell's standard input and output
+// (rsync's protocol stream) with pidfd_getfd(2) and bridges them to the TLS
+// connection itself, with the Go-side rate limiter and byte counters in
+// between, so no other process copies the bytes. Where pidfd_getfd is not
+// allowed, the shell relays the stream through fd 3 with two cats instead
+// (see tunnelRsh). No listening socket exists on the source node, and no
+// helper binary is needed.
 //
 // --modify-window=-1 makes rsync compare modification times to the
 // nanosecond: with the default, a directory or file whose time lies in the

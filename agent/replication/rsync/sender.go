@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -369,7 +370,11 @@ func tunnel(ctx context.Context, remote, local net.Conn, rsyncPid int, direct bo
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = transport.Pipe(ctx, remote, out, lim, &counter.Sent)
+		if lim != nil {
+			_ = transport.Pipe(ctx, remote, out, lim, &counter.Sent)
+		} else {
+			_ = pumpRecords(remote, out, &counter.Sent)
+		}
 		closeWrite(remote)
 	}()
 	_ = transport.Pipe(ctx, in, remote, nil, &counter.Received)
@@ -380,6 +385,57 @@ func tunnel(ctx context.Context, remote, local net.Conn, rsyncPid int, direct bo
 		closeWrite(local)
 	}
 	<-done
+}
+
+// pumpRecords copies what rsync sends to the TLS connection in multiples of
+// a full TLS record (16 KiB) while data streams. rsync writes 32 KiB plus a
+// few header bytes at a time; written as they come, each write would become
+// two full records and a tiny one, and every record costs a send, a receive,
+// a pipe write and a wakeup of the receiving rsync. So when a read returned
+// more than a record and not a whole number of them, the tail is held back
+// and carried in front of the next read, which waits at most tailWait; if
+// nothing comes by then the tail is sent alone. Short messages (the
+// protocol's exchanges) are never held.
+func pumpRecords(dst io.Writer, src net.Conn, n *atomic.Int64) error {
+	const record, tailWait = 16 * 1024, 100 * time.Microsecond
+	buf := make([]byte, 256*1024)
+	k := 0 // bytes carried over
+	for {
+		if k > 0 {
+			_ = src.SetReadDeadline(time.Now().Add(tailWait))
+		} else {
+			_ = src.SetReadDeadline(time.Time{})
+		}
+		m, rerr := src.Read(buf[k:])
+		waited := k > 0 && errors.Is(rerr, os.ErrDeadlineExceeded)
+		if waited {
+			rerr = nil
+		}
+		k += m
+		send := k
+		if rerr == nil && !waited && k > record && k%record != 0 {
+			send = k - k%record
+		}
+		if send > 0 {
+			w, werr := dst.Write(buf[:send])
+			n.Add(int64(w))
+			if werr != nil {
+				return werr
+			}
+			k = copy(buf, buf[send:k])
+		}
+		if rerr == io.EOF {
+			if k > 0 {
+				w, werr := dst.Write(buf[:k])
+				n.Add(int64(w))
+				return werr
+			}
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
 }
 
 // takeShellStdio reads the remote shell's process id from local and returns
