@@ -360,3 +360,41 @@ func (l *Lab) Instances(component string) []*Instance {
 	}
 	return out
 }
+
+// Kill ends a running instance at once (SIGKILL), as a crash would; the
+// lab does not count it as an unexpected exit. Restart brings it back.
+func (l *Lab) Kill(in *Instance) error {
+	if l.sup.killNamed(in.Name) == 0 {
+		return fmt.Errorf("%s is not running", in.Name)
+	}
+	return nil
+}
+
+// Restart starts an instance again, with the flags its Args give now, and
+// waits until it is ready.
+func (l *Lab) Restart(ctx context.Context, in *Instance) error {
+	args, err := in.Spec.Args(in)
+	if err != nil {
+		return fmt.Errorf("flags of %s: %w", in.Name, err)
+	}
+	if _, err := l.sup.start(in.Name, l.bin(in.Spec.binary()), args, nil); err != nil {
+		return err
+	}
+	if in.Spec.Ready != nil {
+		return in.Spec.Ready(ctx, in)
+	}
+	return nil
+}
+
+// Instance returns the running instance of a component by its instance
+// name (e.g. "livemigrate-agent-member2-node-1"), or nil.
+func (l *Lab) Instance(name string) *Instance {
+	l.instancesMu.Lock()
+	defer l.instancesMu.Unlock()
+	for _, in := range l.instances {
+		if in.Name == name {
+			return in
+		}
+	}
+	return nil
+}

@@ -283,3 +283,34 @@ func (s *supervisor) watch(ctx context.Context) error {
 		return s.exitErr()
 	}
 }
+
+// kill ends a process at once, as a crash would: SIGKILL to its process
+// group, without reporting it as an unexpected exit.
+func (p *process) kill() {
+	p.mu.Lock()
+	p.stopping = true
+	p.mu.Unlock()
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// killNamed kills the running processes of that name.
+func (s *supervisor) killNamed(name string) int {
+	s.mu.Lock()
+	var sel []*process
+	for _, p := range s.procs {
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
+		if p.name == name {
+			sel = append(sel, p)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range sel {
+		p.kill()
+	}
+	return len(sel)
+}

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/test/e2e/migration/scenario"
 )
 
@@ -71,4 +74,92 @@ func TestStatefulSetMovesToMember2(t *testing.T) {
 	res, errs := env.CheckSucceeded(ctx, app, obs)
 	report(t, errs)
 	t.Logf("restored from counter %d (the source's last log line: %d); %s", res.RestoredFrom, res.SourceLast, res.Verified)
+}
+
+// TestRollbackWhenTheTargetCannotPull makes the restore fail: once the
+// checkpoint images are pushed, the registry goes away, so the target node
+// cannot pull them and the target pod never runs. The migration times out
+// in Restoring and rolls back: Failed with the reason, the source thawed
+// (the same process) with nothing lost, nothing of it left in member2.
+func TestRollbackWhenTheTargetCannotPull(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	env, _ := newEnv(t)
+	app, err := env.Deploy(ctx, "e2e-rollback", "rb", scenario.AppOptions{Cluster: "member1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.WaitRunning(ctx, "member1", 300); err != nil {
+		t.Fatal(err)
+	}
+	registry := testLab.Instance("lab-registry")
+	if registry == nil {
+		t.Fatal("the lab runs no registry")
+	}
+	killed := false
+	defer func() {
+		if killed {
+			if err := testLab.Restart(context.Background(), registry); err != nil {
+				t.Errorf("restarting the registry: %v", err)
+			}
+		}
+	}()
+	restoring := metav1.Duration{Duration: 15 * time.Second}
+	obs, err := app.Move(ctx, scenario.MoveOptions{
+		To: "member2", Name: "rb-to-member2",
+		Timeouts:    &lmv1alpha1.PhaseTimeouts{Restoring: &restoring},
+		DuringPhase: lmv1alpha1.PhaseRebinding,
+		During: func(context.Context, *lmv1alpha1.LiveMigration) error {
+			killed = true
+			return testLab.Kill(registry)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !killed {
+		t.Fatal("the registry was never taken away")
+	}
+	t.Logf("kubectl livemigrate status --wait took %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
+	if f := obs.Migration.Status.Failure; f == nil || f.Phase != lmv1alpha1.PhaseRestoring {
+		t.Errorf("failure = %+v, want one in Restoring", f)
+	}
+	report(t, env.CheckRolledBack(ctx, app, obs, "member2"))
+}
+
+// TestDeschedulerRestartMidMigration kills the descheduler (SIGKILL) as the
+// source is being checkpointed and starts it again: the migration resumes
+// from its status alone and completes with every invariant held.
+func TestDeschedulerRestartMidMigration(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	env, _ := newEnv(t)
+	app, err := env.Deploy(ctx, "e2e-restart", "rs", scenario.AppOptions{Cluster: "member1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.WaitRunning(ctx, "member1", 300); err != nil {
+		t.Fatal(err)
+	}
+	desched := testLab.Instance("livemigrate-descheduler")
+	if desched == nil {
+		t.Fatal("the lab runs no descheduler")
+	}
+	obs, err := app.Move(ctx, scenario.MoveOptions{
+		To: "member2", Name: "rs-to-member2",
+		DuringPhase: lmv1alpha1.PhaseCheckpointing,
+		During: func(ctx context.Context, lm *lmv1alpha1.LiveMigration) error {
+			if err := testLab.Kill(desched); err != nil {
+				return err
+			}
+			t.Logf("descheduler killed with the migration in %s", lm.Status.Phase)
+			return testLab.Restart(ctx, desched)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kubectl livemigrate move --wait took %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
+	_, errs := env.CheckSucceeded(ctx, app, obs)
+	report(t, errs)
 }
