@@ -127,6 +127,9 @@ func (r *Replication) ensureTargetClaim(ctx context.Context, src, dst client.Cli
 	}
 	claim.Annotations = mergeMaps(claim.Annotations, map[string]string{AnnotationMigration: m.Name})
 	if tpv != nil {
+		// Bound from both sides: the claim can bind to no other volume, and
+		// the binder does not have to find the volume first.
+		claim.Spec.VolumeName = tpv.Name
 		tpv.Annotations = mergeMaps(tpv.Annotations, map[string]string{AnnotationMigration: m.Name})
 		if err := dst.Create(ctx, tpv); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("pre-provisioning volume %s in %s: %w", tpv.Name, m.Target, err)

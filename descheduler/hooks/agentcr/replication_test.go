@@ -314,6 +314,9 @@ func TestReplicationLocalVolumeIsPreBoundOnTargetNode(t *testing.T) {
 	if tpv.Spec.ClaimRef == nil || tpv.Spec.ClaimRef.Name != "data-db-0" || tpv.Spec.ClaimRef.Namespace != "ns" {
 		t.Errorf("target volume claimRef = %+v, want ns/data-db-0", tpv.Spec.ClaimRef)
 	}
+	if tpvc.Spec.VolumeName != tpv.Name {
+		t.Errorf("target claim volumeName = %q, want the target volume %s", tpvc.Spec.VolumeName, tpv.Name)
+	}
 	terms := tpv.Spec.NodeAffinity.Required.NodeSelectorTerms
 	if got := terms[0].MatchExpressions[0].Values; !cmp.Equal(got, []string{"c-good"}) {
 		t.Errorf("target volume node affinity = %v, want the target node c-good", got)
