@@ -123,6 +123,9 @@ func (l *Lab) startKubeControllerManager(ctx context.Context, c *Cluster, contro
 		"--cluster-signing-key-file=" + p.CAKey,
 		"--service-cluster-ip-range=10.96.0.0/12",
 		"--use-service-account-credentials=false",
+		// Claims created next to their pre-bound volumes bind within a
+		// second even when the binder saw the claim first.
+		"--pvclaimbinder-sync-period=1s",
 		"--v=1",
 	}
 	if _, err := l.sup.start("kube-controller-manager-"+c.Name, l.bin("kube-controller-manager"), args, nil); err != nil {

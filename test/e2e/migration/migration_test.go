@@ -124,6 +124,11 @@ func TestRollbackWhenTheTargetCannotPull(t *testing.T) {
 	if f := obs.Migration.Status.Failure; f == nil || f.Phase != lmv1alpha1.PhaseRestoring {
 		t.Errorf("failure = %+v, want one in Restoring", f)
 	}
+	for _, s := range obs.Samples {
+		if s.TargetRunning {
+			t.Fatalf("a target lab app ran at %s although its checkpoint could not be pulled", s.At.Format(time.RFC3339Nano))
+		}
+	}
 	report(t, env.CheckRolledBack(ctx, app, obs, "member2"))
 }
 
