@@ -150,6 +150,9 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 	}
 	dial := func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, addr, tc.client) }
 	opts := rsync.SendOptions{SourceDir: src, Dial: dial, BlockSize: blockSize}
+	// The agent's full pass (engine round 1) detects sparse files.
+	fullOpts := opts
+	fullOpts.DetectSparse = true
 	var rawTimes, fullTimes, rawCPU, fullCPU []time.Duration
 	for i := range runs {
 		if err := emptyDir(raw); err != nil {
@@ -169,7 +172,7 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 		}
 		c0 = cpuTime()
 		start := time.Now()
-		r, err := rsync.Send(ctx, opts)
+		r, err := rsync.Send(ctx, fullOpts)
 		if err != nil {
 			return fmt.Errorf("full pass: %w", err)
 		}
@@ -205,7 +208,7 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 			return err
 		}
 		start := time.Now()
-		_, err = rsync.Send(ctx, rsync.SendOptions{SourceDir: src, BlockSize: blockSize,
+		_, err = rsync.Send(ctx, rsync.SendOptions{SourceDir: src, BlockSize: blockSize, DetectSparse: true,
 			Dial: func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, rsRelay.Addr(), tc.client) }})
 		fd := time.Since(start)
 		_ = rsRelay.Close()

@@ -175,8 +175,12 @@ func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, er
 			pass = PassFull
 		}
 		o := s.opts(pass, round, true)
-		if round == 1 && s.cfg.BaseDir != "" {
-			o.SourceDir = s.cfg.BaseDir
+		if round == 1 {
+			// The full pass writes everything: -S only if needed.
+			o.DetectSparse = true
+			if s.cfg.BaseDir != "" {
+				o.SourceDir = s.cfg.BaseDir
+			}
 		}
 		r, err := rsync.Send(ctx, o)
 		s.report(PassResult{Pass: pass, Round: round, Result: r, Err: err})

@@ -59,9 +59,10 @@
 //
 // Options chosen: -a (perms, times, owner, group, devices, specials, symlinks
 // as symlinks), -H hard links, -A ACLs, -X xattrs, -S sparse files (which
-// rsync ≥ 3.1.3 combines with --inplace; only when the source holds a file
-// with holes, see HasSparseFiles: with -S the receiving rsync scans every
-// written byte for zeros), --delete deletions, --numeric-ids. --no-whole-file forces the delta algorithm: rsync only
+// rsync ≥ 3.1.3 combines with --inplace; a full pass with
+// SendOptions.DetectSparse passes it only when the source holds a file with
+// holes, see HasSparseFiles: with -S the receiving rsync scans every written
+// byte for zeros), --delete deletions, --numeric-ids. --no-whole-file forces the delta algorithm: rsync only
 // defaults to it for remote transfers and only the changed blocks must
 // travel. --inplace rewrites changed blocks of existing files instead of
 // building a full temporary copy, so a delta pass writes (and the target

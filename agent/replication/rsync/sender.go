@@ -70,6 +70,12 @@ type SendOptions struct {
 	RsyncBwLimitKiB int64
 	// BlockSize forces rsync's delta block size when > 0.
 	BlockSize int
+	// DetectSparse passes -S only when the source holds a sparse file
+	// (HasSparseFiles walks the tree first). Set it for the first, full pass,
+	// where -S is expensive; other passes always get -S: they write little,
+	// so the zero scan costs little, and the walk would add to their time
+	// (the final pass runs under freeze).
+	DetectSparse bool
 	// AllowVanished treats rsync exit code 24 (source files vanished while
 	// being read) as success; set for pre-copy rounds only.
 	AllowVanished bool
@@ -111,7 +117,7 @@ func (v VerifyResult) Equal() bool { return len(v.Differences) == 0 }
 
 // Send runs one replication pass (full the first time, delta afterwards).
 func Send(ctx context.Context, opts SendOptions) (Result, error) {
-	args := append(commonArgs(opts, HasSparseFiles(opts.SourceDir)), "--inplace", "--no-whole-file", "--info=progress2,stats2")
+	args := append(commonArgs(opts, !opts.DetectSparse || HasSparseFiles(opts.SourceDir)), "--inplace", "--no-whole-file", "--info=progress2,stats2")
 	if opts.BlockSize > 0 {
 		args = append(args, "--block-size="+strconv.Itoa(opts.BlockSize))
 	}
@@ -128,7 +134,7 @@ func Send(ctx context.Context, opts SendOptions) (Result, error) {
 // filesystem's timestamp granularity with the same size escapes rsync's
 // quick check).
 func Repair(ctx context.Context, opts SendOptions) (Result, error) {
-	args := append(commonArgs(opts, HasSparseFiles(opts.SourceDir)), "--checksum", "--inplace", "--no-whole-file", "--info=stats2")
+	args := append(commonArgs(opts, true), "--checksum", "--inplace", "--no-whole-file", "--info=stats2")
 	res, _, err := run(ctx, opts, args, false)
 	return res, err
 }
@@ -303,10 +309,10 @@ func remoteStatus(ctx context.Context, dial func(context.Context) (net.Conn, err
 // least one 4 KiB block (fewer blocks allocated than its size needs), or
 // whether that cannot be told (an error: the answer is then true).
 //
-// A pass only runs rsync with -S (--sparse) when it does: with -S the
-// receiving rsync scans every byte it writes for runs of zeros, which costs
-// it more CPU than the rest of a full copy (about 0.6 s per GiB here) and is
-// useless for files without holes. A dense file copied without -S is the same
+// A full pass (SendOptions.DetectSparse) only runs rsync with -S (--sparse)
+// when it does: with -S the receiving rsync scans every byte it writes for
+// runs of zeros, which costs it more CPU than the rest of a full copy (about
+// 0.6 s per GiB here) and is useless for files without holes. A dense file copied without -S is the same
 // file; a file with holes is always copied with -S, so it stays sparse on the
 // target and cannot outgrow the target volume. The walk stops at the first
 // sparse file and warms the inode cache for the rsync file list that follows.

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 )
 
 func TestHasSparseFiles(t *testing.T) {
@@ -39,17 +41,23 @@ func TestHasSparseFiles(t *testing.T) {
 }
 
 // TestRelayFallback runs passes through the remote shell's relay, the path
-// taken where pidfd_getfd(2) is not allowed.
+// taken where pidfd_getfd(2) is not allowed, with sparse-file detection on.
 func TestRelayFallback(t *testing.T) {
 	requireRoot(t)
 	src, dst, outside := setupTrees(t)
 	genTree(t, src, outside, mrand.New(mrand.NewPCG(3, 4)))
 	h := startReceiver(t, dst)
-	opts := SendOptions{SourceDir: src, Dial: h.dial, relayOnly: true}
+	opts := SendOptions{SourceDir: src, Dial: h.dial, relayOnly: true, DetectSparse: true}
 	_, err := Send(context.Background(), opts)
 	must(t, err)
 	must(t, h.lastReceiverError(t))
 	mustCompare(t, src, dst)
+	// The tree holds a sparse file: the full pass detected it and used -S.
+	alloc, err := treediff.Allocated(filepath.Join(dst, "sparse.img"))
+	must(t, err)
+	if alloc > 1<<20 {
+		t.Errorf("sparse file allocates %d bytes on the target, want it sparse", alloc)
+	}
 	v, err := Verify(context.Background(), opts)
 	must(t, err)
 	must(t, h.lastReceiverError(t))
