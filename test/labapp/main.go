@@ -51,7 +51,7 @@ func run(args []string) error {
 	mem := fs.String("memory", "64Mi", "Size of the memory region the app keeps dirtying.")
 	rate := fs.String("dirty-rate", "1Mi", "Bytes of memory dirtied per second (rounded to whole pages per tick).")
 	tick := fs.Duration("tick", 10*time.Millisecond, "Time between counter increments.")
-	logPath := fs.String("log", "/data/counter.log", "Counter log on the app's volume.")
+	logPath := fs.String("log", "/data/counter.log", "Counter log on the app's volume; empty keeps the state in memory only (a cache).")
 	stateDir := fs.String("state-dir", "/run/labapp", "Where the app publishes its memory layout.")
 	restoreFrom := fs.String("restore-from", "", "Start from this dumped region (pages-1.img) instead of from zero.")
 	dumpDir := fs.String("dump-dir", "", "Where SIGUSR1 writes a cooperative dump.")

@@ -40,7 +40,8 @@ type Config struct {
 	PagesPerTick int `json:"pagesPerTick"`
 	// Tick is the time between ticks; 0 runs as fast as it can.
 	Tick time.Duration `json:"tick"`
-	// LogPath is the counter log on the volume.
+	// LogPath is the counter log on the volume; empty runs the app
+	// memory only (a cache), and a restore then checks nothing on disk.
 	LogPath string `json:"logPath"`
 	// StateDir holds layout.json.
 	StateDir string `json:"stateDir"`
@@ -73,8 +74,8 @@ func (c *Config) validate() error {
 	if c.PagesPerTick <= 0 || int64(c.PagesPerTick) > c.MemoryBytes/PageSize {
 		return fmt.Errorf("pages per tick %d out of range", c.PagesPerTick)
 	}
-	if c.LogPath == "" || c.StateDir == "" {
-		return errors.New("log path and state dir are required")
+	if c.StateDir == "" {
+		return errors.New("state dir is required")
 	}
 	return nil
 }
@@ -144,12 +145,23 @@ func Restore(cfg Config, pagesFile string) (*App, error) {
 	if err := a.open(); err != nil {
 		return nil, err
 	}
+	c := atomic.LoadUint64(a.word(offCounter))
+	p := atomic.LoadUint64(a.word(offPending))
+	if cfg.LogPath == "" {
+		// Memory only: finish the tick in flight.
+		if p == c+1 {
+			a.writePages(p)
+			atomic.StoreUint64(a.word(offCounter), p)
+			atomic.StoreUint64(a.word(offPending), 0)
+		} else if p != 0 {
+			return nil, fmt.Errorf("dump in flight at %d with counter %d", p, c)
+		}
+		return a, a.publish()
+	}
 	last, err := LastLogged(cfg.LogPath)
 	if err != nil {
 		return nil, err
 	}
-	c := atomic.LoadUint64(a.word(offCounter))
-	p := atomic.LoadUint64(a.word(offPending))
 	switch {
 	case p == 0 && last == c:
 	case p == c+1 && last == c:
@@ -169,6 +181,9 @@ func Restore(cfg Config, pagesFile string) (*App, error) {
 }
 
 func (a *App) open() error {
+	if a.cfg.LogPath == "" {
+		return nil // memory only
+	}
 	if err := os.MkdirAll(filepath.Dir(a.cfg.LogPath), 0o755); err != nil {
 		return err
 	}
@@ -215,6 +230,11 @@ func (a *App) writePages(c uint64) {
 func (a *App) tick(c uint64) error {
 	atomic.StoreUint64(a.word(offPending), c)
 	a.writePages(c)
+	if a.log == nil {
+		atomic.StoreUint64(a.word(offCounter), c)
+		atomic.StoreUint64(a.word(offPending), 0)
+		return nil
+	}
 	if _, err := a.log.WriteString(strconv.FormatUint(c, 10) + "\n"); err != nil {
 		return fmt.Errorf("append log: %w", err)
 	}

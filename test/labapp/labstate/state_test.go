@@ -153,3 +153,32 @@ func TestDetectsDisagreement(t *testing.T) {
 		t.Errorf("stale dump: Restore = %v", err)
 	}
 }
+
+// Without a log the app keeps its state in memory only (a cache): it runs,
+// dumps and restores from memory alone.
+func TestMemoryOnly(t *testing.T) {
+	c := cfg(t)
+	c.LogPath = ""
+	a, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps(t, a, 30)
+	if n, _, err := VerifyRegion(a.Region()); err != nil || n != 30 {
+		t.Fatalf("VerifyRegion = %d, %v; want 30", n, err)
+	}
+	b, err := Restore(c, dump(t, a.Region()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Counter() != 30 {
+		t.Errorf("counter after restore = %d, want 30", b.Counter())
+	}
+	steps(t, b, 5)
+	if n, _, err := VerifyRegion(b.Region()); err != nil || n != 35 {
+		t.Fatalf("VerifyRegion after restore = %d, %v; want 35", n, err)
+	}
+	if err := a.Close(); err != nil {
+		t.Error(err)
+	}
+}
