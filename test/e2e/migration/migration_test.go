@@ -168,3 +168,25 @@ func TestDeschedulerRestartMidMigration(t *testing.T) {
 	_, errs := env.CheckSucceeded(ctx, app, obs)
 	report(t, errs)
 }
+
+// TestDeploymentBothPodsMigrate live-migrates a 2-replica Deployment: both
+// pods are checkpointed, and each restored pod resumes its own source's
+// checkpoint.
+func TestDeploymentBothPodsMigrate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	env, _ := newEnv(t)
+	app, err := env.DeployDeployment(ctx, "e2e-deploy", "cache", 2, scenario.AppOptions{Cluster: "member1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.WaitAllRunning(ctx, "member1", 2, 300); err != nil {
+		t.Fatal(err)
+	}
+	obs, err := app.Move(ctx, scenario.MoveOptions{To: "member2", Name: "cache-to-member2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kubectl livemigrate move --wait took %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
+	report(t, env.CheckDeploymentSucceeded(ctx, app, obs))
+}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -247,4 +249,121 @@ func human(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// CheckDeploymentSucceeded checks a successful migration of a Deployment
+// whose lab apps keep their state in memory only (no log, so memory is
+// checked against itself): every source pod's checkpoint is restored by exactly
+// one target pod, which resumes from the counter its source was frozen at
+// with a consistent memory region and goes on counting; no source counted
+// after its freeze or while a target ran, each stayed frozen until the
+// targets ran and is gone; the binding points at the target and the
+// downtime is in status.
+func (e *Env) CheckDeploymentSucceeded(ctx context.Context, a *App, obs *Observation) []error {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	lm := obs.Migration
+	st := lm.Status
+	if obs.Err != nil || st.Phase != lmv1alpha1.PhaseSucceeded {
+		fail("migration %s ended in %q (kubectl: %v), failure %+v", lm.Name, st.Phase, obs.Err, st.Failure)
+		return errs
+	}
+	target := st.TargetCluster
+	targets, err := a.WaitAllRunning(ctx, target, a.Replicas, 0)
+	if err != nil {
+		fail("target pods: %v", err)
+		return errs
+	}
+	if len(targets) != a.Replicas {
+		fail("%d target pods run, want %d", len(targets), a.Replicas)
+	}
+	claimed := map[int]string{}
+	var latestStart time.Time
+	var highest uint64
+	for _, p := range targets {
+		c, err := RestoredCounter(p)
+		if err != nil || c == 0 {
+			fail("target pod %s did not restore a checkpoint (counter %d, %v)", p.Name, c, err)
+			continue
+		}
+		if c > highest {
+			highest = c
+		}
+		match := -1
+		for i := range obs.Sources {
+			if f, ok := obs.FrozenCounter(i); ok && c >= f && c <= f+1 {
+				match = i
+			}
+		}
+		switch {
+		case match < 0:
+			fail("target pod %s resumed from counter %d, which no source was frozen at", p.Name, c)
+		case claimed[match] != "":
+			fail("target pods %s and %s both restored the checkpoint of %s", claimed[match], p.Name, obs.Sources[match].Name)
+		default:
+			claimed[match] = p.Name
+			e.Logf("%s restored by %s in %s, resuming at counter %d", obs.Sources[match].Name, p.Name, target, c)
+		}
+		if started, err := p.Started(); err == nil && started.After(latestStart) {
+			latestStart = started
+		}
+		if n, err := e.VerifyRegionFrozen(ctx, p); err != nil {
+			fail("target pod %s memory: %v", p.Name, err)
+		} else if n < c {
+			fail("target pod %s memory at counter %d, below its restored %d", p.Name, n, c)
+		}
+	}
+	if len(claimed) != len(obs.Sources) {
+		fail("%d of %d source checkpoints were restored", len(claimed), len(obs.Sources))
+	}
+	if _, err := a.WaitAllRunning(ctx, target, a.Replicas, highest+100); err != nil {
+		fail("the target pods do not go on counting: %v", err)
+	}
+	if err := obs.CheckNeverTwoRunning(latestStart); err != nil {
+		fail("invariant 1: %v", err)
+	}
+	if err := obs.CheckSourceFrozenUntilTarget(latestStart); err != nil {
+		fail("invariant 1: %v", err)
+	}
+	if left, _, _ := a.runningPods(ctx, a.Source); len(left) > 0 {
+		fail("%d pods of the workload still run in %s", len(left), a.Source)
+	}
+	rb := &workv1alpha2.ResourceBinding{}
+	if err := e.Karmada.CR.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: a.BindingName()}, rb); err != nil {
+		fail("binding: %v", err)
+	} else if len(rb.Spec.Clusters) != 1 || rb.Spec.Clusters[0].Name != target {
+		fail("binding clusters %v, want only %s", rb.Spec.Clusters, target)
+	}
+	if st.Downtime == nil || st.Downtime.Duration <= 0 {
+		fail("downtime not recorded: %v", st.Downtime)
+	}
+	return errs
+}
+
+// VerifyRegionFrozen freezes the pod, checks its memory region against its
+// own counter (every page holds the value of the last tick that wrote it),
+// thaws it and returns the counter.
+func (e *Env) VerifyRegionFrozen(ctx context.Context, p *Pod) (uint64, error) {
+	state := filepath.Join(freezerMount, p.Cgroup, "freezer.state")
+	if err := os.WriteFile(state, []byte("FROZEN"), 0); err != nil {
+		return 0, fmt.Errorf("freezing %s: %w", p.Name, err)
+	}
+	defer func() { _ = os.WriteFile(state, []byte("THAWED"), 0) }()
+	if err := poll(ctx, p.Name+" frozen", func() (bool, string, error) {
+		st := p.FreezerState()
+		return st == "FROZEN", st, nil
+	}); err != nil {
+		return 0, err
+	}
+	rc, err := labstate.OpenProcessRegion(p.Layout)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	region, err := io.ReadAll(rc)
+	if err != nil {
+		return 0, err
+	}
+	n, _, err := labstate.VerifyRegion(region)
+	return n, err
 }

@@ -40,10 +40,14 @@ type Observation struct {
 	Migration *lmv1alpha1.LiveMigration
 	// Err is kubectl livemigrate's error (a Failed migration exits non-zero).
 	Err error
-	// Source is the source pod as it ran before the migration.
-	Source *Pod
-	// Samples of the source and target, every SampleInterval.
-	Samples []Sample
+	// Source is the (first) source pod as it ran before the migration;
+	// Sources all of them.
+	Source  *Pod
+	Sources []*Pod
+	// Samples of the (first) source and the target, every SampleInterval;
+	// PerSource the samples of each source, in the order of Sources.
+	Samples   []Sample
+	PerSource [][]Sample
 	// Duration of kubectl livemigrate move --wait.
 	Duration time.Duration
 }
@@ -72,15 +76,15 @@ type MoveOptions struct {
 // statefulset/<name> --wait`, the plugin's progress going to Env.Out, while
 // an observer samples the source and target lab app processes.
 func (a *App) Move(ctx context.Context, o MoveOptions) (*Observation, error) {
-	src, why, err := a.findRunning(ctx, a.Source)
+	srcs, why, err := a.runningPods(ctx, a.Source)
 	if err != nil {
 		return nil, err
 	}
-	if src == nil {
-		return nil, fmt.Errorf("the source pod does not run before the migration: %s", why)
+	if len(srcs) != a.Replicas {
+		return nil, fmt.Errorf("%d of %d source pods run before the migration: %s", len(srcs), a.Replicas, why)
 	}
-	obs := &Observation{Source: src}
-	args := []string{"--kubeconfig=" + a.Env.Karmada.Kubeconfig, "-n", a.Namespace, "move", "statefulset/" + a.Name, "--wait"}
+	obs := &Observation{Source: srcs[0], Sources: srcs}
+	args := []string{"--kubeconfig=" + a.Env.Karmada.Kubeconfig, "-n", a.Namespace, "move", strings.ToLower(a.Kind) + "/" + a.Name, "--wait"}
 	if o.To != "" {
 		args = append(args, "--to", o.To)
 	}
@@ -95,7 +99,7 @@ func (a *App) Move(ctx context.Context, o MoveOptions) (*Observation, error) {
 		lm := &lmv1alpha1.LiveMigration{
 			ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: o.Name},
 			Spec: lmv1alpha1.LiveMigrationSpec{
-				WorkloadRef:   lmv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: a.Name},
+				WorkloadRef:   lmv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: a.Kind, Name: a.Name},
 				TargetCluster: o.To, Timeouts: o.Timeouts,
 			},
 		}
@@ -113,7 +117,8 @@ func (a *App) Move(ctx context.Context, o MoveOptions) (*Observation, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		obs.Samples = a.observe(octx, src, o.To)
+		obs.PerSource = a.observe(octx, srcs, o.To)
+		obs.Samples = obs.PerSource[0]
 	}()
 	var duringErr error
 	if o.During != nil {
@@ -182,10 +187,10 @@ func (a *App) migration(ctx context.Context) (*lmv1alpha1.LiveMigration, error) 
 	return out, nil
 }
 
-// observe samples the source process and, in every other member (or in
+// observe samples the source processes and, in every other member (or in
 // target), whether a lab app of the workload runs thawed.
-func (a *App) observe(ctx context.Context, src *Pod, target string) []Sample {
-	var out []Sample
+func (a *App) observe(ctx context.Context, srcs []*Pod, target string) [][]Sample {
+	out := make([][]Sample, len(srcs))
 	var targets []string
 	for _, n := range a.Env.MemberNames() {
 		if n != a.Source && (target == "" || n == target) {
@@ -197,26 +202,30 @@ func (a *App) observe(ctx context.Context, src *Pod, target string) []Sample {
 	lastTargetCheck := time.Time{}
 	targetRunning := false
 	for {
-		s := Sample{At: time.Now(), SourceAlive: src.Alive(), SourceState: src.FreezerState()}
-		if s.SourceAlive {
-			if c, err := src.Counter(); err == nil {
-				s.SourceCounter = c
-			} else {
-				s.SourceAlive = false // it exited between the two looks
-			}
-		}
 		// The target is looked up through its apiserver, less often.
 		if time.Since(lastTargetCheck) >= 5*SampleInterval {
 			lastTargetCheck = time.Now()
 			targetRunning = false
 			for _, n := range targets {
-				if p, _, err := a.findRunning(ctx, n); err == nil && p != nil && p.FreezerState() == "THAWED" {
-					targetRunning = true
+				pods, _, _ := a.runningPods(ctx, n)
+				for _, p := range pods {
+					if p.FreezerState() == "THAWED" {
+						targetRunning = true
+					}
 				}
 			}
 		}
-		s.TargetRunning = targetRunning
-		out = append(out, s)
+		for i, src := range srcs {
+			s := Sample{At: time.Now(), SourceAlive: src.Alive(), SourceState: src.FreezerState(), TargetRunning: targetRunning}
+			if s.SourceAlive {
+				if c, err := src.Counter(); err == nil {
+					s.SourceCounter = c
+				} else {
+					s.SourceAlive = false // it exited between the two looks
+				}
+			}
+			out[i] = append(out[i], s)
+		}
 		select {
 		case <-ctx.Done():
 			return out
@@ -225,15 +234,35 @@ func (a *App) observe(ctx context.Context, src *Pod, target string) []Sample {
 	}
 }
 
+// FrozenCounter is the counter a source was frozen at: its counter in the
+// first sample showing it frozen.
+func (o *Observation) FrozenCounter(i int) (uint64, bool) {
+	for _, s := range o.PerSource[i] {
+		if s.SourceAlive && s.SourceState == "FROZEN" {
+			return s.SourceCounter, true
+		}
+	}
+	return 0, false
+}
+
 // CheckNeverTwoRunning checks invariant 1 on the samples: the source's
 // counter never advanced while the target ran (seen running, or from
 // targetStart on when it is known). A source being killed is thawed by the
 // runtime so that SIGKILL takes effect; it no longer counts, so "running"
 // means counting, not merely thawed.
 func (o *Observation) CheckNeverTwoRunning(targetStart time.Time) error {
+	for i, series := range o.PerSource {
+		if err := neverTwoRunning(series, targetStart); err != nil {
+			return fmt.Errorf("source %s: %w", o.Sources[i].Name, err)
+		}
+	}
+	return nil
+}
+
+func neverTwoRunning(samples []Sample, targetStart time.Time) error {
 	var prev *Sample
-	for i := range o.Samples {
-		s := &o.Samples[i]
+	for i := range samples {
+		s := &samples[i]
 		targetUp := s.TargetRunning || (!targetStart.IsZero() && !s.At.Before(targetStart))
 		if prev != nil && s.SourceAlive && s.SourceCounter > prev.SourceCounter && targetUp {
 			return fmt.Errorf("the source counted %d → %d at %s while the target ran", prev.SourceCounter, s.SourceCounter, s.At.Format(time.RFC3339Nano))
@@ -250,9 +279,18 @@ func (o *Observation) CheckNeverTwoRunning(targetStart time.Time) error {
 // when it published its layout), never counted again after its freeze,
 // and is gone at the end.
 func (o *Observation) CheckSourceFrozenUntilTarget(targetStart time.Time) error {
+	for i, series := range o.PerSource {
+		if err := frozenUntilTarget(series, o.Sources[i], targetStart); err != nil {
+			return fmt.Errorf("source %s: %w", o.Sources[i].Name, err)
+		}
+	}
+	return nil
+}
+
+func frozenUntilTarget(samples []Sample, src *Pod, targetStart time.Time) error {
 	var frozenAt, goneAt time.Time
 	var frozenCounter uint64
-	for _, s := range o.Samples {
+	for _, s := range samples {
 		if !s.SourceAlive {
 			if goneAt.IsZero() {
 				goneAt = s.At
@@ -279,8 +317,8 @@ func (o *Observation) CheckSourceFrozenUntilTarget(targetStart time.Time) error 
 	if !goneAt.IsZero() && goneAt.Before(targetStart) {
 		return fmt.Errorf("the source was gone at %s, before the target started at %s", goneAt.Format(time.RFC3339Nano), targetStart.Format(time.RFC3339Nano))
 	}
-	if o.Source.Alive() {
-		return fmt.Errorf("the source lab app (pid %d) still runs after the migration", o.Source.Layout.PID)
+	if src.Alive() {
+		return fmt.Errorf("the source lab app (pid %d) still runs after the migration", src.Layout.PID)
 	}
 	return nil
 }

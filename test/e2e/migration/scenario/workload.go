@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +45,9 @@ type App struct {
 	Env       *Env
 	Namespace string
 	Name      string
+	// Kind is StatefulSet or Deployment; Replicas its pods.
+	Kind     string
+	Replicas int
 	// Source is the member Karmada placed it in.
 	Source string
 }
@@ -80,23 +84,7 @@ func (e *Env) Deploy(ctx context.Context, ns, name string, o AppOptions) (*App, 
 	if err := create(ctx, k, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return nil, err
 	}
-	pp := &policyv1alpha1.PropagationPolicy{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: policyv1alpha1.PropagationSpec{
-			ResourceSelectors: []policyv1alpha1.ResourceSelector{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: name}},
-			Placement: policyv1alpha1.Placement{
-				SpreadConstraints: []policyv1alpha1.SpreadConstraint{{SpreadByField: policyv1alpha1.SpreadByFieldCluster, MaxGroups: 1, MinGroups: 1}},
-				ReplicaScheduling: &policyv1alpha1.ReplicaSchedulingStrategy{
-					ReplicaSchedulingType:     policyv1alpha1.ReplicaSchedulingTypeDivided,
-					ReplicaDivisionPreference: policyv1alpha1.ReplicaDivisionPreferenceAggregated,
-				},
-			},
-		},
-	}
-	if o.Cluster != "" {
-		pp.Spec.Placement.ClusterAffinity = &policyv1alpha1.ClusterAffinity{ClusterNames: []string{o.Cluster}}
-	}
-	if err := create(ctx, k, pp); err != nil {
+	if err := create(ctx, k, propagationPolicy(ns, name, "StatefulSet", o.Cluster)); err != nil {
 		return nil, err
 	}
 	labels := map[string]string{"app": name}
@@ -136,19 +124,8 @@ func (e *Env) Deploy(ctx context.Context, ns, name string, o AppOptions) (*App, 
 	if err := create(ctx, k, sts); err != nil {
 		return nil, err
 	}
-	a := &App{Env: e, Namespace: ns, Name: name}
-	// Where Karmada placed it.
-	if err := poll(ctx, "the binding of "+name+" to be scheduled", func() (bool, string, error) {
-		rb := &workv1alpha2.ResourceBinding{}
-		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: a.BindingName()}, rb); err != nil {
-			return false, err.Error(), nil
-		}
-		if len(rb.Spec.Clusters) != 1 {
-			return false, fmt.Sprintf("%d clusters", len(rb.Spec.Clusters)), nil
-		}
-		a.Source = rb.Spec.Clusters[0].Name
-		return true, "", nil
-	}); err != nil {
+	a := &App{Env: e, Namespace: ns, Name: name, Kind: "StatefulSet", Replicas: 1}
+	if err := a.waitPlaced(ctx); err != nil {
 		return nil, err
 	}
 	m := e.Members[a.Source]
@@ -195,6 +172,91 @@ func (e *Env) Deploy(ctx context.Context, ns, name string, o AppOptions) (*App, 
 	return a, nil
 }
 
+// DeployDeployment creates a Deployment of the lab app with replicas pods
+// keeping their state in memory only (a cache: no log, no volume) and its
+// PropagationPolicy, and waits until every pod's lab app runs.
+func (e *Env) DeployDeployment(ctx context.Context, ns, name string, replicas int, o AppOptions) (*App, error) {
+	o.defaults()
+	k := e.Karmada.CR
+	if err := create(ctx, k, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return nil, err
+	}
+	if err := create(ctx, k, propagationPolicy(ns, name, "Deployment", o.Cluster)); err != nil {
+		return nil, err
+	}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(int32(replicas)),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name, labnode.LabelRuntime: labnode.RuntimeName}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{labAppContainer(o, "")}},
+			},
+		},
+	}
+	if err := create(ctx, k, d); err != nil {
+		return nil, err
+	}
+	a := &App{Env: e, Namespace: ns, Name: name, Kind: "Deployment", Replicas: replicas}
+	if err := a.waitPlaced(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := a.WaitAllRunning(ctx, a.Source, replicas, 0); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// labAppContainer runs the lab app logging to log (memory only when empty).
+func labAppContainer(o AppOptions, log string) corev1.Container {
+	return corev1.Container{
+		Name: Container, Image: lab.LabAppImage,
+		Args: []string{"run", "--memory=" + o.Memory, "--dirty-rate=" + o.DirtyRate, "--tick=" + o.Tick.String(), "--log=" + log},
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+		},
+	}
+}
+
+// propagationPolicy places one workload in one cluster (Divided,
+// Aggregated), pinned to cluster when given.
+func propagationPolicy(ns, name, kind, cluster string) *policyv1alpha1.PropagationPolicy {
+	pp := &policyv1alpha1.PropagationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: policyv1alpha1.PropagationSpec{
+			ResourceSelectors: []policyv1alpha1.ResourceSelector{{APIVersion: "apps/v1", Kind: kind, Name: name}},
+			Placement: policyv1alpha1.Placement{
+				SpreadConstraints: []policyv1alpha1.SpreadConstraint{{SpreadByField: policyv1alpha1.SpreadByFieldCluster, MaxGroups: 1, MinGroups: 1}},
+				ReplicaScheduling: &policyv1alpha1.ReplicaSchedulingStrategy{
+					ReplicaSchedulingType:     policyv1alpha1.ReplicaSchedulingTypeDivided,
+					ReplicaDivisionPreference: policyv1alpha1.ReplicaDivisionPreferenceAggregated,
+				},
+			},
+		},
+	}
+	if cluster != "" {
+		pp.Spec.Placement.ClusterAffinity = &policyv1alpha1.ClusterAffinity{ClusterNames: []string{cluster}}
+	}
+	return pp
+}
+
+// waitPlaced waits until Karmada placed the workload in one cluster.
+func (a *App) waitPlaced(ctx context.Context) error {
+	return poll(ctx, "the binding of "+a.Name+" to be scheduled", func() (bool, string, error) {
+		rb := &workv1alpha2.ResourceBinding{}
+		if err := a.Env.Karmada.CR.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: a.BindingName()}, rb); err != nil {
+			return false, err.Error(), nil
+		}
+		if len(rb.Spec.Clusters) != 1 {
+			return false, fmt.Sprintf("%d clusters", len(rb.Spec.Clusters)), nil
+		}
+		a.Source = rb.Spec.Clusters[0].Name
+		return true, "", nil
+	})
+}
+
 // ensureStorageClass creates the lab's local class (Immediate binding, no
 // provisioner: every volume is created beforehand).
 func (e *Env) ensureStorageClass(ctx context.Context, m *Cluster) error {
@@ -210,8 +272,8 @@ func (e *Env) ensureStorageClass(ctx context.Context, m *Cluster) error {
 	return nil
 }
 
-// BindingName is the ResourceBinding Karmada made for the StatefulSet.
-func (a *App) BindingName() string { return a.Name + "-statefulset" }
+// BindingName is the ResourceBinding Karmada made for the workload.
+func (a *App) BindingName() string { return a.Name + "-" + strings.ToLower(a.Kind) }
 
 // Pod is a lab app pod as the host sees it.
 type Pod struct {
@@ -271,60 +333,99 @@ func (e *Env) podOf(cluster string, pod *corev1.Pod) *Pod {
 	}
 }
 
-// findRunning returns the app's pod in a cluster once its lab app runs
-// (process alive, layout published), else nil.
-func (a *App) findRunning(ctx context.Context, cluster string) (*Pod, string, error) {
+// runningPods returns the app's pods in a cluster whose lab app runs
+// (process alive, layout published).
+func (a *App) runningPods(ctx context.Context, cluster string) ([]*Pod, string, error) {
 	m := a.Env.Members[cluster]
-	pod, err := m.Client.CoreV1().Pods(a.Namespace).Get(ctx, a.Name+"-0", metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil, "no pod", nil
-	}
+	pods, err := m.Client.CoreV1().Pods(a.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + a.Name})
 	if err != nil {
 		return nil, err.Error(), nil
 	}
-	if pod.Spec.NodeName == "" {
-		return nil, "pod not scheduled", nil
+	var out []*Pod
+	why := "no pod"
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		switch {
+		case pod.Spec.NodeName == "":
+			why = "pod not scheduled"
+			continue
+		case pod.DeletionTimestamp != nil:
+			why = "pod terminating"
+			continue
+		}
+		p := a.Env.podOf(cluster, pod)
+		l, err := labstate.ReadLayout(p.StateDir)
+		if err != nil {
+			why = "lab app not started: " + err.Error()
+			continue
+		}
+		p.Layout = l
+		if !p.Alive() {
+			why = fmt.Sprintf("lab app process %d not running", l.PID)
+			continue
+		}
+		out = append(out, p)
 	}
-	if pod.DeletionTimestamp != nil {
-		return nil, "pod terminating", nil
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if len(out) > 0 {
+		why = ""
 	}
-	p := a.Env.podOf(cluster, pod)
-	l, err := labstate.ReadLayout(p.StateDir)
-	if err != nil {
-		return nil, "lab app not started: " + err.Error(), nil
-	}
-	p.Layout = l
-	if !p.Alive() {
-		return nil, fmt.Sprintf("lab app process %d not running", l.PID), nil
-	}
-	return p, "", nil
+	return out, why, nil
 }
 
-// WaitRunning waits until the app's pod runs its lab app in a cluster and
-// its counter reached atLeast.
+// findRunning returns a running pod of the app in a cluster, else nil.
+func (a *App) findRunning(ctx context.Context, cluster string) (*Pod, string, error) {
+	pods, why, err := a.runningPods(ctx, cluster)
+	if err != nil || len(pods) == 0 {
+		return nil, why, err
+	}
+	return pods[0], "", nil
+}
+
+// WaitRunning waits until a pod of the app runs its lab app in a cluster
+// and its counter reached atLeast.
 func (a *App) WaitRunning(ctx context.Context, cluster string, atLeast uint64) (*Pod, error) {
-	var p *Pod
-	err := poll(ctx, fmt.Sprintf("%s/%s-0 running in %s", a.Namespace, a.Name, cluster), func() (bool, string, error) {
+	pods, err := a.WaitAllRunning(ctx, cluster, 1, atLeast)
+	if err != nil {
+		return nil, err
+	}
+	return pods[0], nil
+}
+
+// WaitAllRunning waits until n pods of the app run their lab app in a
+// cluster, each counter at least atLeast.
+func (a *App) WaitAllRunning(ctx context.Context, cluster string, n int, atLeast uint64) ([]*Pod, error) {
+	var pods []*Pod
+	err := poll(ctx, fmt.Sprintf("%d pods of %s/%s running in %s", n, a.Namespace, a.Name, cluster), func() (bool, string, error) {
 		var why string
 		var err error
-		if p, why, err = a.findRunning(ctx, cluster); err != nil || p == nil {
-			return false, why, err
+		if pods, why, err = a.runningPods(ctx, cluster); err != nil || len(pods) < n {
+			return false, fmt.Sprintf("%d running; %s", len(pods), why), err
 		}
-		c, err := p.Counter()
-		if err != nil {
-			return false, err.Error(), nil
+		for _, p := range pods {
+			c, err := p.Counter()
+			if err != nil {
+				return false, err.Error(), nil
+			}
+			if c < atLeast {
+				return false, fmt.Sprintf("%s counter %d", p.Name, c), nil
+			}
 		}
-		return c >= atLeast, fmt.Sprintf("counter %d", c), nil
+		return true, "", nil
 	})
-	return p, err
+	return pods, err
 }
 
 // Delete removes the app from the Karmada plane (Karmada removes it from
 // the members) and waits until no pod of it is left in any member.
 func (a *App) Delete(ctx context.Context) error {
 	k := a.Env.Karmada.CR
+	var w client.Object = &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: a.Name}}
+	if a.Kind == "Deployment" {
+		w = &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: a.Name}}
+	}
 	for _, o := range []client.Object{
-		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: a.Name}},
+		w,
 		&policyv1alpha1.PropagationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: a.Name}},
 	} {
 		if err := k.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
@@ -333,8 +434,8 @@ func (a *App) Delete(ctx context.Context) error {
 	}
 	return poll(ctx, "the pods of "+a.Name+" to be gone", func() (bool, string, error) {
 		for name, m := range a.Env.Members {
-			if _, err := m.Client.CoreV1().Pods(a.Namespace).Get(ctx, a.Name+"-0", metav1.GetOptions{}); err == nil {
-				return false, "pod left in " + name, nil
+			if pods, err := m.Client.CoreV1().Pods(a.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=" + a.Name}); err != nil || len(pods.Items) > 0 {
+				return false, "pods left in " + name, nil
 			}
 		}
 		return true, "", nil
