@@ -279,6 +279,7 @@ func (l *Lab) Stop() {
 		l.sup.stopWhere(func(n string) bool { return n != "etcd" && !isAPIServer(n) }, 5*time.Second)
 		l.sup.stopWhere(isAPIServer, 10*time.Second)
 		l.sup.stopAll(5 * time.Second)
+		l.removeCgroups()
 		if l.opts.Dir == "" && !l.opts.KeepDir {
 			_ = os.RemoveAll(l.Dir)
 		}

@@ -216,6 +216,22 @@ func (p Paths) CgroupParent(node string) string {
 	return filepath.Join("livemigrate-lab", hex.EncodeToString(sum[:6]), node)
 }
 
+// removeCgroups removes the (empty, once the node runtimes stopped their
+// pods) cgroup directories of the lab's nodes, deepest first.
+func (l *Lab) removeCgroups() {
+	root := filepath.Join("/sys/fs/cgroup/freezer", filepath.Dir(l.Paths().CgroupParent("x")))
+	var dirs []string
+	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			dirs = append(dirs, path)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		_ = os.Remove(dirs[i])
+	}
+}
+
 func registryArgs(in *Instance) ([]string, error) {
 	dir, err := in.Dir()
 	if err != nil {
