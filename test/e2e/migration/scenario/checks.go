@@ -117,6 +117,8 @@ func (e *Env) CheckSucceeded(ctx context.Context, a *App, obs *Observation) (*Re
 	}
 	if st.Downtime == nil || st.Downtime.Duration <= 0 || st.FrozenAt == nil || st.TargetReadyAt == nil || !st.TargetReadyAt.After(st.FrozenAt.Time) {
 		fail("downtime not recorded: downtime %v, frozenAt %v, targetReadyAt %v", st.Downtime, st.FrozenAt, st.TargetReadyAt)
+	} else if err := obs.CheckFrozenAt(st.TargetReadyAt.Time); err != nil {
+		fail("invariant 1: %v", err)
 	}
 	return res, errs
 }
@@ -251,6 +253,28 @@ func human(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
+// CheckFrozenAt checks that every source was alive and frozen in the last
+// sample before t (the target's Ready time in status): the source is kept,
+// frozen, until the target is confirmed running.
+func (o *Observation) CheckFrozenAt(t time.Time) error {
+	for i, series := range o.PerSource {
+		var last *Sample
+		for j := range series {
+			if series[j].At.Before(t) {
+				last = &series[j]
+			}
+		}
+		if last == nil {
+			return fmt.Errorf("source %s: no sample before %s", o.Sources[i].Name, t.Format(time.RFC3339Nano))
+		}
+		if !last.SourceAlive || last.SourceState != "FROZEN" {
+			return fmt.Errorf("source %s was alive=%v %s at %s, just before the target was Ready at %s",
+				o.Sources[i].Name, last.SourceAlive, last.SourceState, last.At.Format(time.RFC3339Nano), t.Format(time.RFC3339Nano))
+		}
+	}
+	return nil
+}
+
 // CheckDeploymentSucceeded checks a successful migration of a Deployment
 // whose lab apps keep their state in memory only (no log, so memory is
 // checked against itself): every source pod's checkpoint is restored by exactly
@@ -334,8 +358,10 @@ func (e *Env) CheckDeploymentSucceeded(ctx context.Context, a *App, obs *Observa
 	} else if len(rb.Spec.Clusters) != 1 || rb.Spec.Clusters[0].Name != target {
 		fail("binding clusters %v, want only %s", rb.Spec.Clusters, target)
 	}
-	if st.Downtime == nil || st.Downtime.Duration <= 0 {
+	if st.Downtime == nil || st.Downtime.Duration <= 0 || st.TargetReadyAt == nil {
 		fail("downtime not recorded: %v", st.Downtime)
+	} else if err := obs.CheckFrozenAt(st.TargetReadyAt.Time); err != nil {
+		fail("invariant 1: %v", err)
 	}
 	return errs
 }

@@ -191,7 +191,7 @@ func (e *Env) DeployDeployment(ctx context.Context, ns, name string, replicas in
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name, labnode.LabelRuntime: labnode.RuntimeName}},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{labAppContainer(o, "")}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{labAppContainer(o, "")}},
 			},
 		},
 	}
