@@ -23,7 +23,7 @@ func (r *Reconciler) preCopy(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 	m := migrationOf(lm)
 	opts := r.preCopyOptions(lm)
 	allDone := true
-	var pending, precopied, bandwidth int64
+	var pending, precopied, measured, bandwidth int64
 	for i, vol := range volumesOf(lm) {
 		hook, err := r.Hooks.Replication.For(vol.StorageClass)
 		if err != nil {
@@ -38,15 +38,19 @@ func (r *Reconciler) preCopy(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 		allDone = allDone && rs.PreCopyDone
 		pending += rs.PendingBytes
 		precopied += rs.PreCopyBytes
+		if rs.BytesPerSecond > 0 && (measured == 0 || rs.BytesPerSecond < measured) {
+			measured = rs.BytesPerSecond
+		}
 		// A rate measured over a few bytes is the passes' fixed cost
-		// (handshakes, file lists, round trips), not the link's bandwidth.
+		// (handshakes, file lists, round trips), not the link's bandwidth:
+		// it is reported but does not drive the estimate.
 		if rs.BytesPerSecond > 0 && rs.PreCopyBytes >= MinBandwidthSampleBytes && (bandwidth == 0 || rs.BytesPerSecond < bandwidth) {
 			bandwidth = rs.BytesPerSecond
 		}
 	}
 	st.Bytes.VolumePreCopy = precopied
-	if bandwidth > 0 {
-		st.MeasuredBandwidth = resource.NewQuantity(bandwidth, resource.BinarySI)
+	if measured > 0 {
+		st.MeasuredBandwidth = resource.NewQuantity(measured, resource.BinarySI)
 	}
 	if !allDone {
 		return stay(), nil

@@ -426,8 +426,8 @@ func TestSmallPreCopyRateIsNotTheBandwidth(t *testing.T) {
 	h.w.bytesPerSecond, h.w.preCopyBytes = 40<<10, 100<<10
 	h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
 	st := h.lm().Status
-	if st.MeasuredBandwidth != nil {
-		t.Errorf("measured bandwidth = %v, want none from a 100 KiB pre-copy", st.MeasuredBandwidth)
+	if st.MeasuredBandwidth == nil || st.MeasuredBandwidth.Value() != 40<<10 {
+		t.Errorf("measured bandwidth = %v, want the 40Ki measured, reported", st.MeasuredBandwidth)
 	}
 	if st.EstimatedDowntime == nil || st.EstimatedDowntime.Duration > time.Second {
 		t.Errorf("estimated downtime = %v, want the default bandwidth's", st.EstimatedDowntime)
