@@ -144,8 +144,11 @@ func setup(l *lab.Lab) (*environment, error) {
 		if me.client, err = client.New(m.Config, client.Options{Scheme: scheme}); err != nil {
 			return e, err
 		}
+		// The node agent also runs volume replication (agent/replication),
+		// which needs its CRD and RBAC.
 		for _, f := range []string{"manifests/crds/agent.livemigrate.io_podcheckpoints.yaml", "manifests/crds/agent.livemigrate.io_podrestores.yaml",
-			"manifests/agent/namespace.yaml", "manifests/agent/serviceaccount.yaml", "manifests/agent/rbac.yaml"} {
+			"manifests/crds/agent.livemigrate.io_volumereplications.yaml",
+			"manifests/agent/namespace.yaml", "manifests/agent/serviceaccount.yaml", "manifests/agent/rbac.yaml", "manifests/replication/rbac.yaml"} {
 			if err := applyYAML(ctx, m, filepath.Join(root, f)); err != nil {
 				return e, fmt.Errorf("%s in %s: %w", f, m.Name, err)
 			}
@@ -180,11 +183,22 @@ func setup(l *lab.Lab) (*environment, error) {
 			// The kubelet port comes from the Node (status.daemonEndpoints),
 			// where the runtime published it; kwok nodes have no InternalIP.
 			host, _, _ := net.SplitHostPort(rt.Addr)
+			replPort, err := freePort()
+			if err != nil {
+				return e, err
+			}
+			volRoot := filepath.Join(dir, "volumes")
+			if err := os.MkdirAll(volRoot, 0o755); err != nil {
+				return e, err
+			}
 			if err := e.startProcess("agent-"+node, filepath.Join(bin, "livemigrate-agent"),
 				"--mode=node", "--node-name="+node, "--kubeconfig="+agentKC,
 				"--kubelet-address="+host, "--kubelet-ca-file="+rt.CAFile, "--kubelet-token-file="+agentTok,
 				"--checkpoint-dir="+rt.CheckpointDir(), "--cgroup-root=/sys/fs/cgroup", "--cgroup-version=v1", "--cgroup-driver=cgroupfs",
 				"--cgroup-parent="+parent+"/"+node, "--insecure-registries="+e.registry.Host,
+				"--replication-listen-host=127.0.0.1", "--replication-advertise-host=127.0.0.1",
+				"--replication-port-min="+strconv.Itoa(replPort), "--replication-port-max="+strconv.Itoa(replPort),
+				"--replication-target-roots="+volRoot,
 				"--metrics-bind-address=0", "--health-probe-bind-address=0", "-v=2"); err != nil {
 				return e, err
 			}
