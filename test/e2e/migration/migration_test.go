@@ -133,40 +133,52 @@ func TestRollbackWhenTheTargetCannotPull(t *testing.T) {
 }
 
 // TestDeschedulerRestartMidMigration kills the descheduler (SIGKILL) as the
-// source is being checkpointed and starts it again: the migration resumes
-// from its status alone and completes with every invariant held.
+// migration enters a phase and starts it again: the migration resumes from
+// its status alone and completes with every invariant held. Checkpointing
+// is the moment the source is being frozen; Restoring the moment the
+// target workload is being created while the source is frozen.
 func TestDeschedulerRestartMidMigration(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	env, _ := newEnv(t)
-	app, err := env.Deploy(ctx, "e2e-restart", "rs", scenario.AppOptions{Cluster: "member1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := app.WaitRunning(ctx, "member1", 300); err != nil {
-		t.Fatal(err)
-	}
-	desched := testLab.Instance("livemigrate-descheduler")
-	if desched == nil {
-		t.Fatal("the lab runs no descheduler")
-	}
-	obs, err := app.Move(ctx, scenario.MoveOptions{
-		To: "member2", Name: "rs-to-member2",
-		DuringPhase: lmv1alpha1.PhaseCheckpointing,
-		During: func(ctx context.Context, lm *lmv1alpha1.LiveMigration) error {
-			if err := testLab.Kill(desched); err != nil {
-				return err
+	for _, phase := range []lmv1alpha1.LiveMigrationPhase{lmv1alpha1.PhasePreCopy, lmv1alpha1.PhaseCheckpointing, lmv1alpha1.PhaseRestoring} {
+		t.Run(string(phase), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			env, _ := newEnv(t)
+			ns := "e2e-restart-" + strings.ToLower(string(phase))
+			app, err := env.Deploy(ctx, ns, "rs", scenario.AppOptions{Cluster: "member1"})
+			if err != nil {
+				t.Fatal(err)
 			}
-			t.Logf("descheduler killed with the migration in %s", lm.Status.Phase)
-			return testLab.Restart(ctx, desched)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
+			if _, err := app.WaitRunning(ctx, "member1", 300); err != nil {
+				t.Fatal(err)
+			}
+			desched := testLab.Instance("livemigrate-descheduler")
+			if desched == nil {
+				t.Fatal("the lab runs no descheduler")
+			}
+			killedIn := lmv1alpha1.LiveMigrationPhase("")
+			obs, err := app.Move(ctx, scenario.MoveOptions{
+				To: "member2", Name: "rs-to-member2",
+				DuringPhase: phase,
+				During: func(ctx context.Context, lm *lmv1alpha1.LiveMigration) error {
+					if err := testLab.Kill(desched); err != nil {
+						return err
+					}
+					killedIn = lm.Status.Phase
+					t.Logf("descheduler killed with the migration in %s", lm.Status.Phase)
+					return testLab.Restart(ctx, desched)
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if killedIn == "" {
+				t.Fatal("the descheduler was never killed")
+			}
+			t.Logf("kubectl livemigrate move --wait took %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
+			_, errs := env.CheckSucceeded(ctx, app, obs)
+			report(t, errs)
+		})
 	}
-	t.Logf("kubectl livemigrate move --wait took %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
-	_, errs := env.CheckSucceeded(ctx, app, obs)
-	report(t, errs)
 }
 
 // TestDeploymentBothPodsMigrate live-migrates a 2-replica Deployment: both
