@@ -29,7 +29,6 @@ type receiverHarness struct {
 	addr string
 	errs chan error
 	dial func(ctx context.Context) (net.Conn, error)
-	cfg  func() error
 }
 
 // startReceiver serves dest through a real rsync receiver behind a real
