@@ -76,60 +76,86 @@ func TestStatefulSetMovesToMember2(t *testing.T) {
 	t.Logf("restored from counter %d (the source's last log line: %d); %s", res.RestoredFrom, res.SourceLast, res.Verified)
 }
 
-// TestRollbackWhenTheTargetCannotPull makes the restore fail: once the
-// checkpoint images are pushed, the registry goes away, so the target node
-// cannot pull them and the target pod never runs. The migration times out
-// in Restoring and rolls back: Failed with the reason, the source thawed
-// (the same process) with nothing lost, nothing of it left in member2.
-func TestRollbackWhenTheTargetCannotPull(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	env, _ := newEnv(t)
-	app, err := env.Deploy(ctx, "e2e-rollback", "rb", scenario.AppOptions{Cluster: "member1"})
-	if err != nil {
-		t.Fatal(err)
+// TestRollbackWhenTheRestoreFails makes the restore fail in two ways:
+//
+//   - registry: once the checkpoint images are pushed (Rebinding), the
+//     registry goes away, so the target node cannot pull them and the
+//     target pod never runs;
+//   - webhook: before the target pod is created (Transfer), the target's
+//     restore webhook goes away; its failure policy admits the pod
+//     unchanged, so the target starts fresh and never consumes the
+//     checkpoint.
+//
+// Either way the migration times out in Restoring and rolls back: Failed
+// with the reason, the source thawed (the same process) with nothing lost,
+// nothing of the migration left in member2.
+func TestRollbackWhenTheRestoreFails(t *testing.T) {
+	cases := []struct {
+		name     string
+		instance string
+		phase    lmv1alpha1.LiveMigrationPhase
+		// targetMayRun: a target lab app may run (fresh, not restored).
+		targetMayRun bool
+	}{
+		{name: "registry", instance: "lab-registry", phase: lmv1alpha1.PhaseRebinding},
+		{name: "webhook", instance: "livemigrate-restore-member2", phase: lmv1alpha1.PhaseTransfer, targetMayRun: true},
 	}
-	if _, err := app.WaitRunning(ctx, "member1", 300); err != nil {
-		t.Fatal(err)
-	}
-	registry := testLab.Instance("lab-registry")
-	if registry == nil {
-		t.Fatal("the lab runs no registry")
-	}
-	killed := false
-	defer func() {
-		if killed {
-			if err := testLab.Restart(context.Background(), registry); err != nil {
-				t.Errorf("restarting the registry: %v", err)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			env, _ := newEnv(t)
+			app, err := env.Deploy(ctx, "e2e-rollback-"+tc.name, "rb", scenario.AppOptions{Cluster: "member1"})
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-	}()
-	restoring := metav1.Duration{Duration: 15 * time.Second}
-	obs, err := app.Move(ctx, scenario.MoveOptions{
-		To: "member2", Name: "rb-to-member2",
-		Timeouts:    &lmv1alpha1.PhaseTimeouts{Restoring: &restoring},
-		DuringPhase: lmv1alpha1.PhaseRebinding,
-		During: func(context.Context, *lmv1alpha1.LiveMigration) error {
-			killed = true
-			return testLab.Kill(registry)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
+			if _, err := app.WaitRunning(ctx, "member1", 300); err != nil {
+				t.Fatal(err)
+			}
+			in := testLab.Instance(tc.instance)
+			if in == nil {
+				t.Fatalf("the lab runs no %s", tc.instance)
+			}
+			killed := false
+			defer func() {
+				if killed {
+					if err := testLab.Restart(context.Background(), in); err != nil {
+						t.Errorf("restarting %s: %v", tc.instance, err)
+					}
+				}
+			}()
+			restoring := metav1.Duration{Duration: 15 * time.Second}
+			obs, err := app.Move(ctx, scenario.MoveOptions{
+				To: "member2", Name: "rb-to-member2",
+				Timeouts:    &lmv1alpha1.PhaseTimeouts{Restoring: &restoring},
+				DuringPhase: tc.phase,
+				During: func(context.Context, *lmv1alpha1.LiveMigration) error {
+					killed = true
+					return testLab.Kill(in)
+				},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !killed {
+				t.Fatalf("%s was never taken away", tc.instance)
+			}
+			t.Logf("kubectl livemigrate status --wait took %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
+			if f := obs.Migration.Status.Failure; f == nil || f.Phase != lmv1alpha1.PhaseRestoring {
+				t.Errorf("failure = %+v, want one in Restoring", f)
+			}
+			for _, s := range obs.Samples {
+				if s.TargetRunning {
+					if !tc.targetMayRun {
+						t.Fatalf("a target lab app ran at %s although its checkpoint could not be pulled", s.At.Format(time.RFC3339Nano))
+					}
+					t.Logf("a target lab app ran (not restored) from %s", s.At.Format(time.RFC3339Nano))
+					break
+				}
+			}
+			report(t, env.CheckRolledBack(ctx, app, obs, "member2"))
+		})
 	}
-	if !killed {
-		t.Fatal("the registry was never taken away")
-	}
-	t.Logf("kubectl livemigrate status --wait took %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
-	if f := obs.Migration.Status.Failure; f == nil || f.Phase != lmv1alpha1.PhaseRestoring {
-		t.Errorf("failure = %+v, want one in Restoring", f)
-	}
-	for _, s := range obs.Samples {
-		if s.TargetRunning {
-			t.Fatalf("a target lab app ran at %s although its checkpoint could not be pulled", s.At.Format(time.RFC3339Nano))
-		}
-	}
-	report(t, env.CheckRolledBack(ctx, app, obs, "member2"))
 }
 
 // TestDeschedulerRestartMidMigration kills the descheduler (SIGKILL) as the
