@@ -235,7 +235,7 @@ func Timeline(lm *lmv1alpha1.LiveMigration) string {
 		fmt.Fprintf(&b, "  estimated downtime %s\n", st.EstimatedDowntime.Duration)
 	}
 	if st.Downtime != nil {
-		fmt.Fprintf(&b, "  downtime (frozen → target Ready) %s\n", st.Downtime.Duration.Round(time.Millisecond))
+		fmt.Fprintf(&b, "  downtime (frozen → target Ready) %s\n", st.Downtime.Round(time.Millisecond))
 	}
 	if st.Failure != nil {
 		fmt.Fprintf(&b, "  failure in %s: %s: %s\n", st.Failure.Phase, st.Failure.Reason, st.Failure.Message)
