@@ -221,8 +221,9 @@ func run(labapp string, runs int, sizeList string) error {
 			if _, _, err := checkpointimage.UploadBlob(ctx, reg.Host+"/bench/raw-"+podName, p, push); err != nil {
 				return err
 			}
+			rawTime := time.Since(start)
+			fmt.Fprintf(os.Stderr, "size=%s run=%d raw=%v ratio=%.2f\n", sz.label, i, rawTime, rawTime.Seconds()/ckTime.Seconds())
 			if i >= 0 {
-				rawTime := time.Since(start)
 				ratios = append(ratios, rawTime.Seconds()/ckTime.Seconds())
 				rw = append(rw, rawTime)
 				ck = append(ck, ckTime)

@@ -132,6 +132,10 @@ func WriteEntries(w io.Writer, c Container, entries []Entry) error {
 	if mtime.IsZero() {
 		mtime = time.Now()
 	}
+	// One 1 MiB buffer for all entries: large enough that a memory image is
+	// read with few system calls, small enough to stay in cache between the
+	// read and the write.
+	buf := make([]byte, 1<<20)
 	if err := tw.WriteHeader(&tar.Header{Name: "checkpoint/", Typeflag: tar.TypeDir, Mode: 0o700, ModTime: mtime}); err != nil {
 		return err
 	}
@@ -143,9 +147,7 @@ func WriteEntries(w io.Writer, c Container, entries []Entry) error {
 		if err != nil {
 			return err
 		}
-		// Large reads: a memory image read through /proc/<pid>/mem costs a
-		// system call per read.
-		n, err := io.CopyBuffer(tw, io.LimitReader(rc, e.Size), make([]byte, 4<<20))
+		n, err := io.CopyBuffer(tw, io.LimitReader(rc, e.Size), buf)
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("checkpoint/%s: %w", e.Name, err)
