@@ -3,6 +3,20 @@
 # when they are missing. Safe to run repeatedly; does nothing when all are there.
 set -euo pipefail
 
+# Every apiserver and controller of a lab watches files with inotify; two labs
+# side by side (go test runs two packages at once) exceed the common default
+# of 128 inotify instances per user and fail with "too many open files".
+want_inotify=1024
+have_inotify=$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo "$want_inotify")
+if [ "$have_inotify" -lt "$want_inotify" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "raising fs.inotify.max_user_instances from $have_inotify to $want_inotify"
+    sysctl -q -w fs.inotify.max_user_instances="$want_inotify"
+  else
+    echo "fs.inotify.max_user_instances is $have_inotify; labs need $want_inotify (sysctl -w fs.inotify.max_user_instances=$want_inotify as root)" >&2
+  fi
+fi
+
 need=()
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
