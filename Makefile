@@ -76,6 +76,10 @@ test-unit: ## Run the unit tests only (no lab, no API servers).
 test-integration: deps lab-binaries ## Run only the tests that start API servers or a whole lab.
 	$(GO) test -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) $$($(GO) list ./... | grep -E '$(LAB_PKGS)')
 
+.PHONY: test-e2e
+test-e2e: deps lab-binaries ## Run the lab end-to-end tests only: checkpoint, replication, live migration (root).
+	$(GO) test -v -timeout $(TEST_TIMEOUT) ./test/e2e/...
+
 ##@ Lab
 
 .PHONY: lab-binaries
@@ -97,7 +101,7 @@ lab-down: ## Stop the lab started by lab-up.
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-scheduler bench-checkpoint bench-replication ## Run every benchmark.
+bench: bench-scheduler bench-checkpoint bench-replication bench-migration ## Run every benchmark.
 
 .PHONY: bench-scheduler
 bench-scheduler: ## Filter+Score over 1,000 clusters, livemigrate plugins vs Karmada's built-ins.
@@ -110,6 +114,10 @@ bench-checkpoint: ## Checkpoint-to-pushed-image throughput vs a raw push of the 
 .PHONY: bench-replication
 bench-replication: deps ## Volume replication full/delta passes vs a raw copy of the same bytes.
 	hack/bench-replication.sh
+
+.PHONY: bench-migration
+bench-migration: deps lab-binaries ## Live-migration downtime in the lab vs the physical floor and evict-and-recreate.
+	hack/bench-migration.sh
 
 ##@ Tools
 
