@@ -4,7 +4,7 @@
 # same registry in the same run (benchmarks/checkpoint). The last line of the
 # output is "ratio checkpoint/raw: R", the worst of the three sizes.
 # Needs root: the lab app runs in a real cgroup that is frozen, and its
-# memory is read through /proc/<pid>/mem.
+# memory is read with process_vm_readv (or /proc/<pid>/mem).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bin

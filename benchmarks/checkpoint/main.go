@@ -13,7 +13,8 @@
 // worst ratio of the three sizes (raw time / checkpoint time: 1 means the
 // checkpoint path is as fast as the raw push). The "after-dump ratio" column
 // leaves out the runtime's dump, to show the agent's own overhead (inspect,
-// image build, push). Needs root (cgroups, /proc/<pid>/mem).
+// image build, push). Needs root (cgroups, reading
+// another process's memory).
 package main
 
 import (
@@ -85,7 +86,7 @@ func parseSize(s string) (size, error) {
 
 func run(labapp string, runs int, sizeList string) error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("needs root (cgroup freezer, /proc/<pid>/mem)")
+		return fmt.Errorf("needs root (cgroup freezer, reading the lab app's memory)")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

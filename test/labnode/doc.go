@@ -9,8 +9,9 @@
 //   - The kubelet checkpoint API (POST /checkpoint/{ns}/{pod}/{container})
 //     over TLS on the node's port, authorized with a TokenReview and a
 //     SubjectAccessReview for nodes/checkpoint against the member apiserver.
-//     A checkpoint reads the (frozen) process's memory through
-//     /proc/<pid>/mem, as CRIU reads a frozen task, and writes a CRI-O layout
+//     A checkpoint copies the (frozen) process's memory out with
+//     process_vm_readv (/proc/<pid>/mem where that is refused), as CRIU
+//     copies a frozen task's pages, and writes a CRI-O layout
 //     archive to <root>/checkpoints/checkpoint-<pod>_<ns>-<container>-<RFC3339>.tar.
 //     Like CRI-O it pauses a running container for the dump and resumes it
 //     afterwards: only the agent's freeze keeps a pod stopped.
