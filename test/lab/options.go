@@ -51,6 +51,13 @@ type Options struct {
 	// SkipProjectBuild does not run go build for the project's components
 	// (they must already be in BinDir).
 	SkipProjectBuild bool `json:"skipProjectBuild,omitempty"`
+	// WANDataPath also sends the live-migration data path through the
+	// simulated WAN (benchmarks): checkpoint image pulls reach the registry,
+	// which sits at the first member's site, through a relay, and each
+	// agent's replication receiver is advertised at an address of its own
+	// (127.0.0.<10+member index>) where a relay from the other member
+	// forwards to it. Needs exactly two members.
+	WANDataPath bool `json:"wanDataPath,omitempty"`
 	// StartTimeout bounds Start (default 3 minutes).
 	StartTimeout metav1.Duration `json:"startTimeout,omitempty"`
 }
@@ -187,6 +194,9 @@ func (o Options) complete() (Options, error) {
 		if org.Position.Delay.Duration < 0 || org.Position.BytesPerSecond < 0 {
 			return o, fmt.Errorf("origin %q has a negative network position", org.Name)
 		}
+	}
+	if o.WANDataPath && len(o.MemberSpecs) != 2 {
+		return o, fmt.Errorf("wanDataPath needs exactly two members, not %d", len(o.MemberSpecs))
 	}
 	if o.Components == nil {
 		o.Components = DefaultComponents()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
+
+	"github.com/livemigrate/livemigrate/test/lab/relay"
 )
 
 // This file holds what the live-migration components of the components
@@ -180,12 +183,66 @@ func (in *Instance) webhookCertDir() (string, error) {
 	return certDir, nil
 }
 
-// RegistryHost is the lab registry's host:port.
+// RegistryHost is the lab registry's host:port. With Options.WANDataPath
+// it is a relay in front of the registry, which sits at the first member's
+// site: bytes from the registry (pulls) cross the link between the two
+// members, delay and bandwidth cap; bytes to it (pushes, from the first
+// member) only its delay, since pushers and pullers share one address.
 func (l *Lab) RegistryHost() string {
 	for _, in := range l.Instances("lab-registry") {
-		return in.Addr("registry")
+		if !l.opts.WANDataPath {
+			return in.Addr("registry")
+		}
+		link, err := l.Link(l.Members[0].Name, l.Members[1].Name)
+		if err != nil {
+			return ""
+		}
+		addr, err := l.dataPathRelay(relay.Config{Target: in.Addr("registry"), Forward: relay.Link{Delay: link.Delay}, Reverse: link})
+		if err != nil {
+			return ""
+		}
+		return addr
 	}
 	return ""
+}
+
+// dataPathRelay starts (once per listen address and target) a relay of
+// Options.WANDataPath and returns its address.
+func (l *Lab) dataPathRelay(cfg relay.Config) (string, error) {
+	key := "data|" + cfg.Listen + "|" + cfg.Target
+	l.relayMu.Lock()
+	defer l.relayMu.Unlock()
+	if r, ok := l.relays[key]; ok {
+		return r.Addr(), nil
+	}
+	r, err := relay.Start(l.ctx, cfg)
+	if err != nil {
+		return "", fmt.Errorf("data path relay to %s: %w", cfg.Target, err)
+	}
+	l.relays[key] = r
+	return r.Addr(), nil
+}
+
+// replicationAdvertiseHost is the host an agent of member m advertises
+// for its replication receivers: 127.0.0.1, or with Options.WANDataPath
+// 127.0.0.<10+index of m>, where a relay carrying the link from the other
+// member listens on the receiver's port.
+func (l *Lab) replicationAdvertiseHost(m *Member, port int) (string, error) {
+	if !l.opts.WANDataPath {
+		return "127.0.0.1", nil
+	}
+	idx := slices.Index(l.Members, m)
+	link, err := l.Link(l.Members[1-idx].Name, m.Name)
+	if err != nil {
+		return "", err
+	}
+	host := fmt.Sprintf("127.0.0.%d", 10+idx)
+	cfg := relay.Symmetric(fmt.Sprintf("127.0.0.1:%d", port), link)
+	cfg.Listen = fmt.Sprintf("%s:%d", host, port)
+	if _, err := l.dataPathRelay(cfg); err != nil {
+		return "", err
+	}
+	return host, nil
 }
 
 // Paths locates what the lab's node runtimes and agents keep on disk, from
@@ -287,6 +344,10 @@ func agentArgs(in *Instance) ([]string, error) {
 		return nil, err
 	}
 	port := strconv.Itoa(in.Ports["replication"])
+	advertise, err := in.Lab.replicationAdvertiseHost(in.Member, in.Ports["replication"])
+	if err != nil {
+		return nil, err
+	}
 	return []string{
 		"--mode=node",
 		"--node-name=" + in.Node,
@@ -299,7 +360,7 @@ func agentArgs(in *Instance) ([]string, error) {
 		"--cgroup-parent=" + in.Lab.Paths().CgroupParent(in.Node),
 		"--insecure-registries=" + in.Lab.RegistryHost(),
 		"--replication-listen-host=127.0.0.1",
-		"--replication-advertise-host=127.0.0.1",
+		"--replication-advertise-host=" + advertise,
 		"--replication-port-min=" + port, "--replication-port-max=" + port,
 		"--replication-target-roots=" + in.Lab.Paths().VolumeRoot(),
 		"--replication-progress-interval=500ms",
