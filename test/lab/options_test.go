@@ -31,6 +31,8 @@ func TestOptionsComplete(t *testing.T) {
 		{name: "origin near no member", opts: Options{Origins: []OriginSpec{{Name: "users", Near: "nowhere"}}}, wantErr: true},
 		{name: "origin named like a member", opts: Options{Origins: []OriginSpec{{Name: "member1"}}}, wantErr: true},
 		{name: "capacity without pods", opts: Options{NodeCapacity: small}, wantNames: []string{"member1", "member2"}, wantNodes: []int{2, 2}},
+		{name: "WAN data path with two members", opts: Options{WANDataPath: true}, wantNames: []string{"member1", "member2"}, wantNodes: []int{2, 2}},
+		{name: "WAN data path with three members", opts: Options{Members: 3, WANDataPath: true}, wantErr: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
