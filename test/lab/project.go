@@ -189,21 +189,23 @@ func (in *Instance) webhookCertDir() (string, error) {
 // members, delay and bandwidth cap; bytes to it (pushes, from the first
 // member) only its delay, since pushers and pullers share one address.
 func (l *Lab) RegistryHost() string {
-	for _, in := range l.Instances("lab-registry") {
-		if !l.opts.WANDataPath {
-			return in.Addr("registry")
-		}
-		link, err := l.Link(l.Members[0].Name, l.Members[1].Name)
-		if err != nil {
-			return ""
-		}
-		addr, err := l.dataPathRelay(relay.Config{Target: in.Addr("registry"), Forward: relay.Link{Delay: link.Delay}, Reverse: link})
-		if err != nil {
-			return ""
-		}
-		return addr
+	ins := l.Instances("lab-registry")
+	if len(ins) == 0 {
+		return ""
 	}
-	return ""
+	registry := ins[0].Addr("registry")
+	if !l.opts.WANDataPath {
+		return registry
+	}
+	link, err := l.Link(l.Members[0].Name, l.Members[1].Name)
+	if err != nil {
+		return ""
+	}
+	addr, err := l.dataPathRelay(relay.Config{Target: registry, Forward: relay.Link{Delay: link.Delay}, Reverse: link})
+	if err != nil {
+		return ""
+	}
+	return addr
 }
 
 // dataPathRelay starts (once per listen address and target) a relay of
