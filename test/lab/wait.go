@@ -13,10 +13,16 @@ import (
 // pollInterval is how often readiness is polled.
 const pollInterval = 200 * time.Millisecond
 
-// poll calls cond until it returns true, an error, or ctx ends. The last
-// reason cond gave is part of the error on timeout.
+// poll is Poll at the lab's readiness interval.
 func poll(ctx context.Context, what string, cond func(context.Context) (bool, string, error)) error {
-	t := time.NewTicker(pollInterval)
+	return Poll(ctx, what, pollInterval, cond)
+}
+
+// Poll calls cond every interval until it returns true, an error, or ctx
+// ends. The last reason cond gave is part of the error on timeout. Tests
+// and tools that drive a lab wait with it instead of sleeping.
+func Poll(ctx context.Context, what string, interval time.Duration, cond func(context.Context) (bool, string, error)) error {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	last := "not checked yet"
 	for {

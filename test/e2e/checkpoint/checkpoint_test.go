@@ -21,6 +21,7 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/checkpointimage"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/lab"
 	"github.com/livemigrate/livemigrate/test/labapp/labstate"
 	"github.com/livemigrate/livemigrate/test/labnode"
 )
@@ -49,20 +50,15 @@ func statefulSet(ns, name, volume string) *appsv1.StatefulSet {
 	}
 }
 
+// poll calls f every 100ms until it is done; it fails the test when ctx ends first.
 func poll(ctx context.Context, t *testing.T, what string, f func() (bool, string)) {
 	t.Helper()
-	last := ""
-	for {
+	err := lab.Poll(ctx, what, 100*time.Millisecond, func(context.Context) (bool, string, error) {
 		ok, msg := f()
-		if ok {
-			return
-		}
-		last = msg
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s (last: %s)", what, last)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return ok, msg, nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

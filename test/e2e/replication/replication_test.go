@@ -87,20 +87,15 @@ func installCRD(ctx context.Context, t *testing.T, c client.Client) {
 	})
 }
 
+// poll calls f every 100ms until it is done; it fails the test when ctx ends first.
 func poll(ctx context.Context, t *testing.T, what string, f func() (bool, string)) {
 	t.Helper()
-	last := ""
-	for {
+	err := lab.Poll(ctx, what, 100*time.Millisecond, func(context.Context) (bool, string, error) {
 		ok, msg := f()
-		if ok {
-			return
-		}
-		last = msg
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s (last: %s)", what, last)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return ok, msg, nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -451,22 +451,5 @@ func create(ctx context.Context, c client.Client, o client.Object) error {
 
 // poll calls f every 100ms until it is done, fails, or ctx ends.
 func poll(ctx context.Context, what string, f func() (bool, string, error)) error {
-	last := "not checked yet"
-	for {
-		ok, why, err := f()
-		if err != nil {
-			return fmt.Errorf("waiting for %s: %w", what, err)
-		}
-		if ok {
-			return nil
-		}
-		if why != "" {
-			last = why
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w (last: %s)", what, ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return lab.Poll(ctx, what, 100*time.Millisecond, func(context.Context) (bool, string, error) { return f() })
 }
