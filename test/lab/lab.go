@@ -294,7 +294,7 @@ func (l *Lab) port(name string) (int, error) {
 	if p, ok := l.ports[name]; ok {
 		return p, nil
 	}
-	p, err := freePort()
+	p, err := FreePort()
 	if err != nil {
 		return 0, err
 	}

@@ -14,10 +14,13 @@ var (
 	reserved   = map[int]bool{}
 )
 
-// freePort returns a TCP port on 127.0.0.1 that nothing listens on. The
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on. The
 // kernel chooses it, so two labs on one machine do not collide: ephemeral
-// ports are handed out in sequence, not reused right away.
-func freePort() (int, error) {
+// ports are handed out in sequence, not reused right away. Ports handed out
+// are remembered for the life of the process, so a test that runs its own
+// servers beside a lab should take its ports here too: it then never gets
+// one the lab reserved for a component that has not bound it yet.
+func FreePort() (int, error) {
 	reservedMu.Lock()
 	defer reservedMu.Unlock()
 	for range 100 {

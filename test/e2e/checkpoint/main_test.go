@@ -183,7 +183,7 @@ func setup(l *lab.Lab) (*environment, error) {
 			// The kubelet port comes from the Node (status.daemonEndpoints),
 			// where the runtime published it; kwok nodes have no InternalIP.
 			host, _, _ := net.SplitHostPort(rt.Addr)
-			replPort, err := freePort()
+			replPort, err := lab.FreePort()
 			if err != nil {
 				return e, err
 			}
@@ -203,7 +203,7 @@ func setup(l *lab.Lab) (*environment, error) {
 				return e, err
 			}
 		}
-		whPort, err := freePort()
+		whPort, err := lab.FreePort()
 		if err != nil {
 			return e, err
 		}
@@ -334,15 +334,6 @@ func saKubeconfig(ctx context.Context, m *lab.Member, sa, dir string) (string, s
 	cfg.CurrentContext = "default"
 	kc := filepath.Join(dir, sa+".kubeconfig")
 	return kc, tokFile, clientcmd.WriteToFile(*cfg, kc)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // servingCert writes tls.crt/tls.key for 127.0.0.1 and returns the CA (the
