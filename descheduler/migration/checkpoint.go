@@ -11,9 +11,11 @@ import (
 )
 
 // checkpointing freezes every source pod first (all together, so that the
-// pods of one workload stop at the same instant), then checkpoints them. The
-// pods stay frozen afterwards until the target runs or the rollback thawed
-// them after removing the target.
+// pods of one workload stop at the same instant), then requests the final
+// volume sync and checkpoints the pods, so that the final pass runs while
+// the checkpoints are dumped and pushed (FinalSync then only waits for it).
+// The pods stay frozen afterwards until the target runs or the rollback
+// thawed them after removing the target.
 func (r *Reconciler) checkpointing(ctx context.Context, lm *lmv1alpha1.LiveMigration, now time.Time) (stepResult, error) {
 	st := &lm.Status
 	m := migrationOf(lm)
@@ -35,6 +37,12 @@ func (r *Reconciler) checkpointing(ctx context.Context, lm *lmv1alpha1.LiveMigra
 	if st.FrozenAt == nil {
 		st.FrozenAt = ptrMicro(now)
 		setCondition(st, lm.Generation, lmv1alpha1.ConditionSourceFrozen, metav1.ConditionTrue, "Frozen", "source pods are frozen", now)
+	}
+
+	// Every source pod is frozen: the final sync may start. Its outcome is
+	// awaited in FinalSync; a failure it reports rolls back from here.
+	if _, err := r.requestFinalSync(ctx, lm); err != nil {
+		return stay(), err
 	}
 
 	allDone := true

@@ -28,6 +28,9 @@ type world struct {
 
 	finalSynced     bool
 	finalDeltaBytes int64
+	// finalSyncUnfrozen counts final syncs requested while a source pod
+	// was not reported frozen (a broken invariant).
+	finalSyncUnfrozen int
 
 	restored bool
 	ready    bool
@@ -151,6 +154,9 @@ func (f replicationFake) PreCopy(_ context.Context, _ Migration, v Volume, _ Pre
 		BytesPerSecond: w.bytesPerSecond, PreCopyDone: w.preCopyDone}, w.record("precopy:" + v.ClaimName)
 }
 func (f replicationFake) FinalSync(_ context.Context, _ Migration, v Volume) (ReplicationState, error) {
+	if !f.w.freezeDone {
+		f.w.finalSyncUnfrozen++
+	}
 	return ReplicationState{Synced: f.w.finalSynced, FinalDeltaBytes: f.w.finalDeltaBytes}, f.w.record("finalsync:" + v.ClaimName)
 }
 func (f replicationFake) Progress(_ context.Context, _ Migration, v Volume) (ReplicationState, error) {

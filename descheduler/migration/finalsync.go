@@ -7,9 +7,28 @@ import (
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
 
-// finalSync sends the last volume delta while the source is frozen, so that
-// disk and memory are captured at the same instant.
+// finalSync waits for the last volume delta, requested by checkpointing as
+// soon as every source pod was frozen (so that disk and memory are captured
+// at the same instant, and the final pass overlaps the checkpoint and its
+// push). Requesting it again here is a no-op for the backend (idempotent,
+// keyed by UID) and covers a controller restarted between the freeze and the
+// request.
 func (r *Reconciler) finalSync(ctx context.Context, lm *lmv1alpha1.LiveMigration) (stepResult, error) {
+	allSynced, err := r.requestFinalSync(ctx, lm)
+	if err != nil {
+		return stay(), err
+	}
+	if !allSynced {
+		return stay(), nil
+	}
+	return advanceTo(lmv1alpha1.PhaseTransfer), nil
+}
+
+// requestFinalSync requests (if not requested yet) the final sync of every
+// volume, records what the backends report and returns whether all of them
+// finished. It must only be called once every source pod is frozen: nothing
+// may be synced "final" while the source still writes.
+func (r *Reconciler) requestFinalSync(ctx context.Context, lm *lmv1alpha1.LiveMigration) (bool, error) {
 	st := &lm.Status
 	m := migrationOf(lm)
 	allSynced := true
@@ -17,11 +36,11 @@ func (r *Reconciler) finalSync(ctx context.Context, lm *lmv1alpha1.LiveMigration
 	for i, vol := range volumesOf(lm) {
 		hook, err := r.Hooks.Replication.For(vol.StorageClass)
 		if err != nil {
-			return stay(), err
+			return false, err
 		}
 		rs, err := hook.FinalSync(ctx, m, vol)
 		if err != nil {
-			return stay(), fmt.Errorf("final sync of volume %s: %w", vol.ClaimName, err)
+			return false, fmt.Errorf("final sync of volume %s: %w", vol.ClaimName, err)
 		}
 		st.Volumes[i].FinalDeltaBytes = rs.FinalDeltaBytes
 		st.Volumes[i].Synced = rs.Synced
@@ -29,8 +48,5 @@ func (r *Reconciler) finalSync(ctx context.Context, lm *lmv1alpha1.LiveMigration
 		allSynced = allSynced && rs.Synced
 	}
 	st.Bytes.FinalDelta = total
-	if !allSynced {
-		return stay(), nil
-	}
-	return advanceTo(lmv1alpha1.PhaseTransfer), nil
+	return allSynced, nil
 }

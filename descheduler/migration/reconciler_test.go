@@ -771,3 +771,152 @@ func TestRollbackWaitsForReplicationToStop(t *testing.T) {
 		t.Errorf("replication abort asked %d times, want until done (4)", n)
 	}
 }
+
+// loggedCall is a hook call and the phase it was made in.
+type loggedCall struct {
+	phase lmv1alpha1.LiveMigrationPhase
+	call  string
+}
+
+// reconcileLogged reconciles once and returns the hook calls it made, each
+// with the phase it was made in.
+func (h *harness) reconcileLogged() []loggedCall {
+	h.t.Helper()
+	p := h.lm().Status.Phase
+	before := len(h.w.calls())
+	if _, err := h.reconcile(); err != nil {
+		h.t.Fatalf("reconcile in phase %s: %v", p, err)
+	}
+	var out []loggedCall
+	for _, c := range h.w.calls()[before:] {
+		out = append(out, loggedCall{p, c})
+	}
+	return out
+}
+
+func TestFinalSyncRequestedAtFreezeOverlapsCheckpoint(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.w.freezeDone, h.w.checkpointDone, h.w.finalSynced = false, false, false
+	h.run(lmv1alpha1.PhaseCheckpointing, time.Millisecond)
+
+	// Not frozen yet: no final sync, no checkpoint.
+	for i := 0; i < 2; i++ {
+		for _, c := range h.reconcileLogged() {
+			if strings.HasPrefix(c.call, "finalsync:") || strings.HasPrefix(c.call, "checkpoint:") {
+				t.Fatalf("%s called before the source was frozen", c.call)
+			}
+		}
+	}
+	// Frozen: the final sync is requested in Checkpointing, before the
+	// checkpoint is asked for, and both proceed while Checkpointing waits
+	// for the archives.
+	h.w.freezeDone = true
+	var got []string
+	for _, c := range h.reconcileLogged() {
+		if c.phase != lmv1alpha1.PhaseCheckpointing {
+			t.Fatalf("call %s in phase %s, want Checkpointing", c.call, c.phase)
+		}
+		got = append(got, c.call)
+	}
+	if diff := cmp.Diff([]string{"freeze:app-0", "finalsync:data-app-0", "checkpoint:app-0"}, got); diff != "" {
+		t.Errorf("calls once frozen (-want +got):\n%s", diff)
+	}
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseCheckpointing {
+		t.Fatalf("phase = %s while the archives are not taken, want Checkpointing", p)
+	}
+
+	// Checkpoint done, final sync not: FinalSync waits for it.
+	h.w.checkpointDone = true
+	h.run(lmv1alpha1.PhaseFinalSync, time.Millisecond)
+	for i := 0; i < 2; i++ {
+		h.reconcileLogged()
+		if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseFinalSync {
+			t.Fatalf("phase = %s while the final sync runs, want FinalSync", p)
+		}
+	}
+	h.w.finalSynced = true
+	h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
+	if h.w.finalSyncUnfrozen != 0 {
+		t.Errorf("final sync requested %d times while the source was not frozen", h.w.finalSyncUnfrozen)
+	}
+	if got := h.lm().Status.Bytes.FinalDelta; got != 1<<20 {
+		t.Errorf("final delta = %d, want %d", got, 1<<20)
+	}
+}
+
+func TestFinalSyncDoneDuringCheckpointingPassesFinalSyncAtOnce(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.run(lmv1alpha1.PhaseFinalSync, time.Millisecond)
+	// One reconcile in FinalSync moves on: the sync finished meanwhile.
+	h.reconcileLogged()
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseTransfer {
+		t.Fatalf("phase = %s, want Transfer right after one FinalSync reconcile", p)
+	}
+	st := h.lm().Status
+	if !st.Volumes[0].Synced || st.Volumes[0].FinalDeltaBytes != 1<<20 {
+		t.Errorf("volume status = %+v, want synced with 1Mi", st.Volumes[0])
+	}
+}
+
+func TestRestartInCheckpointingWithFinalSyncRequested(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.w.checkpointDone, h.w.finalSynced = false, false
+	h.run(lmv1alpha1.PhaseCheckpointing, time.Millisecond)
+	h.reconcileLogged() // frozen, final sync requested, archives pending
+	if n := h.w.count("finalsync:data-app-0"); n != 1 {
+		t.Fatalf("final sync requested %d times, want 1 before the restart", n)
+	}
+	frozenAt := h.lm().Status.FrozenAt
+
+	// Restart from what the API server persisted.
+	persisted := h.lm()
+	persisted.ResourceVersion = ""
+	rb := h.binding()
+	rb.ResourceVersion = ""
+	objs := []client.Object{dtesting.Ready(builder.MakeCluster("a").Obj(), true), dtesting.Ready(builder.MakeCluster("b").Obj(), true), rb}
+	h.c = fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(append(objs, persisted)...).
+		WithStatusSubresource(&lmv1alpha1.LiveMigration{}, &workv1alpha2.ResourceBinding{}).Build()
+	h.r = h.newReconciler()
+
+	// The resumed controller asks again (a no-op for the idempotent
+	// backend) and keeps waiting in Checkpointing.
+	h.reconcileLogged()
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseCheckpointing {
+		t.Fatalf("phase = %s after the restart, want Checkpointing", p)
+	}
+	h.w.checkpointDone = true
+	h.run(lmv1alpha1.PhaseFinalSync, time.Millisecond)
+	h.w.finalSynced = true
+	h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
+	st := h.lm().Status
+	if st.Phase != lmv1alpha1.PhaseSucceeded {
+		t.Fatalf("phase = %s, want Succeeded", st.Phase)
+	}
+	if !st.FrozenAt.Equal(frozenAt) {
+		t.Errorf("frozenAt moved across the restart: %v → %v (downtime must count from the first freeze)", frozenAt, st.FrozenAt)
+	}
+	if h.w.finalSyncUnfrozen != 0 {
+		t.Errorf("final sync requested %d times while the source was not frozen", h.w.finalSyncUnfrozen)
+	}
+	if st.Bytes.FinalDelta != 1<<20 || !st.Volumes[0].Synced {
+		t.Errorf("final sync not recorded: bytes %+v, volume %+v", st.Bytes, st.Volumes[0])
+	}
+}
+
+func TestFinalSyncFailureDuringCheckpointingRollsBack(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.w.checkpointDone = false
+	h.run(lmv1alpha1.PhaseCheckpointing, time.Millisecond)
+	h.w.fail["finalsync"] = NewStepFailedError("ReplicationFailed", "receiver gone")
+	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+	st := h.lm().Status
+	if st.Failure == nil || st.Failure.Phase != lmv1alpha1.PhaseCheckpointing || st.Failure.Reason != "ReplicationFailed" {
+		t.Fatalf("failure = %+v, want Checkpointing/ReplicationFailed", st.Failure)
+	}
+	if h.w.count("thaw:app-0") == 0 {
+		t.Errorf("source not thawed after the rollback")
+	}
+	if h.w.count("abortReplication:data-app-0") == 0 {
+		t.Errorf("replication not aborted")
+	}
+}
