@@ -144,7 +144,7 @@ func Run(ctx context.Context, o *options.Options) error {
 		Recorder: mgr.GetEventRecorder("livemigrate-descheduler"),
 		Clock:    clock.RealClock{},
 		Hooks: migration.Hooks{
-			Checkpoint: &agentcr.Checkpoint{Clients: members, Destination: dest,
+			Checkpoint: &agentcr.Checkpoint{Clients: members, Destination: dest, RepositoryFor: o.CheckpointRepositoryFor,
 				TimeoutSeconds: int32(o.CheckpointTimeout.Seconds()), DefaultEstimate: o.DefaultCheckpointEstimate},
 			// The agent replicates every StorageClass; another backend is
 			// plugged in per class with ByClass.

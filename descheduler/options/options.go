@@ -3,10 +3,13 @@ package options
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -43,6 +46,12 @@ type Options struct {
 
 	// CheckpointRepository is where the agents push checkpoint images.
 	CheckpointRepository string
+	// CheckpointRepositoryFor maps a target cluster to the repository the
+	// checkpoint images of migrations into it are pushed to (a registry
+	// near that cluster, so that the images cross the link between the
+	// clusters once and the target nodes pull them over their LAN);
+	// clusters it does not name use CheckpointRepository.
+	CheckpointRepositoryFor map[string]string
 	// CheckpointRegistryInsecure allows plain HTTP to the registry.
 	CheckpointRegistryInsecure bool
 	// CheckpointPushSecret names the push Secret in the workload's namespace.
@@ -111,6 +120,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Int32Var(&o.PreCopyMaxRounds, "precopy-max-rounds", o.PreCopyMaxRounds, "Maximum volume pre-copy rounds, when spec.preCopy does not say.")
 	fs.Var(quantityFlag{&o.DefaultCheckpointEstimate}, "default-checkpoint-estimate", "Checkpoint size assumed for a container without memory limit or request.")
 	fs.StringVar(&o.CheckpointRepository, "checkpoint-repository", o.CheckpointRepository, "Registry repository the agents push checkpoint images to (e.g. registry.example:5000/livemigrate). Required.")
+	fs.StringToStringVar(&o.CheckpointRepositoryFor, "checkpoint-repository-for", o.CheckpointRepositoryFor, "Repository per target cluster, as cluster=repository pairs separated by commas (e.g. member2=registry.eu:5000/livemigrate): the checkpoint images of a migration into that cluster are pushed there, ideally a registry next to the target cluster, so they cross the inter-cluster link once and the target nodes pull them locally. Other targets use --checkpoint-repository; --checkpoint-registry-insecure and --checkpoint-push-secret apply to every repository.")
 	fs.BoolVar(&o.CheckpointRegistryInsecure, "checkpoint-registry-insecure", o.CheckpointRegistryInsecure, "Use plain HTTP to the checkpoint registry.")
 	fs.StringVar(&o.CheckpointPushSecret, "checkpoint-push-secret", o.CheckpointPushSecret, "dockerconfigjson Secret, in the workload's namespace of the source cluster, with the push credentials.")
 	fs.DurationVar(&o.CheckpointTimeout, "checkpoint-timeout", o.CheckpointTimeout, "Timeout of each kubelet checkpoint call.")
@@ -150,6 +160,17 @@ func (o *Options) Validate() field.ErrorList {
 	}
 	if o.CheckpointRepository == "" {
 		errs = append(errs, field.Required(p.Child("checkpoint-repository"), "the registry repository the agents push checkpoint images to"))
+	} else if err := validRepository(o.CheckpointRepository); err != nil {
+		errs = append(errs, field.Invalid(p.Child("checkpoint-repository"), o.CheckpointRepository, err.Error()))
+	}
+	for cluster, repo := range o.CheckpointRepositoryFor {
+		fp := p.Child("checkpoint-repository-for").Key(cluster)
+		if msgs := validation.IsDNS1123Subdomain(cluster); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(fp, cluster, "not a cluster name: "+strings.Join(msgs, "; ")))
+		}
+		if err := validRepository(repo); err != nil {
+			errs = append(errs, field.Invalid(fp, repo, err.Error()))
+		}
 	}
 	if !filepath.IsAbs(o.ReplicationTargetRoot) || filepath.Clean(o.ReplicationTargetRoot) == "/" {
 		errs = append(errs, field.Invalid(p.Child("replication-target-root"), o.ReplicationTargetRoot, "must be an absolute directory other than /"))
@@ -167,6 +188,21 @@ func (o *Options) Validate() field.ErrorList {
 		errs = append(errs, field.Invalid(p.Child("max-active-migrations"), fmt.Sprintf("%d/%d", o.MaxActive, o.MaxActivePerCluster), "must not be negative (0 is unlimited)"))
 	}
 	return errs
+}
+
+// validRepository checks that repo is a registry repository without a tag
+// or digest (host[:port]/path).
+func validRepository(repo string) error {
+	if repo == "" {
+		return fmt.Errorf("must not be empty")
+	}
+	if strings.ContainsAny(repo, "@") || strings.Contains(repo[strings.LastIndex(repo, "/")+1:], ":") {
+		return fmt.Errorf("must be a repository (host[:port]/path) without a tag or digest")
+	}
+	if _, err := name.NewRepository(repo); err != nil {
+		return fmt.Errorf("not a repository: %w", err)
+	}
+	return nil
 }
 
 // quantityFlag is a pflag.Value over a resource.Quantity.

@@ -32,6 +32,13 @@ func TestValidate(t *testing.T) {
 		},
 		"negative limits":                   {args: []string{"--checkpoint-repository=r", "--max-active-migrations=-1"}, want: []string{"flags.max-active-migrations"}},
 		"webhook disabled ignores its port": {args: []string{"--checkpoint-repository=r", "--enable-webhook=false", "--webhook-port=0"}},
+		"repository per target cluster": {args: []string{"--checkpoint-repository=reg:5000/lm",
+			"--checkpoint-repository-for=member2=reg-eu:5000/lm,member3=10.0.0.3:5000/a/b"}},
+		"repository with a tag": {args: []string{"--checkpoint-repository=reg:5000/lm:v1"}, want: []string{"flags.checkpoint-repository"}},
+		"bad repository per target cluster": {
+			args: []string{"--checkpoint-repository=reg:5000/lm", "--checkpoint-repository-for=Member_2=reg:5000/lm,member3=reg:5000/lm@sha256:00,member4="},
+			want: []string{"flags.checkpoint-repository-for[Member_2]", "flags.checkpoint-repository-for[member3]", "flags.checkpoint-repository-for[member4]"},
+		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -44,6 +51,14 @@ func TestValidate(t *testing.T) {
 				t.Errorf("invalid fields (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestCheckpointRepositoryFor(t *testing.T) {
+	o := parse(t, "--checkpoint-repository=reg:5000/lm", "--checkpoint-repository-for=member2=reg-eu:5000/lm,member3=reg-us:5000/lm")
+	want := map[string]string{"member2": "reg-eu:5000/lm", "member3": "reg-us:5000/lm"}
+	if diff := cmp.Diff(want, o.CheckpointRepositoryFor); diff != "" {
+		t.Errorf("checkpoint-repository-for (-want +got):\n%s", diff)
 	}
 }
 

@@ -132,6 +132,42 @@ func TestCheckpointLifecycle(t *testing.T) {
 	}
 }
 
+func TestCheckpointRepositoryPerTargetCluster(t *testing.T) {
+	ctx := context.Background()
+	pod := migration.Pod{Name: "db-0", Node: "n1", Containers: []string{"db"}}
+	dest := agentv1alpha1.CheckpointDestination{Repository: "reg:5000/lm", Insecure: true, PushSecretRef: &corev1.LocalObjectReference{Name: "push"}}
+	for target, want := range map[string]string{"b": "reg-b:5000/lm", "c": "reg:5000/lm"} {
+		src := member(sourcePod())
+		h := &Checkpoint{Clients: clients{"a": src}, Destination: dest, RepositoryFor: map[string]string{"b": "reg-b:5000/lm"}}
+		m := mig
+		m.Target = target
+		if _, err := h.Freeze(ctx, m, pod); err != nil {
+			t.Fatal(err)
+		}
+		pc := &agentv1alpha1.PodCheckpoint{}
+		if err := src.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "db-0-01234567"}, pc); err != nil {
+			t.Fatal(err)
+		}
+		wantDest := dest
+		wantDest.Repository = want
+		if diff := cmp.Diff(wantDest, pc.Spec.Destination); diff != "" {
+			t.Errorf("target %s: destination (-want +got):\n%s", target, diff)
+		}
+		// The repository is fixed at creation: a controller restarted with
+		// another mapping keeps pushing where the migration started.
+		h.RepositoryFor = map[string]string{target: "elsewhere:5000/lm"}
+		if _, err := h.Freeze(ctx, m, pod); err != nil {
+			t.Fatal(err)
+		}
+		if err := src.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "db-0-01234567"}, pc); err != nil {
+			t.Fatal(err)
+		}
+		if pc.Spec.Destination.Repository != want {
+			t.Errorf("target %s: repository changed to %s after a restart", target, pc.Spec.Destination.Repository)
+		}
+	}
+}
+
 func TestCheckpointFailureIsPermanent(t *testing.T) {
 	ctx := context.Background()
 	pc := &agentv1alpha1.PodCheckpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-0-01234567"},

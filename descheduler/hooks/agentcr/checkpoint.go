@@ -21,6 +21,10 @@ type Checkpoint struct {
 	Clients ClientGetter
 	// Destination is where the agent pushes checkpoint images.
 	Destination agentv1alpha1.CheckpointDestination
+	// RepositoryFor overrides Destination.Repository per target cluster
+	// (a registry near the target: the images cross the link once and the
+	// target nodes pull them locally).
+	RepositoryFor map[string]string
 	// TimeoutSeconds bounds each kubelet checkpoint call (0: agent default).
 	TimeoutSeconds int32
 	// DefaultEstimate is the checkpoint size assumed for a container that
@@ -29,6 +33,17 @@ type Checkpoint struct {
 }
 
 var _ migration.CheckpointHook = &Checkpoint{}
+
+// destination returns where the checkpoints of a migration into target are
+// pushed. It is recorded in the PodCheckpoint when created, so a migration
+// keeps its repository across controller restarts and flag changes.
+func (c *Checkpoint) destination(target string) agentv1alpha1.CheckpointDestination {
+	d := c.Destination
+	if repo, ok := c.RepositoryFor[target]; ok {
+		d.Repository = repo
+	}
+	return d
+}
 
 func (c *Checkpoint) key(m migration.Migration, pod migration.Pod) types.NamespacedName {
 	return types.NamespacedName{Namespace: m.Namespace, Name: objectName(pod.Name, m.UID)}
@@ -91,7 +106,7 @@ func (c *Checkpoint) ensure(ctx context.Context, m migration.Migration, p migrat
 			PodUID:         string(pod.UID),
 			Containers:     p.Containers,
 			MigrationUID:   string(m.UID),
-			Destination:    c.Destination,
+			Destination:    c.destination(m.Target),
 			Action:         agentv1alpha1.CheckpointActionCheckpoint,
 			TimeoutSeconds: c.TimeoutSeconds,
 		},
