@@ -52,8 +52,9 @@ type Options struct {
 	// (they must already be in BinDir).
 	SkipProjectBuild bool `json:"skipProjectBuild,omitempty"`
 	// WANDataPath also sends the live-migration data path through the
-	// simulated WAN (benchmarks): checkpoint image pulls reach the registry,
-	// which sits at the first member's site, through a relay, and each
+	// simulated WAN (benchmarks): checkpoint images are pushed to a
+	// registry at the target member's site through a relay carrying the
+	// link (Lab.RegistryHostAt) and pulled from it locally, and each
 	// agent's replication receiver is advertised at an address of its own
 	// (127.0.0.<10+member index>) where a relay from the other member
 	// forwards to it. Needs exactly two members.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -183,11 +184,13 @@ func (in *Instance) webhookCertDir() (string, error) {
 	return certDir, nil
 }
 
-// RegistryHost is the lab registry's host:port. With Options.WANDataPath
-// it is a relay in front of the registry, which sits at the first member's
-// site: bytes from the registry (pulls) cross the link between the two
-// members, delay and bandwidth cap; bytes to it (pushes, from the first
-// member) only its delay, since pushers and pullers share one address.
+// RegistryHost is the lab registry's host:port, the descheduler's default
+// checkpoint repository's host. With Options.WANDataPath it is a relay in
+// front of the registry, which then sits at the first member's site: bytes
+// from the registry (pulls) cross the link between the two members, delay
+// and bandwidth cap; bytes to it (pushes, from the first member) only its
+// delay, since pushers and pullers share one address. Migrations between
+// the two members use RegistryHostAt instead.
 func (l *Lab) RegistryHost() string {
 	ins := l.Instances("lab-registry")
 	if len(ins) == 0 {
@@ -201,17 +204,64 @@ func (l *Lab) RegistryHost() string {
 	if err != nil {
 		return ""
 	}
-	addr, err := l.dataPathRelay(relay.Config{Target: registry, Forward: relay.Link{Delay: link.Delay}, Reverse: link})
+	addr, err := l.dataPathRelay("registry", relay.Config{Target: registry, Forward: relay.Link{Delay: link.Delay}, Reverse: link})
 	if err != nil {
 		return ""
 	}
 	return addr
 }
 
-// dataPathRelay starts (once per listen address and target) a relay of
-// Options.WANDataPath and returns its address.
-func (l *Lab) dataPathRelay(cfg relay.Config) (string, error) {
-	key := "data|" + cfg.Listen + "|" + cfg.Target
+// RegistryHostAt is the host:port of the registry at member's site, where
+// the descheduler (--checkpoint-repository-for) has the checkpoint images
+// of migrations into member pushed. Without Options.WANDataPath it is the
+// lab registry itself. With it, the one lab registry plays a registry at
+// member's site through a relay of its own: the client → registry
+// direction carries the link from the other member to member (delay and
+// cap), so the source agents' push crosses the link once; the registry →
+// client direction is unshaped, so the target runtime's pull stays on the
+// site's LAN. The approximation: the relay cannot tell a pusher from a
+// puller, so the pull's requests also pay the link's delay (a few round
+// trips, not its bytes) and the push's responses do not.
+func (l *Lab) RegistryHostAt(member string) string {
+	ins := l.Instances("lab-registry")
+	if len(ins) == 0 {
+		return ""
+	}
+	registry := ins[0].Addr("registry")
+	if !l.opts.WANDataPath {
+		return registry
+	}
+	idx := slices.IndexFunc(l.Members, func(m *Member) bool { return m.Name == member })
+	if idx < 0 {
+		return ""
+	}
+	link, err := l.Link(l.Members[1-idx].Name, member)
+	if err != nil {
+		return ""
+	}
+	addr, err := l.dataPathRelay("registry-at-"+member, relay.Config{Target: registry, Forward: link})
+	if err != nil {
+		return ""
+	}
+	return addr
+}
+
+// registryHosts lists every address of the lab registry the components
+// may be given (all plain HTTP).
+func (l *Lab) registryHosts() []string {
+	hosts := []string{l.RegistryHost()}
+	if l.opts.WANDataPath {
+		for _, m := range l.Members {
+			hosts = append(hosts, l.RegistryHostAt(m.Name))
+		}
+	}
+	return hosts
+}
+
+// dataPathRelay starts (once per name) a relay of Options.WANDataPath and
+// returns its address.
+func (l *Lab) dataPathRelay(name string, cfg relay.Config) (string, error) {
+	key := "data|" + name
 	l.relayMu.Lock()
 	defer l.relayMu.Unlock()
 	if r, ok := l.relays[key]; ok {
@@ -219,7 +269,7 @@ func (l *Lab) dataPathRelay(cfg relay.Config) (string, error) {
 	}
 	r, err := relay.Start(l.ctx, cfg)
 	if err != nil {
-		return "", fmt.Errorf("data path relay to %s: %w", cfg.Target, err)
+		return "", fmt.Errorf("data path relay %s to %s: %w", name, cfg.Target, err)
 	}
 	l.relays[key] = r
 	return r.Addr(), nil
@@ -241,7 +291,7 @@ func (l *Lab) replicationAdvertiseHost(m *Member, port int) (string, error) {
 	host := fmt.Sprintf("127.0.0.%d", 10+idx)
 	cfg := relay.Symmetric(fmt.Sprintf("127.0.0.1:%d", port), link)
 	cfg.Listen = fmt.Sprintf("%s:%d", host, port)
-	if _, err := l.dataPathRelay(cfg); err != nil {
+	if _, err := l.dataPathRelay("replication-"+cfg.Listen, cfg); err != nil {
 		return "", err
 	}
 	return host, nil
@@ -360,7 +410,7 @@ func agentArgs(in *Instance) ([]string, error) {
 		"--checkpoint-dir=" + filepath.Join(root, "checkpoints"),
 		"--cgroup-root=/sys/fs/cgroup", "--cgroup-version=v1", "--cgroup-driver=cgroupfs",
 		"--cgroup-parent=" + in.Lab.Paths().CgroupParent(in.Node),
-		"--insecure-registries=" + in.Lab.RegistryHost(),
+		"--insecure-registries=" + strings.Join(in.Lab.registryHosts(), ","),
 		"--replication-listen-host=127.0.0.1",
 		"--replication-advertise-host=" + advertise,
 		"--replication-port-min=" + port, "--replication-port-max=" + port,
@@ -431,7 +481,7 @@ func deschedulerArgs(in *Instance) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []string{
+	args := []string{
 		"--kubeconfig=" + in.Lab.Karmada.Kubeconfig,
 		"--checkpoint-repository=" + in.Lab.RegistryHost() + "/" + CheckpointRepository,
 		"--checkpoint-registry-insecure",
@@ -443,7 +493,16 @@ func deschedulerArgs(in *Instance) ([]string, error) {
 		"--health-probe-bind-address=" + in.Addr("health"),
 		"--poll-interval=" + DeschedulerPollInterval.String(),
 		"--v=2",
-	}, nil
+	}
+	if in.Lab.opts.WANDataPath {
+		// Each target's registry sits at its site (see RegistryHostAt).
+		var per []string
+		for _, m := range in.Lab.Members {
+			per = append(per, m.Name+"="+in.Lab.RegistryHostAt(m.Name)+"/"+CheckpointRepository)
+		}
+		args = append(args, "--checkpoint-repository-for="+strings.Join(per, ","))
+	}
+	return args, nil
 }
 
 // deschedulerReady waits for the descheduler and registers its validating
