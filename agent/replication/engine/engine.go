@@ -48,6 +48,9 @@ type Config struct {
 	MaxRounds int
 	// Clock is injected for tests; the real clock when nil.
 	Clock clock.PassiveClock
+	// DisableTarFirstPass makes the first pass rsync even into an empty
+	// target (the tar stream is used by default, see package tarstream).
+	DisableTarFirstPass bool
 	// OnPass is called after every pass (also failed ones).
 	OnPass func(PassResult)
 	// OnProgress receives rsync progress during a pass.
@@ -59,6 +62,8 @@ type PassResult struct {
 	Pass  Pass
 	Round int
 	rsync.Result
+	// TarStream is set when the pass was a tar stream, not rsync.
+	TarStream bool
 	// Differences of a verification pass.
 	Differences []string
 	Err         error
@@ -169,6 +174,7 @@ func (s *Session) report(r PassResult) {
 // keeps running: files vanishing mid-pass are tolerated.
 func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, error) {
 	res := PreCopyResult{Round: completed}
+	var err error
 	for round := completed + 1; round <= s.cfg.MaxRounds; round++ {
 		pass := PassDelta
 		if round == 1 {
@@ -182,8 +188,14 @@ func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, er
 				o.SourceDir = s.cfg.BaseDir
 			}
 		}
-		r, err := rsync.Send(ctx, o)
-		s.report(PassResult{Pass: pass, Round: round, Result: r, Err: err})
+		var r rsync.Result
+		var tar bool
+		if round == 1 {
+			r, tar, err = s.fullPass(ctx, o)
+		} else {
+			r, err = rsync.Send(ctx, o)
+		}
+		s.report(PassResult{Pass: pass, Round: round, Result: r, TarStream: tar, Err: err})
 		if err != nil {
 			return res, fmt.Errorf("pre-copy round %d: %w", round, err)
 		}
@@ -197,6 +209,20 @@ func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, er
 		}
 	}
 	return res, nil
+}
+
+// fullPass copies into the target as a tar stream when the target is empty
+// and the source holds only what the stream carries (package tarstream), and
+// with rsync otherwise (also when a failed tar pass left partial data).
+func (s *Session) fullPass(ctx context.Context, o rsync.SendOptions) (rsync.Result, bool, error) {
+	if !s.cfg.DisableTarFirstPass {
+		r, err := rsync.SendTar(ctx, o)
+		if !errors.Is(err, rsync.ErrTarNotApplicable) {
+			return r, true, err
+		}
+	}
+	r, err := rsync.Send(ctx, o)
+	return r, false, err
 }
 
 // KeepWarm runs one more delta pass after round `completed` (the pre-copy

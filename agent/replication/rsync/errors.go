@@ -22,11 +22,16 @@ type Error struct {
 	DiskFull bool
 	// Output is the tail of rsync's diagnostics.
 	Output string
-	err    error
+	// op names what failed ("rsync failed" when empty).
+	op  string
+	err error
 }
 
 func (e *Error) Error() string {
 	msg := "rsync failed"
+	if e.op != "" {
+		msg = e.op
+	}
 	if e.DiskFull {
 		msg = "target volume is full (No space left on device)"
 	}

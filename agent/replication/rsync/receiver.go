@@ -121,7 +121,27 @@ func (r *Receiver) Close() error {
 const (
 	requestRsync  = "LIVEMIGRATE-REPLICATION/1 rsync\n"
 	requestStatus = "LIVEMIGRATE-REPLICATION/1 status\n"
+	// requestTar asks for a first pass as a tar stream (package tarstream)
+	// into the target, which must be empty.
+	requestTar = "LIVEMIGRATE-REPLICATION/1 tar\n"
 )
+
+// readRequest reads the request line (at most 64 bytes, one byte at a time
+// so that nothing after it is consumed).
+func readRequest(conn net.Conn) (string, error) {
+	line := make([]byte, 0, 64)
+	b := make([]byte, 1)
+	for len(line) < cap(line) {
+		if _, err := io.ReadFull(conn, b); err != nil {
+			return "", fmt.Errorf("reading request: %w", err)
+		}
+		line = append(line, b[0])
+		if b[0] == '\n' {
+			return string(line), nil
+		}
+	}
+	return "", errors.New("unknown request")
+}
 
 // ServeConn serves one authenticated connection (transport.Listener only
 // hands out verified ones): either a single-use rsync daemon, or the result
@@ -133,18 +153,17 @@ func (r *Receiver) ServeConn(ctx context.Context, conn net.Conn) error {
 		return err
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	req := make([]byte, len(requestRsync))
-	if _, err := io.ReadFull(conn, req[:len(requestRsync)]); err != nil {
-		return fmt.Errorf("reading request: %w", err)
+	req, err := readRequest(conn)
+	if err != nil {
+		return err
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	switch string(req) {
+	serve := r.serveRsync
+	switch req {
 	case requestRsync:
-	case requestStatus[:len(requestRsync)]:
-		rest := make([]byte, len(requestStatus)-len(requestRsync))
-		if _, err := io.ReadFull(conn, rest); err != nil || string(req)+string(rest) != requestStatus {
-			return errors.New("malformed request")
-		}
+	case requestTar:
+		serve = r.serveTar
+	case requestStatus:
 		// The sender asks right after its rsync exited, which can be before
 		// the receiving rsync has: wait (bounded) for running transfers to
 		// end so that their result is the one reported.
@@ -163,7 +182,7 @@ func (r *Receiver) ServeConn(ctx context.Context, conn net.Conn) error {
 	r.mu.Lock()
 	r.running++
 	r.mu.Unlock()
-	err := r.serveRsync(ctx, conn)
+	err = serve(ctx, conn)
 	r.mu.Lock()
 	r.lastErr = err
 	r.running--

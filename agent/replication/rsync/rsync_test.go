@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
@@ -59,6 +60,21 @@ func setupTrees(t *testing.T) (src, dst, outside string) {
 }
 
 func TestDeltaCorrectness(t *testing.T) {
+	t.Run("rsync first pass", func(t *testing.T) { testDeltaCorrectness(t, Send) })
+	t.Run("tar first pass", func(t *testing.T) {
+		testDeltaCorrectness(t, func(ctx context.Context, o SendOptions) (Result, error) {
+			r, err := SendTar(ctx, o)
+			if errors.Is(err, ErrTarNotApplicable) {
+				t.Fatalf("the generated tree was not sent as a tar stream: %v", err)
+			}
+			return r, err
+		})
+	})
+}
+
+// testDeltaCorrectness runs a first pass with full, then rsync delta passes
+// after mutations of every kind, comparing the trees after each.
+func testDeltaCorrectness(t *testing.T, full func(context.Context, SendOptions) (Result, error)) {
 	requireRoot(t)
 	src, dst, outside := setupTrees(t)
 	rng := mrand.New(mrand.NewPCG(1, 2))
@@ -67,12 +83,12 @@ func TestDeltaCorrectness(t *testing.T) {
 	ctx := context.Background()
 	opts := SendOptions{SourceDir: src, Dial: h.dial}
 
-	full, err := Send(ctx, opts)
+	first, err := full(ctx, opts)
 	must(t, err)
 	must(t, h.lastReceiverError(t))
 	mustCompare(t, src, dst)
-	if full.Stats.LiteralData < 4<<20 {
-		t.Errorf("full pass literal data = %d, want at least the 4 MiB file", full.Stats.LiteralData)
+	if first.Stats.LiteralData < 4<<20 {
+		t.Errorf("full pass literal data = %d, want at least the 4 MiB file", first.Stats.LiteralData)
 	}
 	// Sparse file stays sparse on the target.
 	alloc, err := treediff.Allocated(filepath.Join(dst, "sparse.img"))
