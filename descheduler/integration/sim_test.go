@@ -9,6 +9,7 @@ import (
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -80,6 +81,25 @@ func simulate(ctx context.Context) {
 	}
 }
 
+// markRestored annotates the checkpointed pod as the restore webhook
+// annotates a target pod restored from the migration's PodRestore.
+func (w *world) markRestored(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) {
+	pod := &corev1.Pod{}
+	if err := k.Get(ctx, client.ObjectKey{Namespace: pc.Namespace, Name: pc.Spec.PodName}, pod); err != nil {
+		return
+	}
+	uid := pc.Spec.MigrationUID
+	if len(uid) > 8 {
+		uid = uid[:8]
+	}
+	orig := pod.DeepCopy()
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[agentv1alpha1.AnnotationRestore] = "app-" + uid
+	_ = k.Patch(ctx, pod, client.MergeFrom(orig))
+}
+
 func (w *world) step(ctx context.Context) {
 	var pcs agentv1alpha1.PodCheckpointList
 	if err := k.List(ctx, &pcs); err == nil {
@@ -89,6 +109,11 @@ func (w *world) step(ctx context.Context) {
 			switch pc.Spec.Action {
 			case agentv1alpha1.CheckpointActionCheckpoint, "":
 				if pc.Status.Phase == "" {
+					// Play the restore webhook early: every member is this
+					// one API server, so the source pod is also the target
+					// pod the descheduler checks in Restoring; it must carry
+					// the annotation naming the PodRestore (app-<uid8>).
+					w.markRestored(ctx, pc)
 					want = agentv1alpha1.PodCheckpointCheckpointed
 					pc.Status.Containers = []agentv1alpha1.ContainerCheckpointStatus{{Name: "app", ArchiveSizeBytes: 4096,
 						Image: "registry.test:5000/livemigrate/" + pc.Namespace + "-" + pc.Spec.PodName + "-app:" + pc.Spec.MigrationUID}}

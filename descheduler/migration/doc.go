@@ -3,6 +3,31 @@
 // Transfer → Rebinding → Restoring → Verifying → Cleanup → Succeeded, and
 // RollingBack → Failed), persisted in the LiveMigration's status.
 //
+// # What each phase covers
+//
+//   - PreCopy: volumes replicate while the workload runs, until the delta
+//     converges; then the downtime budget is checked (the last step before
+//     anything is frozen).
+//   - Checkpointing: freezes every source pod (status.frozenAt, the start of
+//     the downtime); as soon as all are frozen it requests the final volume
+//     sync and the checkpoints together, so that the final pass runs while
+//     the checkpoints are dumped and pushed. It ends once every archive is
+//     taken.
+//   - FinalSync: waits for the final volume sync requested at the freeze
+//     (often already finished: then it lasts one reconcile).
+//   - Transfer: waits until every checkpoint image is in the registry and
+//     records the images.
+//   - Rebinding: records the checkpoints in the target (PodRestore) and
+//     points the ResourceBinding at the target.
+//   - Restoring: Karmada propagates the workload, the target pods are
+//     admitted with their checkpoint images (restore webhook), pulled and
+//     restored. A target pod admitted without the restore webhook's
+//     annotation fails the step at once (RestoreWebhookBypassed).
+//   - Verifying: waits until the target workload is Ready
+//     (status.targetReadyAt, the end of the downtime).
+//   - Cleanup: releases the archives and ends replication; Karmada deletes
+//     the frozen source.
+//
 // # Crash safety
 //
 // Each reconcile reads the LiveMigration, runs the step of its phase and
@@ -17,8 +42,8 @@
 //
 // # Safety invariants
 //
-// From the checkpoint on the source pods stay frozen until the target is
-// Ready (Cleanup only releases the archives; Karmada deletes the frozen
+// Nothing is synced "final" before every source pod is frozen. From the
+// checkpoint on the source pods stay frozen until the target is Ready (Cleanup only releases the archives; Karmada deletes the frozen
 // source). On rollback the target workload is removed, and its removal
 // awaited, before the source is thawed. The downtime budget is enforced in
 // one place (checkBudget) before anything is frozen.

@@ -34,6 +34,8 @@ type world struct {
 
 	restored bool
 	ready    bool
+	// unmutated are target pods admitted without the restore webhook.
+	unmutated []string
 
 	// removeCallsBeforeGone is how many Remove calls answer "not gone yet".
 	removeCallsBeforeGone int
@@ -187,7 +189,7 @@ func (f restoreFake) Prepare(_ context.Context, m Migration, cps []PodCheckpoint
 	return f.w.record("prepareRestore:" + m.Target)
 }
 func (f restoreFake) Status(_ context.Context, m Migration) (RestoreState, error) {
-	rs := RestoreState{Restored: map[string]bool{}}
+	rs := RestoreState{Restored: map[string]bool{}, Unmutated: f.w.unmutated}
 	if f.w.restored {
 		for _, p := range f.w.pods {
 			rs.Restored[p.Name] = true

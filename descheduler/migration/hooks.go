@@ -152,7 +152,12 @@ type PodCheckpoint struct {
 type RestoreState struct {
 	// Restored lists the checkpoints (source pod names) a target pod restored from.
 	Restored map[string]bool
-	Message  string
+	// Unmutated names the target pods of the workload that were admitted
+	// without being pointed at a checkpoint: the restore webhook is down or
+	// misconfigured and its failure policy (Ignore) let them in as fresh
+	// starts. Such a pod never restores, so Restoring fails at once.
+	Unmutated []string
+	Message   string
 }
 
 // RestoreHook makes the target workload's new pods restore from the

@@ -920,3 +920,29 @@ func TestFinalSyncFailureDuringCheckpointingRollsBack(t *testing.T) {
 		t.Errorf("replication not aborted")
 	}
 }
+
+func TestRestoringFailsAtOnceWhenTheWebhookDidNotMutate(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.w.restored = false
+	h.run(lmv1alpha1.PhaseRestoring, time.Millisecond)
+	h.reconcileLogged()
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseRestoring {
+		t.Fatalf("phase = %s while the target pod is being created, want Restoring", p)
+	}
+	// The target pod was admitted unchanged: fail on the next reconcile,
+	// not at the 10-minute timeout.
+	h.w.unmutated = []string{"app-0"}
+	h.reconcileLogged()
+	st := h.lm().Status
+	if st.Phase != lmv1alpha1.PhaseRollingBack {
+		t.Fatalf("phase = %s, want RollingBack right after the unmutated pod was seen", st.Phase)
+	}
+	if st.Failure == nil || st.Failure.Phase != lmv1alpha1.PhaseRestoring || st.Failure.Reason != "RestoreWebhookBypassed" ||
+		!strings.Contains(st.Failure.Message, "app-0") || !strings.Contains(st.Failure.Message, "restore webhook did not mutate") {
+		t.Fatalf("failure = %+v, want Restoring/RestoreWebhookBypassed naming app-0 and the webhook", st.Failure)
+	}
+	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+	if h.w.count("removeWorkload:b") == 0 || h.w.count("thaw:app-0") == 0 {
+		t.Errorf("rollback did not remove the target and thaw the source: %v", h.w.calls())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -219,6 +220,34 @@ func TestRestoreLifecycle(t *testing.T) {
 	if rs, err := h.Status(ctx, mig); err != nil || !rs.Restored["db-0"] {
 		t.Fatalf("Status = %+v, %v; want db-0 restored", rs, err)
 	}
+	// The target workload's pods: db-0 went through the webhook; db-1 was
+	// admitted unchanged (webhook down), a pod of another workload and a
+	// pod being deleted do not count.
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db"},
+		Spec: appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}}
+	pod := func(name string, labels, annotations map[string]string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: labels, Annotations: annotations}}
+	}
+	restored := pod("db-0", map[string]string{"app": "db"}, map[string]string{agentv1alpha1.AnnotationRestore: pr.Name})
+	for _, o := range []client.Object{sts, restored, pod("other", map[string]string{"app": "web"}, nil)} {
+		if err := dst.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rs, err := h.Status(ctx, mig); err != nil || len(rs.Unmutated) != 0 {
+		t.Fatalf("Status = %+v, %v; want no unmutated pod", rs, err)
+	}
+	if err := dst.Create(ctx, pod("db-1", map[string]string{"app": "db"}, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := h.Status(ctx, mig); err != nil || !cmp.Equal(rs.Unmutated, []string{"db-1"}) {
+		t.Fatalf("Status = %+v, %v; want db-1 unmutated", rs, err)
+	}
+	gone := pod("db-1", nil, nil)
+	if err := dst.Delete(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+
 	pr.Status.Claims[0].Phase = agentv1alpha1.RestoreClaimFailed
 	if err := dst.Status().Update(ctx, pr); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -90,6 +92,9 @@ func (r *Restore) Status(ctx context.Context, m migration.Migration) (migration.
 		return migration.RestoreState{Message: pr.Status.Message}, migration.NewStepFailedError("RestoreFailed", "restore failed: "+pr.Status.Message)
 	}
 	rs := migration.RestoreState{Restored: map[string]bool{}, Message: pr.Status.Message}
+	if rs.Unmutated, err = r.unmutated(ctx, cl, m, pr.Name); err != nil {
+		return migration.RestoreState{}, err
+	}
 	for _, c := range pr.Status.Claims {
 		switch c.Phase {
 		case agentv1alpha1.RestoreClaimRunning, agentv1alpha1.RestoreClaimReady:
@@ -99,6 +104,51 @@ func (r *Restore) Status(ctx context.Context, m migration.Migration) (migration.
 		}
 	}
 	return rs, nil
+}
+
+// unmutated lists the workload's pods in the target that the restore
+// webhook did not point at a checkpoint of this PodRestore (no
+// agent.livemigrate.io/restore annotation naming it). The workload only
+// exists in the target since the rebinding, and the PodRestore was created
+// before, so every pod of it must have gone through the webhook.
+func (r *Restore) unmutated(ctx context.Context, cl client.Client, m migration.Migration, restore string) ([]string, error) {
+	var obj client.Object
+	switch m.Workload.Kind {
+	case "StatefulSet":
+		obj = &appsv1.StatefulSet{}
+	case "Deployment":
+		obj = &appsv1.Deployment{}
+	default:
+		return nil, nil
+	}
+	if err := cl.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Workload.Name}, obj); err != nil {
+		// Not propagated yet: no pod either.
+		return nil, client.IgnoreNotFound(err)
+	}
+	var ls *metav1.LabelSelector
+	switch o := obj.(type) {
+	case *appsv1.StatefulSet:
+		ls = o.Spec.Selector
+	case *appsv1.Deployment:
+		ls = o.Spec.Selector
+	}
+	sel, err := metav1.LabelSelectorAsSelector(ls)
+	if err != nil || sel.Empty() {
+		return nil, nil
+	}
+	var pods corev1.PodList
+	if err := cl.List(ctx, &pods, client.InNamespace(m.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, fmt.Errorf("listing the pods of %s %s in %s: %w", m.Workload.Kind, m.Workload.Name, m.Target, err)
+	}
+	var out []string
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.DeletionTimestamp.IsZero() && p.Annotations[agentv1alpha1.AnnotationRestore] != restore {
+			out = append(out, p.Name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // Remove deletes the PodRestore; done once it is gone.
