@@ -30,6 +30,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"syscall"
@@ -55,12 +56,17 @@ func main() {
 	blockSize := flag.Int("block-size", 0, "rsync block size (0: rsync's default, as the agent ships)")
 	fullRate := flag.Int64("full-rate", 1000, "Mbit/s cap of a second full-vs-raw comparison through the relay (0: skip)")
 	work := flag.String("dir", "", "work directory (default: a temporary directory, removed at the end)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the raw and full runs to this file")
 	flag.Parse()
+	profile = *cpuProfile
 	if err := run(*size, *files, *dirtyPct, *runs, *rates, *delay, *blockSize, *fullRate, *work); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-replication:", err)
 		os.Exit(1)
 	}
 }
+
+// profile is the -cpuprofile file ("" for none).
+var profile string
 
 type side struct {
 	server *tls.Config
@@ -150,10 +156,21 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 	}
 	dial := func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, addr, tc.client) }
 	opts := rsync.SendOptions{SourceDir: src, Dial: dial, BlockSize: blockSize}
-	// The agent's full pass (engine round 1) detects sparse files.
-	fullOpts := opts
-	fullOpts.DetectSparse = true
-	var rawTimes, fullTimes, rawCPU, fullCPU []time.Duration
+	// The rsync full pass as the agent ran it before the tar stream (and
+	// still runs it into a non-empty target): sparse files detected.
+	rsyncOpts := opts
+	rsyncOpts.DetectSparse = true
+	var rawTimes, fullTimes, rsyncTimes, rawCPU, fullCPU, rsyncCPU []time.Duration
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer f.Close()
+	}
 	for i := range runs {
 		if err := emptyDir(raw); err != nil {
 			return err
@@ -171,15 +188,38 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 			return err
 		}
 		c0 = cpuTime()
-		start := time.Now()
-		r, err := rsync.Send(ctx, fullOpts)
+		r, d, err := enginePass(ctx, src, dial, blockSize)
 		if err != nil {
 			return fmt.Errorf("full pass: %w", err)
 		}
-		d = time.Since(start)
 		fc := cpuTime() - c0
-		fmt.Printf("full pass run %d: %s (%s/s), cpu %s, wire sent %s\n", i+1, d.Round(time.Millisecond), human(int64(float64(size)/d.Seconds())), fc.Round(time.Millisecond), human(r.WireSent))
+		fmt.Printf("full pass (tar stream) run %d: %s (%s/s), cpu %s, wire sent %s\n", i+1, d.Round(time.Millisecond), human(int64(float64(size)/d.Seconds())), fc.Round(time.Millisecond), human(r.WireSent))
 		fullTimes, fullCPU = append(fullTimes, d), append(fullCPU, fc)
+
+		if err := emptyDir(dst); err != nil {
+			return err
+		}
+		c0 = cpuTime()
+		start := time.Now()
+		r, err = rsync.Send(ctx, rsyncOpts)
+		if err != nil {
+			return fmt.Errorf("rsync full pass: %w", err)
+		}
+		d = time.Since(start)
+		fc = cpuTime() - c0
+		fmt.Printf("rsync full pass run %d: %s (%s/s), cpu %s, wire sent %s\n", i+1, d.Round(time.Millisecond), human(int64(float64(size)/d.Seconds())), fc.Round(time.Millisecond), human(r.WireSent))
+		rsyncTimes, rsyncCPU = append(rsyncTimes, d), append(rsyncCPU, fc)
+	}
+	pprof.StopCPUProfile()
+	if err := same(src, dst); err != nil {
+		return err
+	}
+	// The delta and final passes below start from a tar first pass.
+	if err := emptyDir(dst); err != nil {
+		return err
+	}
+	if _, _, err := enginePass(ctx, src, dial, blockSize); err != nil {
+		return fmt.Errorf("full pass: %w", err)
 	}
 	rawMed, fullMed := median(rawTimes), median(fullTimes)
 	if err := same(src, dst); err != nil {
@@ -207,10 +247,7 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 		if err := emptyDir(dst); err != nil {
 			return err
 		}
-		start := time.Now()
-		_, err = rsync.Send(ctx, rsync.SendOptions{SourceDir: src, BlockSize: blockSize, DetectSparse: true,
-			Dial: func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, rsRelay.Addr(), tc.client) }})
-		fd := time.Since(start)
+		_, fd, err := enginePass(ctx, src, func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, rsRelay.Addr(), tc.client) }, blockSize)
 		_ = rsRelay.Close()
 		if err != nil {
 			return fmt.Errorf("full pass through the relay: %w", err)
@@ -282,10 +319,33 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 		return err
 	}
 	ratio := rawMed.Seconds() / fullMed.Seconds()
-	fmt.Printf("loopback, unlimited, median of %d interleaved runs: raw %s (cpu %s), full %s (cpu %s)\n", runs,
-		rawMed.Round(time.Millisecond), median(rawCPU).Round(time.Millisecond), fullMed.Round(time.Millisecond), median(fullCPU).Round(time.Millisecond))
+	rsyncMed := median(rsyncTimes)
+	fmt.Printf("loopback, unlimited, median of %d interleaved runs: raw %s (cpu %s), full (tar stream) %s (cpu %s), rsync full %s (cpu %s); rsync full/raw %.2f\n", runs,
+		rawMed.Round(time.Millisecond), median(rawCPU).Round(time.Millisecond), fullMed.Round(time.Millisecond), median(fullCPU).Round(time.Millisecond),
+		rsyncMed.Round(time.Millisecond), median(rsyncCPU).Round(time.Millisecond), rawMed.Seconds()/rsyncMed.Seconds())
 	fmt.Printf("ratio full/raw: %.2f, delta sent: %.2f%%\n", ratio, deltaPct)
 	return nil
+}
+
+// enginePass runs the first replication pass exactly as the agent does
+// (engine round 1: a tar stream into the empty target) and fails if it did
+// not go as a tar stream.
+func enginePass(ctx context.Context, src string, dial func(context.Context) (net.Conn, error), blockSize int) (rsync.Result, time.Duration, error) {
+	var pass engine.PassResult
+	s, err := engine.NewSession(engine.Config{SourceDir: src, Dial: dial, BlockSize: blockSize, MaxRounds: 1,
+		OnPass: func(p engine.PassResult) { pass = p }})
+	if err != nil {
+		return rsync.Result{}, 0, err
+	}
+	start := time.Now()
+	if _, err := s.PreCopy(ctx, 0); err != nil {
+		return pass.Result, 0, err
+	}
+	d := time.Since(start)
+	if !pass.TarStream {
+		return pass.Result, d, fmt.Errorf("the first pass did not use the tar stream")
+	}
+	return pass.Result, d, nil
 }
 
 // rawReceiver accepts connections carrying "name\n" + bytes and writes each

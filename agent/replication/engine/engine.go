@@ -26,6 +26,16 @@ const (
 // DefaultMaxRepairs bounds the repair/verify cycles of a final pass.
 const DefaultMaxRepairs = 2
 
+// Retries of a failed pre-copy pass.
+const (
+	// DefaultPassAttempts bounds the attempts of one pre-copy pass.
+	DefaultPassAttempts = 3
+	// DefaultRetryBackoff is the wait before the second attempt; it
+	// doubles after every further failure, up to MaxRetryBackoff.
+	DefaultRetryBackoff = 2 * time.Second
+	MaxRetryBackoff     = time.Minute
+)
+
 // Config configures a Session.
 type Config struct {
 	// SourceDir is the volume content on the source node.
@@ -48,6 +58,18 @@ type Config struct {
 	MaxRounds int
 	// Clock is injected for tests; the real clock when nil.
 	Clock clock.PassiveClock
+	// PassAttempts bounds the attempts of one pre-copy pass: a pass failing
+	// for a transient reason (connection lost, receiver restarting) is run
+	// again after a backoff instead of failing the replication.
+	// DefaultPassAttempts when 0; 1 disables retries.
+	PassAttempts int
+	// RetryBackoff is the wait before the second attempt (doubling, at most
+	// MaxRetryBackoff); DefaultRetryBackoff when 0.
+	RetryBackoff time.Duration
+	// Sleep waits d unless ctx ends first; tests replace it.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// OnRetry is called when a failed pre-copy pass is going to be retried.
+	OnRetry func(Retry)
 	// DisableTarFirstPass makes the first pass rsync even into an empty
 	// target (the tar stream is used by default, see package tarstream).
 	DisableTarFirstPass bool
@@ -64,9 +86,24 @@ type PassResult struct {
 	rsync.Result
 	// TarStream is set when the pass was a tar stream, not rsync.
 	TarStream bool
+	// Attempt of a pre-copy pass (1 for the first; retries count up).
+	Attempt int
 	// Differences of a verification pass.
 	Differences []string
 	Err         error
+}
+
+// Retry describes a failed pre-copy pass that is run again.
+type Retry struct {
+	Pass  Pass
+	Round int
+	// Attempt is the attempt that failed (1 for the first).
+	Attempt int
+	// Attempts is the limit.
+	Attempts int
+	// Wait before the next attempt.
+	Wait time.Duration
+	Err  error
 }
 
 // PreCopyResult is the outcome of PreCopy.
@@ -174,7 +211,6 @@ func (s *Session) report(r PassResult) {
 // keeps running: files vanishing mid-pass are tolerated.
 func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, error) {
 	res := PreCopyResult{Round: completed}
-	var err error
 	for round := completed + 1; round <= s.cfg.MaxRounds; round++ {
 		pass := PassDelta
 		if round == 1 {
@@ -188,14 +224,13 @@ func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, er
 				o.SourceDir = s.cfg.BaseDir
 			}
 		}
-		var r rsync.Result
-		var tar bool
-		if round == 1 {
-			r, tar, err = s.fullPass(ctx, o)
-		} else {
-			r, err = rsync.Send(ctx, o)
-		}
-		s.report(PassResult{Pass: pass, Round: round, Result: r, TarStream: tar, Err: err})
+		r, err := s.withRetries(ctx, pass, round, func() (rsync.Result, bool, error) {
+			if round == 1 {
+				return s.fullPass(ctx, o)
+			}
+			r, err := rsync.Send(ctx, o)
+			return r, false, err
+		})
 		if err != nil {
 			return res, fmt.Errorf("pre-copy round %d: %w", round, err)
 		}
@@ -209,6 +244,52 @@ func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, er
 		}
 	}
 	return res, nil
+}
+
+// withRetries runs a pre-copy pass, and runs it again after a backoff when
+// it failed for a reason that may be transient (not a full target, not a
+// cancelled context), at most PassAttempts times. Every attempt is reported.
+func (s *Session) withRetries(ctx context.Context, pass Pass, round int, run func() (rsync.Result, bool, error)) (rsync.Result, error) {
+	attempts := s.cfg.PassAttempts
+	if attempts <= 0 {
+		attempts = DefaultPassAttempts
+	}
+	wait := s.cfg.RetryBackoff
+	if wait <= 0 {
+		wait = DefaultRetryBackoff
+	}
+	sleep := s.cfg.Sleep
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	for attempt := 1; ; attempt++ {
+		r, tar, err := run()
+		s.report(PassResult{Pass: pass, Round: round, Result: r, TarStream: tar, Attempt: attempt, Err: err})
+		if err == nil || attempt >= attempts || ctx.Err() != nil || rsync.IsDiskFull(err) {
+			if err != nil && attempt > 1 {
+				err = fmt.Errorf("after %d attempts: %w", attempt, err)
+			}
+			return r, err
+		}
+		if s.cfg.OnRetry != nil {
+			s.cfg.OnRetry(Retry{Pass: pass, Round: round, Attempt: attempt, Attempts: attempts, Wait: wait, Err: err})
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return r, err
+		}
+		wait = min(2*wait, MaxRetryBackoff)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // fullPass copies into the target as a tar stream when the target is empty

@@ -239,3 +239,101 @@ func TestPreCopyFromSnapshotBase(t *testing.T) {
 		t.Error("the delta pass after the base matched nothing: the base was not used as the basis")
 	}
 }
+
+// failingConn breaks the connection after `after` bytes were written: a
+// network failure in the middle of a pass.
+type failingConn struct {
+	net.Conn
+	left int
+}
+
+func (c *failingConn) Write(p []byte) (int, error) {
+	if len(p) >= c.left {
+		_ = c.Conn.Close()
+		return 0, fmt.Errorf("injected: connection reset")
+	}
+	c.left -= len(p)
+	return c.Conn.Write(p)
+}
+
+// TestPreCopyRetriesTransientFailure breaks the first pass in the middle of
+// the stream: the pass is retried after the backoff (here rsync, as the
+// target is no longer empty), the retry is reported, and the replication
+// goes on and ends equal.
+func TestPreCopyRetriesTransientFailure(t *testing.T) {
+	testharness.RequireRoot(t)
+	base := t.TempDir()
+	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
+	for _, d := range []string{src, dst} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 4 {
+		data := make([]byte, 1<<20)
+		_, _ = rand.Read(data)
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("f%d", i)), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recv := testharness.StartReceiver(t, "mig-retry", dst)
+	var dials atomic.Int32
+	dial := func(ctx context.Context) (net.Conn, error) {
+		c, err := recv.Dial(ctx)
+		if err == nil && dials.Add(1) == 1 {
+			return &failingConn{Conn: c, left: 2 << 20}, nil
+		}
+		return c, err
+	}
+	var passes []PassResult
+	var retries []Retry
+	var slept []time.Duration
+	s, err := NewSession(Config{SourceDir: src, Dial: dial, MaxRounds: 2, ConvergenceThreshold: 1 << 20,
+		RetryBackoff: 3 * time.Second,
+		Sleep:        func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil },
+		OnRetry:      func(r Retry) { retries = append(retries, r) },
+		OnPass:       func(r PassResult) { passes = append(passes, r) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre, err := s.PreCopy(context.Background(), 0)
+	if err != nil {
+		t.Fatalf("pre-copy failed on a transient error: %v", err)
+	}
+	if pre.Round != 2 {
+		t.Errorf("pre-copy reached round %d, want 2", pre.Round)
+	}
+	if len(retries) != 1 || retries[0].Round != 1 || retries[0].Attempt != 1 || retries[0].Wait != 3*time.Second || retries[0].Err == nil {
+		t.Fatalf("retries = %+v, want one of round 1 after attempt 1 with a 3s wait", retries)
+	}
+	if fmt.Sprint(slept) != "[3s]" {
+		t.Errorf("slept %v, want [3s]", slept)
+	}
+	if len(passes) < 2 || passes[0].Err == nil || !passes[0].TarStream || passes[1].Err != nil || passes[1].Attempt != 2 || passes[1].TarStream {
+		t.Errorf("passes: want a failed tar stream, then attempt 2 by rsync (target no longer empty); got %+v", passes)
+	}
+	if d, _ := treediff.Compare(src, dst, treediff.Options{}); len(d) != 0 {
+		t.Fatalf("target differs after the retried pass: %v", d)
+	}
+}
+
+// TestPreCopyRetriesAreBounded: a pass that keeps failing fails the
+// pre-copy after PassAttempts attempts, with the backoff doubling.
+func TestPreCopyRetriesAreBounded(t *testing.T) {
+	var slept []time.Duration
+	attempts := 0
+	s, err := NewSession(Config{SourceDir: t.TempDir(), MaxRounds: 1, PassAttempts: 3, RetryBackoff: time.Second,
+		Dial:   func(context.Context) (net.Conn, error) { attempts++; return nil, fmt.Errorf("injected: no route to host") },
+		Sleep:  func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil },
+		OnPass: func(PassResult) {}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.PreCopy(context.Background(), 0)
+	if err == nil {
+		t.Fatal("pre-copy succeeded without a receiver")
+	}
+	if attempts != 3 || fmt.Sprint(slept) != "[1s 2s]" {
+		t.Errorf("attempts %d, waits %v; want 3 attempts and waits [1s 2s]", attempts, slept)
+	}
+}

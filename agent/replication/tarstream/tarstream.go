@@ -37,9 +37,12 @@ const (
 	// MaxExtents bounds a sparse file's extent map; a file with more is
 	// sent with its smallest holes filled (still sparse where it matters).
 	MaxExtents = 4096
-	// bufSize is the copy buffer on both ends: writes of 1 MiB, not one
-	// 16 KiB TLS record at a time.
-	bufSize = 1 << 20
+	// bufSize is the copy buffer on both ends: four TLS records per write,
+	// small enough to stay in the CPU cache between the copy and the
+	// encryption (sender) or the decryption and the page-cache write
+	// (receiver). With 1 MiB the full pass cost 25 % more CPU than the raw
+	// copy; with 64 KiB slightly less (benchmarks/replication).
+	bufSize = 64 << 10
 )
 
 // ErrUnsupported is returned by Scan for a tree the stream does not carry:
