@@ -249,7 +249,7 @@ type failingConn struct {
 
 func (c *failingConn) Write(p []byte) (int, error) {
 	if len(p) >= c.left {
-		_ = c.Conn.Close()
+		_ = c.Close()
 		return 0, fmt.Errorf("injected: connection reset")
 	}
 	c.left -= len(p)
@@ -323,7 +323,10 @@ func TestPreCopyRetriesAreBounded(t *testing.T) {
 	var slept []time.Duration
 	attempts := 0
 	s, err := NewSession(Config{SourceDir: t.TempDir(), MaxRounds: 1, PassAttempts: 3, RetryBackoff: time.Second,
-		Dial:   func(context.Context) (net.Conn, error) { attempts++; return nil, fmt.Errorf("injected: no route to host") },
+		Dial: func(context.Context) (net.Conn, error) {
+			attempts++
+			return nil, fmt.Errorf("injected: no route to host")
+		},
 		Sleep:  func(_ context.Context, d time.Duration) error { slept = append(slept, d); return nil },
 		OnPass: func(PassResult) {}})
 	if err != nil {
