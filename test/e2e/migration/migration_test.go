@@ -83,22 +83,31 @@ func TestStatefulSetMovesToMember2(t *testing.T) {
 //     target pod never runs;
 //   - webhook: before the target pod is created (Transfer), the target's
 //     restore webhook goes away; its failure policy admits the pod
-//     unchanged, so the target starts fresh and never consumes the
-//     checkpoint.
+//     unchanged, so the target would start fresh and never consume the
+//     checkpoint. The descheduler sees the pod without the webhook's
+//     annotation and fails Restoring within seconds (reason
+//     RestoreWebhookBypassed), long before the phase timeout.
 //
-// Either way the migration times out in Restoring and rolls back: Failed
-// with the reason, the source thawed (the same process) with nothing lost,
+// Either way the migration fails in Restoring and rolls back: Failed with
+// the reason, the source thawed (the same process) with nothing lost,
 // nothing of the migration left in member2.
 func TestRollbackWhenTheRestoreFails(t *testing.T) {
 	cases := []struct {
 		name     string
 		instance string
 		phase    lmv1alpha1.LiveMigrationPhase
+		// restoring is the Restoring timeout.
+		restoring time.Duration
+		// wantReason, when set, is the failure's reason, reached within
+		// failWithin of entering Restoring.
+		wantReason string
+		failWithin time.Duration
 		// targetMayRun: a target lab app may run (fresh, not restored).
 		targetMayRun bool
 	}{
-		{name: "registry", instance: "lab-registry", phase: lmv1alpha1.PhaseRebinding},
-		{name: "webhook", instance: "livemigrate-restore-member2", phase: lmv1alpha1.PhaseTransfer, targetMayRun: true},
+		{name: "registry", instance: "lab-registry", phase: lmv1alpha1.PhaseRebinding, restoring: 15 * time.Second},
+		{name: "webhook", instance: "livemigrate-restore-member2", phase: lmv1alpha1.PhaseTransfer, restoring: 2 * time.Minute,
+			wantReason: "RestoreWebhookBypassed", failWithin: 10 * time.Second, targetMayRun: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,7 +133,7 @@ func TestRollbackWhenTheRestoreFails(t *testing.T) {
 					}
 				}
 			}()
-			restoring := metav1.Duration{Duration: 15 * time.Second}
+			restoring := metav1.Duration{Duration: tc.restoring}
 			obs, err := app.Move(ctx, scenario.MoveOptions{
 				To: "member2", Name: "rb-to-member2",
 				Timeouts:    &lmv1alpha1.PhaseTimeouts{Restoring: &restoring},
@@ -141,8 +150,28 @@ func TestRollbackWhenTheRestoreFails(t *testing.T) {
 				t.Fatalf("%s was never taken away", tc.instance)
 			}
 			t.Logf("kubectl livemigrate status --wait took %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
-			if f := obs.Migration.Status.Failure; f == nil || f.Phase != lmv1alpha1.PhaseRestoring {
+			f := obs.Migration.Status.Failure
+			if f == nil || f.Phase != lmv1alpha1.PhaseRestoring {
 				t.Errorf("failure = %+v, want one in Restoring", f)
+			}
+			if tc.wantReason != "" && f != nil {
+				if f.Reason != tc.wantReason || !strings.Contains(f.Message, "restore webhook did not mutate") {
+					t.Errorf("failure = %s: %s; want reason %s saying the restore webhook did not mutate the pod", f.Reason, f.Message, tc.wantReason)
+				}
+				var restoringAt, rollbackAt time.Time
+				for _, pt := range obs.Migration.Status.PhaseTransitions {
+					switch pt.Phase {
+					case lmv1alpha1.PhaseRestoring:
+						restoringAt = pt.EnteredAt.Time
+					case lmv1alpha1.PhaseRollingBack:
+						rollbackAt = pt.EnteredAt.Time
+					}
+				}
+				if d := rollbackAt.Sub(restoringAt); restoringAt.IsZero() || rollbackAt.IsZero() || d > tc.failWithin {
+					t.Errorf("Restoring lasted %s before the rollback, want at most %s (timeout %s)", d, tc.failWithin, tc.restoring)
+				} else {
+					t.Logf("Restoring failed %s after it was entered (timeout %s)", d.Round(time.Millisecond), tc.restoring)
+				}
 			}
 			for _, s := range obs.Samples {
 				if s.TargetRunning {

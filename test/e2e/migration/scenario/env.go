@@ -26,6 +26,7 @@ import (
 	policyv1alpha1 "github.com/karmada-io/karmada/pkg/apis/policy/v1alpha1"
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/test/lab"
 )
@@ -66,7 +67,7 @@ func (e *Env) MemberNames() []string {
 
 func scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, lmv1alpha1.AddToScheme, policyv1alpha1.Install, workv1alpha2.Install} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, lmv1alpha1.AddToScheme, agentv1alpha1.AddToScheme, policyv1alpha1.Install, workv1alpha2.Install} {
 		if err := add(s); err != nil {
 			panic(err)
 		}
