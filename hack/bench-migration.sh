@@ -2,11 +2,13 @@
 # Runs the live-migration downtime benchmark (benchmarks/migration): a
 # StatefulSet of the lab app with a 1 GiB local volume live-migrated from
 # member1 to member2 of a lab whose migration data path (checkpoint image
-# pull, volume replication) crosses the WAN relay, for each app memory size
+# push to the registry at the target's site, volume replication) crosses
+# the WAN relay, for each app memory size
 # and link rate, beside two baselines measured in the same run: the
 # physical floor ((checkpoint + final delta bytes) / the link's throughput,
 # measured by a raw TCP copy through the same relay) and evict-and-recreate
-# (that cold copy of the volume plus a fresh app's start). The last line is
+# (that cold copy of the volume plus a fresh app's start), and their ratio,
+# the largest speedup a migration could reach. The last line is
 # "max downtime/(floor+200ms): R, min speedup vs evict-and-recreate: S".
 #
 # Needs root and rsync, and the lab binaries (make lab-binaries).

@@ -8,17 +8,23 @@
 //     --wait` (test/e2e/migration/scenario). Once the pre-copy's first
 //     (full) pass is done, a share of the volume's 4 KiB blocks is
 //     rewritten, so the final sync has a delta to send. The lab runs with
-//     lab.Options.WANDataPath: the target runtime pulls the checkpoint image
-//     and the agents replicate the volume through relays carrying the link
-//     between the two members. Downtime is the LiveMigration's
-//     status.downtime (freeze to target Ready).
+//     lab.Options.WANDataPath: the source agent pushes the checkpoint image
+//     to the registry at the target's site and the agents replicate the
+//     volume, both through relays carrying the link between the two
+//     members. Downtime is the LiveMigration's status.downtime (freeze to
+//     target Ready).
 //   - floor: (checkpoint bytes + final delta bytes) ÷ the link's throughput,
 //     measured by a raw TCP copy of the volume's bytes through a relay with
 //     the same link.
 //   - evict-and-recreate: that raw copy's time (the cold volume copy while
 //     the app is stopped) plus the time a new lab app takes from its
 //     creation in the Karmada plane to running in a member (measured when
-//     each size's app is deployed).
+//     each size's app is deployed). Its ratio to the floor is the largest
+//     speedup a migration could reach at all (it moves the memory during
+//     the downtime, evict-and-recreate does not): the table's last column.
+//
+// A second table splits the downtime by phase, with the agent's own timing
+// of freeze → dump → push from the PodCheckpoints.
 //
 // One lab is started per rate. The table is printed at the end, then
 // "max downtime/(floor+200ms): R, min speedup vs evict-and-recreate: S".
@@ -38,12 +44,17 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	"github.com/livemigrate/livemigrate/descheduler/hooks/agentcr"
 	"github.com/livemigrate/livemigrate/test/e2e/migration/scenario"
 	"github.com/livemigrate/livemigrate/test/lab"
 )
@@ -73,10 +84,100 @@ type row struct {
 	floor           time.Duration
 	coldCopy        time.Duration
 	appStart        time.Duration
-	err             error
+	// phases are the durations of the downtime's phases (Checkpointing
+	// through Verifying), from the LiveMigration's timeline.
+	phases map[lmv1alpha1.LiveMigrationPhase]time.Duration
+	// dumpPush is the agent's freeze → last image pushed (PodCheckpoint
+	// status.checkpointDuration), push the longest container push in it
+	// (0 when not reported).
+	dumpPush, push time.Duration
+	// podCreated is from entering Rebinding to the target pod's creation
+	// seen by a watch on the target (Karmada propagation, admission);
+	// podToReady from there to the target Ready (the local pull, the
+	// restore, readiness). Zero when the pod was not seen.
+	podCreated, podToReady time.Duration
+	err                    error
 }
 
 func (r row) evict() time.Duration { return r.coldCopy + r.appStart }
+
+// bound is the largest speedup over evict-and-recreate a migration at the
+// floor could reach: evict-and-recreate does not move the memory, a live
+// migration must move it during the downtime.
+func (r row) bound() float64 { return r.evict().Seconds() / r.floor.Seconds() }
+
+// downtimePhases are the phases between the freeze and the target Ready.
+var downtimePhases = []lmv1alpha1.LiveMigrationPhase{
+	lmv1alpha1.PhaseCheckpointing, lmv1alpha1.PhaseFinalSync, lmv1alpha1.PhaseTransfer,
+	lmv1alpha1.PhaseRebinding, lmv1alpha1.PhaseRestoring, lmv1alpha1.PhaseVerifying,
+}
+
+// phaseDurations returns how long each phase of the timeline lasted.
+func phaseDurations(lm *lmv1alpha1.LiveMigration) map[lmv1alpha1.LiveMigrationPhase]time.Duration {
+	ts := lm.Status.PhaseTransitions
+	out := map[lmv1alpha1.LiveMigrationPhase]time.Duration{}
+	for i := 0; i+1 < len(ts); i++ {
+		out[ts[i].Phase] = ts[i+1].EnteredAt.Sub(ts[i].EnteredAt.Time)
+	}
+	return out
+}
+
+// watchFirstPod watches the pods of namespace ns in cluster c and returns
+// a function reporting when the first one was seen created (zero until
+// then). The watch ends with ctx.
+func watchFirstPod(ctx context.Context, c *scenario.Cluster, ns string) func() time.Time {
+	var mu sync.Mutex
+	var at time.Time
+	get := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return at
+	}
+	if c == nil {
+		return get
+	}
+	w, err := c.Client.CoreV1().Pods(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		fmt.Printf("  watching pods of %s in %s: %v\n", ns, c.Name, err)
+		return get
+	}
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Added {
+				mu.Lock()
+				at = time.Now()
+				mu.Unlock()
+				return
+			}
+		}
+	}()
+	return get
+}
+
+// checkpointTimes reads the agent's own timing of the freeze → dump → push
+// from the migration's PodCheckpoints in the source cluster.
+func checkpointTimes(ctx context.Context, env *scenario.Env, lm *lmv1alpha1.LiveMigration) (dumpPush, push time.Duration, err error) {
+	src := env.Members[lm.Status.SourceCluster]
+	if src == nil {
+		return 0, 0, fmt.Errorf("no member %q", lm.Status.SourceCluster)
+	}
+	var pcs agentv1alpha1.PodCheckpointList
+	if err := src.CR.List(ctx, &pcs, client.InNamespace(lm.Namespace), client.MatchingLabels{agentcr.LabelMigrationUID: string(lm.UID)}); err != nil {
+		return 0, 0, err
+	}
+	for _, pc := range pcs.Items {
+		if d := pc.Status.CheckpointDuration; d != nil && d.Duration > dumpPush {
+			dumpPush = d.Duration
+		}
+		for _, c := range pc.Status.Containers {
+			if c.PushDuration != nil && c.PushDuration.Duration > push {
+				push = c.PushDuration.Duration
+			}
+		}
+	}
+	return dumpPush, push, nil
+}
 
 func main() {
 	sizes := flag.String("sizes", "64Mi,256Mi,1Gi", "lab app memory sizes (quantities)")
@@ -221,6 +322,9 @@ func migrate(ctx context.Context, env *scenario.Env, cfg config, ns, memory, vol
 	if _, err := app.WaitRunning(ctx, "member1", 50); err != nil {
 		return err
 	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	podSeen := watchFirstPod(watchCtx, env.Members["member2"], ns)
 	obs, err := app.Move(ctx, scenario.MoveOptions{
 		To: "member2", Name: name + "-to-member2",
 		Args:        []string{"--downtime-budget=" + cfg.budget.String()},
@@ -241,10 +345,24 @@ func migrate(ctx context.Context, env *scenario.Env, cfg config, ns, memory, vol
 	r.finalDelta = lm.Status.Bytes.FinalDelta
 	r.preCopy = lm.Status.Bytes.VolumePreCopy
 	r.floor = time.Duration(float64(r.checkpointBytes+r.finalDelta) / r.throughput * float64(time.Second))
+	r.phases = phaseDurations(lm)
+	if at := podSeen(); !at.IsZero() && lm.Status.TargetReadyAt != nil {
+		for _, pt := range lm.Status.PhaseTransitions {
+			if pt.Phase == lmv1alpha1.PhaseRebinding {
+				r.podCreated = at.Sub(pt.EnteredAt.Time)
+			}
+		}
+		r.podToReady = lm.Status.TargetReadyAt.Sub(at)
+	}
+	if r.dumpPush, r.push, err = checkpointTimes(ctx, env, lm); err != nil {
+		fmt.Printf("  reading the PodCheckpoints: %v\n", err)
+	}
 	fmt.Printf("  %s: downtime %s (floor %s), checkpoint %d MiB, final delta %.1f MiB, pre-copy %d MiB, app start %s; move --wait took %s\n",
 		memory, r.downtime.Round(time.Millisecond), r.floor.Round(time.Millisecond), r.checkpointBytes>>20, float64(r.finalDelta)/(1<<20),
 		r.preCopy>>20, r.appStart.Round(time.Millisecond), obs.Duration.Round(time.Millisecond))
 	fmt.Printf("%s\n", indent(scenario.Timeline(lm)))
+	fmt.Printf("    agent: freeze → dump → last push %s (push %s); Rebinding → target pod created %s, → target Ready %s\n",
+		r.dumpPush.Round(time.Millisecond), r.push.Round(time.Millisecond), r.podCreated.Round(time.Millisecond), r.podToReady.Round(time.Millisecond))
 	return nil
 }
 
@@ -462,16 +580,16 @@ func rawCopy(ctx context.Context, l *lab.Lab, dir string) (time.Duration, error)
 	return elapsed, nil
 }
 
-// report prints the table and the summary line.
+// report prints the tables and the summary line.
 func report(w io.Writer, rows []row) {
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| link | app memory | checkpoint MiB | final delta MiB | link Mbit/s (raw copy) | floor s | downtime s | downtime/(floor+200ms) | evict-and-recreate s (cold copy + start) | speedup |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| link | app memory | checkpoint MiB | final delta MiB | link Mbit/s (raw copy) | floor s | downtime s | downtime/(floor+200ms) | evict-and-recreate s (cold copy + start) | speedup | speedup bound (evict-and-recreate ÷ floor) |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	maxRatio, minSpeedup := 0.0, 0.0
 	ok := 0
 	for _, r := range rows {
 		if r.err != nil {
-			fmt.Fprintf(w, "| %d Mbit/s | %s | failed: %v | | | | | | | |\n", r.rate, r.memory, r.err)
+			fmt.Fprintf(w, "| %d Mbit/s | %s | failed: %v | | | | | | | | |\n", r.rate, r.memory, r.err)
 			continue
 		}
 		ratio := r.downtime.Seconds() / (r.floor + slack).Seconds()
@@ -483,9 +601,23 @@ func report(w io.Writer, rows []row) {
 			minSpeedup = speedup
 		}
 		ok++
-		fmt.Fprintf(w, "| %d Mbit/s | %s | %.1f | %.2f | %.1f | %.3f | %.3f | %.2f | %.1f (%.1f + %.1f) | %.1f |\n",
+		fmt.Fprintf(w, "| %d Mbit/s | %s | %.1f | %.2f | %.1f | %.3f | %.3f | %.2f | %.1f (%.1f + %.1f) | %.1f | %.1f |\n",
 			r.rate, r.memory, float64(r.checkpointBytes)/(1<<20), float64(r.finalDelta)/(1<<20), r.throughput*8/1e6,
-			r.floor.Seconds(), r.downtime.Seconds(), ratio, r.evict().Seconds(), r.coldCopy.Seconds(), r.appStart.Seconds(), speedup)
+			r.floor.Seconds(), r.downtime.Seconds(), ratio, r.evict().Seconds(), r.coldCopy.Seconds(), r.appStart.Seconds(), speedup, r.bound())
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Where the downtime went (s; phases from the LiveMigration's timeline, dump+push from the agent's PodCheckpoint):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| link | app memory | Checkpointing (freeze, dump; final sync and push start) | agent: freeze → last push (push) | FinalSync (wait) | Transfer (wait for push) | Rebinding | Restoring | Verifying | Rebinding → target pod created | target pod created → Ready (local pull, restore) |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, r := range rows {
+		if r.err != nil {
+			continue
+		}
+		p := r.phases
+		fmt.Fprintf(w, "| %d Mbit/s | %s | %.2f | %.2f (%.2f) | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", r.rate, r.memory,
+			p[downtimePhases[0]].Seconds(), r.dumpPush.Seconds(), r.push.Seconds(), p[downtimePhases[1]].Seconds(), p[downtimePhases[2]].Seconds(),
+			p[downtimePhases[3]].Seconds(), p[downtimePhases[4]].Seconds(), p[downtimePhases[5]].Seconds(), r.podCreated.Seconds(), r.podToReady.Seconds())
 	}
 	fmt.Fprintln(w)
 	if ok == 0 {
