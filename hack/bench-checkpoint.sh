@@ -3,6 +3,9 @@
 # 256 MiB and 1 GiB of memory, against a raw push of the same bytes to the
 # same registry in the same run (benchmarks/checkpoint). The last line of the
 # output is "ratio checkpoint/raw: R", the worst of the three sizes.
+# Further arguments go to the benchmark, e.g. --old-method (the registry in
+# the benchmark's process, the checkpoint path always first) to compare with
+# results taken before 2026-11-25.
 # Needs root: the lab app runs in a real cgroup that is frozen, and its
 # memory is read with process_vm_readv (or /proc/<pid>/mem).
 set -euo pipefail

@@ -6,8 +6,18 @@
 // freezer, the lab node runtime dumps the frozen process through the kubelet
 // checkpoint API into a CRI-O layout archive, the agent inspects it and pushes
 // it as a checkpoint image. The raw path pushes the finished archive file as
-// one blob with the same registry client. Both run against one in-process
-// registry; the blob is deleted between runs so that neither is skipped.
+// one blob with the same registry client. Both push to one registry; the
+// blob is deleted between runs so that neither is skipped.
+//
+// Method (flags; --old-method is the one used before 2026-11-25): the
+// registry runs in its own process (--registry=process), as a real one does,
+// so its allocations, page faults and garbage collection are not charged to
+// the benchmark process that runs the agent's code; the order of the two
+// paths alternates per run (--order=alternate: odd runs push the previous
+// run's archive raw first), so neither path always meets the registry's heap
+// grown or shrunk by the other; both processes collect garbage before each
+// timed section. Per timed section it logs page faults, CPU time and
+// garbage collections of both processes and the dirty page cache.
 //
 // It prints a table and, as its last line, "ratio checkpoint/raw: R", the
 // worst ratio of the three sizes (raw time / checkpoint time: 1 means the
@@ -27,6 +37,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -61,15 +73,72 @@ type result struct {
 	ratio float64
 }
 
+// method is how the two paths are measured.
+type method struct {
+	// registry "process": the registry runs in its own process, as a real
+	// one does; "inproc": in the benchmark's process.
+	registry string
+	// order "alternate": odd runs push the previous run's archive raw before
+	// the checkpoint path; "checkpoint-first": every run does the checkpoint
+	// path first.
+	order string
+	// freeOS returns the freed heap of both processes to the kernel before
+	// each timed section (debug.FreeOSMemory) instead of only collecting it.
+	freeOS bool
+}
+
+const (
+	orderAlternate       = "alternate"
+	orderCheckpointFirst = "checkpoint-first"
+)
+
+func (m method) String() string {
+	settle := "GC"
+	if m.freeOS {
+		settle = "GC and heap returned to the OS"
+	}
+	return fmt.Sprintf("registry %s, order %s, before each timed section: %s", m.registry, m.order, settle)
+}
+
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == serveRegistryArg {
+		if err := serveRegistry(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-checkpoint registry:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	labapp := flag.String("labapp", "bin/labapp", "The labapp binary.")
 	runs := flag.Int("runs", 3, "Runs per size; the median is reported.")
 	sizes := flag.String("sizes", "64Mi,256Mi,1Gi", "App memory sizes.")
+	var m method
+	flag.StringVar(&m.registry, "registry", "process", `Where the registry runs: "process" (its own process) or "inproc" (this process).`)
+	flag.StringVar(&m.order, "order", orderAlternate, `Order of the two paths: "alternate" (odd runs raw first) or "checkpoint-first".`)
+	flag.BoolVar(&m.freeOS, "free-os-memory", false, "Return freed heap to the OS in both processes before each timed section (else only collect garbage).")
+	flag.StringVar(&profileDir, "cpuprofile-dir", "", "Write a CPU profile of each timed upload to this directory.")
+	old := flag.Bool("old-method", false, "The method before 2026-11-25: --registry=inproc --order=checkpoint-first --free-os-memory=false.")
 	flag.Parse()
-	if err := run(*labapp, *runs, *sizes); err != nil {
+	if *old {
+		m = method{registry: "inproc", order: orderCheckpointFirst}
+	}
+	if err := m.validate(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-checkpoint:", err)
+		os.Exit(2)
+	}
+	if err := run(*labapp, *runs, *sizes, m); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-checkpoint:", err)
 		os.Exit(1)
 	}
+}
+
+func (m method) validate() error {
+	if m.registry != "process" && m.registry != "inproc" {
+		return fmt.Errorf("--registry=%q: want process or inproc", m.registry)
+	}
+	if m.order != orderAlternate && m.order != orderCheckpointFirst {
+		return fmt.Errorf("--order=%q: want %s or %s", m.order, orderAlternate, orderCheckpointFirst)
+	}
+	return nil
 }
 
 func parseSize(s string) (size, error) {
@@ -84,7 +153,7 @@ func parseSize(s string) (size, error) {
 	return size{s, n * mult}, err
 }
 
-func run(labapp string, runs int, sizeList string) error {
+func run(labapp string, runs int, sizeList string, m method) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (cgroup freezer, reading the lab app's memory)")
 	}
@@ -95,11 +164,11 @@ func run(labapp string, runs int, sizeList string) error {
 		return err
 	}
 	defer os.RemoveAll(root)
-	reg, err := labnode.StartRegistry("", "")
+	reg, err := startRegistry(m.registry)
 	if err != nil {
 		return err
 	}
-	defer reg.Close()
+	defer reg.close()
 	parent := "livemigrate-bench-" + string(uuid.NewUUID())[:8]
 	rt, err := labnode.New(labnode.Config{
 		NodeName: "bench-node", Root: filepath.Join(root, "node"), LabApp: labapp,
@@ -172,80 +241,173 @@ func run(labapp string, runs int, sizeList string) error {
 		if err := fr.Freeze(ctx, cg); err != nil {
 			return err
 		}
+		b := &bench{ctx: ctx, m: m, kc: kc, host: host, port: port, rt: rt, reg: reg, push: push, size: sz, pod: podName}
 		var ck, rw, dumps []time.Duration
 		var ratios []float64
 		var archiveBytes int64
+		prev := "" // the previous run's archive (raw-first runs push it)
 		// Run -1 warms up both paths (heap, page cache) and is not counted.
 		for i := -1; i < runs; i++ {
-			// Checkpoint path: kubelet API dump, inspect, build, push. The
-			// registry runs in this process: collect the previous run's
-			// garbage first so that neither path pays for the other.
-			settle()
-			start := time.Now()
-			items, err := kc.Checkpoint(ctx, host, port, "bench", podName, "app", 10*time.Minute)
+			rawFirst := m.order == orderAlternate && i%2 != 0 && prev != ""
+			var rawTime time.Duration
+			if rawFirst {
+				if rawTime, err = b.raw(i, prev); err != nil {
+					return err
+				}
+			}
+			cp, err := b.checkpoint(i)
 			if err != nil {
 				return err
 			}
-			dumped := time.Since(start)
-			p, err := archive.Resolve(rt.CheckpointDir(), items[0])
-			if err != nil {
-				return err
+			archiveBytes = cp.bytes
+			if !rawFirst {
+				if rawTime, err = b.raw(i, cp.path); err != nil {
+					return err
+				}
 			}
-			if err := archive.Secure(p); err != nil {
-				return err
+			first := "checkpoint"
+			if rawFirst {
+				first = "raw"
 			}
-			inspectStart := time.Now()
-			info, err := archive.Inspect(p, archive.DefaultLimits)
-			inspected := time.Since(inspectStart)
-			if err != nil {
-				return err
-			}
-			ref := checkpointimage.Repository(reg.Host+"/bench", "bench", podName, "app") + ":run" + strconv.Itoa(i)
-			res, err := checkpointimage.PushArchive(ctx, p, info.ContainerName, info.Annotations, ref, push)
-			if err != nil {
-				return err
-			}
-			ckTime := time.Since(start)
-			fmt.Fprintf(os.Stderr, "size=%s run=%d dump=%v inspect=%v push=%v total=%v\n", sz.label, i, dumped, inspected, res.Duration, ckTime)
-			archiveBytes = res.Bytes
-			layerDigest, err := checkpointimage.LayerFromArchive(p).Digest()
-			if err != nil {
-				return err
-			}
-			if err := deleteBlob(reg.Host, "bench/bench-"+podName+"-app", layerDigest.String()); err != nil {
-				return err
-			}
-			// Raw path: the same bytes as one blob, to the same registry,
-			// with the same single-pass upload the checkpoint path uses.
-			settle()
-			start = time.Now()
-			if _, _, err := checkpointimage.UploadBlob(ctx, reg.Host+"/bench/raw-"+podName, p, push); err != nil {
-				return err
-			}
-			rawTime := time.Since(start)
-			fmt.Fprintf(os.Stderr, "size=%s run=%d raw=%v ratio=%.2f\n", sz.label, i, rawTime, rawTime.Seconds()/ckTime.Seconds())
+			fmt.Fprintf(os.Stderr, "size=%s run=%d first=%s checkpoint=%v raw=%v ratio=%.2f\n", sz.label, i, first, cp.total, rawTime, rawTime.Seconds()/cp.total.Seconds())
 			if i >= 0 {
-				ratios = append(ratios, rawTime.Seconds()/ckTime.Seconds())
+				ratios = append(ratios, rawTime.Seconds()/cp.total.Seconds())
 				rw = append(rw, rawTime)
-				ck = append(ck, ckTime)
-				dumps = append(dumps, dumped)
+				ck = append(ck, cp.total)
+				dumps = append(dumps, cp.dump)
 			}
-			if err := deleteBlob(reg.Host, "bench/raw-"+podName, layerDigest.String()); err != nil {
-				return err
+			if prev != "" {
+				if err := os.Remove(prev); err != nil {
+					return err
+				}
 			}
-			if err := archive.Remove(rt.CheckpointDir(), p); err != nil {
+			prev = cp.path
+			if m.order == orderAlternate {
+				// The next dump may get the same archive name (the kubelet's
+				// names have one-second resolution): keep this one aside.
+				prev = filepath.Join(root, fmt.Sprintf("run%d.tar", i))
+				if err := os.Rename(cp.path, prev); err != nil {
+					return err
+				}
+			}
+			if m.order == orderCheckpointFirst {
+				// Nothing pushes it again.
+				if err := os.Remove(prev); err != nil {
+					return err
+				}
+				prev = ""
+			}
+		}
+		if prev != "" {
+			if err := os.Remove(prev); err != nil {
 				return err
 			}
 		}
 		rt.StopPod(pod.UID)
 		results = append(results, result{size: sz, archive: archiveBytes, ckpt: median(ck), raw: median(rw), dump: median(dumps), ratio: medianF(ratios)})
 	}
-	return report(os.Stdout, results, runs)
+	return report(os.Stdout, results, runs, m)
 }
 
-func settle() {
-	runtime.GC()
-	runtime.GC()
+// bench runs the two timed paths for one size.
+type bench struct {
+	ctx  context.Context
+	m    method
+	kc   *kubelet.Client
+	host string
+	port int
+	rt   *labnode.Runtime
+	reg  *registryProc
+	push checkpointimage.PushOptions
+	size size
+	pod  string
+}
+
+type checkpointRun struct {
+	path        string
+	bytes       int64
+	dump, total time.Duration
+}
+
+// checkpoint is the checkpoint path: kubelet API dump, secure, inspect,
+// build, push. The clock starts before the kubelet call and stops when the
+// index is tagged.
+func (b *bench) checkpoint(run int) (*checkpointRun, error) {
+	if err := b.settle(); err != nil {
+		return nil, err
+	}
+	before := sample(b.reg)
+	start := time.Now()
+	items, err := b.kc.Checkpoint(b.ctx, b.host, b.port, "bench", b.pod, "app", 10*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	dumped := time.Since(start)
+	afterDump := sample(b.reg)
+	p, err := archive.Resolve(b.rt.CheckpointDir(), items[0])
+	if err != nil {
+		return nil, err
+	}
+	if err := archive.Secure(p); err != nil {
+		return nil, err
+	}
+	inspectStart := time.Now()
+	info, err := archive.Inspect(p, archive.DefaultLimits)
+	inspected := time.Since(inspectStart)
+	if err != nil {
+		return nil, err
+	}
+	ref := checkpointimage.Repository(b.reg.host+"/bench", "bench", b.pod, "app") + ":run" + strconv.Itoa(run)
+	stop := profile("ckpt", run)
+	res, err := checkpointimage.PushArchive(b.ctx, p, info.ContainerName, info.Annotations, ref, b.push)
+	stop()
+	if err != nil {
+		return nil, err
+	}
+	total := time.Since(start)
+	after := sample(b.reg)
+	fmt.Fprintf(os.Stderr, "size=%s run=%d checkpoint dump=%v inspect=%v push=%v total=%v dump[%s] push[%s]\n",
+		b.size.label, run, dumped, inspected, res.Duration, total, afterDump.sub(before), after.sub(afterDump))
+	digest, err := checkpointimage.LayerFromArchive(p).Digest()
+	if err != nil {
+		return nil, err
+	}
+	if err := deleteBlob(b.reg.host, "bench/bench-"+b.pod+"-app", digest.String()); err != nil {
+		return nil, err
+	}
+	return &checkpointRun{path: p, bytes: res.Bytes, dump: dumped, total: total}, nil
+}
+
+// raw is the raw path: the archive at p as one blob, to the same registry,
+// with the same single-pass upload the checkpoint path uses.
+func (b *bench) raw(run int, p string) (time.Duration, error) {
+	if err := b.settle(); err != nil {
+		return 0, err
+	}
+	before := sample(b.reg)
+	start := time.Now()
+	stop := profile("raw", run)
+	digest, _, err := checkpointimage.UploadBlob(b.ctx, b.reg.host+"/bench/raw-"+b.pod, p, b.push)
+	stop()
+	if err != nil {
+		return 0, err
+	}
+	d := time.Since(start)
+	fmt.Fprintf(os.Stderr, "size=%s run=%d raw=%v [%s]\n", b.size.label, run, d, sample(b.reg).sub(before))
+	return d, deleteBlob(b.reg.host, "bench/raw-"+b.pod, digest.String())
+}
+
+// settle puts both processes in the same state before a timed section:
+// garbage collected and, with --free-os-memory, the freed heap returned to
+// the kernel, so that neither path reuses pages the other faulted in.
+func (b *bench) settle() error {
+	if b.m.freeOS {
+		debug.FreeOSMemory()
+	} else {
+		runtime.GC()
+		runtime.GC()
+	}
+	return b.reg.settle(b.m.freeOS)
 }
 
 func deleteBlob(host, repo, digest string) error {
@@ -278,8 +440,9 @@ func medianF(v []float64) float64 {
 
 func mibps(b int64, d time.Duration) float64 { return float64(b) / (1 << 20) / d.Seconds() }
 
-func report(out *os.File, rs []result, runs int) error {
-	fmt.Fprintf(out, "checkpoint-to-pushed-image vs raw push of the same bytes (medians of %d runs; ratio = median of per-run raw/checkpoint)\n\n", runs)
+func report(out *os.File, rs []result, runs int, m method) error {
+	fmt.Fprintf(out, "checkpoint-to-pushed-image vs raw push of the same bytes (medians of %d runs; ratio = median of per-run raw/checkpoint)\n", runs)
+	fmt.Fprintf(out, "method: %s\n\n", m)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "app memory\tarchive MiB\tdump s\tcheckpoint s\tcheckpoint MiB/s\traw s\traw MiB/s\tafter-dump ratio\tratio\t")
 	worst := 0.0
@@ -297,4 +460,25 @@ func report(out *os.File, rs []result, runs int) error {
 	}
 	fmt.Fprintf(out, "\nratio checkpoint/raw: %.2f\n", worst)
 	return nil
+}
+
+// profileDir, when set, gets a CPU profile of each timed upload
+// (ckpt-<run>.pprof: PushArchive; raw-<run>.pprof: UploadBlob).
+var profileDir string
+
+func profile(name string, run int) func() {
+	if profileDir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(profileDir, fmt.Sprintf("%s-%d.pprof", name, run)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		_ = f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }
 }
