@@ -1,7 +1,10 @@
 package controller
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Result label values.
@@ -18,6 +21,10 @@ type Metrics struct {
 	pushSecs        prometheus.Histogram
 	pushThroughput  prometheus.Histogram
 	frozenPods      prometheus.Gauge
+	// frozen are the PodCheckpoints whose pod this agent holds frozen; the
+	// gauge is their number (setFrozen).
+	frozenMu        sync.Mutex
+	frozen          map[types.NamespacedName]bool
 	thaws           prometheus.Counter
 	archivesRemoved prometheus.Counter
 	restoredPods    *prometheus.CounterVec
@@ -26,6 +33,7 @@ type Metrics struct {
 // NewMetrics creates the agent's metrics and registers them on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		frozen: map[types.NamespacedName]bool{},
 		checkpoints: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livemigrate_agent_checkpoints_total",
 			Help: "Pod checkpoints finished, by result (success, failure).",
@@ -51,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		frozenPods: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "livemigrate_agent_frozen_pods",
-			Help: "Pods this agent holds frozen.",
+			Help: "Pods this agent holds frozen (frozen for a checkpoint, neither thawed nor released).",
 		}),
 		thaws: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livemigrate_agent_thaws_total",
@@ -71,4 +79,20 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			m.frozenPods, m.thaws, m.archivesRemoved, m.restoredPods)
 	}
 	return m
+}
+
+// setFrozen records whether this agent holds the pod of the PodCheckpoint
+// key frozen. The gauge counts keys, not calls: repeating a call changes
+// nothing, so a restarted agent rebuilds the gauge by reconciling every
+// PodCheckpoint once (PodCheckpointReconciler.trackFrozen), and a thaw after
+// a restart cannot drive it below zero.
+func (m *Metrics) setFrozen(key types.NamespacedName, frozen bool) {
+	m.frozenMu.Lock()
+	defer m.frozenMu.Unlock()
+	if frozen {
+		m.frozen[key] = true
+	} else {
+		delete(m.frozen, key)
+	}
+	m.frozenPods.Set(float64(len(m.frozen)))
 }

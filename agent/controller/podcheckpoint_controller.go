@@ -86,11 +86,15 @@ type PodCheckpointReconciler struct {
 func (r *PodCheckpointReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	pc := &agentv1alpha1.PodCheckpoint{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pc); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.Metrics.setFrozen(req.NamespacedName, false)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if pc.Spec.NodeName != r.NodeName {
 		return reconcile.Result{}, nil
 	}
+	r.trackFrozen(pc)
 	log := klog.FromContext(ctx).WithValues("podCheckpoint", klog.KObj(pc), "pod", klog.KRef(pc.Namespace, pc.Spec.PodName), "migrationUID", pc.Spec.MigrationUID)
 	ctx = klog.NewContext(ctx, log)
 
@@ -111,6 +115,30 @@ func (r *PodCheckpointReconciler) Reconcile(ctx context.Context, req reconcile.R
 	default:
 		return r.checkpoint(ctx, pc)
 	}
+}
+
+// trackFrozen brings the frozen-pods gauge in line with pc's status and the
+// pod's freezer: held frozen when the agent froze it (freeze start recorded),
+// neither thawed nor released, and the cgroup still exists and is frozen.
+// Every PodCheckpoint of the node is reconciled once when the agent starts,
+// so this rebuilds the gauge after a restart.
+func (r *PodCheckpointReconciler) trackFrozen(pc *agentv1alpha1.PodCheckpoint) {
+	key := client.ObjectKeyFromObject(pc)
+	switch {
+	case pc.Status.FreezeStartTime == nil || pc.Status.CgroupPath == "",
+		pc.Status.Phase == agentv1alpha1.PodCheckpointThawed, pc.Status.Phase == agentv1alpha1.PodCheckpointReleased:
+		r.Metrics.setFrozen(key, false)
+		return
+	}
+	st, err := r.Freezer.State(pc.Status.CgroupPath)
+	switch {
+	case err == nil:
+		r.Metrics.setFrozen(key, st == freezer.Frozen || st == freezer.Freezing)
+	case freezer.IsPodCgroupNotFound(err):
+		// The pod is gone: nothing is held frozen.
+		r.Metrics.setFrozen(key, false)
+	}
+	// Any other error: leave the gauge as it is; the next reconcile retries.
 }
 
 // checkpoint freezes, checkpoints and pushes; each step is skipped when
@@ -176,7 +204,7 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 		if err := r.Client.Status().Update(ctx, pc); err != nil {
 			return reconcile.Result{}, err
 		}
-		r.Metrics.frozenPods.Inc()
+		r.Metrics.setFrozen(client.ObjectKeyFromObject(pc), true)
 		r.Recorder.Eventf(pc, pod, corev1.EventTypeNormal, ReasonFrozen, "Freeze", "Froze pod %s for migration %s", pod.Name, pc.Spec.MigrationUID)
 		log.Info("Pod frozen", "cgroup", pc.Status.CgroupPath)
 	}
@@ -307,7 +335,6 @@ func (r *PodCheckpointReconciler) thaw(ctx context.Context, pc *agentv1alpha1.Po
 	if err := r.removeArchives(ctx, pc); err != nil {
 		return err
 	}
-	wasFrozen := pc.Status.FreezeStartTime != nil
 	now := metav1.NewTime(r.Clock.Now())
 	pc.Status.Phase = agentv1alpha1.PodCheckpointThawed
 	pc.Status.CompletionTime = &now
@@ -315,9 +342,7 @@ func (r *PodCheckpointReconciler) thaw(ctx context.Context, pc *agentv1alpha1.Po
 	if err := r.Client.Status().Update(ctx, pc); err != nil {
 		return err
 	}
-	if wasFrozen {
-		r.Metrics.frozenPods.Dec()
-	}
+	r.Metrics.setFrozen(client.ObjectKeyFromObject(pc), false)
 	r.Metrics.thaws.Inc()
 	r.Recorder.Eventf(pc, nil, corev1.EventTypeNormal, ReasonThawed, "Thaw", "Thawed pod %s", pc.Spec.PodName)
 	klog.FromContext(ctx).Info("Pod thawed")
@@ -333,16 +358,13 @@ func (r *PodCheckpointReconciler) release(ctx context.Context, pc *agentv1alpha1
 	if err := r.removeArchives(ctx, pc); err != nil {
 		return err
 	}
-	wasFrozen := pc.Status.FreezeStartTime != nil
 	now := metav1.NewTime(r.Clock.Now())
 	pc.Status.Phase = agentv1alpha1.PodCheckpointReleased
 	pc.Status.CompletionTime = &now
 	if err := r.Client.Status().Update(ctx, pc); err != nil {
 		return err
 	}
-	if wasFrozen {
-		r.Metrics.frozenPods.Dec()
-	}
+	r.Metrics.setFrozen(client.ObjectKeyFromObject(pc), false)
 	r.Recorder.Eventf(pc, nil, corev1.EventTypeNormal, ReasonReleased, "Release", "Released checkpoint archives of pod %s", pc.Spec.PodName)
 	klog.FromContext(ctx).Info("Checkpoint released")
 	return nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/registry"
+	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -369,5 +370,113 @@ func TestOtherNodesCheckpointIgnored(t *testing.T) {
 	}
 	if pc.Status.Phase != "" || len(e.j.list()) != 0 {
 		t.Errorf("agent of another node acted: phase %q ops %v", pc.Status.Phase, e.j.list())
+	}
+}
+
+func frozenGauge(t *testing.T, m *Metrics) float64 {
+	t.Helper()
+	var d dto.Metric
+	if err := m.frozenPods.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	return d.GetGauge().GetValue()
+}
+
+// restart gives the reconciler a fresh set of metrics, as a restarted agent
+// process has.
+func (e *env) restart() { e.r.Metrics = NewMetrics(nil) }
+
+func TestFrozenPodsGaugeRebuiltAfterRestart(t *testing.T) {
+	const cg = "kubepods/burstable/podpod-uid-1"
+	cases := []struct {
+		name string
+		// before the restart: the action after the checkpoint (none when
+		// empty), and whether the pod's cgroup is still frozen.
+		action     agentv1alpha1.CheckpointAction
+		stillFroze bool
+		want       float64
+	}{
+		{"checkpointed and frozen", "", true, 1},
+		{"checkpointed, thawed by someone else", "", false, 0},
+		{"released", agentv1alpha1.CheckpointActionRelease, true, 0},
+		{"thawed", agentv1alpha1.CheckpointActionThaw, false, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.create(t, "app")
+			if _, err := e.reconcile(t); err != nil {
+				t.Fatal(err)
+			}
+			if g := frozenGauge(t, e.r.Metrics); g != 1 {
+				t.Fatalf("frozen pods after the checkpoint = %v, want 1", g)
+			}
+			if tc.action != "" {
+				e.setAction(t, tc.action)
+				if _, err := e.reconcile(t); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.fr.frozen[cg] = tc.stillFroze
+			e.restart()
+			if _, err := e.reconcile(t); err != nil {
+				t.Fatal(err)
+			}
+			if g := frozenGauge(t, e.r.Metrics); g != tc.want {
+				t.Errorf("frozen pods after restart = %v, want %v", g, tc.want)
+			}
+			// A second reconcile counts the pod once.
+			if _, err := e.reconcile(t); err != nil {
+				t.Fatal(err)
+			}
+			if g := frozenGauge(t, e.r.Metrics); g != tc.want {
+				t.Errorf("frozen pods after a second reconcile = %v, want %v", g, tc.want)
+			}
+		})
+	}
+}
+
+func TestFrozenPodsGaugeThawAfterRestart(t *testing.T) {
+	e := newEnv(t)
+	e.create(t, "app")
+	if _, err := e.reconcile(t); err != nil {
+		t.Fatal(err)
+	}
+	e.restart()
+	e.setAction(t, agentv1alpha1.CheckpointActionThaw)
+	if _, err := e.reconcile(t); err != nil {
+		t.Fatal(err)
+	}
+	if g := frozenGauge(t, e.r.Metrics); g != 0 {
+		t.Errorf("frozen pods after a thaw following a restart = %v, want 0", g)
+	}
+	// Deleting the PodCheckpoint forgets it.
+	e.restart()
+	e.setAction(t, agentv1alpha1.CheckpointActionCheckpoint)
+	pc := &agentv1alpha1.PodCheckpoint{}
+	_ = e.c.Get(context.Background(), types.NamespacedName{Namespace: "db", Name: "mig-1-web-0"}, pc)
+	pc.Status.Phase = agentv1alpha1.PodCheckpointCheckpointed
+	if err := e.c.Status().Update(context.Background(), pc); err != nil {
+		t.Fatal(err)
+	}
+	e.fr.frozen["kubepods/burstable/podpod-uid-1"] = true
+	if _, err := e.reconcile(t); err != nil {
+		t.Fatal(err)
+	}
+	if g := frozenGauge(t, e.r.Metrics); g != 1 {
+		t.Fatalf("frozen pods = %v, want 1", g)
+	}
+	pc.Finalizers = nil
+	if err := e.c.Update(context.Background(), pc); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Delete(context.Background(), pc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "mig-1-web-0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if g := frozenGauge(t, e.r.Metrics); g != 0 {
+		t.Errorf("frozen pods after the PodCheckpoint is gone = %v, want 0", g)
 	}
 }
