@@ -70,6 +70,11 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// OnRetry is called when a failed pre-copy pass is going to be retried.
 	OnRetry func(Retry)
+	// Verified, when set, holds the records of pre-freeze verifications
+	// (PreVerify) that let Final checksum only what changed since.
+	Verified *VerifyState
+	// WholeFinalVerify makes Final verify the whole tree even with records.
+	WholeFinalVerify bool
 	// DisableTarFirstPass makes the first pass rsync even into an empty
 	// target (the tar stream is used by default, see package tarstream).
 	DisableTarFirstPass bool
@@ -125,6 +130,8 @@ type FinalResult struct {
 	Delta   rsync.Result
 	Verify  rsync.VerifyResult
 	Repairs int
+	// Counts tells how the target was found equal.
+	Counts VerifyCounts
 	// Downtime is the wall time of the final pass including verification.
 	Downtime time.Duration
 }
@@ -343,21 +350,51 @@ func (s *Session) estimate(last rsync.Result) time.Duration {
 }
 
 // Final runs the last delta pass (the pod must be frozen), then verifies the
-// target with whole-file checksums, repairing and re-verifying up to
-// DefaultMaxRepairs times. round is the round number to report.
+// target, repairing and re-verifying the whole tree up to DefaultMaxRepairs
+// times. round is the round number to report.
+//
+// With records of a pre-freeze verification (Config.Verified, see
+// PreVerify) only entries whose source or target identity changed since —
+// among them every entry the final pass wrote — are compared with whole-file
+// checksums; an entry only on the target is a difference. Without records, or when
+// WholeFinalVerify is set or the targeted verification fails to run, the
+// whole tree is verified.
 func (s *Session) Final(ctx context.Context, round int) (FinalResult, error) {
 	start := s.clock.Now()
 	var out FinalResult
+	targeted := s.cfg.Verified.Len() > 0 && !s.cfg.WholeFinalVerify
 	r, err := rsync.Send(ctx, s.opts(PassFinal, round, false))
 	s.report(PassResult{Pass: PassFinal, Round: round, Result: r, Err: err})
 	out.Delta = r
 	if err != nil {
 		return out, fmt.Errorf("final pass: %w", err)
 	}
+	if targeted {
+		diffs, counts, err := s.verifyChanged(ctx, round)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return out, err
+		case err != nil:
+			// Fall back to the whole tree below.
+		case len(diffs) == 0:
+			out.Counts = counts
+			out.Downtime = s.clock.Since(start)
+			return out, nil
+		default:
+			out.Verify.Differences = diffs
+			out.Repairs++
+			rr, err := rsync.Repair(ctx, s.opts(PassRepair, round, false))
+			s.report(PassResult{Pass: PassRepair, Round: round, Result: rr, Err: err})
+			if err != nil {
+				return out, fmt.Errorf("repair pass: %w", err)
+			}
+		}
+	}
 	for {
 		v, err := rsync.Verify(ctx, s.opts(PassVerify, round, false))
 		s.report(PassResult{Pass: PassVerify, Round: round, Result: v.Result, Differences: v.Differences, Err: err})
 		out.Verify = v
+		out.Counts = VerifyCounts{Whole: true, Entries: int(v.Stats.Files), Checksummed: int(v.Stats.Files)}
 		if err != nil {
 			return out, fmt.Errorf("verification pass: %w", err)
 		}

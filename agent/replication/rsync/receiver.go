@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/livemigrate/livemigrate/agent/replication/manifest"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
 
@@ -124,6 +125,9 @@ const (
 	// requestTar asks for a first pass as a tar stream (package tarstream)
 	// into the target, which must be empty.
 	requestTar = "LIVEMIGRATE-REPLICATION/1 tar\n"
+	// requestManifest asks for the identities of the target's entries
+	// (package manifest).
+	requestManifest = "LIVEMIGRATE-REPLICATION/1 manifest\n"
 )
 
 // readRequest reads the request line (at most 64 bytes, one byte at a time
@@ -163,6 +167,19 @@ func (r *Receiver) ServeConn(ctx context.Context, conn net.Conn) error {
 	case requestRsync:
 	case requestTar:
 		serve = r.serveTar
+	case requestManifest:
+		// Identities only (package manifest), no content: what the
+		// source sent anyway. Never during a transfer.
+		r.waitIdle(ctx, 10*time.Second)
+		m, err := manifest.Walk(r.DestDir)
+		if err != nil {
+			_, _ = io.WriteString(conn, "error "+strings.ReplaceAll(err.Error(), "\n", " ")+"\n")
+			return err
+		}
+		if _, err := io.WriteString(conn, "ok\n"); err != nil {
+			return err
+		}
+		return m.Encode(conn)
 	case requestStatus:
 		// The sender asks right after its rsync exited, which can be before
 		// the receiving rsync has: wait (bounded) for running transfers to

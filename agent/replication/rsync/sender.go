@@ -1,6 +1,7 @@
 package rsync
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -21,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
+	"github.com/livemigrate/livemigrate/agent/replication/manifest"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
 
@@ -126,6 +128,65 @@ func Send(ctx context.Context, opts SendOptions) (Result, error) {
 	}
 	res, _, err := run(ctx, opts, args, opts.AllowVanished)
 	return res, err
+}
+
+// VerifyPaths compares the listed entries (paths relative to SourceDir, "."
+// for its root) of source and target as Verify does — whole-file checksums
+// and all metadata, nothing written — without looking at anything else.
+// An entry missing on the target is a difference; entries only on the
+// target are not seen (compare manifests for those).
+func VerifyPaths(ctx context.Context, opts SendOptions, paths []string) (VerifyResult, error) {
+	list, err := os.CreateTemp("", "livemigrate-verify-")
+	if err != nil {
+		return VerifyResult{}, err
+	}
+	defer os.Remove(list.Name())
+	var b strings.Builder
+	for _, p := range paths {
+		b.WriteString(p)
+		b.WriteByte(0)
+	}
+	if _, err := list.WriteString(b.String()); err != nil {
+		_ = list.Close()
+		return VerifyResult{}, err
+	}
+	if err := list.Close(); err != nil {
+		return VerifyResult{}, err
+	}
+	var args []string
+	for _, a := range commonArgs(opts, true) {
+		if a != "--delete" { // needs recursion, which --files-from turns off
+			args = append(args, a)
+		}
+	}
+	args = append(args, "--checksum", "--dry-run", "--from0", "--files-from="+list.Name(), "--no-implied-dirs",
+		"--out-format="+itemPrefix+"%i %n%L", "--info=stats2")
+	res, items, err := run(ctx, opts, args, false)
+	return VerifyResult{Differences: items, Result: res}, err
+}
+
+// FetchManifest asks the receiver for the identities of the target's
+// entries (package manifest).
+func FetchManifest(ctx context.Context, dial func(context.Context) (net.Conn, error)) (manifest.Manifest, error) {
+	c, err := dial(ctx)
+	if err != nil {
+		return manifest.Manifest{}, err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	if _, err := io.WriteString(c, requestManifest); err != nil {
+		return manifest.Manifest{}, fmt.Errorf("sending request: %w", err)
+	}
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return manifest.Manifest{}, fmt.Errorf("reading the receiver's manifest: %w", err)
+	}
+	if line != "ok\n" {
+		return manifest.Manifest{}, fmt.Errorf("receiver's manifest: %s", strings.TrimSpace(line))
+	}
+	return manifest.Decode(br, 1<<30)
 }
 
 // Repair rewrites every file whose content differs, comparing whole-file
