@@ -26,11 +26,28 @@ const Path = "/mutate-v1-pod-restore"
 const maxClaimAttempts = 8
 
 // Webhook rewrites new pods of workloads with a pending PodRestore.
+//
+// Every pod creation of a workload looks its PodRestores up in the informer
+// cache (Cache), not on the API server. A claim is a status update with the
+// resourceVersion it was decided on, so a stale cache can only make it fail
+// with a conflict, never claim a checkpoint twice: after a conflict the
+// webhook reads the PodRestore from the API server (Reader) and decides
+// again. An answer that writes nothing (the pod's claim already exists after
+// a retried call, no checkpoint left, the restore no longer pending) is also
+// taken from the API server, so that a stale cache never hands out a
+// checkpoint another pod holds or admits a pod unchanged while a checkpoint
+// is free. A PodRestore the cache has not seen yet (created a watch latency
+// before its pod) is missed: the pod is admitted unchanged, which the
+// migration detects and fails (RestoreWebhookBypassed), never a wrong
+// restore.
 type Webhook struct {
 	// Client writes PodRestore status.
 	Client client.Client
-	// Reader reads PodRestores; an uncached reader (the manager's API
-	// reader) so that a claim starts from the newest status.
+	// Cache lists PodRestores for each admission: the manager's
+	// informer-backed client. Nil means Client.
+	Cache client.Reader
+	// Reader reads a PodRestore from the API server (the manager's API
+	// reader) when a claim must start from the newest status.
 	Reader  client.Reader
 	Clock   clock.PassiveClock
 	Metrics *Metrics
@@ -65,7 +82,7 @@ func (w *Webhook) Handle(ctx context.Context, req admission.Request) admission.R
 		ns = pod.Namespace
 	}
 	var list agentv1alpha1.PodRestoreList
-	if err := w.Reader.List(ctx, &list, client.InNamespace(ns)); err != nil {
+	if err := w.cache().List(ctx, &list, client.InNamespace(ns)); err != nil {
 		log.Error(err, "Cannot list PodRestores; admitting unchanged")
 		w.Metrics.observe(resultError)
 		return admission.Allowed("restore lookup failed")
@@ -88,7 +105,7 @@ func (w *Webhook) Handle(ctx context.Context, req admission.Request) admission.R
 		key = string(req.UID)
 	}
 	for _, pr := range candidates {
-		cp, err := w.claim(ctx, client.ObjectKeyFromObject(pr), key, ordinal)
+		cp, err := w.claim(ctx, pr, key, ordinal)
 		if err != nil {
 			log.Error(err, "Cannot claim a checkpoint; admitting unchanged", "podRestore", klog.KObj(pr))
 			w.Metrics.observe(resultError)
@@ -112,24 +129,42 @@ func (w *Webhook) Handle(ctx context.Context, req admission.Request) admission.R
 	return admission.Allowed("no checkpoint left")
 }
 
-// claim records (or finds) the claim of key on the PodRestore and returns its
-// checkpoint; nil when none is left for this pod.
-func (w *Webhook) claim(ctx context.Context, key client.ObjectKey, claimKey string, ordinal *int32) (*agentv1alpha1.RestoreCheckpoint, error) {
+// claim records (or finds) the claim of claimKey on the PodRestore cached
+// and returns its checkpoint; nil when none is left for this pod. cached is
+// the cache's copy: a new claim is written on top of it (a stale copy fails
+// with a conflict); anything else is decided from the API server's copy.
+func (w *Webhook) claim(ctx context.Context, cached *agentv1alpha1.PodRestore, claimKey string, ordinal *int32) (*agentv1alpha1.RestoreCheckpoint, error) {
+	key := client.ObjectKeyFromObject(cached)
+	pr, fresh := cached.DeepCopy(), false
+	read := func() error {
+		latest := &agentv1alpha1.PodRestore{}
+		if err := w.Reader.Get(ctx, key, latest); err != nil {
+			return err
+		}
+		pr, fresh = latest, true
+		return nil
+	}
 	var lastErr error
-	for attempt := 0; attempt < maxClaimAttempts; attempt++ {
-		pr := &agentv1alpha1.PodRestore{}
-		if err := w.Reader.Get(ctx, key, pr); err != nil {
-			return nil, err
+	for attempt := 0; attempt < maxClaimAttempts; {
+		var cp *agentv1alpha1.RestoreCheckpoint
+		if pending(pr) && findClaim(pr, claimKey) == nil {
+			cp = pick(pr, ordinal)
 		}
-		if !pending(pr) {
-			return nil, nil
-		}
-		if c := findClaim(pr, claimKey); c != nil {
-			// A retried call: same pod, same checkpoint.
-			return checkpointByName(pr, c.Checkpoint), nil
-		}
-		cp := pick(pr, ordinal)
 		if cp == nil {
+			// Nothing to write: answer from the newest status only.
+			if !fresh {
+				if err := read(); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			if !pending(pr) {
+				return nil, nil
+			}
+			if c := findClaim(pr, claimKey); c != nil {
+				// A retried call: same pod, same checkpoint.
+				return checkpointByName(pr, c.Checkpoint), nil
+			}
 			return nil, nil
 		}
 		pr.Status.Claims = append(pr.Status.Claims, agentv1alpha1.RestoreClaim{
@@ -150,8 +185,19 @@ func (w *Webhook) claim(ctx context.Context, key client.ObjectKey, claimKey stri
 		}
 		w.Metrics.observe(resultConflict)
 		lastErr = err
+		attempt++
+		if err := read(); err != nil {
+			return nil, err
+		}
 	}
 	return nil, lastErr
+}
+
+func (w *Webhook) cache() client.Reader {
+	if w.Cache != nil {
+		return w.Cache
+	}
+	return w.Client
 }
 
 func (w *Webhook) now() time.Time {

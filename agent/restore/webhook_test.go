@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -358,5 +359,164 @@ func TestFakeClientRefusesStaleStatusUpdate(t *testing.T) {
 	two.Status.Phase = agentv1alpha1.PodRestoreFailed
 	if err := c.Status().Update(ctx, &two); err == nil {
 		t.Fatal("stale status update accepted; the concurrency test proves nothing")
+	}
+}
+
+// countingReader counts the reads that reach the API server.
+type countingReader struct {
+	client.Reader
+	mu         sync.Mutex
+	gets, list int
+}
+
+func (r *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	r.mu.Lock()
+	r.gets++
+	r.mu.Unlock()
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
+
+func (r *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	r.mu.Lock()
+	r.list++
+	r.mu.Unlock()
+	return r.Reader.List(ctx, list, opts...)
+}
+
+func (r *countingReader) counts() (gets, lists int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gets, r.list
+}
+
+// staleCache is a cache that stopped at the moment it was taken: it serves
+// the PodRestores (resourceVersions included) as they were then, as an
+// informer that has not seen the newest events yet does.
+type staleCache struct {
+	items []agentv1alpha1.PodRestore
+}
+
+func snapshot(t *testing.T, c client.Client) *staleCache {
+	t.Helper()
+	var list agentv1alpha1.PodRestoreList
+	if err := c.List(context.Background(), &list); err != nil {
+		t.Fatal(err)
+	}
+	return &staleCache{items: list.Items}
+}
+
+func (s *staleCache) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
+	pr, ok := obj.(*agentv1alpha1.PodRestore)
+	if !ok {
+		return fmt.Errorf("stale cache serves PodRestores only, not %T", obj)
+	}
+	for i := range s.items {
+		if s.items[i].Namespace == key.Namespace && s.items[i].Name == key.Name {
+			s.items[i].DeepCopyInto(pr)
+			return nil
+		}
+	}
+	return apierrors.NewNotFound(agentv1alpha1.GroupVersion.WithResource("podrestores").GroupResource(), key.Name)
+}
+
+func (s *staleCache) List(_ context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	l, ok := list.(*agentv1alpha1.PodRestoreList)
+	if !ok {
+		return fmt.Errorf("stale cache serves PodRestores only, not %T", list)
+	}
+	var o client.ListOptions
+	o.ApplyOptions(opts)
+	l.Items = nil
+	for i := range s.items {
+		if o.Namespace == "" || s.items[i].Namespace == o.Namespace {
+			l.Items = append(l.Items, *s.items[i].DeepCopy())
+		}
+	}
+	return nil
+}
+
+// Admissions read PodRestores from the cache: the API server sees no read
+// for pods of workloads without a restore, nor for a first claim the cache
+// is current for.
+func TestWebhookReadsFromCache(t *testing.T) {
+	w, c := newWebhook(t, makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj())
+	api := &countingReader{Reader: c}
+	w.Cache, w.Reader = c, api
+	for i := 0; i < 20; i++ {
+		other := makePod(fmt.Sprintf("other-%d", i)).owner("StatefulSet", "other").obj()
+		if resp := w.Handle(context.Background(), request(t, other, fmt.Sprintf("o%d", i))); !resp.Allowed || len(resp.Patches) != 0 {
+			t.Fatalf("pod of another workload changed: %+v", resp)
+		}
+	}
+	pod := makePod("web-0").owner("StatefulSet", "web").obj()
+	got := apply(t, pod, w.Handle(context.Background(), request(t, pod, "u")))
+	if got.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint] != "web-0" {
+		t.Fatalf("pod not restored: annotations %v", got.Annotations)
+	}
+	if gets, lists := api.counts(); gets != 0 || lists != 0 {
+		t.Errorf("API server reads: %d gets, %d lists; want none (the cache answers)", gets, lists)
+	}
+}
+
+// A stale cache still consumes each checkpoint exactly once, under
+// concurrent pod creations and retried calls: the claim is a write with the
+// resourceVersion it was decided on, and a conflict or an answer that writes
+// nothing goes back to the API server.
+func TestWebhookStaleCacheClaimsOnce(t *testing.T) {
+	const checkpoints, pods = 3, 12
+	b := makeRestore("r", "Deployment", "api")
+	for i := 0; i < checkpoints; i++ {
+		b.checkpoint(fmt.Sprintf("src-%d", i), nil)
+	}
+	w, c := newWebhook(t, b.obj())
+	// The cache is taken before any claim and never updated.
+	w.Cache = snapshot(t, c)
+	newPod := func() *corev1.Pod {
+		return makePod("").generateName("api-7-").owner("ReplicaSet", "api-7").label("pod-template-hash", "7").obj()
+	}
+	// One pod first, then the same admission retried: same checkpoint,
+	// although the cache does not show the claim.
+	first := newPod()
+	a := apply(t, first, w.Handle(context.Background(), request(t, first, "uid-first")))
+	again := apply(t, first, w.Handle(context.Background(), request(t, first, "uid-first")))
+	cpA := a.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint]
+	if cpA == "" || cpA != again.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint] {
+		t.Fatalf("retried admission: checkpoint %q then %q", cpA, again.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint])
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		restored = map[string][]string{cpA: {"uid-first"}}
+		fresh    int
+	)
+	for i := 0; i < pods; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			pod := newPod()
+			got := apply(t, pod, w.Handle(context.Background(), request(t, pod, fmt.Sprintf("uid-%d", i))))
+			mu.Lock()
+			defer mu.Unlock()
+			if cp := got.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint]; cp != "" {
+				restored[cp] = append(restored[cp], got.Annotations[agentv1alpha1.AnnotationRestoreClaim])
+			} else {
+				fresh++
+			}
+		}(i)
+	}
+	wg.Wait()
+	if len(restored) != checkpoints {
+		t.Errorf("%d checkpoints consumed, want %d: %v", len(restored), checkpoints, restored)
+	}
+	for cp, keys := range restored {
+		if len(keys) != 1 {
+			t.Errorf("checkpoint %s consumed by %d pods: %v", cp, len(keys), keys)
+		}
+	}
+	if fresh != pods-(checkpoints-1) {
+		t.Errorf("%d pods left unchanged, want %d", fresh, pods-(checkpoints-1))
+	}
+	if n := len(claims(t, c, "r")); n != checkpoints {
+		t.Errorf("status has %d claims, want %d", n, checkpoints)
 	}
 }

@@ -245,7 +245,11 @@ func run(labapp string, runs int, sizeList string, m method) error {
 		var ck, rw, dumps []time.Duration
 		var ratios []float64
 		var archiveBytes int64
-		prev := "" // the previous run's archive (raw-first runs push it)
+		// prev is the previous run's archive, kept for a raw-first run. It
+		// is deleted right after its raw push, before the dump: every dump
+		// runs with no other archive on disk (and none in the dirty page
+		// cache), as in checkpoint-first order.
+		prev := ""
 		// Run -1 warms up both paths (heap, page cache) and is not counted.
 		for i := -1; i < runs; i++ {
 			rawFirst := m.order == orderAlternate && i%2 != 0 && prev != ""
@@ -254,6 +258,12 @@ func run(labapp string, runs int, sizeList string, m method) error {
 				if rawTime, err = b.raw(i, prev); err != nil {
 					return err
 				}
+			}
+			if prev != "" {
+				if err := os.Remove(prev); err != nil {
+					return err
+				}
+				prev = ""
 			}
 			cp, err := b.checkpoint(i)
 			if err != nil {
@@ -276,30 +286,17 @@ func run(labapp string, runs int, sizeList string, m method) error {
 				ck = append(ck, cp.total)
 				dumps = append(dumps, cp.dump)
 			}
-			if prev != "" {
-				if err := os.Remove(prev); err != nil {
-					return err
-				}
-			}
-			prev = cp.path
-			if m.order == orderAlternate {
-				// The next dump may get the same archive name (the kubelet's
-				// names have one-second resolution): keep this one aside.
+			if m.order == orderAlternate && (i+1)%2 != 0 && i+1 < runs {
+				// The next run pushes this archive raw first. Keep it out of
+				// the checkpoint directory: the next dump may get the same
+				// name (the kubelet's names have one-second resolution).
 				prev = filepath.Join(root, fmt.Sprintf("run%d.tar", i))
 				if err := os.Rename(cp.path, prev); err != nil {
 					return err
 				}
+				continue
 			}
-			if m.order == orderCheckpointFirst {
-				// Nothing pushes it again.
-				if err := os.Remove(prev); err != nil {
-					return err
-				}
-				prev = ""
-			}
-		}
-		if prev != "" {
-			if err := os.Remove(prev); err != nil {
+			if err := os.Remove(cp.path); err != nil {
 				return err
 			}
 		}
