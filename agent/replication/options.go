@@ -208,11 +208,12 @@ func Setup(mgr ctrl.Manager, o *Options) error {
 		return err
 	}
 	r := &controller.VolumeReplicationReconciler{
-		Client:  mgr.GetClient(),
-		Reader:  mgr.GetAPIReader(),
-		Clock:   clock.RealClock{},
-		Metrics: sharedMetrics(),
-		Config:  o.Config(),
+		Client:   mgr.GetClient(),
+		Reader:   mgr.GetAPIReader(),
+		Clock:    clock.RealClock{},
+		Metrics:  sharedMetrics(),
+		Recorder: mgr.GetEventRecorder("livemigrate-replication"),
+		Config:   o.Config(),
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the VolumeReplication controller: %w", err)

@@ -14,6 +14,8 @@ const (
 	resultMismatch = "mismatch"
 	roleSource     = "source"
 	roleTarget     = "target"
+	stagePreFreeze = "prefreeze"
+	stageFinal     = "final"
 )
 
 // Metrics of volume replication. Labels are bounded: pass kind, result,
@@ -30,6 +32,8 @@ type Metrics struct {
 	active        *prometheus.GaugeVec
 	rejected      prometheus.Counter
 	replications  *prometheus.CounterVec
+	retries       *prometheus.CounterVec
+	verified      *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not
@@ -38,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livemigrate_replication_passes_total",
-			Help: "rsync passes run by the source agent, by pass (full, delta, final, verify, repair) and result.",
+			Help: "Passes run by the source agent, by pass (full, delta, final, verify, repair, preverify) and result.",
 		}, []string{"pass", "result"}),
 		passSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "livemigrate_replication_pass_duration_seconds",
@@ -84,10 +88,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "livemigrate_replication_replications_total",
 			Help: "Replications finished by the source agent, by result (success, failure, aborted).",
 		}, []string{"result"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livemigrate_replication_pass_retries_total",
+			Help: "Failed pre-copy passes run again after a backoff, by pass (full, delta).",
+		}, []string{"pass"}),
+		verified: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livemigrate_replication_verified_entries_total",
+			Help: "Entries found equal by a verification, by stage (prefreeze, final) and how: checksummed (content read on both ends) or unchanged (identities equal to a recorded verification; not read).",
+		}, []string{"stage", "how"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.passes, m.passSeconds, m.deltaBytes, m.wireBytes, m.fileBytes, m.verifications,
-			m.finalSeconds, m.estimateSecs, m.active, m.rejected, m.replications)
+			m.finalSeconds, m.estimateSecs, m.active, m.rejected, m.replications, m.retries, m.verified)
 	}
 	return m
 }
@@ -104,7 +116,7 @@ func (m *Metrics) observePass(r engine.PassResult) {
 	m.passes.WithLabelValues(p, res).Inc()
 	m.passSeconds.WithLabelValues(p).Observe(r.Duration.Seconds())
 	m.wireBytes.WithLabelValues(roleSource).Add(float64(r.WireSent))
-	if r.Err == nil && r.Pass != engine.PassVerify {
+	if r.Err == nil && r.Pass != engine.PassVerify && r.Pass != engine.PassPreVerify {
 		m.deltaBytes.WithLabelValues(p).Observe(float64(r.Stats.LiteralData))
 		m.fileBytes.WithLabelValues(p).Add(float64(r.Stats.LiteralData + r.Stats.MatchedData))
 	}
@@ -115,4 +127,19 @@ func (m *Metrics) observePass(r engine.PassResult) {
 			m.verifications.WithLabelValues(resultMismatch).Inc()
 		}
 	}
+}
+
+func (m *Metrics) observeRetry(r engine.Retry) {
+	if m == nil {
+		return
+	}
+	m.retries.WithLabelValues(string(r.Pass)).Inc()
+}
+
+func (m *Metrics) observeVerify(stage string, c engine.VerifyCounts) {
+	if m == nil {
+		return
+	}
+	m.verified.WithLabelValues(stage, "checksummed").Add(float64(c.Checksummed))
+	m.verified.WithLabelValues(stage, "unchanged").Add(float64(c.Unchanged))
 }

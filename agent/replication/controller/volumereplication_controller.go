@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -75,12 +76,27 @@ type VolumeReplicationReconciler struct {
 	Reader  client.Reader
 	Clock   clock.Clock
 	Metrics *Metrics
-	Config  Config
+	// Recorder, when set, records events (a retried pass, a pre-freeze
+	// verification) on the VolumeReplication.
+	Recorder events.EventRecorder
+	Config   Config
 
 	mu        sync.Mutex
 	workers   map[types.NamespacedName]*worker
 	receivers map[types.NamespacedName]*receiverHandle
+	// verified holds each source replication's pre-freeze verification
+	// records (engine.VerifyState), in memory: after a restart the final
+	// pass verifies the whole volume.
+	verified map[types.NamespacedName]*engine.VerifyState
 }
+
+// Condition and event reasons of the pre-freeze verification and retries.
+const (
+	// ConditionPreVerified reports the last pre-freeze verification.
+	ConditionPreVerified = "PreVerified"
+	ReasonPassRetried    = "PassRetried"
+	ReasonPreVerified    = "PreVerified"
+)
 
 type workKind string
 
@@ -443,6 +459,7 @@ func (r *VolumeReplicationReconciler) runSource(ctx context.Context, vr *agentv1
 		_ = r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
 			s.EstimatedFinalDuration = &metav1.Duration{Duration: res.EstimatedFinal}
 		})
+		r.preVerify(ctx, vr, sess, res.Round)
 		return
 	}
 	if kind == workPreCopy {
@@ -479,7 +496,15 @@ func (r *VolumeReplicationReconciler) runSource(ctx context.Context, vr *agentv1
 				c.Status, c.Reason = metav1.ConditionFalse, "MaxRounds"
 			}
 			meta.SetStatusCondition(&s.Conditions, c)
+			if s.Message != "" && strings.HasPrefix(s.Message, "retrying") {
+				s.Message = ""
+			}
 		})
+		// While the application still runs (and until the controller
+		// freezes it, which stops this worker): verify the target and
+		// record what is equal, so that the final pass under freeze only
+		// checksums what changes from now on.
+		r.preVerify(ctx, vr, sess, res.Round)
 		return
 	}
 
@@ -515,7 +540,8 @@ func (r *VolumeReplicationReconciler) runSource(ctx context.Context, vr *agentv1
 		r.Metrics.finalSeconds.Observe(res.Downtime.Seconds())
 		r.Metrics.replications.WithLabelValues(resultSuccess).Inc()
 	}
-	log.Info("Volume replicated and verified", "finalDuration", res.Downtime, "repairs", res.Repairs)
+	r.Metrics.observeVerify(stageFinal, res.Counts)
+	log.Info("Volume replicated and verified", "finalDuration", res.Downtime, "repairs", res.Repairs, "verification", res.Counts.String())
 	_ = r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
 		now := metav1.NewTime(r.Clock.Now())
 		s.Phase = agentv1alpha1.VolumeReplicationCompleted
@@ -524,7 +550,7 @@ func (r *VolumeReplicationReconciler) runSource(ctx context.Context, vr *agentv1
 		s.CompletionTime = &now
 		s.Message = ""
 		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: agentv1alpha1.ConditionVerified, Status: metav1.ConditionTrue, Reason: "ChecksumMatch",
-			Message: fmt.Sprintf("whole-file checksums match after %d repairs", res.Repairs)})
+			Message: fmt.Sprintf("whole-file checksums match after %d repairs; under freeze: %s", res.Repairs, res.Counts)})
 	})
 }
 
@@ -569,9 +595,21 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 		ConvergenceThreshold: threshold,
 		MaxRounds:            maxRounds,
 		Clock:                r.Clock,
+		Verified:             r.verifyState(key),
+		OnRetry: func(rt engine.Retry) {
+			r.Metrics.observeRetry(rt)
+			msg := fmt.Sprintf("retrying %s pass of round %d (attempt %d of %d failed) in %s: %v", rt.Pass, rt.Round, rt.Attempt, rt.Attempts, rt.Wait, rt.Err)
+			klog.FromContext(ctx).Info("Retrying a failed pre-copy pass", "pass", rt.Pass, "round", rt.Round, "attempt", rt.Attempt, "wait", rt.Wait, "err", rt.Err)
+			if r.Recorder != nil {
+				r.Recorder.Eventf(vr, nil, corev1.EventTypeWarning, ReasonPassRetried, "Replicate", "%s", truncate(msg))
+			}
+			_ = r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) { s.Message = truncate(msg) })
+		},
 		OnPass: func(p engine.PassResult) {
 			r.Metrics.observePass(p)
-			if p.Err != nil {
+			if p.Err != nil || p.Pass == engine.PassPreVerify {
+				// A pre-freeze verification changes neither the phase nor
+				// the keep-warm schedule.
 				return
 			}
 			now := metav1.NewTime(r.Clock.Now())
@@ -592,6 +630,46 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 				}
 			})
 		},
+	})
+}
+
+// verifyState returns the pre-freeze verification records of a source
+// replication, creating them on first use.
+func (r *VolumeReplicationReconciler) verifyState(key types.NamespacedName) *engine.VerifyState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.verified == nil {
+		r.verified = map[types.NamespacedName]*engine.VerifyState{}
+	}
+	v := r.verified[key]
+	if v == nil {
+		v = engine.NewVerifyState()
+		r.verified[key] = v
+	}
+	return v
+}
+
+// preVerify runs the pre-freeze verification; a failure only means the
+// final pass will checksum more (the application runs: differences are
+// expected and simply not recorded).
+func (r *VolumeReplicationReconciler) preVerify(ctx context.Context, vr *agentv1alpha1.VolumeReplication, sess *engine.Session, round int) {
+	log := klog.FromContext(ctx)
+	c, err := sess.PreVerify(ctx, round)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		log.Error(err, "Pre-freeze verification failed; the final pass will verify more")
+		return
+	}
+	r.Metrics.observeVerify(stagePreFreeze, c)
+	msg := fmt.Sprintf("%s; %d entries recorded as equal", c, sess.Verified().Len())
+	log.Info("Pre-freeze verification", "result", msg)
+	if r.Recorder != nil {
+		r.Recorder.Eventf(vr, nil, corev1.EventTypeNormal, ReasonPreVerified, "Verify", "%s", truncate(msg))
+	}
+	_ = r.updateStatus(ctx, client.ObjectKeyFromObject(vr), func(s *agentv1alpha1.VolumeReplicationStatus) {
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionPreVerified, Status: metav1.ConditionTrue, Reason: ReasonPreVerified, Message: truncate(msg)})
 	})
 }
 
@@ -778,6 +856,7 @@ func (r *VolumeReplicationReconciler) stopWorker(key types.NamespacedName) {
 func (r *VolumeReplicationReconciler) stopAll(key types.NamespacedName) {
 	r.stopWorker(key)
 	r.mu.Lock()
+	delete(r.verified, key)
 	h := r.receivers[key]
 	delete(r.receivers, key)
 	r.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -376,4 +377,55 @@ func (c *cluster) workerRunning() bool {
 	c.rec.mu.Lock()
 	defer c.rec.mu.Unlock()
 	return len(c.rec.workers) > 0
+}
+
+// TestFinalReadsOnlyWhatChangedSincePreVerification: after pre-copy the
+// source agent verifies the target while the application runs; under freeze
+// only the entry that changed since is checksummed, as the Verified
+// condition and the metrics show.
+func TestFinalReadsOnlyWhatChangedSincePreVerification(t *testing.T) {
+	src, _, srcDir, dstRoot := setup(t)
+	for _, p := range []string{"base/t1", "base/t2", "base/t3", "wal/0001", "wal/0002"} {
+		writeFile(t, filepath.Join(srcDir, p), 64<<10)
+	}
+	src.reconcile(t, "data-pg-0")
+	src.waitPhase(t, "data-pg-0", agentv1alpha1.VolumeReplicationPreCopied)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if c := findCondition(src.get(t, "data-pg-0").Status.Conditions, ConditionPreVerified); c != nil && c.Status == metav1.ConditionTrue {
+			if !strings.Contains(c.Message, "8 entries recorded as equal") {
+				t.Errorf("PreVerified message %q, want all 8 entries recorded", c.Message)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no pre-freeze verification reported")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := value(t, src.rec.Metrics.verified.WithLabelValues(stagePreFreeze, "checksummed")); got != 8 {
+		t.Errorf("pre-freeze checksummed entries = %v, want 8", got)
+	}
+
+	writeFile(t, filepath.Join(srcDir, "wal", "0002"), 64<<10) // rewritten while running
+	vr := src.get(t, "data-pg-0")
+	vr.Spec.Stage = agentv1alpha1.ReplicationStageFinal
+	if err := src.client.Update(context.Background(), vr); err != nil {
+		t.Fatal(err)
+	}
+	src.reconcile(t, "data-pg-0")
+	done := src.waitPhase(t, "data-pg-0", agentv1alpha1.VolumeReplicationCompleted)
+	c := findCondition(done.Status.Conditions, agentv1alpha1.ConditionVerified)
+	if c == nil || !strings.Contains(c.Message, "under freeze: 8 entries: 1 checksummed, 7 unchanged") {
+		t.Errorf("Verified condition %+v, want 1 of 8 entries checksummed under freeze", c)
+	}
+	if got := value(t, src.rec.Metrics.verified.WithLabelValues(stageFinal, "checksummed")); got != 1 {
+		t.Errorf("checksummed under freeze = %v, want 1", got)
+	}
+	if got := value(t, src.rec.Metrics.verified.WithLabelValues(stageFinal, "unchanged")); got != 7 {
+		t.Errorf("unchanged under freeze = %v, want 7", got)
+	}
+	if d, err := treediff.Compare(srcDir, filepath.Join(dstRoot, "db", "pv-dst"), treediff.Options{}); err != nil || len(d) != 0 {
+		t.Errorf("target differs: %v %v", d, err)
+	}
 }

@@ -21,6 +21,9 @@ const (
 	PassFinal  Pass = "final"
 	PassVerify Pass = "verify"
 	PassRepair Pass = "repair"
+	// PassPreVerify is a checksum verification while the application
+	// runs (Session.PreVerify); its differences are expected.
+	PassPreVerify Pass = "preverify"
 )
 
 // DefaultMaxRepairs bounds the repair/verify cycles of a final pass.

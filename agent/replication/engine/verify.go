@@ -46,6 +46,9 @@ func (v *VerifyState) Len() int {
 	return len(v.records)
 }
 
+// Verified returns the session's verification records (nil if none).
+func (s *Session) Verified() *VerifyState { return s.cfg.Verified }
+
 // VerifyCounts tells how the entries of a verification were found equal.
 type VerifyCounts struct {
 	// Entries on the source.
@@ -98,7 +101,7 @@ func (s *Session) PreVerify(ctx context.Context, round int) (VerifyCounts, error
 		}
 	}
 	check, counts := s.plan(src, tgt)
-	diffs, err := s.checkPaths(ctx, round, check, &counts)
+	diffs, err := s.checkPaths(ctx, PassPreVerify, round, check, &counts)
 	if err != nil {
 		return counts, err
 	}
@@ -138,7 +141,7 @@ func (s *Session) verifyChanged(ctx context.Context, round int) ([]string, Verif
 		return nil, VerifyCounts{}, err
 	}
 	check, counts := s.plan(src, tgt)
-	diffs, err := s.checkPaths(ctx, round, check, &counts)
+	diffs, err := s.checkPaths(ctx, PassVerify, round, check, &counts)
 	if err != nil {
 		return nil, counts, err
 	}
@@ -172,13 +175,13 @@ func (s *Session) plan(src, tgt manifest.Manifest) ([]string, VerifyCounts) {
 }
 
 // checkPaths runs a checksum verification of paths (none when empty) and
-// reports it as a verify pass.
-func (s *Session) checkPaths(ctx context.Context, round int, paths []string, counts *VerifyCounts) ([]string, error) {
+// reports it as a pass of the given kind.
+func (s *Session) checkPaths(ctx context.Context, pass Pass, round int, paths []string, counts *VerifyCounts) ([]string, error) {
 	if len(paths) == 0 {
 		return nil, nil
 	}
-	v, err := rsync.VerifyPaths(ctx, s.opts(PassVerify, round, false), paths)
-	s.report(PassResult{Pass: PassVerify, Round: round, Result: v.Result, Differences: v.Differences, Err: err})
+	v, err := rsync.VerifyPaths(ctx, s.opts(pass, round, false), paths)
+	s.report(PassResult{Pass: pass, Round: round, Result: v.Result, Differences: v.Differences, Err: err})
 	if err != nil {
 		return nil, fmt.Errorf("verification pass: %w", err)
 	}

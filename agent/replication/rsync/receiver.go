@@ -34,6 +34,7 @@ type Receiver struct {
 	Counter *transport.Counter
 
 	mu      sync.Mutex
+	xfer    sync.Mutex
 	lastErr error
 	// running counts the rsync transfers in progress; idle is closed (and
 	// replaced) whenever it drops to zero.
@@ -199,7 +200,11 @@ func (r *Receiver) ServeConn(ctx context.Context, conn net.Conn) error {
 	r.mu.Lock()
 	r.running++
 	r.mu.Unlock()
+	// One transfer at a time: a retried pass must not race the remains of
+	// the failed one (which ends as soon as it notices the lost connection).
+	r.xfer.Lock()
 	err = serve(ctx, conn)
+	r.xfer.Unlock()
 	r.mu.Lock()
 	r.lastErr = err
 	r.running--
