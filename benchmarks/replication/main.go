@@ -4,16 +4,20 @@
 //   - raw: the volume's bytes read from the source files, io.Copy'd over a
 //     mutual-TLS loopback connection (the same certs/transport code the
 //     replication uses) and written to files on the receiving side;
-//   - full: the first replication pass (rsync through the mTLS tunnel) into
-//     an empty target; raw and full runs alternate (raw, full, raw, full,
-//     ...) so that both see the same machine load, and the medians are
-//     compared, with the CPU time (this process and its rsync children) of
-//     each;
+//   - full: the first replication pass as the agent runs it (engine round
+//     1: a tar stream into the empty target, package tarstream), and the
+//     rsync full pass the agent used before (and still uses into a
+//     non-empty target); raw, full and rsync runs alternate (raw, full,
+//     rsync, raw, ...) so that all see the same machine load, and the
+//     medians are compared, with the CPU time (this process and its rsync
+//     children) of each;
 //   - delta: a pass after 1% of the volume's 4 KiB blocks, picked at random,
 //     were rewritten: bytes the source put on the wire over the volume size;
-//   - final: the final pass (delta + checksum verification) with 1% dirty,
-//     through the lab's WAN relay (test/lab/relay) capped at 100 Mbit/s and
-//     1 Gbit/s with 5 ms one-way delay, as it runs while the pod is frozen.
+//   - final: the final pass with 1% dirty, through the lab's WAN relay
+//     (test/lab/relay) capped at 100 Mbit/s and 1 Gbit/s with 5 ms one-way
+//     delay, as it runs while the pod is frozen: with the whole-tree
+//     verification, and after a pre-freeze verification (only what changed
+//     is checksummed), for changes spread over every file and in one file.
 //
 // It prints every figure and ends with "ratio full/raw: R, delta sent: P%".
 // It needs root (the receiver chroots) and the rsync binary.
@@ -279,7 +283,10 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 		changed, human(changed*4096), delta.Duration.Round(time.Millisecond), human(delta.WireSent), deltaPct, human(delta.WireReceived),
 		human(delta.Stats.LiteralData), human(delta.Stats.MatchedData))
 
-	// Final pass under freeze through the rate-limited relay.
+	// Final pass under freeze through the rate-limited relay: with the
+	// whole-tree verification (as before the pre-freeze verification) and
+	// after a pre-freeze verification, for 1% of the blocks changed spread
+	// over every file and concentrated in one file.
 	for _, f := range strings.Split(rates, ",") {
 		var mbit int64
 		if _, err := fmt.Sscan(strings.TrimSpace(f), &mbit); err != nil || mbit <= 0 {
@@ -290,30 +297,16 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 		if err != nil {
 			return err
 		}
-		if _, err := dirty(src, dirtyPct, rng); err != nil {
-			return err
-		}
 		relayDial := func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, rl.Addr(), tc.client) }
-		var passes []engine.PassResult
-		s, err := engine.NewSession(engine.Config{SourceDir: src, Dial: relayDial, BlockSize: blockSize, MaxRounds: 1,
-			OnPass: func(p engine.PassResult) { passes = append(passes, p) }})
-		if err != nil {
-			return err
-		}
-		res, err := s.Final(ctx, 2)
-		_ = rl.Close()
-		if err != nil {
-			return fmt.Errorf("final pass at %d Mbit/s: %w", mbit, err)
-		}
-		var verify time.Duration
-		for _, p := range passes {
-			if p.Pass == engine.PassVerify {
-				verify += p.Duration
+		for _, spread := range []bool{true, false} {
+			for _, preVerified := range []bool{false, true} {
+				if err := finalPass(ctx, src, relayDial, blockSize, mbit, delay, spread, preVerified, dirtyPct, size, rng); err != nil {
+					_ = rl.Close()
+					return err
+				}
 			}
 		}
-		fmt.Printf("final under freeze at %d Mbit/s (+%s one-way): %s total = delta %s (wire sent %s, received %s) + verify %s; repairs %d\n",
-			mbit, delay, res.Downtime.Round(time.Millisecond), res.Delta.Duration.Round(time.Millisecond), human(res.Delta.WireSent),
-			human(res.Delta.WireReceived), verify.Round(time.Millisecond), res.Repairs)
+		_ = rl.Close()
 	}
 	if err := same(src, dst); err != nil {
 		return err
@@ -325,6 +318,101 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 		rsyncMed.Round(time.Millisecond), median(rsyncCPU).Round(time.Millisecond), rawMed.Seconds()/rsyncMed.Seconds())
 	fmt.Printf("ratio full/raw: %.2f, delta sent: %.2f%%\n", ratio, deltaPct)
 	return nil
+}
+
+// finalPass dirties the source (spread over every file, or the same number
+// of blocks in one file), then runs the engine's final pass and prints its
+// time; with preVerified a pre-freeze verification (not timed: the
+// application still runs) comes first, else the final pass verifies the
+// whole tree.
+func finalPass(ctx context.Context, src string, dial func(context.Context) (net.Conn, error), blockSize int, mbit int64, delay time.Duration,
+	spread, preVerified bool, dirtyPct float64, size int64, rng *rand.Rand) error {
+	var passes []engine.PassResult
+	cfg := engine.Config{SourceDir: src, Dial: dial, BlockSize: blockSize, MaxRounds: 1,
+		OnPass: func(p engine.PassResult) { passes = append(passes, p) }}
+	how := "whole-tree verification"
+	var pre time.Duration
+	if preVerified {
+		cfg.Verified = engine.NewVerifyState()
+		how = "pre-verified"
+	}
+	s, err := engine.NewSession(cfg)
+	if err != nil {
+		return err
+	}
+	if preVerified {
+		start := time.Now()
+		if _, err := s.PreVerify(ctx, 1); err != nil {
+			return fmt.Errorf("pre-freeze verification: %w", err)
+		}
+		pre = time.Since(start)
+	}
+	pattern := "spread over every file"
+	if spread {
+		_, err = dirty(src, dirtyPct, rng)
+	} else {
+		pattern = "in one file"
+		_, err = dirtyOne(src, dirtyPct, size, rng)
+	}
+	if err != nil {
+		return err
+	}
+	passes = passes[:0]
+	res, err := s.Final(ctx, 2)
+	if err != nil {
+		return fmt.Errorf("final pass at %d Mbit/s: %w", mbit, err)
+	}
+	var verify time.Duration
+	for _, p := range passes {
+		if p.Pass == engine.PassVerify {
+			verify += p.Duration
+		}
+	}
+	fmt.Printf("final under freeze at %d Mbit/s (+%s one-way), %.0f%% of the blocks changed %s, %s: %s total = delta %s (wire sent %s) + verify %s (%s); repairs %d",
+		mbit, delay, dirtyPct, pattern, how, res.Downtime.Round(time.Millisecond), res.Delta.Duration.Round(time.Millisecond), human(res.Delta.WireSent),
+		(res.Downtime - res.Delta.Duration).Round(time.Millisecond), res.Counts, res.Repairs)
+	if preVerified {
+		fmt.Printf("; pre-freeze verification took %s", pre.Round(time.Millisecond))
+	}
+	fmt.Println()
+	return nil
+}
+
+// dirtyOne rewrites, in the first file, as many random 4 KiB blocks as pct%
+// of the whole volume's blocks; it returns the number of blocks changed.
+func dirtyOne(dir string, pct float64, size int64, rng *rand.Rand) (int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		return 0, fmt.Errorf("no file to dirty in %s: %v", dir, err)
+	}
+	p := filepath.Join(dir, entries[0].Name())
+	st, err := os.Stat(p)
+	if err != nil {
+		return 0, err
+	}
+	blocks := st.Size() / 4096
+	n := min(int64(float64(size/4096)*pct/100), blocks)
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	block := make([]byte, 4096)
+	picked := map[int64]bool{}
+	for int64(len(picked)) < n {
+		b := rng.Int64N(blocks)
+		if picked[b] {
+			continue
+		}
+		picked[b] = true
+		for i := 0; i < len(block); i += 8 {
+			binary.LittleEndian.PutUint64(block[i:], rng.Uint64())
+		}
+		if _, err := f.WriteAt(block, b*4096); err != nil {
+			return 0, err
+		}
+	}
+	return n, f.Close()
 }
 
 // enginePass runs the first replication pass exactly as the agent does
