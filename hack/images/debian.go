@@ -82,30 +82,52 @@ func debArch(goarch string) (string, error) {
 
 // show returns the candidate version of a package from apt's index.
 func (a *apt) show(ctx context.Context, name string) (*debPackage, error) {
-	spec := name
-	if !strings.Contains(name, ":") {
-		spec = name + ":" + a.Arch
-	}
-	out, err := run(ctx, "", "apt-cache", "show", "--no-all-versions", spec)
+	m, err := a.showMany(ctx, []string{name})
 	if err != nil {
 		return nil, err
 	}
-	fields := parseStanza(out)
-	p := &debPackage{
-		Name:       fields["Package"],
-		Version:    fields["Version"],
-		Arch:       fields["Architecture"],
-		SHA256:     fields["SHA256"],
-		Depends:    fields["Depends"],
-		PreDepends: fields["Pre-Depends"],
+	return m[name], nil
+}
+
+// showMany returns the candidate versions of packages, by name, from one
+// apt-cache call (each call reads the whole index, about half a second).
+func (a *apt) showMany(ctx context.Context, names []string) (map[string]*debPackage, error) {
+	args := []string{"show", "--no-all-versions"}
+	for _, n := range names {
+		if !strings.Contains(n, ":") {
+			n += ":" + a.Arch
+		}
+		args = append(args, n)
 	}
-	if p.Name == "" || p.Version == "" {
-		return nil, fmt.Errorf("apt-cache show %s: no package stanza", spec)
+	out, err := run(ctx, "", "apt-cache", args...)
+	if err != nil {
+		return nil, err
 	}
-	if fields["Filename"] == "" || p.SHA256 == "" {
-		return nil, fmt.Errorf("apt-cache knows %s only as installed, not from an archive: run apt-get update", spec)
+	pkgs := map[string]*debPackage{}
+	for _, stanza := range bytes.Split(out, []byte("\n\n")) {
+		fields := parseStanza(stanza)
+		p := &debPackage{
+			Name:       fields["Package"],
+			Version:    fields["Version"],
+			Arch:       fields["Architecture"],
+			SHA256:     fields["SHA256"],
+			Depends:    fields["Depends"],
+			PreDepends: fields["Pre-Depends"],
+		}
+		if p.Name == "" {
+			continue
+		}
+		if fields["Filename"] == "" || p.SHA256 == "" {
+			return nil, fmt.Errorf("apt-cache knows %s only as installed, not from an archive: run apt-get update", p.Name)
+		}
+		pkgs[p.Name] = p
 	}
-	return p, nil
+	for _, n := range names {
+		if p := pkgs[n]; p == nil || p.Version == "" {
+			return nil, fmt.Errorf("apt-cache show %s: no package stanza", n)
+		}
+	}
+	return pkgs, nil
 }
 
 // parseStanza parses the first stanza of Debian control data.
@@ -163,44 +185,39 @@ func depNames(field string) [][]string {
 // is taken.
 func (a *apt) resolve(ctx context.Context, roots []string) ([]*debPackage, error) {
 	seen := map[string]*debPackage{}
-	queue := append([]string(nil), roots...)
-	for len(queue) > 0 {
-		name := queue[0]
-		queue = queue[1:]
-		name = strings.TrimSuffix(name, ":any")
-		if _, ok := seen[name]; ok {
-			continue
+	level := roots
+	for len(level) > 0 {
+		var names []string
+		for _, n := range level {
+			n = strings.TrimSuffix(n, ":any")
+			if _, ok := seen[n]; ok {
+				continue
+			}
+			if _, skip := notInImage[n]; skip {
+				continue
+			}
+			seen[n] = nil
+			names = append(names, n)
 		}
-		if _, skip := notInImage[name]; skip {
-			continue
+		if len(names) == 0 {
+			break
 		}
-		p, err := a.show(ctx, name)
+		pkgs, err := a.showMany(ctx, names)
 		if err != nil {
 			return nil, err
 		}
-		seen[name] = p
-		for _, field := range []string{p.PreDepends, p.Depends} {
-			for _, alts := range depNames(field) {
-				chosen := ""
-				for _, alt := range alts {
-					alt = strings.TrimSuffix(alt, ":any")
-					if _, ok := seen[alt]; ok {
-						chosen = alt
-						break
+		level = nil
+		for _, n := range names {
+			p := pkgs[n]
+			seen[n] = p
+			for _, field := range []string{p.PreDepends, p.Depends} {
+				for _, alts := range depNames(field) {
+					chosen, err := a.choose(ctx, alts, seen)
+					if err != nil {
+						return nil, fmt.Errorf("%s: %w", p.Name, err)
 					}
-					if _, skip := notInImage[alt]; skip {
-						chosen = alt
-						break
-					}
-					if _, err := a.show(ctx, alt); err == nil {
-						chosen = alt
-						break
-					}
+					level = append(level, chosen)
 				}
-				if chosen == "" {
-					return nil, fmt.Errorf("%s depends on %s: none of them is known to apt", p.Name, strings.Join(alts, " | "))
-				}
-				queue = append(queue, chosen)
 			}
 		}
 	}
@@ -210,6 +227,30 @@ func (a *apt) resolve(ctx context.Context, roots []string) ([]*debPackage, error
 	}
 	sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].Name < pkgs[j].Name })
 	return pkgs, nil
+}
+
+// choose picks the first of alternative dependencies that is already
+// chosen, excluded, or known to apt.
+func (a *apt) choose(ctx context.Context, alts []string, seen map[string]*debPackage) (string, error) {
+	if len(alts) == 1 {
+		return alts[0], nil
+	}
+	for _, alt := range alts {
+		alt = strings.TrimSuffix(alt, ":any")
+		if _, ok := seen[alt]; ok {
+			return alt, nil
+		}
+		if _, skip := notInImage[alt]; skip {
+			return alt, nil
+		}
+	}
+	for _, alt := range alts {
+		alt = strings.TrimSuffix(alt, ":any")
+		if _, err := a.show(ctx, alt); err == nil {
+			return alt, nil
+		}
+	}
+	return "", fmt.Errorf("depends on %s: none of them is known to apt", strings.Join(alts, " | "))
 }
 
 func fileSHA256(p string) (string, error) {

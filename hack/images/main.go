@@ -113,12 +113,17 @@ func mainErr() error {
 	if *push == "" {
 		return nil
 	}
+	return pushAll(ctx, results, *push, o.Tag, *insecure)
+}
+
+// pushAll pushes every image to <prefix>/<component>:<tag>.
+func pushAll(ctx context.Context, results []Result, prefix, tag string, insecure bool) error {
 	for _, r := range results {
 		var opts []name.Option
-		if *insecure {
+		if insecure {
 			opts = append(opts, name.Insecure)
 		}
-		ref, err := name.NewTag(strings.TrimSuffix(*push, "/")+"/"+r.Component+":"+o.Tag, opts...)
+		ref, err := name.NewTag(strings.TrimSuffix(prefix, "/")+"/"+r.Component+":"+tag, opts...)
 		if err != nil {
 			return err
 		}
