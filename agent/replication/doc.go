@@ -11,12 +11,15 @@
 // keyed by the migration UID and naming their node, with a Secret holding the
 // per-migration credentials (package certs). The target agent starts a
 // receiver and reports status.endpoint; the source agent runs the pre-copy
-// passes against it while the application runs, reports PreCopied (with the
-// Converged condition and an estimate of the final pass), and once the
-// controller has frozen the pod and set spec.stage=Final, sends the last delta,
-// verifies with whole-file checksums and reports Completed (or Failed, with
-// the reason in status.message). spec.abort stops both sides and empties the
-// target volume.
+// passes against it while the application runs (the first one as a tar
+// stream into the empty target, the others rsync deltas; a failed pass is
+// retried with backoff), reports PreCopied (with the Converged condition and
+// an estimate of the final pass), then verifies the target while the
+// application still runs and records what is equal. Once the controller has
+// frozen the pod and set spec.stage=Final, it sends the last delta, checksums
+// what changed since that verification (or the whole tree without records)
+// and reports Completed (or Failed, with the reason in status.message).
+// spec.abort stops both sides and empties the target volume.
 //
 // # Packages
 //
@@ -24,10 +27,17 @@
 //     livemigrate://migration/<uid>/source|target, peer verification.
 //   - transport: the mutual-TLS listener and dialer, rate limiting, counters.
 //   - rsync: the receiver (a chrooted, write-only, single-use rsync daemon
-//     per connection, fixed argument list) and the sender (rsync client
-//     tunnelled through the TLS connection); the reasoning behind every
-//     rsync option is in that package's documentation.
-//   - engine: pre-copy rounds, final pass, verification and repair.
+//     per connection, fixed argument list; the tar and manifest requests)
+//     and the sender (rsync client tunnelled through the TLS connection);
+//     the reasoning behind every rsync option is in that package's
+//     documentation.
+//   - tarstream: the first pass into an empty target as a PAX tar stream,
+//     extracted through os.Root; why it replaces rsync there, with the
+//     measurements, is in that package's documentation.
+//   - manifest: identities (inode, size, times) of a tree's entries.
+//   - engine: pre-copy rounds with retries, the pre-freeze verification,
+//     final pass, verification and repair; what the verification
+//     guarantees is in that package's documentation.
 //   - provision: target PV/PVC objects and volume paths.
 //   - snapshot: optional crash-consistent pre-copy base from a CSI
 //     VolumeSnapshot.

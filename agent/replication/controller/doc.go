@@ -3,6 +3,14 @@
 // Target) or the pre-copy and final passes (role Source) and reports
 // progress in status and metrics.
 //
+// After pre-copy and after every keep-warm pass the source runs the
+// pre-freeze verification (engine.Session.PreVerify; condition PreVerified,
+// event PreVerified) and keeps its records in memory per object, so that the
+// final pass only checksums what changed since; the Verified condition and
+// livemigrate_replication_verified_entries_total tell how many entries were
+// read under freeze. A failed pre-copy pass is retried (status.message, event
+// PassRetried, livemigrate_replication_pass_retries_total).
+//
 // Long-running work (a receiver's listener, a source's passes) runs in
 // goroutines owned by the reconciler, keyed by the object; the reconciler
 // starts, replaces and stops them from the object's spec and status alone, so

@@ -1,12 +1,69 @@
-// Package engine sequences the rsync passes of one volume replication on the
+// Package engine sequences the passes of one volume replication on the
 // source side: pre-copy (a full pass while the application runs, then delta
 // passes until the delta converges below a threshold or a round limit is
-// reached) and final (one delta pass while the pod is frozen, then a
-// verification pass with whole-file checksums, repaired and re-verified if it
-// finds a difference).
+// reached), the pre-freeze verification, and final (one delta pass while the
+// pod is frozen, then a verification with whole-file checksums, repaired and
+// re-verified if it finds a difference).
 //
-// The engine holds no state that is not also reported through its callbacks:
-// a restarted agent rebuilds a Session from the round recorded in the
-// VolumeReplication status and simply runs the next pass, since an rsync
-// pass is idempotent. It never writes to the source directory.
+// # First pass
+//
+// Round 1 goes as a tar stream (package tarstream, rsync.SendTar) when the
+// target is empty and the source holds only directories, regular files,
+// symlinks and hard links without extended attributes; otherwise, and for a
+// retried first pass that left partial data, as an rsync pass. All later
+// passes are rsync.
+//
+// # Retries
+//
+// A pre-copy pass that fails is run again after a backoff (2 s, doubling, at
+// most a minute; DefaultPassAttempts attempts in all) unless the target is
+// full or the context ended; Config.OnRetry reports each retry. A pass is
+// idempotent, so a retry is always safe. The final pass is not retried: it
+// runs under freeze, and the migration's controller decides what a failure
+// means there.
+//
+// # Verification before the freeze
+//
+// PreVerify (after pre-copy and after every keep-warm pass, while the
+// application runs) compares source and target with whole-file checksums
+// and records, per entry found equal, the identities of both ends (package
+// manifest: device, inode, size, mtime and ctime to the nanosecond, mode).
+// It records an entry only if
+//
+//   - both identities were the same before and after the comparison (the
+//     compared content was not changing), and
+//   - both ctimes were at least StableAge (1 s) older than the manifest
+//     they come from, each against its own node's clock (a change after the
+//     manifest then gets a different ctime even on a filesystem storing
+//     timestamps to the second); the source is synced (syncfs) before its
+//     manifest, so that a later write through a shared writable mapping
+//     faults and updates the times.
+//
+// Under freeze, Final runs the delta pass, takes both manifests again and
+// checksums every entry whose source or target identity differs from its
+// record or has none: everything the application changed since the
+// pre-freeze verification (which is what the final pass sends), everything
+// the final pass wrote, and anything that changed on the target. An entry
+// present only on the target is a difference. Entries whose identities on
+// both ends equal their record are not read.
+//
+// What is guaranteed on success: every entry of the target equals the
+// source at the freeze — content, type, mode, owner, times, symlink target,
+// hard links — because it was either compared with whole-file checksums
+// under freeze, or compared equal before and provably (ctime, which no
+// user-space call can set back) not modified on either end since. What it
+// relies on: the kernel updating ctime on every change of an inode. Writes
+// through a shared writable mapping update it at the first write fault after
+// writeback (hence the syncfs); a filesystem that does not update times for
+// such writes would hide them from rsync's quick check as well as from the
+// identities — WholeFinalVerify restores the whole-tree verification under
+// freeze for such volumes. Records live in memory (VerifyState); without
+// them (a restarted agent, a freeze before the first pre-freeze
+// verification finished) the final pass verifies the whole tree, as does a
+// failure of the targeted verification.
+//
+// The engine holds no other state that is not also reported through its
+// callbacks: a restarted agent rebuilds a Session from the round recorded in
+// the VolumeReplication status and simply runs the next pass, since a pass
+// is idempotent. It never writes to the source directory.
 package engine

@@ -78,4 +78,22 @@
 // processes (cat) would otherwise fail with EAGAIN when rsync falls behind.
 //
 // Reruns are idempotent: an interrupted pass is simply run again.
+//
+// # Other requests
+//
+// Besides an rsync transfer, a receiver answers three fixed requests, on
+// authenticated connections only and one transfer at a time:
+//
+//   - status: the result of the last transfer (so the sender can report why
+//     the receiving side failed, e.g. a full volume);
+//   - tar: the first pass as a tar stream into an empty target (SendTar,
+//     package tarstream), extracted in the agent through an os.Root of the
+//     target; refused ("refused target not empty") when the target holds
+//     anything, in which case the sender runs rsync;
+//   - manifest: the identities of the target's entries (package manifest:
+//     no content, only what the source sent anyway), for the verification
+//     that under freeze only checksums what changed (package engine).
+//
+// VerifyPaths is Verify restricted to a list of entries (--files-from,
+// without --delete, which needs recursion).
 package rsync
