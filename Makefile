@@ -33,6 +33,10 @@ deps: ## Install the Debian packages the tests and the lab need (rsync, iproute2
 build: ## Build every binary of the project into bin/.
 	$(GO) build -o $(BIN)/ ./cmd/...
 
+.PHONY: images
+images: ## Build the components' OCI images into bin/images without Docker (docs/images.md; IMAGES_FLAGS="--tag v1 --push REGISTRY/PREFIX").
+	hack/build-images.sh $(IMAGES_FLAGS)
+
 .PHONY: generate
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code and CRD manifests (manifests/crds) from api/.
 	$(CONTROLLER_GEN) object paths=./api/...

@@ -17,6 +17,18 @@ if [ "$have_inotify" -lt "$want_inotify" ]; then
   fi
 fi
 
+# The image build (hack/images, make images, its test) fetches the agent's
+# Debian packages with apt-get download: apt's index must list them, which
+# a fresh machine's may not.
+if command -v apt-get >/dev/null 2>&1 && ! apt-get download --print-uris rsync dash coreutils ca-certificates >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "apt's index lacks the packages of the agent image; running apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  else
+    echo "apt's index lacks the packages of the agent image (hack/images); run apt-get update as root" >&2
+  fi
+fi
+
 need=()
 command -v rsync >/dev/null 2>&1 || need+=(rsync)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
