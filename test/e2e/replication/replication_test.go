@@ -7,12 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,6 +33,7 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication"
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
+	"github.com/livemigrate/livemigrate/agent/replication/controller"
 	"github.com/livemigrate/livemigrate/agent/replication/provision"
 	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
@@ -321,6 +324,17 @@ func TestPreCopyThroughRelayThenFinalWhileFrozen(t *testing.T) {
 		t.Errorf("a Target with podName was not rejected: %v", err)
 	}
 
+	// The source agent verifies the target while the app still runs and
+	// records what is equal, so that under freeze only what changes since
+	// is read.
+	poll(ctx, t, "pre-freeze verification", func() (bool, string) {
+		c := meta.FindStatusCondition(getVR(ctx, t, c1).Status.Conditions, controller.ConditionPreVerified)
+		if c == nil {
+			return false, "no PreVerified condition"
+		}
+		return c.Status == metav1.ConditionTrue, c.Message
+	})
+
 	// Freeze the app, then ask for the final pass.
 	if err := app.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -335,6 +349,12 @@ func TestPreCopyThroughRelayThenFinalWhileFrozen(t *testing.T) {
 	t.Logf("final: round %d, %s under freeze, checksum %s", done.Status.Round, done.Status.FinalDuration.Duration, done.Status.Checksum)
 	if done.Status.Checksum != agentv1alpha1.ChecksumMatch {
 		t.Errorf("checksum = %q, want Match", done.Status.Checksum)
+	}
+	verified := meta.FindStatusCondition(done.Status.Conditions, agentv1alpha1.ConditionVerified)
+	if verified == nil || !strings.Contains(verified.Message, "unchanged since the pre-freeze verification") {
+		t.Errorf("Verified condition %+v: want the targeted verification under freeze", verified)
+	} else {
+		t.Logf("verification: %s", verified.Message)
 	}
 	back := getVR(ctx, t, c1)
 	back.Spec.Stage = agentv1alpha1.ReplicationStagePreCopy
