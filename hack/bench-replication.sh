@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs the volume replication benchmark (benchmarks/replication): a 1 GiB
-# volume replicated through real rsync over the agents' mutual-TLS tunnel on
-# loopback, against a raw io.Copy of the same bytes over the same mTLS
-# transport measured in the same run; then a delta pass after 1% of the 4 KiB
-# blocks changed; then the final pass (delta + checksum verification) through
-# the lab's WAN relay capped at 100 Mbit/s and 1 Gbit/s. The last line is
-# "ratio full/raw: R, delta sent: P%".
+# Runs the volume replication benchmark (benchmarks/replication): the first
+# pass of a 1 GiB volume as the agent runs it (a tar stream over the agents'
+# mutual-TLS transport on loopback) and the rsync full pass, against a raw
+# io.Copy of the same bytes over the same mTLS transport measured in the same
+# run; then a delta pass after 1% of the 4 KiB blocks changed; then the final
+# pass (delta + checksum verification, whole tree or after a pre-freeze
+# verification) through the lab's WAN relay capped at 100 Mbit/s and
+# 1 Gbit/s. The last line is "ratio full/raw: R, delta sent: P%". Run it
+# under the lab lock: flock /tmp/livemigrate-lab.lock hack/bench-replication.sh
 #
 # Needs root (the receiver chroots into the target volume) and rsync
 # (Debian package rsync).

@@ -9,11 +9,12 @@
 // two more kernel copies per byte (rsync → agent socket, agent → rsync pipe),
 // xxh128 over every byte on both ends, and the wakeups of four processes.
 // Measured with benchmarks/replication (1 GiB in 16 files over the agents'
-// mTLS transport on loopback, 2 cores), the rsync full pass cost 2.6–3.4 CPU
-// seconds per GiB against 1.8 for a raw copy of the same bytes over the same
-// transport, and reached 0.52–0.66 of the raw copy's speed on a quiet
-// machine; the tar stream is the raw copy plus a 512-byte header per entry
-// (see benchmarks/README.md, "Replication", for the current figures). Delta,
+// mTLS transport on loopback, 2 cores, medians of 5 interleaved runs), the
+// rsync full pass cost 2.6–2.7 CPU seconds per GiB against 1.7 for a raw
+// copy of the same bytes over the same transport and ran at 0.54–0.70 of
+// the raw copy's speed; the tar stream — the file data plus a 512-byte
+// header per entry — costs 1.4–1.5 CPU seconds per GiB and runs at
+// 0.95–1.21 of the raw copy's speed (benchmarks/README.md, "Replication"). Delta,
 // keep-warm, final and repair passes stay rsync: that is where its delta
 // algorithm earns its cost.
 //
