@@ -299,7 +299,7 @@ func (o *Options) image(c Component, rootfs, app *fileSet, pkgs []*debPackage) (
 		mutate.Addendum{Layer: baseLayer, MediaType: types.OCILayer, History: v1.History{
 			Created: created, CreatedBy: "hack/images: base files and Debian packages " + strings.Join(names, " ")}},
 		mutate.Addendum{Layer: appLayer, MediaType: types.OCILayer, History: v1.History{
-			Created: created, CreatedBy: "hack/images: CGO_ENABLED=0 go build -trimpath ./cmd/" + c.Name}},
+			Created: created, CreatedBy: "hack/images: CGO_ENABLED=0 go build -trimpath -buildvcs=false ./cmd/" + c.Name}},
 	)
 	if err != nil {
 		return nil, err
@@ -367,9 +367,11 @@ func writeLayout(dir string, img v1.Image, tag string) error {
 	return p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag}))
 }
 
-// goBuild builds cmd/<name> statically into out.
+// goBuild builds cmd/<name> statically into out. -buildvcs=false: the
+// binary depends on the sources only, not on the state of the git checkout
+// (the image labels record the revision).
 func goBuild(ctx context.Context, repoDir, name, goarch, out string) error {
-	cmd := execGo(ctx, repoDir, "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/"+name)
+	cmd := execGo(ctx, repoDir, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, "./cmd/"+name)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
