@@ -53,6 +53,10 @@ type Options struct {
 	// KeepWarmInterval: while a replication waits in PreCopied for the
 	// final pass, a further delta pass runs this often; 0 disables.
 	KeepWarmInterval time.Duration
+	// WholeFinalVerify verifies the whole volume under freeze even after a
+	// pre-freeze verification (for filesystems that do not update file
+	// times on writes through shared mappings; see package engine).
+	WholeFinalVerify bool
 }
 
 // NewOptions returns the defaults.
@@ -91,6 +95,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxRounds, "replication-max-rounds", o.MaxRounds, "Default maximum number of pre-copy rounds, the full pass included.")
 	fs.DurationVar(&o.ProgressInterval, "replication-progress-interval", o.ProgressInterval, "Minimum interval between status updates during a pass.")
 	fs.DurationVar(&o.KeepWarmInterval, "replication-keep-warm-interval", o.KeepWarmInterval, "While a replication waits in PreCopied for the final pass, run a further delta pass this often so that the final delta stays small; 0 disables.")
+	fs.BoolVar(&o.WholeFinalVerify, "replication-whole-final-verify", o.WholeFinalVerify, "Checksum the whole volume under freeze even after a pre-freeze verification (by default only entries that changed since are read).")
 }
 
 // Validate checks the options.
@@ -183,6 +188,7 @@ func (o *Options) Config() controller.Config {
 		DefaultMaxRounds:            o.MaxRounds,
 		ProgressInterval:            o.ProgressInterval,
 		KeepWarmInterval:            o.KeepWarmInterval,
+		WholeFinalVerify:            o.WholeFinalVerify,
 	}
 }
 

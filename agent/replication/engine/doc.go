@@ -56,8 +56,9 @@
 // through a shared writable mapping update it at the first write fault after
 // writeback (hence the syncfs); a filesystem that does not update times for
 // such writes would hide them from rsync's quick check as well as from the
-// identities — WholeFinalVerify restores the whole-tree verification under
-// freeze for such volumes. Records live in memory (VerifyState); without
+// identities — Config.WholeFinalVerify (agent flag
+// --replication-whole-final-verify) restores the whole-tree verification
+// under freeze for such volumes. Records live in memory (VerifyState); without
 // them (a restarted agent, a freeze before the first pre-freeze
 // verification finished) the final pass verifies the whole tree, as does a
 // failure of the targeted verification.
