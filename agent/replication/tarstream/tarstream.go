@@ -340,7 +340,11 @@ func (e *ExtractError) Error() string {
 	if e.Path == "" {
 		return "tar stream: " + e.Err.Error()
 	}
-	return fmt.Sprintf("tar stream entry %q: %v", e.Path, e.Err)
+	p := e.Path
+	if len(p) > 256 {
+		p = p[:256] + "…"
+	}
+	return fmt.Sprintf("tar stream entry %q: %v", p, e.Err)
 }
 
 func (e *ExtractError) Unwrap() error { return e.Err }
@@ -388,8 +392,11 @@ func Extract(ctx context.Context, dest string, r io.Reader) (Stats, error) {
 			break
 		}
 		if err != nil {
-			if err == io.ErrUnexpectedEOF {
+			switch {
+			case err == io.ErrUnexpectedEOF:
 				err = errors.New("stream ended in the middle of an entry (truncated)")
+			case errors.Is(err, tar.ErrFieldTooLong):
+				err = fmt.Errorf("%w (a header is limited to 1 MiB)", err)
 			}
 			return x.stats, &ExtractError{Err: fmt.Errorf("reading the stream: %w", err)}
 		}
