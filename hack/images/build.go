@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -173,6 +174,11 @@ func Build(ctx context.Context, o Options, names []string) ([]Result, error) {
 	arch, err := debArch(o.GOARCH)
 	if err != nil {
 		return nil, err
+	}
+	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("%s not found: the images are made of Debian packages fetched with apt (a Debian or Ubuntu machine; build/Dockerfile is the alternative with Docker)", tool)
+		}
 	}
 	a := &apt{Arch: arch, CacheDir: o.CacheDir, Log: o.Log}
 
