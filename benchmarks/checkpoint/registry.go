@@ -6,8 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +20,9 @@ import (
 // serveRegistryArg as the first argument makes the benchmark binary serve
 // the registry (in its own process) instead of measuring.
 const serveRegistryArg = "serve-registry"
+
+// profileEnv passes --cpuprofile-dir to the registry process.
+const profileEnv = "BENCH_CHECKPOINT_REGISTRY_PROFILE_DIR"
 
 // registryProc is the registry both paths push to, in this process or in a
 // child process.
@@ -43,6 +48,9 @@ func startRegistry(where string) (*registryProc, error) {
 	}
 	cmd := exec.Command(self, serveRegistryArg)
 	cmd.Stderr = os.Stderr
+	if profileDir != "" {
+		cmd.Env = append(os.Environ(), profileEnv+"="+profileDir)
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -119,7 +127,21 @@ func serveRegistry() error {
 	}
 	defer reg.Close()
 	fmt.Println(reg.Host)
+	// With profileEnv set, each settle starts a new CPU profile in that
+	// directory (registry-<n>.pprof, n counting settles from 1), so that
+	// profile n covers the timed section that follows the n-th settle.
+	dir, n := os.Getenv(profileEnv), 0
+	var prof *os.File
+	stopProfile := func() {
+		if prof != nil {
+			pprof.StopCPUProfile()
+			_ = prof.Close()
+			prof = nil
+		}
+	}
+	defer stopProfile()
 	for s := range sigs {
+		stopProfile()
 		switch s {
 		case syscall.SIGUSR1:
 			debug.FreeOSMemory()
@@ -128,6 +150,18 @@ func serveRegistry() error {
 			runtime.GC()
 		default:
 			return nil
+		}
+		if dir != "" {
+			n++
+			f, err := os.Create(filepath.Join(dir, fmt.Sprintf("registry-%d.pprof", n)))
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				_ = f.Close()
+				return err
+			}
+			prof = f
 		}
 		fmt.Println("settled")
 	}
