@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"crypto/rand"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2/ktesting"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -424,6 +427,71 @@ func TestFinalReadsOnlyWhatChangedSincePreVerification(t *testing.T) {
 	}
 	if got := value(t, src.rec.Metrics.verified.WithLabelValues(stageFinal, "unchanged")); got != 7 {
 		t.Errorf("unchanged under freeze = %v, want 7", got)
+	}
+	if d, err := treediff.Compare(srcDir, filepath.Join(dstRoot, "db", "pv-dst"), treediff.Options{}); err != nil || len(d) != 0 {
+		t.Errorf("target differs: %v %v", d, err)
+	}
+}
+
+// flakyProxy forwards connections to target, except the first, which it
+// closes at once: a transient network failure.
+func flakyProxy(t *testing.T, target string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	go func() {
+		for n := 0; ; n++ {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if n == 0 {
+				_ = c.Close()
+				continue
+			}
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go func() { _, _ = io.Copy(u, c); _ = u.(*net.TCPConn).CloseWrite() }()
+				_, _ = io.Copy(c, u)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// TestTransientFailureRetried: the first connection to the receiver fails;
+// the pass is retried, the retry shows in an event and in the metrics, and
+// the replication reaches PreCopied.
+func TestTransientFailureRetried(t *testing.T) {
+	src, _, srcDir, dstRoot := setup(t)
+	writeFile(t, filepath.Join(srcDir, "f"), 256<<10)
+	rec := events.NewFakeRecorder(100)
+	src.rec.Recorder = rec
+	vr := src.get(t, "data-pg-0")
+	vr.Spec.PeerAddress = flakyProxy(t, vr.Spec.PeerAddress)
+	if err := src.client.Update(context.Background(), vr); err != nil {
+		t.Fatal(err)
+	}
+	src.reconcile(t, "data-pg-0")
+	src.waitPhase(t, "data-pg-0", agentv1alpha1.VolumeReplicationPreCopied)
+	if got := value(t, src.rec.Metrics.retries.WithLabelValues("full")); got != 1 {
+		t.Errorf("retries of the full pass = %v, want 1", got)
+	}
+	select {
+	case e := <-rec.Events:
+		if !strings.Contains(e, ReasonPassRetried) || !strings.Contains(e, "retrying full pass of round 1") {
+			t.Errorf("event %q, want a PassRetried event for round 1", e)
+		}
+	default:
+		t.Error("no event recorded for the retried pass")
 	}
 	if d, err := treediff.Compare(srcDir, filepath.Join(dstRoot, "db", "pv-dst"), treediff.Options{}); err != nil || len(d) != 0 {
 		t.Errorf("target differs: %v %v", d, err)
