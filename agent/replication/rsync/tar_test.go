@@ -33,6 +33,11 @@ func TestTarFirstPassEqualsRsync(t *testing.T) {
 	dstRsync := filepath.Join(filepath.Dir(dstTar), "dst-rsync")
 	must(t, os.MkdirAll(dstRsync, 0o755))
 	genTree(t, src, outside, mrand.New(mrand.NewPCG(3, 4)))
+	// Names that are not UTF-8, carry a newline, or need a PAX path record.
+	for _, name := range []string{"bin\xffary", "new\nline", strings.Repeat("long-", 40) + "name"} {
+		writeRandom(t, filepath.Join(src, "names", name), 100)
+	}
+	must(t, os.Symlink("target\xfe\nodd", filepath.Join(src, "names", "odd-link")))
 	ht, hr := startReceiver(t, dstTar), startReceiver(t, dstRsync)
 	ctx := context.Background()
 
