@@ -12,7 +12,9 @@
 //     the downtime); as soon as all are frozen it requests the final volume
 //     sync and the checkpoints together, so that the final pass runs while
 //     the checkpoints are dumped and pushed. It ends once every archive is
-//     taken.
+//     reported taken (the in-tree agent reports its archives together with
+//     the pushed images, so with it Checkpointing also covers the push and
+//     Transfer lasts one reconcile).
 //   - FinalSync: waits for the final volume sync requested at the freeze
 //     (often already finished: then it lasts one reconcile).
 //   - Transfer: waits until every checkpoint image is in the registry and
