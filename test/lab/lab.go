@@ -92,6 +92,9 @@ type Lab struct {
 	relayMu sync.Mutex
 	relays  map[string]*relay.Relay
 
+	wiresMu sync.Mutex
+	wires   map[string]*relay.Wire
+
 	instancesMu sync.Mutex
 	instances   []*Instance
 

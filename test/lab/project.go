@@ -200,7 +200,7 @@ func (l *Lab) RegistryHost() string {
 	if !l.opts.WANDataPath {
 		return registry
 	}
-	link, err := l.Link(l.Members[0].Name, l.Members[1].Name)
+	link, err := l.dataLink(l.Members[0].Name, l.Members[1].Name)
 	if err != nil {
 		return ""
 	}
@@ -235,7 +235,7 @@ func (l *Lab) RegistryHostAt(member string) string {
 	if idx < 0 {
 		return ""
 	}
-	link, err := l.Link(l.Members[1-idx].Name, member)
+	link, err := l.dataLink(l.Members[1-idx].Name, member)
 	if err != nil {
 		return ""
 	}
@@ -256,6 +256,29 @@ func (l *Lab) registryHosts() []string {
 		}
 	}
 	return hosts
+}
+
+// dataLink is the link from one member to another for the relays of
+// Options.WANDataPath. Every data path relay carrying bytes in the same
+// direction shares one relay.Wire, so concurrent transfers (the final volume
+// sync beside the checkpoint push) share the link's bandwidth as they would
+// on one WAN link, instead of getting the whole cap each.
+func (l *Lab) dataLink(from, to string) (relay.Link, error) {
+	link, err := l.Link(from, to)
+	if err != nil {
+		return relay.Link{}, err
+	}
+	l.wiresMu.Lock()
+	defer l.wiresMu.Unlock()
+	if l.wires == nil {
+		l.wires = map[string]*relay.Wire{}
+	}
+	key := from + ">" + to
+	if l.wires[key] == nil {
+		l.wires[key] = relay.NewWire()
+	}
+	link.Wire = l.wires[key]
+	return link, nil
 }
 
 // dataPathRelay starts (once per name) a relay of Options.WANDataPath and
@@ -284,13 +307,16 @@ func (l *Lab) replicationAdvertiseHost(m *Member, port int) (string, error) {
 		return "127.0.0.1", nil
 	}
 	idx := slices.Index(l.Members, m)
-	link, err := l.Link(l.Members[1-idx].Name, m.Name)
+	in, err := l.dataLink(l.Members[1-idx].Name, m.Name)
+	if err != nil {
+		return "", err
+	}
+	out, err := l.dataLink(m.Name, l.Members[1-idx].Name)
 	if err != nil {
 		return "", err
 	}
 	host := fmt.Sprintf("127.0.0.%d", 10+idx)
-	cfg := relay.Symmetric(fmt.Sprintf("127.0.0.1:%d", port), link)
-	cfg.Listen = fmt.Sprintf("%s:%d", host, port)
+	cfg := relay.Config{Listen: fmt.Sprintf("%s:%d", host, port), Target: fmt.Sprintf("127.0.0.1:%d", port), Forward: in, Reverse: out}
 	if _, err := l.dataPathRelay("replication-"+cfg.Listen, cfg); err != nil {
 		return "", err
 	}

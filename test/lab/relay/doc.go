@@ -1,7 +1,10 @@
 // Package relay is a user-space TCP relay that places a simulated wide-area
 // link between two endpoints of the lab: every byte that enters one side
 // leaves the other side after a configured one-way delay, paced to a
-// configured bandwidth, independently in each direction.
+// configured bandwidth, independently in each direction. The bandwidth is
+// per connection, unless the direction's Link names a Wire: the connections
+// of every relay sharing that Wire then share its bandwidth, as transfers
+// over one physical link do.
 //
 // The lab machines have no netem qdisc, so this is how member clusters get a
 // network position: latency probes and data transfers between members go

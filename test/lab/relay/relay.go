@@ -26,6 +26,33 @@ type Link struct {
 	Delay time.Duration
 	// BytesPerSecond caps the throughput; zero means unlimited.
 	BytesPerSecond int64
+	// Wire, when set, is shared by every connection (of any relay) whose
+	// link names it: their bytes are serialized one after another at
+	// BytesPerSecond, as on one physical link. Without it each connection
+	// gets the whole cap.
+	Wire *Wire
+}
+
+// Wire is the sending side of a link shared by several connections.
+type Wire struct {
+	mu   sync.Mutex
+	busy time.Time // when the wire finishes sending what it already has
+}
+
+// NewWire returns an idle wire.
+func NewWire() *Wire { return &Wire{} }
+
+// schedule reserves the wire for n bytes at bps from now (or from when it
+// is free) and returns when they are sent.
+func (w *Wire) schedule(now time.Time, n int, bps int64) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	start := now
+	if w.busy.After(start) {
+		start = w.busy
+	}
+	w.busy = start.Add(time.Duration(float64(n) / float64(bps) * float64(time.Second)))
+	return w.busy
 }
 
 // Config describes a relay.
@@ -244,7 +271,12 @@ func readInto(queue chan<- chunk, src net.Conn, link Link) error {
 				start = serialized
 			}
 			sent := start
-			if link.BytesPerSecond > 0 {
+			switch {
+			case link.BytesPerSecond > 0 && link.Wire != nil:
+				// After this connection's previous bytes, and after
+				// whatever the other connections on the wire queued.
+				sent = link.Wire.schedule(start, n, link.BytesPerSecond)
+			case link.BytesPerSecond > 0:
 				sent = start.Add(time.Duration(float64(n) / float64(link.BytesPerSecond) * float64(time.Second)))
 			}
 			serialized = sent

@@ -294,6 +294,64 @@ func TestRelayThroughput(t *testing.T) {
 	}
 }
 
+// TestWireSharedByConnections sends two payloads at once, each through its
+// own relay, over links sharing one wire: together they take the time of
+// both payloads at the cap, not of one (and without the wire, one).
+func TestWireSharedByConnections(t *testing.T) {
+	const size, rate = 2 << 20, 4 << 20
+	for _, shared := range []bool{true, false} {
+		t.Run(fmt.Sprintf("shared=%v", shared), func(t *testing.T) {
+			payload := make([]byte, size)
+			if _, err := rand.Read(payload); err != nil {
+				t.Fatal(err)
+			}
+			received := make(chan int, 2)
+			target := startServer(t, func(c net.Conn) {
+				n, _ := io.Copy(io.Discard, c)
+				received <- int(n)
+			})
+			link := Link{Delay: 5 * time.Millisecond, BytesPerSecond: rate}
+			if shared {
+				link.Wire = NewWire()
+			}
+			relays := []*Relay{startRelay(t, Config{Target: target, Forward: link}), startRelay(t, Config{Target: target, Forward: link})}
+			want := time.Duration(float64(size) / rate * float64(time.Second))
+			if shared {
+				want *= 2
+			}
+			eventually(t, func() string {
+				start := time.Now()
+				var wg sync.WaitGroup
+				for _, r := range relays {
+					wg.Go(func() {
+						c, err := net.Dial("tcp", r.Addr())
+						if err != nil {
+							return
+						}
+						defer c.Close()
+						_, _ = c.Write(payload)
+						_ = c.(*net.TCPConn).CloseWrite()
+					})
+				}
+				wg.Wait()
+				for range relays {
+					if n := <-received; n != size {
+						t.Fatalf("received %d bytes, want %d", n, size)
+					}
+				}
+				elapsed := time.Since(start)
+				if elapsed < want*98/100 {
+					t.Fatalf("both payloads took %s, want at least %s", elapsed, want)
+				}
+				if elapsed > want*125/100 {
+					return fmt.Sprintf("both payloads took %s, want about %s", elapsed, want)
+				}
+				return ""
+			})
+		})
+	}
+}
+
 func TestRelayHalfCloseAndIntegrity(t *testing.T) {
 	target := startServer(t, echo)
 	r := startRelay(t, Symmetric(target, Link{Delay: 2 * time.Millisecond, BytesPerSecond: 64 << 20}))
