@@ -16,8 +16,12 @@
 // paths alternates per run (--order=alternate: odd runs push the previous
 // run's archive raw first), so neither path always meets the registry's heap
 // grown or shrunk by the other; both processes collect garbage before each
-// timed section. Per timed section it logs page faults, CPU time and
-// garbage collections of both processes and the dirty page cache.
+// timed section, and before the raw upload the registry idles (untimed) as
+// long as the last dump took (--raw-idle), because it idles that long during
+// the checkpoint path before its upload and the Go runtime returns freed
+// heap to the OS meanwhile, which the next upload faults in again. Per timed
+// section it logs page faults, CPU time and garbage collections of both
+// processes and the dirty page cache.
 //
 // It prints a table and, as its last line, "ratio checkpoint/raw: R", the
 // worst ratio of the three sizes (raw time / checkpoint time: 1 means the
@@ -82,6 +86,16 @@ type method struct {
 	// the checkpoint path; "checkpoint-first": every run does the checkpoint
 	// path first.
 	order string
+	// registryGOGC is the registry process's GOGC: "off" collects its
+	// garbage only between timed sections (settle), so that the Go
+	// scavenger does not return part of its heap to the OS while it idles
+	// during the checkpoint path's dump; "" leaves the default.
+	registryGOGC string
+	// rawIdle lets the registry idle before the raw upload as long as it
+	// idles during the checkpoint path's dump (the last dump's duration),
+	// so that both uploads start the same time after the registry's
+	// garbage collection.
+	rawIdle bool
 	// freeOS returns the freed heap of both processes to the kernel before
 	// each timed section (debug.FreeOSMemory) instead of only collecting it.
 	freeOS bool
@@ -97,7 +111,15 @@ func (m method) String() string {
 	if m.freeOS {
 		settle = "GC and heap returned to the OS"
 	}
-	return fmt.Sprintf("registry %s, order %s, before each timed section: %s", m.registry, m.order, settle)
+	reg := m.registry
+	if m.registry == "process" && m.registryGOGC != "" {
+		reg += " (GOGC=" + m.registryGOGC + ")"
+	}
+	idle := ""
+	if m.rawIdle {
+		idle = "; registry idles as long as the dump before the raw upload"
+	}
+	return fmt.Sprintf("registry %s, order %s, before each timed section: %s%s", reg, m.order, settle, idle)
 }
 
 func main() {
@@ -114,9 +136,11 @@ func main() {
 	var m method
 	flag.StringVar(&m.registry, "registry", "process", `Where the registry runs: "process" (its own process) or "inproc" (this process).`)
 	flag.StringVar(&m.order, "order", orderAlternate, `Order of the two paths: "alternate" (odd runs raw first) or "checkpoint-first".`)
+	flag.StringVar(&m.registryGOGC, "registry-gogc", "", `GOGC of the registry process ("" = Go's default).`)
+	flag.BoolVar(&m.rawIdle, "raw-idle", true, "Before the raw upload, let the registry idle as long as the last dump took (untimed).")
 	flag.BoolVar(&m.freeOS, "free-os-memory", false, "Return freed heap to the OS in both processes before each timed section (else only collect garbage).")
 	flag.StringVar(&profileDir, "cpuprofile-dir", "", "Write a CPU profile of each timed upload to this directory.")
-	old := flag.Bool("old-method", false, "The method before 2026-11-25: --registry=inproc --order=checkpoint-first --free-os-memory=false.")
+	old := flag.Bool("old-method", false, "The method before 2026-11-25: --registry=inproc --order=checkpoint-first --raw-idle=false --free-os-memory=false.")
 	flag.Parse()
 	if *old {
 		m = method{registry: "inproc", order: orderCheckpointFirst}
@@ -164,7 +188,7 @@ func run(labapp string, runs int, sizeList string, m method) error {
 		return err
 	}
 	defer os.RemoveAll(root)
-	reg, err := startRegistry(m.registry)
+	reg, err := startRegistry(m.registry, m.registryGOGC)
 	if err != nil {
 		return err
 	}
@@ -318,6 +342,8 @@ type bench struct {
 	push checkpointimage.PushOptions
 	size size
 	pod  string
+	// lastDump is the last checkpoint path's dump time.
+	lastDump time.Duration
 }
 
 type checkpointRun struct {
@@ -340,6 +366,7 @@ func (b *bench) checkpoint(run int) (*checkpointRun, error) {
 		return nil, err
 	}
 	dumped := time.Since(start)
+	b.lastDump = dumped
 	afterDump := sample(b.reg)
 	p, err := archive.Resolve(b.rt.CheckpointDir(), items[0])
 	if err != nil {
@@ -380,6 +407,9 @@ func (b *bench) checkpoint(run int) (*checkpointRun, error) {
 func (b *bench) raw(run int, p string) (time.Duration, error) {
 	if err := b.settle(); err != nil {
 		return 0, err
+	}
+	if b.m.rawIdle {
+		time.Sleep(b.lastDump)
 	}
 	before := sample(b.reg)
 	start := time.Now()

@@ -34,7 +34,7 @@ type registryProc struct {
 	acks   *bufio.Reader
 }
 
-func startRegistry(where string) (*registryProc, error) {
+func startRegistry(where, gogc string) (*registryProc, error) {
 	if where == "inproc" {
 		reg, err := labnode.StartRegistry("", "")
 		if err != nil {
@@ -48,8 +48,12 @@ func startRegistry(where string) (*registryProc, error) {
 	}
 	cmd := exec.Command(self, serveRegistryArg)
 	cmd.Stderr = os.Stderr
+	cmd.Env = os.Environ()
 	if profileDir != "" {
-		cmd.Env = append(os.Environ(), profileEnv+"="+profileDir)
+		cmd.Env = append(cmd.Env, profileEnv+"="+profileDir)
+	}
+	if gogc != "" {
+		cmd.Env = append(cmd.Env, "GOGC="+gogc)
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
