@@ -96,6 +96,8 @@ type method struct {
 	// so that both uploads start the same time after the registry's
 	// garbage collection.
 	rawIdle bool
+	// warmup is the number of uncounted runs before the counted ones.
+	warmup int
 	// freeOS returns the freed heap of both processes to the kernel before
 	// each timed section (debug.FreeOSMemory) instead of only collecting it.
 	freeOS bool
@@ -119,7 +121,7 @@ func (m method) String() string {
 	if m.rawIdle {
 		idle = "; registry idles as long as the dump before the raw upload"
 	}
-	return fmt.Sprintf("registry %s, order %s, before each timed section: %s%s", reg, m.order, settle, idle)
+	return fmt.Sprintf("registry %s, order %s, %d warm-up runs, before each timed section: %s%s", reg, m.order, m.warmup, settle, idle)
 }
 
 func main() {
@@ -137,13 +139,14 @@ func main() {
 	flag.StringVar(&m.registry, "registry", "process", `Where the registry runs: "process" (its own process) or "inproc" (this process).`)
 	flag.StringVar(&m.order, "order", orderAlternate, `Order of the two paths: "alternate" (odd runs raw first) or "checkpoint-first".`)
 	flag.StringVar(&m.registryGOGC, "registry-gogc", "", `GOGC of the registry process ("" = Go's default).`)
+	flag.IntVar(&m.warmup, "warmup", 3, "Uncounted runs per size before the counted ones.")
 	flag.BoolVar(&m.rawIdle, "raw-idle", true, "Before the raw upload, let the registry idle as long as the last dump took (untimed).")
 	flag.BoolVar(&m.freeOS, "free-os-memory", false, "Return freed heap to the OS in both processes before each timed section (else only collect garbage).")
 	flag.StringVar(&profileDir, "cpuprofile-dir", "", "Write a CPU profile of each timed upload to this directory.")
-	old := flag.Bool("old-method", false, "The method before 2026-11-25: --registry=inproc --order=checkpoint-first --raw-idle=false --free-os-memory=false.")
+	old := flag.Bool("old-method", false, "The method before 2026-11-25: --registry=inproc --order=checkpoint-first --raw-idle=false --free-os-memory=false --warmup=1.")
 	flag.Parse()
 	if *old {
-		m = method{registry: "inproc", order: orderCheckpointFirst}
+		m = method{registry: "inproc", order: orderCheckpointFirst, warmup: 1}
 	}
 	if err := m.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-checkpoint:", err)
@@ -158,6 +161,9 @@ func main() {
 func (m method) validate() error {
 	if m.registry != "process" && m.registry != "inproc" {
 		return fmt.Errorf("--registry=%q: want process or inproc", m.registry)
+	}
+	if m.warmup < 0 {
+		return fmt.Errorf("--warmup=%d: want 0 or more", m.warmup)
 	}
 	if m.order != orderAlternate && m.order != orderCheckpointFirst {
 		return fmt.Errorf("--order=%q: want %s or %s", m.order, orderAlternate, orderCheckpointFirst)
@@ -274,8 +280,9 @@ func run(labapp string, runs int, sizeList string, m method) error {
 		// runs with no other archive on disk (and none in the dirty page
 		// cache), as in checkpoint-first order.
 		prev := ""
-		// Run -1 warms up both paths (heap, page cache) and is not counted.
-		for i := -1; i < runs; i++ {
+		// Runs below 0 warm up both paths (heaps, page cache, connections)
+		// and are not counted.
+		for i := -m.warmup; i < runs; i++ {
 			rawFirst := m.order == orderAlternate && i%2 != 0 && prev != ""
 			var rawTime time.Duration
 			if rawFirst {
