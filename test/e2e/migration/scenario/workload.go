@@ -103,10 +103,7 @@ func (e *Env) Deploy(ctx context.Context, ns, name string, o AppOptions) (*App, 
 						Name: Container, Image: lab.LabAppImage,
 						Args: []string{"run", "--memory=" + o.Memory, "--dirty-rate=" + o.DirtyRate, "--tick=" + o.Tick.String(),
 							"--log=/data/" + LogFile},
-						Resources: corev1.ResourceRequirements{
-							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
-						},
+						Resources:    labAppResources(o),
 						VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}},
 					}},
 				},
@@ -212,11 +209,30 @@ func (e *Env) DeployDeployment(ctx context.Context, ns, name string, replicas in
 func labAppContainer(o AppOptions, log string) corev1.Container {
 	return corev1.Container{
 		Name: Container, Image: lab.LabAppImage,
-		Args: []string{"run", "--memory=" + o.Memory, "--dirty-rate=" + o.DirtyRate, "--tick=" + o.Tick.String(), "--log=" + log},
-		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
-			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
-		},
+		Args:      []string{"run", "--memory=" + o.Memory, "--dirty-rate=" + o.DirtyRate, "--tick=" + o.Tick.String(), "--log=" + log},
+		Resources: labAppResources(o),
+	}
+}
+
+// labAppOverhead is what the lab app holds besides its --memory region
+// (Go runtime, buffers): a limit below region + overhead would have the
+// app killed in a real cluster.
+var labAppOverhead = resource.MustParse("32Mi")
+
+// labAppResources requests a little memory (so that placement does not
+// depend on the size under test) and limits it to the app's region plus
+// its overhead, as a real pod would declare it. The limit is what the
+// descheduler sizes the checkpoint from when it estimates the downtime.
+func labAppResources(o AppOptions) corev1.ResourceRequirements {
+	limit := resource.MustParse(o.Memory)
+	limit.Add(labAppOverhead)
+	request := resource.MustParse("64Mi")
+	if limit.Cmp(request) < 0 {
+		request = limit.DeepCopy()
+	}
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: request},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: limit},
 	}
 }
 
