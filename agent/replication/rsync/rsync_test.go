@@ -354,36 +354,54 @@ func TestUnknownRequestRejected(t *testing.T) {
 	}
 }
 
+// TestDiskFullLeavesSourceUntouched fills a 1 MiB target volume with each
+// way a pass can write into it (rsync, and the tar stream of a first pass
+// into an empty target): the error says the target is full, the receiver's
+// status request reports the same cause, and the source is unchanged.
 func TestDiskFullLeavesSourceUntouched(t *testing.T) {
 	requireRoot(t)
-	base := t.TempDir()
-	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
-	must(t, os.MkdirAll(dst, 0o755))
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dst).CombinedOutput(); err != nil {
-		t.Skipf("SKIP (visible): cannot mount a 1 MiB tmpfs as the full target volume (%v: %s); this test needs CAP_SYS_ADMIN", err, out)
+	senders := []struct {
+		name string
+		send func(context.Context, SendOptions) (Result, error)
+	}{
+		{"rsync", Send},
+		{"tar", SendTar},
 	}
-	t.Cleanup(func() { _ = syscall.Unmount(dst, syscall.MNT_DETACH) })
-	writeRandom(t, filepath.Join(src, "a.bin"), 3<<20)
-	writeRandom(t, filepath.Join(src, "b.bin"), 100)
-	before, err := treediff.Scan(src)
-	must(t, err)
+	for _, s := range senders {
+		t.Run(s.name, func(t *testing.T) {
+			base := t.TempDir()
+			src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
+			must(t, os.MkdirAll(dst, 0o755))
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dst).CombinedOutput(); err != nil {
+				t.Skipf("SKIP (visible): cannot mount a 1 MiB tmpfs as the full target volume (%v: %s); this test needs CAP_SYS_ADMIN", err, out)
+			}
+			t.Cleanup(func() { _ = syscall.Unmount(dst, syscall.MNT_DETACH) })
+			writeRandom(t, filepath.Join(src, "a.bin"), 3<<20)
+			writeRandom(t, filepath.Join(src, "b.bin"), 100)
+			before, err := treediff.Scan(src)
+			must(t, err)
 
-	h := startReceiver(t, dst)
-	_, err = Send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial})
-	_ = h.lastReceiverError(t)
-	if err == nil {
-		t.Fatal("replicating 3 MiB into a 1 MiB volume succeeded")
-	}
-	if !IsDiskFull(err) {
-		t.Fatalf("error is not reported as disk full: %#v", err)
-	}
-	if !strings.Contains(err.Error(), "No space left on device") {
-		t.Errorf("error message %q does not say the target is full", err)
-	}
-	after, err := treediff.Scan(src)
-	must(t, err)
-	if fmt.Sprint(before) != fmt.Sprint(after) {
-		t.Error("the source tree changed during a failed replication")
+			h := startReceiver(t, dst)
+			_, err = s.send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial})
+			_ = h.lastReceiverError(t)
+			if err == nil {
+				t.Fatal("replicating 3 MiB into a 1 MiB volume succeeded")
+			}
+			if !IsDiskFull(err) {
+				t.Fatalf("error is not reported as disk full: %#v", err)
+			}
+			if !strings.Contains(err.Error(), "No space left on device") {
+				t.Errorf("error message %q does not say the target is full", err)
+			}
+			after, err := treediff.Scan(src)
+			must(t, err)
+			if fmt.Sprint(before) != fmt.Sprint(after) {
+				t.Error("the source tree changed during a failed replication")
+			}
+			if msg := remoteStatus(context.Background(), h.dial); !strings.Contains(msg, "No space left on device") {
+				t.Errorf("receiver status = %q, want the disk-full cause", msg)
+			}
+		})
 	}
 }
 
