@@ -2,7 +2,7 @@
 // region it keeps dirtying, with every counter value appended to a log on its
 // volume (see package labstate).
 //
-//	labapp run    --memory=64Mi --dirty-rate=4Mi --tick=10ms --log=/data/counter.log --state-dir=/run/labapp [--restore-from=pages-1.img]
+//	labapp run    --memory=64Mi --dirty-rate=4Mi --tick=10ms --log=/data/counter.log --state-dir=/run/labapp [--restore-from=pages-1.img [--restore-offset=N --restore-size=N]]
 //	labapp verify --dump=pages-1.img --log=/data/counter.log
 //
 // On SIGUSR1 a running labapp dumps its own region to --dump-dir (a
@@ -54,6 +54,8 @@ func run(args []string) error {
 	logPath := fs.String("log", "/data/counter.log", "Counter log on the app's volume; empty keeps the state in memory only (a cache).")
 	stateDir := fs.String("state-dir", "/run/labapp", "Where the app publishes its memory layout.")
 	restoreFrom := fs.String("restore-from", "", "Start from this dumped region (pages-1.img) instead of from zero.")
+	restoreOffset := fs.Int64("restore-offset", 0, "Where the dumped region starts in --restore-from (the pages member inside a checkpoint archive).")
+	restoreSize := fs.Int64("restore-size", -1, "Length of the dumped region in --restore-from; -1 is the rest of the file.")
 	dumpDir := fs.String("dump-dir", "", "Where SIGUSR1 writes a cooperative dump.")
 	sync := fs.Bool("sync", false, "fsync the log after every value.")
 	if err := fs.Parse(args); err != nil {
@@ -81,7 +83,7 @@ func run(args []string) error {
 	cfg := labstate.Config{MemoryBytes: memBytes, PagesPerTick: perTick, Tick: *tick, LogPath: *logPath, StateDir: *stateDir, Sync: *sync}
 	var app *labstate.App
 	if *restoreFrom != "" {
-		app, err = labstate.Restore(cfg, *restoreFrom)
+		app, err = labstate.RestoreAt(cfg, *restoreFrom, *restoreOffset, *restoreSize)
 	} else {
 		app, err = labstate.New(cfg)
 	}

@@ -215,61 +215,92 @@ func (r *Runtime) Checkpoint(ctx context.Context, pp *podProc, cp *containerProc
 	return final, nil
 }
 
+// pagesMember is the memory dump inside a CRI-O layout archive.
+const pagesMember = "checkpoint/pages-1.img"
+
+// restoreSource is where a restored container's memory dump lies: the
+// pages member's bytes inside the pulled archive, read in place by the lab
+// app (a real CRI-O extracts the layer while it streams it in; copying the
+// member out to a second file would write the dump twice, a cost the real
+// runtime does not have).
+type restoreSource struct {
+	path      string
+	off, size int64
+}
+
 // pullCheckpoint pulls a checkpoint image, checks it like any untrusted
-// archive, and extracts the memory dump; it returns the pages file.
-func (r *Runtime) pullCheckpoint(ctx context.Context, ref, dir, container string) (string, error) {
+// archive, and finds the memory dump in it. The caller removes
+// <dir>/checkpoint.tar once the lab app has loaded it.
+func (r *Runtime) pullCheckpoint(ctx context.Context, ref, dir, container string) (*restoreSource, error) {
 	tarPath := filepath.Join(dir, "checkpoint.tar")
+	start := time.Now()
 	f, err := os.OpenFile(tarPath, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	pulled, err := checkpointimage.Pull(ctx, ref, f, r.cfg.Registry)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if pulled.ContainerName != container {
-		return "", fmt.Errorf("checkpoint image is of container %q, not %q", pulled.ContainerName, container)
+		return nil, fmt.Errorf("checkpoint image is of container %q, not %q", pulled.ContainerName, container)
 	}
+	pulledAt := time.Now()
 	if _, err := archive.Inspect(tarPath, archive.DefaultLimits); err != nil {
-		return "", err
+		return nil, err
 	}
-	pages := filepath.Join(dir, "pages-1.img")
-	if err := extractMember(tarPath, "checkpoint/pages-1.img", pages); err != nil {
-		return "", err
+	inspectedAt := time.Now()
+	off, size, err := memberAt(tarPath, pagesMember)
+	if err != nil {
+		return nil, err
 	}
-	_ = os.Remove(tarPath)
-	return pages, nil
+	r.log.Info("Checkpoint image pulled", "image", ref, "bytes", size, "pull", pulledAt.Sub(start), "inspect", inspectedAt.Sub(pulledAt), "locate", time.Since(inspectedAt))
+	return &restoreSource{path: tarPath, off: off, size: size}, nil
 }
 
-func extractMember(tarPath, member, dst string) error {
+// memberAt returns where a regular member's bytes lie in a (validated) tar
+// file: they are contiguous there unless the member is sparse, which it
+// refuses.
+func memberAt(tarPath, member string) (off, size int64, err error) {
 	f, err := os.Open(tarPath)
 	if err != nil {
-		return err
+		return 0, 0, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	// archive/tar reads headers straight from f, block by block, and seeks
+	// over the data of the members it skips: after Next the file offset is
+	// where the member's data starts.
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%s not in archive", member)
+			return 0, 0, fmt.Errorf("%s not in archive", member)
 		}
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
 		if h.Name != member || h.Typeflag != tar.TypeReg {
 			continue
 		}
-		out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+		for k := range h.PAXRecords {
+			if strings.HasPrefix(k, "GNU.sparse.") {
+				return 0, 0, fmt.Errorf("%s is a sparse member", member)
+			}
+		}
+		off, err := f.Seek(0, io.SeekCurrent)
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
-		_, err = io.Copy(out, tr)
-		if cerr := out.Close(); err == nil {
-			err = cerr
+		if h.Size < 0 || off+h.Size > fi.Size() {
+			return 0, 0, fmt.Errorf("%s: %d bytes at offset %d run past the archive's %d", member, h.Size, off, fi.Size())
 		}
-		return err
+		return off, h.Size, nil
 	}
 }

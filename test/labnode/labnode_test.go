@@ -1,7 +1,10 @@
 package labnode
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -351,4 +354,85 @@ func TestKubeletAPIAnswers(t *testing.T) {
 	// The allowed checkpoint left the running app running.
 	before := counter(t, r, "web-0")
 	waitCounter(t, r, "web-0", before+10)
+}
+
+func TestMemberAt(t *testing.T) {
+	dir := t.TempDir()
+	pages := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+	write := func(name string, hdrs ...*tar.Header) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tw := tar.NewWriter(f)
+		for _, h := range hdrs {
+			data := []byte("x")
+			if h.Name == pagesMember {
+				data = pages
+			}
+			if h.Typeflag == tar.TypeReg {
+				h.Size = int64(len(data))
+			}
+			if err := tw.WriteHeader(h); err != nil {
+				t.Fatal(err)
+			}
+			if h.Typeflag == tar.TypeReg {
+				if _, err := tw.Write(data); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := tw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_ = f.Close()
+		return p
+	}
+	reg := func(name string) *tar.Header { return &tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o600} }
+	// A PAX header (long name) before the member moves its data.
+	p := write("ok.tar", reg("config.dump"), &tar.Header{Name: "checkpoint/", Typeflag: tar.TypeDir, Mode: 0o700},
+		reg("checkpoint/"+strings.Repeat("n", 120)), reg(pagesMember), reg("spec.dump"))
+	off, size, err := memberAt(p, pagesMember)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	if size != int64(len(pages)) || !bytes.Equal(b[off:off+size], pages) {
+		t.Fatalf("memberAt = %d, %d: not the member's bytes", off, size)
+	}
+	if _, _, err := memberAt(write("none.tar", reg("config.dump")), pagesMember); err == nil {
+		t.Error("memberAt found a missing member")
+	}
+	// A PAX 0.1 sparse member (archive/tar does not write one): its
+	// extended header is a member "pax" retyped to 'x' below.
+	rec := ""
+	for _, kv := range []string{"GNU.sparse.numblocks=1\n", "GNU.sparse.map=0,16\n"} {
+		rec += fmt.Sprintf("%d %s", len(kv)+3, kv)
+	}
+	pax := reg("pax")
+	p = write("sparse.tar", reg("config.dump"), pax, reg(pagesMember))
+	b, _ = os.ReadFile(p)
+	// Second header block: after config.dump's header and data block.
+	h := b[1024 : 1024+512]
+	if string(h[:3]) != "pax" {
+		t.Fatal("unexpected tar layout")
+	}
+	// Rewrite its data and size for the record, and its type and checksum.
+	copy(b[1536:2048], append([]byte(rec), make([]byte, 512-len(rec))...))
+	copy(h[124:136], fmt.Sprintf("%011o\x00", len(rec)))
+	h[156] = tar.TypeXHeader
+	copy(h[148:156], "        ")
+	sum := 0
+	for _, c := range h {
+		sum += int(c)
+	}
+	copy(h[148:156], fmt.Sprintf("%06o\x00 ", sum))
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := memberAt(p, pagesMember); err == nil || !strings.Contains(err.Error(), "sparse") {
+		t.Errorf("memberAt of a sparse member = %v", err)
+	}
 }

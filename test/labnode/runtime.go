@@ -226,6 +226,7 @@ func (r *Runtime) RunPod(ctx context.Context, p *corev1.Pod) error {
 	pp := &podProc{pod: p.DeepCopy(), containers: map[string]*containerProc{}}
 	r.pods[p.UID] = pp
 	r.mu.Unlock()
+	start := time.Now()
 
 	pp.cgroup = freezer.PodCgroupCandidates(r.cfg.CgroupParent, freezer.DriverCgroupfs, p.UID)[1]
 	dir := filepath.Join(r.cfg.FreezerMount, pp.cgroup)
@@ -243,11 +244,13 @@ func (r *Runtime) RunPod(ctx context.Context, p *corev1.Pod) error {
 		pp.containers[c.Name] = cp
 		r.mu.Unlock()
 	}
-	r.log.Info("Pod started", "pod", klog.KObj(p), "cgroup", pp.cgroup)
+	r.log.Info("Pod started", "pod", klog.KObj(p), "cgroup", pp.cgroup, "duration", time.Since(start))
 	if p.Labels[LabelRuntime] == RuntimeName {
+		started := time.Now()
 		if err := r.reportRunning(ctx, p); err != nil {
 			return fmt.Errorf("reporting the pod running: %w", err)
 		}
+		r.log.Info("Pod reported running", "pod", klog.KObj(p), "report", time.Since(started), "sinceCreated", time.Since(p.CreationTimestamp.Time))
 	}
 	return nil
 }
@@ -363,7 +366,7 @@ func mapArgs(args []string, paths map[string]string) []string {
 	return out
 }
 
-func (r *Runtime) startContainer(ctx context.Context, pp *podProc, c corev1.Container) (*containerProc, error) {
+func (r *Runtime) startContainer(ctx context.Context, pp *podProc, c corev1.Container) (_ *containerProc, retErr error) {
 	cdir := filepath.Join(r.podDir(pp.pod.UID), c.Name)
 	if err := os.MkdirAll(cdir, 0o700); err != nil {
 		return nil, err
@@ -389,11 +392,23 @@ func (r *Runtime) startContainer(ctx context.Context, pp *podProc, c corev1.Cont
 		}
 	}
 	if c.Image != r.cfg.LabAppImage {
-		pages, err := r.pullCheckpoint(ctx, c.Image, cdir, c.Name)
+		src, err := r.pullCheckpoint(ctx, c.Image, cdir, c.Name)
+		// The lab app has loaded the dump once it published its layout: the
+		// archive goes then, without holding up the pod's start (unlinking
+		// 1 GiB of page cache takes a while); on failure it goes before a
+		// retry can pull it again.
+		defer func() {
+			tarPath := filepath.Join(cdir, "checkpoint.tar")
+			if retErr != nil {
+				_ = os.Remove(tarPath)
+				return
+			}
+			go func() { _ = os.Remove(tarPath) }()
+		}()
 		if err != nil {
 			return nil, err
 		}
-		args = append(args, "--restore-from="+pages)
+		args = append(args, "--restore-from="+src.path, fmt.Sprintf("--restore-offset=%d", src.off), fmt.Sprintf("--restore-size=%d", src.size))
 	}
 	cp.args = args
 	_ = os.Remove(filepath.Join(cp.stateDir, "layout.json"))
@@ -402,6 +417,7 @@ func (r *Runtime) startContainer(ctx context.Context, pp *podProc, c corev1.Cont
 		return nil, err
 	}
 	cmd := exec.Command(r.cfg.LabApp, args...)
+	launched := time.Now()
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -436,6 +452,7 @@ func (r *Runtime) startContainer(ctx context.Context, pp *podProc, c corev1.Cont
 			return nil, errors.New("lab app did not publish its layout")
 		}
 	}
+	r.log.Info("Container started", "pod", klog.KObj(pp.pod), "container", c.Name, "load", time.Since(launched))
 	return cp, nil
 }
 

@@ -182,3 +182,38 @@ func TestMemoryOnly(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestRestoreAtOffset(t *testing.T) {
+	c := cfg(t)
+	a, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps(t, a, 20)
+	region := append([]byte(nil), a.Region()...)
+	_ = a.Close()
+	// The dump inside a larger file, as the pages member of an archive.
+	const off = 3 * 512
+	file := append(append(bytes.Repeat([]byte{0xaa}, off), region...), bytes.Repeat([]byte{0xbb}, 1024)...)
+	p := dump(t, file)
+	if _, err := RestoreAt(c, p, off, int64(len(region))+1); err == nil {
+		t.Error("RestoreAt with the wrong size succeeded")
+	}
+	if _, err := RestoreAt(c, p, int64(len(file))-int64(len(region))+1, int64(len(region))); err == nil {
+		t.Error("RestoreAt past the end of the file succeeded")
+	}
+	if _, err := RestoreAt(c, p, off, -1); err == nil {
+		t.Error("RestoreAt of the rest of the file (trailing bytes) succeeded")
+	}
+	b, err := RestoreAt(c, p, off, int64(len(region)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b.Region(), region) {
+		t.Fatal("restored region differs from the dump")
+	}
+	steps(t, b, 5)
+	if n, err := Agree(b.Region(), c.LogPath); err != nil || n != 25 {
+		t.Fatalf("Agree = %d, %v; want 25", n, err)
+	}
+}
