@@ -7,7 +7,8 @@
 # pass (delta + checksum verification, whole tree or after a pre-freeze
 # verification) through the lab's WAN relay capped at 100 Mbit/s and
 # 1 Gbit/s. The last line is "ratio full/raw: R, delta sent: P%". Run it
-# under the lab lock: flock /tmp/livemigrate-lab.lock hack/bench-replication.sh
+# alone on the machine (no lab or other benchmark beside it): it compares
+# CPU-bound transfers.
 #
 # Needs root (the receiver chroots into the target volume) and rsync
 # (Debian package rsync).
