@@ -272,7 +272,16 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 	}
 	setCondition(pc, agentv1alpha1.ConditionCheckpointed, metav1.ConditionTrue, ReasonCheckpointed, "every container checkpointed")
 
-	// 3. Push each archive as a checkpoint image.
+	// 3. Push each archive as a checkpoint image. Before the first push,
+	// status says the archives are taken and the push runs, so that whoever
+	// watches (the migration controller, its timeline) can tell the dump
+	// from the push.
+	if pc.Status.Phase != agentv1alpha1.PodCheckpointPushing && !allPushed(pc, containers) {
+		pc.Status.Phase = agentv1alpha1.PodCheckpointPushing
+		if err := r.Client.Status().Update(ctx, pc); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	opts, err := r.pushOptions(ctx, pc)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -590,4 +599,14 @@ func (r *PodCheckpointReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&agentv1alpha1.PodCheckpoint{}, builder.WithPredicates(onNode, predicate.Or[client.Object](
 			predicate.GenerationChangedPredicate{}, beingDeleted))).
 		Complete(r)
+}
+
+// allPushed reports whether every container's archive has been pushed.
+func allPushed(pc *agentv1alpha1.PodCheckpoint, containers []string) bool {
+	for _, c := range containers {
+		if containerStatus(pc, c).Digest == "" {
+			return false
+		}
+	}
+	return true
 }

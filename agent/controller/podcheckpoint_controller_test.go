@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -255,6 +257,43 @@ func TestCheckpointHappyPathThenRelease(t *testing.T) {
 	}
 	if !e.fr.frozen["kubepods/burstable/podpod-uid-1"] {
 		t.Errorf("release thawed the pod")
+	}
+}
+
+// TestStatusSaysCheckpointedWhilePushing checks that the archives are
+// reported (phase Pushing, Checkpointed condition, archive sizes) before the
+// first push starts, so that a watcher can tell the dump from the push.
+func TestStatusSaysCheckpointedWhilePushing(t *testing.T) {
+	e := newEnv(t)
+	e.create(t)
+	var seen []string
+	push := e.r.Push
+	e.r.Push = func(ctx context.Context, path, container string, ann map[string]string, ref string, o checkpointimage.PushOptions) (*checkpointimage.Result, error) {
+		stored := &agentv1alpha1.PodCheckpoint{}
+		if err := e.c.Get(ctx, types.NamespacedName{Namespace: "db", Name: "mig-1-web-0"}, stored); err != nil {
+			t.Fatal(err)
+		}
+		var bytes int64
+		for _, c := range stored.Status.Containers {
+			bytes += c.ArchiveSizeBytes
+		}
+		seen = append(seen, fmt.Sprintf("%s: phase %s, checkpointed %v, archives %v",
+			container, stored.Status.Phase, meta.IsStatusConditionTrue(stored.Status.Conditions, agentv1alpha1.ConditionCheckpointed), bytes > 0))
+		return push(ctx, path, container, ann, ref, o)
+	}
+	pc, err := e.reconcile(t)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if pc.Status.Phase != agentv1alpha1.PodCheckpointCheckpointed {
+		t.Fatalf("phase %q (%s), want Checkpointed", pc.Status.Phase, pc.Status.Message)
+	}
+	want := []string{
+		"app: phase Pushing, checkpointed true, archives true",
+		"side: phase Pushing, checkpointed true, archives true",
+	}
+	if diff := cmp.Diff(want, seen); diff != "" {
+		t.Errorf("stored status while pushing (-want +got):\n%s", diff)
 	}
 }
 

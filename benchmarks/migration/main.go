@@ -614,7 +614,7 @@ func report(w io.Writer, rows []row) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Where the downtime went (s; phases from the LiveMigration's timeline, push from the agent's PodCheckpoint, target pod creation from a watch on the target):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| link | app memory | Checkpointing (freeze, dump, push; final sync beside) | FinalSync (wait) | Transfer (wait for push) | frozen → images recorded (push) | Rebinding | Restoring | Verifying | Rebinding → target pod created | target pod created → Ready (local pull, restore) |")
+	fmt.Fprintln(w, "| link | app memory | Checkpointing (freeze, dump; final sync beside) | FinalSync (wait) | Transfer (push) | frozen → images recorded (push) | Rebinding | Restoring | Verifying | Rebinding → target pod created | target pod created → Ready (local pull, restore) |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		if r.err != nil {

@@ -12,13 +12,12 @@
 //     the downtime); as soon as all are frozen it requests the final volume
 //     sync and the checkpoints together, so that the final pass runs while
 //     the checkpoints are dumped and pushed. It ends once every archive is
-//     reported taken (the in-tree agent reports its archives together with
-//     the pushed images, so with it Checkpointing also covers the push and
-//     Transfer lasts one reconcile).
+//     reported taken (the in-tree agent reports its archives, phase Pushing,
+//     before it pushes them).
 //   - FinalSync: waits for the final volume sync requested at the freeze
 //     (often already finished: then it lasts one reconcile).
-//   - Transfer: waits until every checkpoint image is in the registry and
-//     records the images.
+//   - Transfer: waits until every checkpoint image is in the registry (the
+//     push) and records the images.
 //   - Rebinding: records the checkpoints in the target (PodRestore) and
 //     points the ResourceBinding at the target.
 //   - Restoring: Karmada propagates the workload, the target pods are
