@@ -10,14 +10,13 @@ package manifest
 
 import (
 	"encoding/gob"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/livemigrate/livemigrate/agent/replication/internal/fswalk"
 )
 
 // Identity of one entry.
@@ -47,25 +46,8 @@ type Manifest struct {
 // vanishing during the walk are left out.
 func Walk(dir string) (Manifest, error) {
 	m := Manifest{Taken: time.Now(), Entries: map[string]Identity{}}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p != dir && errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			if p != dir && errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		m.Entries[filepath.ToSlash(rel)] = Identity{
+	err := fswalk.Walk(dir, func(rel string, st *unix.Stat_t) error {
+		m.Entries[rel] = Identity{
 			Mode: st.Mode, Dev: st.Dev, Ino: st.Ino, Size: st.Size,
 			MtimeNs: st.Mtim.Nano(), CtimeNs: st.Ctim.Nano(),
 		}

@@ -18,6 +18,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/livemigrate/livemigrate/agent/replication/internal/fswalk"
 )
 
 // PAX records of this package's own (vendor prefix): a file with holes is
@@ -76,30 +78,13 @@ func (e Entry) Size() int64 {
 func Scan(dir string) ([]Entry, error) {
 	var out []Entry
 	xattrBuf := make([]byte, 256)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p != dir && errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			if p != dir && errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
+	err := fswalk.Walk(dir, func(rel string, st *unix.Stat_t) error {
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG, unix.S_IFDIR, unix.S_IFLNK:
 		default:
 			return fmt.Errorf("%w: %s is a device, FIFO or socket", ErrUnsupported, rel)
 		}
-		n, err := unix.Llistxattr(p, xattrBuf)
+		n, err := unix.Llistxattr(filepath.Join(dir, filepath.FromSlash(rel)), xattrBuf)
 		if errors.Is(err, unix.ERANGE) || n > 0 {
 			return fmt.Errorf("%w: %s has extended attributes or ACLs", ErrUnsupported, rel)
 		}
@@ -109,7 +94,7 @@ func Scan(dir string) ([]Entry, error) {
 		if len(rel) > MaxPath {
 			return fmt.Errorf("%w: path longer than %d bytes: %.64s…", ErrUnsupported, MaxPath, rel)
 		}
-		out = append(out, Entry{Rel: filepath.ToSlash(rel), st: st})
+		out = append(out, Entry{Rel: rel, st: *st})
 		return nil
 	})
 	if err != nil {
