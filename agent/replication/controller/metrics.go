@@ -34,6 +34,7 @@ type Metrics struct {
 	replications  *prometheus.CounterVec
 	retries       *prometheus.CounterVec
 	verified      *prometheus.CounterVec
+	finalMethods  *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not
@@ -94,12 +95,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"pass"}),
 		verified: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livemigrate_replication_verified_entries_total",
-			Help: "Entries found equal by a verification, by stage (prefreeze, final) and how: checksummed (content read on both ends) or unchanged (identities equal to a recorded verification; not read).",
+			Help: "Entries found equal by a verification, by stage (prefreeze, final) and how: checksummed (content read on both ends), blockcompared (sent by the block delta and compared block by block) or unchanged (identities equal to a recorded verification; not read).",
 		}, []string{"stage", "how"}),
+		finalMethods: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livemigrate_replication_final_methods_total",
+			Help: "Successful final passes by method (blockdelta, rsync) and, for rsync, why the block delta was not used (disabled, no-records, not-applicable, failed, mismatch).",
+		}, []string{"method", "fallback"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.passes, m.passSeconds, m.deltaBytes, m.wireBytes, m.fileBytes, m.verifications,
-			m.finalSeconds, m.estimateSecs, m.active, m.rejected, m.replications, m.retries, m.verified)
+			m.finalSeconds, m.estimateSecs, m.active, m.rejected, m.replications, m.retries, m.verified, m.finalMethods)
 	}
 	return m
 }
@@ -142,4 +147,14 @@ func (m *Metrics) observeVerify(stage string, c engine.VerifyCounts) {
 	}
 	m.verified.WithLabelValues(stage, "checksummed").Add(float64(c.Checksummed))
 	m.verified.WithLabelValues(stage, "unchanged").Add(float64(c.Unchanged))
+	if stage == stageFinal {
+		m.verified.WithLabelValues(stage, "blockcompared").Add(float64(c.BlockCompared))
+	}
+}
+
+func (m *Metrics) observeFinal(r engine.FinalResult) {
+	if m == nil {
+		return
+	}
+	m.finalMethods.WithLabelValues(string(r.Method), string(r.Fallback)).Inc()
 }

@@ -544,7 +544,9 @@ func (r *VolumeReplicationReconciler) runSource(ctx context.Context, vr *agentv1
 		r.Metrics.replications.WithLabelValues(resultSuccess).Inc()
 	}
 	r.Metrics.observeVerify(stageFinal, res.Counts)
-	log.Info("Volume replicated and verified", "finalDuration", res.Downtime, "repairs", res.Repairs, "verification", res.Counts.String())
+	r.Metrics.observeFinal(res)
+	log.Info("Volume replicated and verified", "finalDuration", res.Downtime, "method", res.Method, "fallback", res.Fallback,
+		"fallbackReason", res.FallbackDetail, "repairs", res.Repairs, "verification", res.Counts.String())
 	_ = r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
 		now := metav1.NewTime(r.Clock.Now())
 		s.Phase = agentv1alpha1.VolumeReplicationCompleted
@@ -553,8 +555,24 @@ func (r *VolumeReplicationReconciler) runSource(ctx context.Context, vr *agentv1
 		s.CompletionTime = &now
 		s.Message = ""
 		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: agentv1alpha1.ConditionVerified, Status: metav1.ConditionTrue, Reason: "ChecksumMatch",
-			Message: fmt.Sprintf("whole-file checksums match after %d repairs; under freeze: %s", res.Repairs, res.Counts)})
+			Message: verifiedMessage(res)})
 	})
+}
+
+// verifiedMessage describes how the final pass proved the target equal.
+func verifiedMessage(res engine.FinalResult) string {
+	if res.Method == engine.FinalBlockDelta {
+		return fmt.Sprintf("block delta: block hashes and metadata match; under freeze: %s", res.Counts)
+	}
+	msg := fmt.Sprintf("whole-file checksums match after %d repairs; under freeze: %s", res.Repairs, res.Counts)
+	if res.Fallback != "" && res.Fallback != engine.FallbackDisabled {
+		why := res.FallbackDetail
+		if why == "" {
+			why = string(res.Fallback)
+		}
+		msg += " (rsync: " + why + ")"
+	}
+	return msg
 }
 
 // session builds the engine session of a source object.

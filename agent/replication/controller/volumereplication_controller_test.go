@@ -383,9 +383,9 @@ func (c *cluster) workerRunning() bool {
 }
 
 // TestFinalReadsOnlyWhatChangedSincePreVerification: after pre-copy the
-// source agent verifies the target while the application runs; under freeze
-// only the entry that changed since is checksummed, as the Verified
-// condition and the metrics show.
+// source agent verifies (and indexes) the target while the application
+// runs; under freeze only the entry that changed since is sent, as a block
+// delta, and compared, as the Verified condition and the metrics show.
 func TestFinalReadsOnlyWhatChangedSincePreVerification(t *testing.T) {
 	src, _, srcDir, dstRoot := setup(t)
 	for _, p := range []string{"base/t1", "base/t2", "base/t3", "wal/0001", "wal/0002"} {
@@ -419,11 +419,17 @@ func TestFinalReadsOnlyWhatChangedSincePreVerification(t *testing.T) {
 	src.reconcile(t, "data-pg-0")
 	done := src.waitPhase(t, "data-pg-0", agentv1alpha1.VolumeReplicationCompleted)
 	c := findCondition(done.Status.Conditions, agentv1alpha1.ConditionVerified)
-	if c == nil || !strings.Contains(c.Message, "under freeze: 8 entries: 1 checksummed, 7 unchanged") {
-		t.Errorf("Verified condition %+v, want 1 of 8 entries checksummed under freeze", c)
+	if c == nil || !strings.Contains(c.Message, "block delta: block hashes and metadata match; under freeze: 8 entries: 1 compared block by block (block delta), 7 unchanged") {
+		t.Errorf("Verified condition %+v, want the 1 changed entry of 8 sent as a block delta and compared under freeze", c)
 	}
-	if got := value(t, src.rec.Metrics.verified.WithLabelValues(stageFinal, "checksummed")); got != 1 {
-		t.Errorf("checksummed under freeze = %v, want 1", got)
+	if got := value(t, src.rec.Metrics.verified.WithLabelValues(stageFinal, "blockcompared")); got != 1 {
+		t.Errorf("compared block by block under freeze = %v, want 1", got)
+	}
+	if got := value(t, src.rec.Metrics.verified.WithLabelValues(stageFinal, "checksummed")); got != 0 {
+		t.Errorf("checksummed under freeze = %v, want 0 (the block delta proved the changed file)", got)
+	}
+	if got := value(t, src.rec.Metrics.finalMethods.WithLabelValues("blockdelta", "")); got != 1 {
+		t.Errorf("final passes by block delta = %v, want 1", got)
 	}
 	if got := value(t, src.rec.Metrics.verified.WithLabelValues(stageFinal, "unchanged")); got != 7 {
 		t.Errorf("unchanged under freeze = %v, want 7", got)

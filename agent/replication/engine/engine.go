@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
 	"github.com/livemigrate/livemigrate/agent/replication/rsync"
@@ -76,8 +77,13 @@ type Config struct {
 	// Verified, when set, holds the records of pre-freeze verifications
 	// (PreVerify) that let Final checksum only what changed since.
 	Verified *VerifyState
-	// WholeFinalVerify makes Final verify the whole tree even with records.
+	// WholeFinalVerify makes Final verify the whole tree even with records
+	// (and so also disables the block delta).
 	WholeFinalVerify bool
+	// DisableBlockDelta makes Final always run the rsync final pass and its
+	// checksum verification, even when only file content changed since the
+	// pre-freeze verification (see Final); benchmarks compare both.
+	DisableBlockDelta bool
 	// DisableTarFirstPass makes the first pass rsync even into an empty
 	// target (the tar stream is used by default, see package tarstream).
 	DisableTarFirstPass bool
@@ -94,6 +100,9 @@ type PassResult struct {
 	rsync.Result
 	// TarStream is set when the pass was a tar stream, not rsync.
 	TarStream bool
+	// BlockDelta is set when the final pass was a block delta (package
+	// blockdelta), not rsync.
+	BlockDelta bool
 	// Attempt of a pre-copy pass (1 for the first; retries count up).
 	Attempt int
 	// Differences of a verification pass.
@@ -128,11 +137,52 @@ type PreCopyResult struct {
 	EstimatedFinal time.Duration
 }
 
+// FinalMethod tells how a final pass sent the changes.
+type FinalMethod string
+
+const (
+	// FinalBlockDelta: the changed files went as a block delta against
+	// the target's block index and were compared block by block.
+	FinalBlockDelta FinalMethod = "blockdelta"
+	// FinalRsync: an rsync delta pass and a checksum verification.
+	FinalRsync FinalMethod = "rsync"
+)
+
+// Fallback says why a final pass used rsync rather than the block delta.
+// The values are few and fixed (they label a metric).
+type Fallback string
+
+const (
+	// FallbackDisabled: WholeFinalVerify or DisableBlockDelta.
+	FallbackDisabled Fallback = "disabled"
+	// FallbackNoRecords: no pre-freeze verification recorded the tree.
+	FallbackNoRecords Fallback = "no-records"
+	// FallbackNotApplicable: something other than the content, size,
+	// mode or time of indexed regular files changed (an entry added,
+	// removed or of another type, a changed directory or symlink, a
+	// target changed since the pre-freeze verification, a file without
+	// an index, hard links, extended attributes, holes).
+	FallbackNotApplicable Fallback = "not-applicable"
+	// FallbackFailed: the block delta failed to run (connection,
+	// receiver error).
+	FallbackFailed Fallback = "failed"
+	// FallbackMismatch: after the block delta the target did not equal
+	// the source (a block read back differently, metadata, the target's
+	// manifest).
+	FallbackMismatch Fallback = "mismatch"
+)
+
 // FinalResult is the outcome of Final.
 type FinalResult struct {
-	Delta   rsync.Result
-	Verify  rsync.VerifyResult
-	Repairs int
+	// Method that made the target equal.
+	Method FinalMethod
+	// Fallback and FallbackDetail say why the rsync method ran (empty
+	// for the block delta).
+	Fallback       Fallback
+	FallbackDetail string
+	Delta          rsync.Result
+	Verify         rsync.VerifyResult
+	Repairs        int
 	// Counts tells how the target was found equal.
 	Counts VerifyCounts
 	// Downtime is the wall time of the final pass including verification.
@@ -352,9 +402,19 @@ func (s *Session) estimate(last rsync.Result) time.Duration {
 	return last.Duration
 }
 
-// Final runs the last delta pass (the pod must be frozen), then verifies the
-// target, repairing and re-verifying the whole tree up to DefaultMaxRepairs
-// times. round is the round number to report.
+// Final makes the target equal to the source and proves it (the pod must
+// be frozen). round is the round number to report.
+//
+// When a pre-freeze verification recorded the tree and indexed the target
+// (PreVerify), and since then only the content, size, mode or time of
+// indexed regular files changed on the source, those files go as a block
+// delta (package blockdelta): only the blocks that differ from the target's
+// index are sent, and every block is compared by hash with the target's
+// read-back or its index, the metadata with the target's, the rest of the
+// tree by its identities (see finalBlocks). Otherwise, or if the block
+// delta fails or finds a difference, Final runs an rsync delta pass, then
+// verifies the target, repairing and re-verifying the whole tree up to
+// DefaultMaxRepairs times; FinalResult.Fallback says why.
 //
 // With records of a pre-freeze verification (Config.Verified, see
 // PreVerify) only entries whose source or target identity changed since —
@@ -366,6 +426,25 @@ func (s *Session) Final(ctx context.Context, round int) (FinalResult, error) {
 	start := s.clock.Now()
 	var out FinalResult
 	targeted := s.cfg.Verified.Len() > 0 && !s.cfg.WholeFinalVerify
+	switch {
+	case !s.blockDeltaEnabled():
+		out.Fallback = FallbackDisabled
+	case !targeted:
+		out.Fallback = FallbackNoRecords
+	default:
+		bd, err := s.finalBlocks(ctx, round)
+		if err == nil {
+			bd.Downtime = s.clock.Since(start)
+			return bd, nil
+		}
+		if ctx.Err() != nil {
+			return bd, ctx.Err()
+		}
+		out.Fallback, out.FallbackDetail = fallbackOf(err), err.Error()
+		klog.FromContext(ctx).Info("Final pass by block delta not possible; running the rsync final pass and verification",
+			"fallback", out.Fallback, "reason", err.Error())
+	}
+	out.Method = FinalRsync
 	r, err := rsync.Send(ctx, s.opts(PassFinal, round, false))
 	s.report(PassResult{Pass: PassFinal, Round: round, Result: r, Err: err})
 	out.Delta = r
@@ -415,6 +494,12 @@ func (s *Session) Final(ctx context.Context, round int) (FinalResult, error) {
 			return out, fmt.Errorf("repair pass: %w", err)
 		}
 	}
+}
+
+// blockDeltaEnabled tells whether pre-freeze verifications index the
+// target and Final may send a block delta.
+func (s *Session) blockDeltaEnabled() bool {
+	return s.cfg.Verified != nil && !s.cfg.WholeFinalVerify && !s.cfg.DisableBlockDelta
 }
 
 // VerifyOnly compares source and target without changing anything.

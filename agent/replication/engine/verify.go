@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"k8s.io/klog/v2"
 
+	"github.com/livemigrate/livemigrate/agent/replication/blockdelta"
 	"github.com/livemigrate/livemigrate/agent/replication/manifest"
 	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 )
@@ -29,12 +31,17 @@ const StableAge = time.Second
 type VerifyState struct {
 	mu      sync.Mutex
 	records map[string]verified
+	// index holds the target's block hashes of recorded regular files
+	// (package blockdelta), valid for the recorded target identity.
+	index map[string]*blockdelta.FileIndex
 }
 
 type verified struct{ src, tgt manifest.Identity }
 
 // NewVerifyState returns an empty state.
-func NewVerifyState() *VerifyState { return &VerifyState{records: map[string]verified{}} }
+func NewVerifyState() *VerifyState {
+	return &VerifyState{records: map[string]verified{}, index: map[string]*blockdelta.FileIndex{}}
+}
 
 // Len is the number of recorded entries.
 func (v *VerifyState) Len() int {
@@ -59,6 +66,13 @@ type VerifyCounts struct {
 	// Checksummed entries: compared by a verification pass (whole-file
 	// checksums of regular files, metadata of all).
 	Checksummed int
+	// BlockCompared entries: regular files the final pass sent as a block
+	// delta, found equal block by block (source hashes against the
+	// target's read-back or its index) and by metadata.
+	BlockCompared int
+	// Indexed regular files have a target block index after a pre-freeze
+	// verification.
+	Indexed int
 	// Whole is set when the whole tree was verified (no records).
 	Whole bool
 }
@@ -67,8 +81,16 @@ func (c VerifyCounts) String() string {
 	if c.Whole {
 		return fmt.Sprintf("whole tree verified (%d entries)", c.Entries)
 	}
-	return fmt.Sprintf("%d entries: %d checksummed, %d unchanged since the pre-freeze verification (not read)",
+	if c.BlockCompared > 0 {
+		return fmt.Sprintf("%d entries: %d compared block by block (block delta), %d unchanged since the pre-freeze verification (not read)",
+			c.Entries, c.BlockCompared, c.Unchanged)
+	}
+	s := fmt.Sprintf("%d entries: %d checksummed, %d unchanged since the pre-freeze verification (not read)",
 		c.Entries, c.Checksummed, c.Unchanged)
+	if c.Indexed > 0 {
+		s += fmt.Sprintf("; %d files block-indexed on the target", c.Indexed)
+	}
+	return s
 }
 
 // PreVerify verifies the target against the source while the application
@@ -127,7 +149,75 @@ func (s *Session) PreVerify(ctx context.Context, round int) (VerifyCounts, error
 	s.cfg.Verified.mu.Lock()
 	s.cfg.Verified.records = records
 	s.cfg.Verified.mu.Unlock()
+	if s.blockDeltaEnabled() {
+		// A failed index only means a final pass by rsync.
+		n, err := s.indexTarget(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return counts, ctx.Err()
+			}
+			klog.FromContext(ctx).Error(err, "Indexing the target's blocks failed; the final pass will use rsync")
+		}
+		counts.Indexed = n
+	}
 	return counts, nil
+}
+
+// MaxIndexBytes bounds the memory of a session's target block index (16
+// bytes per 4 KiB block: 64 MiB cover 16 GiB of files). Files beyond it
+// are not indexed; if they change, the final pass uses rsync.
+const MaxIndexBytes = 64 << 20
+
+// indexTarget brings the target block index up to date with the records:
+// it keeps the index of every recorded regular file whose target identity
+// is still the indexed one, asks the receiver for the others, and keeps
+// an answer only if the file did not change while it was hashed and has
+// the recorded identity. It returns the number of files indexed.
+func (s *Session) indexTarget(ctx context.Context) (int, error) {
+	v := s.cfg.Verified
+	v.mu.Lock()
+	var want []string
+	var budget int64 = MaxIndexBytes
+	index := map[string]*blockdelta.FileIndex{}
+	for p, rec := range v.records {
+		if !rec.tgt.Regular() || !rec.src.Regular() {
+			continue
+		}
+		if fi := v.index[p]; fi.Valid(rec.tgt) {
+			index[p] = fi
+			budget -= fi.Size()
+		}
+	}
+	for p, rec := range v.records {
+		if !rec.tgt.Regular() || !rec.src.Regular() || index[p] != nil {
+			continue
+		}
+		if need := blockdelta.Blocks(rec.tgt.Size)*blockdelta.HashSize + int64(len(p)); need <= budget {
+			want = append(want, p)
+			budget -= need
+		}
+	}
+	v.index = index
+	v.mu.Unlock()
+	sort.Strings(want)
+	var got []*blockdelta.FileIndex
+	if len(want) > 0 {
+		err := rsync.FetchBlockIndex(ctx, s.cfg.Dial, want, func(fi *blockdelta.FileIndex) error {
+			got = append(got, fi)
+			return nil
+		})
+		if err != nil {
+			return len(index), fmt.Errorf("target block index: %w", err)
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, fi := range got {
+		if rec, ok := v.records[fi.Path]; ok && fi.Valid(rec.tgt) {
+			v.index[fi.Path] = fi
+		}
+	}
+	return len(v.index), nil
 }
 
 // verifyChanged is the verification under freeze: entries whose source and

@@ -95,6 +95,7 @@ func rewrite(t *testing.T, path string, keepTimes bool) {
 // changed on the source since the pre-freeze verification are read.
 func TestFinalChecksumsOnlyChangedEntries(t *testing.T) {
 	s, src, dst, entries := verifySetup(t, nil)
+	s.cfg.DisableBlockDelta = true // the rsync final pass (blocks_test.go: the block delta)
 	rewrite(t, filepath.Join(src, "a", "f3"), false)
 	if err := os.Chmod(filepath.Join(src, "b", "f4"), 0o600); err != nil {
 		t.Fatal(err)
@@ -127,6 +128,9 @@ func TestFinalCatchesTargetCorruptionAfterPreVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if fin.Method != FinalRsync || fin.Fallback != FallbackNotApplicable {
+		t.Errorf("final pass method %q (fallback %q), want rsync because the target changed since its index", fin.Method, fin.Fallback)
+	}
 	if fin.Repairs != 1 || len(diffs) != 1 || !strings.HasSuffix(diffs[0], "c/f5") {
 		t.Errorf("repairs %d, differences %q: want c/f5 found and repaired", fin.Repairs, diffs)
 	}
@@ -150,6 +154,7 @@ func TestFinalCatchesCorruptionOfATransferredFile(t *testing.T) {
 		}
 	})
 	dst = dstDir
+	s.cfg.DisableBlockDelta = true // corrupted between the rsync pass and its verification
 	rewrite(t, filepath.Join(src, "a", "f6"), false)
 	fin, err := s.Final(context.Background(), 2)
 	if err != nil {
@@ -180,6 +185,7 @@ func TestFinalFindsExtraTargetEntry(t *testing.T) {
 		}
 	})
 	dst = dstDir
+	s.cfg.DisableBlockDelta = true // planted between the rsync pass and its verification
 	fin, err := s.Final(context.Background(), 2)
 	if err != nil {
 		t.Fatal(err)

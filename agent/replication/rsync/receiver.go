@@ -1,6 +1,7 @@
 package rsync
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -16,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/livemigrate/livemigrate/agent/replication/blockdelta"
 	"github.com/livemigrate/livemigrate/agent/replication/manifest"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
@@ -129,6 +131,12 @@ const (
 	// requestManifest asks for the identities of the target's entries
 	// (package manifest).
 	requestManifest = "LIVEMIGRATE-REPLICATION/1 manifest\n"
+	// requestBlockIndex asks for the block hashes of target files (package
+	// blockdelta), before the freeze.
+	requestBlockIndex = "LIVEMIGRATE-REPLICATION/1 blockindex\n"
+	// requestBlockDelta carries the final pass as a block delta (package
+	// blockdelta) into existing target files.
+	requestBlockDelta = "LIVEMIGRATE-REPLICATION/1 blockdelta\n"
 )
 
 // readRequest reads the request line (at most 64 bytes, one byte at a time
@@ -168,6 +176,12 @@ func (r *Receiver) ServeConn(ctx context.Context, conn net.Conn) error {
 	case requestRsync:
 	case requestTar:
 		serve = r.serveTar
+	case requestBlockDelta:
+		serve = r.serveBlocks
+	case requestBlockIndex:
+		// Hashes of target files, no content: never during a transfer.
+		r.waitIdle(ctx, 10*time.Second)
+		return blockdelta.ServeIndex(ctx, r.DestDir, bufio.NewReaderSize(conn, 64<<10), conn)
 	case requestManifest:
 		// Identities only (package manifest), no content: what the
 		// source sent anyway. Never during a transfer.
