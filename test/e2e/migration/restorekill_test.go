@@ -196,14 +196,6 @@ func killRestore(ctx context.Context, app *scenario.App, src *scenario.Pod, agen
 	return k
 }
 
-func instanceNames(ins []*lab.Instance) []string {
-	out := make([]string, 0, len(ins))
-	for _, in := range ins {
-		out = append(out, in.Name)
-	}
-	return out
-}
-
 // enteredPhase is when the migration entered phase, zero if it never did.
 func enteredPhase(lm *lmv1alpha1.LiveMigration, phase lmv1alpha1.LiveMigrationPhase) time.Time {
 	for _, pt := range lm.Status.PhaseTransitions {
