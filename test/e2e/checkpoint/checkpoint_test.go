@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -20,13 +19,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/livemigrate/livemigrate/agent/checkpointimage"
+	"github.com/livemigrate/livemigrate/agent/freezer"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/e2e/migration/scenario"
 	"github.com/livemigrate/livemigrate/test/lab"
 	"github.com/livemigrate/livemigrate/test/labapp/labstate"
 	"github.com/livemigrate/livemigrate/test/labnode"
 )
 
-const appImage = labnode.DefaultLabAppImage
+// appImage is the image the lab node runtimes run the lab app for.
+const appImage = lab.LabAppImage
 
 func statefulSet(ns, name, volume string) *appsv1.StatefulSet {
 	labels := map[string]string{"app": name}
@@ -62,21 +64,22 @@ func poll(ctx context.Context, t *testing.T, what string, f func() (bool, string
 	}
 }
 
-func createNamespace(ctx context.Context, t *testing.T, me *memberEnv, ns string) {
+func createNamespace(ctx context.Context, t *testing.T, me *scenario.Cluster, ns string) {
 	t.Helper()
-	err := me.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	err := me.CR.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 }
 
-// runningPod waits for the pod to be bound and its lab app process to run.
-func runningPod(ctx context.Context, t *testing.T, me *memberEnv, ns, name string, want func(*corev1.Pod) error) (*corev1.Pod, *labnode.Runtime) {
+// runningPod waits for the pod to be bound and its lab app process to run,
+// and returns it with its lab app as the host sees it.
+func runningPod(ctx context.Context, t *testing.T, me *scenario.Cluster, ns, name string, want func(*corev1.Pod) error) (*corev1.Pod, *scenario.Pod) {
 	t.Helper()
 	pod := &corev1.Pod{}
-	var rt *labnode.Runtime
-	poll(ctx, t, "pod "+ns+"/"+name+" running in "+me.m.Name, func() (bool, string) {
-		if err := me.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pod); err != nil {
+	var p *scenario.Pod
+	poll(ctx, t, "pod "+ns+"/"+name+" running in "+me.Name, func() (bool, string) {
+		if err := me.CR.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, pod); err != nil {
 			return false, err.Error()
 		}
 		if pod.Spec.NodeName == "" {
@@ -87,58 +90,41 @@ func runningPod(ctx context.Context, t *testing.T, me *memberEnv, ns, name strin
 				return false, err.Error()
 			}
 		}
-		rt = me.runtimes[pod.Spec.NodeName]
-		if rt == nil {
-			return false, "no runtime for node " + pod.Spec.NodeName
+		p = env.host.PodOf(me.Name, pod)
+		l, err := labstate.ReadLayout(p.StateDir)
+		if err != nil {
+			return false, "no lab app process yet: " + err.Error()
 		}
-		ci, ok := rt.Container(ns, name, "app")
-		if !ok {
-			return false, "no lab app process yet"
-		}
-		if ci.Exited {
-			return false, "lab app exited"
+		p.Layout = l
+		if !p.Alive() {
+			return false, fmt.Sprintf("lab app process %d not running", l.PID)
 		}
 		return true, ""
 	})
-	return pod, rt
+	return pod, p
 }
 
-func layoutOf(t *testing.T, rt *labnode.Runtime, ns, pod string) (*labstate.Layout, *labnode.ContainerInfo) {
+func counter(t *testing.T, p *scenario.Pod) uint64 {
 	t.Helper()
-	ci, ok := rt.Container(ns, pod, "app")
-	if !ok {
-		t.Fatalf("pod %s/%s has no lab app", ns, pod)
-	}
-	l, err := labstate.ReadLayout(ci.StateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l, ci
-}
-
-func counter(t *testing.T, rt *labnode.Runtime, ns, pod string) uint64 {
-	t.Helper()
-	l, _ := layoutOf(t, rt, ns, pod)
-	c, err := labstate.PeekCounter(l)
+	c, err := p.Counter()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func waitCounter(ctx context.Context, t *testing.T, rt *labnode.Runtime, ns, pod string, atLeast uint64) {
+func waitCounter(ctx context.Context, t *testing.T, p *scenario.Pod, atLeast uint64) {
 	t.Helper()
-	poll(ctx, t, fmt.Sprintf("counter of %s/%s to reach %d", ns, pod, atLeast), func() (bool, string) {
-		c := counter(t, rt, ns, pod)
+	poll(ctx, t, fmt.Sprintf("counter of %s to reach %d", p.Name, atLeast), func() (bool, string) {
+		c := counter(t, p)
 		return c >= atLeast, fmt.Sprintf("counter %d", c)
 	})
 }
 
 // readRegion reads the app's memory; the caller makes sure it is frozen.
-func readRegion(t *testing.T, rt *labnode.Runtime, ns, pod string) []byte {
+func readRegion(t *testing.T, p *scenario.Pod) []byte {
 	t.Helper()
-	l, _ := layoutOf(t, rt, ns, pod)
-	rc, err := labstate.OpenProcessRegion(l)
+	rc, err := labstate.OpenProcessRegion(p.Layout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,18 +136,20 @@ func readRegion(t *testing.T, rt *labnode.Runtime, ns, pod string) []byte {
 	return b
 }
 
+// hostFreezer freezes and thaws the pods' cgroups (paths below the mount).
+var hostFreezer = &freezer.Freezer{Version: freezer.V1, Mount: "/sys/fs/cgroup/freezer", Drivers: []freezer.Driver{freezer.DriverCgroupfs}}
+
 // agreeWhileFrozen freezes the pod, checks memory against the log (1..n,
 // nothing skipped or repeated), thaws it, and returns n.
-func agreeWhileFrozen(ctx context.Context, t *testing.T, rt *labnode.Runtime, ns, pod string) uint64 {
+func agreeWhileFrozen(ctx context.Context, t *testing.T, p *scenario.Pod) uint64 {
 	t.Helper()
-	_, ci := layoutOf(t, rt, ns, pod)
-	if err := rt.Freezer().Freeze(ctx, ci.Cgroup); err != nil {
+	if err := hostFreezer.Freeze(ctx, p.Cgroup); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = rt.Freezer().Thaw(context.Background(), ci.Cgroup) }()
-	n, err := labstate.Agree(readRegion(t, rt, ns, pod), ci.LogPath)
+	defer func() { _ = hostFreezer.Thaw(context.Background(), p.Cgroup) }()
+	n, err := labstate.Agree(readRegion(t, p), p.LogPath())
 	if err != nil {
-		t.Fatalf("%s/%s: memory and disk disagree: %v", ns, pod, err)
+		t.Fatalf("%s: memory and disk disagree: %v", p.Name, err)
 	}
 	return n
 }
@@ -176,15 +164,15 @@ func podCheckpoint(ns, name string, pod *corev1.Pod, migration, repo string) *ag
 	}
 }
 
-func waitCheckpoint(ctx context.Context, t *testing.T, e *environment, me *memberEnv, key client.ObjectKey, node string, phases ...agentv1alpha1.PodCheckpointPhase) *agentv1alpha1.PodCheckpoint {
+func waitCheckpoint(ctx context.Context, t *testing.T, me *scenario.Cluster, key client.ObjectKey, phases ...agentv1alpha1.PodCheckpointPhase) *agentv1alpha1.PodCheckpoint {
 	t.Helper()
 	pc := &agentv1alpha1.PodCheckpoint{}
 	poll(ctx, t, fmt.Sprintf("PodCheckpoint %s in %v", key, phases), func() (bool, string) {
-		if err := me.client.Get(ctx, key, pc); err != nil {
+		if err := me.CR.Get(ctx, key, pc); err != nil {
 			return false, err.Error()
 		}
 		if pc.Status.Phase == agentv1alpha1.PodCheckpointFailed {
-			t.Fatalf("PodCheckpoint failed: %s\nagent log:\n%s", pc.Status.Message, e.logTail("agent-"+node, 40))
+			t.Fatalf("PodCheckpoint failed: %s", pc.Status.Message)
 		}
 		for _, p := range phases {
 			if pc.Status.Phase == p {
@@ -196,22 +184,24 @@ func waitCheckpoint(ctx context.Context, t *testing.T, e *environment, me *membe
 	return pc
 }
 
-func setAction(ctx context.Context, t *testing.T, me *memberEnv, key client.ObjectKey, a agentv1alpha1.CheckpointAction) {
+func setAction(ctx context.Context, t *testing.T, me *scenario.Cluster, key client.ObjectKey, a agentv1alpha1.CheckpointAction) {
 	t.Helper()
 	pc := &agentv1alpha1.PodCheckpoint{}
-	if err := me.client.Get(ctx, key, pc); err != nil {
+	if err := me.CR.Get(ctx, key, pc); err != nil {
 		t.Fatal(err)
 	}
 	patch := client.MergeFrom(pc.DeepCopy())
 	pc.Spec.Action = a
-	if err := me.client.Patch(ctx, pc, patch); err != nil {
+	if err := me.CR.Patch(ctx, pc, patch); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func archivesOf(t *testing.T, rt *labnode.Runtime) []string {
+// archivesOf lists the checkpoint archives in the kubelet checkpoint
+// directory of the node's runtime.
+func archivesOf(t *testing.T, node string) []string {
 	t.Helper()
-	m, err := filepath.Glob(filepath.Join(rt.CheckpointDir(), "checkpoint-*.tar"))
+	m, err := filepath.Glob(filepath.Join(env.host.Paths.NodeRoot(node), "checkpoints", "checkpoint-*.tar"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,35 +240,32 @@ func TestMigrateBetweenClusters(t *testing.T) {
 	e := requireEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	src, dst := e.members[e.lab.Members[0].Name], e.members[e.lab.Members[1].Name]
+	src, dst := e.member(0), e.member(1)
 	const ns, migration = "e2e-migrate", "mig-e2e-1"
 	createNamespace(ctx, t, src, ns)
 	createNamespace(ctx, t, dst, ns)
-	vol := filepath.Join(e.dir, "volumes", ns)
-	if err := os.MkdirAll(vol, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	vol := e.volume(t, ns)
 
 	// The source workload runs in member1.
-	if err := src.client.Create(ctx, statefulSet(ns, "web", vol)); err != nil {
+	if err := src.CR.Create(ctx, statefulSet(ns, "web", vol)); err != nil {
 		t.Fatal(err)
 	}
-	pod, srcRT := runningPod(ctx, t, src, ns, "web-0", nil)
-	waitCounter(ctx, t, srcRT, ns, "web-0", 100)
+	pod, srcApp := runningPod(ctx, t, src, ns, "web-0", nil)
+	waitCounter(ctx, t, srcApp, 100)
 
 	// Freeze + checkpoint by the agent of the pod's node.
 	key := client.ObjectKey{Namespace: ns, Name: migration + "-web-0"}
-	if err := src.client.Create(ctx, podCheckpoint(ns, key.Name, pod, migration, e.registry.Host+"/livemigrate")); err != nil {
+	if err := src.CR.Create(ctx, podCheckpoint(ns, key.Name, pod, migration, e.registry+"/livemigrate")); err != nil {
 		t.Fatal(err)
 	}
-	waitCheckpoint(ctx, t, e, src, key, pod.Spec.NodeName, agentv1alpha1.PodCheckpointFrozen, agentv1alpha1.PodCheckpointCheckpointing,
+	waitCheckpoint(ctx, t, src, key, agentv1alpha1.PodCheckpointFrozen, agentv1alpha1.PodCheckpointCheckpointing,
 		agentv1alpha1.PodCheckpointPushing, agentv1alpha1.PodCheckpointCheckpointed)
-	frozenAt := counter(t, srcRT, ns, "web-0")
+	frozenAt := counter(t, srcApp)
 	time.Sleep(500 * time.Millisecond)
-	if c := counter(t, srcRT, ns, "web-0"); c != frozenAt {
+	if c := counter(t, srcApp); c != frozenAt {
 		t.Fatalf("frozen source advanced: %d -> %d", frozenAt, c)
 	}
-	pc := waitCheckpoint(ctx, t, e, src, key, pod.Spec.NodeName, agentv1alpha1.PodCheckpointCheckpointed)
+	pc := waitCheckpoint(ctx, t, src, key, agentv1alpha1.PodCheckpointCheckpointed)
 	if len(pc.Status.Containers) != 1 {
 		t.Fatalf("status containers %+v", pc.Status.Containers)
 	}
@@ -287,11 +274,11 @@ func TestMigrateBetweenClusters(t *testing.T) {
 		cs.Runtime != labnode.RuntimeName || cs.ContainerImage != appImage || pc.Status.FreezeStartTime == nil || pc.Status.CheckpointDuration == nil {
 		t.Errorf("checkpoint status incomplete: %+v freeze %v duration %v", cs, pc.Status.FreezeStartTime, pc.Status.CheckpointDuration)
 	}
-	if c := counter(t, srcRT, ns, "web-0"); c != frozenAt {
+	if c := counter(t, srcApp); c != frozenAt {
 		t.Fatalf("source advanced during the checkpoint: %d -> %d", frozenAt, c)
 	}
 	// The image holds exactly the frozen memory.
-	srcRegion := readRegion(t, srcRT, ns, "web-0")
+	srcRegion := readRegion(t, srcApp)
 	if !bytes.Equal(pagesOfImage(ctx, t, cs.Image), srcRegion) {
 		t.Fatalf("checkpoint image memory differs from the frozen source's memory")
 	}
@@ -314,13 +301,13 @@ func TestMigrateBetweenClusters(t *testing.T) {
 				Containers: []agentv1alpha1.ContainerImage{{Name: "app", Image: cs.Image}}}},
 		},
 	}
-	if err := dst.client.Create(ctx, pr); err != nil {
+	if err := dst.CR.Create(ctx, pr); err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.client.Create(ctx, statefulSet(ns, "web", vol)); err != nil {
+	if err := dst.CR.Create(ctx, statefulSet(ns, "web", vol)); err != nil {
 		t.Fatal(err)
 	}
-	tpod, dstRT := runningPod(ctx, t, dst, ns, "web-0", func(p *corev1.Pod) error {
+	tpod, dstApp := runningPod(ctx, t, dst, ns, "web-0", func(p *corev1.Pod) error {
 		if p.Annotations[agentv1alpha1.AnnotationRestore] != migration {
 			return fmt.Errorf("pod not rewritten by the restore webhook (annotations %v)", p.Annotations)
 		}
@@ -329,44 +316,43 @@ func TestMigrateBetweenClusters(t *testing.T) {
 	if tpod.Spec.Containers[0].Image != cs.Image || tpod.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint] != "web-0" {
 		t.Fatalf("restored pod image %q annotations %v", tpod.Spec.Containers[0].Image, tpod.Annotations)
 	}
-	if c := counter(t, srcRT, ns, "web-0"); c != frozenAt {
+	if c := counter(t, srcApp); c != frozenAt {
 		t.Fatalf("source advanced while the target started: %d -> %d", frozenAt, c)
 	}
-	waitCounter(ctx, t, dstRT, ns, "web-0", resumeAt+50)
+	waitCounter(ctx, t, dstApp, resumeAt+50)
 	// The shared log is 1..n without a gap or a repeat: the target went on
 	// from exactly the frozen state, and memory agrees with it.
-	if n := agreeWhileFrozen(ctx, t, dstRT, ns, "web-0"); n < resumeAt+50 {
+	if n := agreeWhileFrozen(ctx, t, dstApp); n < resumeAt+50 {
 		t.Errorf("restored app at %d, want at least %d", n, resumeAt+50)
 	}
 	poll(ctx, t, "PodRestore Restored", func() (bool, string) {
 		got := &agentv1alpha1.PodRestore{}
-		if err := dst.client.Get(ctx, client.ObjectKeyFromObject(pr), got); err != nil {
+		if err := dst.CR.Get(ctx, client.ObjectKeyFromObject(pr), got); err != nil {
 			return false, err.Error()
 		}
 		if len(got.Status.Claims) == 1 && got.Status.Claims[0].PodUID != string(tpod.UID) && got.Status.Claims[0].PodUID != "" {
 			t.Fatalf("claim names pod %s, want %s", got.Status.Claims[0].PodUID, tpod.UID)
 		}
-		return got.Status.Phase == agentv1alpha1.PodRestoreRestored, fmt.Sprintf("phase %s claims %+v\nrestore log:\n%s", got.Status.Phase, got.Status.Claims, e.logTail("restore-"+dst.m.Name, 10))
+		return got.Status.Phase == agentv1alpha1.PodRestoreRestored, fmt.Sprintf("phase %s claims %+v", got.Status.Phase, got.Status.Claims)
 	})
 
 	// Success: release the source's archives; the source stays frozen until
 	// it is deleted.
 	setAction(ctx, t, src, key, agentv1alpha1.CheckpointActionRelease)
-	waitCheckpoint(ctx, t, e, src, key, pod.Spec.NodeName, agentv1alpha1.PodCheckpointReleased)
-	if a := archivesOf(t, srcRT); len(a) != 0 {
+	waitCheckpoint(ctx, t, src, key, agentv1alpha1.PodCheckpointReleased)
+	if a := archivesOf(t, pod.Spec.NodeName); len(a) != 0 {
 		t.Errorf("archives left on the source node after release: %v", a)
 	}
-	if c := counter(t, srcRT, ns, "web-0"); c != frozenAt {
+	if c := counter(t, srcApp); c != frozenAt {
 		t.Fatalf("released source advanced: %d -> %d", frozenAt, c)
 	}
-	if err := src.client.Delete(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns}}); err != nil {
+	if err := src.CR.Delete(ctx, &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns}}); err != nil {
 		t.Fatal(err)
 	}
 	poll(ctx, t, "source process gone", func() (bool, string) {
-		_, ok := srcRT.Container(ns, "web-0", "app")
-		return !ok, "still running"
+		return !srcApp.Alive(), "still running"
 	})
-	if n := agreeWhileFrozen(ctx, t, dstRT, ns, "web-0"); n <= resumeAt {
+	if n := agreeWhileFrozen(ctx, t, dstApp); n <= resumeAt {
 		t.Errorf("target stopped at %d", n)
 	}
 }
@@ -377,38 +363,35 @@ func TestRollbackThaws(t *testing.T) {
 	e := requireEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	src := e.members[e.lab.Members[0].Name]
+	src := e.member(0)
 	const ns, migration = "e2e-rollback", "mig-e2e-2"
 	createNamespace(ctx, t, src, ns)
-	vol := filepath.Join(e.dir, "volumes", ns)
-	if err := os.MkdirAll(vol, 0o755); err != nil {
+	vol := e.volume(t, ns)
+	if err := src.CR.Create(ctx, statefulSet(ns, "db", vol)); err != nil {
 		t.Fatal(err)
 	}
-	if err := src.client.Create(ctx, statefulSet(ns, "db", vol)); err != nil {
-		t.Fatal(err)
-	}
-	pod, rt := runningPod(ctx, t, src, ns, "db-0", nil)
-	waitCounter(ctx, t, rt, ns, "db-0", 100)
+	pod, app := runningPod(ctx, t, src, ns, "db-0", nil)
+	waitCounter(ctx, t, app, 100)
 	key := client.ObjectKey{Namespace: ns, Name: migration + "-db-0"}
-	if err := src.client.Create(ctx, podCheckpoint(ns, key.Name, pod, migration, e.registry.Host+"/livemigrate")); err != nil {
+	if err := src.CR.Create(ctx, podCheckpoint(ns, key.Name, pod, migration, e.registry+"/livemigrate")); err != nil {
 		t.Fatal(err)
 	}
-	waitCheckpoint(ctx, t, e, src, key, pod.Spec.NodeName, agentv1alpha1.PodCheckpointCheckpointed)
-	frozenAt := counter(t, rt, ns, "db-0")
+	waitCheckpoint(ctx, t, src, key, agentv1alpha1.PodCheckpointCheckpointed)
+	frozenAt := counter(t, app)
 	time.Sleep(300 * time.Millisecond)
-	if c := counter(t, rt, ns, "db-0"); c != frozenAt {
+	if c := counter(t, app); c != frozenAt {
 		t.Fatalf("frozen source advanced: %d -> %d", frozenAt, c)
 	}
-	if len(archivesOf(t, rt)) == 0 {
+	if len(archivesOf(t, pod.Spec.NodeName)) == 0 {
 		t.Fatalf("no archive on the node after the checkpoint")
 	}
 	setAction(ctx, t, src, key, agentv1alpha1.CheckpointActionThaw)
-	waitCheckpoint(ctx, t, e, src, key, pod.Spec.NodeName, agentv1alpha1.PodCheckpointThawed)
-	waitCounter(ctx, t, rt, ns, "db-0", frozenAt+50)
-	if n := agreeWhileFrozen(ctx, t, rt, ns, "db-0"); n < frozenAt+50 {
+	waitCheckpoint(ctx, t, src, key, agentv1alpha1.PodCheckpointThawed)
+	waitCounter(ctx, t, app, frozenAt+50)
+	if n := agreeWhileFrozen(ctx, t, app); n < frozenAt+50 {
 		t.Errorf("after rollback at %d, want at least %d", n, frozenAt+50)
 	}
-	if a := archivesOf(t, rt); len(a) != 0 {
+	if a := archivesOf(t, pod.Spec.NodeName); len(a) != 0 {
 		t.Errorf("archives left after rollback: %v", a)
 	}
 }

@@ -3,8 +3,6 @@ package checkpoint
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/e2e/migration/scenario"
 	"github.com/livemigrate/livemigrate/test/labapp/labstate"
 )
 
@@ -29,12 +28,12 @@ func deployment(ns, name, volume string) *appsv1.Deployment {
 }
 
 // onlyPod waits for the single pod of a workload and returns its name.
-func onlyPod(ctx context.Context, t *testing.T, me *memberEnv, ns, app string) string {
+func onlyPod(ctx context.Context, t *testing.T, me *scenario.Cluster, ns, app string) string {
 	t.Helper()
 	name := ""
-	poll(ctx, t, "the pod of "+app+" in "+me.m.Name, func() (bool, string) {
+	poll(ctx, t, "the pod of "+app+" in "+me.Name, func() (bool, string) {
 		var pods corev1.PodList
-		if err := me.client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": app}); err != nil {
+		if err := me.CR.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"app": app}); err != nil {
 			return false, err.Error()
 		}
 		if len(pods.Items) != 1 {
@@ -53,26 +52,23 @@ func TestMigrateDeployment(t *testing.T) {
 	e := requireEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	src, dst := e.members[e.lab.Members[0].Name], e.members[e.lab.Members[1].Name]
+	src, dst := e.member(0), e.member(1)
 	const ns, migration = "e2e-deploy", "mig-e2e-3"
 	createNamespace(ctx, t, src, ns)
 	createNamespace(ctx, t, dst, ns)
-	vol := filepath.Join(e.dir, "volumes", ns)
-	if err := os.MkdirAll(vol, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := src.client.Create(ctx, deployment(ns, "api", vol)); err != nil {
+	vol := e.volume(t, ns)
+	if err := src.CR.Create(ctx, deployment(ns, "api", vol)); err != nil {
 		t.Fatal(err)
 	}
 	srcName := onlyPod(ctx, t, src, ns, "api")
-	pod, srcRT := runningPod(ctx, t, src, ns, srcName, nil)
-	waitCounter(ctx, t, srcRT, ns, srcName, 100)
+	pod, srcApp := runningPod(ctx, t, src, ns, srcName, nil)
+	waitCounter(ctx, t, srcApp, 100)
 	key := client.ObjectKey{Namespace: ns, Name: migration + "-api"}
-	if err := src.client.Create(ctx, podCheckpoint(ns, key.Name, pod, migration, e.registry.Host+"/livemigrate")); err != nil {
+	if err := src.CR.Create(ctx, podCheckpoint(ns, key.Name, pod, migration, e.registry+"/livemigrate")); err != nil {
 		t.Fatal(err)
 	}
-	pc := waitCheckpoint(ctx, t, e, src, key, pod.Spec.NodeName, agentv1alpha1.PodCheckpointCheckpointed)
-	frozen, inFlight, err := labstate.VerifyRegion(readRegion(t, srcRT, ns, srcName))
+	pc := waitCheckpoint(ctx, t, src, key, agentv1alpha1.PodCheckpointCheckpointed)
+	frozen, inFlight, err := labstate.VerifyRegion(readRegion(t, srcApp))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,14 +84,14 @@ func TestMigrateDeployment(t *testing.T) {
 				Containers: []agentv1alpha1.ContainerImage{{Name: "app", Image: pc.Status.Containers[0].Image}}}},
 		},
 	}
-	if err := dst.client.Create(ctx, pr); err != nil {
+	if err := dst.CR.Create(ctx, pr); err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.client.Create(ctx, deployment(ns, "api", vol)); err != nil {
+	if err := dst.CR.Create(ctx, deployment(ns, "api", vol)); err != nil {
 		t.Fatal(err)
 	}
 	dstName := onlyPod(ctx, t, dst, ns, "api")
-	tpod, dstRT := runningPod(ctx, t, dst, ns, dstName, func(p *corev1.Pod) error {
+	tpod, dstApp := runningPod(ctx, t, dst, ns, dstName, func(p *corev1.Pod) error {
 		if p.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint] != srcName {
 			return fmt.Errorf("pod not restored (annotations %v)", p.Annotations)
 		}
@@ -104,21 +100,21 @@ func TestMigrateDeployment(t *testing.T) {
 	if claim := tpod.Annotations[agentv1alpha1.AnnotationRestoreClaim]; claim == "" || claim == tpod.Name {
 		t.Errorf("claim key %q: want the admission UID of a generateName pod", claim)
 	}
-	waitCounter(ctx, t, dstRT, ns, dstName, frozen+50)
-	if n := agreeWhileFrozen(ctx, t, dstRT, ns, dstName); n < frozen+50 {
+	waitCounter(ctx, t, dstApp, frozen+50)
+	if n := agreeWhileFrozen(ctx, t, dstApp); n < frozen+50 {
 		t.Errorf("restored deployment pod at %d, want at least %d", n, frozen+50)
 	}
 	poll(ctx, t, "PodRestore Restored", func() (bool, string) {
 		got := &agentv1alpha1.PodRestore{}
-		if err := dst.client.Get(ctx, client.ObjectKeyFromObject(pr), got); err != nil {
+		if err := dst.CR.Get(ctx, client.ObjectKeyFromObject(pr), got); err != nil {
 			return false, err.Error()
 		}
 		return got.Status.Phase == agentv1alpha1.PodRestoreRestored && len(got.Status.Claims) == 1 && got.Status.Claims[0].PodName == dstName,
 			fmt.Sprintf("phase %s claims %+v", got.Status.Phase, got.Status.Claims)
 	})
 	setAction(ctx, t, src, key, agentv1alpha1.CheckpointActionRelease)
-	waitCheckpoint(ctx, t, e, src, key, pod.Spec.NodeName, agentv1alpha1.PodCheckpointReleased)
-	if err := src.client.Delete(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns}}); err != nil {
+	waitCheckpoint(ctx, t, src, key, agentv1alpha1.PodCheckpointReleased)
+	if err := src.CR.Delete(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns}}); err != nil {
 		t.Fatal(err)
 	}
 }

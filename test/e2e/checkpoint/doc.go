@@ -4,7 +4,10 @@
 // checkpoint image, and restored in member2 through the restore webhook;
 // and the rollback, where the frozen source is thawed and continues.
 //
-// The agents run as processes with ServiceAccount tokens bound by the
-// project's own RBAC manifests (manifests/agent/rbac.yaml); the node runtime
-// (test/labnode) runs in the test binary, one per kwok node.
+// The lab runs the registry, the node runtimes (test/labnode), the node
+// agents and the restore webhooks as its components (test/lab), with
+// ServiceAccount tokens bound by the project's own RBAC manifests
+// (manifests/agent/rbac.yaml); the tests write the agents' objects
+// (PodCheckpoint, PodRestore) themselves and watch the lab app processes
+// on the host.
 package checkpoint

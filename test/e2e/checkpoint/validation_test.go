@@ -18,7 +18,7 @@ func TestCRDValidation(t *testing.T) {
 	e := requireEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	me := e.members[e.lab.Members[0].Name]
+	me := e.member(0)
 	const ns = "e2e-validation"
 	createNamespace(ctx, t, me, ns)
 	pc := &agentv1alpha1.PodCheckpoint{
@@ -26,7 +26,7 @@ func TestCRDValidation(t *testing.T) {
 		Spec: agentv1alpha1.PodCheckpointSpec{NodeName: "no-such-node", PodName: "p", MigrationUID: "m",
 			Destination: agentv1alpha1.CheckpointDestination{Repository: "r.example/x"}},
 	}
-	if err := me.client.Create(ctx, pc); err != nil {
+	if err := me.CR.Create(ctx, pc); err != nil {
 		t.Fatal(err)
 	}
 	if pc.Spec.Action != agentv1alpha1.CheckpointActionCheckpoint || pc.Spec.TimeoutSeconds != 120 {
@@ -35,11 +35,11 @@ func TestCRDValidation(t *testing.T) {
 	update := func(mut func(*agentv1alpha1.PodCheckpoint)) error {
 		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			got := &agentv1alpha1.PodCheckpoint{}
-			if err := me.client.Get(ctx, client.ObjectKeyFromObject(pc), got); err != nil {
+			if err := me.CR.Get(ctx, client.ObjectKeyFromObject(pc), got); err != nil {
 				return err
 			}
 			mut(got)
-			return me.client.Update(ctx, got)
+			return me.CR.Update(ctx, got)
 		})
 	}
 	cases := []struct {
@@ -67,26 +67,26 @@ func TestCRDValidation(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "v", Namespace: ns},
 		Spec:       agentv1alpha1.PodRestoreSpec{MigrationUID: "m", Workload: agentv1alpha1.WorkloadReference{Kind: "StatefulSet", Name: "w"}},
 	}
-	if err := me.client.Create(ctx, pr); !apierrors.IsInvalid(err) {
+	if err := me.CR.Create(ctx, pr); !apierrors.IsInvalid(err) {
 		t.Errorf("PodRestore without checkpoints: got %v, want Invalid", err)
 	}
 	pr.Spec.Workload.Kind = "Job"
 	pr.Spec.Checkpoints = []agentv1alpha1.RestoreCheckpoint{{Name: "c", Containers: []agentv1alpha1.ContainerImage{{Name: "app", Image: "r/x@sha256:00"}}}}
-	if err := me.client.Create(ctx, pr); !apierrors.IsInvalid(err) {
+	if err := me.CR.Create(ctx, pr); !apierrors.IsInvalid(err) {
 		t.Errorf("PodRestore of a Job: got %v, want Invalid", err)
 	}
 	pr.Spec.Workload.Kind = "StatefulSet"
-	if err := me.client.Create(ctx, pr); err != nil {
+	if err := me.CR.Create(ctx, pr); err != nil {
 		t.Fatalf("valid PodRestore: %v", err)
 	}
 	// The restore controller writes status concurrently: retry conflicts.
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		got := &agentv1alpha1.PodRestore{}
-		if err := me.client.Get(ctx, client.ObjectKeyFromObject(pr), got); err != nil {
+		if err := me.CR.Get(ctx, client.ObjectKeyFromObject(pr), got); err != nil {
 			return err
 		}
 		got.Spec.Checkpoints[0].Containers[0].Image = "r/y@sha256:11"
-		return me.client.Update(ctx, got)
+		return me.CR.Update(ctx, got)
 	})
 	if !apierrors.IsInvalid(err) {
 		t.Errorf("changing a PodRestore's checkpoints: got %v, want Invalid", err)
