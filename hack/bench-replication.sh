@@ -4,11 +4,15 @@
 # mutual-TLS transport on loopback) and the rsync full pass, against a raw
 # io.Copy of the same bytes over the same mTLS transport measured in the same
 # run; then a delta pass after 1% of the 4 KiB blocks changed; then the final
-# pass (delta + checksum verification, whole tree or after a pre-freeze
-# verification) through the lab's WAN relay capped at 100 Mbit/s and
-# 1 Gbit/s. The last line is "ratio full/raw: R, delta sent: P%". Run it
-# alone on the machine (no lab or other benchmark beside it): it compares
-# CPU-bound transfers.
+# pass under freeze (rsync delta + checksum verification of the whole tree or
+# of what changed since a pre-freeze verification, and the block delta
+# against the target's block index) through the lab's WAN relay capped at
+# 100 Mbit/s and 1 Gbit/s, and the rsync final path and the block delta side
+# by side (RUNS interleaved runs each, medians, ratio). The last line is
+# "ratio full/raw: R, delta sent: P%, final rsync/block delta at M Mbit/s: F".
+# ARGS=-final-only skips the full-pass comparison. Run it alone on the
+# machine (no lab or other benchmark beside it): it compares CPU-bound
+# transfers.
 #
 # Needs root (the receiver chroots into the target volume) and rsync
 # (Debian package rsync).

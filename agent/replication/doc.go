@@ -15,10 +15,13 @@
 // stream into the empty target, the others rsync deltas; a failed pass is
 // retried with backoff), reports PreCopied (with the Converged condition and
 // an estimate of the final pass), then verifies the target while the
-// application still runs and records what is equal. Once the controller has
-// frozen the pod and set spec.stage=Final, it sends the last delta, checksums
-// what changed since that verification (or the whole tree without records)
-// and reports Completed (or Failed, with the reason in status.message).
+// application still runs, records what is equal and has the target index
+// the blocks of the recorded files. Once the controller has frozen the pod
+// and set spec.stage=Final, it sends the last delta — as a block delta
+// against that index when only file content changed, proved block by block,
+// otherwise by rsync followed by a checksum verification of what changed
+// since the pre-freeze verification (or of the whole tree without records)
+// — and reports Completed (or Failed, with the reason in status.message).
 // spec.abort stops both sides and empties the target volume.
 //
 // # Packages
@@ -35,9 +38,14 @@
 //     extracted through os.Root; why it replaces rsync there, with the
 //     measurements, is in that package's documentation.
 //   - manifest: identities (inode, size, times) of a tree's entries.
-//   - engine: pre-copy rounds with retries, the pre-freeze verification,
-//     final pass, verification and repair; what the verification
-//     guarantees is in that package's documentation.
+//   - blockdelta: the target's block index (XXH3-128 per 4 KiB block, as
+//     rsync's xxh128 strong checksums) built before the freeze, and the
+//     final pass as a block delta checked block by block; why, and what it
+//     proves, is in that package's documentation.
+//   - engine: pre-copy rounds with retries, the pre-freeze verification and
+//     index, the final pass (block delta or rsync), verification and
+//     repair; what the verification guarantees is in that package's
+//     documentation.
 //   - provision: target PV/PVC objects and volume paths.
 //   - snapshot: optional crash-consistent pre-copy base from a CSI
 //     VolumeSnapshot.

@@ -16,10 +16,15 @@
 //   - final: the final pass with 1% dirty, through the lab's WAN relay
 //     (test/lab/relay) capped at 100 Mbit/s and 1 Gbit/s with 5 ms one-way
 //     delay, as it runs while the pod is frozen: with the whole-tree
-//     verification, and after a pre-freeze verification (only what changed
-//     is checksummed), for changes spread over every file and in one file.
+//     verification, after a pre-freeze verification by rsync (only what
+//     changed is checksummed), and after a pre-freeze verification that
+//     indexed the target, by block delta (package blockdelta), for changes
+//     spread over every file and in one file; then the rsync final path and
+//     the block delta side by side (interleaved, -final-runs each, changes
+//     spread over every file), with medians and their ratio.
 //
-// It prints every figure and ends with "ratio full/raw: R, delta sent: P%".
+// It prints every figure and ends with "ratio full/raw: R, delta sent: P%,
+// final rsync/block delta at M Mbit/s: F" (M the last rate).
 // It needs root (the receiver chroots) and the rsync binary.
 package main
 
@@ -61,9 +66,17 @@ func main() {
 	fullRate := flag.Int64("full-rate", 1000, "Mbit/s cap of a second full-vs-raw comparison through the relay (0: skip)")
 	work := flag.String("dir", "", "work directory (default: a temporary directory, removed at the end)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the raw and full runs to this file")
+	finalRuns := flag.Int("final-runs", 0, "repetitions of the side-by-side final pass measurement, rsync vs block delta, at each rate (0: -runs)")
+	finalOnly := flag.Bool("final-only", false, "skip the raw/full/rsync full-pass comparison (one tar first pass, then the delta and final measurements)")
 	flag.Parse()
 	profile = *cpuProfile
-	if err := run(*size, *files, *dirtyPct, *runs, *rates, *delay, *blockSize, *fullRate, *work); err != nil {
+	if *finalRuns <= 0 {
+		*finalRuns = *runs
+	}
+	if *finalOnly {
+		*runs, *fullRate = 0, 0
+	}
+	if err := run(*size, *files, *dirtyPct, *runs, *finalRuns, *rates, *delay, *blockSize, *fullRate, *work); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-replication:", err)
 		os.Exit(1)
 	}
@@ -114,7 +127,7 @@ func receiver(ctx context.Context, tc side, dest string) (string, error) {
 	return l.Addr().String(), nil
 }
 
-func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay time.Duration, blockSize int, fullRate int64, work string) error {
+func run(size int64, nfiles int, dirtyPct float64, runs, finalRuns int, rates string, delay time.Duration, blockSize int, fullRate int64, work string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("must run as root (the rsync receiver chroots into the target)")
 	}
@@ -215,8 +228,10 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 		rsyncTimes, rsyncCPU = append(rsyncTimes, d), append(rsyncCPU, fc)
 	}
 	pprof.StopCPUProfile()
-	if err := same(src, dst); err != nil {
-		return err
+	if runs > 0 {
+		if err := same(src, dst); err != nil {
+			return err
+		}
 	}
 	// The delta and final passes below start from a tar first pass.
 	if err := emptyDir(dst); err != nil {
@@ -284,9 +299,12 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 		human(delta.Stats.LiteralData), human(delta.Stats.MatchedData))
 
 	// Final pass under freeze through the rate-limited relay: with the
-	// whole-tree verification (as before the pre-freeze verification) and
-	// after a pre-freeze verification, for 1% of the blocks changed spread
-	// over every file and concentrated in one file.
+	// whole-tree verification (as before the pre-freeze verification), and
+	// after a pre-freeze verification by rsync and by block delta, for 1%
+	// of the blocks changed spread over every file and concentrated in one
+	// file; then rsync and block delta side by side.
+	var finalRatio float64
+	var finalRate int64
 	for _, f := range strings.Split(rates, ",") {
 		var mbit int64
 		if _, err := fmt.Sscan(strings.TrimSpace(f), &mbit); err != nil || mbit <= 0 {
@@ -299,51 +317,100 @@ func run(size int64, nfiles int, dirtyPct float64, runs int, rates string, delay
 		}
 		relayDial := func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, rl.Addr(), tc.client) }
 		for _, spread := range []bool{true, false} {
-			for _, preVerified := range []bool{false, true} {
-				if err := finalPass(ctx, src, relayDial, blockSize, mbit, delay, spread, preVerified, dirtyPct, size, rng); err != nil {
+			for _, m := range []finalMode{finalWhole, finalRsync, finalBlocks} {
+				if _, err := finalPass(ctx, src, dst, relayDial, blockSize, mbit, delay, spread, m, dirtyPct, size, rng); err != nil {
 					_ = rl.Close()
 					return err
 				}
 			}
 		}
+		// Side by side: the rsync final path and the block delta, both
+		// after a pre-freeze verification, 1% spread over every file,
+		// interleaved.
+		var rs, bd, rsCPU, bdCPU []time.Duration
+		for range finalRuns {
+			for _, m := range []finalMode{finalRsync, finalBlocks} {
+				fr, err := finalPass(ctx, src, dst, relayDial, blockSize, mbit, delay, true, m, dirtyPct, size, rng)
+				if err != nil {
+					_ = rl.Close()
+					return err
+				}
+				if m == finalRsync {
+					rs, rsCPU = append(rs, fr.wall), append(rsCPU, fr.cpu)
+				} else {
+					bd, bdCPU = append(bd, fr.wall), append(bdCPU, fr.cpu)
+				}
+			}
+		}
 		_ = rl.Close()
+		finalRatio = median(rs).Seconds() / median(bd).Seconds()
+		finalRate = mbit
+		fmt.Printf("final under freeze at %d Mbit/s, %.0f%% of the blocks changed spread over every file, after a pre-freeze verification, median of %d interleaved runs: rsync %s (cpu %s), block delta %s (cpu %s); ratio rsync/block delta %.2f\n",
+			mbit, dirtyPct, finalRuns, median(rs).Round(time.Millisecond), median(rsCPU).Round(time.Millisecond),
+			median(bd).Round(time.Millisecond), median(bdCPU).Round(time.Millisecond), finalRatio)
 	}
 	if err := same(src, dst); err != nil {
 		return err
 	}
-	ratio := rawMed.Seconds() / fullMed.Seconds()
-	rsyncMed := median(rsyncTimes)
-	fmt.Printf("loopback, unlimited, median of %d interleaved runs: raw %s (cpu %s), full (tar stream) %s (cpu %s), rsync full %s (cpu %s); rsync full/raw %.2f\n", runs,
-		rawMed.Round(time.Millisecond), median(rawCPU).Round(time.Millisecond), fullMed.Round(time.Millisecond), median(fullCPU).Round(time.Millisecond),
-		rsyncMed.Round(time.Millisecond), median(rsyncCPU).Round(time.Millisecond), rawMed.Seconds()/rsyncMed.Seconds())
-	fmt.Printf("ratio full/raw: %.2f, delta sent: %.2f%%\n", ratio, deltaPct)
+	var ratio float64
+	if runs > 0 {
+		ratio = rawMed.Seconds() / fullMed.Seconds()
+		rsyncMed := median(rsyncTimes)
+		fmt.Printf("loopback, unlimited, median of %d interleaved runs: raw %s (cpu %s), full (tar stream) %s (cpu %s), rsync full %s (cpu %s); rsync full/raw %.2f\n", runs,
+			rawMed.Round(time.Millisecond), median(rawCPU).Round(time.Millisecond), fullMed.Round(time.Millisecond), median(fullCPU).Round(time.Millisecond),
+			rsyncMed.Round(time.Millisecond), median(rsyncCPU).Round(time.Millisecond), rawMed.Seconds()/rsyncMed.Seconds())
+	}
+	fmt.Printf("ratio full/raw: %.2f, delta sent: %.2f%%, final rsync/block delta at %d Mbit/s: %.2f\n", ratio, deltaPct, finalRate, finalRatio)
 	return nil
 }
 
-// finalPass dirties the source (spread over every file, or the same number
-// of blocks in one file), then runs the engine's final pass and prints its
-// time; with preVerified a pre-freeze verification (not timed: the
-// application still runs) comes first, else the final pass verifies the
-// whole tree.
-func finalPass(ctx context.Context, src string, dial func(context.Context) (net.Conn, error), blockSize int, mbit int64, delay time.Duration,
-	spread, preVerified bool, dirtyPct float64, size int64, rng *rand.Rand) error {
+// finalMode is how a measured final pass runs.
+type finalMode int
+
+const (
+	// finalWhole: no pre-freeze verification; rsync pass and whole-tree
+	// verification.
+	finalWhole finalMode = iota
+	// finalRsync: after a pre-freeze verification, the rsync pass and a
+	// verification of what changed (the block delta disabled).
+	finalRsync
+	// finalBlocks: after a pre-freeze verification (which indexes the
+	// target), the block delta.
+	finalBlocks
+)
+
+func (m finalMode) String() string {
+	return [...]string{"whole-tree verification", "pre-verified, rsync", "pre-verified, block delta"}[m]
+}
+
+type finalRun struct {
+	wall, cpu time.Duration
+}
+
+// finalPass runs a pre-freeze verification (not timed: the application
+// still runs) unless mode is finalWhole, dirties the source (spread over
+// every file, or the same number of blocks in one file), then runs the
+// engine's final pass and prints its time and CPU time (both ends and rsync
+// children). A block delta that falls back to rsync is an error, and its
+// target is compared with the source after every run.
+func finalPass(ctx context.Context, src, dst string, dial func(context.Context) (net.Conn, error), blockSize int, mbit int64, delay time.Duration,
+	spread bool, mode finalMode, dirtyPct float64, size int64, rng *rand.Rand) (finalRun, error) {
 	var passes []engine.PassResult
 	cfg := engine.Config{SourceDir: src, Dial: dial, BlockSize: blockSize, MaxRounds: 1,
-		OnPass: func(p engine.PassResult) { passes = append(passes, p) }}
-	how := "whole-tree verification"
+		DisableBlockDelta: mode != finalBlocks,
+		OnPass:            func(p engine.PassResult) { passes = append(passes, p) }}
 	var pre time.Duration
-	if preVerified {
+	if mode != finalWhole {
 		cfg.Verified = engine.NewVerifyState()
-		how = "pre-verified"
 	}
 	s, err := engine.NewSession(cfg)
 	if err != nil {
-		return err
+		return finalRun{}, err
 	}
-	if preVerified {
+	if mode != finalWhole {
 		start := time.Now()
 		if _, err := s.PreVerify(ctx, 1); err != nil {
-			return fmt.Errorf("pre-freeze verification: %w", err)
+			return finalRun{}, fmt.Errorf("pre-freeze verification: %w", err)
 		}
 		pre = time.Since(start)
 	}
@@ -355,12 +422,17 @@ func finalPass(ctx context.Context, src string, dial func(context.Context) (net.
 		_, err = dirtyOne(src, dirtyPct, size, rng)
 	}
 	if err != nil {
-		return err
+		return finalRun{}, err
 	}
 	passes = passes[:0]
+	c0 := cpuTime()
 	res, err := s.Final(ctx, 2)
+	cpu := cpuTime() - c0
 	if err != nil {
-		return fmt.Errorf("final pass at %d Mbit/s: %w", mbit, err)
+		return finalRun{}, fmt.Errorf("final pass at %d Mbit/s: %w", mbit, err)
+	}
+	if mode == finalBlocks && res.Method != engine.FinalBlockDelta {
+		return finalRun{}, fmt.Errorf("the final pass fell back to rsync (%s): %s", res.Fallback, res.FallbackDetail)
 	}
 	var verify time.Duration
 	for _, p := range passes {
@@ -368,14 +440,24 @@ func finalPass(ctx context.Context, src string, dial func(context.Context) (net.
 			verify += p.Duration
 		}
 	}
-	fmt.Printf("final under freeze at %d Mbit/s (+%s one-way), %.0f%% of the blocks changed %s, %s: %s total = delta %s (wire sent %s) + verify %s (%s); repairs %d",
-		mbit, delay, dirtyPct, pattern, how, res.Downtime.Round(time.Millisecond), res.Delta.Duration.Round(time.Millisecond), human(res.Delta.WireSent),
-		(res.Downtime - res.Delta.Duration).Round(time.Millisecond), res.Counts, res.Repairs)
-	if preVerified {
+	fmt.Printf("final under freeze at %d Mbit/s (+%s one-way), %.0f%% of the blocks changed %s, %s: %s total (cpu %s) = delta %s (wire sent %s, literal %s)",
+		mbit, delay, dirtyPct, pattern, mode, res.Downtime.Round(time.Millisecond), cpu.Round(time.Millisecond), res.Delta.Duration.Round(time.Millisecond),
+		human(res.Delta.WireSent), human(res.Delta.Stats.LiteralData))
+	if res.Method == engine.FinalRsync {
+		fmt.Printf(" + verify %s", verify.Round(time.Millisecond))
+	}
+	fmt.Printf(" (%s); repairs %d", res.Counts, res.Repairs)
+	if mode != finalWhole {
 		fmt.Printf("; pre-freeze verification took %s", pre.Round(time.Millisecond))
 	}
 	fmt.Println()
-	return nil
+	if mode == finalBlocks {
+		// The block delta is new: check every run (not timed).
+		if err := same(src, dst); err != nil {
+			return finalRun{}, err
+		}
+	}
+	return finalRun{wall: res.Downtime, cpu: cpu}, nil
 }
 
 // dirtyOne rewrites, in the first file, as many random 4 KiB blocks as pct%

@@ -67,7 +67,13 @@ func (s *Session) finalBlocks(ctx context.Context, round int) (FinalResult, erro
 	} else {
 		// Nothing changed: the manifests just taken are the proof.
 		br.Manifest = tgt
-		r.Stats.Files = int64(len(src.Entries))
+	}
+	// Count the tree as an rsync pass would.
+	r.Stats.Files, r.Stats.TotalFileSize = int64(len(src.Entries)), 0
+	for _, si := range src.Entries {
+		if si.Regular() {
+			r.Stats.TotalFileSize += si.Size
+		}
 	}
 	if err == nil {
 		err = checkAfter(src, br, v, files)

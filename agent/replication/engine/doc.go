@@ -1,9 +1,10 @@
 // Package engine sequences the passes of one volume replication on the
 // source side: pre-copy (a full pass while the application runs, then delta
 // passes until the delta converges below a threshold or a round limit is
-// reached), the pre-freeze verification, and final (one delta pass while the
-// pod is frozen, then a verification with whole-file checksums, repaired and
-// re-verified if it finds a difference).
+// reached), the pre-freeze verification and target block index, and final
+// (while the pod is frozen: a block delta proved block by block, or one
+// rsync delta pass then a verification with whole-file checksums, repaired
+// and re-verified if it finds a difference).
 //
 // # First pass
 //
@@ -62,6 +63,39 @@
 // them (a restarted agent, a freeze before the first pre-freeze
 // verification finished) the final pass verifies the whole tree, as does a
 // failure of the targeted verification.
+//
+// # Final pass methods
+//
+// After recording the verified entries, PreVerify asks the receiver for the
+// block index of the recorded regular files (package blockdelta: XXH3-128
+// of every 4 KiB block, 16 bytes per block, at most MaxIndexBytes per
+// session; files whose index is still valid are not read again) and keeps
+// it in VerifyState with the records. Final then chooses:
+//
+//   - block delta, when the only entries whose identities differ from
+//     their records are regular files on both ends whose target is
+//     unchanged since it was indexed (no entry added, removed or of another
+//     type, no changed directory or symlink): the source reads each changed
+//     file once and sends the blocks that differ from the index; the
+//     receiver writes them, applies size, mode, owner and mtime, fsyncs and
+//     reads back what it wrote. Every block's source hash must equal the
+//     read-back hash or, for a block not sent, the index hash (trusted: the
+//     receiver checked that the file's identity is the indexed one before
+//     writing), the metadata the source's, and the target's manifest after
+//     the delta the files' new identities and every other entry's record.
+//     Source files with more than one link, extended attributes or ACLs, or
+//     holes are not sent this way (the whole pass goes to rsync, which
+//     preserves them). On success the records and the index are updated, so
+//     that a repeated Final sends nothing.
+//   - rsync: the delta pass and the checksum verification described above,
+//     for everything else, and whenever the block delta fails or finds a
+//     difference (FinalResult.Fallback says why; nothing is reported equal
+//     that was not proved equal). WholeFinalVerify and DisableBlockDelta
+//     always choose it.
+//
+// The block delta reads each changed file once on the source and only the
+// blocks it wrote on the target; rsync reads every changed file twice on
+// both ends (delta, then verification).
 //
 // The engine holds no other state that is not also reported through its
 // callbacks: a restarted agent rebuilds a Session from the round recorded in

@@ -81,7 +81,7 @@
 //
 // # Other requests
 //
-// Besides an rsync transfer, a receiver answers three fixed requests, on
+// Besides an rsync transfer, a receiver answers five fixed requests, on
 // authenticated connections only and one transfer at a time:
 //
 //   - status: the result of the last transfer (so the sender can report why
@@ -92,7 +92,16 @@
 //     anything, in which case the sender runs rsync;
 //   - manifest: the identities of the target's entries (package manifest:
 //     no content, only what the source sent anyway), for the verification
-//     that under freeze only checksums what changed (package engine).
+//     that under freeze only checksums what changed (package engine);
+//   - blockindex: the XXH3-128 hashes of the 4 KiB blocks of listed target
+//     files with their identities before and after hashing
+//     (FetchBlockIndex, package blockdelta), before the freeze: hashes of
+//     what the source sent, not content;
+//   - blockdelta: the final pass as a block delta into existing regular
+//     files of the target (SendBlockDelta, package blockdelta), written
+//     through an os.Root of the target and answered with the read-back
+//     hashes of the blocks written, the files' new identities and the
+//     target's manifest.
 //
 // VerifyPaths is Verify restricted to a list of entries (--files-from,
 // without --delete, which needs recursion).
