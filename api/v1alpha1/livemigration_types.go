@@ -6,8 +6,8 @@ import (
 )
 
 // LiveMigrationPhase is one state of the live-migration state machine. The
-// happy path is Pending → Planning → PreCopy → Checkpointing → FinalSync →
-// Transfer → Rebinding → Restoring → Verifying → Cleanup → Succeeded; any
+// happy path is Pending → Planning → PreCopy → Checkpointing → Rebinding →
+// FinalSync → Transfer → Restoring → Verifying → Cleanup → Succeeded; any
 // failure, timeout or abort before Cleanup leads to RollingBack → Failed.
 // +kubebuilder:validation:Enum=Pending;Planning;PreCopy;Checkpointing;FinalSync;Transfer;Rebinding;Restoring;Verifying;Cleanup;Succeeded;RollingBack;Failed
 type LiveMigrationPhase string

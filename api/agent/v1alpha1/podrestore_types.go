@@ -18,6 +18,12 @@ const (
 	// LabelRestoreWebhook set to "disabled" on a namespace keeps the restore
 	// webhook away from its pods.
 	LabelRestoreWebhook = "agent.livemigrate.io/restore-webhook"
+	// SchedulingGateCheckpointImage holds a pod that claimed a checkpoint
+	// whose images are not pushed yet: the restore webhook adds it at the
+	// pod's creation, and the restore controller removes it, in the same
+	// update that points the containers at the checkpoint images, once the
+	// PodRestore records them. A gated pod is neither scheduled nor run.
+	SchedulingGateCheckpointImage = "agent.livemigrate.io/checkpoint-image"
 )
 
 // PodRestorePhase is the state of a PodRestore.
@@ -59,16 +65,24 @@ type WorkloadReference struct {
 }
 
 // ContainerImage maps a container to its checkpoint image.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.image) || (has(self.image) && self.image == oldSelf.image)",message="a checkpoint image, once recorded, is immutable"
 type ContainerImage struct {
 	// Name of the container in the pod template.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
 	Name string `json:"name"`
-	// Image is the checkpoint image, preferably by digest.
+	// Image is the checkpoint image, preferably by digest. It is empty while
+	// the checkpoint is being pushed: the pods claiming the checkpoint then
+	// wait behind the SchedulingGateCheckpointImage scheduling gate until
+	// it is recorded (once, never changed afterwards).
 	// +kubebuilder:validation:MinLength=1
-	Image string `json:"image"`
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Image string `json:"image,omitempty"`
 }
 
 // RestoreCheckpoint is one checkpointed source pod.
+// +kubebuilder:validation:XValidation:rule="has(self.ordinal) == has(oldSelf.ordinal) && (!has(self.ordinal) || self.ordinal == oldSelf.ordinal) && self.containers.map(c, c.name) == oldSelf.containers.map(c, c.name)",message="a checkpoint's ordinal and containers are immutable (only their images may be recorded)"
 type RestoreCheckpoint struct {
 	// Name identifies the checkpoint, usually the source pod's name.
 	// +kubebuilder:validation:MinLength=1
@@ -81,6 +95,7 @@ type RestoreCheckpoint struct {
 	Ordinal *int32 `json:"ordinal,omitempty"`
 	// Containers are the checkpoint images of the pod's containers.
 	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
 	// +listType=map
 	// +listMapKey=name
 	Containers []ContainerImage `json:"containers"`
@@ -88,7 +103,7 @@ type RestoreCheckpoint struct {
 
 // PodRestoreSpec asks the target cluster to restore a workload's new pods
 // from checkpoint images.
-// +kubebuilder:validation:XValidation:rule="self.migrationUID == oldSelf.migrationUID && self.workload == oldSelf.workload && self.checkpoints == oldSelf.checkpoints",message="migrationUID, workload and checkpoints are immutable"
+// +kubebuilder:validation:XValidation:rule="self.migrationUID == oldSelf.migrationUID && self.workload == oldSelf.workload && self.checkpoints.map(c, c.name) == oldSelf.checkpoints.map(c, c.name)",message="migrationUID, workload and the set of checkpoints are immutable (only their images may be recorded)"
 type PodRestoreSpec struct {
 	// NodeName, when set, pins the restored pods to that node (for the
 	// architecture and CRIU version the checkpoint was checked against).

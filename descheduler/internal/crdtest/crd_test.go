@@ -20,7 +20,12 @@ const crdPath = "../../../manifests/crds/livemigrate.io_livemigrations.yaml"
 
 func load(t *testing.T) (*apiextensions.CustomResourceDefinition, *structuralschema.Structural) {
 	t.Helper()
-	data, err := os.ReadFile(crdPath)
+	return loadFile(t, crdPath)
+}
+
+func loadFile(t *testing.T, path string) (*apiextensions.CustomResourceDefinition, *structuralschema.Structural) {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
