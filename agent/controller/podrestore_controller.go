@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,13 +17,18 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/livemigrate/livemigrate/agent/restore"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 )
 
 // ConditionReady is True on a PodRestore when every checkpoint's pod is Ready.
 const ConditionReady = "Ready"
 
-// PodRestoreReconciler follows restored pods in the PodRestore's status.
+// PodRestoreReconciler follows restored pods in the PodRestore's status, and
+// releases the pods the restore webhook gated while their checkpoint images
+// were being pushed: once the PodRestore records a checkpoint's images, it
+// points the gated pod's containers at them and removes the
+// agent.livemigrate.io/checkpoint-image scheduling gate, in one update.
 type PodRestoreReconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
@@ -35,10 +41,11 @@ type PodRestoreReconciler struct {
 
 // +kubebuilder:rbac:groups=agent.livemigrate.io,resources=podrestores,verbs=get;list;watch
 // +kubebuilder:rbac:groups=agent.livemigrate.io,resources=podrestores/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile updates the claims' phases and the PodRestore's phase.
+// Reconcile releases the gated pods whose checkpoint images are recorded,
+// then updates the claims' phases and the PodRestore's phase.
 func (r *PodRestoreReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	pr := &agentv1alpha1.PodRestore{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pr); err != nil {
@@ -54,6 +61,11 @@ func (r *PodRestoreReconciler) Reconcile(ctx context.Context, req reconcile.Requ
 		p := &pods.Items[i]
 		if p.Annotations[agentv1alpha1.AnnotationRestore] == pr.Name {
 			byKey[p.Annotations[agentv1alpha1.AnnotationRestoreClaim]] = p
+		}
+	}
+	for _, pod := range byKey {
+		if err := r.ungate(ctx, pr, pod); err != nil {
+			return reconcile.Result{}, err
 		}
 	}
 	now := r.Clock.Now()
@@ -113,6 +125,40 @@ func (r *PodRestoreReconciler) Reconcile(ctx context.Context, req reconcile.Requ
 		}
 	}
 	return reconcile.Result{RequeueAfter: requeue}, nil
+}
+
+// ungate points a gated pod at its checkpoint's images and removes the
+// checkpoint-image scheduling gate, in one update (the pod is not scheduled
+// yet, so no node can run it between the two), once the PodRestore records
+// every image of the checkpoint. It does nothing for a pod that is not
+// gated, or whose images are still being pushed, so repeating it is a
+// no-op. The update carries the pod's resourceVersion: a conflict retries
+// the reconcile.
+func (r *PodRestoreReconciler) ungate(ctx context.Context, pr *agentv1alpha1.PodRestore, pod *corev1.Pod) error {
+	if !pod.DeletionTimestamp.IsZero() || !restore.Gated(pod) {
+		return nil
+	}
+	var cp *agentv1alpha1.RestoreCheckpoint
+	for i := range pr.Spec.Checkpoints {
+		if pr.Spec.Checkpoints[i].Name == pod.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint] {
+			cp = &pr.Spec.Checkpoints[i]
+		}
+	}
+	if cp == nil || !restore.ImagesRecorded(cp) {
+		return nil
+	}
+	p := pod.DeepCopy()
+	restore.SetImages(p, cp)
+	restore.Ungate(p)
+	if err := r.Client.Update(ctx, p); err != nil {
+		return fmt.Errorf("releasing pod %s/%s to its checkpoint images: %w", pod.Namespace, pod.Name, err)
+	}
+	*pod = *p
+	klog.FromContext(ctx).Info("Pod released to its checkpoint images", "pod", klog.KObj(pod), "podRestore", klog.KObj(pr), "checkpoint", cp.Name)
+	if r.Recorder != nil {
+		r.Recorder.Eventf(pod, pr, corev1.EventTypeNormal, "CheckpointImagesSet", "Restore", "checkpoint %s pushed: containers point at its images, scheduling gate %s removed", cp.Name, agentv1alpha1.SchedulingGateCheckpointImage)
+	}
+	return nil
 }
 
 func claimPhase(pod *corev1.Pod) agentv1alpha1.RestoreClaimPhase {

@@ -16,6 +16,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
@@ -116,5 +117,124 @@ func TestPodRestoreFollowsPods(t *testing.T) {
 				t.Errorf("RequeueAfter %v, want %v", res.RequeueAfter, tc.wantAfter)
 			}
 		})
+	}
+}
+
+// gatedPod is a target pod as the restore webhook admits it while its
+// checkpoint images are pushed: annotated, labelled, gated, images untouched.
+func gatedPod(name, checkpoint string, extraGates ...string) *corev1.Pod {
+	p := restoredPod(name, name, corev1.PodPending, false)
+	p.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint] = checkpoint
+	p.Spec.Containers = []corev1.Container{{Name: "app", Image: "livemigrate.io/labapp:latest"}, {Name: "sidecar", Image: "busybox"}}
+	for _, g := range extraGates {
+		p.Spec.SchedulingGates = append(p.Spec.SchedulingGates, corev1.PodSchedulingGate{Name: g})
+	}
+	p.Spec.SchedulingGates = append(p.Spec.SchedulingGates, corev1.PodSchedulingGate{Name: agentv1alpha1.SchedulingGateCheckpointImage})
+	return p
+}
+
+// TestPodRestoreUngatesOncePushed checks that a gated pod stays gated, with
+// its images untouched, while its checkpoint images are not recorded; that
+// once they are, one pod update sets every checkpoint image and removes the
+// gate (other gates kept); and that reconciling again writes nothing.
+func TestPodRestoreUngatesOncePushed(t *testing.T) {
+	ctx := context.Background()
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = agentv1alpha1.AddToScheme(s)
+	pr := &agentv1alpha1.PodRestore{
+		ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "db"},
+		Spec: agentv1alpha1.PodRestoreSpec{MigrationUID: "m", Workload: agentv1alpha1.WorkloadReference{Kind: "StatefulSet", Name: "web"},
+			Checkpoints: []agentv1alpha1.RestoreCheckpoint{
+				{Name: "web-0", Containers: []agentv1alpha1.ContainerImage{{Name: "app"}}},
+				{Name: "web-1", Containers: []agentv1alpha1.ContainerImage{{Name: "app", Image: "reg.lab/lm/web-1-app@sha256:11"}}},
+			}},
+		Status: agentv1alpha1.PodRestoreStatus{Phase: agentv1alpha1.PodRestoreRestoring, Claims: []agentv1alpha1.RestoreClaim{
+			{Checkpoint: "web-0", Key: "web-0", Phase: agentv1alpha1.RestoreClaimClaimed, ClaimTime: metav1.NewTime(t0)},
+			{Checkpoint: "web-1", Key: "web-1", Phase: agentv1alpha1.RestoreClaimClaimed, ClaimTime: metav1.NewTime(t0)},
+		}},
+	}
+	updates := map[string]int{}
+	c := fake.NewClientBuilder().WithScheme(s).
+		WithObjects(pr, gatedPod("web-0", "web-0"), gatedPod("web-1", "web-1", "example.com/quota")).
+		WithStatusSubresource(pr).
+		WithInterceptorFuncs(interceptor.Funcs{Update: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if _, ok := obj.(*corev1.Pod); ok {
+				updates[obj.GetName()]++
+			}
+			return cl.Update(ctx, obj, opts...)
+		}}).Build()
+	r := &PodRestoreReconciler{Client: c, Recorder: events.NewFakeRecorder(10), Clock: clocktesting.NewFakeClock(t0), Metrics: NewMetrics(nil), ClaimTTL: 2 * time.Minute}
+	reconcileOnce := func() {
+		t.Helper()
+		if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "r"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pod := func(name string) *corev1.Pod {
+		t.Helper()
+		p := &corev1.Pod{}
+		if err := c.Get(ctx, types.NamespacedName{Namespace: "db", Name: name}, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	imagesOf := func(p *corev1.Pod) []string {
+		var out []string
+		for _, c := range p.Spec.Containers {
+			out = append(out, c.Image)
+		}
+		return out
+	}
+	gatesOf := func(p *corev1.Pod) []string {
+		var out []string
+		for _, g := range p.Spec.SchedulingGates {
+			out = append(out, g.Name)
+		}
+		return out
+	}
+
+	reconcileOnce()
+	reconcileOnce()
+	// web-1's images are recorded: released once, its other gate kept.
+	p1 := pod("web-1")
+	if diff := cmp.Diff([]string{"reg.lab/lm/web-1-app@sha256:11", "busybox"}, imagesOf(p1)); diff != "" {
+		t.Errorf("web-1 images (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"example.com/quota"}, gatesOf(p1)); diff != "" {
+		t.Errorf("web-1 scheduling gates (-want +got):\n%s", diff)
+	}
+	// web-0's images are still pushed: untouched, gated.
+	p0 := pod("web-0")
+	if diff := cmp.Diff([]string{"livemigrate.io/labapp:latest", "busybox"}, imagesOf(p0)); diff != "" {
+		t.Errorf("web-0 images changed before they were recorded (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{agentv1alpha1.SchedulingGateCheckpointImage}, gatesOf(p0)); diff != "" {
+		t.Errorf("web-0 scheduling gates (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]int{"web-1": 1}, updates); diff != "" {
+		t.Errorf("pod updates (-want +got):\n%s", diff)
+	}
+
+	// The push of web-0 ends: its image is recorded in the PodRestore.
+	latest := &agentv1alpha1.PodRestore{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "db", Name: "r"}, latest); err != nil {
+		t.Fatal(err)
+	}
+	latest.Spec.Checkpoints[0].Containers[0].Image = "reg.lab/lm/web-0-app@sha256:00"
+	if err := c.Update(ctx, latest); err != nil {
+		t.Fatal(err)
+	}
+	reconcileOnce()
+	reconcileOnce()
+	p0 = pod("web-0")
+	if diff := cmp.Diff([]string{"reg.lab/lm/web-0-app@sha256:00", "busybox"}, imagesOf(p0)); diff != "" {
+		t.Errorf("web-0 images (-want +got):\n%s", diff)
+	}
+	if len(p0.Spec.SchedulingGates) != 0 {
+		t.Errorf("web-0 still gated: %v", gatesOf(p0))
+	}
+	if diff := cmp.Diff(map[string]int{"web-0": 1, "web-1": 1}, updates); diff != "" {
+		t.Errorf("pod updates (-want +got):\n%s", diff)
 	}
 }

@@ -121,16 +121,16 @@ func checkpointByName(pr *agentv1alpha1.PodRestore, name string) *agentv1alpha1.
 }
 
 // rewrite points the pod's containers at the checkpoint images, labels and
-// annotates it, and pins it to the restore's node when one is named.
+// annotates it, and pins it to the restore's node when one is named. When
+// the checkpoint's images are not recorded yet (the push still runs), it
+// leaves the images alone and gates the pod instead: scheduling gates can
+// only be added at creation, and a gated pod is neither scheduled nor run
+// until the restore controller sets its images and removes the gate.
 func rewrite(pod *corev1.Pod, pr *agentv1alpha1.PodRestore, cp *agentv1alpha1.RestoreCheckpoint, key string) {
-	images := map[string]string{}
-	for _, c := range cp.Containers {
-		images[c.Name] = c.Image
-	}
-	for i := range pod.Spec.Containers {
-		if img, ok := images[pod.Spec.Containers[i].Name]; ok {
-			pod.Spec.Containers[i].Image = img
-		}
+	if ImagesRecorded(cp) {
+		SetImages(pod, cp)
+	} else if !Gated(pod) {
+		pod.Spec.SchedulingGates = append(pod.Spec.SchedulingGates, corev1.PodSchedulingGate{Name: agentv1alpha1.SchedulingGateCheckpointImage})
 	}
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}

@@ -86,6 +86,17 @@ func (b *restoreBuilder) checkpoint(name string, ordinal *int32) *restoreBuilder
 	})
 	return b
 }
+
+// pushing drops the images of every checkpoint, as in a PodRestore written
+// at the freeze, before the push finished.
+func (b *restoreBuilder) pushing() *restoreBuilder {
+	for i := range b.r.Spec.Checkpoints {
+		for j := range b.r.Spec.Checkpoints[i].Containers {
+			b.r.Spec.Checkpoints[i].Containers[j].Image = ""
+		}
+	}
+	return b
+}
 func (b *restoreBuilder) phase(p agentv1alpha1.PodRestorePhase) *restoreBuilder {
 	b.r.Status.Phase = p
 	return b
@@ -230,6 +241,86 @@ func TestWebhook(t *testing.T) {
 				t.Errorf("restored pod lacks the %s label", agentv1alpha1.LabelRestoredFrom)
 			}
 		})
+	}
+}
+
+func gates(p *corev1.Pod) []string {
+	var out []string
+	for _, g := range p.Spec.SchedulingGates {
+		out = append(out, g.Name)
+	}
+	return out
+}
+
+// TestWebhookGatesWhileImagesArePushed checks that a pod claiming a
+// checkpoint whose images are not recorded yet is annotated and gated with
+// its images left alone, and that a pod claiming a pushed checkpoint is
+// rewritten to the images and never gated.
+func TestWebhookGatesWhileImagesArePushed(t *testing.T) {
+	cases := []struct {
+		name       string
+		restore    *agentv1alpha1.PodRestore
+		pod        *corev1.Pod
+		wantGates  []string
+		wantImages []string
+	}{
+		{
+			name:       "images not recorded: gated, images untouched",
+			restore:    makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).pushing().obj(),
+			pod:        makePod("web-0").owner("StatefulSet", "web").obj(),
+			wantGates:  []string{agentv1alpha1.SchedulingGateCheckpointImage},
+			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
+		},
+		{
+			name:    "images not recorded, pod with another gate: both kept",
+			restore: makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).pushing().obj(),
+			pod: func() *corev1.Pod {
+				p := makePod("web-0").owner("StatefulSet", "web").obj()
+				p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/quota"}}
+				return p
+			}(),
+			wantGates:  []string{"example.com/quota", agentv1alpha1.SchedulingGateCheckpointImage},
+			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
+		},
+		{
+			name:       "images recorded: rewritten, not gated",
+			restore:    makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj(),
+			pod:        makePod("web-0").owner("StatefulSet", "web").obj(),
+			wantImages: []string{"reg.lab/lm/db-web-0-app@sha256:" + fmt.Sprintf("%064d", 0), "busybox"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w, c := newWebhook(t, tc.restore)
+			got := apply(t, tc.pod, w.Handle(context.Background(), request(t, tc.pod, "u")))
+			if diff := cmp.Diff(tc.wantGates, gates(got), cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("scheduling gates (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantImages, images(got)); diff != "" {
+				t.Errorf("images (-want +got):\n%s", diff)
+			}
+			if got.Annotations[agentv1alpha1.AnnotationRestore] != "r" || got.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint] != "web-0" {
+				t.Errorf("annotations = %v, want the pod annotated with its PodRestore and checkpoint", got.Annotations)
+			}
+			if n := len(claims(t, c, "r")); n != 1 {
+				t.Errorf("claims = %d, want 1", n)
+			}
+		})
+	}
+}
+
+// TestWebhookGatedRetryIsIdempotent checks that a retried admission of a
+// gated pod gets one gate, the same checkpoint and one claim.
+func TestWebhookGatedRetryIsIdempotent(t *testing.T) {
+	w, c := newWebhook(t, makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).pushing().obj())
+	pod := makePod("web-0").owner("StatefulSet", "web").obj()
+	first := apply(t, pod, w.Handle(context.Background(), request(t, pod, "u1")))
+	again := apply(t, first, w.Handle(context.Background(), request(t, first, "u2")))
+	if diff := cmp.Diff([]string{agentv1alpha1.SchedulingGateCheckpointImage}, gates(again)); diff != "" {
+		t.Errorf("scheduling gates after a retry (-want +got):\n%s", diff)
+	}
+	if n := len(claims(t, c, "r")); n != 1 {
+		t.Errorf("claims = %d, want 1", n)
 	}
 }
 
