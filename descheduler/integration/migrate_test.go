@@ -131,8 +131,8 @@ func TestMigrationSucceeds(t *testing.T) {
 	for _, p := range st.PhaseTransitions {
 		want = append(want, p.Phase)
 	}
-	if diff := cmp.Diff([]lmv1alpha1.LiveMigrationPhase{"Pending", "Planning", "PreCopy", "Checkpointing", "FinalSync",
-		"Transfer", "Rebinding", "Restoring", "Verifying", "Cleanup", "Succeeded"}, want); diff != "" {
+	if diff := cmp.Diff([]lmv1alpha1.LiveMigrationPhase{"Pending", "Planning", "PreCopy", "Checkpointing", "Rebinding",
+		"FinalSync", "Transfer", "Restoring", "Verifying", "Cleanup", "Succeeded"}, want); diff != "" {
 		t.Errorf("phases (-want +got):\n%s", diff)
 	}
 	rb := binding(t, ctx, "succeed")

@@ -82,7 +82,9 @@ func simulate(ctx context.Context) {
 }
 
 // markRestored annotates the checkpointed pod as the restore webhook
-// annotates a target pod restored from the migration's PodRestore.
+// annotates a target pod restored from the migration's PodRestore, and
+// points it at its checkpoint image as the restore controller does once the
+// image is recorded.
 func (w *world) markRestored(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) {
 	pod := &corev1.Pod{}
 	if err := k.Get(ctx, client.ObjectKey{Namespace: pc.Namespace, Name: pc.Spec.PodName}, pod); err != nil {
@@ -97,7 +99,17 @@ func (w *world) markRestored(ctx context.Context, pc *agentv1alpha1.PodCheckpoin
 		pod.Annotations = map[string]string{}
 	}
 	pod.Annotations[agentv1alpha1.AnnotationRestore] = "app-" + uid
+	pod.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint] = pc.Spec.PodName
+	for i := range pod.Spec.Containers {
+		pod.Spec.Containers[i].Image = checkpointImage(pc, pod.Spec.Containers[i].Name)
+	}
 	_ = k.Patch(ctx, pod, client.MergeFrom(orig))
+}
+
+// checkpointImage is the image the simulated agent pushes a container's
+// checkpoint to.
+func checkpointImage(pc *agentv1alpha1.PodCheckpoint, container string) string {
+	return "registry.test:5000/livemigrate/" + pc.Namespace + "-" + pc.Spec.PodName + "-" + container + ":" + pc.Spec.MigrationUID
 }
 
 func (w *world) step(ctx context.Context) {
@@ -116,7 +128,7 @@ func (w *world) step(ctx context.Context) {
 					w.markRestored(ctx, pc)
 					want = agentv1alpha1.PodCheckpointCheckpointed
 					pc.Status.Containers = []agentv1alpha1.ContainerCheckpointStatus{{Name: "app", ArchiveSizeBytes: 4096,
-						Image: "registry.test:5000/livemigrate/" + pc.Namespace + "-" + pc.Spec.PodName + "-app:" + pc.Spec.MigrationUID}}
+						Image: checkpointImage(pc, "app")}}
 				}
 			case agentv1alpha1.CheckpointActionThaw:
 				w.mu.Lock()

@@ -119,7 +119,7 @@ func TestProgressTerminal(t *testing.T) {
 	got := out.String()
 	for _, want := range []string{
 		"\r\033[K[█░░░░░░░░░]  10% Planning",
-		"\r\033[K[██████░░░░]  60% Rebinding",
+		"\r\033[K[████░░░░░░]  40% Rebinding",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("terminal output %q lacks %q", got, want)

@@ -14,8 +14,9 @@ import (
 // pods of one workload stop at the same instant), then requests the final
 // volume sync and checkpoints the pods, so that the final pass runs while
 // the checkpoints are dumped and pushed (FinalSync then only waits for it).
-// The pods stay frozen afterwards until the target runs or the rollback
-// thawed them after removing the target.
+// Once every archive is taken it hands over to Rebinding, which runs while
+// the push does. The pods stay frozen afterwards until the target runs or
+// the rollback thawed them after removing the target.
 func (r *Reconciler) checkpointing(ctx context.Context, lm *lmv1alpha1.LiveMigration, now time.Time) (stepResult, error) {
 	st := &lm.Status
 	m := migrationOf(lm)
@@ -61,5 +62,5 @@ func (r *Reconciler) checkpointing(ctx context.Context, lm *lmv1alpha1.LiveMigra
 	if !allDone {
 		return stay(), nil
 	}
-	return advanceTo(lmv1alpha1.PhaseFinalSync), nil
+	return advanceTo(lmv1alpha1.PhaseRebinding), nil
 }

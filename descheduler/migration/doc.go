@@ -1,6 +1,6 @@
 // Package migration is the LiveMigration controller: the state machine of a
-// live migration (Pending → Planning → PreCopy → Checkpointing → FinalSync →
-// Transfer → Rebinding → Restoring → Verifying → Cleanup → Succeeded, and
+// live migration (Pending → Planning → PreCopy → Checkpointing → Rebinding →
+// FinalSync → Transfer → Restoring → Verifying → Cleanup → Succeeded, and
 // RollingBack → Failed), persisted in the LiveMigration's status.
 //
 // # What each phase covers
@@ -14,16 +14,22 @@
 //     the checkpoints are dumped and pushed. It ends once every archive is
 //     reported taken (the in-tree agent reports its archives, phase Pushing,
 //     before it pushes them).
+//   - Rebinding: records the checkpoints, without their images (being
+//     pushed), in the target (PodRestore) and points the ResourceBinding at
+//     the target, while the push and the final sync run. Karmada propagates
+//     the workload; the restore webhook gates each target pod (scheduling
+//     gate agent.livemigrate.io/checkpoint-image): it is neither scheduled
+//     nor run until its images are recorded.
 //   - FinalSync: waits for the final volume sync requested at the freeze
 //     (often already finished: then it lasts one reconcile).
 //   - Transfer: waits until every checkpoint image is in the registry (the
-//     push) and records the images.
-//   - Rebinding: records the checkpoints in the target (PodRestore) and
-//     points the ResourceBinding at the target.
-//   - Restoring: Karmada propagates the workload, the target pods are
-//     admitted with their checkpoint images (restore webhook), pulled and
-//     restored. A target pod admitted without the restore webhook's
-//     annotation fails the step at once (RestoreWebhookBypassed).
+//     push), records the images in status and in the PodRestore; the
+//     agent's restore controller then points the gated pods at them and
+//     removes the gate, in one update.
+//   - Restoring: the target pods are scheduled, pulled and restored. A
+//     target pod admitted without the restore webhook's annotation, or
+//     with it but neither gated nor given the checkpoint images, fails the
+//     step at once (RestoreWebhookBypassed).
 //   - Verifying: waits until the target workload is Ready
 //     (status.targetReadyAt, the end of the downtime).
 //   - Cleanup: releases the archives and ends replication; Karmada deletes
@@ -45,8 +51,13 @@
 //
 // Nothing is synced "final" before every source pod is frozen. From the
 // checkpoint on the source pods stay frozen until the target is Ready (Cleanup only releases the archives; Karmada deletes the frozen
-// source). On rollback the target workload is removed, and its removal
-// awaited, before the source is thawed. The downtime budget is enforced in
+// source). The target workload exists from Rebinding on, but its pods are
+// gated, so none is scheduled or runs, until Transfer records the images,
+// which happens after FinalSync: a target pod starts only with the final
+// volume delta and its checkpoint images in place. On rollback (from any
+// phase after the freeze, with a target workload or not) the target
+// workload, gated pods included, is removed, and its removal awaited,
+// before the source is thawed. The downtime budget is enforced in
 // one place (checkBudget) before anything is frozen.
 //
 // # Rebinding, and why karmada-scheduler does not undo it

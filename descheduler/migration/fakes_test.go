@@ -34,8 +34,10 @@ type world struct {
 
 	restored bool
 	ready    bool
-	// unmutated are target pods admitted without the restore webhook.
-	unmutated []string
+	// unmutated are target pods admitted without the restore webhook;
+	// ungated those it annotated but neither gated nor pointed at the
+	// checkpoint images.
+	unmutated, ungated []string
 
 	// removeCallsBeforeGone is how many Remove calls answer "not gone yet".
 	removeCallsBeforeGone int
@@ -180,16 +182,26 @@ func (f replicationFake) Complete(_ context.Context, _ Migration, v Volume) (boo
 
 type restoreFake struct{ w *world }
 
+// Prepare records "prepareRestore:<target>" for checkpoints without images
+// (at the freeze) and "restoreImages:<target>" once every one has its
+// images (after the push, or for a migration rebound after the push).
 func (f restoreFake) Prepare(_ context.Context, m Migration, cps []PodCheckpoint) error {
+	with := 0
 	for _, cp := range cps {
-		if cp.Images["app"] == "" {
-			return fmt.Errorf("checkpoint of %s has no image", cp.Pod.Name)
+		if cp.Images["app"] != "" {
+			with++
 		}
 	}
-	return f.w.record("prepareRestore:" + m.Target)
+	switch with {
+	case 0:
+		return f.w.record("prepareRestore:" + m.Target)
+	case len(cps):
+		return f.w.record("restoreImages:" + m.Target)
+	}
+	return fmt.Errorf("images for %d of %d checkpoints", with, len(cps))
 }
 func (f restoreFake) Status(_ context.Context, m Migration) (RestoreState, error) {
-	rs := RestoreState{Restored: map[string]bool{}, Unmutated: f.w.unmutated}
+	rs := RestoreState{Restored: map[string]bool{}, Unmutated: f.w.unmutated, Ungated: f.w.ungated}
 	if f.w.restored {
 		for _, p := range f.w.pods {
 			rs.Restored[p.Name] = true

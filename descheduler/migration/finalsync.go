@@ -9,11 +9,16 @@ import (
 
 // finalSync waits for the last volume delta, requested by checkpointing as
 // soon as every source pod was frozen (so that disk and memory are captured
-// at the same instant, and the final pass overlaps the checkpoint and its
-// push). Requesting it again here is a no-op for the backend (idempotent,
-// keyed by UID) and covers a controller restarted between the freeze and the
-// request.
+// at the same instant, and the final pass overlaps the checkpoint, its push
+// and the rebinding). Requesting it again here is a no-op for the backend
+// (idempotent, keyed by UID) and covers a controller restarted between the
+// freeze and the request. A target pod admitted without the restore webhook
+// fails the step first (checkTargetPods): it runs, fresh, on the volume the
+// final sync writes.
 func (r *Reconciler) finalSync(ctx context.Context, lm *lmv1alpha1.LiveMigration) (stepResult, error) {
+	if _, err := r.checkTargetPods(ctx, lm, false); err != nil {
+		return stay(), err
+	}
 	allSynced, err := r.requestFinalSync(ctx, lm)
 	if err != nil {
 		return stay(), err

@@ -155,16 +155,26 @@ type RestoreState struct {
 	// Unmutated names the target pods of the workload that were admitted
 	// without being pointed at a checkpoint: the restore webhook is down or
 	// misconfigured and its failure policy (Ignore) let them in as fresh
-	// starts. Such a pod never restores, so Restoring fails at once.
+	// starts. Such a pod never restores, so the migration fails at once,
+	// in every phase the target workload exists in.
 	Unmutated []string
-	Message   string
+	// Ungated names the target pods that claimed a checkpoint but are
+	// neither held by the checkpoint-image scheduling gate nor running
+	// the checkpoint's images (a webhook that did not gate them while the
+	// images were pushed): they started fresh, so Restoring fails at once.
+	Ungated []string
+	Message string
 }
 
 // RestoreHook makes the target workload's new pods restore from the
 // checkpoint images.
 type RestoreHook interface {
 	// Prepare records the checkpoints in the target cluster before the
-	// workload is created there.
+	// workload is created there (Rebinding, at the freeze: the checkpoints'
+	// images are not pushed yet, and the target pods that claim them wait,
+	// gated, unscheduled), and is called again with the images once they
+	// are pushed (Transfer), which releases those pods. It only ever adds
+	// images: an image once recorded is never changed.
 	Prepare(ctx context.Context, m Migration, checkpoints []PodCheckpoint) error
 	Status(ctx context.Context, m Migration) (RestoreState, error)
 	// Remove deletes the restore records; done once gone.

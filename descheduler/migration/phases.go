@@ -9,15 +9,18 @@ import (
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
 
-// order is the happy path of the state machine.
+// order is the happy path of the state machine. Rebinding follows
+// Checkpointing, so that Karmada propagates the workload to the target (its
+// pods held by the restore webhook's scheduling gate) while the final volume
+// sync and the checkpoint push run.
 var order = []lmv1alpha1.LiveMigrationPhase{
 	lmv1alpha1.PhasePending,
 	lmv1alpha1.PhasePlanning,
 	lmv1alpha1.PhasePreCopy,
 	lmv1alpha1.PhaseCheckpointing,
+	lmv1alpha1.PhaseRebinding,
 	lmv1alpha1.PhaseFinalSync,
 	lmv1alpha1.PhaseTransfer,
-	lmv1alpha1.PhaseRebinding,
 	lmv1alpha1.PhaseRestoring,
 	lmv1alpha1.PhaseVerifying,
 	lmv1alpha1.PhaseCleanup,

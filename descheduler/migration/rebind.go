@@ -12,23 +12,20 @@ import (
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
 
-// rebinding records the checkpoints in the target cluster, then points the
+// rebinding runs as soon as every archive is taken, while the checkpoint
+// images are pushed and the final volume sync runs: it records the
+// checkpoints in the target cluster (PodRestore, without their images yet:
+// the restore webhook gates the pods that claim them), then points the
 // ResourceBinding at the target with a suppressed-deletion eviction task for
 // the source, then waits until karmada-scheduler observed the new generation
-// without undoing it (see the package documentation).
+// without undoing it (see the package documentation). Karmada then
+// propagates the workload during the push; its pods wait, gated, for the
+// images Transfer records.
 func (r *Reconciler) rebinding(ctx context.Context, lm *lmv1alpha1.LiveMigration, now time.Time) (stepResult, error) {
 	st := &lm.Status
 	m := migrationOf(lm)
 
-	checkpoints := make([]PodCheckpoint, 0, len(st.Pods))
-	for i, pod := range podsOf(lm) {
-		imgs := map[string]string{}
-		for _, ci := range st.Pods[i].CheckpointImages {
-			imgs[ci.Container] = ci.Image
-		}
-		checkpoints = append(checkpoints, PodCheckpoint{Pod: pod, Images: imgs})
-	}
-	if err := r.Hooks.Restore.Prepare(ctx, m, checkpoints); err != nil {
+	if err := r.Hooks.Restore.Prepare(ctx, m, checkpointsOf(lm)); err != nil {
 		return stay(), fmt.Errorf("preparing the restore in %s: %w", st.TargetCluster, err)
 	}
 
@@ -59,8 +56,29 @@ func (r *Reconciler) rebinding(ctx context.Context, lm *lmv1alpha1.LiveMigration
 		return stay(), NewStepFailedError("Rescheduled", fmt.Sprintf(
 			"karmada-scheduler moved ResourceBinding %s to %s after the rebinding to %s", rb.Name, joinClusters(rb), st.TargetCluster))
 	}
+	if _, err := r.checkTargetPods(ctx, lm, false); err != nil {
+		return stay(), err
+	}
 	if rb.Status.SchedulerObservedGeneration < rb.Generation {
 		return stay(), nil
 	}
-	return advanceTo(lmv1alpha1.PhaseRestoring), nil
+	return advanceTo(lmv1alpha1.PhaseFinalSync), nil
+}
+
+// checkpointsOf lists the checkpoints of the source pods with the images
+// recorded so far (none before Transfer).
+func checkpointsOf(lm *lmv1alpha1.LiveMigration) []PodCheckpoint {
+	st := &lm.Status
+	checkpoints := make([]PodCheckpoint, 0, len(st.Pods))
+	for i, pod := range podsOf(lm) {
+		var imgs map[string]string
+		if len(st.Pods[i].CheckpointImages) > 0 {
+			imgs = map[string]string{}
+			for _, ci := range st.Pods[i].CheckpointImages {
+				imgs[ci.Container] = ci.Image
+			}
+		}
+		checkpoints = append(checkpoints, PodCheckpoint{Pod: pod, Images: imgs})
+	}
+	return checkpoints
 }

@@ -229,8 +229,8 @@ func TestRebindingPatchesBindingAndWaitsForScheduler(t *testing.T) {
 	if _, err := h.reconcile(); err != nil {
 		t.Fatal(err)
 	}
-	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseRestoring {
-		t.Errorf("phase = %s, want Restoring", p)
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseFinalSync {
+		t.Errorf("phase = %s, want FinalSync", p)
 	}
 }
 
@@ -285,8 +285,8 @@ func TestIdempotentReReconcile(t *testing.T) {
 
 func TestResumeAfterRestartFromStatusAlone(t *testing.T) {
 	for _, at := range []lmv1alpha1.LiveMigrationPhase{
-		lmv1alpha1.PhasePreCopy, lmv1alpha1.PhaseCheckpointing, lmv1alpha1.PhaseFinalSync,
-		lmv1alpha1.PhaseTransfer, lmv1alpha1.PhaseRebinding, lmv1alpha1.PhaseRestoring, lmv1alpha1.PhaseVerifying,
+		lmv1alpha1.PhasePreCopy, lmv1alpha1.PhaseCheckpointing, lmv1alpha1.PhaseRebinding,
+		lmv1alpha1.PhaseFinalSync, lmv1alpha1.PhaseTransfer, lmv1alpha1.PhaseRestoring, lmv1alpha1.PhaseVerifying,
 	} {
 		t.Run(string(at), func(t *testing.T) {
 			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())

@@ -228,13 +228,14 @@ func TestRestoreLifecycle(t *testing.T) {
 	pod := func(name string, labels, annotations map[string]string) *corev1.Pod {
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: labels, Annotations: annotations}}
 	}
-	restored := pod("db-0", map[string]string{"app": "db"}, map[string]string{agentv1alpha1.AnnotationRestore: pr.Name})
+	restored := pod("db-0", map[string]string{"app": "db"}, map[string]string{agentv1alpha1.AnnotationRestore: pr.Name, agentv1alpha1.AnnotationRestoreCheckpoint: "db-0"})
+	restored.Spec.Containers = []corev1.Container{{Name: "agent", Image: "img-agent"}, {Name: "db", Image: "img-db"}}
 	for _, o := range []client.Object{sts, restored, pod("other", map[string]string{"app": "web"}, nil)} {
 		if err := dst.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if rs, err := h.Status(ctx, mig); err != nil || len(rs.Unmutated) != 0 {
+	if rs, err := h.Status(ctx, mig); err != nil || len(rs.Unmutated)+len(rs.Ungated) != 0 {
 		t.Fatalf("Status = %+v, %v; want no unmutated pod", rs, err)
 	}
 	if err := dst.Create(ctx, pod("db-1", map[string]string{"app": "db"}, nil)); err != nil {
@@ -266,5 +267,84 @@ func TestRestoreLifecycle(t *testing.T) {
 	}
 	if err := dst.Get(ctx, client.ObjectKeyFromObject(pr), pr); err == nil {
 		t.Errorf("PodRestore still exists")
+	}
+}
+
+// TestRestorePreparedAtTheFreeze follows a PodRestore written at the
+// freeze, before the push: no images, then the images added once; and the
+// target pods Status accepts (gated, or running the checkpoint images) and
+// reports (admitted ungated while the images were pushed).
+func TestRestorePreparedAtTheFreeze(t *testing.T) {
+	ctx := context.Background()
+	dst := member()
+	h := &Restore{Clients: clients{"b": dst}}
+	pod0 := migration.Pod{Name: "db-0", Ordinal: ptr.To[int32](0), Containers: []string{"db", "agent"}}
+	if err := h.Prepare(ctx, mig, []migration.PodCheckpoint{{Pod: pod0}}); err != nil {
+		t.Fatal(err)
+	}
+	key := types.NamespacedName{Namespace: "ns", Name: "db-01234567"}
+	pr := &agentv1alpha1.PodRestore{}
+	if err := dst.Get(ctx, key, pr); err != nil {
+		t.Fatalf("PodRestore not created: %v", err)
+	}
+	want := []agentv1alpha1.RestoreCheckpoint{{Name: "db-0", Ordinal: ptr.To[int32](0),
+		Containers: []agentv1alpha1.ContainerImage{{Name: "agent"}, {Name: "db"}}}}
+	if diff := cmp.Diff(want, pr.Spec.Checkpoints); diff != "" {
+		t.Errorf("checkpoints at the freeze (-want +got):\n%s", diff)
+	}
+
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db"},
+		Spec: appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}}
+	gated := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-0", Labels: map[string]string{"app": "db"},
+		Annotations: map[string]string{agentv1alpha1.AnnotationRestore: pr.Name, agentv1alpha1.AnnotationRestoreCheckpoint: "db-0"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "agent", Image: "agent:1"}, {Name: "db", Image: "db:1"}},
+			SchedulingGates: []corev1.PodSchedulingGate{{Name: agentv1alpha1.SchedulingGateCheckpointImage}}}}
+	for _, o := range []client.Object{sts, gated} {
+		if err := dst.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rs, err := h.Status(ctx, mig); err != nil || len(rs.Unmutated)+len(rs.Ungated) != 0 {
+		t.Fatalf("Status = %+v, %v; want the gated pod accepted", rs, err)
+	}
+	// Admitted with the annotation but without the gate while the images
+	// are not recorded: it would start fresh.
+	ungated := gated.DeepCopy()
+	ungated.Spec.SchedulingGates = nil
+	if err := dst.Update(ctx, ungated); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := h.Status(ctx, mig); err != nil || len(rs.Unmutated) != 0 || !cmp.Equal(rs.Ungated, []string{"db-0"}) {
+		t.Fatalf("Status = %+v, %v; want db-0 reported ungated (before its images were recorded)", rs, err)
+	}
+
+	// The push ends: the images are added, once.
+	images := map[string]string{"db": "img-db", "agent": "img-agent"}
+	for _, imgs := range []map[string]string{images, {"db": "other", "agent": "other"}} {
+		if err := h.Prepare(ctx, mig, []migration.PodCheckpoint{{Pod: pod0, Images: imgs}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := dst.Get(ctx, key, pr); err != nil {
+		t.Fatal(err)
+	}
+	want[0].Containers = []agentv1alpha1.ContainerImage{{Name: "agent", Image: "img-agent"}, {Name: "db", Image: "img-db"}}
+	if diff := cmp.Diff(want, pr.Spec.Checkpoints); diff != "" {
+		t.Errorf("checkpoints after the push (-want +got):\n%s", diff)
+	}
+	// Still running its own images: reported; released to the checkpoint
+	// images (as the restore controller does): accepted.
+	if rs, err := h.Status(ctx, mig); err != nil || !cmp.Equal(rs.Ungated, []string{"db-0"}) {
+		t.Fatalf("Status = %+v, %v; want db-0 reported ungated (not running its checkpoint images)", rs, err)
+	}
+	if err := dst.Get(ctx, client.ObjectKeyFromObject(ungated), ungated); err != nil {
+		t.Fatal(err)
+	}
+	ungated.Spec.Containers = []corev1.Container{{Name: "agent", Image: "img-agent"}, {Name: "db", Image: "img-db"}}
+	if err := dst.Update(ctx, ungated); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := h.Status(ctx, mig); err != nil || len(rs.Unmutated)+len(rs.Ungated) != 0 {
+		t.Fatalf("Status = %+v, %v; want the released pod accepted", rs, err)
 	}
 }

@@ -27,9 +27,14 @@ func (r *Restore) key(m migration.Migration) types.NamespacedName {
 	return types.NamespacedName{Namespace: m.Namespace, Name: objectName(m.Workload.Name, m.UID)}
 }
 
-// Prepare creates the PodRestore naming every checkpoint. The namespace is
-// propagated to every member by Karmada; the agent's restore webhook sees
-// every namespace not labelled agent.livemigrate.io/restore-webhook=disabled.
+// Prepare records the checkpoints in the target cluster: it creates the
+// PodRestore naming every checkpoint and its containers, with the images
+// known so far (none when it is called at the freeze, before the push), and,
+// called again once the images are pushed, adds the images not recorded yet
+// (the restore controller then releases the pods the webhook gated). An
+// image once recorded is never changed. The namespace is propagated to every
+// member by Karmada; the agent's restore webhook sees every namespace not
+// labelled agent.livemigrate.io/restore-webhook=disabled.
 func (r *Restore) Prepare(ctx context.Context, m migration.Migration, checkpoints []migration.PodCheckpoint) error {
 	cl, err := r.Clients.Get(ctx, m.Target)
 	if err != nil {
@@ -38,7 +43,7 @@ func (r *Restore) Prepare(ctx context.Context, m migration.Migration, checkpoint
 	pr := &agentv1alpha1.PodRestore{}
 	key := r.key(m)
 	if err := cl.Get(ctx, key, pr); err == nil {
-		return nil
+		return r.recordImages(ctx, cl, m, pr, checkpoints)
 	} else if !apierrors.IsNotFound(err) {
 		return err
 	}
@@ -63,14 +68,52 @@ func (r *Restore) Prepare(ctx context.Context, m migration.Migration, checkpoint
 	}
 	for _, cp := range checkpoints {
 		rc := agentv1alpha1.RestoreCheckpoint{Name: cp.Pod.Name, Ordinal: cp.Pod.Ordinal}
-		for name, img := range cp.Images {
-			rc.Containers = append(rc.Containers, agentv1alpha1.ContainerImage{Name: name, Image: img})
+		names := map[string]bool{}
+		for _, c := range cp.Pod.Containers {
+			names[c] = true
+		}
+		for c := range cp.Images {
+			names[c] = true
+		}
+		for name := range names {
+			rc.Containers = append(rc.Containers, agentv1alpha1.ContainerImage{Name: name, Image: cp.Images[name]})
 		}
 		sort.Slice(rc.Containers, func(i, j int) bool { return rc.Containers[i].Name < rc.Containers[j].Name })
 		pr.Spec.Checkpoints = append(pr.Spec.Checkpoints, rc)
 	}
 	if err := cl.Create(ctx, pr); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating PodRestore %s in %s: %w", key, m.Target, err)
+	}
+	return nil
+}
+
+// recordImages adds to an existing PodRestore the checkpoint images it does
+// not record yet. The descheduler is the only writer of a PodRestore's spec
+// and the CRD lets an image be set once only, so a plain merge patch is
+// enough (no optimistic lock: the webhook's concurrent claims, in status,
+// must not make it fail).
+func (r *Restore) recordImages(ctx context.Context, cl client.Client, m migration.Migration, pr *agentv1alpha1.PodRestore, checkpoints []migration.PodCheckpoint) error {
+	images := map[string]map[string]string{}
+	for _, cp := range checkpoints {
+		images[cp.Pod.Name] = cp.Images
+	}
+	orig := pr.DeepCopy()
+	changed := false
+	for i := range pr.Spec.Checkpoints {
+		rc := &pr.Spec.Checkpoints[i]
+		for j := range rc.Containers {
+			c := &rc.Containers[j]
+			if img := images[rc.Name][c.Name]; c.Image == "" && img != "" {
+				c.Image = img
+				changed = true
+			}
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if err := cl.Patch(ctx, pr, client.MergeFrom(orig)); err != nil {
+		return fmt.Errorf("recording the checkpoint images in PodRestore %s/%s in %s: %w", pr.Namespace, pr.Name, m.Target, err)
 	}
 	return nil
 }
@@ -92,7 +135,7 @@ func (r *Restore) Status(ctx context.Context, m migration.Migration) (migration.
 		return migration.RestoreState{Message: pr.Status.Message}, migration.NewStepFailedError("RestoreFailed", "restore failed: "+pr.Status.Message)
 	}
 	rs := migration.RestoreState{Restored: map[string]bool{}, Message: pr.Status.Message}
-	if rs.Unmutated, err = r.unmutated(ctx, cl, m, pr.Name); err != nil {
+	if rs.Unmutated, rs.Ungated, err = r.unmutated(ctx, cl, m, pr); err != nil {
 		return migration.RestoreState{}, err
 	}
 	for _, c := range pr.Status.Claims {
@@ -106,12 +149,16 @@ func (r *Restore) Status(ctx context.Context, m migration.Migration) (migration.
 	return rs, nil
 }
 
-// unmutated lists the workload's pods in the target that the restore
-// webhook did not point at a checkpoint of this PodRestore (no
-// agent.livemigrate.io/restore annotation naming it). The workload only
-// exists in the target since the rebinding, and the PodRestore was created
-// before, so every pod of it must have gone through the webhook.
-func (r *Restore) unmutated(ctx context.Context, cl client.Client, m migration.Migration, restore string) ([]string, error) {
+// unmutated lists the workload's pods in the target that would not restore
+// their checkpoint: without the agent.livemigrate.io/restore annotation
+// naming this PodRestore (the webhook did not see them), and, apart, those
+// annotated but neither gated (agent.livemigrate.io/checkpoint-image) nor
+// running every checkpoint image of their checkpoint (admitted ungated while
+// the images were pushed: they run the workload's own images, a fresh
+// start). The workload only exists in the target since the rebinding, and
+// the PodRestore was created before, so every pod of it must have gone
+// through the webhook.
+func (r *Restore) unmutated(ctx context.Context, cl client.Client, m migration.Migration, pr *agentv1alpha1.PodRestore) (unmutated, ungated []string, err error) {
 	var obj client.Object
 	switch m.Workload.Kind {
 	case "StatefulSet":
@@ -119,11 +166,11 @@ func (r *Restore) unmutated(ctx context.Context, cl client.Client, m migration.M
 	case "Deployment":
 		obj = &appsv1.Deployment{}
 	default:
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err := cl.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Workload.Name}, obj); err != nil {
 		// Not propagated yet: no pod either.
-		return nil, client.IgnoreNotFound(err)
+		return nil, nil, client.IgnoreNotFound(err)
 	}
 	var ls *metav1.LabelSelector
 	switch o := obj.(type) {
@@ -134,21 +181,25 @@ func (r *Restore) unmutated(ctx context.Context, cl client.Client, m migration.M
 	}
 	sel, err := metav1.LabelSelectorAsSelector(ls)
 	if err != nil || sel.Empty() {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var pods corev1.PodList
 	if err := cl.List(ctx, &pods, client.InNamespace(m.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
-		return nil, fmt.Errorf("listing the pods of %s %s in %s: %w", m.Workload.Kind, m.Workload.Name, m.Target, err)
+		return nil, nil, fmt.Errorf("listing the pods of %s %s in %s: %w", m.Workload.Kind, m.Workload.Name, m.Target, err)
 	}
-	var out []string
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		if p.DeletionTimestamp.IsZero() && p.Annotations[agentv1alpha1.AnnotationRestore] != restore {
-			out = append(out, p.Name)
+		switch {
+		case !p.DeletionTimestamp.IsZero():
+		case p.Annotations[agentv1alpha1.AnnotationRestore] != pr.Name:
+			unmutated = append(unmutated, p.Name)
+		case !gatedOrRestoring(p, pr):
+			ungated = append(ungated, p.Name)
 		}
 	}
-	sort.Strings(out)
-	return out, nil
+	sort.Strings(unmutated)
+	sort.Strings(ungated)
+	return unmutated, ungated, nil
 }
 
 // Remove deletes the PodRestore; done once it is gone.
@@ -170,4 +221,32 @@ func (r *Restore) Remove(ctx context.Context, m migration.Migration) (bool, erro
 		}
 	}
 	return false, nil
+}
+
+// gatedOrRestoring reports whether a pod that claimed a checkpoint of the
+// PodRestore is still gated until the images are recorded, or runs every
+// image of its checkpoint.
+func gatedOrRestoring(p *corev1.Pod, pr *agentv1alpha1.PodRestore) bool {
+	for _, g := range p.Spec.SchedulingGates {
+		if g.Name == agentv1alpha1.SchedulingGateCheckpointImage {
+			return true
+		}
+	}
+	name := p.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint]
+	for _, cp := range pr.Spec.Checkpoints {
+		if cp.Name != name {
+			continue
+		}
+		running := map[string]string{}
+		for _, c := range p.Spec.Containers {
+			running[c.Name] = c.Image
+		}
+		for _, c := range cp.Containers {
+			if c.Image == "" || running[c.Name] != c.Image {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }

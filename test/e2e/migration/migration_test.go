@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,36 +79,47 @@ func TestStatefulSetMovesToMember2(t *testing.T) {
 
 // TestRollbackWhenTheRestoreFails makes the restore fail in two ways:
 //
-//   - registry: once the checkpoint images are pushed (Rebinding), the
-//     registry goes away, so the target node cannot pull them and the
-//     target pod never runs;
-//   - webhook: before the target pod is created (Transfer), the target's
-//     restore webhook goes away; its failure policy admits the pod
-//     unchanged, so the target would start fresh and never consume the
-//     checkpoint. The descheduler sees the pod without the webhook's
-//     annotation and fails Restoring within seconds (reason
-//     RestoreWebhookBypassed), long before the phase timeout.
+//   - registry: before the source is checkpointed (PreCopy), the registry
+//     goes away, so the target can never get the checkpoint: the source is
+//     frozen and checkpointed, the workload is rebound and created in
+//     the target with its pod held by the restore webhook's scheduling
+//     gate, the push never ends, and the migration fails in Transfer (its
+//     timeout) with the target pod never run;
+//   - webhook: before the target pod is created (Checkpointing, ahead of
+//     the rebinding), the target's restore webhook goes away; its failure
+//     policy admits the pod unchanged (neither annotated nor gated), so the
+//     target would start fresh and never consume the checkpoint. The
+//     descheduler sees the pod without the webhook's annotation and fails
+//     within seconds of the rebinding (reason RestoreWebhookBypassed), in
+//     whichever phase it is then (Rebinding to Restoring: the target
+//     workload exists from the rebinding on), long before a phase timeout
+//     and before the fresh pod spoils the volume's final sync.
 //
-// Either way the migration fails in Restoring and rolls back: Failed with
-// the reason, the source thawed (the same process) with nothing lost,
-// nothing of the migration left in member2.
+// Either way the migration fails in one of the phases given and rolls back:
+// Failed with the reason, the source thawed (the same process) with nothing
+// lost, nothing of the migration left in member2.
 func TestRollbackWhenTheRestoreFails(t *testing.T) {
 	cases := []struct {
 		name     string
 		instance string
 		phase    lmv1alpha1.LiveMigrationPhase
-		// restoring is the Restoring timeout.
-		restoring time.Duration
+		// failIn are the phases the migration may fail in; timeout is the
+		// Transfer timeout when it must fail there, else the Restoring one.
+		failIn  []lmv1alpha1.LiveMigrationPhase
+		timeout time.Duration
 		// wantReason, when set, is the failure's reason, reached within
-		// failWithin of entering Restoring.
+		// failWithin of entering failIn[0].
 		wantReason string
 		failWithin time.Duration
 		// targetMayRun: a target lab app may run (fresh, not restored).
 		targetMayRun bool
 	}{
-		{name: "registry", instance: "lab-registry", phase: lmv1alpha1.PhaseRebinding, restoring: 15 * time.Second},
-		{name: "webhook", instance: "livemigrate-restore-member2", phase: lmv1alpha1.PhaseTransfer, restoring: 2 * time.Minute,
-			wantReason: "RestoreWebhookBypassed", failWithin: 10 * time.Second, targetMayRun: true},
+		{name: "registry", instance: "lab-registry", phase: lmv1alpha1.PhasePreCopy,
+			failIn: []lmv1alpha1.LiveMigrationPhase{lmv1alpha1.PhaseTransfer}, timeout: 15 * time.Second},
+		{name: "webhook", instance: "livemigrate-restore-member2", phase: lmv1alpha1.PhaseCheckpointing,
+			failIn: []lmv1alpha1.LiveMigrationPhase{lmv1alpha1.PhaseRebinding, lmv1alpha1.PhaseFinalSync,
+				lmv1alpha1.PhaseTransfer, lmv1alpha1.PhaseRestoring},
+			timeout: 2 * time.Minute, wantReason: "RestoreWebhookBypassed", failWithin: 10 * time.Second, targetMayRun: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -133,10 +145,14 @@ func TestRollbackWhenTheRestoreFails(t *testing.T) {
 					}
 				}
 			}()
-			restoring := metav1.Duration{Duration: tc.restoring}
+			timeout := metav1.Duration{Duration: tc.timeout}
+			timeouts := &lmv1alpha1.PhaseTimeouts{Restoring: &timeout}
+			if tc.failIn[0] == lmv1alpha1.PhaseTransfer {
+				timeouts = &lmv1alpha1.PhaseTimeouts{Transfer: &timeout}
+			}
 			obs, err := app.Move(ctx, scenario.MoveOptions{
 				To: "member2", Name: "rb-to-member2",
-				Timeouts:    &lmv1alpha1.PhaseTimeouts{Restoring: &restoring},
+				Timeouts:    timeouts,
 				DuringPhase: tc.phase,
 				During: func(context.Context, *lmv1alpha1.LiveMigration) error {
 					killed = true
@@ -151,26 +167,26 @@ func TestRollbackWhenTheRestoreFails(t *testing.T) {
 			}
 			t.Logf("kubectl livemigrate status --wait took %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
 			f := obs.Migration.Status.Failure
-			if f == nil || f.Phase != lmv1alpha1.PhaseRestoring {
-				t.Errorf("failure = %+v, want one in Restoring", f)
+			if f == nil || !slices.Contains(tc.failIn, f.Phase) {
+				t.Errorf("failure = %+v, want one in %v", f, tc.failIn)
 			}
 			if tc.wantReason != "" && f != nil {
 				if f.Reason != tc.wantReason || !strings.Contains(f.Message, "restore webhook did not mutate") {
 					t.Errorf("failure = %s: %s; want reason %s saying the restore webhook did not mutate the pod", f.Reason, f.Message, tc.wantReason)
 				}
-				var restoringAt, rollbackAt time.Time
+				var fromAt, rollbackAt time.Time
 				for _, pt := range obs.Migration.Status.PhaseTransitions {
 					switch pt.Phase {
-					case lmv1alpha1.PhaseRestoring:
-						restoringAt = pt.EnteredAt.Time
+					case tc.failIn[0]:
+						fromAt = pt.EnteredAt.Time
 					case lmv1alpha1.PhaseRollingBack:
 						rollbackAt = pt.EnteredAt.Time
 					}
 				}
-				if d := rollbackAt.Sub(restoringAt); restoringAt.IsZero() || rollbackAt.IsZero() || d > tc.failWithin {
-					t.Errorf("Restoring lasted %s before the rollback, want at most %s (timeout %s)", d, tc.failWithin, tc.restoring)
+				if d := rollbackAt.Sub(fromAt); fromAt.IsZero() || rollbackAt.IsZero() || d > tc.failWithin {
+					t.Errorf("the rollback started %s after %s was entered, want at most %s (timeout %s)", d, tc.failIn[0], tc.failWithin, tc.timeout)
 				} else {
-					t.Logf("Restoring failed %s after it was entered (timeout %s)", d.Round(time.Millisecond), tc.restoring)
+					t.Logf("failed in %s, %s after %s was entered (timeout %s)", f.Phase, d.Round(time.Millisecond), tc.failIn[0], tc.timeout)
 				}
 			}
 			for _, s := range obs.Samples {
