@@ -239,11 +239,12 @@ func (r *Runtime) pullCheckpoint(ctx context.Context, ref, dir, container string
 		return nil, err
 	}
 	pulled, err := checkpointimage.Pull(ctx, ref, f, r.cfg.Registry)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	cerr := f.Close()
 	if err != nil {
-		return nil, err
+		return nil, &pullError{err: fmt.Errorf("pulling checkpoint image %s: %w", ref, err)}
+	}
+	if cerr != nil {
+		return nil, cerr
 	}
 	if pulled.ContainerName != container {
 		return nil, fmt.Errorf("checkpoint image is of container %q, not %q", pulled.ContainerName, container)

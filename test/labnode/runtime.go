@@ -73,6 +73,8 @@ type Runtime struct {
 
 	mu   sync.Mutex
 	pods map[types.UID]*podProc
+	// failures are the pods whose start failed, backing off.
+	failures map[types.UID]*startFailure
 
 	// Addr is the kubelet API's address once Start returned.
 	Addr string
@@ -114,10 +116,11 @@ func New(cfg Config) (*Runtime, error) {
 		}
 	}
 	return &Runtime{
-		cfg:     cfg,
-		freezer: &freezer.Freezer{Version: freezer.V1, Mount: cfg.FreezerMount, Parent: cfg.CgroupParent, Drivers: []freezer.Driver{freezer.DriverCgroupfs}},
-		log:     klog.Background().WithValues("node", cfg.NodeName),
-		pods:    map[types.UID]*podProc{},
+		cfg:      cfg,
+		freezer:  &freezer.Freezer{Version: freezer.V1, Mount: cfg.FreezerMount, Parent: cfg.CgroupParent, Drivers: []freezer.Driver{freezer.DriverCgroupfs}},
+		log:      klog.Background().WithValues("node", cfg.NodeName),
+		pods:     map[types.UID]*podProc{},
+		failures: map[types.UID]*startFailure{},
 	}, nil
 }
 
@@ -187,13 +190,33 @@ func (r *Runtime) onPod(ctx context.Context, o any) {
 		return
 	}
 	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		r.forget(p.UID)
 		r.StopPod(p.UID)
 		return
 	}
-	if err := r.RunPod(ctx, p); err != nil {
+	if r.backingOff(p) {
+		return
+	}
+	err := r.RunPod(ctx, p)
+	var ce *containerError
+	switch {
+	case err == nil:
+		r.forget(p.UID)
+	case errors.As(err, &ce):
+		r.failed(ctx, p, ce.name, err)
+	default:
 		r.log.Error(err, "Cannot run pod", "pod", klog.KObj(p))
 	}
 }
+
+// containerError is a container of a pod that could not be started.
+type containerError struct {
+	name string
+	err  error
+}
+
+func (e *containerError) Error() string { return fmt.Sprintf("container %s: %v", e.name, e.err) }
+func (e *containerError) Unwrap() error { return e.err }
 
 // ours tells whether every container of the pod is the lab app or a
 // checkpoint image from the lab registry.
@@ -236,9 +259,9 @@ func (r *Runtime) RunPod(ctx context.Context, p *corev1.Pod) error {
 	for _, c := range p.Spec.Containers {
 		cp, err := r.startContainer(ctx, pp, c)
 		if err != nil {
-			// Stop what started; a later update of the pod tries again.
+			// Stop what started; the next attempt comes after a back-off.
 			r.StopPod(p.UID)
-			return fmt.Errorf("container %s: %w", c.Name, err)
+			return &containerError{name: c.Name, err: err}
 		}
 		r.mu.Lock()
 		pp.containers[c.Name] = cp
