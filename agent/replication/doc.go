@@ -16,7 +16,7 @@
 // retried with backoff), reports PreCopied (with the Converged condition and
 // an estimate of the final pass), then verifies the target while the
 // application still runs, records what is equal and has the target index
-// the blocks of the recorded files. Once the controller has frozen the pod
+// the blocks of its regular files. Once the controller has frozen the pod
 // and set spec.stage=Final, it sends the last delta — as a block delta
 // against that index when only file content changed, proved block by block,
 // otherwise by rsync followed by a checksum verification of what changed

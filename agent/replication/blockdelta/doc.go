@@ -13,13 +13,13 @@
 // too. Here the target's side of that work happens before the freeze:
 //
 //   - Index (target, while the application runs): after the pre-freeze
-//     verification recorded a file as equal and stable, the receiver hashes
-//     each of its 4 KiB blocks (the last one partial) with XXH3-128 and
-//     returns the hashes with the file's identity (package manifest) before
-//     and after hashing; the index is valid only when both are equal and
-//     equal to the recorded target identity. 16 bytes per block: 4 MiB per
-//     GiB. rsync uses the same hash, xxh128, for its strong checksums since
-//     3.2.
+//     verification, the receiver hashes each 4 KiB block (the last one
+//     partial) of the target's regular files with XXH3-128 and returns the
+//     hashes with the file's identity (package manifest) before and after
+//     hashing; the index is valid only when both are equal and equal to the
+//     identity the sender knows for the target file. 16 bytes per block:
+//     4 MiB per GiB. rsync uses the same hash, xxh128, for its strong
+//     checksums since 3.2.
 //   - Send (source, under freeze): the source reads each changed file once,
 //     hashes its blocks, and sends only the blocks whose hash differs from
 //     the index (and those beyond the target's old size), with the file's
@@ -38,9 +38,10 @@
 // identity it had when it was indexed (every write changes the ctime, and no
 // user-space call sets it back: the same argument as the pre-freeze
 // verification's, see package engine). Size, mode, owner and mtime are
-// compared with the source's on the identity the receiver returns; every
-// other entry is trusted because its identities on both ends equal those of
-// the pre-freeze verification. Any difference, or any file the delta cannot
+// compared with the source's on the identity the receiver returns. A file
+// sent is thus proved equal on its own; every other entry is trusted
+// because its identities on both ends equal those of the pre-freeze
+// verification (package engine). Any difference, or any file the delta cannot
 // carry, makes the caller run the rsync final pass and its checksum
 // verification instead.
 //

@@ -37,16 +37,16 @@ func mismatch(format string, a ...any) error {
 }
 
 // finalBlocks is the final pass as a block delta. It takes both manifests
-// and applies only when every source entry is recorded and present on the
-// target, no entry is only on the target, and every entry whose identities
-// differ from its record is a regular file on both ends (then and now)
-// whose target is unchanged since the record and has a valid block index.
-// It sends those files (blockdelta.Send checks every block and the
-// metadata) and then checks the target's manifest taken after the last
-// file: the files sent have the identity the receiver reported, every
-// other entry its recorded one, nothing more. On success the records and
-// the index describe the new target, so that a repeated Final sends
-// nothing. Any error means: run the rsync final pass.
+// and applies only when the trees hold the same paths and every entry whose
+// identities differ from its record (or that has none) is a regular file on
+// both ends whose target has a valid block index (the target unchanged
+// since it was indexed). It sends those files (blockdelta.Send checks every
+// block and the metadata: a file sent needs no record) and then checks the
+// target's manifest taken after the last file: the files sent have the
+// identity the receiver reported, every other entry its recorded one,
+// nothing more. On success the records and the index describe the new
+// target, so that a repeated Final sends nothing. Any error means: run the
+// rsync final pass.
 func (s *Session) finalBlocks(ctx context.Context, round int) (FinalResult, error) {
 	out := FinalResult{Method: FinalBlockDelta}
 	src, tgt, _, err := s.manifests(ctx, false)
@@ -111,9 +111,6 @@ func planBlocks(src, tgt manifest.Manifest, records map[string]verified, index m
 	counts := VerifyCounts{Entries: len(src.Entries)}
 	paths := make([]string, 0, len(src.Entries))
 	for p := range src.Entries {
-		if _, ok := records[p]; !ok {
-			return nil, counts, notApplicable("%s is new or was not found equal before the freeze", p)
-		}
 		if _, ok := tgt.Entries[p]; !ok {
 			return nil, counts, notApplicable("%s is missing on the target", p)
 		}
@@ -127,15 +124,16 @@ func planBlocks(src, tgt manifest.Manifest, records map[string]verified, index m
 	sort.Strings(paths)
 	var files []blockdelta.File
 	for _, p := range paths {
-		si, ti, rec := src.Entries[p], tgt.Entries[p], records[p]
-		if rec.src == si && rec.tgt == ti {
+		si, ti := src.Entries[p], tgt.Entries[p]
+		rec, recorded := records[p]
+		if recorded && rec.src == si && rec.tgt == ti {
 			counts.Unchanged++
 			continue
 		}
 		switch {
-		case !si.Regular() || !rec.src.Regular() || !ti.Regular():
-			return nil, counts, notApplicable("%s changed and is not a regular file", p)
-		case ti != rec.tgt:
+		case !si.Regular() || !ti.Regular():
+			return nil, counts, notApplicable("%s changed since the pre-freeze verification (or was not found equal then) and is not a regular file on both ends", p)
+		case recorded && ti != rec.tgt:
 			return nil, counts, notApplicable("%s changed on the target since the pre-freeze verification", p)
 		case !index[p].Valid(ti):
 			return nil, counts, notApplicable("%s has no block index of its target", p)

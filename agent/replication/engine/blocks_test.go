@@ -23,11 +23,15 @@ type tapConn struct {
 	net.Conn
 	delta   bool
 	onWrite func(p []byte) []byte
+	onIndex func()
 }
 
 func (c *tapConn) Write(p []byte) (int, error) {
 	if strings.HasPrefix(string(p), "LIVEMIGRATE-REPLICATION/1 blockdelta") {
 		c.delta = true
+	}
+	if strings.HasPrefix(string(p), "LIVEMIGRATE-REPLICATION/1 blockindex") && c.onIndex != nil {
+		c.onIndex()
 	}
 	if !c.delta || c.onWrite == nil {
 		return c.Conn.Write(p)
@@ -46,7 +50,9 @@ type blockEnv struct {
 	passes   []PassResult
 	// tap, when set, sees the sender's writes on block delta connections.
 	tap func(p []byte) []byte
-	mu  sync.Mutex
+	// indexRequests counts the block index requests.
+	indexRequests int
+	mu            sync.Mutex
 }
 
 const blk = 4096
@@ -80,7 +86,7 @@ func blockSetup(t *testing.T, tree func(src string)) *blockEnv {
 		if err != nil {
 			return nil, err
 		}
-		return &tapConn{Conn: c, onWrite: e.tap}, nil
+		return &tapConn{Conn: c, onWrite: e.tap, onIndex: func() { e.mu.Lock(); e.indexRequests++; e.mu.Unlock() }}, nil
 	}
 	s, err := NewSession(Config{SourceDir: e.src, Dial: dial, MaxRounds: 1, Verified: NewVerifyState(),
 		OnPass: func(p PassResult) { e.mu.Lock(); e.passes = append(e.passes, p); e.mu.Unlock() }})
@@ -210,7 +216,7 @@ func TestFinalBlockDeltaFallsBack(t *testing.T) {
 		want   Fallback
 		detail string
 	}{
-		{name: "file added", want: FallbackNotApplicable, detail: "new",
+		{name: "file added", want: FallbackNotApplicable, detail: "missing on the target",
 			change: func(t *testing.T, e *blockEnv) {
 				_ = os.WriteFile(filepath.Join(e.src, "a", "new"), []byte("x"), 0o644)
 			}},
@@ -287,5 +293,68 @@ func TestFinalWholeVerifyDisablesBlockDelta(t *testing.T) {
 	fin := e.final(t)
 	if fin.Method != FinalRsync || fin.Fallback != FallbackDisabled || !fin.Counts.Whole {
 		t.Errorf("method %q, fallback %q, counts %+v; want rsync with the whole tree verified", fin.Method, fin.Fallback, fin.Counts)
+	}
+}
+
+// TestPreVerifyReindexesOnlyChangedTargets: a later pre-freeze verification
+// keeps the index of every file whose target did not change and asks the
+// receiver only for the file a keep-warm pass rewrote.
+func TestPreVerifyReindexesOnlyChangedTargets(t *testing.T) {
+	e := blockSetup(t, nil)
+	ctx := context.Background()
+	before := map[string]any{}
+	e.s.cfg.Verified.mu.Lock()
+	for p, fi := range e.s.cfg.Verified.index {
+		before[p] = fi
+	}
+	e.s.cfg.Verified.mu.Unlock()
+	e.indexRequests = 0
+	if _, err := e.s.PreVerify(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if e.indexRequests != 0 {
+		t.Errorf("%d index requests with nothing changed, want none", e.indexRequests)
+	}
+	overwriteAt(t, filepath.Join(e.src, "b", "f5"), 7*blk, 10)
+	if _, err := e.s.KeepWarm(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	c, err := e.s.PreVerify(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.indexRequests != 1 || c.Indexed != len(before) {
+		t.Errorf("%d index requests, %d files indexed; want 1 request and all %d files indexed", e.indexRequests, c.Indexed, len(before))
+	}
+	e.s.cfg.Verified.mu.Lock()
+	defer e.s.cfg.Verified.mu.Unlock()
+	for p, fi := range e.s.cfg.Verified.index {
+		if reused := before[p] == any(fi); reused != (p != "b/f5") {
+			t.Errorf("%s: index reused = %v", p, reused)
+		}
+	}
+}
+
+// TestFinalBlockDeltaSendsUnrecordedFiles: a file the application was
+// writing during the pre-freeze verification is not recorded as equal, but
+// its target is indexed: under freeze it goes as a block delta, proved
+// block by block without a record.
+func TestFinalBlockDeltaSendsUnrecordedFiles(t *testing.T) {
+	e := blockSetup(t, nil)
+	overwriteAt(t, filepath.Join(e.src, "a", "f0"), 9*blk, 100)
+	c, err := e.s.PreVerify(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.s.cfg.Verified.mu.Lock()
+	_, recorded := e.s.cfg.Verified.records["a/f0"]
+	e.s.cfg.Verified.mu.Unlock()
+	if recorded || c.Indexed != 8 {
+		t.Fatalf("a/f0 recorded = %v, %d files indexed; want a/f0 not recorded (it differs) and all 8 indexed", recorded, c.Indexed)
+	}
+	overwriteAt(t, filepath.Join(e.src, "a", "f0"), 20*blk, 100)
+	fin := e.final(t)
+	if fin.Method != FinalBlockDelta || fin.Counts.BlockCompared != 1 || fin.Delta.Stats.LiteralData != 2*blk {
+		t.Errorf("method %q (%s), counts %+v, literal %d; want a/f0's 2 changed blocks by block delta", fin.Method, fin.FallbackDetail, fin.Counts, fin.Delta.Stats.LiteralData)
 	}
 }

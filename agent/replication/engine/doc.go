@@ -67,13 +67,16 @@
 // # Final pass methods
 //
 // After recording the verified entries, PreVerify asks the receiver for the
-// block index of the recorded regular files (package blockdelta: XXH3-128
-// of every 4 KiB block, 16 bytes per block, at most MaxIndexBytes per
-// session; files whose index is still valid are not read again) and keeps
-// it in VerifyState with the records. Final then chooses:
+// block index of the target's regular files that have not changed for
+// StableAge (package blockdelta: XXH3-128 of every 4 KiB block, 16 bytes
+// per block, at most MaxIndexBytes per session; files whose index is still
+// valid are not read again) and keeps it in VerifyState with the records.
+// Final then chooses:
 //
-//   - block delta, when the only entries whose identities differ from
-//     their records are regular files on both ends whose target is
+//   - block delta, when source and target hold the same paths and every
+//     entry whose identities differ from its record, or that has none (a
+//     file the application was writing during the pre-freeze
+//     verification), is a regular file on both ends whose target is
 //     unchanged since it was indexed (no entry added, removed or of another
 //     type, no changed directory or symlink): the source reads each changed
 //     file once and sends the blocks that differ from the index; the
@@ -82,7 +85,8 @@
 //     read-back hash or, for a block not sent, the index hash (trusted: the
 //     receiver checked that the file's identity is the indexed one before
 //     writing), the metadata the source's, and the target's manifest after
-//     the delta the files' new identities and every other entry's record.
+//     the delta the files' new identities and every other entry's record. A
+//     file sent is proved equal block by block; it needs no record.
 //     Source files with more than one link, extended attributes or ACLs, or
 //     holes are not sent this way (the whole pass goes to rsync, which
 //     preserves them). On success the records and the index are updated, so

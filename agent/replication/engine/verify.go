@@ -151,7 +151,7 @@ func (s *Session) PreVerify(ctx context.Context, round int) (VerifyCounts, error
 	s.cfg.Verified.mu.Unlock()
 	if s.blockDeltaEnabled() {
 		// A failed index only means a final pass by rsync.
-		n, err := s.indexTarget(ctx)
+		n, err := s.indexTarget(ctx, tgt2)
 		if err != nil {
 			if ctx.Err() != nil {
 				return counts, ctx.Err()
@@ -168,31 +168,32 @@ func (s *Session) PreVerify(ctx context.Context, round int) (VerifyCounts, error
 // are not indexed; if they change, the final pass uses rsync.
 const MaxIndexBytes = 64 << 20
 
-// indexTarget brings the target block index up to date with the records:
-// it keeps the index of every recorded regular file whose target identity
-// is still the indexed one, asks the receiver for the others, and keeps
-// an answer only if the file did not change while it was hashed and has
-// the recorded identity. It returns the number of files indexed.
-func (s *Session) indexTarget(ctx context.Context) (int, error) {
+// indexTarget brings the target block index up to date with tgt, the
+// target's manifest taken after the comparison: it indexes every regular
+// target file whose ctime is at least StableAge older than that manifest
+// (recorded or not: a file the block delta sends is compared block by
+// block, it needs no record), keeps the index of files whose identity is
+// still the indexed one, asks the receiver for the others, and keeps an
+// answer only if the file did not change while it was hashed and still has
+// its manifest identity. It returns the number of files indexed.
+func (s *Session) indexTarget(ctx context.Context, tgt manifest.Manifest) (int, error) {
 	v := s.cfg.Verified
+	stable := tgt.Taken.Add(-StableAge).UnixNano()
 	v.mu.Lock()
 	var want []string
 	var budget int64 = MaxIndexBytes
 	index := map[string]*blockdelta.FileIndex{}
-	for p, rec := range v.records {
-		if !rec.tgt.Regular() || !rec.src.Regular() {
-			continue
-		}
-		if fi := v.index[p]; fi.Valid(rec.tgt) {
+	for p, ti := range tgt.Entries {
+		if fi := v.index[p]; ti.Regular() && fi.Valid(ti) {
 			index[p] = fi
 			budget -= fi.Size()
 		}
 	}
-	for p, rec := range v.records {
-		if !rec.tgt.Regular() || !rec.src.Regular() || index[p] != nil {
+	for p, ti := range tgt.Entries {
+		if !ti.Regular() || index[p] != nil || ti.CtimeNs >= stable {
 			continue
 		}
-		if need := blockdelta.Blocks(rec.tgt.Size)*blockdelta.HashSize + int64(len(p)); need <= budget {
+		if need := blockdelta.Blocks(ti.Size)*blockdelta.HashSize + int64(len(p)); need <= budget {
 			want = append(want, p)
 			budget -= need
 		}
@@ -213,7 +214,7 @@ func (s *Session) indexTarget(ctx context.Context) (int, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, fi := range got {
-		if rec, ok := v.records[fi.Path]; ok && fi.Valid(rec.tgt) {
+		if fi.Valid(tgt.Entries[fi.Path]) {
 			v.index[fi.Path] = fi
 		}
 	}
