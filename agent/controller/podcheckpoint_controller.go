@@ -186,6 +186,7 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 		pc.Status.PodUID = string(pod.UID)
 	}
 	fctx, cancel := context.WithTimeout(ctx, r.freezeTimeout())
+	freezeAt := r.Clock.Now()
 	err = r.Freezer.Freeze(fctx, pc.Status.CgroupPath)
 	cancel()
 	if err != nil {
@@ -199,6 +200,8 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 	if pc.Status.FreezeStartTime == nil {
 		now := metav1.NewTime(r.Clock.Now())
 		pc.Status.FreezeStartTime = &now
+		frozenAt := metav1.NewMicroTime(freezeAt)
+		pc.Status.FrozenAt = &frozenAt
 		pc.Status.Phase = agentv1alpha1.PodCheckpointFrozen
 		setCondition(pc, agentv1alpha1.ConditionFrozen, metav1.ConditionTrue, ReasonFrozen, "pod cgroup frozen")
 		if err := r.Client.Status().Update(ctx, pc); err != nil {

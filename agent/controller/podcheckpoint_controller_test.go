@@ -54,6 +54,9 @@ func (j *journal) list() []string {
 type fakeFreezer struct {
 	j      *journal
 	frozen map[string]bool
+	// clk, when set, advances by took during each freeze.
+	clk  *clocktesting.FakeClock
+	took time.Duration
 }
 
 func (f *fakeFreezer) PodPath(uid types.UID) (string, error) {
@@ -61,6 +64,9 @@ func (f *fakeFreezer) PodPath(uid types.UID) (string, error) {
 }
 func (f *fakeFreezer) Freeze(_ context.Context, p string) error {
 	f.j.add("freeze " + p)
+	if f.clk != nil {
+		f.clk.Step(f.took)
+	}
 	f.frozen[p] = true
 	return nil
 }
@@ -194,6 +200,25 @@ func archives(t *testing.T, dir string) []string {
 	t.Helper()
 	m, _ := filepath.Glob(filepath.Join(dir, "checkpoint-*.tar"))
 	return m
+}
+
+// TestFrozenAtIsWhenTheFreezeWasRequested checks that status.frozenAt is
+// the instant the agent asked the cgroup to freeze (before the freeze
+// returned), kept to the microsecond.
+func TestFrozenAtIsWhenTheFreezeWasRequested(t *testing.T) {
+	e := newEnv(t)
+	clk := e.r.Clock.(*clocktesting.FakeClock)
+	clk.Step(123456 * time.Microsecond)
+	requested := clk.Now()
+	e.fr.clk, e.fr.took = clk, 300*time.Millisecond
+	e.create(t)
+	pc, err := e.reconcile(t)
+	if err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	if pc.Status.FrozenAt == nil || !pc.Status.FrozenAt.Time.Equal(requested) {
+		t.Errorf("frozenAt = %v, want %v (when the freeze was requested, to the microsecond)", pc.Status.FrozenAt, requested)
+	}
 }
 
 func TestCheckpointHappyPathThenRelease(t *testing.T) {

@@ -304,8 +304,10 @@ type LiveMigrationStatus struct {
 	// EstimatedDowntime is the downtime estimated before freezing.
 	// +optional
 	EstimatedDowntime *metav1.Duration `json:"estimatedDowntime,omitempty"`
-	// FrozenAt is when the source was frozen (microsecond precision, for
-	// the downtime).
+	// FrozenAt is when the source was frozen, the start of the downtime
+	// (microsecond precision): the earliest freeze the checkpoint agents
+	// report for the source pods (their PodCheckpoints' status.frozenAt),
+	// else when the controller saw every source pod frozen.
 	// +optional
 	FrozenAt *metav1.MicroTime `json:"frozenAt,omitempty"`
 	// TargetReadyAt is when every target pod was Ready.

@@ -23,6 +23,7 @@ func (r *Reconciler) checkpointing(ctx context.Context, lm *lmv1alpha1.LiveMigra
 	pods := podsOf(lm)
 
 	allFrozen := true
+	frozenAt := now
 	for i, pod := range pods {
 		cs, err := r.Hooks.Checkpoint.Freeze(ctx, m, pod)
 		if err != nil {
@@ -31,12 +32,18 @@ func (r *Reconciler) checkpointing(ctx context.Context, lm *lmv1alpha1.LiveMigra
 		st.Pods[i].Frozen = cs.Frozen
 		st.Pods[i].Message = cs.Message
 		allFrozen = allFrozen && cs.Frozen
+		if !cs.FrozenAt.IsZero() && cs.FrozenAt.Before(frozenAt) {
+			frozenAt = cs.FrozenAt
+		}
 	}
 	if !allFrozen {
 		return stay(), nil
 	}
 	if st.FrozenAt == nil {
-		st.FrozenAt = ptrMicro(now)
+		// The downtime starts when the first pod stopped: the earliest
+		// freeze the backend reports (by its clock; a time ahead of ours
+		// is ignored), else now, when every pod is seen frozen.
+		st.FrozenAt = ptrMicro(frozenAt)
 		setCondition(st, lm.Generation, lmv1alpha1.ConditionSourceFrozen, metav1.ConditionTrue, "Frozen", "source pods are frozen", now)
 	}
 

@@ -9,7 +9,8 @@
 //     converges; then the downtime budget is checked (the last step before
 //     anything is frozen).
 //   - Checkpointing: freezes every source pod (status.frozenAt, the start of
-//     the downtime); as soon as all are frozen it requests the final volume
+//     the downtime: the earliest freeze the backend reports, else when
+//     every pod was seen frozen); as soon as all are frozen it requests the final volume
 //     sync and the checkpoints together, so that the final pass runs while
 //     the checkpoints are dumped and pushed. It ends once every archive is
 //     reported taken (the in-tree agent reports its archives, phase Pushing,

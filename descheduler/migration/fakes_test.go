@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
@@ -24,7 +25,9 @@ type world struct {
 	estimate       int64
 
 	freezeDone, checkpointDone, pushDone bool
-	checkpointBytes                      int64
+	// frozenAt is when the backend says it froze each pod (none when unset).
+	frozenAt        map[string]time.Time
+	checkpointBytes int64
 
 	finalSynced     bool
 	finalDeltaBytes int64
@@ -131,7 +134,11 @@ func (f checkpointFake) EstimateSize(_ context.Context, _ Migration, p Pod) (int
 	return f.w.estimate, f.w.record("estimate:" + p.Name)
 }
 func (f checkpointFake) Freeze(_ context.Context, _ Migration, p Pod) (CheckpointState, error) {
-	return f.state(), f.w.record("freeze:" + p.Name)
+	cs := f.state()
+	if cs.Frozen {
+		cs.FrozenAt = f.w.frozenAt[p.Name]
+	}
+	return cs, f.w.record("freeze:" + p.Name)
 }
 func (f checkpointFake) Checkpoint(_ context.Context, _ Migration, p Pod) (CheckpointState, error) {
 	return f.state(), f.w.record("checkpoint:" + p.Name)

@@ -3,6 +3,7 @@ package migration
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -48,6 +49,9 @@ type Volume struct {
 type CheckpointState struct {
 	// Frozen is true once the pod's cgroup is frozen.
 	Frozen bool
+	// FrozenAt is when the backend froze the pod, by its own clock (zero
+	// when it does not say): the downtime starts at the earliest of them.
+	FrozenAt time.Time
 	// Checkpointed is true once every container's archive was taken.
 	Checkpointed bool
 	// Pushed is true once every checkpoint image is in the registry.

@@ -384,3 +384,49 @@ func TestTargetPodsCheckedFromTheRebinding(t *testing.T) {
 		})
 	}
 }
+
+// TestDowntimeStartsAtTheEarliestFreeze checks that status.frozenAt is the
+// earliest freeze the checkpoint backend reports for the pods (sub-second,
+// by its clock), that a time ahead of the controller's is ignored, and that
+// without any the controller's own time is taken.
+func TestDowntimeStartsAtTheEarliestFreeze(t *testing.T) {
+	cases := []struct {
+		name   string
+		offset []time.Duration // per pod, from the reconcile that sees them frozen; 0: none reported
+		want   time.Duration
+	}{
+		{"earliest of the pods", []time.Duration{-300*time.Millisecond - 1234*time.Microsecond, -100 * time.Millisecond}, -300*time.Millisecond - 1234*time.Microsecond},
+		{"a clock ahead is ignored", []time.Duration{time.Second, -50 * time.Millisecond}, -50 * time.Millisecond},
+		{"none reported: the controller's time", []time.Duration{0, 0}, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+			h.w.pods = []Pod{{Name: "app-0", Node: "node-a", Containers: []string{"app"}}, {Name: "app-1", Node: "node-a", Containers: []string{"app"}}}
+			h.w.freezeDone = false
+			h.run(lmv1alpha1.PhaseCheckpointing, time.Millisecond)
+			h.reconcileLogged()
+			if st := h.lm().Status; st.FrozenAt != nil {
+				t.Fatalf("frozenAt = %v before every pod was frozen", st.FrozenAt)
+			}
+			now := h.clock.Now()
+			h.w.frozenAt = map[string]time.Time{}
+			for i, off := range tc.offset {
+				if off != 0 {
+					h.w.frozenAt[h.w.pods[i].Name] = now.Add(off)
+				}
+			}
+			h.w.freezeDone = true
+			h.reconcileLogged()
+			st := h.lm().Status
+			if st.FrozenAt == nil || !st.FrozenAt.Time.Equal(now.Add(tc.want)) {
+				t.Fatalf("frozenAt = %v, want %v", st.FrozenAt, now.Add(tc.want))
+			}
+			h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
+			st = h.lm().Status
+			if st.Downtime == nil || st.Downtime.Duration != st.TargetReadyAt.Sub(now.Add(tc.want)).Round(time.Millisecond) {
+				t.Errorf("downtime = %v, want from %v to %v", st.Downtime, now.Add(tc.want), st.TargetReadyAt)
+			}
+		})
+	}
+}

@@ -165,6 +165,11 @@ type PodCheckpointStatus struct {
 	// FreezeStartTime is when the pod was frozen.
 	// +optional
 	FreezeStartTime *metav1.Time `json:"freezeStartTime,omitempty"`
+	// FrozenAt is when the agent asked the pod's cgroup to freeze, the
+	// instant its processes may stop, with sub-second precision: the
+	// migration's downtime starts at the earliest FrozenAt of its pods.
+	// +optional
+	FrozenAt *metav1.MicroTime `json:"frozenAt,omitempty"`
 	// CheckpointDuration is from the freeze to the last image pushed.
 	// +optional
 	CheckpointDuration *metav1.Duration `json:"checkpointDuration,omitempty"`

@@ -152,6 +152,10 @@ func (in *PodCheckpointStatus) DeepCopyInto(out *PodCheckpointStatus) {
 		in, out := &in.FreezeStartTime, &out.FreezeStartTime
 		*out = (*in).DeepCopy()
 	}
+	if in.FrozenAt != nil {
+		in, out := &in.FrozenAt, &out.FrozenAt
+		*out = (*in).DeepCopy()
+	}
 	if in.CheckpointDuration != nil {
 		in, out := &in.CheckpointDuration, &out.CheckpointDuration
 		*out = new(metav1.Duration)

@@ -3,6 +3,7 @@ package agentcr
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
@@ -86,16 +87,19 @@ func TestCheckpointLifecycle(t *testing.T) {
 		t.Fatalf("PodCheckpoints = %d (%v), want 1", len(list.Items), err)
 	}
 
+	// The agent's freeze time, to the microsecond.
+	frozenAt := time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.Local)
 	steps := []struct {
 		phase agentv1alpha1.PodCheckpointPhase
 		want  migration.CheckpointState
 	}{
-		{agentv1alpha1.PodCheckpointFrozen, migration.CheckpointState{Frozen: true}},
-		{agentv1alpha1.PodCheckpointPushing, migration.CheckpointState{Frozen: true, Checkpointed: true, Bytes: 100}},
-		{agentv1alpha1.PodCheckpointCheckpointed, migration.CheckpointState{Frozen: true, Checkpointed: true, Pushed: true, Bytes: 100,
+		{agentv1alpha1.PodCheckpointFrozen, migration.CheckpointState{Frozen: true, FrozenAt: frozenAt}},
+		{agentv1alpha1.PodCheckpointPushing, migration.CheckpointState{Frozen: true, FrozenAt: frozenAt, Checkpointed: true, Bytes: 100}},
+		{agentv1alpha1.PodCheckpointCheckpointed, migration.CheckpointState{Frozen: true, FrozenAt: frozenAt, Checkpointed: true, Pushed: true, Bytes: 100,
 			Images: map[string]string{"db": "reg:5000/lm/ns-db-0-db:0123456789abcdef"}}},
 	}
 	for _, s := range steps {
+		pc.Status.FrozenAt = &metav1.MicroTime{Time: frozenAt}
 		pc.Status.Phase = s.phase
 		pc.Status.Containers = []agentv1alpha1.ContainerCheckpointStatus{{Name: "db", ArchiveSizeBytes: 100, Image: "reg:5000/lm/ns-db-0-db:0123456789abcdef"}}
 		if err := src.Status().Update(ctx, pc); err != nil {

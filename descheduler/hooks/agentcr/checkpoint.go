@@ -134,6 +134,9 @@ func state(pc *agentv1alpha1.PodCheckpoint) (migration.CheckpointState, error) {
 		cs.Frozen, cs.Checkpointed, cs.Pushed = true, true, true
 	}
 	cs.Frozen = cs.Frozen || meta.IsStatusConditionTrue(st.Conditions, agentv1alpha1.ConditionFrozen)
+	if cs.Frozen && st.FrozenAt != nil {
+		cs.FrozenAt = st.FrozenAt.Time
+	}
 	cs.Checkpointed = cs.Checkpointed || meta.IsStatusConditionTrue(st.Conditions, agentv1alpha1.ConditionCheckpointed)
 	cs.Pushed = cs.Pushed || meta.IsStatusConditionTrue(st.Conditions, agentv1alpha1.ConditionPushed)
 	if cs.Checkpointed {
