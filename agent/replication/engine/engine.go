@@ -406,12 +406,13 @@ func (s *Session) estimate(last rsync.Result) time.Duration {
 // be frozen). round is the round number to report.
 //
 // When a pre-freeze verification recorded the tree and indexed the target
-// (PreVerify), and since then only the content, size, mode or time of
-// indexed regular files changed on the source, those files go as a block
-// delta (package blockdelta): only the blocks that differ from the target's
-// index are sent, and every block is compared by hash with the target's
-// read-back or its index, the metadata with the target's, the rest of the
-// tree by its identities (see finalBlocks). Otherwise, or if the block
+// (PreVerify), and every entry that changed since (or differed then) is a
+// regular file on both ends whose target is unchanged since it was
+// indexed, those files go as a block delta (package blockdelta): only the
+// blocks that differ from the target's index are sent, and every block is
+// compared by hash with the target's read-back or its index, the metadata
+// with the target's, the rest of the tree by its identities (see
+// finalBlocks). Otherwise, or if the block
 // delta fails or finds a difference, Final runs an rsync delta pass, then
 // verifies the target, repairing and re-verifying the whole tree up to
 // DefaultMaxRepairs times; FinalResult.Fallback says why.
