@@ -25,9 +25,10 @@ const StableAge = time.Second
 
 // VerifyState remembers, per path, the source and target identities
 // (package manifest) of entries that a whole-file checksum verification
-// found equal while they were stable. It outlives sessions: the agent keeps
+// (or a block delta) found equal while they were stable, and the target's
+// block index (package blockdelta). It outlives sessions: the agent keeps
 // one per replication, in memory (after a restart the final pass verifies
-// the whole tree, as without records). Safe for concurrent use.
+// the whole tree by rsync, as without records). Safe for concurrent use.
 type VerifyState struct {
 	mu      sync.Mutex
 	records map[string]verified
