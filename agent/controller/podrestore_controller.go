@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -88,12 +89,14 @@ func (r *PodRestoreReconciler) Reconcile(ctx context.Context, req reconcile.Requ
 			}
 		case pod == nil:
 			if c.Phase != agentv1alpha1.RestoreClaimReady {
-				c.Phase = agentv1alpha1.RestoreClaimFailed
+				c.Phase, c.Message = agentv1alpha1.RestoreClaimFailed, "pod "+c.PodName+" was deleted before it was Ready"
 			}
 		default:
 			c.PodName, c.PodUID = pod.Name, string(pod.UID)
 			prev := c.Phase
-			c.Phase = claimPhase(pod)
+			if prev != agentv1alpha1.RestoreClaimFailed { // a failed claim stays failed
+				c.Phase, c.Message = claimPhase(pod)
+			}
 			if c.Phase == agentv1alpha1.RestoreClaimReady && c.ReadyTime == nil {
 				t := metav1.NewTime(now)
 				c.ReadyTime = &t
@@ -104,7 +107,7 @@ func (r *PodRestoreReconciler) Reconcile(ctx context.Context, req reconcile.Requ
 					res = resultFailure
 				}
 				r.Metrics.restoredPods.WithLabelValues(res).Inc()
-				log.Info("Restored pod changed phase", "pod", klog.KObj(pod), "phase", c.Phase)
+				log.Info("Restored pod changed phase", "pod", klog.KObj(pod), "phase", c.Phase, "message", c.Message)
 			}
 		}
 		claims = append(claims, c)
@@ -161,20 +164,53 @@ func (r *PodRestoreReconciler) ungate(ctx context.Context, pr *agentv1alpha1.Pod
 	return nil
 }
 
-func claimPhase(pod *corev1.Pod) agentv1alpha1.RestoreClaimPhase {
-	switch pod.Status.Phase {
-	case corev1.PodFailed:
-		return agentv1alpha1.RestoreClaimFailed
-	case corev1.PodRunning:
+// startFailures are the waiting reasons with which a kubelet reports a
+// container it could not start (pkg/kubelet/images and
+// pkg/kubelet/container). A restored container in one of them never ran.
+var startFailures = map[string]bool{
+	"ErrImagePull":               true,
+	"ImagePullBackOff":           true,
+	"ErrImageNeverPull":          true,
+	"InvalidImageName":           true,
+	"CreateContainerError":       true,
+	"CreateContainerConfigError": true,
+	"RunContainerError":          true,
+}
+
+// claimPhase follows the claiming pod: Failed when the pod failed, when a
+// container could not start from the checkpoint image, or when one exited
+// after the restore (restarted or terminated: it no longer runs the
+// restored process); the message says which and why. A start failure fails
+// the claim at once, without waiting for the kubelet's next attempt: the
+// source is frozen meanwhile, and that attempt comes after a back-off of
+// 10 s or more, so the migration rolls back and can be tried again.
+func claimPhase(pod *corev1.Pod) (agentv1alpha1.RestoreClaimPhase, string) {
+	if pod.Status.Phase == corev1.PodFailed {
+		return agentv1alpha1.RestoreClaimFailed, truncate(strings.TrimSpace("pod failed: "+pod.Status.Reason+" "+pod.Status.Message), maxClaimMessage)
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		switch {
+		case cs.State.Waiting != nil && startFailures[cs.State.Waiting.Reason]:
+			return agentv1alpha1.RestoreClaimFailed, truncate(fmt.Sprintf("container %s cannot start from the checkpoint image: %s: %s", cs.Name, cs.State.Waiting.Reason, cs.State.Waiting.Message), maxClaimMessage)
+		case cs.State.Terminated != nil:
+			return agentv1alpha1.RestoreClaimFailed, truncate(fmt.Sprintf("container %s exited after the restore: exit code %d %s", cs.Name, cs.State.Terminated.ExitCode, cs.State.Terminated.Reason), maxClaimMessage)
+		case cs.RestartCount > 0:
+			return agentv1alpha1.RestoreClaimFailed, truncate(fmt.Sprintf("container %s exited after the restore and was restarted %d times", cs.Name, cs.RestartCount), maxClaimMessage)
+		}
+	}
+	if pod.Status.Phase == corev1.PodRunning {
 		for _, c := range pod.Status.Conditions {
 			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-				return agentv1alpha1.RestoreClaimReady
+				return agentv1alpha1.RestoreClaimReady, ""
 			}
 		}
-		return agentv1alpha1.RestoreClaimRunning
+		return agentv1alpha1.RestoreClaimRunning, ""
 	}
-	return agentv1alpha1.RestoreClaimCreated
+	return agentv1alpha1.RestoreClaimCreated, ""
 }
+
+// maxClaimMessage is the API's limit of a claim's message.
+const maxClaimMessage = 1024
 
 func restorePhase(pr *agentv1alpha1.PodRestore) (agentv1alpha1.PodRestorePhase, string) {
 	if len(pr.Status.Claims) == 0 {
@@ -187,7 +223,11 @@ func restorePhase(pr *agentv1alpha1.PodRestore) (agentv1alpha1.PodRestorePhase, 
 	for _, c := range pr.Status.Claims {
 		switch c.Phase {
 		case agentv1alpha1.RestoreClaimFailed:
-			return agentv1alpha1.PodRestoreFailed, "restored pod for checkpoint " + c.Checkpoint + " failed"
+			msg := "restored pod for checkpoint " + c.Checkpoint + " failed"
+			if c.Message != "" {
+				msg += ": " + c.Message
+			}
+			return agentv1alpha1.PodRestoreFailed, msg
 		case agentv1alpha1.RestoreClaimReady:
 			ready++
 		}
@@ -204,7 +244,7 @@ func equalRestoreStatus(a, b *agentv1alpha1.PodRestoreStatus) bool {
 	}
 	for i := range a.Claims {
 		x, y := a.Claims[i], b.Claims[i]
-		if x.Checkpoint != y.Checkpoint || x.Key != y.Key || x.PodName != y.PodName || x.PodUID != y.PodUID || x.Phase != y.Phase || (x.ReadyTime == nil) != (y.ReadyTime == nil) {
+		if x.Checkpoint != y.Checkpoint || x.Key != y.Key || x.PodName != y.PodName || x.PodUID != y.PodUID || x.Phase != y.Phase || x.Message != y.Message || (x.ReadyTime == nil) != (y.ReadyTime == nil) {
 			return false
 		}
 	}

@@ -35,6 +35,11 @@ func restoredPod(name, key string, phase corev1.PodPhase, ready bool) *corev1.Po
 	return p
 }
 
+func withContainer(p *corev1.Pod, cs corev1.ContainerStatus) *corev1.Pod {
+	p.Status.ContainerStatuses = append(p.Status.ContainerStatuses, cs)
+	return p
+}
+
 func TestPodRestoreFollowsPods(t *testing.T) {
 	claimAt := metav1.NewTime(t0)
 	readyAt := metav1.NewTime(t0.Add(time.Minute))
@@ -42,13 +47,15 @@ func TestPodRestoreFollowsPods(t *testing.T) {
 		return agentv1alpha1.RestoreClaim{Checkpoint: cp, Key: key, Phase: agentv1alpha1.RestoreClaimClaimed, ClaimTime: claimAt}
 	}
 	cases := []struct {
-		name       string
-		claims     []agentv1alpha1.RestoreClaim
-		pods       []client.Object
-		now        time.Time
-		wantPhase  agentv1alpha1.PodRestorePhase
-		wantClaims []agentv1alpha1.RestoreClaim
-		wantAfter  time.Duration
+		name      string
+		claims    []agentv1alpha1.RestoreClaim
+		pods      []client.Object
+		now       time.Time
+		wantPhase agentv1alpha1.PodRestorePhase
+		// wantMessage, when set, is the PodRestore's status message.
+		wantMessage string
+		wantClaims  []agentv1alpha1.RestoreClaim
+		wantAfter   time.Duration
 	}{
 		{
 			name: "pods ready: restored", now: t0.Add(time.Minute),
@@ -76,10 +83,52 @@ func TestPodRestoreFollowsPods(t *testing.T) {
 			pods:      []client.Object{restoredPod("web-0", "web-0", corev1.PodFailed, false)},
 			wantPhase: agentv1alpha1.PodRestoreFailed,
 			wantClaims: []agentv1alpha1.RestoreClaim{
-				{Checkpoint: "a", Key: "web-0", PodName: "web-0", PodUID: "uid-web-0", Phase: agentv1alpha1.RestoreClaimFailed, ClaimTime: claimAt},
+				{Checkpoint: "a", Key: "web-0", PodName: "web-0", PodUID: "uid-web-0", Phase: agentv1alpha1.RestoreClaimFailed, Message: "pod failed:", ClaimTime: claimAt},
 				claim("b", "web-1"),
 			},
 			wantAfter: time.Minute,
+		},
+		{
+			name: "checkpoint image cannot be pulled: failed at once, with the kubelet's reason", now: t0.Add(time.Minute),
+			claims: []agentv1alpha1.RestoreClaim{claim("a", "web-0")},
+			pods: []client.Object{withContainer(restoredPod("web-0", "web-0", corev1.PodPending, false), corev1.ContainerStatus{Name: "app",
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: "connection refused"}}})},
+			wantPhase:   agentv1alpha1.PodRestoreFailed,
+			wantMessage: "restored pod for checkpoint a failed: container app cannot start from the checkpoint image: ErrImagePull: connection refused",
+			wantClaims: []agentv1alpha1.RestoreClaim{
+				{Checkpoint: "a", Key: "web-0", PodName: "web-0", PodUID: "uid-web-0", Phase: agentv1alpha1.RestoreClaimFailed, ClaimTime: claimAt,
+					Message: "container app cannot start from the checkpoint image: ErrImagePull: connection refused"},
+			},
+		},
+		{
+			name: "still creating the container: not failed", now: t0.Add(time.Minute),
+			claims: []agentv1alpha1.RestoreClaim{claim("a", "web-0")},
+			pods: []client.Object{withContainer(restoredPod("web-0", "web-0", corev1.PodPending, false), corev1.ContainerStatus{Name: "app",
+				State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}})},
+			wantPhase: agentv1alpha1.PodRestoreRestoring,
+			wantClaims: []agentv1alpha1.RestoreClaim{
+				{Checkpoint: "a", Key: "web-0", PodName: "web-0", PodUID: "uid-web-0", Phase: agentv1alpha1.RestoreClaimCreated, ClaimTime: claimAt},
+			},
+		},
+		{
+			name: "restored container restarted: failed", now: t0.Add(time.Minute),
+			claims: []agentv1alpha1.RestoreClaim{claim("a", "web-0")},
+			pods: []client.Object{withContainer(restoredPod("web-0", "web-0", corev1.PodRunning, false), corev1.ContainerStatus{Name: "app", RestartCount: 1,
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}})},
+			wantPhase: agentv1alpha1.PodRestoreFailed,
+			wantClaims: []agentv1alpha1.RestoreClaim{
+				{Checkpoint: "a", Key: "web-0", PodName: "web-0", PodUID: "uid-web-0", Phase: agentv1alpha1.RestoreClaimFailed, ClaimTime: claimAt,
+					Message: "container app exited after the restore and was restarted 1 times"},
+			},
+		},
+		{
+			name: "a failed claim stays failed when its pod runs later", now: t0.Add(time.Minute),
+			claims:    []agentv1alpha1.RestoreClaim{{Checkpoint: "a", Key: "web-0", PodName: "web-0", PodUID: "uid-web-0", Phase: agentv1alpha1.RestoreClaimFailed, ClaimTime: claimAt, Message: "container app cannot start"}},
+			pods:      []client.Object{restoredPod("web-0", "web-0", corev1.PodRunning, true)},
+			wantPhase: agentv1alpha1.PodRestoreFailed,
+			wantClaims: []agentv1alpha1.RestoreClaim{
+				{Checkpoint: "a", Key: "web-0", PodName: "web-0", PodUID: "uid-web-0", Phase: agentv1alpha1.RestoreClaimFailed, ClaimTime: claimAt, Message: "container app cannot start"},
+			},
 		},
 		{
 			name: "claim whose pod never appeared is freed after the TTL", now: t0.Add(3 * time.Minute),
@@ -109,6 +158,9 @@ func TestPodRestoreFollowsPods(t *testing.T) {
 			_ = c.Get(context.Background(), types.NamespacedName{Namespace: "db", Name: "r"}, got)
 			if got.Status.Phase != tc.wantPhase {
 				t.Errorf("phase %q, want %q", got.Status.Phase, tc.wantPhase)
+			}
+			if tc.wantMessage != "" && got.Status.Message != tc.wantMessage {
+				t.Errorf("message %q, want %q", got.Status.Message, tc.wantMessage)
 			}
 			if diff := cmp.Diff(tc.wantClaims, got.Status.Claims, cmpopts.EquateEmpty(), cmpopts.EquateApproxTime(time.Second)); diff != "" {
 				t.Errorf("claims (-want +got):\n%s", diff)

@@ -140,6 +140,12 @@ type RestoreClaim struct {
 	// Phase follows the pod.
 	// +optional
 	Phase RestoreClaimPhase `json:"phase,omitempty"`
+	// Message says why the claim failed: the pod failed, or one of its
+	// containers could not start from the checkpoint image (the kubelet's
+	// waiting reason and message) or exited after the restore.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Message string `json:"message,omitempty"`
 	// ClaimTime is when the webhook claimed the checkpoint.
 	ClaimTime metav1.Time `json:"claimTime"`
 	// ReadyTime is when the pod first became Ready.

@@ -2,6 +2,7 @@ package agentcr
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -254,11 +255,12 @@ func TestRestoreLifecycle(t *testing.T) {
 	}
 
 	pr.Status.Claims[0].Phase = agentv1alpha1.RestoreClaimFailed
+	pr.Status.Claims[0].Message = "container db cannot start from the checkpoint image: ErrImagePull: connection refused"
 	if err := dst.Status().Update(ctx, pr); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.Status(ctx, mig); !migration.IsStepFailed(err) {
-		t.Fatalf("failed claim: err = %v, want StepFailedError", err)
+	if _, err := h.Status(ctx, mig); !migration.IsStepFailed(err) || !strings.Contains(err.Error(), "ErrImagePull: connection refused") {
+		t.Fatalf("failed claim: err = %v, want StepFailedError saying why", err)
 	}
 	done, err := h.Remove(ctx, mig)
 	if err != nil {

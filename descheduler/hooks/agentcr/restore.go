@@ -143,7 +143,11 @@ func (r *Restore) Status(ctx context.Context, m migration.Migration) (migration.
 		case agentv1alpha1.RestoreClaimRunning, agentv1alpha1.RestoreClaimReady:
 			rs.Restored[c.Checkpoint] = true
 		case agentv1alpha1.RestoreClaimFailed:
-			return rs, migration.NewStepFailedError("RestoreFailed", fmt.Sprintf("pod %s failed to restore checkpoint %s", c.PodName, c.Checkpoint))
+			msg := fmt.Sprintf("pod %s failed to restore checkpoint %s", c.PodName, c.Checkpoint)
+			if c.Message != "" {
+				msg += ": " + c.Message
+			}
+			return rs, migration.NewStepFailedError("RestoreFailed", msg)
 		}
 	}
 	return rs, nil
