@@ -43,6 +43,13 @@ const (
 	ConditionAdmitted = "Admitted"
 	// ConditionCompleted is True once the migration reached Succeeded or Failed.
 	ConditionCompleted = "Completed"
+	// ConditionReplicationStopped is set by a rollback: True once the agents
+	// confirmed that volume replication stopped and the target copy was
+	// removed; False (reason AgentsUnresponsive) when they did not confirm
+	// within the controller's --rollback-abort-wait and the replication
+	// objects were deleted without it (the target node may keep partial
+	// data of the copy until its agent runs again).
+	ConditionReplicationStopped = "ReplicationStopped"
 )
 
 // WorkloadReference names the workload to migrate, in the LiveMigration's namespace.

@@ -162,6 +162,7 @@ func Run(ctx context.Context, o *options.Options) error {
 			DefaultBandwidth:      o.DefaultBandwidth.Value(),
 			PreCopyThresholdBytes: o.PreCopyThreshold.Value(),
 			PreCopyMaxRounds:      o.PreCopyMaxRounds,
+			AbortWait:             o.RollbackAbortWait,
 			MaxActive:             o.MaxActive,
 			MaxActivePerCluster:   o.MaxActivePerCluster,
 		},

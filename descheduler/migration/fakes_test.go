@@ -173,7 +173,10 @@ func (f replicationFake) FinalSync(_ context.Context, _ Migration, v Volume) (Re
 func (f replicationFake) Progress(_ context.Context, _ Migration, v Volume) (ReplicationState, error) {
 	return ReplicationState{}, f.w.record("progress:" + v.ClaimName)
 }
-func (f replicationFake) Abort(_ context.Context, _ Migration, v Volume) (bool, error) {
+func (f replicationFake) Abort(_ context.Context, _ Migration, v Volume, opts AbortOptions) (bool, error) {
+	if opts.Force {
+		return true, f.w.record("forceAbortReplication:" + v.ClaimName)
+	}
 	if err := f.w.record("abortReplication:" + v.ClaimName); err != nil {
 		return false, err
 	}

@@ -109,6 +109,15 @@ type PreCopyOptions struct {
 	MaxRounds                 int32
 }
 
+// AbortOptions tune ReplicationHook.Abort.
+type AbortOptions struct {
+	// Force removes what the hook created without waiting any longer for
+	// its agents to confirm that replication stopped: a rollback sets it
+	// once the source runs again and the confirmation did not come within
+	// Config.AbortWait (a dead or partitioned node never confirms).
+	Force bool
+}
+
 // ReplicationHook replicates one volume to the target cluster. PreCopy and
 // FinalSync request the step and report progress; Progress only reports.
 type ReplicationHook interface {
@@ -116,7 +125,7 @@ type ReplicationHook interface {
 	FinalSync(ctx context.Context, m Migration, vol Volume) (ReplicationState, error)
 	Progress(ctx context.Context, m Migration, vol Volume) (ReplicationState, error)
 	// Abort stops replication and removes the target copy (rollback).
-	Abort(ctx context.Context, m Migration, vol Volume) (done bool, err error)
+	Abort(ctx context.Context, m Migration, vol Volume, opts AbortOptions) (done bool, err error)
 	// Complete ends replication and keeps the target copy (success).
 	Complete(ctx context.Context, m Migration, vol Volume) (done bool, err error)
 }

@@ -53,6 +53,9 @@ var DefaultTimeouts = map[lmv1alpha1.LiveMigrationPhase]time.Duration{
 	lmv1alpha1.PhaseVerifying:     5 * time.Minute,
 }
 
+// DefaultAbortWait is Config.AbortWait's default.
+const DefaultAbortWait = 2 * time.Minute
+
 // timeoutFor returns the timeout of the phase, 0 for none (Cleanup and
 // RollingBack retry until done: they only undo or finish).
 func (r *Reconciler) timeoutFor(lm *lmv1alpha1.LiveMigration, p lmv1alpha1.LiveMigrationPhase) time.Duration {

@@ -37,6 +37,11 @@ type Config struct {
 	PreCopyMaxRounds      int32
 	// Timeouts overrides DefaultTimeouts per phase.
 	Timeouts map[lmv1alpha1.LiveMigrationPhase]time.Duration
+	// AbortWait is how long a rollback waits for the agents to confirm
+	// that volume replication stopped once everything else is undone (the
+	// source runs again); after it the replication objects are removed
+	// without the confirmation. 0 means DefaultAbortWait.
+	AbortWait time.Duration
 	// MaxActive bounds the migrations past Pending, globally; 0 is unlimited.
 	MaxActive int
 	// MaxActivePerCluster bounds them per member cluster (as source or

@@ -770,6 +770,68 @@ func TestRollbackWaitsForReplicationToStop(t *testing.T) {
 	if n := h.w.count("abortReplication:data-app-0"); n != 4 {
 		t.Errorf("replication abort asked %d times, want until done (4)", n)
 	}
+	if c := meta.FindStatusCondition(h.lm().Status.Conditions, lmv1alpha1.ConditionReplicationStopped); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("condition %s = %+v, want True", lmv1alpha1.ConditionReplicationStopped, c)
+	}
+	if n := h.w.count("forceAbortReplication:data-app-0"); n != 0 {
+		t.Errorf("forced abort %d times although the agents confirmed", n)
+	}
+}
+
+// TestRollbackStopsWaitingForUnresponsiveAgents: agents that never confirm
+// the abort (a dead target node) hold the rollback in RollingBack for
+// AbortWait only; then the replication objects are removed without the
+// confirmation and the migration fails, saying so.
+func TestRollbackStopsWaitingForUnresponsiveAgents(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h.r.Config.AbortWait = time.Minute
+	h.w.abortCallsBeforeDone = 1 << 30
+	h.w.preCopyDone = false
+	h.run(lmv1alpha1.PhasePreCopy, time.Millisecond)
+	lm := h.lm()
+	lm.Spec.Abort = true
+	if err := h.c.Update(h.ctx, lm); err != nil {
+		t.Fatal(err)
+	}
+	h.run(lmv1alpha1.PhaseRollingBack, time.Millisecond)
+	for i := 0; i < 5; i++ {
+		res, err := h.reconcile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseRollingBack {
+			t.Fatalf("phase = %s %s into the rollback, want RollingBack until AbortWait", p, time.Duration(i)*10*time.Second)
+		}
+		if res.RequeueAfter <= 0 || res.RequeueAfter > h.r.Config.PollInterval {
+			t.Errorf("RequeueAfter = %s, want a re-check within the poll interval", res.RequeueAfter)
+		}
+		h.clock.Step(10 * time.Second)
+	}
+	if n := h.w.count("forceAbortReplication:data-app-0"); n != 0 {
+		t.Fatalf("forced abort %d times before AbortWait", n)
+	}
+	h.clock.Step(20 * time.Second)
+	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+	if n := h.w.count("forceAbortReplication:data-app-0"); n != 1 {
+		t.Errorf("forced abort %d times, want once", n)
+	}
+	st := h.lm().Status
+	c := meta.FindStatusCondition(st.Conditions, lmv1alpha1.ConditionReplicationStopped)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "AgentsUnresponsive" || !strings.Contains(c.Message, "did not confirm within 1m0s") {
+		t.Errorf("condition %s = %+v, want False/AgentsUnresponsive saying how long it waited", lmv1alpha1.ConditionReplicationStopped, c)
+	}
+	if st.Failure == nil || st.Failure.Reason != "Aborted" {
+		t.Errorf("failure = %+v, want the original cause (Aborted) kept", st.Failure)
+	}
+	found := false
+	for len(h.rec.Events) > 0 {
+		if e := <-h.rec.Events; strings.Contains(e, "ReplicationAbortUnconfirmed") {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no ReplicationAbortUnconfirmed warning event")
+	}
 }
 
 // loggedCall is a hook call and the phase it was made in.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -27,17 +28,9 @@ func (r *Reconciler) rollingBack(ctx context.Context, lm *lmv1alpha1.LiveMigrati
 	st := &lm.Status
 	m := migrationOf(lm)
 
-	replicationStopped := true
-	for _, vol := range volumesOf(lm) {
-		hook, err := r.Hooks.Replication.For(vol.StorageClass)
-		if err != nil {
-			continue // nothing was started for a class without a backend
-		}
-		done, err := hook.Abort(ctx, m, vol)
-		if err != nil {
-			return stay(), fmt.Errorf("aborting replication of volume %s: %w", vol.ClaimName, err)
-		}
-		replicationStopped = replicationStopped && done
+	replicationStopped, err := r.abortReplication(ctx, lm, AbortOptions{})
+	if err != nil {
+		return stay(), err
 	}
 
 	if st.SourceCluster != "" {
@@ -90,9 +83,53 @@ func (r *Reconciler) rollingBack(ctx context.Context, lm *lmv1alpha1.LiveMigrati
 		}
 		setCondition(st, lm.Generation, lmv1alpha1.ConditionSourceFrozen, metav1.ConditionFalse, "Thawed", "source pods run again", now)
 	}
-	// Failed only once replication stopped and its target copy was removed.
-	if !replicationStopped {
-		return stay(), nil
+	// Failed only once replication stopped and its target copy was removed,
+	// or, when the agents do not confirm that within AbortWait of the
+	// rollback's start, once their objects are removed without it: the
+	// source runs again and the target workload is gone, so what is left is
+	// cleanup a dead or partitioned node cannot confirm, and waiting for it
+	// forever would keep the workload from being migrated again.
+	if len(volumesOf(lm)) > 0 {
+		if replicationStopped {
+			setCondition(st, lm.Generation, lmv1alpha1.ConditionReplicationStopped, metav1.ConditionTrue, "Aborted",
+				"the agents stopped volume replication and removed the target copy", now)
+		} else {
+			wait := r.Config.AbortWait
+			if wait <= 0 {
+				wait = DefaultAbortWait
+			}
+			started := enteredAt(st, lmv1alpha1.PhaseRollingBack)
+			if left := started.Add(wait).Sub(now); left > 0 {
+				return stepResult{wait: min(left, r.Config.PollInterval)}, nil
+			}
+			if _, err := r.abortReplication(ctx, lm, AbortOptions{Force: true}); err != nil {
+				return stay(), err
+			}
+			msg := fmt.Sprintf("the agents did not confirm within %s that volume replication stopped; its objects and the claims created in %s were deleted without that confirmation, and the target node may keep partial data of the copy until its agent runs again", wait, st.TargetCluster)
+			setCondition(st, lm.Generation, lmv1alpha1.ConditionReplicationStopped, metav1.ConditionFalse, "AgentsUnresponsive", msg, now)
+			if r.Recorder != nil {
+				r.Recorder.Eventf(lm, workloadObject(lm), corev1.EventTypeWarning, "ReplicationAbortUnconfirmed", "RollBack", "%s", msg)
+			}
+		}
 	}
 	return advanceTo(lmv1alpha1.PhaseFailed), nil
+}
+
+// abortReplication asks every volume's replication backend to stop and
+// remove the target copy; stopped once every one is done.
+func (r *Reconciler) abortReplication(ctx context.Context, lm *lmv1alpha1.LiveMigration, opts AbortOptions) (bool, error) {
+	m := migrationOf(lm)
+	stopped := true
+	for _, vol := range volumesOf(lm) {
+		hook, err := r.Hooks.Replication.For(vol.StorageClass)
+		if err != nil {
+			continue // nothing was started for a class without a backend
+		}
+		done, err := hook.Abort(ctx, m, vol, opts)
+		if err != nil {
+			return false, fmt.Errorf("aborting replication of volume %s: %w", vol.ClaimName, err)
+		}
+		stopped = stopped && done
+	}
+	return stopped, nil
 }

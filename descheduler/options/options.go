@@ -71,6 +71,10 @@ type Options struct {
 	MemberQPS   float32
 	MemberBurst int
 
+	// RollbackAbortWait bounds how long a rollback waits for the agents to
+	// confirm that volume replication stopped.
+	RollbackAbortWait time.Duration
+
 	// MaxActive and MaxActivePerCluster bound concurrent migrations; 0 is unlimited.
 	MaxActive           int
 	MaxActivePerCluster int
@@ -93,6 +97,7 @@ func New() *Options {
 		PreCopyMaxRounds:          5,
 		DefaultCheckpointEstimate: resource.MustParse("256Mi"),
 		CheckpointTimeout:         2 * time.Minute,
+		RollbackAbortWait:         2 * time.Minute, // as migration.DefaultAbortWait
 		ReplicationTargetRoot:     "/var/lib/livemigrate/volumes",
 		MemberQPS:                 20,
 		MemberBurst:               40,
@@ -126,6 +131,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.CheckpointTimeout, "checkpoint-timeout", o.CheckpointTimeout, "Timeout of each kubelet checkpoint call.")
 	fs.StringVar(&o.ReplicationTargetRoot, "replication-target-root", o.ReplicationTargetRoot, "Directory of the target nodes under which local volumes are created for local/hostPath source volumes; one of the agents' --replication-target-roots.")
 	fs.StringVar(&o.SchedulerConfig, "scheduler-config", o.SchedulerConfig, "Scheduler plugins configuration file (Capacity, Latency) used to pick targets; defaults when empty.")
+	fs.DurationVar(&o.RollbackAbortWait, "rollback-abort-wait", o.RollbackAbortWait, "How long a rollback waits, once the source runs again and the target workload is gone, for the agents to confirm that volume replication stopped and its partial copy was removed. After it the replication objects and the claims created in the target are deleted without that confirmation (a dead or partitioned node never gives it), the migration fails with condition ReplicationStopped=False, and the target node may keep partial data until its agent runs again.")
 	fs.Float32Var(&o.MemberQPS, "member-qps", o.MemberQPS, "QPS of each member-cluster client.")
 	fs.IntVar(&o.MemberBurst, "member-burst", o.MemberBurst, "Burst of each member-cluster client.")
 	fs.IntVar(&o.MaxActive, "max-active-migrations", o.MaxActive, "Migrations allowed past Pending at once, globally (0: unlimited).")
@@ -144,6 +150,7 @@ func (o *Options) Validate() field.ErrorList {
 	positive("poll-interval", o.PollInterval)
 	positive("default-downtime-budget", o.DefaultDowntimeBudget)
 	positive("checkpoint-timeout", o.CheckpointTimeout)
+	positive("rollback-abort-wait", o.RollbackAbortWait)
 	if o.CheckpointTimeout > time.Hour {
 		errs = append(errs, field.Invalid(p.Child("checkpoint-timeout"), o.CheckpointTimeout.String(), "must be at most 1h"))
 	}

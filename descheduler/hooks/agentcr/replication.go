@@ -391,8 +391,9 @@ func (r *Replication) objects(m migration.Migration, vol migration.Volume, role 
 
 // Abort stops both sides (the agent removes the target's partial data),
 // then deletes them, the credentials and the claim pre-provisioned in the
-// target cluster.
-func (r *Replication) Abort(ctx context.Context, m migration.Migration, vol migration.Volume) (bool, error) {
+// target cluster. With opts.Force it deletes them without waiting for the
+// agents to report the abort (and without asking a second time).
+func (r *Replication) Abort(ctx context.Context, m migration.Migration, vol migration.Volume, opts migration.AbortOptions) (bool, error) {
 	src, dst, err := r.clients(ctx, m)
 	if err != nil {
 		return false, err
@@ -408,6 +409,9 @@ func (r *Replication) Abort(ctx context.Context, m migration.Migration, vol migr
 		}
 		if err != nil {
 			return false, err
+		}
+		if opts.Force {
+			continue
 		}
 		if !vr.Spec.Abort {
 			orig := vr.DeepCopy()

@@ -213,7 +213,7 @@ func TestReplicationAbortRemovesTargetData(t *testing.T) {
 	if _, err := h.PreCopy(ctx, mig, vol, opts); err != nil {
 		t.Fatal(err)
 	}
-	done, err := h.Abort(ctx, mig, vol)
+	done, err := h.Abort(ctx, mig, vol, migration.AbortOptions{})
 	if err != nil || done {
 		t.Fatalf("Abort = %v, %v; want requested", done, err)
 	}
@@ -231,7 +231,7 @@ func TestReplicationAbortRemovesTargetData(t *testing.T) {
 				_ = p.cl.Status().Update(ctx, vr)
 			}
 		}
-		if done, err = h.Abort(ctx, mig, vol); err != nil {
+		if done, err = h.Abort(ctx, mig, vol, migration.AbortOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -329,7 +329,7 @@ func TestReplicationLocalVolumeIsPreBoundOnTargetNode(t *testing.T) {
 	done := false
 	for i := 0; i < 6 && !done; i++ {
 		var err error
-		if done, err = h.Abort(ctx, mig, vol); err != nil {
+		if done, err = h.Abort(ctx, mig, vol, migration.AbortOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		for _, cl := range []client.Client{src, dst} {
@@ -351,5 +351,56 @@ func TestReplicationLocalVolumeIsPreBoundOnTargetNode(t *testing.T) {
 	}
 	if err := src.Get(ctx, types.NamespacedName{Name: "src-pv"}, &corev1.PersistentVolume{}); err != nil {
 		t.Errorf("source volume touched by abort: %v", err)
+	}
+}
+
+// TestReplicationForcedAbortDoesNotWaitForAgents: an agent that never
+// reports the abort (its node is down) keeps a plain Abort waiting; a forced
+// one deletes the objects and the claim created in the target anyway.
+func TestReplicationForcedAbortDoesNotWaitForAgents(t *testing.T) {
+	ctx := context.Background()
+	src, dst, h := replicationWorld()
+	opts := migration.PreCopyOptions{MaxRounds: 5}
+	if _, err := h.PreCopy(ctx, mig, vol, opts); err != nil {
+		t.Fatal(err)
+	}
+	tgt := getVR(t, dst, "data-db-0-target-01234567")
+	tgt.Status.Endpoint = "x:1"
+	tgt.Status.Phase = agentv1alpha1.VolumeReplicationListening
+	if err := dst.Status().Update(ctx, tgt); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.PreCopy(ctx, mig, vol, opts); err != nil {
+		t.Fatal(err)
+	}
+	// The source agent reports the abort; the target agent never does.
+	for i := 0; i < 4; i++ {
+		if done, err := h.Abort(ctx, mig, vol, migration.AbortOptions{}); err != nil || done {
+			t.Fatalf("Abort = %v, %v; want waiting for the target agent", done, err)
+		}
+		vr := &agentv1alpha1.VolumeReplication{}
+		if err := src.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "data-db-0-source-01234567"}, vr); err == nil && vr.Spec.Abort {
+			vr.Status.Phase = agentv1alpha1.VolumeReplicationAborted
+			_ = src.Status().Update(ctx, vr)
+		}
+	}
+	done := false
+	for i := 0; i < 3 && !done; i++ {
+		var err error
+		if done, err = h.Abort(ctx, mig, vol, migration.AbortOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !done {
+		t.Fatal("forced Abort did not finish")
+	}
+	if err := dst.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "data-db-0-target-01234567"}, &agentv1alpha1.VolumeReplication{}); err == nil {
+		t.Error("target VolumeReplication left after a forced abort")
+	}
+	if err := dst.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "data-db-0"}, &corev1.PersistentVolumeClaim{}); err == nil {
+		t.Error("pre-provisioned target claim left after a forced abort")
+	}
+	if err := src.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "data-db-0"}, &corev1.PersistentVolumeClaim{}); err != nil {
+		t.Errorf("source claim touched by abort: %v", err)
 	}
 }
