@@ -88,16 +88,21 @@ type row struct {
 	// through Verifying), from the LiveMigration's timeline.
 	phases map[lmv1alpha1.LiveMigrationPhase]time.Duration
 	// dumpPush is from status.frozenAt to the images recorded (entering
-	// Rebinding): the dump and the push, with the final sync beside them;
-	// push is the longest container push the agent reported
-	// (PodCheckpoint status.containers[].pushDuration; 0 when not reported).
+	// Restoring): the dump and the push, with the rebinding and the final
+	// sync beside them; push is the longest container push the agent
+	// reported (PodCheckpoint status.containers[].pushDuration; 0 when not
+	// reported).
 	dumpPush, push time.Duration
 	// podCreated is from entering Rebinding to the target pod's creation
-	// seen by a watch on the target (Karmada propagation, admission);
-	// podToReady from there to the target Ready (the local pull, the
-	// restore, readiness). Zero when the pod was not seen.
-	podCreated, podToReady time.Duration
-	err                    error
+	// seen by a watch on the target (Karmada propagation, admission; the
+	// pod is then held by the checkpoint-image scheduling gate while the
+	// push goes on). Zero when the pod was not seen.
+	podCreated time.Duration
+	// imagesToReady is from the images recorded (entering Restoring) to
+	// the target Ready: ungating, scheduling, the local pull, the restore,
+	// readiness.
+	imagesToReady time.Duration
+	err           error
 }
 
 func (r row) evict() time.Duration { return r.coldCopy + r.appStart }
@@ -109,8 +114,8 @@ func (r row) bound() float64 { return r.evict().Seconds() / r.floor.Seconds() }
 
 // downtimePhases are the phases between the freeze and the target Ready.
 var downtimePhases = []lmv1alpha1.LiveMigrationPhase{
-	lmv1alpha1.PhaseCheckpointing, lmv1alpha1.PhaseFinalSync, lmv1alpha1.PhaseTransfer,
-	lmv1alpha1.PhaseRebinding, lmv1alpha1.PhaseRestoring, lmv1alpha1.PhaseVerifying,
+	lmv1alpha1.PhaseCheckpointing, lmv1alpha1.PhaseRebinding, lmv1alpha1.PhaseFinalSync,
+	lmv1alpha1.PhaseTransfer, lmv1alpha1.PhaseRestoring, lmv1alpha1.PhaseVerifying,
 }
 
 // phaseDurations returns how long each phase of the timeline lasted.
@@ -347,28 +352,30 @@ func migrate(ctx context.Context, env *scenario.Env, cfg config, ns, memory, vol
 	r.preCopy = lm.Status.Bytes.VolumePreCopy
 	r.floor = time.Duration(float64(r.checkpointBytes+r.finalDelta) / r.throughput * float64(time.Second))
 	r.phases = phaseDurations(lm)
-	if at := podSeen(); !at.IsZero() && lm.Status.TargetReadyAt != nil {
-		for _, pt := range lm.Status.PhaseTransitions {
-			if pt.Phase == lmv1alpha1.PhaseRebinding {
+	for _, pt := range lm.Status.PhaseTransitions {
+		switch pt.Phase {
+		case lmv1alpha1.PhaseRebinding:
+			if at := podSeen(); !at.IsZero() {
 				r.podCreated = at.Sub(pt.EnteredAt.Time)
 			}
+		case lmv1alpha1.PhaseRestoring:
+			if lm.Status.FrozenAt != nil {
+				r.dumpPush = pt.EnteredAt.Sub(lm.Status.FrozenAt.Time)
+			}
+			if lm.Status.TargetReadyAt != nil {
+				r.imagesToReady = lm.Status.TargetReadyAt.Sub(pt.EnteredAt.Time)
+			}
 		}
-		r.podToReady = lm.Status.TargetReadyAt.Sub(at)
 	}
 	if r.push, err = pushTime(ctx, env, lm); err != nil {
 		fmt.Printf("  reading the PodCheckpoints: %v\n", err)
-	}
-	for _, pt := range lm.Status.PhaseTransitions {
-		if pt.Phase == lmv1alpha1.PhaseRebinding && lm.Status.FrozenAt != nil {
-			r.dumpPush = pt.EnteredAt.Sub(lm.Status.FrozenAt.Time)
-		}
 	}
 	fmt.Printf("  %s: downtime %s (floor %s), checkpoint %d MiB, final delta %.1f MiB, pre-copy %d MiB, app start %s; move --wait took %s\n",
 		memory, r.downtime.Round(time.Millisecond), r.floor.Round(time.Millisecond), r.checkpointBytes>>20, float64(r.finalDelta)/(1<<20),
 		r.preCopy>>20, r.appStart.Round(time.Millisecond), obs.Duration.Round(time.Millisecond))
 	fmt.Printf("%s\n", indent(scenario.Timeline(lm)))
-	fmt.Printf("    frozen → images recorded %s (agent's push %s); Rebinding → target pod created %s, → target Ready %s\n",
-		r.dumpPush.Round(time.Millisecond), r.push.Round(time.Millisecond), r.podCreated.Round(time.Millisecond), r.podToReady.Round(time.Millisecond))
+	fmt.Printf("    frozen → images recorded %s (agent's push %s); Rebinding → target pod created (gated) %s; images recorded → target Ready %s\n",
+		r.dumpPush.Round(time.Millisecond), r.push.Round(time.Millisecond), r.podCreated.Round(time.Millisecond), r.imagesToReady.Round(time.Millisecond))
 	return nil
 }
 
@@ -614,16 +621,16 @@ func report(w io.Writer, rows []row) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Where the downtime went (s; phases from the LiveMigration's timeline, push from the agent's PodCheckpoint, target pod creation from a watch on the target):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| link | app memory | Checkpointing (freeze, dump; final sync beside) | FinalSync (wait) | Transfer (push) | frozen → images recorded (push) | Rebinding | Restoring | Verifying | Rebinding → target pod created | target pod created → Ready (local pull, restore) |")
+	fmt.Fprintln(w, "| link | app memory | Checkpointing (freeze, dump; final sync beside) | Rebinding | FinalSync (wait) | Transfer (push) | Restoring | Verifying | frozen → images recorded (push) | Rebinding → target pod created (gated, beside the push) | images recorded → target Ready (ungate, local pull, restore) |")
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		if r.err != nil {
 			continue
 		}
 		p := r.phases
-		fmt.Fprintf(w, "| %d Mbit/s | %s | %.2f | %.2f | %.2f | %.2f (%.2f) | %.2f | %.2f | %.2f | %.2f | %.2f |\n", r.rate, r.memory,
-			p[downtimePhases[0]].Seconds(), p[downtimePhases[1]].Seconds(), p[downtimePhases[2]].Seconds(), r.dumpPush.Seconds(), r.push.Seconds(),
-			p[downtimePhases[3]].Seconds(), p[downtimePhases[4]].Seconds(), p[downtimePhases[5]].Seconds(), r.podCreated.Seconds(), r.podToReady.Seconds())
+		fmt.Fprintf(w, "| %d Mbit/s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f (%.2f) | %.2f | %.2f |\n", r.rate, r.memory,
+			p[downtimePhases[0]].Seconds(), p[downtimePhases[1]].Seconds(), p[downtimePhases[2]].Seconds(), p[downtimePhases[3]].Seconds(),
+			p[downtimePhases[4]].Seconds(), p[downtimePhases[5]].Seconds(), r.dumpPush.Seconds(), r.push.Seconds(), r.podCreated.Seconds(), r.imagesToReady.Seconds())
 	}
 	fmt.Fprintln(w)
 	if ok == 0 {
