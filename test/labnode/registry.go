@@ -16,17 +16,20 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"k8s.io/klog/v2"
 )
 
 // Registry is a running lab OCI registry.
 type Registry struct {
 	// Host is host:port, usable in image references.
-	Host string
-	srv  *http.Server
+	Host   string
+	srv    *http.Server
+	faults *faults
 }
 
 // StartRegistry serves an OCI registry over plain HTTP on a free port of
@@ -57,13 +60,99 @@ func StartRegistry(addr, dir string) (*Registry, error) {
 	} else {
 		h = registry.New(registry.Logger(discardLogger()))
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	f := &faults{next: h}
+	srv := &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			_ = ln.Close()
 		}
 	}()
-	return &Registry{Host: ln.Addr().String(), srv: srv}, nil
+	return &Registry{Host: ln.Addr().String(), srv: srv, faults: f}, nil
+}
+
+// FaultBlobGet is the registry's fault that refuses every blob download
+// (GET /v2/<name>/blobs/<digest>) with 404 BLOB_UNKNOWN, as a registry that
+// lost a blob after it was pushed: uploads, HEAD checks and manifests keep
+// working, so a push succeeds and its pull fails.
+const FaultBlobGet = "blob-get"
+
+// FaultsPath is where the registry's faults are switched over HTTP, on the
+// registry's own listener: PUT FaultsPath+name turns a fault on, DELETE
+// turns it off, GET answers "on" or "off". Only the lab registry has it.
+const FaultsPath = "/lab/faults/"
+
+// SetFault turns one of the registry's faults (FaultBlobGet) on or off.
+func (r *Registry) SetFault(name string, on bool) error { return r.faults.set(name, on) }
+
+// faults serves the fault switches and applies them in front of the
+// registry's handler.
+type faults struct {
+	next    http.Handler
+	blobGet atomic.Bool
+}
+
+func (f *faults) set(name string, on bool) error {
+	switch name {
+	case FaultBlobGet:
+		if f.blobGet.Swap(on) != on {
+			klog.InfoS("Registry fault switched", "fault", name, "on", on)
+		}
+		return nil
+	}
+	return fmt.Errorf("no registry fault %q", name)
+}
+
+func (f *faults) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if name, ok := strings.CutPrefix(req.URL.Path, FaultsPath); ok {
+		f.serveSwitch(w, req, name)
+		return
+	}
+	if req.Method == http.MethodGet && f.blobGet.Load() {
+		if name, digest, ok := blobPath(req.URL.Path); ok {
+			klog.InfoS("Refusing a blob download (fault "+FaultBlobGet+")", "repository", name, "digest", digest)
+			(&regError{http.StatusNotFound, "BLOB_UNKNOWN", fmt.Sprintf("blob unknown to registry: %s", digest)}).write(w)
+			return
+		}
+	}
+	f.next.ServeHTTP(w, req)
+}
+
+func (f *faults) serveSwitch(w http.ResponseWriter, req *http.Request, name string) {
+	if name != FaultBlobGet {
+		http.Error(w, fmt.Sprintf("no registry fault %q", name), http.StatusNotFound)
+		return
+	}
+	switch req.Method {
+	case http.MethodPut, http.MethodDelete:
+		_ = f.set(name, req.Method == http.MethodPut)
+		w.WriteHeader(http.StatusNoContent)
+	case http.MethodGet:
+		state := "off"
+		if f.blobGet.Load() {
+			state = "on"
+		}
+		_, _ = io.WriteString(w, state+"\n")
+	default:
+		http.Error(w, req.Method+" is not supported", http.StatusMethodNotAllowed)
+	}
+}
+
+// blobPath splits /v2/<name>/blobs/<digest> into name and digest; ok is
+// false for any other path (uploads included).
+func blobPath(p string) (name, digest string, ok bool) {
+	rest, found := strings.CutPrefix(p, "/v2/")
+	if !found {
+		return "", "", false
+	}
+	i := strings.LastIndex(rest, "/blobs/")
+	if i <= 0 {
+		return "", "", false
+	}
+	name, digest = rest[:i], rest[i+len("/blobs/"):]
+	if digest == "" || digest == "uploads" || strings.Contains(digest, "/") {
+		return "", "", false
+	}
+	return name, digest, true
 }
 
 // Close stops the registry.
