@@ -489,6 +489,15 @@ func (r *VolumeReplicationReconciler) runSource(ctx context.Context, vr *agentv1
 			r.Metrics.estimateSecs.Observe(res.EstimatedFinal.Seconds())
 		}
 		log.Info("Pre-copy finished", "round", res.Round, "converged", res.Converged, "lastDeltaBytes", res.LastDelta, "estimatedFinal", res.EstimatedFinal)
+		// Verify the target and record what is equal (and index its
+		// blocks) while the application still runs, before reporting
+		// PreCopied: the controller freezes the application once it sees
+		// PreCopied, which stops this worker, and a final pass without the
+		// records reads and checksums the whole volume under freeze.
+		r.preVerify(ctx, vr, sess, res.Round)
+		if ctx.Err() != nil {
+			return
+		}
 		_ = r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
 			s.Phase = agentv1alpha1.VolumeReplicationPreCopied
 			s.EstimatedFinalDuration = &metav1.Duration{Duration: res.EstimatedFinal}
@@ -503,11 +512,6 @@ func (r *VolumeReplicationReconciler) runSource(ctx context.Context, vr *agentv1
 				s.Message = ""
 			}
 		})
-		// While the application still runs (and until the controller
-		// freezes it, which stops this worker): verify the target and
-		// record what is equal, so that the final pass under freeze only
-		// checksums what changes from now on.
-		r.preVerify(ctx, vr, sess, res.Round)
 		return
 	}
 

@@ -193,6 +193,13 @@ func TestSourceAndTargetEndToEnd(t *testing.T) {
 	if c := findCondition(pre.Status.Conditions, agentv1alpha1.ConditionConverged); c == nil || c.Status != metav1.ConditionTrue {
 		t.Errorf("Converged condition = %+v, want True", c)
 	}
+	// PreCopied (which lets the controller freeze the application) comes
+	// only after the pre-freeze verification: a freeze before it would
+	// leave the final pass without records, verifying the whole volume
+	// under freeze.
+	if c := findCondition(pre.Status.Conditions, ConditionPreVerified); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("PreVerified condition = %+v when PreCopied was reported, want True", c)
+	}
 
 	// The application writes more, then is frozen; the controller asks for
 	// the final pass.
