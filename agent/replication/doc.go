@@ -13,10 +13,11 @@
 // receiver and reports status.endpoint; the source agent runs the pre-copy
 // passes against it while the application runs (the first one as a tar
 // stream into the empty target, the others rsync deltas; a failed pass is
-// retried with backoff), reports PreCopied (with the Converged condition and
-// an estimate of the final pass), then verifies the target while the
-// application still runs, records what is equal and has the target index
-// the blocks of its regular files. Once the controller has frozen the pod
+// retried with backoff), verifies the target while the application still
+// runs, records what is equal and has the target index the blocks of its
+// regular files, and only then reports PreCopied (with the Converged
+// condition and an estimate of the final pass), which lets the controller
+// freeze the pod. Once the controller has frozen the pod
 // and set spec.stage=Final, it sends the last delta — as a block delta
 // against that index when only file content changed, proved block by block,
 // otherwise by rsync followed by a checksum verification of what changed
