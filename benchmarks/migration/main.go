@@ -70,6 +70,8 @@ type config struct {
 	dirty  float64
 	delay  time.Duration
 	budget time.Duration
+	// keepDir keeps each lab's directory after the run.
+	keepDir bool
 }
 
 // row is one migration and its baselines.
@@ -192,9 +194,10 @@ func main() {
 	files := flag.Int("files", 16, "files the volume is split into")
 	dirty := flag.Float64("dirty", 1, "percentage of the volume's 4 KiB blocks rewritten after the pre-copy's full pass")
 	delay := flag.Duration("delay", 5*time.Millisecond, "one-way delay between the two members")
+	keep := flag.Bool("keep-lab-dir", false, "keep each lab's directory (the components' logs, e.g. the node runtimes' pull and restore timings) after the run, and print where it is")
 	budget := flag.Duration("downtime-budget", 10*time.Minute, "spec.downtimeBudget of each migration (large: the benchmark measures, it does not refuse)")
 	flag.Parse()
-	cfg := config{files: *files, dirty: *dirty, delay: *delay, budget: *budget}
+	cfg := config{files: *files, dirty: *dirty, delay: *delay, budget: *budget, keepDir: *keep}
 	for _, s := range strings.Split(*sizes, ",") {
 		if _, err := resource.ParseQuantity(s); err != nil {
 			fatal(fmt.Errorf("size %q: %w", s, err))
@@ -258,6 +261,7 @@ func runRate(cfg config, rate int64) ([]row, error) {
 			{Name: "member2", Nodes: 1, Position: lab.NetworkPosition{Delay: metav1.Duration{Duration: cfg.delay - half}, BytesPerSecond: bps}},
 		},
 		WANDataPath: true,
+		KeepDir:     cfg.keepDir,
 	}
 	start := time.Now()
 	l, err := lab.Start(ctx, opts)
@@ -266,6 +270,9 @@ func runRate(cfg config, rate int64) ([]row, error) {
 	}
 	defer l.Stop()
 	fmt.Printf("\n== %d Mbit/s, %s one-way: lab up in %s\n", rate, cfg.delay, time.Since(start).Round(100*time.Millisecond))
+	if cfg.keepDir {
+		fmt.Printf("  lab directory (kept): %s\n", l.Dir)
+	}
 	root, err := lab.RepoRoot()
 	if err != nil {
 		return nil, err
