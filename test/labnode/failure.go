@@ -3,7 +3,6 @@ package labnode
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -130,13 +129,9 @@ func (r *Runtime) reportWaiting(ctx context.Context, p *corev1.Pod, container, r
 	if r.cfg.Client == nil || p.Labels[LabelRuntime] != RuntimeName {
 		return nil
 	}
-	pods := r.cfg.Client.CoreV1().Pods(p.Namespace)
-	cur, err := pods.Get(ctx, p.Name, metav1.GetOptions{})
+	cur, err := r.current(ctx, p)
 	if err != nil {
 		return err
-	}
-	if cur.UID != p.UID {
-		return fmt.Errorf("pod %s/%s was replaced", p.Namespace, p.Name)
 	}
 	for _, cs := range cur.Status.ContainerStatuses {
 		if cs.Name == container && cs.State.Waiting != nil && (cs.State.Waiting.Reason == ReasonErrImagePull || cs.State.Waiting.Reason == ReasonImagePullBackOff) && reason == ReasonErrImagePull {
@@ -160,7 +155,7 @@ func (r *Runtime) reportWaiting(ctx context.Context, p *corev1.Pod, container, r
 		}
 		st.ContainerStatuses = append(st.ContainerStatuses, cs)
 	}
-	_, err = pods.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	_, err = r.cfg.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 	return err
 }
 

@@ -285,13 +285,9 @@ func (r *Runtime) reportRunning(ctx context.Context, p *corev1.Pod) error {
 		return nil
 	}
 	now := metav1.Now()
-	pods := r.cfg.Client.CoreV1().Pods(p.Namespace)
-	cur, err := pods.Get(ctx, p.Name, metav1.GetOptions{})
+	cur, err := r.current(ctx, p)
 	if err != nil {
 		return err
-	}
-	if cur.UID != p.UID {
-		return fmt.Errorf("pod %s/%s was replaced", p.Namespace, p.Name)
 	}
 	st := &cur.Status
 	st.Phase = corev1.PodRunning
@@ -309,8 +305,21 @@ func (r *Runtime) reportRunning(ctx context.Context, p *corev1.Pod) error {
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
 		})
 	}
-	_, err = pods.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	_, err = r.cfg.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 	return err
+}
+
+// current reads the pod from the API server, refusing one that replaced p
+// under the same name.
+func (r *Runtime) current(ctx context.Context, p *corev1.Pod) (*corev1.Pod, error) {
+	cur, err := r.cfg.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if cur.UID != p.UID {
+		return nil, fmt.Errorf("pod %s/%s was replaced", p.Namespace, p.Name)
+	}
+	return cur, nil
 }
 
 func ptrTrue() *bool { t := true; return &t }

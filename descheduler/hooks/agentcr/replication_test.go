@@ -197,9 +197,12 @@ func TestReplicationLifecycle(t *testing.T) {
 	}
 }
 
-func TestReplicationAbortRemovesTargetData(t *testing.T) {
+// preCopying is a replication whose target listens and whose source was
+// asked to pre-copy.
+func preCopying(t *testing.T) (src, dst client.Client, h *Replication) {
+	t.Helper()
 	ctx := context.Background()
-	src, dst, h := replicationWorld()
+	src, dst, h = replicationWorld()
 	opts := migration.PreCopyOptions{MaxRounds: 5}
 	if _, err := h.PreCopy(ctx, mig, vol, opts); err != nil {
 		t.Fatal(err)
@@ -213,6 +216,12 @@ func TestReplicationAbortRemovesTargetData(t *testing.T) {
 	if _, err := h.PreCopy(ctx, mig, vol, opts); err != nil {
 		t.Fatal(err)
 	}
+	return src, dst, h
+}
+
+func TestReplicationAbortRemovesTargetData(t *testing.T) {
+	ctx := context.Background()
+	src, dst, h := preCopying(t)
 	done, err := h.Abort(ctx, mig, vol, migration.AbortOptions{})
 	if err != nil || done {
 		t.Fatalf("Abort = %v, %v; want requested", done, err)
@@ -359,20 +368,7 @@ func TestReplicationLocalVolumeIsPreBoundOnTargetNode(t *testing.T) {
 // one deletes the objects and the claim created in the target anyway.
 func TestReplicationForcedAbortDoesNotWaitForAgents(t *testing.T) {
 	ctx := context.Background()
-	src, dst, h := replicationWorld()
-	opts := migration.PreCopyOptions{MaxRounds: 5}
-	if _, err := h.PreCopy(ctx, mig, vol, opts); err != nil {
-		t.Fatal(err)
-	}
-	tgt := getVR(t, dst, "data-db-0-target-01234567")
-	tgt.Status.Endpoint = "x:1"
-	tgt.Status.Phase = agentv1alpha1.VolumeReplicationListening
-	if err := dst.Status().Update(ctx, tgt); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.PreCopy(ctx, mig, vol, opts); err != nil {
-		t.Fatal(err)
-	}
+	src, dst, h := preCopying(t)
 	// The source agent reports the abort; the target agent never does.
 	for i := 0; i < 4; i++ {
 		if done, err := h.Abort(ctx, mig, vol, migration.AbortOptions{}); err != nil || done {
