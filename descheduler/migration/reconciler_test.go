@@ -479,11 +479,7 @@ func TestAbort(t *testing.T) {
 	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.restored = false
 	h.run(lmv1alpha1.PhaseRestoring, time.Millisecond)
-	lm := h.lm()
-	lm.Spec.Abort = true
-	if err := h.c.Update(h.ctx, lm); err != nil {
-		t.Fatal(err)
-	}
+	h.abort()
 	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
 	st := h.lm().Status
 	if st.Failure == nil || st.Failure.Reason != "Aborted" || st.Failure.Phase != lmv1alpha1.PhaseRestoring {
@@ -497,11 +493,7 @@ func TestAbort(t *testing.T) {
 func TestAbortIgnoredInCleanup(t *testing.T) {
 	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.run(lmv1alpha1.PhaseCleanup, time.Millisecond)
-	lm := h.lm()
-	lm.Spec.Abort = true
-	if err := h.c.Update(h.ctx, lm); err != nil {
-		t.Fatal(err)
-	}
+	h.abort()
 	h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
 	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseSucceeded {
 		t.Fatalf("phase = %s, want Succeeded (the target already runs)", p)
@@ -752,11 +744,7 @@ func TestRollbackWaitsForReplicationToStop(t *testing.T) {
 	h.w.abortCallsBeforeDone = 3
 	h.w.preCopyDone = false
 	h.run(lmv1alpha1.PhasePreCopy, time.Millisecond)
-	lm := h.lm()
-	lm.Spec.Abort = true
-	if err := h.c.Update(h.ctx, lm); err != nil {
-		t.Fatal(err)
-	}
+	h.abort()
 	h.run(lmv1alpha1.PhaseRollingBack, time.Millisecond)
 	for i := 0; i < 3; i++ {
 		if _, err := h.reconcile(); err != nil {
@@ -788,11 +776,7 @@ func TestRollbackStopsWaitingForUnresponsiveAgents(t *testing.T) {
 	h.w.abortCallsBeforeDone = 1 << 30
 	h.w.preCopyDone = false
 	h.run(lmv1alpha1.PhasePreCopy, time.Millisecond)
-	lm := h.lm()
-	lm.Spec.Abort = true
-	if err := h.c.Update(h.ctx, lm); err != nil {
-		t.Fatal(err)
-	}
+	h.abort()
 	h.run(lmv1alpha1.PhaseRollingBack, time.Millisecond)
 	for i := 0; i < 5; i++ {
 		res, err := h.reconcile()
@@ -831,6 +815,16 @@ func TestRollbackStopsWaitingForUnresponsiveAgents(t *testing.T) {
 	}
 	if !found {
 		t.Error("no ReplicationAbortUnconfirmed warning event")
+	}
+}
+
+// abort sets spec.abort, as kubectl livemigrate abort does.
+func (h *harness) abort() {
+	h.t.Helper()
+	lm := h.lm()
+	lm.Spec.Abort = true
+	if err := h.c.Update(h.ctx, lm); err != nil {
+		h.t.Fatal(err)
 	}
 }
 
