@@ -41,6 +41,10 @@ const (
 
 	// DeschedulerPollInterval is the descheduler's --poll-interval in the lab.
 	DeschedulerPollInterval = 500 * time.Millisecond
+	// DeschedulerRollbackAbortWait is the descheduler's
+	// --rollback-abort-wait in the lab: how long a rollback waits for the
+	// agents to confirm that volume replication stopped.
+	DeschedulerRollbackAbortWait = 15 * time.Second
 )
 
 // memberManifests are applied to every member cluster before the agents
@@ -518,6 +522,7 @@ func deschedulerArgs(in *Instance) ([]string, error) {
 		"--metrics-bind-address=" + in.Addr("metrics"),
 		"--health-probe-bind-address=" + in.Addr("health"),
 		"--poll-interval=" + DeschedulerPollInterval.String(),
+		"--rollback-abort-wait=" + DeschedulerRollbackAbortWait.String(),
 		"--v=2",
 	}
 	if in.Lab.opts.WANDataPath {

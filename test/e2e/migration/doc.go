@@ -11,10 +11,20 @@
 //     or a repeat; the source never counts after its freeze, is alive and
 //     frozen until the target runs and is Ready, then gone; the downtime is
 //     in status.
-//   - TestRollbackWhenTheRestoreFails: the registry goes away after the
-//     push, or the target's restore webhook before the target pod is
-//     created; the migration fails in Restoring and rolls back: the same
-//     source process thawed with nothing lost, nothing left in member2.
+//   - TestRollbackWhenTheRestoreFails: the registry goes away during the
+//     pre-copy (the push fails: Transfer), or the target's restore webhook
+//     before the target pods are created (fails at once, in whichever phase
+//     the unmutated pod is seen); the migration rolls back: the same source
+//     process thawed with nothing lost, nothing left in member2.
+//   - TestRollbackWhenTheRegistryRejectsThePull: the registry refuses blob
+//     downloads (lab fault switch); the target pod waits with ErrImagePull,
+//     the restore claim fails at once and the migration rolls back within
+//     seconds of entering Restoring, not at its timeout.
+//   - TestRollbackWhenTheTargetNodeDiesMidRestore: the target node's
+//     runtime (and agent) is killed while it pulls or loads the checkpoint;
+//     the migration fails at the Restoring timeout and rolls back; with the
+//     agent gone for good, the rollback stops waiting for it after
+//     --rollback-abort-wait and ends Failed with ReplicationStopped=False.
 //   - TestDeschedulerRestartMidMigration: the descheduler is killed as the
 //     migration enters PreCopy, Checkpointing or Restoring and restarted;
 //     the migration completes with every invariant held.
@@ -24,6 +34,6 @@
 //
 // It needs root (cgroup freezer, /proc/<pid>/mem, chroot of the
 // replication receiver), rsync and the lab binaries (make lab-binaries);
-// without them it fails, it never skips. One lab serves the package (≈ 80 s
+// without them it fails, it never skips. One lab serves the package (≈ 3 min
 // on two cores, the lab's start included).
 package migration

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
@@ -28,7 +29,12 @@ import (
 //     source without the target agent; it then waits for that agent to stop
 //     the target side of the volume replication, so the agent comes back
 //     (as its DaemonSet would bring it back) once the source was seen
-//     thawed, and the migration then ends Failed.
+//     thawed, and the migration then ends Failed;
+//   - node-gone: the runtime and the agent die and stay down, as when the
+//     node is lost. The rollback thaws the source, waits the descheduler's
+//     --rollback-abort-wait for the agent to confirm that replication
+//     stopped, then removes the replication objects without it and ends
+//     Failed with ReplicationStopped=False (AgentsUnresponsive).
 //
 // The runtime stays down until the migration ended, so the target pod is
 // never restored. The migration fails in Restoring and rolls back: Failed
@@ -45,9 +51,13 @@ func TestRollbackWhenTheTargetNodeDiesMidRestore(t *testing.T) {
 		name string
 		// agent: the node's agent dies with its runtime.
 		agent bool
+		// agentStaysDown: the agent is not brought back before the
+		// migration ended.
+		agentStaysDown bool
 	}{
 		{name: "runtime"},
 		{name: "runtime-and-agent", agent: true},
+		{name: "node-gone", agent: true, agentStaysDown: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,7 +76,7 @@ func TestRollbackWhenTheTargetNodeDiesMidRestore(t *testing.T) {
 			killCtx, stopKiller := context.WithCancel(ctx)
 			defer stopKiller()
 			done := make(chan targetKill, 1)
-			go func() { done <- killRestore(killCtx, app, src, tc.agent) }()
+			go func() { done <- killRestore(killCtx, app, src, tc.agent, !tc.agentStaysDown) }()
 			var down []*lab.Instance
 			defer func() {
 				for _, in := range down {
@@ -103,12 +113,25 @@ func TestRollbackWhenTheTargetNodeDiesMidRestore(t *testing.T) {
 			if r.Published() {
 				t.Errorf("the lab app of %s published its layout after its node's runtime was killed", r.Pod.Name)
 			}
+			if tc.agentStaysDown {
+				c := meta.FindStatusCondition(obs.Migration.Status.Conditions, lmv1alpha1.ConditionReplicationStopped)
+				if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "AgentsUnresponsive" {
+					t.Errorf("condition %s = %+v, want False/AgentsUnresponsive: the target agent never confirmed the abort", lmv1alpha1.ConditionReplicationStopped, c)
+				}
+				if rb, failed := enteredPhase(obs.Migration, lmv1alpha1.PhaseRollingBack), enteredPhase(obs.Migration, lmv1alpha1.PhaseFailed); rb.IsZero() || failed.IsZero() {
+					t.Errorf("no RollingBack → Failed in the timeline")
+				} else {
+					t.Logf("RollingBack lasted %s with the target agent down (--rollback-abort-wait=%s)", failed.Sub(rb).Round(time.Millisecond), lab.DeschedulerRollbackAbortWait)
+				}
+			}
 			if tc.agent {
 				if k.thawErr != nil {
 					t.Errorf("the source was not thawed while the target agent was down: %v", k.thawErr)
 				} else {
-					t.Logf("the source was thawed %s after the kill, the agent back %s after the thaw",
-						k.thawedAt.Sub(k.at).Round(time.Millisecond), k.agentBackAt.Sub(k.thawedAt).Round(time.Millisecond))
+					t.Logf("the source was thawed %s after the kill", k.thawedAt.Sub(k.at).Round(time.Millisecond))
+				}
+				if !k.agentBackAt.IsZero() {
+					t.Logf("the agent was back %s after the thaw", k.agentBackAt.Sub(k.thawedAt).Round(time.Millisecond))
 				}
 			}
 
@@ -151,9 +174,10 @@ type targetKill struct {
 }
 
 // killRestore waits until the target node's runtime restores a pod of the
-// app in member2 and kills it, and with agent the node's agent too; it
-// restarts the agent once src was seen thawed (or after two minutes).
-func killRestore(ctx context.Context, app *scenario.App, src *scenario.Pod, agent bool) (k targetKill) {
+// app in member2 and kills it, and with agent the node's agent too; with
+// restartAgent it restarts the agent once src was seen thawed (or after
+// two minutes).
+func killRestore(ctx context.Context, app *scenario.App, src *scenario.Pod, agent, restartAgent bool) (k targetKill) {
 	if k.restore, k.err = app.WaitRestoring(ctx, "member2"); k.err != nil {
 		return k
 	}
@@ -186,6 +210,9 @@ func killRestore(ctx context.Context, app *scenario.App, src *scenario.Pod, agen
 	})
 	cancel()
 	k.thawedAt = time.Now()
+	if !restartAgent {
+		return k
+	}
 	// As its DaemonSet would, bring the agent back; the runtime stays down.
 	in := k.down[1]
 	if k.err = testLab.Restart(ctx, in); k.err != nil {
