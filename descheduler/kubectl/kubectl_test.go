@@ -300,3 +300,38 @@ func TestPlanOutput(t *testing.T) {
 		t.Errorf("plan of an unpropagated workload: err = %v", err)
 	}
 }
+
+// TestPlanLearnsRestoreTime: an earlier migration into the chosen target
+// adds its dump, pull and restore time to the expected downtime.
+func TestPlanLearnsRestoreTime(t *testing.T) {
+	past := dtesting.MakeLiveMigration("default", "before", "other").Target("b").Obj()
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	for _, s := range []struct {
+		p lmv1alpha1.LiveMigrationPhase
+		d time.Duration
+	}{
+		{lmv1alpha1.PhaseCheckpointing, time.Second}, {lmv1alpha1.PhaseRebinding, time.Second}, {lmv1alpha1.PhaseTransfer, 9 * time.Second},
+		{lmv1alpha1.PhaseRestoring, 2 * time.Second}, {lmv1alpha1.PhaseVerifying, 0}, {lmv1alpha1.PhaseCleanup, time.Second}, {lmv1alpha1.PhaseSucceeded, 0},
+	} {
+		past.Status.PhaseTransitions = append(past.Status.PhaseTransitions, lmv1alpha1.PhaseTransition{Phase: s.p, EnteredAt: metav1.NewMicroTime(at)})
+		at = at.Add(s.d)
+	}
+	past.Status.Phase, past.Status.TargetCluster, past.Status.CompletionTime = lmv1alpha1.PhaseSucceeded, "b", &metav1.Time{Time: at}
+	past.Status.Bytes.Memory = 1 << 30
+	objs := []client.Object{
+		dtesting.Ready(builder.MakeCluster("a").Allocatable("cpu", "8", "memory", "16Gi", "pods", "100").Obj(), true),
+		dtesting.Ready(builder.MakeCluster("b").Allocatable("cpu", "64", "memory", "256Gi", "pods", "100").Obj(), true),
+		builder.MakeBinding("default", "web").SingleCluster().Request("cpu", "1", "memory", "512Mi").Replicas(2).ScheduledOn(2, "a").Obj(),
+		past,
+	}
+	c := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(objs...).Build()
+	var out bytes.Buffer
+	if err := run(t, newTestOptions(c, &out), "plan", "deployment/web"); err != nil {
+		t.Fatalf("plan: %v", err)
+	}
+	// 1 GiB at 100 MiB/s = 10.24 s, plus the 3 s of dump and restore seen.
+	want := "Downtime:  ~13.24s expected (checkpoint ~1.0GiB at 100.0MiB/s + 3s dump, pull and restore, learned from 1 earlier migrations into b"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("plan output lacks %q:\n%s", want, out.String())
+	}
+}

@@ -40,6 +40,11 @@ type PlanResult struct {
 	Bandwidth         int64
 	ExpectedDowntime  time.Duration
 	DowntimeEstimated bool
+	// RestoreOverhead is the dump, pull and restore time in
+	// ExpectedDowntime, learned from LearnedFrom earlier migrations into
+	// the target (migration.LearnedOverhead; 0 without any).
+	RestoreOverhead time.Duration
+	LearnedFrom     int
 }
 
 func newPlanCommand(o *Options) *cobra.Command {
@@ -139,6 +144,11 @@ func (f *planFlags) plan(ctx context.Context, c client.Client, ns string, ref lm
 	}
 	res := &PlanResult{Workload: ref, Source: source, Plan: plan, CheckpointBytes: size * replicas, Bandwidth: bw.Value()}
 	res.ExpectedDowntime = migration.EstimateDowntime(0, res.CheckpointBytes, res.Bandwidth)
+	var past lmv1alpha1.LiveMigrationList
+	if err := c.List(ctx, &past); err == nil {
+		res.RestoreOverhead, res.LearnedFrom = migration.LearnedOverhead(past.Items, plan.Target, res.CheckpointBytes, migration.DefaultDowntimeHistory)
+		res.ExpectedDowntime += res.RestoreOverhead
+	}
 	res.DowntimeEstimated = true
 	return res, nil
 }
@@ -177,8 +187,12 @@ func PrintPlan(out io.Writer, r *PlanResult) {
 	} else {
 		fmt.Fprintf(out, "Target:    %s\n", r.Plan.Target)
 	}
-	fmt.Fprintf(out, "Downtime:  ~%s expected (checkpoint ~%s at %s/s; the final volume delta adds to it and is measured during pre-copy)\n",
-		r.ExpectedDowntime.Round(time.Millisecond), FormatBytes(r.CheckpointBytes), FormatBytes(r.Bandwidth))
+	restore := "dump, pull and restore not included: no earlier migration into the target to learn them from"
+	if r.LearnedFrom > 0 {
+		restore = fmt.Sprintf("+ %s dump, pull and restore, learned from %d earlier migrations into %s", r.RestoreOverhead.Round(time.Millisecond), r.LearnedFrom, r.Plan.Target)
+	}
+	fmt.Fprintf(out, "Downtime:  ~%s expected (checkpoint ~%s at %s/s %s; the final volume delta adds to it and is measured during pre-copy)\n",
+		r.ExpectedDowntime.Round(time.Millisecond), FormatBytes(r.CheckpointBytes), FormatBytes(r.Bandwidth), restore)
 	var names []string
 	seen := map[string]bool{}
 	for _, c := range r.Plan.Candidates {

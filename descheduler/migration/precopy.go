@@ -64,7 +64,7 @@ func (r *Reconciler) preCopy(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 		}
 		checkpointBytes += n
 	}
-	if err := r.checkBudget(lm, pending, checkpointBytes, bandwidth, now); err != nil {
+	if err := r.checkBudget(ctx, lm, pending, checkpointBytes, bandwidth, now); err != nil {
 		return stay(), err
 	}
 	return advanceTo(lmv1alpha1.PhaseCheckpointing), nil
@@ -95,7 +95,13 @@ func EstimateDowntime(finalDeltaBytes, checkpointBytes, bandwidth int64) time.Du
 // checkBudget is the one place the downtime budget is enforced: it records
 // the estimate and the DowntimeBudgetMet condition and returns a
 // BudgetExceededError when the workload must not be frozen.
-func (r *Reconciler) checkBudget(lm *lmv1alpha1.LiveMigration, pending, checkpointBytes, measured int64, now time.Time) error {
+//
+// The estimate is the transfer of the final delta and the checkpoints at
+// the bandwidth, plus the dump, pull and restore time learned from the
+// latest successful migrations into the same target (LearnedOverhead):
+// without that history it is the transfer alone, which leaves those costs
+// out.
+func (r *Reconciler) checkBudget(ctx context.Context, lm *lmv1alpha1.LiveMigration, pending, checkpointBytes, measured int64, now time.Time) error {
 	st := &lm.Status
 	bw := measured
 	if bw <= 0 {
@@ -108,18 +114,47 @@ func (r *Reconciler) checkBudget(lm *lmv1alpha1.LiveMigration, pending, checkpoi
 	if lm.Spec.DowntimeBudget != nil {
 		budget = lm.Spec.DowntimeBudget.Duration
 	}
-	est := EstimateDowntime(pending, checkpointBytes, bw)
+	transfer := EstimateDowntime(pending, checkpointBytes, bw)
+	overhead, learned, err := r.learnedOverhead(ctx, lm, checkpointBytes)
+	if err != nil {
+		return err
+	}
+	est := transfer + overhead
 	st.EstimatedDowntime = &metav1.Duration{Duration: est}
+	how := fmt.Sprintf("final delta %d bytes + checkpoints %d bytes at %d bytes/s: %s", pending, checkpointBytes, bw, transfer.Round(time.Millisecond))
+	if learned > 0 {
+		how += fmt.Sprintf("; dump, pull and restore %s, learned from the %d latest migrations into %s", overhead.Round(time.Millisecond), learned, st.TargetCluster)
+	} else {
+		how += "; dump, pull and restore not included: no earlier migration into " + st.TargetCluster + " to learn them from"
+	}
 	if budget > 0 && (bw <= 0 || est > budget) {
 		err := NewBudgetExceededError(est, budget)
 		if bw <= 0 {
 			err = NewStepFailedError("BudgetExceeded", "no bandwidth was measured and no default is configured, so the downtime cannot be estimated; set spec.bandwidthLimit")
 		}
 		setCondition(st, lm.Generation, lmv1alpha1.ConditionDowntimeBudget, metav1.ConditionFalse, "BudgetExceeded",
-			fmt.Sprintf("not freezing: %v (final delta %d bytes + checkpoints %d bytes at %d bytes/s)", err, pending, checkpointBytes, bw), now)
+			fmt.Sprintf("not freezing: %v (%s)", err, how), now)
 		return err
 	}
 	setCondition(st, lm.Generation, lmv1alpha1.ConditionDowntimeBudget, metav1.ConditionTrue, "WithinBudget",
-		fmt.Sprintf("estimated downtime %s within budget %s (final delta %d bytes + checkpoints %d bytes at %d bytes/s)", est.Round(time.Millisecond), budget, pending, checkpointBytes, bw), now)
+		fmt.Sprintf("estimated downtime %s within budget %s (%s)", est.Round(time.Millisecond), budget, how), now)
 	return nil
+}
+
+// learnedOverhead is LearnedOverhead over the LiveMigrations the controller
+// sees, with Config.DowntimeHistory.
+func (r *Reconciler) learnedOverhead(ctx context.Context, lm *lmv1alpha1.LiveMigration, checkpointBytes int64) (time.Duration, int, error) {
+	n := r.Config.DowntimeHistory
+	if n < 0 {
+		return 0, 0, nil
+	}
+	if n == 0 {
+		n = DefaultDowntimeHistory
+	}
+	var all lmv1alpha1.LiveMigrationList
+	if err := r.Client.List(ctx, &all); err != nil {
+		return 0, 0, fmt.Errorf("listing earlier LiveMigrations for the downtime estimate: %w", err)
+	}
+	d, learned := LearnedOverhead(all.Items, lm.Status.TargetCluster, checkpointBytes, n)
+	return d, learned, nil
 }

@@ -42,6 +42,11 @@ type Config struct {
 	// source runs again); after it the replication objects are removed
 	// without the confirmation. 0 means DefaultAbortWait.
 	AbortWait time.Duration
+	// DowntimeHistory is how many of the latest successful migrations into
+	// the same target cluster the downtime estimate learns the dump, pull
+	// and restore time from; 0 means DefaultDowntimeHistory, negative
+	// leaves them out (the estimate is the transfer alone).
+	DowntimeHistory int
 	// MaxActive bounds the migrations past Pending, globally; 0 is unlimited.
 	MaxActive int
 	// MaxActivePerCluster bounds them per member cluster (as source or

@@ -71,6 +71,11 @@ type Options struct {
 	MemberQPS   float32
 	MemberBurst int
 
+	// DowntimeHistory is how many earlier successful migrations into the
+	// same target the downtime estimate learns the dump, pull and restore
+	// time from; negative disables it.
+	DowntimeHistory int
+
 	// RollbackAbortWait bounds how long a rollback waits for the agents to
 	// confirm that volume replication stopped.
 	RollbackAbortWait time.Duration
@@ -98,6 +103,7 @@ func New() *Options {
 		DefaultCheckpointEstimate: resource.MustParse("256Mi"),
 		CheckpointTimeout:         2 * time.Minute,
 		RollbackAbortWait:         2 * time.Minute, // as migration.DefaultAbortWait
+		DowntimeHistory:           10,              // as migration.DefaultDowntimeHistory
 		ReplicationTargetRoot:     "/var/lib/livemigrate/volumes",
 		MemberQPS:                 20,
 		MemberBurst:               40,
@@ -131,6 +137,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.CheckpointTimeout, "checkpoint-timeout", o.CheckpointTimeout, "Timeout of each kubelet checkpoint call.")
 	fs.StringVar(&o.ReplicationTargetRoot, "replication-target-root", o.ReplicationTargetRoot, "Directory of the target nodes under which local volumes are created for local/hostPath source volumes; one of the agents' --replication-target-roots.")
 	fs.StringVar(&o.SchedulerConfig, "scheduler-config", o.SchedulerConfig, "Scheduler plugins configuration file (Capacity, Latency) used to pick targets; defaults when empty.")
+	fs.IntVar(&o.DowntimeHistory, "downtime-history", o.DowntimeHistory, "How many of the latest successful migrations into the same target cluster the downtime estimate learns the dump, local pull and restore time from (a fixed part, the least time seen, plus the largest growth per checkpoint byte seen), added to the transfer time of the final delta and the checkpoints. 0 leaves it out: the estimate is then the transfer alone, which is too low for large memories.")
 	fs.DurationVar(&o.RollbackAbortWait, "rollback-abort-wait", o.RollbackAbortWait, "How long a rollback waits, once the source runs again and the target workload is gone, for the agents to confirm that volume replication stopped and its partial copy was removed. After it the replication objects and the claims created in the target are deleted without that confirmation (a dead or partitioned node never gives it), the migration fails with condition ReplicationStopped=False, and the target node may keep partial data until its agent runs again.")
 	fs.Float32Var(&o.MemberQPS, "member-qps", o.MemberQPS, "QPS of each member-cluster client.")
 	fs.IntVar(&o.MemberBurst, "member-burst", o.MemberBurst, "Burst of each member-cluster client.")
@@ -151,6 +158,9 @@ func (o *Options) Validate() field.ErrorList {
 	positive("default-downtime-budget", o.DefaultDowntimeBudget)
 	positive("checkpoint-timeout", o.CheckpointTimeout)
 	positive("rollback-abort-wait", o.RollbackAbortWait)
+	if o.DowntimeHistory < 0 || o.DowntimeHistory > 1000 {
+		errs = append(errs, field.Invalid(p.Child("downtime-history"), o.DowntimeHistory, "must be between 0 and 1000"))
+	}
 	if o.CheckpointTimeout > time.Hour {
 		errs = append(errs, field.Invalid(p.Child("checkpoint-timeout"), o.CheckpointTimeout.String(), "must be at most 1h"))
 	}
