@@ -22,8 +22,10 @@ var overheadPhases = []lmv1alpha1.LiveMigrationPhase{
 // MinOverheadSampleBytes is the smallest checkpoint a migration must have
 // moved for its dump and restore time to tell how that time grows with the
 // checkpoint's size: below it the fixed costs (API round trips, scheduling,
-// process start) dominate.
-const MinOverheadSampleBytes = 32 << 20
+// process start, several pods restored side by side) dominate, and
+// extrapolating them to a large memory would refuse migrations for no
+// reason.
+const MinOverheadSampleBytes = 128 << 20
 
 // LearnedOverhead estimates the part of a migration's downtime into target
 // that is not the transfer of its checkpointBytes and final delta: the
@@ -35,8 +37,10 @@ const MinOverheadSampleBytes = 32 << 20
 //
 //   - fixed: the least time any of them spent (a bound on the fixed part
 //     from above);
-//   - per byte: the largest (time − fixed) ÷ checkpoint bytes among those
-//     that moved at least MinOverheadSampleBytes.
+//   - per byte: the median (the upper one of an even count) of
+//     (time − fixed) ÷ checkpoint bytes among those that moved at least
+//     MinOverheadSampleBytes, so that one slow migration (a controller
+//     restart in Restoring, a busy node) does not set it.
 //
 // It returns fixed + per byte × checkpointBytes and how many migrations it
 // learned from; with none (or n ≤ 0) it returns 0, 0. A single migration
@@ -73,13 +77,16 @@ func LearnedOverhead(history []lmv1alpha1.LiveMigration, target string, checkpoi
 			fixed = spent[i]
 		}
 	}
-	var perByte float64 // seconds per byte
+	var rates []float64 // seconds per byte
 	for i, h := range past {
 		if m := h.Status.Bytes.Memory; m >= MinOverheadSampleBytes {
-			if r := (spent[i] - fixed).Seconds() / float64(m); r > perByte {
-				perByte = r
-			}
+			rates = append(rates, (spent[i]-fixed).Seconds()/float64(m))
 		}
+	}
+	var perByte float64
+	if len(rates) > 0 {
+		sort.Float64s(rates)
+		perByte = rates[len(rates)/2]
 	}
 	return fixed + time.Duration(perByte*float64(checkpointBytes)*float64(time.Second)), len(past)
 }

@@ -74,11 +74,23 @@ func TestLearnedOverhead(t *testing.T) {
 		{
 			name: "small checkpoints do not tell the growth", n: 10,
 			history: items(
-				pastMigration("a", "b", lmv1alpha1.PhaseSucceeded, 1<<20, t1, time.Second, time.Second, 0),
-				pastMigration("c", "b", lmv1alpha1.PhaseSucceeded, 2<<20, t1.Add(time.Minute), time.Second, 2*time.Second, 0),
+				pastMigration("a", "b", lmv1alpha1.PhaseSucceeded, 16<<20, t1, time.Second, time.Second, 0),
+				pastMigration("c", "b", lmv1alpha1.PhaseSucceeded, 64<<20, t1.Add(time.Minute), time.Second, 2*time.Second, 0),
 			),
 			want:        2 * time.Second,
 			wantLearned: 2,
+		},
+		{
+			name: "one slow migration does not set the growth", n: 10,
+			history: items(
+				pastMigration("fixed", "b", lmv1alpha1.PhaseSucceeded, 16<<20, t1, 500*time.Millisecond, 500*time.Millisecond, 0),               // 1 s: the fixed part
+				pastMigration("a", "b", lmv1alpha1.PhaseSucceeded, 1<<30, t1.Add(time.Minute), time.Second, 4*time.Second, 0),                   // 4 s per GiB
+				pastMigration("slow", "b", lmv1alpha1.PhaseSucceeded, 1<<30, t1.Add(2*time.Minute), time.Second, 40*time.Second, 0),             // 40 s per GiB
+				pastMigration("c", "b", lmv1alpha1.PhaseSucceeded, 512<<20, t1.Add(3*time.Minute), time.Second, 2*time.Second+time.Second/2, 0), // 5 s per GiB
+			),
+			// 1 s + median(4, 5, 40 s per GiB) × 256 MiB.
+			want:        time.Second + 5*time.Second/4,
+			wantLearned: 4,
 		},
 		{
 			name: "only the latest n", n: 1,
