@@ -274,12 +274,18 @@ func tailFile(path string, n int) []string {
 	return ring
 }
 
-// waitCtx waits for ctx or for a component to exit, whichever comes first.
+// watch waits for ctx or for a component to exit, whichever comes first;
+// a component that exited before the call ends it at once (its exit closed
+// the channel of that moment, which is replaced since).
 func (s *supervisor) watch(ctx context.Context) error {
+	exited := s.exitedChan()
+	if err := s.exitErr(); err != nil {
+		return err
+	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-s.exitedChan():
+	case <-exited:
 		return s.exitErr()
 	}
 }

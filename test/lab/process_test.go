@@ -47,6 +47,31 @@ func TestSupervisorReportsExit(t *testing.T) {
 	}
 }
 
+// TestSupervisorWatchSeesEarlierExit: a component that exited before watch
+// was called ends it at once, not at the next exit.
+func TestSupervisorWatchSeesEarlierExit(t *testing.T) {
+	logger, _ := ktesting.NewTestContext(t)
+	sup, err := newSupervisor(t.TempDir(), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sup.start("quick", "/bin/sh", []string{"-c", "exit 4"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(sup.Exits()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the component's exit was never recorded")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := sup.watch(ctx); err == nil || ctx.Err() != nil || !strings.Contains(err.Error(), "quick exited (exit status 4)") {
+		t.Fatalf("watch = %v, want the earlier exit at once", err)
+	}
+}
+
 func TestSupervisorStopKillsProcessGroup(t *testing.T) {
 	logger, _ := ktesting.NewTestContext(t)
 	dir := t.TempDir()
