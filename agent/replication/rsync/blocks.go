@@ -16,16 +16,11 @@ import (
 // serveBlocks applies one block delta (package blockdelta) to the target:
 // the final pass under freeze when only file content changed.
 func (r *Receiver) serveBlocks(ctx context.Context, conn net.Conn) error {
-	counter := r.Counter
-	if counter == nil {
-		counter = &transport.Counter{}
-	}
+	counter := r.counter()
 	cr := bufio.NewReaderSize(&countingReader{r: conn, n: counter}, 64<<10)
 	_, err := blockdelta.Apply(ctx, r.DestDir, cr, &countingWriter{w: conn, n: counter})
 	if err != nil {
-		// Let the sender read the answer rather than a reset connection.
-		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, _ = io.Copy(io.Discard, conn)
+		drain(conn)
 	}
 	return err
 }

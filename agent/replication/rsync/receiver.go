@@ -282,10 +282,7 @@ func (r *Receiver) serveRsync(ctx context.Context, conn net.Conn) error {
 	}
 	defer stdout.Close()
 	defer stdin.Close()
-	counter := r.Counter
-	if counter == nil {
-		counter = &transport.Counter{}
-	}
+	counter := r.counter()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

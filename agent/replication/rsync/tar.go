@@ -48,10 +48,7 @@ func (r *Receiver) serveTar(ctx context.Context, conn net.Conn) error {
 	if _, err := io.WriteString(conn, tarReady); err != nil {
 		return err
 	}
-	counter := r.Counter
-	if counter == nil {
-		counter = &transport.Counter{}
-	}
+	counter := r.counter()
 	cr := &countingReader{r: conn, n: counter}
 	_, err = tarstream.Extract(ctx, r.DestDir, cr)
 	if err != nil {
@@ -63,12 +60,28 @@ func (r *Receiver) serveTar(ctx context.Context, conn net.Conn) error {
 			msg = msg[:replyMaxLen-len(tarFailed)-1]
 		}
 		_, _ = io.WriteString(conn, tarFailed+msg+"\n")
-		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, _ = io.Copy(io.Discard, conn)
+		drain(conn)
 		return err
 	}
 	_, err = io.WriteString(conn, tarOK)
 	return err
+}
+
+// counter is where the receiver counts the bytes of a connection: its
+// Counter, or a throwaway one.
+func (r *Receiver) counter() *transport.Counter {
+	if r.Counter != nil {
+		return r.Counter
+	}
+	return &transport.Counter{}
+}
+
+// drain reads what the sender still sends after a failure, for at most 5
+// seconds, so that it reads the receiver's answer rather than a reset
+// connection.
+func drain(conn net.Conn) {
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.Copy(io.Discard, conn)
 }
 
 type countingReader struct {
