@@ -11,17 +11,13 @@ import (
 	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/validation"
 	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	"sigs.k8s.io/yaml"
 )
 
 const crdPath = "../../../manifests/crds/livemigrate.io_livemigrations.yaml"
-
-func load(t *testing.T) (*apiextensions.CustomResourceDefinition, *structuralschema.Structural) {
-	t.Helper()
-	return loadFile(t, crdPath)
-}
 
 func loadFile(t *testing.T, path string) (*apiextensions.CustomResourceDefinition, *structuralschema.Structural) {
 	t.Helper()
@@ -51,19 +47,61 @@ func loadFile(t *testing.T, path string) (*apiextensions.CustomResourceDefinitio
 }
 
 func TestCRDIsAccepted(t *testing.T) {
-	crd, _ := load(t)
-	if errs := validation.ValidateCustomResourceDefinition(context.Background(), crd); len(errs) > 0 {
-		t.Fatalf("a kube-apiserver would reject the CRD: %v", errs.ToAggregate())
+	for _, path := range []string{crdPath, podRestoreCRDPath} {
+		t.Run(path, func(t *testing.T) {
+			crd, _ := loadFile(t, path)
+			if errs := validation.ValidateCustomResourceDefinition(context.Background(), crd); len(errs) > 0 {
+				t.Fatalf("a kube-apiserver would reject the CRD: %v", errs.ToAggregate())
+			}
+		})
 	}
 }
 
+// obj decodes like a kube-apiserver: whole numbers are int64.
 func obj(t *testing.T, s string) map[string]interface{} {
 	t.Helper()
+	data, err := yaml.YAMLToJSON([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var m map[string]interface{}
-	if err := yaml.Unmarshal([]byte(s), &m); err != nil {
+	if err := utiljson.Unmarshal(data, &m); err != nil {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// celCase is an update (a create without old) checked against a CRD's CEL
+// rules.
+type celCase struct {
+	old, new string
+	want     string // substring of the error; empty means valid
+}
+
+// checkCEL validates each case against the rules of the CRD at path, as a
+// kube-apiserver would.
+func checkCEL(t *testing.T, path string, cases map[string]celCase) {
+	t.Helper()
+	_, ss := loadFile(t, path)
+	v := cel.NewValidator(ss, true, celconfig.PerCallLimit)
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			var old interface{}
+			if tc.old != "" {
+				old = obj(t, tc.old)
+			}
+			errs, _ := v.Validate(context.Background(), field.NewPath("root"), ss, obj(t, tc.new), old, celconfig.RuntimeCELCostBudget)
+			if tc.want == "" {
+				if len(errs) > 0 {
+					t.Fatalf("rejected: %v", errs.ToAggregate())
+				}
+				return
+			}
+			if !strings.Contains(errs.ToAggregate().Error(), tc.want) {
+				t.Fatalf("errors = %v, want %q", errs.ToAggregate(), tc.want)
+			}
+		})
+	}
 }
 
 const base = `
@@ -77,12 +115,7 @@ spec:
 `
 
 func TestCELRules(t *testing.T) {
-	_, ss := load(t)
-	v := cel.NewValidator(ss, true, celconfig.PerCallLimit)
-	cases := map[string]struct {
-		old, new string
-		want     string // substring of the error; empty means valid
-	}{
+	checkCEL(t, crdPath, map[string]celCase{
 		"create":    {new: base},
 		"set abort": {old: base, new: base + "  abort: true\n"},
 		"unset abort": {old: base + "  abort: true\n", new: base + "  abort: false\n",
@@ -102,23 +135,5 @@ func TestCELRules(t *testing.T) {
 		"add timeouts": {old: base, new: base + "  timeouts: {preCopy: 1m}\n",
 			want: "spec.timeouts is immutable"},
 		"status only": {old: base, new: base + "status: {phase: PreCopy}\n"},
-	}
-	for name, tc := range cases {
-		t.Run(name, func(t *testing.T) {
-			var old interface{}
-			if tc.old != "" {
-				old = obj(t, tc.old)
-			}
-			errs, _ := v.Validate(context.Background(), field.NewPath("root"), ss, obj(t, tc.new), old, celconfig.RuntimeCELCostBudget)
-			if tc.want == "" {
-				if len(errs) > 0 {
-					t.Fatalf("rejected: %v", errs.ToAggregate())
-				}
-				return
-			}
-			if !strings.Contains(errs.ToAggregate().Error(), tc.want) {
-				t.Fatalf("errors = %v, want %q", errs.ToAggregate(), tc.want)
-			}
-		})
-	}
+	})
 }
