@@ -360,26 +360,19 @@ func TestWebhookPinsToNode(t *testing.T) {
 	}
 }
 
-func TestWebhookConcurrentClaims(t *testing.T) {
-	const checkpoints, pods = 5, 40
-	b := makeRestore("r", "Deployment", "api")
-	for i := 0; i < checkpoints; i++ {
-		b.checkpoint(fmt.Sprintf("src-%d", i), nil)
-	}
-	w, c := newWebhook(t, b.obj())
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		restored = map[string][]string{} // checkpoint -> claim keys
-		fresh    int
-	)
-	for i := 0; i < pods; i++ {
+// admitConcurrently admits n pods made by newPod at once (admission UIDs
+// uid-0 …), records in restored the claim keys of each checkpoint they
+// were pointed at and returns how many were admitted as fresh starts.
+func admitConcurrently(t *testing.T, w *Webhook, n int, newPod func() *corev1.Pod, restored map[string][]string) (fresh int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := 0; i < n; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			pod := makePod("").generateName("api-7-").owner("ReplicaSet", "api-7").label("pod-template-hash", "7").obj()
-			resp := w.Handle(context.Background(), request(t, pod, fmt.Sprintf("uid-%d", i)))
-			got := apply(t, pod, resp)
+			pod := newPod()
+			got := apply(t, pod, w.Handle(context.Background(), request(t, pod, fmt.Sprintf("uid-%d", i))))
 			mu.Lock()
 			defer mu.Unlock()
 			if cp := got.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint]; cp != "" {
@@ -390,6 +383,20 @@ func TestWebhookConcurrentClaims(t *testing.T) {
 		}(i)
 	}
 	wg.Wait()
+	return fresh
+}
+
+func TestWebhookConcurrentClaims(t *testing.T) {
+	const checkpoints, pods = 5, 40
+	b := makeRestore("r", "Deployment", "api")
+	for i := 0; i < checkpoints; i++ {
+		b.checkpoint(fmt.Sprintf("src-%d", i), nil)
+	}
+	w, c := newWebhook(t, b.obj())
+	restored := map[string][]string{} // checkpoint -> claim keys
+	fresh := admitConcurrently(t, w, pods, func() *corev1.Pod {
+		return makePod("").generateName("api-7-").owner("ReplicaSet", "api-7").label("pod-template-hash", "7").obj()
+	}, restored)
 	if len(restored) != checkpoints {
 		t.Errorf("%d checkpoints consumed, want %d", len(restored), checkpoints)
 	}
@@ -574,28 +581,8 @@ func TestWebhookStaleCacheClaimsOnce(t *testing.T) {
 	if cpA == "" || cpA != again.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint] {
 		t.Fatalf("retried admission: checkpoint %q then %q", cpA, again.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint])
 	}
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		restored = map[string][]string{cpA: {"uid-first"}}
-		fresh    int
-	)
-	for i := 0; i < pods; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			pod := newPod()
-			got := apply(t, pod, w.Handle(context.Background(), request(t, pod, fmt.Sprintf("uid-%d", i))))
-			mu.Lock()
-			defer mu.Unlock()
-			if cp := got.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint]; cp != "" {
-				restored[cp] = append(restored[cp], got.Annotations[agentv1alpha1.AnnotationRestoreClaim])
-			} else {
-				fresh++
-			}
-		}(i)
-	}
-	wg.Wait()
+	restored := map[string][]string{cpA: {"uid-first"}}
+	fresh := admitConcurrently(t, w, pods, newPod, restored)
 	if len(restored) != checkpoints {
 		t.Errorf("%d checkpoints consumed, want %d: %v", len(restored), checkpoints, restored)
 	}
