@@ -163,7 +163,7 @@ func Run(ctx context.Context, o *options.Options) error {
 			PreCopyThresholdBytes: o.PreCopyThreshold.Value(),
 			PreCopyMaxRounds:      o.PreCopyMaxRounds,
 			AbortWait:             o.RollbackAbortWait,
-			DowntimeHistory:       downtimeHistory(o.DowntimeHistory),
+			DowntimeHistory:       o.DowntimeHistory,
 			MaxActive:             o.MaxActive,
 			MaxActivePerCluster:   o.MaxActivePerCluster,
 		},
@@ -219,13 +219,4 @@ func scoringPlugins(ctx context.Context, mgr ctrl.Manager, path string) ([]frame
 		return nil, err
 	}
 	return []framework.Plugin{cp, lp}, nil
-}
-
-// downtimeHistory maps --downtime-history to migration.Config's convention
-// (0 there means the default, negative means off).
-func downtimeHistory(n int) int {
-	if n == 0 {
-		return -1
-	}
-	return n
 }

@@ -7,7 +7,7 @@ import (
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
 
-// DefaultDowntimeHistory is Config.DowntimeHistory's default.
+// DefaultDowntimeHistory is --downtime-history's default.
 const DefaultDowntimeHistory = 10
 
 // overheadPhases are the phases of the downtime that do not wait on the

@@ -144,17 +144,13 @@ func (r *Reconciler) checkBudget(ctx context.Context, lm *lmv1alpha1.LiveMigrati
 // learnedOverhead is LearnedOverhead over the LiveMigrations the controller
 // sees, with Config.DowntimeHistory.
 func (r *Reconciler) learnedOverhead(ctx context.Context, lm *lmv1alpha1.LiveMigration, checkpointBytes int64) (time.Duration, int, error) {
-	n := r.Config.DowntimeHistory
-	if n < 0 {
+	if r.Config.DowntimeHistory <= 0 {
 		return 0, 0, nil
-	}
-	if n == 0 {
-		n = DefaultDowntimeHistory
 	}
 	var all lmv1alpha1.LiveMigrationList
 	if err := r.Client.List(ctx, &all); err != nil {
 		return 0, 0, fmt.Errorf("listing earlier LiveMigrations for the downtime estimate: %w", err)
 	}
-	d, learned := LearnedOverhead(all.Items, lm.Status.TargetCluster, checkpointBytes, n)
+	d, learned := LearnedOverhead(all.Items, lm.Status.TargetCluster, checkpointBytes, r.Config.DowntimeHistory)
 	return d, learned, nil
 }

@@ -44,8 +44,8 @@ type Config struct {
 	AbortWait time.Duration
 	// DowntimeHistory is how many of the latest successful migrations into
 	// the same target cluster the downtime estimate learns the dump, pull
-	// and restore time from; 0 means DefaultDowntimeHistory, negative
-	// leaves them out (the estimate is the transfer alone).
+	// and restore time from (DefaultDowntimeHistory is the flag's default);
+	// 0 leaves them out (the estimate is the transfer alone).
 	DowntimeHistory int
 	// MaxActive bounds the migrations past Pending, globally; 0 is unlimited.
 	MaxActive int

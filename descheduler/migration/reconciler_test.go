@@ -67,6 +67,7 @@ func (h *harness) newReconciler() *Reconciler {
 		DefaultBandwidth:      10 << 20,
 		PreCopyThresholdBytes: 64 << 20,
 		PreCopyMaxRounds:      5,
+		DowntimeHistory:       DefaultDowntimeHistory,
 	}}
 }
 

@@ -73,7 +73,7 @@ type Options struct {
 
 	// DowntimeHistory is how many earlier successful migrations into the
 	// same target the downtime estimate learns the dump, pull and restore
-	// time from; negative disables it.
+	// time from; 0 disables it.
 	DowntimeHistory int
 
 	// RollbackAbortWait bounds how long a rollback waits for the agents to
