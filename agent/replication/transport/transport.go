@@ -26,8 +26,8 @@ type Listener struct {
 
 // Listen listens on addr (host:port) with the target-side TLS config.
 func Listen(addr string, cfg *tls.Config) (*Listener, error) {
-	if cfg == nil || len(cfg.Certificates) == 0 || cfg.ClientAuth != tls.RequireAnyClientCert || cfg.VerifyPeerCertificate == nil {
-		return nil, fmt.Errorf("listener TLS config must require and verify a client certificate")
+	if err := checkServerConfig(cfg); err != nil {
+		return nil, err
 	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
