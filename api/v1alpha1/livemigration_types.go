@@ -53,73 +53,103 @@ const (
 )
 
 // WorkloadReference names the workload to migrate, in the LiveMigration's namespace.
+//
+// Required fields and allowed values are checked by CEL rules rather than
+// required/enum, so that a rejection names every wrong field with what to
+// write instead.
+// +kubebuilder:validation:XValidation:rule="has(self.kind)",fieldPath=".kind",reason="FieldValueRequired",message="the workload's kind is required: Deployment or StatefulSet"
+// +kubebuilder:validation:XValidation:rule="has(self.name)",fieldPath=".name",reason="FieldValueRequired",message="the workload's name is required"
 type WorkloadReference struct {
 	// APIVersion of the workload.
-	// +kubebuilder:validation:Enum=apps/v1
+	// +kubebuilder:validation:XValidation:rule="self == 'apps/v1'",message="must be apps/v1"
 	// +kubebuilder:default=apps/v1
 	// +optional
 	APIVersion string `json:"apiVersion,omitempty"`
 
-	// Kind of the workload.
-	// +kubebuilder:validation:Enum=Deployment;StatefulSet
-	// +required
+	// Kind of the workload: Deployment or StatefulSet. Required.
+	// +kubebuilder:validation:XValidation:rule="self in ['Deployment', 'StatefulSet']",message="must be Deployment or StatefulSet"
+	// +optional
 	Kind string `json:"kind"`
 
-	// Name of the workload.
-	// +kubebuilder:validation:MinLength=1
-	// +kubebuilder:validation:MaxLength=253
-	// +required
+	// Name of the workload. Required.
+	// +kubebuilder:validation:XValidation:rule="size(self) >= 1 && size(self) <= 253",message="must be the name of the workload (1 to 253 characters)"
+	// +optional
 	Name string `json:"name"`
 }
 
 // PreCopySettings tunes the volume pre-copy rounds run while the workload runs.
+// +kubebuilder:validation:XValidation:rule="has(self.convergenceThreshold) == has(oldSelf.convergenceThreshold)",fieldPath=".convergenceThreshold",message="spec.preCopy is immutable; create a new LiveMigration instead"
+// +kubebuilder:validation:XValidation:rule="has(self.maxRounds) == has(oldSelf.maxRounds)",fieldPath=".maxRounds",message="spec.preCopy is immutable; create a new LiveMigration instead"
 type PreCopySettings struct {
 	// ConvergenceThreshold is the delta size under which pre-copy stops and the
-	// workload may be frozen. Defaults to 64Mi.
+	// workload may be frozen: a quantity of bytes greater than zero, such as
+	// 64Mi. Defaults to the controller's --precopy-threshold.
+	// +kubebuilder:validation:XValidation:rule="isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))",message="must be a quantity of bytes greater than zero, such as 64Mi (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="string(self) == string(oldSelf) || !isQuantity(string(self)) || !isQuantity(string(oldSelf)) || quantity(string(self)).compareTo(quantity(string(oldSelf))) == 0",message="spec.preCopy is immutable; create a new LiveMigration instead"
 	// +optional
 	ConvergenceThreshold *resource.Quantity `json:"convergenceThreshold,omitempty"`
 
-	// MaxRounds bounds the number of pre-copy passes (the full pass included).
-	// Defaults to 5.
-	// +kubebuilder:validation:Minimum=1
-	// +kubebuilder:validation:Maximum=100
+	// MaxRounds bounds the number of pre-copy passes (the full pass
+	// included), 1 to 100. Defaults to the controller's --precopy-max-rounds.
+	// +kubebuilder:validation:XValidation:rule="self >= 1 && self <= 100",message="must be between 1 and 100 (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.preCopy is immutable; create a new LiveMigration instead"
 	// +optional
 	MaxRounds *int32 `json:"maxRounds,omitempty"`
 }
 
 // PhaseTimeouts bounds the time spent in each phase. A phase without a value
-// uses the controller's default for it.
+// uses the controller's default for it. Each value is a duration greater
+// than zero in Go's notation (30m, 90s, 1h30m).
+// +kubebuilder:validation:XValidation:rule="[has(self.planning), has(self.preCopy), has(self.checkpointing), has(self.finalSync), has(self.transfer), has(self.rebinding), has(self.restoring), has(self.verifying)] == [has(oldSelf.planning), has(oldSelf.preCopy), has(oldSelf.checkpointing), has(oldSelf.finalSync), has(oldSelf.transfer), has(oldSelf.rebinding), has(oldSelf.restoring), has(oldSelf.verifying)]",message="spec.timeouts is immutable; create a new LiveMigration instead"
 type PhaseTimeouts struct {
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	Planning *metav1.Duration `json:"planning,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	PreCopy *metav1.Duration `json:"preCopy,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	Checkpointing *metav1.Duration `json:"checkpointing,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	FinalSync *metav1.Duration `json:"finalSync,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	Transfer *metav1.Duration `json:"transfer,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	Rebinding *metav1.Duration `json:"rebinding,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	Restoring *metav1.Duration `json:"restoring,omitempty"`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	Verifying *metav1.Duration `json:"verifying,omitempty"`
 }
 
 // LiveMigrationSpec is what to move and under which limits. Everything but
-// abort is fixed at creation.
+// abort is fixed at creation. Immutability compares values, not spellings:
+// 30m and 30m0s, or 0.5Gi and 512Mi, are the same.
+// +kubebuilder:validation:XValidation:rule="has(self.workloadRef)",fieldPath=".workloadRef",reason="FieldValueRequired",message="the workload to migrate is required: spec.workloadRef {kind: Deployment or StatefulSet, name: ...}"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.abort) || !oldSelf.abort || (has(self.abort) && self.abort)",message="spec.abort cannot be unset once set"
 // +kubebuilder:validation:XValidation:rule="has(self.targetCluster) == has(oldSelf.targetCluster) && (!has(self.targetCluster) || self.targetCluster == oldSelf.targetCluster)",message="spec.targetCluster is immutable; create a new LiveMigration instead"
-// +kubebuilder:validation:XValidation:rule="has(self.downtimeBudget) == has(oldSelf.downtimeBudget) && (!has(self.downtimeBudget) || self.downtimeBudget == oldSelf.downtimeBudget)",message="spec.downtimeBudget is immutable; create a new LiveMigration instead"
-// +kubebuilder:validation:XValidation:rule="has(self.bandwidthLimit) == has(oldSelf.bandwidthLimit) && (!has(self.bandwidthLimit) || self.bandwidthLimit == oldSelf.bandwidthLimit)",message="spec.bandwidthLimit is immutable; create a new LiveMigration instead"
-// +kubebuilder:validation:XValidation:rule="has(self.preCopy) == has(oldSelf.preCopy) && (!has(self.preCopy) || self.preCopy == oldSelf.preCopy)",message="spec.preCopy is immutable; create a new LiveMigration instead"
-// +kubebuilder:validation:XValidation:rule="has(self.timeouts) == has(oldSelf.timeouts) && (!has(self.timeouts) || self.timeouts == oldSelf.timeouts)",message="spec.timeouts is immutable; create a new LiveMigration instead"
+// +kubebuilder:validation:XValidation:rule="has(self.downtimeBudget) == has(oldSelf.downtimeBudget)",fieldPath=".downtimeBudget",message="spec.downtimeBudget is immutable; create a new LiveMigration instead"
+// +kubebuilder:validation:XValidation:rule="has(self.bandwidthLimit) == has(oldSelf.bandwidthLimit)",fieldPath=".bandwidthLimit",message="spec.bandwidthLimit is immutable; create a new LiveMigration instead"
+// +kubebuilder:validation:XValidation:rule="has(self.preCopy) == has(oldSelf.preCopy)",fieldPath=".preCopy",message="spec.preCopy is immutable; create a new LiveMigration instead"
+// +kubebuilder:validation:XValidation:rule="has(self.timeouts) == has(oldSelf.timeouts)",fieldPath=".timeouts",message="spec.timeouts is immutable; create a new LiveMigration instead"
 type LiveMigrationSpec struct {
-	// WorkloadRef is the workload to migrate.
+	// WorkloadRef is the workload to migrate. Required.
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.workloadRef is immutable; create a new LiveMigration instead"
-	// +required
+	// +optional
 	WorkloadRef WorkloadReference `json:"workloadRef"`
 
 	// TargetCluster is the member cluster to move to. When empty, the
@@ -129,14 +159,20 @@ type LiveMigrationSpec struct {
 	// +optional
 	TargetCluster string `json:"targetCluster,omitempty"`
 
-	// DowntimeBudget is the longest the workload may stay frozen. The
-	// controller does not freeze the workload when its estimate exceeds it.
-	// Defaults to the controller's --default-downtime-budget.
+	// DowntimeBudget is the longest the workload may stay frozen, a duration
+	// greater than zero (2s, 500ms). The controller does not freeze the
+	// workload when its estimate exceeds it. Defaults to the controller's
+	// --default-downtime-budget.
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 2s or 500ms (omit it for the controller's --default-downtime-budget)"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.downtimeBudget is immutable; create a new LiveMigration instead"
 	// +optional
 	DowntimeBudget *metav1.Duration `json:"downtimeBudget,omitempty"`
 
 	// BandwidthLimit caps the bytes per second used for volume replication and
-	// checkpoint transfer.
+	// checkpoint transfer: a quantity greater than zero, such as 200Mi.
+	// Unlimited when omitted.
+	// +kubebuilder:validation:XValidation:rule="isQuantity(string(self)) && quantity(string(self)).isGreaterThan(quantity('0'))",message="must be a quantity of bytes per second greater than zero, such as 200Mi (omit it for no limit)"
+	// +kubebuilder:validation:XValidation:rule="string(self) == string(oldSelf) || !isQuantity(string(self)) || !isQuantity(string(oldSelf)) || quantity(string(self)).compareTo(quantity(string(oldSelf))) == 0",message="spec.bandwidthLimit is immutable; create a new LiveMigration instead"
 	// +optional
 	BandwidthLimit *resource.Quantity `json:"bandwidthLimit,omitempty"`
 
@@ -334,6 +370,7 @@ type LiveMigrationStatus struct {
 // LiveMigration moves one running workload between member clusters, with its
 // memory state (checkpoint/restore) and its persistent volumes.
 //
+// +kubebuilder:validation:XValidation:rule="has(self.spec)",fieldPath=".spec",reason="FieldValueRequired",message="spec is required: at least spec.workloadRef {kind: Deployment or StatefulSet, name: ...}"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:scope=Namespaced,shortName=lm;lmig,categories=livemigrate
@@ -347,7 +384,8 @@ type LiveMigration struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	// +required
+	// Spec is required.
+	// +optional
 	Spec LiveMigrationSpec `json:"spec"`
 	// +optional
 	Status LiveMigrationStatus `json:"status,omitempty"`

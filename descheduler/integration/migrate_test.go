@@ -264,7 +264,7 @@ func TestAdmission(t *testing.T) {
 			m.Spec.WorkloadRef.Kind = "DaemonSet"
 			return m
 		}(),
-			`Unsupported value: "DaemonSet"`},
+			`spec.workloadRef.kind: Invalid value: "DaemonSet": must be Deployment or StatefulSet`},
 	}
 	for _, tc := range cases {
 		err := k.Create(ctx, tc.lm)
