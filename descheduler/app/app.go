@@ -139,6 +139,10 @@ func Run(ctx context.Context, o *options.Options) error {
 	if o.CheckpointPushSecret != "" {
 		dest.PushSecretRef = &corev1.LocalObjectReference{Name: o.CheckpointPushSecret}
 	}
+	claimPolicy, err := migration.ParseSourceClaimPolicy(o.SourceClaimPolicy)
+	if err != nil {
+		return fmt.Errorf("--source-claim-policy: %w", err)
+	}
 	r := &migration.Reconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("livemigrate-descheduler"),
@@ -154,6 +158,7 @@ func Run(ctx context.Context, o *options.Options) error {
 			Picker:        &placement.Picker{Client: mgr.GetClient(), Plugins: plugins},
 			Watcher:       watcher,
 			Compatibility: &workload.Compatibility{Clients: members},
+			SourceClaims:  &agentcr.SourceClaims{Clients: members, Policy: claimPolicy},
 		},
 		MemberEvents: watcher.Events,
 		Config: migration.Config{

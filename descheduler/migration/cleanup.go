@@ -14,7 +14,8 @@ import (
 
 // cleanup finishes a migration whose target runs: it drops the eviction task
 // (Karmada then deletes the frozen source workload), deletes the checkpoint
-// archives and images, ends replication and removes the restore records.
+// archives and images, ends replication, applies the source claim policy
+// (sourceclaims.go) and removes the restore records.
 // It never rolls back; errors are retried.
 func (r *Reconciler) cleanup(ctx context.Context, lm *lmv1alpha1.LiveMigration, now time.Time) (stepResult, error) {
 	st := &lm.Status
@@ -52,6 +53,11 @@ func (r *Reconciler) cleanup(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 		}
 		done = done && ok
 	}
+	settled, err := r.settleSourceClaims(ctx, lm)
+	if err != nil {
+		return stay(), err
+	}
+	done = done && settled
 	ok, err := r.Hooks.Restore.Remove(ctx, m)
 	if err != nil {
 		return stay(), fmt.Errorf("removing the restore records: %w", err)

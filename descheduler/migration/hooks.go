@@ -237,4 +237,7 @@ type Hooks struct {
 	Watcher     MemberWatcher
 	// Compatibility is optional.
 	Compatibility CompatibilityHook
+	// SourceClaims is optional: without it the source claims are left
+	// untouched after a successful migration.
+	SourceClaims SourceClaimHook
 }

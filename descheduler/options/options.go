@@ -83,6 +83,10 @@ type Options struct {
 	// MaxActive and MaxActivePerCluster bound concurrent migrations; 0 is unlimited.
 	MaxActive           int
 	MaxActivePerCluster int
+
+	// SourceClaimPolicy (Retain or Delete) is what becomes of the source
+	// cluster's claims after a successful migration.
+	SourceClaimPolicy string
 }
 
 // New returns the default options.
@@ -109,6 +113,7 @@ func New() *Options {
 		MemberBurst:               40,
 		MaxActive:                 10,
 		MaxActivePerCluster:       2,
+		SourceClaimPolicy:         "Retain",
 	}
 }
 
@@ -142,6 +147,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Float32Var(&o.MemberQPS, "member-qps", o.MemberQPS, "QPS of each member-cluster client.")
 	fs.IntVar(&o.MemberBurst, "member-burst", o.MemberBurst, "Burst of each member-cluster client.")
 	fs.IntVar(&o.MaxActive, "max-active-migrations", o.MaxActive, "Migrations allowed past Pending at once, globally (0: unlimited).")
+	fs.StringVar(&o.SourceClaimPolicy, "source-claim-policy", o.SourceClaimPolicy, "What becomes of the source cluster's claims once a migration succeeded: Retain keeps each claim and its volume, marked as the retained copy of the workload (a later migration of the workload back into that cluster reuses it as its pre-copy base, or replaces it); Delete deletes them (the volumes follow their reclaim policy). A LiveMigration's annotation livemigrate.io/source-claim-policy overrides it.")
 	fs.IntVar(&o.MaxActivePerCluster, "max-active-migrations-per-cluster", o.MaxActivePerCluster, "Migrations allowed past Pending at once per member cluster, as source or target (0: unlimited).")
 }
 
@@ -191,6 +197,9 @@ func (o *Options) Validate() field.ErrorList {
 	}
 	if !filepath.IsAbs(o.ReplicationTargetRoot) || filepath.Clean(o.ReplicationTargetRoot) == "/" {
 		errs = append(errs, field.Invalid(p.Child("replication-target-root"), o.ReplicationTargetRoot, "must be an absolute directory other than /"))
+	}
+	if !strings.EqualFold(o.SourceClaimPolicy, "Retain") && !strings.EqualFold(o.SourceClaimPolicy, "Delete") {
+		errs = append(errs, field.NotSupported(p.Child("source-claim-policy"), o.SourceClaimPolicy, []string{"Retain", "Delete"}))
 	}
 	if o.EnableWebhook && (o.WebhookPort < 1 || o.WebhookPort > 65535) {
 		errs = append(errs, field.Invalid(p.Child("webhook-port"), o.WebhookPort, "must be a port number"))

@@ -30,6 +30,8 @@ func TestValidate(t *testing.T) {
 			args: []string{"--checkpoint-repository=r", "--poll-interval=0s", "--precopy-max-rounds=0", "--default-bandwidth=0", "--webhook-port=70000"},
 			want: []string{"flags.default-bandwidth", "flags.poll-interval", "flags.precopy-max-rounds", "flags.webhook-port"},
 		},
+		"source claim policy":               {args: []string{"--checkpoint-repository=r", "--source-claim-policy=delete"}},
+		"bad source claim policy":           {args: []string{"--checkpoint-repository=r", "--source-claim-policy=Keep"}, want: []string{"flags.source-claim-policy"}},
 		"negative limits":                   {args: []string{"--checkpoint-repository=r", "--max-active-migrations=-1"}, want: []string{"flags.max-active-migrations"}},
 		"webhook disabled ignores its port": {args: []string{"--checkpoint-repository=r", "--enable-webhook=false", "--webhook-port=0"}},
 		"repository per target cluster": {args: []string{"--checkpoint-repository=reg:5000/lm",

@@ -93,7 +93,7 @@ func Build(srcClaim *corev1.PersistentVolumeClaim, srcVolume *corev1.PersistentV
 	if opts.MigrationUID == "" {
 		return nil, nil, errors.New("migration UID is required")
 	}
-	size := claimSize(srcClaim, srcVolume)
+	size := ClaimSize(srcClaim, srcVolume)
 	if size.IsZero() {
 		return nil, nil, fmt.Errorf("claim %s/%s has no storage request or capacity", srcClaim.Namespace, srcClaim.Name)
 	}
@@ -182,7 +182,9 @@ func Build(srcClaim *corev1.PersistentVolumeClaim, srcVolume *corev1.PersistentV
 	return claim, pv, nil
 }
 
-func claimSize(c *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) resource.Quantity {
+// ClaimSize is the size a target claim gets for a source claim and its
+// volume (nil when unbound): the larger of the request and the capacity.
+func ClaimSize(c *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) resource.Quantity {
 	var size resource.Quantity
 	if q, ok := c.Spec.Resources.Requests[corev1.ResourceStorage]; ok {
 		size = q.DeepCopy()

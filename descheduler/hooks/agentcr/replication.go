@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
@@ -96,34 +97,94 @@ func (r *Replication) ensureSecrets(ctx context.Context, src, dst client.Client,
 	return nil
 }
 
-// ensureTargetClaim pre-provisions the claim in the target cluster from
-// the source's (provision.Build): same name, class, access modes and size,
-// and for a node-local (local/hostPath) source volume a local
-// PersistentVolume on the target node under LocalRoot, pre-bound to it.
-// Both carry the migration's label.
-func (r *Replication) ensureTargetClaim(ctx context.Context, src, dst client.Client, m migration.Migration, vol migration.Volume, node string) error {
+// prepareTarget chooses the node of the target cluster that receives the
+// volume (and runs the restored pods) and makes sure the claim of the same
+// name there is the migration's own. A claim already in the target is
+//
+//   - the migration's own (labelled with its UID): kept;
+//   - the copy a successful migration of the same workload retained there
+//     (retainedFor): adopted as the pre-copy base when its local volume
+//     can be written and is on the node chosen, so that the delta passes
+//     send only what changed since; otherwise deleted (replace) and
+//     provisioned again, note saying so while it goes;
+//   - anything else (a user's claim of the same name): the migration fails
+//     with TargetClaimExists, saying what to do.
+//
+// A new claim is built from the source's (provision.Build): same name,
+// class, access modes and size, and for a node-local (local/hostPath)
+// source volume a local PersistentVolume on the target node under
+// LocalRoot, pre-bound to it. Both carry the migration's label.
+func (r *Replication) prepareTarget(ctx context.Context, src, dst client.Client, m migration.Migration, vol migration.Volume) (node, note string, err error) {
 	key := types.NamespacedName{Namespace: m.Namespace, Name: vol.ClaimName}
-	if err := dst.Get(ctx, key, &corev1.PersistentVolumeClaim{}); err == nil || !apierrors.IsNotFound(err) {
-		return err
+	if node, err = replicationNode(ctx, dst, m); err != nil {
+		return "", "", err
+	}
+	existing := &corev1.PersistentVolumeClaim{}
+	if err := dst.Get(ctx, key, existing); apierrors.IsNotFound(err) {
+		existing = nil
+	} else if err != nil {
+		return "", "", err
+	}
+	if existing != nil && existing.Labels[LabelMigrationUID] == string(m.UID) {
+		if node == "" {
+			// Provisioned or adopted before a restart, no receiver yet:
+			// where its local volume is.
+			if node, err = claimNode(ctx, dst, existing); err != nil {
+				return "", "", err
+			}
+		}
+		if node == "" {
+			node, err = TargetNode(ctx, dst, m)
+		}
+		return node, "", err
+	}
+	if existing != nil && !existing.DeletionTimestamp.IsZero() {
+		return "", fmt.Sprintf("waiting for claim %s in %s to be deleted", vol.ClaimName, m.Target), nil
+	}
+	if existing != nil && !retainedFor(existing, m) {
+		return "", "", claimInTheWay(m, existing)
 	}
 	pvc := &corev1.PersistentVolumeClaim{}
 	if err := src.Get(ctx, key, pvc); err != nil {
-		return fmt.Errorf("reading claim %s in %s: %w", vol.ClaimName, m.Source, err)
+		return "", "", fmt.Errorf("reading claim %s in %s: %w", vol.ClaimName, m.Source, err)
 	}
 	var pv *corev1.PersistentVolume
 	if pvc.Spec.VolumeName != "" {
 		pv = &corev1.PersistentVolume{}
 		if err := src.Get(ctx, types.NamespacedName{Name: pvc.Spec.VolumeName}, pv); err != nil {
-			return fmt.Errorf("reading volume %s of claim %s in %s: %w", pvc.Spec.VolumeName, vol.ClaimName, m.Source, err)
+			return "", "", fmt.Errorf("reading volume %s of claim %s in %s: %w", pvc.Spec.VolumeName, vol.ClaimName, m.Source, err)
 		}
 	}
-	root := r.LocalRoot
-	if root == "" {
-		root = DefaultLocalRoot
+	if existing != nil {
+		at, why, err := r.adoptable(ctx, dst, existing, pvc, pv)
+		if err != nil {
+			return "", "", err
+		}
+		if why == "" && node != "" && at != node {
+			why = fmt.Sprintf("its volume is on node %s, the migration's other volumes on %s", at, node)
+		}
+		log := klog.FromContext(ctx).WithValues("claim", klog.KObj(existing), "cluster", m.Target)
+		if why == "" {
+			if err := adopt(ctx, dst, m, existing); err != nil {
+				return "", "", err
+			}
+			log.Info("Adopted the retained claim as the pre-copy base", "node", at, "retainedBy", existing.Annotations[AnnotationAdoptedFrom])
+			return at, "", nil
+		}
+		if err := replace(ctx, dst, m, existing); err != nil {
+			return "", "", err
+		}
+		log.Info("Replacing the retained claim", "reason", why)
+		return "", fmt.Sprintf("replacing claim %s retained in %s by an earlier migration (%s)", vol.ClaimName, m.Target, why), nil
 	}
-	claim, tpv, err := provision.Build(pvc, pv, provision.Options{MigrationUID: string(m.UID), TargetNodeName: node, LocalRoot: root})
+	if node == "" {
+		if node, err = TargetNode(ctx, dst, m); err != nil {
+			return "", "", err
+		}
+	}
+	claim, tpv, err := provision.Build(pvc, pv, provision.Options{MigrationUID: string(m.UID), TargetNodeName: node, LocalRoot: r.localRoot()})
 	if err != nil {
-		return migration.NewStepFailedError("TargetClaim", fmt.Sprintf("cannot pre-provision claim %s in %s: %v", vol.ClaimName, m.Target, err))
+		return "", "", migration.NewStepFailedError("TargetClaim", fmt.Sprintf("cannot pre-provision claim %s in %s: %v", vol.ClaimName, m.Target, err))
 	}
 	claim.Annotations = mergeMaps(claim.Annotations, map[string]string{AnnotationMigration: m.Name})
 	if tpv != nil {
@@ -132,13 +193,28 @@ func (r *Replication) ensureTargetClaim(ctx context.Context, src, dst client.Cli
 		claim.Spec.VolumeName = tpv.Name
 		tpv.Annotations = mergeMaps(tpv.Annotations, map[string]string{AnnotationMigration: m.Name})
 		if err := dst.Create(ctx, tpv); err != nil && !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("pre-provisioning volume %s in %s: %w", tpv.Name, m.Target, err)
+			return "", "", fmt.Errorf("pre-provisioning volume %s in %s: %w", tpv.Name, m.Target, err)
 		}
 	}
 	if err := dst.Create(ctx, claim); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("pre-provisioning claim %s in %s: %w", vol.ClaimName, m.Target, err)
+		return "", "", fmt.Errorf("pre-provisioning claim %s in %s: %w", vol.ClaimName, m.Target, err)
 	}
-	return nil
+	return node, "", nil
+}
+
+// claimNode is the node of the claim's local volume, "" when it has none.
+func claimNode(ctx context.Context, dst client.Client, c *corev1.PersistentVolumeClaim) (string, error) {
+	if c.Spec.VolumeName == "" {
+		return "", nil
+	}
+	pv := &corev1.PersistentVolume{}
+	if err := dst.Get(ctx, types.NamespacedName{Name: c.Spec.VolumeName}, pv); err != nil {
+		return "", client.IgnoreNotFound(err)
+	}
+	if pv.Spec.Local == nil {
+		return "", nil
+	}
+	return volumeNode(pv), nil
 }
 
 func mergeMaps(a, b map[string]string) map[string]string {
@@ -156,14 +232,8 @@ func mergeMaps(a, b map[string]string) map[string]string {
 // VolumeReplication of the migration names, else the first Ready,
 // schedulable, untainted node by name.
 func TargetNode(ctx context.Context, dst client.Client, m migration.Migration) (string, error) {
-	var vrs agentv1alpha1.VolumeReplicationList
-	if err := dst.List(ctx, &vrs, client.InNamespace(m.Namespace), client.MatchingLabels{LabelMigrationUID: string(m.UID)}); err != nil {
-		return "", err
-	}
-	for _, vr := range vrs.Items {
-		if vr.Spec.Role == agentv1alpha1.ReplicationRoleTarget {
-			return vr.Spec.NodeName, nil
-		}
+	if n, err := replicationNode(ctx, dst, m); err != nil || n != "" {
+		return n, err
 	}
 	var nodes corev1.NodeList
 	if err := dst.List(ctx, &nodes); err != nil {
@@ -177,6 +247,21 @@ func TargetNode(ctx context.Context, dst client.Client, m migration.Migration) (
 		return n.Name, nil
 	}
 	return "", migration.NewStepFailedError("NoTargetNode", fmt.Sprintf("cluster %s has no Ready schedulable node to receive the volumes", m.Target))
+}
+
+// replicationNode is the node an existing Target VolumeReplication of the
+// migration names, "" when there is none.
+func replicationNode(ctx context.Context, dst client.Client, m migration.Migration) (string, error) {
+	var vrs agentv1alpha1.VolumeReplicationList
+	if err := dst.List(ctx, &vrs, client.InNamespace(m.Namespace), client.MatchingLabels{LabelMigrationUID: string(m.UID)}); err != nil {
+		return "", err
+	}
+	for _, vr := range vrs.Items {
+		if vr.Spec.Role == agentv1alpha1.ReplicationRoleTarget {
+			return vr.Spec.NodeName, nil
+		}
+	}
+	return "", nil
 }
 
 func nodeReady(n *corev1.Node) bool {
@@ -218,12 +303,9 @@ func (r *Replication) PreCopy(ctx context.Context, m migration.Migration, vol mi
 	if err := r.ensureSecrets(ctx, src, dst, m); err != nil {
 		return migration.ReplicationState{}, err
 	}
-	node, err := TargetNode(ctx, dst, m)
-	if err != nil {
-		return migration.ReplicationState{}, err
-	}
-	if err := r.ensureTargetClaim(ctx, src, dst, m, vol, node); err != nil {
-		return migration.ReplicationState{}, err
+	node, note, err := r.prepareTarget(ctx, src, dst, m, vol)
+	if err != nil || note != "" {
+		return migration.ReplicationState{Message: note}, err
 	}
 	pre := agentv1alpha1.ReplicationPreCopy{MaxRounds: opts.MaxRounds}
 	if opts.ConvergenceThresholdBytes > 0 {
@@ -437,10 +519,16 @@ func (r *Replication) Abort(ctx context.Context, m migration.Migration, vol migr
 	if err := dst.Get(ctx, client.ObjectKeyFromObject(pvc), pvc); err == nil && pvc.Labels[LabelMigrationUID] == string(m.UID) {
 		dstObjs = append(dstObjs, pvc) // only the claim this migration created
 	}
-	pv := &corev1.PersistentVolume{}
-	pv.Name = provision.TargetVolumeName(string(m.UID), m.Namespace, vol.ClaimName)
-	if err := dst.Get(ctx, client.ObjectKeyFromObject(pv), pv); err == nil && pv.Labels[LabelMigrationUID] == string(m.UID) {
-		dstObjs = append(dstObjs, pv) // and the local volume it created for it
+	pvNames := []string{provision.TargetVolumeName(string(m.UID), m.Namespace, vol.ClaimName)}
+	if pvc.Labels[LabelMigrationUID] == string(m.UID) && pvc.Spec.VolumeName != "" && pvc.Spec.VolumeName != pvNames[0] {
+		pvNames = append(pvNames, pvc.Spec.VolumeName) // a retained claim's volume it adopted
+	}
+	for _, name := range pvNames {
+		pv := &corev1.PersistentVolume{}
+		pv.Name = name
+		if err := dst.Get(ctx, client.ObjectKeyFromObject(pv), pv); err == nil && pv.Labels[LabelMigrationUID] == string(m.UID) {
+			dstObjs = append(dstObjs, pv) // and the local volume it created or adopted for it
+		}
 	}
 	dstGone, err := deleteAll(ctx, dst, dstObjs...)
 	if err != nil {
