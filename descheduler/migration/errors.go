@@ -6,6 +6,11 @@ import (
 	"time"
 )
 
+// ReasonInvalidSpec is the failure reason, the Admitted condition's reason
+// and the event reason of a migration whose spec the controller cannot act
+// on.
+const ReasonInvalidSpec = "InvalidSpec"
+
 // StepFailedError is a failure that retrying does not fix: the migration rolls back.
 type StepFailedError struct {
 	Reason  string

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -99,20 +101,36 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	defer r.updateActive(ctx)
 
 	if lm.Status.Phase.IsTerminal() {
-		if controllerutil.RemoveFinalizer(lm, Finalizer) {
-			return reconcile.Result{}, r.Client.Update(ctx, lm)
+		if err := r.patchFinalizer(ctx, lm, controllerutil.RemoveFinalizer); err != nil {
+			if apierrors.IsConflict(err) {
+				// Read a stale copy: the newer one reconciles again.
+				return reconcile.Result{RequeueAfter: r.Config.PollInterval}, nil
+			}
+			return reconcile.Result{}, fmt.Errorf("removing finalizer: %w", err)
 		}
 		return reconcile.Result{}, nil
-	}
-	if lm.DeletionTimestamp.IsZero() && controllerutil.AddFinalizer(lm, Finalizer) {
-		if err := r.Client.Update(ctx, lm); err != nil {
-			return reconcile.Result{}, fmt.Errorf("adding finalizer: %w", err)
-		}
 	}
 
 	orig := lm.DeepCopy()
 	now := r.Clock.Now()
-	res, stepErr := r.advance(ctx, lm, now)
+	var res reconcile.Result
+	var stepErr error
+	if errs := r.invalidSpec(lm); len(errs) > 0 {
+		// Nothing was done yet: fail without a finalizer to hold it.
+		r.rejectSpec(ctx, lm, errs.ToAggregate().Error(), now)
+	} else if err := r.patchFinalizer(ctx, lm, controllerutil.AddFinalizer); err != nil {
+		if apierrors.IsConflict(err) {
+			return reconcile.Result{RequeueAfter: r.Config.PollInterval}, nil
+		}
+		if !apierrors.IsInvalid(err) || !notStarted(lm.Status.Phase) {
+			return reconcile.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+		// The API server refuses any write of this object (its stored spec
+		// breaks a rule of the CRD): it can never be processed.
+		r.rejectSpec(ctx, lm, err.Error(), now)
+	} else {
+		res, stepErr = r.advance(ctx, lm, now)
+	}
 
 	if !apiequality.Semantic.DeepEqual(orig.Status, lm.Status) {
 		if err := r.Client.Status().Update(ctx, lm); err != nil {
@@ -128,6 +146,62 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 		}
 	}
 	return res, stepErr
+}
+
+// patchFinalizer adds or removes the Finalizer (change is
+// controllerutil.AddFinalizer or RemoveFinalizer) with a merge patch of
+// metadata.finalizers alone, guarded by the resourceVersion. An update of
+// the whole object would write the spec back as this client spells it (30m
+// as 30m0s, 0.5Gi as 512Mi), and the API server checks every spec written
+// against the CRD's rules. A finalizer is only added while the object is
+// not being deleted.
+func (r *Reconciler) patchFinalizer(ctx context.Context, lm *lmv1alpha1.LiveMigration, change func(ctrl.Object, string) bool) error {
+	base := lm.DeepCopy()
+	if !lm.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(lm, Finalizer) {
+		return nil
+	}
+	if !change(lm, Finalizer) {
+		return nil
+	}
+	return r.Client.Patch(ctx, lm, ctrl.MergeFromWithOptions(base, ctrl.MergeFromWithOptimisticLock{}))
+}
+
+// notStarted reports whether a migration in phase p has done nothing yet.
+func notStarted(p lmv1alpha1.LiveMigrationPhase) bool {
+	return p == "" || p == lmv1alpha1.PhasePending
+}
+
+// invalidSpec returns what is wrong with the spec of a migration that has
+// not started. The CRD's rules and the webhook refuse such a spec; one
+// stored before those rules, or past a webhook that was not called, still
+// reaches the controller.
+func (r *Reconciler) invalidSpec(lm *lmv1alpha1.LiveMigration) field.ErrorList {
+	if !notStarted(lm.Status.Phase) {
+		return nil
+	}
+	return lm.Spec.Validate(field.NewPath("spec"))
+}
+
+// rejectSpec ends a migration that has not started and that the controller
+// cannot act on: Failed, with reason InvalidSpec in the failure, the
+// Admitted condition and a warning event, instead of retrying forever.
+func (r *Reconciler) rejectSpec(ctx context.Context, lm *lmv1alpha1.LiveMigration, why string, now time.Time) {
+	klog.FromContext(ctx).Info("Migration spec cannot be processed, failing it", "err", why)
+	msg := fmt.Sprintf("%s; delete this LiveMigration and create a corrected one", why)
+	st := &lm.Status
+	st.Failure = &lmv1alpha1.MigrationFailure{
+		Phase:   lmv1alpha1.PhasePending,
+		Reason:  ReasonInvalidSpec,
+		Message: msg,
+		Time:    metav1.NewTime(now),
+	}
+	setCondition(st, lm.Generation, lmv1alpha1.ConditionAdmitted, metav1.ConditionFalse, ReasonInvalidSpec, msg, now)
+	setPhase(st, lmv1alpha1.PhaseFailed, now)
+	st.CompletionTime = ptrTime(now)
+	setCondition(st, lm.Generation, lmv1alpha1.ConditionCompleted, metav1.ConditionTrue, string(lmv1alpha1.PhaseFailed), "migration Failed", now)
+	if r.Recorder != nil {
+		r.Recorder.Eventf(lm, nil, corev1.EventTypeWarning, ReasonInvalidSpec, "Validate", "%s", msg)
+	}
 }
 
 // advance runs the current phase's step and applies its outcome to status.
