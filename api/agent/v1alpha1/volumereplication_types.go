@@ -64,8 +64,14 @@ const (
 	ConditionConverged = "Converged"
 	// ConditionVerified is True once the final checksum pass matched.
 	ConditionVerified = "Verified"
-	// ConditionReceiverReady is True while the target's receiver listens.
+	// ConditionReceiverReady is True while the target's receiver accepts
+	// connections; False, with the reason and what to do in its message,
+	// while it cannot start (a transient cause is retried, a terminal one
+	// fails the replication).
 	ConditionReceiverReady = "ReceiverReady"
+	// ConditionSenderReady is True once the source's sender has started;
+	// False, like ReceiverReady, while it cannot.
+	ConditionSenderReady = "SenderReady"
 )
 
 // ReplicationPreCopy tunes the pre-copy rounds.
@@ -138,8 +144,16 @@ type VolumeReplicationSpec struct {
 	// +optional
 	PeerAddress string `json:"peerAddress,omitempty"`
 
-	// ListenPort is the port the receiver listens on (Target only); the
-	// agent picks one from its configured range when 0.
+	// PeerServerName is the TLS server name (SNI) the source sends to reach
+	// its receiver on the target agent's shared replication port (Source
+	// only), as reported in the Target's status.serverName. When empty the
+	// source derives it from migrationUID and claimName, as the target does.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	PeerServerName string `json:"peerServerName,omitempty"`
+
+	// ListenPort, when set, makes the receiver listen on its own port
+	// (Target only) instead of the agent's shared replication port.
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=65535
 	// +optional
@@ -190,6 +204,12 @@ type VolumeReplicationStatus struct {
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
 
+	// ServerName is the TLS server name (SNI) that routes a connection on
+	// the shared endpoint to this receiver (Target). Empty when the
+	// receiver has its own port (spec.listenPort).
+	// +optional
+	ServerName string `json:"serverName,omitempty"`
+
 	// Round is the last completed pass: 1 the full pass, then one per delta
 	// pass; the final pass counts as one more round. A restarted agent
 	// resumes after it.
@@ -200,7 +220,9 @@ type VolumeReplicationStatus struct {
 	// +optional
 	BytesTotal int64 `json:"bytesTotal,omitempty"`
 
-	// BytesSent is the total sent over the wire by every pass so far.
+	// BytesSent is the total sent over the wire by every pass so far,
+	// including the pass in progress (updated at most every progress
+	// interval of the agent while a pass runs).
 	// +optional
 	BytesSent int64 `json:"bytesSent,omitempty"`
 
@@ -255,7 +277,7 @@ type VolumeReplicationStatus struct {
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 
-	// Conditions: Converged, Verified, ReceiverReady.
+	// Conditions: Converged, Verified, ReceiverReady, SenderReady.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
