@@ -29,8 +29,16 @@ type Options struct {
 	ListenHost string
 	// AdvertiseHost is the address reported to the source (the node IP).
 	AdvertiseHost string
-	// PortMin and PortMax bound the receivers' ports.
+	// Port is the agent's replication port: one listener serves every
+	// replication this node receives, routing each connection by its TLS
+	// server name.
+	Port int
+	// PortMin and PortMax are the deprecated receiver port range: when
+	// PortMin is set, it is used as Port (PortMax is ignored).
 	PortMin, PortMax int
+	// StartRetryTimeout: a receiver or sender that cannot start for a
+	// transient reason is retried this long before the replication fails.
+	StartRetryTimeout time.Duration
 	// KubeletRoot is the kubelet's root directory on the host.
 	KubeletRoot string
 	// HostRoot is where the host filesystem is mounted in the agent's
@@ -59,6 +67,9 @@ type Options struct {
 	WholeFinalVerify bool
 }
 
+// DefaultPort is the default replication port.
+const DefaultPort = 7870
+
 // NewOptions returns the defaults.
 func NewOptions() *Options {
 	return &Options{
@@ -66,8 +77,8 @@ func NewOptions() *Options {
 		NodeName:             os.Getenv("NODE_NAME"),
 		ListenHost:           "0.0.0.0",
 		AdvertiseHost:        os.Getenv("NODE_IP"),
-		PortMin:              7870,
-		PortMax:              7899,
+		Port:                 DefaultPort,
+		StartRetryTimeout:    controller.DefaultStartRetryTimeout,
 		KubeletRoot:          provision.DefaultKubeletRoot,
 		TargetRoots:          []string{"/var/lib/livemigrate/volumes"},
 		RsyncPath:            "rsync",
@@ -83,8 +94,12 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Enabled, "replication-enabled", o.Enabled, "Run the VolumeReplication reconciler (volume pre-copy and final sync for live migration).")
 	fs.StringVar(&o.ListenHost, "replication-listen-host", o.ListenHost, "Address the replication receivers bind to.")
 	fs.StringVar(&o.AdvertiseHost, "replication-advertise-host", o.AdvertiseHost, "Address of this node reported to the source agent in status.endpoint. Defaults to $NODE_IP.")
-	fs.IntVar(&o.PortMin, "replication-port-min", o.PortMin, "Lowest port of the receivers' port range.")
-	fs.IntVar(&o.PortMax, "replication-port-max", o.PortMax, "Highest port of the receivers' port range.")
+	fs.IntVar(&o.Port, "replication-port", o.Port, "The port the replication receivers listen on: one port per agent serves every volume this node receives, each connection routed by its TLS server name.")
+	fs.IntVar(&o.PortMin, "replication-port-min", o.PortMin, "Deprecated: use --replication-port. When set, its value is used as --replication-port.")
+	fs.IntVar(&o.PortMax, "replication-port-max", o.PortMax, "Deprecated: use --replication-port. Ignored.")
+	_ = fs.MarkDeprecated("replication-port-min", "one port now serves every replication; use --replication-port (its value is taken as --replication-port)")
+	_ = fs.MarkDeprecated("replication-port-max", "one port now serves every replication; use --replication-port (ignored)")
+	fs.DurationVar(&o.StartRetryTimeout, "replication-start-retry-timeout", o.StartRetryTimeout, "How long a receiver or sender that cannot start for a transient reason (claim not bound yet, port in use, Secret missing, API error) is retried before its VolumeReplication fails; the reason shows in its ReceiverReady or SenderReady condition meanwhile.")
 	fs.StringVar(&o.KubeletRoot, "replication-kubelet-root", o.KubeletRoot, "The kubelet's root directory on the host (pod volume mounts are read below it).")
 	fs.StringVar(&o.HostRoot, "replication-host-root", o.HostRoot, "Where the host's filesystem is mounted in the agent's container; empty if host paths are visible as they are.")
 	fs.StringSliceVar(&o.TargetRoots, "replication-target-roots", o.TargetRoots, "Host directories under which target volumes (local/hostPath) may be written; anything else is refused.")
@@ -113,8 +128,19 @@ func (o *Options) Validate() error {
 	if o.AdvertiseHost == "" {
 		errs = append(errs, errors.New("--replication-advertise-host (or $NODE_IP) is required"))
 	}
-	if o.PortMin < 1 || o.PortMax > 65535 || o.PortMin > o.PortMax {
-		errs = append(errs, fmt.Errorf("replication port range %d-%d is invalid", o.PortMin, o.PortMax))
+	if o.Port < 1 || o.Port > 65535 {
+		errs = append(errs, fmt.Errorf("--replication-port %d must be in [1, 65535]", o.Port))
+	}
+	if o.PortMin != 0 {
+		if o.PortMin < 1 || o.PortMin > 65535 {
+			errs = append(errs, fmt.Errorf("--replication-port-min %d must be in [1, 65535] (it is deprecated: use --replication-port)", o.PortMin))
+		}
+		if o.Port != DefaultPort && o.Port != o.PortMin {
+			errs = append(errs, fmt.Errorf("--replication-port %d and the deprecated --replication-port-min %d disagree: give only --replication-port", o.Port, o.PortMin))
+		}
+	}
+	if o.StartRetryTimeout <= 0 {
+		errs = append(errs, errors.New("--replication-start-retry-timeout must be positive"))
 	}
 	if !filepath.IsAbs(o.KubeletRoot) {
 		errs = append(errs, fmt.Errorf("--replication-kubelet-root %q must be absolute", o.KubeletRoot))
@@ -179,8 +205,8 @@ func (o *Options) Config() controller.Config {
 		TargetRoots:                 append([]string(nil), o.TargetRoots...),
 		ListenHost:                  o.ListenHost,
 		AdvertiseHost:               o.AdvertiseHost,
-		PortMin:                     o.PortMin,
-		PortMax:                     o.PortMax,
+		Port:                        o.port(),
+		StartRetryTimeout:           o.StartRetryTimeout,
 		RsyncPath:                   o.RsyncPath,
 		BlockSize:                   o.BlockSize,
 		DefaultBandwidthLimit:       bw,
@@ -190,6 +216,14 @@ func (o *Options) Config() controller.Config {
 		KeepWarmInterval:            o.KeepWarmInterval,
 		WholeFinalVerify:            o.WholeFinalVerify,
 	}
+}
+
+// port is the replication port, honouring the deprecated range flag.
+func (o *Options) port() int {
+	if o.PortMin != 0 {
+		return o.PortMin
+	}
+	return o.Port
 }
 
 var (
@@ -224,6 +258,6 @@ func Setup(mgr ctrl.Manager, o *Options) error {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the VolumeReplication controller: %w", err)
 	}
-	ctrl.Log.WithName("replication").Info("Volume replication enabled", "node", o.NodeName, "advertiseHost", o.AdvertiseHost, "ports", fmt.Sprintf("%d-%d", o.PortMin, o.PortMax))
+	ctrl.Log.WithName("replication").Info("Volume replication enabled", "node", o.NodeName, "advertiseHost", o.AdvertiseHost, "port", o.port())
 	return nil
 }

@@ -35,6 +35,7 @@ type Metrics struct {
 	retries       *prometheus.CounterVec
 	verified      *prometheus.CounterVec
 	finalMethods  *prometheus.CounterVec
+	startFailures *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them on reg (nil: not
@@ -83,7 +84,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"role"}),
 		rejected: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "livemigrate_replication_rejected_connections_total",
-			Help: "Connections to a receiver that failed mutual-TLS authentication.",
+			Help: "Connections to the receivers refused: failed mutual-TLS authentication, or a TLS server name that names no replication served here.",
 		}),
 		replications: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "livemigrate_replication_replications_total",
@@ -101,10 +102,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "livemigrate_replication_final_methods_total",
 			Help: "Successful final passes by method (blockdelta, rsync) and, for rsync, why the block delta was not used (disabled, no-records, not-applicable, failed, mismatch).",
 		}, []string{"method", "fallback"}),
+		startFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "livemigrate_replication_start_failures_total",
+			Help: "Attempts to start a receiver (role target) or sender (role source) that failed, by reason (the ReceiverReady or SenderReady condition's reason).",
+		}, []string{"role", "reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.passes, m.passSeconds, m.deltaBytes, m.wireBytes, m.fileBytes, m.verifications,
-			m.finalSeconds, m.estimateSecs, m.active, m.rejected, m.replications, m.retries, m.verified, m.finalMethods)
+			m.finalSeconds, m.estimateSecs, m.active, m.rejected, m.replications, m.retries, m.verified, m.finalMethods, m.startFailures)
 	}
 	return m
 }

@@ -2,13 +2,9 @@ package controller
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -49,8 +45,13 @@ type Config struct {
 	// ListenHost is the address receivers bind to; AdvertiseHost the one
 	// reported in status.endpoint.
 	ListenHost, AdvertiseHost string
-	// PortMin and PortMax bound the receivers' ports.
-	PortMin, PortMax int
+	// Port is the shared receiver port: every receiver of this agent is
+	// served on it, routed by TLS server name (0: any free port, for tests).
+	Port int
+	// StartRetryTimeout is how long a receiver or sender that cannot start
+	// for a transient reason (see StartReason) is retried before the
+	// replication fails; DefaultStartRetryTimeout when 0.
+	StartRetryTimeout time.Duration
 	// RsyncPath is the rsync binary.
 	RsyncPath string
 	// BlockSize forces rsync's delta block size when > 0.
@@ -87,6 +88,8 @@ type VolumeReplicationReconciler struct {
 	mu        sync.Mutex
 	workers   map[types.NamespacedName]*worker
 	receivers map[types.NamespacedName]*receiverHandle
+	// router is the shared receiver listener, started at first use.
+	router *transport.Router
 	// verified holds each source replication's pre-freeze verification
 	// records (engine.VerifyState), in memory: after a restart the final
 	// pass verifies the whole volume.
@@ -99,7 +102,13 @@ const (
 	ConditionPreVerified = "PreVerified"
 	ReasonPassRetried    = "PassRetried"
 	ReasonPreVerified    = "PreVerified"
+	// ReasonNotStarted is the event of a receiver or sender that cannot
+	// start (yet); ReasonStartFailed's event when it gave up.
+	ReasonNotStarted = "ReplicationNotStarted"
 )
+
+// DefaultStartRetryTimeout is Config.StartRetryTimeout's default.
+const DefaultStartRetryTimeout = time.Minute
 
 type workKind string
 
@@ -113,14 +122,6 @@ type worker struct {
 	kind   workKind
 	cancel context.CancelFunc
 	done   chan struct{}
-}
-
-type receiverHandle struct {
-	endpoint string
-	listener *transport.Listener
-	recv     *rsync.Receiver
-	cancel   context.CancelFunc
-	path     string
 }
 
 // +kubebuilder:rbac:groups=agent.livemigrate.io,resources=volumereplications,verbs=get;list;watch
@@ -207,155 +208,13 @@ func (r *VolumeReplicationReconciler) Shutdown() {
 	for _, k := range keys {
 		r.stopAll(k)
 	}
-}
-
-// ---- target ----
-
-func (r *VolumeReplicationReconciler) reconcileTarget(ctx context.Context, vr *agentv1alpha1.VolumeReplication) (ctrl.Result, error) {
-	log := klog.FromContext(ctx)
-	key := client.ObjectKeyFromObject(vr)
 	r.mu.Lock()
-	h := r.receivers[key]
+	rt := r.router
+	r.router = nil
 	r.mu.Unlock()
-	if h == nil {
-		path, err := r.targetPath(ctx, vr)
-		if err != nil {
-			return ctrl.Result{}, r.fail(ctx, vr, err)
-		}
-		tlsCfg, err := r.tlsConfig(ctx, vr, certs.RoleTarget)
-		if err != nil {
-			return ctrl.Result{}, r.fail(ctx, vr, err)
-		}
-		l, err := r.listen(vr, tlsCfg)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		l.OnReject = func(remote net.Addr, err error) {
-			if r.Metrics != nil {
-				r.Metrics.rejected.Inc()
-			}
-			log.Info("Rejected replication connection", "remote", remote.String(), "err", err)
-		}
-		counter := &transport.Counter{}
-		h = &receiverHandle{
-			listener: l,
-			recv:     &rsync.Receiver{DestDir: path, RsyncPath: r.Config.RsyncPath, Counter: counter},
-			path:     path,
-			endpoint: net.JoinHostPort(r.Config.AdvertiseHost, strconv.Itoa(l.Addr().(*net.TCPAddr).Port)),
-		}
-		rctx, cancel := context.WithCancel(klog.NewContext(context.Background(), log))
-		h.cancel = cancel
-		r.mu.Lock()
-		if r.receivers == nil {
-			r.receivers = map[types.NamespacedName]*receiverHandle{}
-		}
-		r.receivers[key] = h
-		r.mu.Unlock()
-		if r.Metrics != nil {
-			r.Metrics.active.WithLabelValues(roleTarget).Inc()
-		}
-		go r.serve(rctx, h, counter)
-		log.Info("Receiver listening", "endpoint", h.endpoint, "path", path)
+	if rt != nil {
+		_ = rt.Close()
 	}
-	if vr.Status.Phase == agentv1alpha1.VolumeReplicationListening && vr.Status.Endpoint == h.endpoint {
-		return ctrl.Result{}, nil
-	}
-	endpoint := h.endpoint
-	return ctrl.Result{}, r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
-		s.Phase = agentv1alpha1.VolumeReplicationListening
-		s.Endpoint = endpoint
-		if s.StartTime == nil {
-			now := metav1.NewTime(r.Clock.Now())
-			s.StartTime = &now
-		}
-		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: agentv1alpha1.ConditionReceiverReady, Status: metav1.ConditionTrue, Reason: "Listening", Message: "receiver listens on " + endpoint})
-	})
-}
-
-// serve accepts authenticated connections and serves them one at a time:
-// two transfers never write into the same volume concurrently.
-func (r *VolumeReplicationReconciler) serve(ctx context.Context, h *receiverHandle, counter *transport.Counter) {
-	log := klog.FromContext(ctx)
-	var mu sync.Mutex
-	for {
-		c, err := h.listener.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			mu.Lock()
-			defer mu.Unlock()
-			before := counter.Sent.Load()
-			err := h.recv.ServeConn(ctx, c)
-			if r.Metrics != nil {
-				r.Metrics.wireBytes.WithLabelValues(roleTarget).Add(float64(counter.Sent.Load() - before))
-			}
-			if err != nil && ctx.Err() == nil {
-				log.Info("Replication transfer failed on the receiving side", "err", err, "diskFull", rsync.IsDiskFull(err))
-			}
-		}()
-	}
-}
-
-func (r *VolumeReplicationReconciler) listen(vr *agentv1alpha1.VolumeReplication, cfg *tls.Config) (*transport.Listener, error) {
-	ports := []int{int(vr.Spec.ListenPort)}
-	if vr.Spec.ListenPort == 0 {
-		ports = ports[:0]
-		for p := r.Config.PortMin; p <= r.Config.PortMax && p > 0; p++ {
-			ports = append(ports, p)
-		}
-		if len(ports) == 0 {
-			ports = []int{0}
-		}
-	}
-	var lastErr error
-	for _, p := range ports {
-		l, err := transport.Listen(net.JoinHostPort(r.Config.ListenHost, strconv.Itoa(p)), cfg)
-		if err == nil {
-			return l, nil
-		}
-		lastErr = err
-	}
-	return nil, fmt.Errorf("no free receiver port: %w", lastErr)
-}
-
-// targetPath validates that the claim was provisioned for this migration and
-// its volume lies under a configured target root, and returns the directory
-// as the agent sees it (created when missing).
-func (r *VolumeReplicationReconciler) targetPath(ctx context.Context, vr *agentv1alpha1.VolumeReplication) (string, error) {
-	pvc, pv, err := r.claimAndVolume(ctx, vr)
-	if err != nil {
-		return "", err
-	}
-	if got := pvc.Labels[provision.LabelMigrationUID]; got != vr.Spec.MigrationUID {
-		return "", fmt.Errorf("target claim %s was not provisioned for migration %s (label %s=%q)", pvc.Name, vr.Spec.MigrationUID, provision.LabelMigrationUID, got)
-	}
-	p, err := provision.TargetPath(pv)
-	if err != nil {
-		return "", err
-	}
-	if !underAny(p, r.Config.TargetRoots) {
-		return "", fmt.Errorf("target volume path %s is not under a configured target root %v", p, r.Config.TargetRoots)
-	}
-	full := filepath.Join(r.Config.HostRoot, p)
-	if err := os.MkdirAll(full, 0o755); err != nil {
-		return "", fmt.Errorf("creating target directory: %w", err)
-	}
-	if real, err := filepath.EvalSymlinks(full); err != nil || real != filepath.Clean(full) {
-		return "", fmt.Errorf("target directory %s resolves elsewhere (%s, %v)", full, real, err)
-	}
-	return full, nil
-}
-
-func underAny(p string, roots []string) bool {
-	p = filepath.Clean(p)
-	for _, root := range roots {
-		rel, err := filepath.Rel(filepath.Clean(root), p)
-		if err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return true
-		}
-	}
-	return false
 }
 
 // ---- source ----
@@ -441,11 +300,8 @@ func (r *VolumeReplicationReconciler) startWorker(ctx context.Context, vr *agent
 func (r *VolumeReplicationReconciler) runSource(ctx context.Context, vr *agentv1alpha1.VolumeReplication, kind workKind) {
 	log := klog.FromContext(ctx)
 	key := client.ObjectKeyFromObject(vr)
-	sess, err := r.session(ctx, vr)
+	sess, err := r.startSender(ctx, vr)
 	if err != nil {
-		if ctx.Err() == nil {
-			_ = r.fail(ctx, vr, err)
-		}
 		return
 	}
 	if kind == workKeepWarm {
@@ -563,6 +419,56 @@ func (r *VolumeReplicationReconciler) runSource(ctx context.Context, vr *agentv1
 	})
 }
 
+// startSender builds the session of a source object, retrying a transient
+// failure (see startFailed) until it starts, fails or ctx ends; the error is
+// only for the caller to stop.
+func (r *VolumeReplicationReconciler) startSender(ctx context.Context, vr *agentv1alpha1.VolumeReplication) (*engine.Session, error) {
+	for {
+		sess, err := r.session(ctx, vr)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err == nil {
+			if !meta.IsStatusConditionTrue(vr.Status.Conditions, agentv1alpha1.ConditionSenderReady) {
+				msg := "sending to " + vr.Spec.PeerAddress + " as TLS server name " + peerServerName(vr)
+				if uerr := r.updateStatus(ctx, client.ObjectKeyFromObject(vr), func(s *agentv1alpha1.VolumeReplicationStatus) {
+					if strings.HasPrefix(s.Message, startRetryPrefix) {
+						s.Message = ""
+					}
+					meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: agentv1alpha1.ConditionSenderReady, Status: metav1.ConditionTrue,
+						Reason: ReasonStarted, Message: msg, LastTransitionTime: metav1.NewTime(r.Clock.Now())})
+				}); uerr != nil {
+					klog.FromContext(ctx).Error(uerr, "Updating status")
+				}
+			}
+			return sess, nil
+		}
+		res, uerr := r.startFailed(ctx, vr, agentv1alpha1.ConditionSenderReady, err)
+		wait := res.RequeueAfter
+		if uerr != nil {
+			wait = startBackoff(0)
+		} else if wait <= 0 {
+			return nil, err // failed for good
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// peerServerName is the TLS server name a source sends to reach its
+// receiver on the target agent's shared port.
+func peerServerName(vr *agentv1alpha1.VolumeReplication) string {
+	if vr.Spec.PeerServerName != "" {
+		return vr.Spec.PeerServerName
+	}
+	return RouteServerName(vr.Spec.MigrationUID, vr.Spec.ClaimName)
+}
+
 // verifiedMessage describes how the final pass proved the target equal.
 func verifiedMessage(res engine.FinalResult) string {
 	if res.Method == engine.FinalBlockDelta {
@@ -596,6 +502,7 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 	if err != nil {
 		return nil, err
 	}
+	tlsCfg.ServerName = peerServerName(vr)
 	peer := vr.Spec.PeerAddress
 	bw := r.Config.DefaultBandwidthLimit
 	if vr.Spec.BandwidthLimit != nil {
@@ -609,8 +516,9 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 	if vr.Spec.PreCopy.MaxRounds > 0 {
 		maxRounds = int(vr.Spec.PreCopy.MaxRounds)
 	}
-	var lastProgress time.Time
+	prog := newPassProgress()
 	return engine.NewSession(engine.Config{
+		Counter:              prog.counter,
 		SourceDir:            src,
 		BaseDir:              base,
 		Dial:                 func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, peer, tlsCfg) },
@@ -633,6 +541,7 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 		},
 		OnPass: func(p engine.PassResult) {
 			r.Metrics.observePass(p)
+			rest := prog.ended(p.WireSent, p.Err == nil)
 			if p.Err != nil || p.Pass == engine.PassPreVerify {
 				// A pre-freeze verification changes neither the phase nor
 				// the keep-warm schedule.
@@ -640,20 +549,21 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 			}
 			now := metav1.NewTime(r.Clock.Now())
 			_ = r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
-				applyPass(s, p)
+				applyPass(s, p, rest)
 				s.LastPassTime = &now
 			})
 		},
-		OnProgress: func(_ engine.Pass, _ int, p rsync.Progress) {
-			if r.Clock.Since(lastProgress) < r.Config.ProgressInterval || p.Percent <= 0 {
-				return
-			}
-			lastProgress = r.Clock.Now()
-			_ = r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
-				s.BytesTotal = p.Bytes * 100 / int64(p.Percent)
-				if p.TotalFiles > 0 {
-					s.Files = p.TotalFiles
-				}
+		OnProgress: func(pass engine.Pass, _ int, p rsync.Progress) {
+			prog.during(pass, r.Clock.Now(), r.Config.ProgressInterval, func(delta int64) error {
+				return r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
+					s.BytesSent += delta
+					if p.Percent > 0 {
+						s.BytesTotal = p.Bytes * 100 / int64(p.Percent)
+					}
+					if p.TotalFiles > 0 {
+						s.Files = p.TotalFiles
+					}
+				})
 			})
 		},
 	})
@@ -702,9 +612,10 @@ func (r *VolumeReplicationReconciler) preVerify(ctx context.Context, vr *agentv1
 	})
 }
 
-// applyPass folds a finished pass into the status.
-func applyPass(s *agentv1alpha1.VolumeReplicationStatus, p engine.PassResult) {
-	s.BytesSent += p.WireSent
+// applyPass folds a finished pass into the status; sent is what it sent
+// beyond what its progress already added to BytesSent.
+func applyPass(s *agentv1alpha1.VolumeReplicationStatus, p engine.PassResult, sent int64) {
+	s.BytesSent += sent
 	d := metav1.Duration{Duration: p.Duration}
 	switch p.Pass {
 	case engine.PassVerify:
@@ -737,20 +648,25 @@ func (r *VolumeReplicationReconciler) sourcePath(ctx context.Context, vr *agentv
 	podUID := ""
 	if !provision.IsNodeLocal(pv) {
 		if vr.Spec.PodName == "" {
-			return "", fmt.Errorf("volume %s is not node-local: spec.podName is needed to find its mount", pv.Name)
+			return "", terminalStart(ReasonUnsupportedVolume, fmt.Errorf("volume %s is not node-local: spec.podName is needed to find its mount", pv.Name),
+				"set spec.podName to the pod mounting the claim")
 		}
 		pod := &corev1.Pod{}
 		if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: vr.Namespace, Name: vr.Spec.PodName}, pod); err != nil {
+			if apierrors.IsNotFound(err) {
+				return "", transientStart(ReasonPodNotFound, fmt.Errorf("getting pod %s: %w", vr.Spec.PodName, err), "the pod mounting the claim must run on this node")
+			}
 			return "", fmt.Errorf("getting pod %s: %w", vr.Spec.PodName, err)
 		}
 		if pod.Spec.NodeName != r.Config.NodeName {
-			return "", fmt.Errorf("pod %s runs on node %q, not on %q", pod.Name, pod.Spec.NodeName, r.Config.NodeName)
+			return "", terminalStart(ReasonPodOnOtherNode, fmt.Errorf("pod %s runs on node %q, not on %q", pod.Name, pod.Spec.NodeName, r.Config.NodeName),
+				"spec.nodeName must be the node of the pod mounting the claim")
 		}
 		podUID = string(pod.UID)
 	}
 	p, err := provision.SourcePath(pv, podUID, r.Config.KubeletRoot)
 	if err != nil {
-		return "", err
+		return "", terminalStart(ReasonUnsupportedVolume, err, "")
 	}
 	return filepath.Join(r.Config.HostRoot, p), nil
 }
@@ -773,36 +689,6 @@ func (r *VolumeReplicationReconciler) basePath(ctx context.Context, vr *agentv1a
 	return p, nil
 }
 
-func (r *VolumeReplicationReconciler) claimAndVolume(ctx context.Context, vr *agentv1alpha1.VolumeReplication) (*corev1.PersistentVolumeClaim, *corev1.PersistentVolume, error) {
-	pvc := &corev1.PersistentVolumeClaim{}
-	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: vr.Namespace, Name: vr.Spec.ClaimName}, pvc); err != nil {
-		return nil, nil, fmt.Errorf("getting claim %s: %w", vr.Spec.ClaimName, err)
-	}
-	if pvc.Spec.VolumeName == "" {
-		return nil, nil, fmt.Errorf("claim %s is not bound", pvc.Name)
-	}
-	pv := &corev1.PersistentVolume{}
-	if err := r.Reader.Get(ctx, types.NamespacedName{Name: pvc.Spec.VolumeName}, pv); err != nil {
-		return nil, nil, fmt.Errorf("getting volume %s: %w", pvc.Spec.VolumeName, err)
-	}
-	if ref := pv.Spec.ClaimRef; ref == nil || ref.Namespace != pvc.Namespace || ref.Name != pvc.Name {
-		return nil, nil, fmt.Errorf("volume %s is not bound to claim %s/%s", pv.Name, pvc.Namespace, pvc.Name)
-	}
-	return pvc, pv, nil
-}
-
-func (r *VolumeReplicationReconciler) tlsConfig(ctx context.Context, vr *agentv1alpha1.VolumeReplication, role certs.Role) (*tls.Config, error) {
-	sec := &corev1.Secret{}
-	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: vr.Namespace, Name: vr.Spec.TLSSecretRef.Name}, sec); err != nil {
-		return nil, fmt.Errorf("getting TLS secret %s: %w", vr.Spec.TLSSecretRef.Name, err)
-	}
-	creds, err := certs.CredentialsFromSecretData(sec.Data, role)
-	if err != nil {
-		return nil, fmt.Errorf("TLS secret %s: %w", sec.Name, err)
-	}
-	return certs.TLSConfig(creds, role, vr.Spec.MigrationUID, r.Clock.Now)
-}
-
 // ---- abort, failure, status ----
 
 func (r *VolumeReplicationReconciler) abort(ctx context.Context, vr *agentv1alpha1.VolumeReplication) error {
@@ -813,13 +699,14 @@ func (r *VolumeReplicationReconciler) abort(ctx context.Context, vr *agentv1alph
 	r.stopAll(key)
 	msg := "aborted"
 	if vr.Spec.Role == agentv1alpha1.ReplicationRoleTarget {
-		// Remove the partial copy; only from a volume provisioned for
-		// this migration under a target root (targetPath checks both).
-		if p, err := r.targetPath(ctx, vr); err == nil {
-			if err := emptyDir(p); err != nil {
+		// Remove the partial copy and its directory; only a volume
+		// provisioned for this migration under a target root (targetPath
+		// checks both, and that no symbolic link leads elsewhere).
+		if p, err := r.targetPath(ctx, vr, false); err == nil {
+			if err := removeTargetDir(p); err != nil {
 				return fmt.Errorf("removing partial target data: %w", err)
 			}
-			msg = "aborted; partial target data removed"
+			msg = "aborted; partial target data and its directory removed"
 		} else {
 			msg = "aborted; target data not removed: " + err.Error()
 		}
@@ -833,18 +720,6 @@ func (r *VolumeReplicationReconciler) abort(ctx context.Context, vr *agentv1alph
 		s.Message = truncate(msg)
 		meta.RemoveStatusCondition(&s.Conditions, agentv1alpha1.ConditionReceiverReady)
 	})
-}
-
-func emptyDir(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, e := range entries {
-		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
-	}
-	return errors.Join(errs...)
 }
 
 func (r *VolumeReplicationReconciler) fail(ctx context.Context, vr *agentv1alpha1.VolumeReplication, err error) error {
@@ -888,11 +763,10 @@ func (r *VolumeReplicationReconciler) stopAll(key types.NamespacedName) {
 	delete(r.verified, key)
 	h := r.receivers[key]
 	delete(r.receivers, key)
+	rt := r.router
 	r.mu.Unlock()
 	if h != nil {
-		h.cancel()
-		_ = h.listener.Close()
-		_ = h.recv.Close()
+		h.stop(rt)
 		if r.Metrics != nil {
 			r.Metrics.active.WithLabelValues(roleTarget).Dec()
 		}

@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/livemigrate/livemigrate/agent/replication/rsync"
+	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
 
 // Pass names the kind of an rsync pass.
@@ -91,6 +92,10 @@ type Config struct {
 	OnPass func(PassResult)
 	// OnProgress receives rsync progress during a pass.
 	OnProgress func(Pass, int, rsync.Progress)
+	// Counter, when set, accumulates the bytes on the wire of the
+	// pre-copy and final passes as they are sent, so that a caller can
+	// report a pass in progress (PassResult.WireSent only comes at its end).
+	Counter *transport.Counter
 }
 
 // PassResult reports one pass.
@@ -246,6 +251,7 @@ func (s *Session) opts(pass Pass, round int, allowVanished bool) rsync.SendOptio
 		BandwidthLimit: s.cfg.BandwidthLimit,
 		BlockSize:      s.cfg.BlockSize,
 		AllowVanished:  allowVanished,
+		Counter:        s.cfg.Counter,
 	}
 	if s.cfg.OnProgress != nil {
 		o.OnProgress = func(p rsync.Progress) { s.cfg.OnProgress(pass, round, p) }
