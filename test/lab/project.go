@@ -443,7 +443,7 @@ func agentArgs(in *Instance) ([]string, error) {
 		"--insecure-registries=" + strings.Join(in.Lab.registryHosts(), ","),
 		"--replication-listen-host=127.0.0.1",
 		"--replication-advertise-host=" + advertise,
-		"--replication-port-min=" + port, "--replication-port-max=" + port,
+		"--replication-port=" + port,
 		"--replication-target-roots=" + in.Lab.Paths().VolumeRoot(),
 		"--replication-progress-interval=500ms",
 		"--metrics-bind-address=0",
