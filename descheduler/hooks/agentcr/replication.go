@@ -344,7 +344,7 @@ func (r *Replication) PreCopy(ctx context.Context, m migration.Migration, vol mi
 		}
 		sv = &agentv1alpha1.VolumeReplication{ObjectMeta: objectMeta(m, skey), Spec: agentv1alpha1.VolumeReplicationSpec{
 			MigrationUID: string(m.UID), Role: agentv1alpha1.ReplicationRoleSource, NodeName: vol.Node, ClaimName: vol.ClaimName,
-			PodName: vol.Pod, PeerAddress: tgt.Status.Endpoint, TLSSecretRef: corev1.LocalObjectReference{Name: tlsSecretName(m)},
+			PodName: vol.Pod, PeerAddress: tgt.Status.Endpoint, PeerServerName: tgt.Status.ServerName, TLSSecretRef: corev1.LocalObjectReference{Name: tlsSecretName(m)},
 			BandwidthLimit: bw, PreCopy: pre, Stage: agentv1alpha1.ReplicationStagePreCopy,
 		}}
 		if err := src.Create(ctx, sv); err != nil && !apierrors.IsAlreadyExists(err) {
