@@ -257,8 +257,8 @@ func TestAdmission(t *testing.T) {
 		lm   *lmv1alpha1.LiveMigration
 		want string
 	}{
-		{migration("admission", "to-source", "a"), "spec.targetCluster a is where Deployment app already runs"},
-		{migration("admission", "unknown", "zz"), `spec.targetCluster "zz" is not a member cluster`},
+		{migration("admission", "to-source", "a"), `spec.targetCluster: Invalid value: "a": Deployment app already runs on a`},
+		{migration("admission", "unknown", "zz"), `spec.targetCluster: Invalid value: "zz": is not a member cluster`},
 		{func() *lmv1alpha1.LiveMigration {
 			m := migration("admission", "kind", "b")
 			m.Spec.WorkloadRef.Kind = "DaemonSet"

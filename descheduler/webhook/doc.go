@@ -1,10 +1,17 @@
-// Package webhook is the validating admission webhook for LiveMigrations. It
-// rejects, with a message saying what to fix, what the CRD's CEL rules cannot
-// check because it needs other objects: a workload kind the controller cannot
-// migrate, a workload Karmada does not propagate or that runs on more than
-// one cluster, a target that is the source or not a Ready member cluster, and
-// a second active migration of the same workload. On update it only allows
-// setting spec.abort.
+// Package webhook is the validating admission webhook for LiveMigrations.
 //
-// It only reads the Karmada control plane; it never mutates a request.
+// On create it checks the spec's values as the CRD's CEL rules do (a
+// duration or quantity that does not parse, or is not greater than zero;
+// an unsupported workload kind), so that a cluster whose CRD predates those
+// rules refuses them too, and what the rules cannot check because it needs
+// other objects: a workload Karmada does not propagate or that runs on more
+// than one cluster, a target that is the source or not a Ready member
+// cluster, and a second active migration of the same workload (a migration
+// that has not started and whose spec is invalid does not count: the
+// controller fails it without acting). On update it only allows setting
+// spec.abort, comparing values, not their spellings.
+//
+// Every denial is an Invalid status whose causes name the field and say
+// what to write instead. It only reads the Karmada control plane; it never
+// mutates a request.
 package webhook
