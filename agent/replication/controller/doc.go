@@ -11,7 +11,15 @@
 // read under freeze. A failed pre-copy pass is retried (status.message, event
 // PassRetried, livemigrate_replication_pass_retries_total).
 //
-// Long-running work (a receiver's listener, a source's passes) runs in
+// Every receiver of the agent is a route on one shared listener
+// (transport.Router, Config.Port), named by RouteServerName and reported in
+// status.serverName; spec.listenPort gives a receiver a listener of its own.
+// A receiver or sender that cannot start reports why in its ReceiverReady or
+// SenderReady condition (StartReason), is retried while the cause is
+// transient and fails the object once it is terminal or outlasted
+// Config.StartRetryTimeout.
+//
+// Long-running work (a receiver's connections, a source's passes) runs in
 // goroutines owned by the reconciler, keyed by the object; the reconciler
 // starts, replaces and stops them from the object's spec and status alone, so
 // a restarted agent resumes from status (the round it reached) and an rsync

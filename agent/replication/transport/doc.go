@@ -3,7 +3,12 @@
 //
 // Listen accepts connections on the target agent and completes the TLS
 // handshake before handing a connection out, so nothing unauthenticated ever
-// reaches the rsync receiver. Dial opens a connection from the source agent.
+// reaches the rsync receiver. A Router does the same for any number of
+// replications on one listener: the client names its replication in the TLS
+// server name indication, and the handshake completes with that
+// replication's own configuration (tls.Config.GetConfigForClient), so each
+// peer is checked exactly as by a Listener of its own; a missing or unknown
+// name is refused. Dial opens a connection from the source agent.
 // Both sides check that the peer certificate was issued by the migration's CA,
 // is within its validity window and names the same migration UID with the
 // opposite role.
