@@ -335,3 +335,24 @@ func TestPlanLearnsRestoreTime(t *testing.T) {
 		t.Errorf("plan output lacks %q:\n%s", want, out.String())
 	}
 }
+
+// TestDescribeShowsVolumesDuringPass: a volume whose first pass is still
+// running (0 rounds) shows the bytes it has sent so far.
+func TestDescribeShowsVolumesDuringPass(t *testing.T) {
+	lm := status(lmv1alpha1.PhasePreCopy, 0, 100<<20, 0)
+	lm.Status.Volumes = []lmv1alpha1.VolumeMigrationStatus{
+		{ClaimName: "data-db-0", PodName: "db-0", PreCopyBytes: 100 << 20},
+		{ClaimName: "wal-db-0", PodName: "db-0", Rounds: 2, PreCopyBytes: 3 << 20, LastDeltaBytes: 4 << 10},
+	}
+	var out bytes.Buffer
+	Describe(&out, lm)
+	for _, want := range []string{
+		"Volumes:\n",
+		"  data-db-0                pod=db-0 rounds=0 sent=100.0MiB last-delta=0B final-delta=0B synced=false\n",
+		"  wal-db-0                 pod=db-0 rounds=2 sent=3.0MiB last-delta=4.0KiB final-delta=0B synced=false\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("describe output lacks %q:\n%s", want, out.String())
+		}
+	}
+}

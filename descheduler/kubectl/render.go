@@ -186,6 +186,13 @@ func Describe(out io.Writer, lm *lmv1alpha1.LiveMigration) {
 			fmt.Fprintf(out, "  %-13s %s\n", t.Phase, t.EnteredAt.UTC().Format(time.RFC3339))
 		}
 	}
+	if len(st.Volumes) > 0 {
+		fmt.Fprintln(out, "Volumes:")
+		for _, v := range st.Volumes {
+			fmt.Fprintf(out, "  %-24s pod=%s rounds=%d sent=%s last-delta=%s final-delta=%s synced=%v\n", v.ClaimName, orDash(v.PodName), v.Rounds,
+				FormatBytes(v.PreCopyBytes), FormatBytes(v.LastDeltaBytes), FormatBytes(v.FinalDeltaBytes), v.Synced)
+		}
+	}
 	if len(st.Pods) > 0 {
 		fmt.Fprintln(out, "Pods:")
 		for _, p := range st.Pods {
