@@ -31,6 +31,12 @@
 //   - TestDeploymentBothPodsMigrate: a 2-replica Deployment (memory-only lab
 //     apps); each source pod's checkpoint is restored by exactly one target
 //     pod.
+//   - TestMoveBack: one StatefulSet moves member1 → member2 → member1 →
+//     member2, every leg checked as above; each source keeps its claim,
+//     marked retained, and the move back is not blocked by it: the second
+//     leg replaces the user's original claim (outside the agents' root), the
+//     third adopts the claim the first provisioned and pre-copies only the
+//     changes.
 //
 // It needs root (cgroup freezer, /proc/<pid>/mem, chroot of the
 // replication receiver), rsync and the lab binaries (make lab-binaries);

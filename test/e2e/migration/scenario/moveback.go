@@ -1,0 +1,95 @@
+package scenario
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// The marks of a claim retained in its source cluster after a successful
+// migration (descheduler/hooks/agentcr).
+const (
+	labelRetained         = "livemigrate.io/retained"
+	annotationRetainedFor = "livemigrate.io/retained-for"
+)
+
+// ClaimName is the claim of the app's first pod.
+func (a *App) ClaimName() string { return "data-" + a.Name + "-0" }
+
+// Claim reads the app's claim in a cluster, with its volume (nil when
+// unbound or gone).
+func (a *App) Claim(ctx context.Context, cluster string) (*corev1.PersistentVolumeClaim, *corev1.PersistentVolume, error) {
+	cs := a.Env.Members[cluster].Client.CoreV1()
+	c, err := cs.PersistentVolumeClaims(a.Namespace).Get(ctx, a.ClaimName(), metav1.GetOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("claim %s in %s: %w", a.ClaimName(), cluster, err)
+	}
+	if c.Spec.VolumeName == "" {
+		return c, nil, nil
+	}
+	pv, err := cs.PersistentVolumes().Get(ctx, c.Spec.VolumeName, metav1.GetOptions{})
+	if err != nil {
+		return c, nil, nil
+	}
+	return c, pv, nil
+}
+
+// CheckRetained checks that the app's claim in a cluster is the copy a
+// successful migration retained for it: marked (label and the workload it
+// is a copy of), not being deleted.
+func (a *App) CheckRetained(ctx context.Context, cluster string) (*corev1.PersistentVolumeClaim, error) {
+	c, _, err := a.Claim(ctx, cluster)
+	if err != nil {
+		return nil, err
+	}
+	want := a.Kind + ".apps/" + a.Name
+	if c.Labels[labelRetained] != "true" || c.Annotations[annotationRetainedFor] != want || c.DeletionTimestamp != nil {
+		return c, fmt.Errorf("claim %s in %s is not retained for %s: labels %v, annotations %v, deleting %v",
+			c.Name, cluster, want, c.Labels, c.Annotations, c.DeletionTimestamp != nil)
+	}
+	return c, nil
+}
+
+// VolumeDir is the host directory of the pod's volume (where its log is).
+func (p *Pod) VolumeDir() string { return filepath.Dir(p.LogPath()) }
+
+// WriteBallast writes size random bytes to name in dir and returns their
+// SHA-256: data the workload never changes, which a migration must carry
+// and a pre-copy over a retained copy need not send again.
+func WriteBallast(dir, name string, size int64) (string, error) {
+	f, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	_, err = io.CopyN(io.MultiWriter(f, h), rand.Reader, size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("writing %s: %w", name, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// FileSHA256 is the SHA-256 of a file.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
