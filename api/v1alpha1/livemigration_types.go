@@ -39,7 +39,9 @@ const (
 	// ConditionRebound is True while the ResourceBinding points at the target.
 	ConditionRebound = "Rebound"
 	// ConditionAdmitted is False (reason ConcurrencyLimit) while the migration
-	// waits in Pending for the concurrency budget, True once admitted.
+	// waits in Pending for the concurrency budget, True once admitted; False
+	// (reason InvalidSpec) on a migration the controller failed without
+	// acting because it cannot act on its spec.
 	ConditionAdmitted = "Admitted"
 	// ConditionCompleted is True once the migration reached Succeeded or Failed.
 	ConditionCompleted = "Completed"
