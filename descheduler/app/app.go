@@ -143,6 +143,11 @@ func Run(ctx context.Context, o *options.Options) error {
 	if err != nil {
 		return fmt.Errorf("--source-claim-policy: %w", err)
 	}
+	// Always: claims retained under an earlier --source-claim-retention
+	// carry their own deadline.
+	if err := mgr.Add(&agentcr.RetentionSweeper{Clients: members, Clusters: mgr.GetClient(), Clock: clock.RealClock{}}); err != nil {
+		return err
+	}
 	r := &migration.Reconciler{
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("livemigrate-descheduler"),
@@ -158,7 +163,7 @@ func Run(ctx context.Context, o *options.Options) error {
 			Picker:        &placement.Picker{Client: mgr.GetClient(), Plugins: plugins},
 			Watcher:       watcher,
 			Compatibility: &workload.Compatibility{Clients: members},
-			SourceClaims:  &agentcr.SourceClaims{Clients: members, Policy: claimPolicy},
+			SourceClaims:  &agentcr.SourceClaims{Clients: members, Policy: claimPolicy, Retention: o.SourceClaimRetention, Clock: clock.RealClock{}},
 		},
 		MemberEvents: watcher.Events,
 		Config: migration.Config{

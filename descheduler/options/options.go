@@ -87,6 +87,9 @@ type Options struct {
 	// SourceClaimPolicy (Retain or Delete) is what becomes of the source
 	// cluster's claims after a successful migration.
 	SourceClaimPolicy string
+	// SourceClaimRetention is how long a retained source claim is kept;
+	// 0 keeps it until it is deleted or adopted.
+	SourceClaimRetention time.Duration
 }
 
 // New returns the default options.
@@ -148,6 +151,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MemberBurst, "member-burst", o.MemberBurst, "Burst of each member-cluster client.")
 	fs.IntVar(&o.MaxActive, "max-active-migrations", o.MaxActive, "Migrations allowed past Pending at once, globally (0: unlimited).")
 	fs.StringVar(&o.SourceClaimPolicy, "source-claim-policy", o.SourceClaimPolicy, "What becomes of the source cluster's claims once a migration succeeded: Retain keeps each claim and its volume, marked as the retained copy of the workload (a later migration of the workload back into that cluster reuses it as its pre-copy base, or replaces it); Delete deletes them (the volumes follow their reclaim policy). A LiveMigration's annotation livemigrate.io/source-claim-policy overrides it.")
+	fs.DurationVar(&o.SourceClaimRetention, "source-claim-retention", o.SourceClaimRetention, "How long a source claim retained after a migration (--source-claim-policy=Retain) is kept before the descheduler deletes it (checked every 5 minutes; never while a pod mounts it; a move back adopts it before that). 0 keeps it until it is deleted or adopted.")
 	fs.IntVar(&o.MaxActivePerCluster, "max-active-migrations-per-cluster", o.MaxActivePerCluster, "Migrations allowed past Pending at once per member cluster, as source or target (0: unlimited).")
 }
 
@@ -197,6 +201,9 @@ func (o *Options) Validate() field.ErrorList {
 	}
 	if !filepath.IsAbs(o.ReplicationTargetRoot) || filepath.Clean(o.ReplicationTargetRoot) == "/" {
 		errs = append(errs, field.Invalid(p.Child("replication-target-root"), o.ReplicationTargetRoot, "must be an absolute directory other than /"))
+	}
+	if o.SourceClaimRetention < 0 {
+		errs = append(errs, field.Invalid(p.Child("source-claim-retention"), o.SourceClaimRetention.String(), "must not be negative (0 keeps retained claims until they are deleted)"))
 	}
 	if !strings.EqualFold(o.SourceClaimPolicy, "Retain") && !strings.EqualFold(o.SourceClaimPolicy, "Delete") {
 		errs = append(errs, field.NotSupported(p.Child("source-claim-policy"), o.SourceClaimPolicy, []string{"Retain", "Delete"}))

@@ -31,6 +31,8 @@ func TestValidate(t *testing.T) {
 			want: []string{"flags.default-bandwidth", "flags.poll-interval", "flags.precopy-max-rounds", "flags.webhook-port"},
 		},
 		"source claim policy":               {args: []string{"--checkpoint-repository=r", "--source-claim-policy=delete"}},
+		"source claim retention":            {args: []string{"--checkpoint-repository=r", "--source-claim-retention=72h"}},
+		"negative source claim retention":   {args: []string{"--checkpoint-repository=r", "--source-claim-retention=-1h"}, want: []string{"flags.source-claim-retention"}},
 		"bad source claim policy":           {args: []string{"--checkpoint-repository=r", "--source-claim-policy=Keep"}, want: []string{"flags.source-claim-policy"}},
 		"negative limits":                   {args: []string{"--checkpoint-repository=r", "--max-active-migrations=-1"}, want: []string{"flags.max-active-migrations"}},
 		"webhook disabled ignores its port": {args: []string{"--checkpoint-repository=r", "--enable-webhook=false", "--webhook-port=0"}},

@@ -2,6 +2,7 @@ package agentcr
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,12 @@ import (
 
 type clients map[string]client.Client
 
-func (c clients) Get(_ context.Context, name string) (client.Client, error) { return c[name], nil }
+func (c clients) Get(_ context.Context, name string) (client.Client, error) {
+	if cl, ok := c[name]; ok {
+		return cl, nil
+	}
+	return nil, fmt.Errorf("no client for cluster %s", name)
+}
 
 func member(objs ...client.Object) client.Client {
 	return fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(objs...).

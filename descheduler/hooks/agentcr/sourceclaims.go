@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/livemigrate/livemigrate/agent/replication/provision"
@@ -34,6 +36,9 @@ const (
 	// AnnotationRetainedBy names the migration that left it:
 	// <namespace>/<name> uid=<uid>.
 	AnnotationRetainedBy = "livemigrate.io/retained-by"
+	// AnnotationRetainedUntil (RFC 3339), when set, is when the
+	// RetentionSweeper deletes the claim.
+	AnnotationRetainedUntil = "livemigrate.io/retained-until"
 	// AnnotationAdoptedFrom, on a claim a migration adopted, is the
 	// AnnotationRetainedBy it carried.
 	AnnotationAdoptedFrom = "livemigrate.io/adopted-from"
@@ -62,6 +67,12 @@ type SourceClaims struct {
 	Clients ClientGetter
 	// Policy is the default (the descheduler's --source-claim-policy).
 	Policy migration.SourceClaimPolicy
+	// Retention, when positive, is how long a retained claim is kept
+	// (AnnotationRetainedUntil; the RetentionSweeper deletes it after);
+	// 0 keeps it until it is deleted or adopted.
+	Retention time.Duration
+	// Clock dates AnnotationRetainedUntil; the real clock when nil.
+	Clock clock.PassiveClock
 }
 
 var _ migration.SourceClaimHook = &SourceClaims{}
@@ -130,6 +141,14 @@ func (s *SourceClaims) Settle(ctx context.Context, m migration.Migration, vol mi
 		c.Annotations = mergeMaps(c.Annotations, map[string]string{
 			AnnotationRetainedFor: WorkloadKey(m), AnnotationRetainedClaimUID: string(c.UID), AnnotationRetainedBy: by,
 		})
+		delete(c.Annotations, AnnotationRetainedUntil)
+		if s.Retention > 0 {
+			clk := s.Clock
+			if clk == nil {
+				clk = clock.RealClock{}
+			}
+			c.Annotations[AnnotationRetainedUntil] = clk.Now().Add(s.Retention).UTC().Format(time.RFC3339)
+		}
 		if err := src.Patch(ctx, c, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
 			return false, fmt.Errorf("marking claim %s in %s as retained: %w", vol.ClaimName, m.Source, err)
 		}
@@ -277,7 +296,7 @@ func adopt(ctx context.Context, dst client.Client, m migration.Migration, c *cor
 	c.Labels = mergeMaps(c.Labels, map[string]string{LabelMigrationUID: string(m.UID)})
 	delete(c.Labels, LabelRetained)
 	c.Annotations = mergeMaps(c.Annotations, map[string]string{AnnotationMigration: m.Name, AnnotationAdoptedFrom: c.Annotations[AnnotationRetainedBy]})
-	for _, k := range []string{AnnotationRetainedFor, AnnotationRetainedClaimUID, AnnotationRetainedBy} {
+	for _, k := range []string{AnnotationRetainedFor, AnnotationRetainedClaimUID, AnnotationRetainedBy, AnnotationRetainedUntil} {
 		delete(c.Annotations, k)
 	}
 	if err := dst.Patch(ctx, c, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
@@ -289,8 +308,14 @@ func adopt(ctx context.Context, dst client.Client, m migration.Migration, c *cor
 // replace deletes a retained claim that cannot be adopted, and the volume a
 // migration provisioned for it.
 func replace(ctx context.Context, dst client.Client, m migration.Migration, c *corev1.PersistentVolumeClaim) error {
+	return deleteRetained(ctx, dst, m.Target, c)
+}
+
+// deleteRetained deletes a retained claim of a cluster, and the volume a
+// migration provisioned for it (another volume follows its reclaim policy).
+func deleteRetained(ctx context.Context, dst client.Client, cluster string, c *corev1.PersistentVolumeClaim) error {
 	if err := dst.Delete(ctx, c, client.Preconditions{UID: &c.UID}); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("deleting retained claim %s in %s: %w", c.Name, m.Target, err)
+		return fmt.Errorf("deleting retained claim %s in %s: %w", c.Name, cluster, err)
 	}
 	if c.Spec.VolumeName == "" {
 		return nil
@@ -303,7 +328,7 @@ func replace(ctx context.Context, dst client.Client, m migration.Migration, c *c
 		return nil // not ours: its reclaim policy decides
 	}
 	if err := dst.Delete(ctx, pv, client.Preconditions{UID: &pv.UID}); client.IgnoreNotFound(err) != nil {
-		return fmt.Errorf("deleting volume %s of retained claim %s in %s: %w", pv.Name, c.Name, m.Target, err)
+		return fmt.Errorf("deleting volume %s of retained claim %s in %s: %w", pv.Name, c.Name, cluster, err)
 	}
 	return nil
 }

@@ -5,16 +5,21 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 // back is the migration of the workload of mig back from b into a.
@@ -352,5 +357,80 @@ func TestTargetClaimNotLeftByUsBlocks(t *testing.T) {
 				t.Errorf("%d VolumeReplications created in the target, want none", len(vrs.Items))
 			}
 		})
+	}
+}
+
+// TestSettleRetainForAWhile: with a retention the mark says until when.
+func TestSettleRetainForAWhile(t *testing.T) {
+	src := member(boundClaim("data-db-0", "claim-uid-1", "src-pv"))
+	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC))
+	h := &SourceClaims{Clients: clients{"a": src}, Retention: 72 * time.Hour, Clock: clk}
+	settle(t, h, mig, migration.SourceClaimRetain)
+	if got := getClaim(t, src, "data-db-0").Annotations[AnnotationRetainedUntil]; got != "2026-03-07T05:06:07Z" {
+		t.Errorf("%s = %q, want 72h after the migration", AnnotationRetainedUntil, got)
+	}
+	// A later Settle of the same migration does not push it back.
+	clk.SetTime(clk.Now().Add(time.Hour))
+	settle(t, h, mig, migration.SourceClaimRetain)
+	if got := getClaim(t, src, "data-db-0").Annotations[AnnotationRetainedUntil]; got != "2026-03-07T05:06:07Z" {
+		t.Errorf("%s = %q after a second Settle, want unchanged", AnnotationRetainedUntil, got)
+	}
+}
+
+// TestRetentionSweeperDeletesExpiredClaims: a retained claim whose
+// retention ended is deleted with the volume a migration provisioned for
+// it; one still retained, one without a deadline, one a pod mounts and
+// another cluster's unreachable state do not stop the rest.
+func TestRetentionSweeperDeletesExpiredClaims(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	retained := func(name, until, pv string) *corev1.PersistentVolumeClaim {
+		c := boundClaim(name, types.UID("uid-"+name), pv)
+		c.Labels[LabelRetained] = "true"
+		c.Annotations = map[string]string{AnnotationRetainedFor: "StatefulSet.apps/db", AnnotationRetainedClaimUID: "uid-" + name}
+		if until != "" {
+			c.Annotations[AnnotationRetainedUntil] = until
+		}
+		return c
+	}
+	ours := localVolume("lm-expired", "/var/lib/livemigrate/volumes/ns/lm-expired", "n1", "expired", "uid-expired")
+	ours.Labels = map[string]string{LabelMigrationUID: "m1"}
+	users := localVolume("users-pv", "/disks/x", "n1", "expired-users", "uid-expired-users")
+	mounted := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "restored-by-hand"}, Spec: corev1.PodSpec{
+		Volumes: []corev1.Volume{{Name: "d", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "expired-mounted"}}}}}}
+	a := member(ours, users, mounted,
+		retained("expired", "2026-03-04T05:00:00Z", ours.Name),
+		retained("expired-users", "2026-03-04T05:06:07Z", users.Name),
+		retained("expired-mounted", "2026-03-01T00:00:00Z", ""),
+		retained("later", "2026-03-04T06:00:00Z", ""),
+		retained("forever", "", ""),
+		retained("garbled", "tomorrow", ""),
+	)
+	karmada := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(
+		builder.MakeCluster("a").Obj(), builder.MakeCluster("gone").Obj()).Build()
+	s := &RetentionSweeper{Clients: clients{"a": a}, Clusters: karmada, Clock: clocktesting.NewFakePassiveClock(now)}
+	n, err := s.Sweep(ctx)
+	if n != 2 {
+		t.Errorf("Sweep deleted %d claims, want 2", n)
+	}
+	if err == nil || !strings.Contains(err.Error(), "gone") {
+		t.Errorf("Sweep error = %v, want the unreachable cluster named", err)
+	}
+	var left corev1.PersistentVolumeClaimList
+	if err := a.List(ctx, &left); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, c := range left.Items {
+		names = append(names, c.Name)
+	}
+	if diff := cmp.Diff([]string{"expired-mounted", "forever", "garbled", "later"}, names); diff != "" {
+		t.Errorf("claims left (-want +got):\n%s", diff)
+	}
+	if err := a.Get(ctx, types.NamespacedName{Name: ours.Name}, &corev1.PersistentVolume{}); err == nil {
+		t.Error("the volume a migration provisioned for an expired claim is left")
+	}
+	if err := a.Get(ctx, types.NamespacedName{Name: users.Name}, &corev1.PersistentVolume{}); err != nil {
+		t.Errorf("a volume no migration provisioned was deleted: %v", err)
 	}
 }
