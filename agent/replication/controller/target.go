@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -216,11 +217,10 @@ func (r *VolumeReplicationReconciler) sharedRouter() (*transport.Router, error) 
 	}
 	log := klog.Background().WithName("replication").WithValues("listener", rt.Addr().String())
 	rt.OnReject = func(remote net.Addr, serverName string, err error) { r.rejected(log, remote, serverName, err) }
-	go func() {
-		if err := rt.Serve(); err != nil {
-			log.Error(err, "Shared replication listener stopped")
-		}
-	}()
+	rt.OnAcceptError = func(err error, pause time.Duration) {
+		log.Error(err, "Accepting a replication connection failed; retrying", "pause", pause)
+	}
+	go func() { _ = rt.Serve() }()
 	log.Info("Shared replication listener started")
 	r.router = rt
 	return rt, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 )
 
 // MaxPendingHandshakes bounds the connections of a Router whose TLS
@@ -37,11 +38,18 @@ type Router struct {
 	// OnReject, when set, is called with every connection that is refused:
 	// unknown or missing server name, failed handshake or peer check.
 	OnReject func(remote net.Addr, serverName string, err error)
+	// OnAcceptError, when set, is called with an accept error and the
+	// pause before the next attempt.
+	OnAcceptError func(err error, pause time.Duration)
 
 	mu      sync.RWMutex
 	routes  map[string]*route
 	pending chan struct{}
 	wg      sync.WaitGroup
+	// shaking are the connections whose handshake is in progress; Close
+	// closes them.
+	shaking map[net.Conn]struct{}
+	closed  bool
 }
 
 type route struct {
@@ -56,7 +64,7 @@ func ListenRouter(addr string) (*Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	return &Router{inner: l, routes: map[string]*route{}, pending: make(chan struct{}, MaxPendingHandshakes)}, nil
+	return &Router{inner: l, routes: map[string]*route{}, shaking: map[net.Conn]struct{}{}, pending: make(chan struct{}, MaxPendingHandshakes)}, nil
 }
 
 // Addr is the listening address.
@@ -103,23 +111,40 @@ func (r *Router) lookup(serverName string) *route {
 }
 
 // Serve accepts connections until Close; each is handshaken in its own
-// goroutine so that a slow or silent client delays no other.
+// goroutine so that a slow or silent client delays no other. An accept
+// error (out of file descriptors, …) is retried after a growing pause, as
+// net/http does, instead of stopping every replication of the node.
 func (r *Router) Serve() error {
+	var pause time.Duration
 	for {
 		c, err := r.inner.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return err
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			if r.OnAcceptError != nil {
+				r.OnAcceptError(err, pause)
+			}
+			time.Sleep(pause)
+			continue
 		}
+		pause = 0
 		select {
 		case r.pending <- struct{}{}:
 		default:
 			r.reject(c, "", ErrTooManyHandshakes)
 			continue
 		}
+		r.mu.Lock()
+		if r.closed {
+			r.mu.Unlock()
+			_ = c.Close()
+			return nil
+		}
+		r.shaking[c] = struct{}{}
 		r.wg.Add(1)
+		r.mu.Unlock()
 		go func() {
 			tc, rt := r.handshake(c)
 			r.wg.Done()
@@ -154,6 +179,9 @@ func (r *Router) handshake(c net.Conn) (*tls.Conn, *route) {
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	<-r.pending
+	r.mu.Lock()
+	delete(r.shaking, c)
+	r.mu.Unlock()
 	if err != nil {
 		r.reject(c, name, err)
 		return nil, nil
@@ -168,16 +196,25 @@ func (r *Router) handshake(c net.Conn) (*tls.Conn, *route) {
 }
 
 func (r *Router) reject(c net.Conn, serverName string, err error) {
-	if r.OnReject != nil {
+	r.mu.RLock()
+	closed := r.closed
+	r.mu.RUnlock()
+	if r.OnReject != nil && !closed {
 		r.OnReject(c.RemoteAddr(), serverName, err)
 	}
 	_ = c.Close()
 }
 
-// Close stops listening and waits for the handshakes in progress; the
-// routes' handlers own the connections they were given.
+// Close stops listening, ends the handshakes in progress and waits for
+// them; the routes' handlers own the connections they were given.
 func (r *Router) Close() error {
 	err := r.inner.Close()
+	r.mu.Lock()
+	r.closed = true
+	for c := range r.shaking {
+		_ = c.Close()
+	}
+	r.mu.Unlock()
 	r.wg.Wait()
 	return err
 }

@@ -33,7 +33,12 @@ func startRouter(t *testing.T) *routedServer {
 		t.Fatal(err)
 	}
 	s := &routedServer{router: rt, rejected: make(chan rejection, 16)}
-	rt.OnReject = func(_ net.Addr, name string, err error) { s.rejected <- rejection{name: name, err: err} }
+	rt.OnReject = func(_ net.Addr, name string, err error) {
+		select {
+		case s.rejected <- rejection{name: name, err: err}:
+		default: // a test that does not look at them
+		}
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = rt.Serve() }()
 	t.Cleanup(func() { _ = rt.Close(); <-done })
@@ -178,5 +183,65 @@ func TestRouterAddRequiresClientAuth(t *testing.T) {
 	defer rt.Close()
 	if err := rt.Add("x", &tls.Config{}, func(*tls.Conn) {}); err == nil { //nolint:gosec // test
 		t.Fatal("Add accepted a config without client authentication")
+	}
+}
+
+// TestRouterBoundsPendingHandshakes: clients that connect and never
+// handshake hold at most MaxPendingHandshakes slots; the next connection
+// is refused at once, and a slot is free again once one of them leaves.
+func TestRouterBoundsPendingHandshakes(t *testing.T) {
+	s := startRouter(t)
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range MaxPendingHandshakes {
+		c, err := net.Dial("tcp", s.router.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	extra, err := net.Dial("tcp", s.router.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	select {
+	case r := <-s.rejected:
+		if !errors.Is(r.err, ErrTooManyHandshakes) {
+			t.Errorf("rejected with %v, want ErrTooManyHandshakes", r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a connection past the bound was not refused")
+	}
+}
+
+// TestRouterCloseEndsHandshakes: Close does not wait for silent clients.
+func TestRouterCloseEndsHandshakes(t *testing.T) {
+	rt, err := ListenRouter("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = rt.Serve() }()
+	c, err := net.Dial("tcp", rt.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(rt.pending) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	start := time.Now()
+	if err := rt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close took %v with a silent client, want it to end the handshake at once", d)
 	}
 }
