@@ -126,6 +126,9 @@ func docsMigration(t *testing.T, env *scenario.Env, ex scenario.DocExample) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if st := obs.Migration.Status; !st.Phase.IsTerminal() {
+		t.Fatalf("the example did not reach a terminal phase: phase %q, conditions %+v (kubectl: %v)", st.Phase, st.Conditions, obs.Err)
+	}
 	t.Logf("applied and followed in %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
 
 	stored, err := env.StoredSpec(ctx, "livemigrations.livemigrate.io", ns, u.GetName())

@@ -148,8 +148,11 @@ func (a *App) ApplyMigration(ctx context.Context, manifest []byte, name, target 
 	obs.Duration = time.Since(start)
 	stop()
 	wg.Wait()
+	// Read where it ended even when ctx ran out waiting for it.
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
 	lm := &lmv1alpha1.LiveMigration{}
-	if err := a.Env.Karmada.CR.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: name}, lm); err != nil {
+	if err := a.Env.Karmada.CR.Get(gctx, client.ObjectKey{Namespace: a.Namespace, Name: name}, lm); err != nil {
 		return obs, err
 	}
 	obs.Migration = lm
