@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/test/e2e/migration/scenario"
 )
 
@@ -30,6 +31,11 @@ const ballastSize = 48 << 20
 //   - member1 → member2 finds the claim the first leg provisioned there,
 //     retained, and adopts it as the pre-copy base: the same claim, and the
 //     pre-copy sends only what changed since (a fraction of the ballast).
+//
+// A fourth leg, member2 → member1, adopts the claim the second leg
+// provisioned, with the policy Delete (the LiveMigration's annotation):
+// member2's claim and the volume the first leg provisioned for it are
+// deleted once the source pod is gone.
 func TestMoveBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
@@ -52,14 +58,29 @@ func TestMoveBack(t *testing.T) {
 	}
 
 	// leg moves the app to cluster and checks every invariant, the
-	// volume's content and that the source kept its claim, retained.
-	leg := func(n int, to string) (precopy int64) {
+	// volume's content and that the source kept its claim, retained, or
+	// with policy Delete (the LiveMigration's annotation, set while it
+	// pre-copies) that it deleted it.
+	leg := func(n int, to string, policy string) (precopy int64) {
 		t.Helper()
 		from := app.Source
 		if _, err := app.WaitRunning(ctx, from, 0); err != nil {
 			t.Fatal(err)
 		}
-		obs, err := app.Move(ctx, scenario.MoveOptions{To: to, Name: fmt.Sprintf("mb-%d", n)})
+		o := scenario.MoveOptions{To: to, Name: fmt.Sprintf("mb-%d", n)}
+		if policy != "" {
+			// As soon as kubectl created it (During may see the previous
+			// migration of the namespace, already past Pending).
+			o.DuringPhase = lmv1alpha1.PhasePending
+			o.During = func(ctx context.Context, _ *lmv1alpha1.LiveMigration) error {
+				return app.Annotate(ctx, o.Name, "livemigrate.io/source-claim-policy", policy)
+			}
+		}
+		srcClaim, srcPV, err := app.Claim(ctx, from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obs, err := app.Move(ctx, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +91,11 @@ func TestMoveBack(t *testing.T) {
 		if got, err := scenario.FileSHA256(filepath.Join(res.Target.VolumeDir(), "ballast")); err != nil || got != sum {
 			t.Errorf("leg %d: the ballast in %s has SHA-256 %s (%v), want %s", n, to, got, err, sum)
 		}
-		if _, err := app.CheckRetained(ctx, from); err != nil {
+		if policy == "Delete" {
+			if err := app.CheckDeleted(ctx, from, srcClaim, srcPV); err != nil {
+				t.Errorf("leg %d: %v", n, err)
+			}
+		} else if _, err := app.CheckRetained(ctx, from); err != nil {
 			t.Errorf("leg %d: %v", n, err)
 		}
 		c, _, err := app.Claim(ctx, to)
@@ -84,7 +109,7 @@ func TestMoveBack(t *testing.T) {
 		return obs.Migration.Status.Bytes.VolumePreCopy
 	}
 
-	pre1 := leg(1, "member2")
+	pre1 := leg(1, "member2", "")
 	if pre1 < ballastSize {
 		t.Errorf("leg 1 pre-copied %d bytes, less than the %d-byte ballast", pre1, ballastSize)
 	}
@@ -93,7 +118,7 @@ func TestMoveBack(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	pre2 := leg(2, "member1")
+	pre2 := leg(2, "member1", "")
 	back, backPV, err := app.Claim(ctx, "member1")
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +130,7 @@ func TestMoveBack(t *testing.T) {
 		t.Errorf("leg 2: the claim in member1 is bound to %+v, want a local volume under %s", backPV, env.Paths.VolumeRoot())
 	}
 
-	pre3 := leg(3, "member2")
+	pre3 := leg(3, "member2", "")
 	again, againPV, err := app.Claim(ctx, "member2")
 	if err != nil {
 		t.Fatal(err)
@@ -116,5 +141,16 @@ func TestMoveBack(t *testing.T) {
 	if pre3 >= ballastSize/6 {
 		t.Errorf("leg 3 pre-copied %d bytes over the retained copy, want only the changes (under %d)", pre3, ballastSize/6)
 	}
-	t.Logf("volume pre-copy: leg 1 (new claim) %d bytes, leg 2 (retained claim replaced) %d bytes, leg 3 (retained claim adopted) %d bytes", pre1, pre2, pre3)
+
+	// Policy Delete: member2 deletes the claim and the volume the first leg
+	// provisioned; member1's claim, provisioned by the second leg and
+	// retained by the third, is adopted.
+	pre4 := leg(4, "member1", "Delete")
+	if c, _, err := app.Claim(ctx, "member1"); err != nil || c.UID != back.UID {
+		t.Errorf("leg 4 did not adopt the claim retained in member1: %v", err)
+	}
+	if pre4 >= ballastSize/6 {
+		t.Errorf("leg 4 pre-copied %d bytes over the retained copy, want only the changes (under %d)", pre4, ballastSize/6)
+	}
+	t.Logf("volume pre-copy: leg 1 (new claim) %d bytes, leg 2 (retained claim replaced) %d bytes, leg 3 (retained claim adopted) %d bytes, leg 4 (adopted, source claim deleted) %d bytes", pre1, pre2, pre3, pre4)
 }

@@ -9,9 +9,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
 
 // The marks of a claim retained in its source cluster after a successful
@@ -56,6 +61,61 @@ func (a *App) CheckRetained(ctx context.Context, cluster string) (*corev1.Persis
 			c.Name, cluster, want, c.Labels, c.Annotations, c.DeletionTimestamp != nil)
 	}
 	return c, nil
+}
+
+// CheckDeleted waits until the claim (the one given: its UID) is gone from
+// the cluster, and the volume it was bound to when that volume was one a
+// migration provisioned (labelled); another volume must still be there.
+func (a *App) CheckDeleted(ctx context.Context, cluster string, c *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) error {
+	cs := a.Env.Members[cluster].Client.CoreV1()
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	return poll(ctx, "claim "+c.Name+" and its volume deleted in "+cluster, func() (bool, string, error) {
+		got, err := cs.PersistentVolumeClaims(c.Namespace).Get(ctx, c.Name, metav1.GetOptions{})
+		switch {
+		case err == nil && got.UID == c.UID:
+			return false, fmt.Sprintf("claim still there (deleting: %v)", got.DeletionTimestamp != nil), nil
+		case err != nil && !apierrors.IsNotFound(err):
+			return false, err.Error(), nil
+		}
+		if pv == nil {
+			return true, "", nil
+		}
+		_, err = cs.PersistentVolumes().Get(ctx, pv.Name, metav1.GetOptions{})
+		ours := pv.Labels[labelMigrationUID] != ""
+		switch {
+		case ours && err == nil:
+			return false, "volume " + pv.Name + " a migration provisioned still there", nil
+		case !ours && apierrors.IsNotFound(err):
+			return false, "", fmt.Errorf("volume %s, which no migration provisioned, was deleted", pv.Name)
+		}
+		return true, "", nil
+	})
+}
+
+// Annotate sets an annotation on the LiveMigration name of the app's
+// namespace, waiting for it to be created.
+func (a *App) Annotate(ctx context.Context, name, key, value string) error {
+	lm := &lmv1alpha1.LiveMigration{}
+	if err := poll(ctx, "LiveMigration "+name, func() (bool, string, error) {
+		err := a.Env.Karmada.CR.Get(ctx, client.ObjectKey{Namespace: a.Namespace, Name: name}, lm)
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		return true, "", nil
+	}); err != nil {
+		return err
+	}
+	patch := client.MergeFrom(lm.DeepCopy())
+	if lm.Annotations == nil {
+		lm.Annotations = map[string]string{}
+	}
+	lm.Annotations[key] = value
+	if err := a.Env.Karmada.CR.Patch(ctx, lm, patch); err != nil {
+		return fmt.Errorf("annotating LiveMigration %s: %w", name, err)
+	}
+	a.Env.Logf("LiveMigration %s annotated %s=%s in phase %q", name, key, value, lm.Status.Phase)
+	return nil
 }
 
 // VolumeDir is the host directory of the pod's volume (where its log is).
