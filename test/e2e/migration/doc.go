@@ -36,7 +36,8 @@
 //     marked retained, and the move back is not blocked by it: the second
 //     leg replaces the user's original claim (outside the agents' root), the
 //     third adopts the claim the first provisioned and pre-copies only the
-//     changes.
+//     changes; a fourth leg back to member1, with the LiveMigration's
+//     source-claim-policy Delete, adopts again and deletes member2's claim.
 //
 // It needs root (cgroup freezer, /proc/<pid>/mem, chroot of the
 // replication receiver), rsync and the lab binaries (make lab-binaries);
