@@ -3,6 +3,7 @@ package migration
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,6 +81,54 @@ func TestDocsExamples(t *testing.T) {
 	}
 	if migrations == 0 {
 		t.Fatalf("no LiveMigration example in %v: docs/livemigration.md shows one", rel)
+	}
+	for _, ex := range examples {
+		if gvk := ex.Object.GroupVersionKind(); gvk.Group == lmv1alpha1.GroupVersion.Group && gvk.Kind == "LiveMigration" {
+			t.Run("refusals of "+ex.String(), func(t *testing.T) { docsRefusals(t, env, ex) })
+		}
+	}
+}
+
+// docsRefusals applies the example with one value made wrong, as a reader
+// might write it: the lab's kube-apiserver must refuse it naming the field
+// and what to write, without the error that names no field.
+func docsRefusals(t *testing.T, env *scenario.Env, ex scenario.DocExample) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ns := ex.Object.GetNamespace()
+	if ns == "" {
+		ns = "default"
+	}
+	if _, err := env.Kubectl(ctx, []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: "+ns+"}\n"), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
+	}
+	text := string(ex.YAML)
+	cases := []struct {
+		old, new, want string
+	}{
+		{"preCopy: 30m", "preCopy: banana", `spec.timeouts.preCopy: Invalid value: "banana": ` + lmv1alpha1.MsgTimeout},
+		{"checkpointing: 5m", "checkpointing: 0s", `spec.timeouts.checkpointing: Invalid value: "0s": ` + lmv1alpha1.MsgTimeout},
+		{"downtimeBudget: 2s", "downtimeBudget: -2s", `spec.downtimeBudget: Invalid value: "-2s": ` + lmv1alpha1.MsgDowntimeBudget},
+		{"bandwidthLimit: 200Mi", "bandwidthLimit: 0", `spec.bandwidthLimit: Invalid value: 0: ` + lmv1alpha1.MsgBandwidthLimit},
+		{"convergenceThreshold: 64Mi", "convergenceThreshold: -1", `spec.preCopy.convergenceThreshold: Invalid value: -1: ` + lmv1alpha1.MsgConvergenceThreshold},
+		{"kind: StatefulSet", "kind: DaemonSet", `spec.workloadRef.kind: Invalid value: "DaemonSet": ` + lmv1alpha1.MsgWorkloadKind},
+	}
+	for _, tc := range cases {
+		if !strings.Contains(text, tc.old) {
+			t.Errorf("the example has no %q any more: update this test", tc.old)
+			continue
+		}
+		wrong := strings.Replace(text, tc.old, tc.new, 1)
+		wrong = strings.Replace(wrong, "name: "+ex.Object.GetName(), "name: "+ex.Object.GetName()+"-refused", 1)
+		out, err := env.Kubectl(ctx, []byte(wrong), "apply", "-f", "-")
+		switch {
+		case err == nil:
+			t.Errorf("%s: admitted: %s", tc.new, out)
+		case !strings.Contains(string(out), tc.want):
+			t.Errorf("%s: kubectl says %s\nwant %q", tc.new, out, tc.want)
+		case strings.Contains(string(out), "some validation rules were not checked"):
+			t.Errorf("%s: kubectl says %s\nwith an error that names no field", tc.new, out)
+		}
 	}
 }
 
