@@ -157,7 +157,7 @@ type LiveMigrationSpec struct {
 	// TargetCluster is the member cluster to move to. When empty, the
 	// controller picks the best-scored Ready cluster with the Capacity and
 	// Latency scoring of the livemigrate scheduler.
-	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="size(self) <= 253",message="must be the name of a member cluster (at most 253 characters; see kubectl get clusters)"
 	// +optional
 	TargetCluster string `json:"targetCluster,omitempty"`
 

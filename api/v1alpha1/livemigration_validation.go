@@ -20,6 +20,7 @@ const (
 	MsgBandwidthLimit       = "must be a quantity of bytes per second greater than zero, such as 200Mi (omit it for no limit)"
 	MsgConvergenceThreshold = "must be a quantity of bytes greater than zero, such as 64Mi (omit it for the controller's default)"
 	MsgMaxRounds            = "must be between 1 and 100 (omit it for the controller's default)"
+	MsgTargetCluster        = "must be the name of a member cluster (at most 253 characters; see kubectl get clusters)"
 )
 
 // SupportedWorkloadKinds are the workload kinds the controller migrates.
@@ -51,6 +52,9 @@ func (s *LiveMigrationSpec) Validate(fldPath *field.Path) field.ErrorList {
 		errs = append(errs, field.Required(refPath.Child("name"), MsgWorkloadNameRequired))
 	case len(ref.Name) > 253:
 		errs = append(errs, field.Invalid(refPath.Child("name"), ref.Name, MsgWorkloadName))
+	}
+	if len(s.TargetCluster) > 253 {
+		errs = append(errs, field.Invalid(fldPath.Child("targetCluster"), s.TargetCluster, MsgTargetCluster))
 	}
 	if d := s.DowntimeBudget; d != nil && d.Duration <= 0 {
 		errs = append(errs, field.Invalid(fldPath.Child("downtimeBudget"), d.Duration.String(), MsgDowntimeBudget))

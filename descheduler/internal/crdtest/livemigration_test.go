@@ -168,6 +168,10 @@ func TestLiveMigrationAdmission(t *testing.T) {
 			want: []string{`spec.workloadRef.kind: Invalid value: "DaemonSet": must be Deployment or StatefulSet`}},
 		"unsupported apiVersion": {new: with(docsExample, "apiVersion: apps/v1,", "apiVersion: apps/v2,"),
 			want: []string{`spec.workloadRef.apiVersion: Invalid value: "apps/v2": must be apps/v1`}},
+		"target name too long": {new: with(docsExample, "targetCluster: member2", "targetCluster: "+strings.Repeat("m", 254)),
+			want: []string{`spec.targetCluster: Invalid value: "mmm`, lmv1alpha1.MsgTargetCluster}},
+		"workload name too long": {new: with(docsExample, "name: db}", "name: "+strings.Repeat("d", 254)+"}"),
+			want: []string{`spec.workloadRef.name: Invalid value: "ddd`, lmv1alpha1.MsgWorkloadName}},
 		"no kind": {new: with(docsExample, "kind: StatefulSet, ", ""),
 			want: []string{`spec.workloadRef.kind: Required value: the workload's kind is required: Deployment or StatefulSet`}},
 		"no name": {new: with(docsExample, ", name: db}", "}"),
@@ -259,7 +263,7 @@ func TestCRDSaysWhatValidateSays(t *testing.T) {
 		lmv1alpha1.MsgWorkloadRequired, lmv1alpha1.MsgWorkloadAPIVersion, lmv1alpha1.MsgWorkloadKind, lmv1alpha1.MsgWorkloadKindRequired,
 		lmv1alpha1.MsgWorkloadName, lmv1alpha1.MsgWorkloadNameRequired, lmv1alpha1.MsgTimeout,
 		lmv1alpha1.MsgDowntimeBudget, lmv1alpha1.MsgBandwidthLimit, lmv1alpha1.MsgConvergenceThreshold,
-		lmv1alpha1.MsgMaxRounds,
+		lmv1alpha1.MsgMaxRounds, lmv1alpha1.MsgTargetCluster,
 	} {
 		if !strings.Contains(string(data), msg) {
 			t.Errorf("the CRD lacks the message %q", msg)
