@@ -97,13 +97,6 @@ func (r *Router) Remove(serverName string) {
 	r.mu.Unlock()
 }
 
-// Len is the number of routes.
-func (r *Router) Len() int {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return len(r.routes)
-}
-
 func (r *Router) lookup(serverName string) *route {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

@@ -381,15 +381,19 @@ func TestPreCopyThroughRelayThenFinalWhileFrozen(t *testing.T) {
 	t.Logf("target equals the frozen source byte for byte (%d bytes of counter log)", len(srcLog))
 
 	// Abort on the target (what a rollback does): the agent stops the
-	// receiver and empties the target volume; the abort cannot be withdrawn.
+	// receiver and removes the copy with its directory; the abort cannot be
+	// withdrawn.
 	ab := getVR(ctx, t, c2)
 	ab.Spec.Abort = true
 	if err := c2.Update(ctx, ab); err != nil {
 		t.Fatal(err)
 	}
 	waitPhase(ctx, t, c2, agentv1alpha1.VolumeReplicationAborted)
-	if entries, err := os.ReadDir(dstDir); err != nil || len(entries) != 0 {
-		t.Errorf("target volume after abort: %d entries, %v; want empty", len(entries), err)
+	if _, err := os.Lstat(dstDir); !os.IsNotExist(err) {
+		t.Errorf("target volume directory %s after abort: %v; want it removed", dstDir, err)
+	}
+	if _, err := os.Stat(filepath.Dir(dstDir)); err != nil {
+		t.Errorf("the abort removed more than the volume's directory: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(srcDir, "counter.log")); err != nil {
 		t.Errorf("the abort touched the source: %v", err)
