@@ -9,8 +9,11 @@
 // VolumeReplication in the target cluster (after pre-provisioning the claim
 // with package provision) and a Source one in the source cluster, both
 // keyed by the migration UID and naming their node, with a Secret holding the
-// per-migration credentials (package certs). The target agent starts a
-// receiver and reports status.endpoint; the source agent runs the pre-copy
+// per-migration credentials (package certs). The target agent serves a
+// receiver on its one replication port, routed by TLS server name, and
+// reports status.endpoint and status.serverName (a receiver or sender that
+// cannot start says why in its ReceiverReady or SenderReady condition);
+// the source agent runs the pre-copy
 // passes against it while the application runs (the first one as a tar
 // stream into the empty target, the others rsync deltas; a failed pass is
 // retried with backoff), verifies the target while the application still
@@ -23,13 +26,15 @@
 // otherwise by rsync followed by a checksum verification of what changed
 // since the pre-freeze verification (or of the whole tree without records)
 // — and reports Completed (or Failed, with the reason in status.message).
-// spec.abort stops both sides and empties the target volume.
+// spec.abort stops both sides and removes the target copy with its
+// directory.
 //
 // # Packages
 //
 //   - certs: per-migration CA and certificates, URI SAN
 //     livemigrate://migration/<uid>/source|target, peer verification.
-//   - transport: the mutual-TLS listener and dialer, rate limiting, counters.
+//   - transport: the mutual-TLS listener, the router serving every
+//     replication of a node on one port, the dialer, rate limiting, counters.
 //   - rsync: the receiver (a chrooted, write-only, single-use rsync daemon
 //     per connection, fixed argument list; the tar and manifest requests)
 //     and the sender (rsync client tunnelled through the TLS connection);
