@@ -138,15 +138,24 @@ func (r *Replication) prepareTarget(ctx context.Context, src, dst client.Client,
 		}
 		return node, "", err
 	}
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := src.Get(ctx, key, pvc); err != nil {
+		return "", "", fmt.Errorf("reading claim %s in %s: %w", vol.ClaimName, m.Source, err)
+	}
+	if existing != nil && existing.UID != "" && existing.UID == pvc.UID {
+		// The source claim itself: both clusters are reached through
+		// one API server, so there is nothing to provision (and nothing
+		// the migration may delete).
+		if node == "" {
+			node, err = TargetNode(ctx, dst, m)
+		}
+		return node, "", err
+	}
 	if existing != nil && !existing.DeletionTimestamp.IsZero() {
 		return "", fmt.Sprintf("waiting for claim %s in %s to be deleted", vol.ClaimName, m.Target), nil
 	}
 	if existing != nil && !retainedFor(existing, m) {
 		return "", "", claimInTheWay(m, existing)
-	}
-	pvc := &corev1.PersistentVolumeClaim{}
-	if err := src.Get(ctx, key, pvc); err != nil {
-		return "", "", fmt.Errorf("reading claim %s in %s: %w", vol.ClaimName, m.Source, err)
 	}
 	var pv *corev1.PersistentVolume
 	if pvc.Spec.VolumeName != "" {

@@ -99,6 +99,9 @@ func (s *SourceClaims) Settle(ctx context.Context, m migration.Migration, vol mi
 	if !c.DeletionTimestamp.IsZero() {
 		return true, nil
 	}
+	if same, err := s.targetHasIt(ctx, m, c); err != nil || same {
+		return same, err
+	}
 	user, err := otherUser(ctx, src, c, append(opts.WorkloadPods, vol.Pod))
 	if err != nil {
 		return false, err
@@ -156,6 +159,21 @@ func (s *SourceClaims) Settle(ctx context.Context, m migration.Migration, vol mi
 		return true, nil
 	}
 	return false, fmt.Errorf("unknown source claim policy %q", opts.Policy)
+}
+
+// targetHasIt reports whether the target cluster's claim of that name is
+// this very claim (same UID: both clusters are reached through one API
+// server): the workload runs on it, so it is left alone.
+func (s *SourceClaims) targetHasIt(ctx context.Context, m migration.Migration, c *corev1.PersistentVolumeClaim) (bool, error) {
+	dst, err := s.Clients.Get(ctx, m.Target)
+	if err != nil {
+		return false, err
+	}
+	t := &corev1.PersistentVolumeClaim{}
+	if err := dst.Get(ctx, client.ObjectKeyFromObject(c), t); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	return t.UID != "" && t.UID == c.UID, nil
 }
 
 // otherUser returns a pod of the claim's namespace, not one of ours and not

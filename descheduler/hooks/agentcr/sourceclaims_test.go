@@ -79,7 +79,7 @@ func settle(t *testing.T, h *SourceClaims, m migration.Migration, policy migrati
 // no-op.
 func TestSettleRetainMarksTheSourceClaim(t *testing.T) {
 	src := member(boundClaim("data-db-0", "claim-uid-1", "src-pv"), localVolume("src-pv", "/disks/db", "n1", "data-db-0", "claim-uid-1"))
-	h := &SourceClaims{Clients: clients{"a": src}}
+	h := &SourceClaims{Clients: clients{"a": src, "b": member()}}
 	if p := h.DefaultPolicy(); p != migration.SourceClaimRetain {
 		t.Errorf("default policy = %s, want Retain", p)
 	}
@@ -115,7 +115,7 @@ func TestSettleDeleteDeletesTheSourceClaim(t *testing.T) {
 	ours := localVolume("lm-data-db-0-1234", "/var/lib/livemigrate/volumes/ns/lm-data-db-0-1234", "n1", "data-db-0", "claim-uid-1")
 	ours.Labels = map[string]string{LabelMigrationUID: "older-migration"}
 	src := member(boundClaim("data-db-0", "claim-uid-1", ours.Name), ours)
-	h := &SourceClaims{Clients: clients{"a": src}, Policy: migration.SourceClaimDelete}
+	h := &SourceClaims{Clients: clients{"a": src, "b": member()}, Policy: migration.SourceClaimDelete}
 	settle(t, h, mig, h.DefaultPolicy())
 	if err := src.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "data-db-0"}, &corev1.PersistentVolumeClaim{}); err == nil {
 		t.Error("source claim left by Delete")
@@ -127,7 +127,7 @@ func TestSettleDeleteDeletesTheSourceClaim(t *testing.T) {
 
 	users := localVolume("users-pv", "/disks/db", "n1", "data-db-0", "claim-uid-2")
 	src = member(boundClaim("data-db-0", "claim-uid-2", "users-pv"), users)
-	h.Clients = clients{"a": src}
+	h.Clients = clients{"a": src, "b": member()}
 	settle(t, h, mig, migration.SourceClaimDelete)
 	if err := src.Get(ctx, types.NamespacedName{Name: "users-pv"}, &corev1.PersistentVolume{}); err != nil {
 		t.Errorf("a volume no migration provisioned was deleted: %v", err)
@@ -138,11 +138,34 @@ func TestSettleDeleteDeletesTheSourceClaim(t *testing.T) {
 	ownPod := other.DeepCopy()
 	ownPod.Name = "db-0"
 	src = member(boundClaim("data-db-0", "claim-uid-3", "users-pv"), users, other, ownPod)
-	h.Clients = clients{"a": src}
+	h.Clients = clients{"a": src, "b": member()}
 	settle(t, h, mig, migration.SourceClaimDelete)
 	settle(t, h, mig, migration.SourceClaimRetain)
 	if c := getClaim(t, src, "data-db-0"); c.Labels[LabelRetained] != "" {
 		t.Errorf("a claim another pod mounts was marked: %v", c.Labels)
+	}
+}
+
+// TestOneAPIServerForBothClusters: when both Cluster objects reach the same
+// API server, the target's claim is the source claim itself: the
+// migration provisions nothing, refuses nothing, and Settle leaves it to
+// the workload that runs on it.
+func TestOneAPIServerForBothClusters(t *testing.T) {
+	ctx := context.Background()
+	pv := localVolume("src-pv", "/disks/db", "c-good", "data-db-0", "claim-uid-1")
+	one := member(boundClaim("data-db-0", "claim-uid-1", pv.Name), pv, node("c-good", true, false))
+	h := &Replication{Clients: clients{"a": one, "b": one}}
+	if _, err := h.PreCopy(ctx, mig, vol, migration.PreCopyOptions{MaxRounds: 5}); err != nil {
+		t.Fatalf("PreCopy: %v", err)
+	}
+	var pvs corev1.PersistentVolumeList
+	if err := one.List(ctx, &pvs); err != nil || len(pvs.Items) != 1 {
+		t.Errorf("volumes: %d, %v; want only the source's", len(pvs.Items), err)
+	}
+	s := &SourceClaims{Clients: clients{"a": one, "b": one}}
+	settle(t, s, mig, migration.SourceClaimDelete)
+	if c := getClaim(t, one, "data-db-0"); c.Labels[LabelRetained] != "" {
+		t.Errorf("claim marked: %v", c.Labels)
 	}
 }
 
@@ -168,7 +191,7 @@ func moveBackWorld(retained *corev1.PersistentVolumeClaim, retainedPV *corev1.Pe
 func retainedClaim(t *testing.T, c *corev1.PersistentVolumeClaim, pv *corev1.PersistentVolume) *corev1.PersistentVolumeClaim {
 	t.Helper()
 	cl := member(c.DeepCopy(), pv.DeepCopy())
-	settle(t, &SourceClaims{Clients: clients{"a": cl}}, mig, migration.SourceClaimRetain)
+	settle(t, &SourceClaims{Clients: clients{"a": cl, "b": member()}}, mig, migration.SourceClaimRetain)
 	return getClaim(t, cl, c.Name)
 }
 
@@ -364,7 +387,7 @@ func TestTargetClaimNotLeftByUsBlocks(t *testing.T) {
 func TestSettleRetainForAWhile(t *testing.T) {
 	src := member(boundClaim("data-db-0", "claim-uid-1", "src-pv"))
 	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC))
-	h := &SourceClaims{Clients: clients{"a": src}, Retention: 72 * time.Hour, Clock: clk}
+	h := &SourceClaims{Clients: clients{"a": src, "b": member()}, Retention: 72 * time.Hour, Clock: clk}
 	settle(t, h, mig, migration.SourceClaimRetain)
 	if got := getClaim(t, src, "data-db-0").Annotations[AnnotationRetainedUntil]; got != "2026-03-07T05:06:07Z" {
 		t.Errorf("%s = %q, want 72h after the migration", AnnotationRetainedUntil, got)
