@@ -2,10 +2,16 @@ package migration
 
 import (
 	"context"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/test/e2e/migration/scenario"
+	"github.com/livemigrate/livemigrate/test/lab"
 )
 
 // TestMultiVolumeStatefulSetMovesToMember2 live-migrates a StatefulSet of
@@ -67,4 +73,104 @@ func TestMultiVolumeStatefulSetMovesToMember2(t *testing.T) {
 	}
 	report(t, env.CheckMultiPodSucceeded(ctx, app.App, obs))
 	report(t, app.CheckVolumesIdentical(ctx, "member2"))
+}
+
+// TestMigrationFailsFastWhenTheReceiverCannotStart: the replication port of
+// the target node's agent is taken by another process. The target's
+// VolumeReplication says so at once (ReceiverReady=False, PortUnavailable,
+// what to do), the agent retries for --replication-start-retry-timeout (1m),
+// then fails it; the LiveMigration fails with ReplicationFailed carrying the
+// agent's message, a warning event says what to do, and the workload rolls
+// back — instead of sitting in PreCopy until its timeout.
+func TestMigrationFailsFastWhenTheReceiverCannotStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	env, _ := newEnv(t)
+	app, err := env.Deploy(ctx, "e2e-port-taken", "pt", scenario.AppOptions{Cluster: "member1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.WaitRunning(ctx, "member1", 300); err != nil {
+		t.Fatal(err)
+	}
+	// The migration's target node is member2's first node. Its agent is
+	// restarted with the port held by this process, as if another program
+	// had taken it.
+	agent := testLab.Instance("livemigrate-agent-member2-node-1")
+	if agent == nil {
+		t.Fatal("the lab runs no agent on member2-node-1")
+	}
+	if err := testLab.Kill(agent); err != nil {
+		t.Fatal(err)
+	}
+	var squatter net.Listener
+	if err := lab.Poll(ctx, "the agent's port to be free", 50*time.Millisecond, func(context.Context) (bool, string, error) {
+		var err error
+		squatter, err = net.Listen("tcp", agent.Addr("replication"))
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		return true, "", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer squatter.Close()
+	if err := testLab.Restart(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+
+	var reported string
+	var reportedAt time.Time
+	timeout := metav1.Duration{Duration: 5 * time.Minute}
+	obs, err := app.Move(ctx, scenario.MoveOptions{
+		To: "member2", Name: "pt-to-member2",
+		Timeouts:    &lmv1alpha1.PhaseTimeouts{PreCopy: &timeout},
+		DuringPhase: lmv1alpha1.PhasePreCopy,
+		During: func(ctx context.Context, _ *lmv1alpha1.LiveMigration) error {
+			msg, err := app.WaitReceiverNotReady(ctx, "member2", "PortUnavailable")
+			reported, reportedAt = msg, time.Now()
+			return err
+		},
+	})
+	// The next migrations into member2 find the port free again.
+	squatter.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kubectl livemigrate status --wait took %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
+	if !strings.Contains(reported, "address already in use") || !strings.Contains(reported, "--replication-port") {
+		t.Errorf("ReceiverReady message %q, want the bind error and what to do", reported)
+	}
+	var preCopyAt, rollbackAt time.Time
+	for _, pt := range obs.Migration.Status.PhaseTransitions {
+		switch pt.Phase {
+		case lmv1alpha1.PhasePreCopy:
+			preCopyAt = pt.EnteredAt.Time
+		case lmv1alpha1.PhaseRollingBack:
+			rollbackAt = pt.EnteredAt.Time
+		}
+	}
+	if !reportedAt.IsZero() && !preCopyAt.IsZero() {
+		t.Logf("the receiver reported PortUnavailable %s after PreCopy began", reportedAt.Sub(preCopyAt).Round(time.Millisecond))
+	}
+	if d := rollbackAt.Sub(preCopyAt); preCopyAt.IsZero() || rollbackAt.IsZero() || d > 2*time.Minute {
+		t.Errorf("the rollback began %s after PreCopy, want within the agent's 1m start retry timeout (and long before the 5m PreCopy timeout)", d)
+	}
+	f := obs.Migration.Status.Failure
+	if f == nil || f.Phase != lmv1alpha1.PhasePreCopy || f.Reason != "ReplicationFailed" ||
+		!strings.Contains(f.Message, "address already in use") || !strings.Contains(f.Message, "--replication-port") {
+		t.Errorf("failure = %+v, want PreCopy/ReplicationFailed with the agent's reason and what to do", f)
+	}
+	warnings, err := env.MigrationWarnings(ctx, obs.Migration)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, w := range warnings {
+		found = found || strings.Contains(w, "--replication-port")
+	}
+	if !found {
+		t.Errorf("warning events of the LiveMigration %q, want one saying what to do", warnings)
+	}
+	report(t, env.CheckRolledBack(ctx, app, obs, "member2"))
 }

@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -22,6 +23,7 @@ import (
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 
 	"github.com/livemigrate/livemigrate/agent/replication/treediff"
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/test/labnode"
 )
@@ -381,4 +383,54 @@ func (e *Env) CheckMultiPodSucceeded(ctx context.Context, a *App, obs *Observati
 		fail("invariant 1: %v", err)
 	}
 	return errs
+}
+
+// WaitReceiverNotReady waits until a Target VolumeReplication of the app's
+// namespace in a member reports ReceiverReady=False with the given reason,
+// and returns its condition message.
+func (a *App) WaitReceiverNotReady(ctx context.Context, cluster, reason string) (string, error) {
+	var msg string
+	err := poll(ctx, "a receiver reporting "+reason, func() (bool, string, error) {
+		var list agentv1alpha1.VolumeReplicationList
+		if err := a.Env.Members[cluster].CR.List(ctx, &list, client.InNamespace(a.Namespace)); err != nil {
+			return false, err.Error(), nil
+		}
+		for _, vr := range list.Items {
+			if vr.Spec.Role != agentv1alpha1.ReplicationRoleTarget {
+				continue
+			}
+			if c := meta.FindStatusCondition(vr.Status.Conditions, agentv1alpha1.ConditionReceiverReady); c != nil && c.Status == metav1.ConditionFalse && c.Reason == reason {
+				msg = c.Message
+				return true, "", nil
+			}
+		}
+		return false, fmt.Sprintf("%d replications, none reporting %s", len(list.Items), reason), nil
+	})
+	return msg, err
+}
+
+// MigrationWarnings returns the messages of the warning events recorded on
+// a LiveMigration.
+func (e *Env) MigrationWarnings(ctx context.Context, lm *lmv1alpha1.LiveMigration) ([]string, error) {
+	list, err := e.Karmada.Client.EventsV1().Events(lm.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ev := range list.Items {
+		if ev.Type == corev1.EventTypeWarning && ev.Regarding.Kind == "LiveMigration" && ev.Regarding.Name == lm.Name {
+			out = append(out, ev.Note)
+		}
+	}
+	// A recorder of the core API writes them there.
+	core, err := e.Karmada.Client.CoreV1().Events(lm.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for _, ev := range core.Items {
+		if ev.Type == corev1.EventTypeWarning && ev.InvolvedObject.Kind == "LiveMigration" && ev.InvolvedObject.Name == lm.Name {
+			out = append(out, ev.Message)
+		}
+	}
+	return out, nil
 }
