@@ -32,7 +32,11 @@
 //     with it but neither gated nor given the checkpoint images, fails the
 //     step at once (RestoreWebhookBypassed).
 //   - Verifying: waits until the target workload is Ready
-//     (status.targetReadyAt, the end of the downtime).
+//     (status.targetReadyAt, the end of the downtime), then reads the
+//     restore again: every checkpoint must be restored by a running target
+//     pod, and a target pod admitted without its checkpoint or a restore
+//     claim that failed since Restoring rolls back (the source is still
+//     frozen; Cleanup would delete it).
 //   - Cleanup: releases the archives and ends replication; Karmada deletes
 //     the frozen source.
 //
