@@ -38,6 +38,10 @@
 //     third adopts the claim the first provisioned and pre-copies only the
 //     changes; a fourth leg back to member1, with the LiveMigration's
 //     source-claim-policy Delete, adopts again and deletes member2's claim.
+//   - TestMoveBlockedByAUsersClaim: a user's claim of the same name in the
+//     target fails the migration in PreCopy, before the freeze, with
+//     TargetClaimExists saying to delete it; it is left untouched, and once
+//     deleted the move succeeds.
 //
 // It needs root (cgroup freezer, /proc/<pid>/mem, chroot of the
 // replication receiver), rsync and the lab binaries (make lab-binaries);

@@ -154,3 +154,54 @@ func TestMoveBack(t *testing.T) {
 	}
 	t.Logf("volume pre-copy: leg 1 (new claim) %d bytes, leg 2 (retained claim replaced) %d bytes, leg 3 (retained claim adopted) %d bytes, leg 4 (adopted, source claim deleted) %d bytes", pre1, pre2, pre3, pre4)
 }
+
+// TestMoveBlockedByAUsersClaim: a claim of the workload's name that no
+// migration left in the target (a user's) fails the migration in PreCopy,
+// before the freeze, with a message saying what to do; the claim is not
+// touched and the source runs on. Once the user deleted it, the move
+// succeeds.
+func TestMoveBlockedByAUsersClaim(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	env, _ := newEnv(t)
+	app, err := env.Deploy(ctx, "e2e-userclaim", "uc", scenario.AppOptions{Cluster: "member1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.WaitRunning(ctx, "member1", 300); err != nil {
+		t.Fatal(err)
+	}
+	users, err := app.CreateUsersClaim(ctx, "member2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := app.Move(ctx, scenario.MoveOptions{To: "member2", Name: "uc-blocked"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("blocked: kubectl livemigrate move --wait took %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
+	f := obs.Migration.Status.Failure
+	want := "claim data-uc-0 already exists in namespace e2e-userclaim of target cluster member2 and it is not a copy a migration of StatefulSet.apps/uc left there: delete it there (kubectl -n e2e-userclaim delete pvc data-uc-0) if its data is not needed, or migrate to another cluster"
+	if f == nil || f.Phase != lmv1alpha1.PhasePreCopy || f.Reason != "TargetClaimExists" || !strings.Contains(f.Message, want) {
+		t.Fatalf("failure = %+v; want PreCopy/TargetClaimExists saying %q", f, want)
+	}
+	if obs.Migration.Status.FrozenAt != nil {
+		t.Errorf("the source was frozen at %s although the target claim was in the way", obs.Migration.Status.FrozenAt)
+	}
+	c, _, err := app.Claim(ctx, "member2")
+	if err != nil || c.UID != users.UID || len(c.Labels) != 0 {
+		t.Errorf("the user's claim in member2 was touched: %+v, %v", c, err)
+	}
+	if err := app.DeleteClaim(ctx, "member2"); err != nil {
+		t.Fatal(err)
+	}
+	report(t, env.CheckRolledBack(ctx, app, obs, "member2"))
+
+	obs, err = app.Move(ctx, scenario.MoveOptions{To: "member2", Name: "uc-after-delete"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("after the claim was deleted: kubectl livemigrate move --wait took %s\n%s", obs.Duration.Round(time.Millisecond), scenario.Timeline(obs.Migration))
+	_, errs := env.CheckSucceeded(ctx, app, obs)
+	report(t, errs)
+}

@@ -13,7 +13,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
@@ -116,6 +118,40 @@ func (a *App) Annotate(ctx context.Context, name, key, value string) error {
 	}
 	a.Env.Logf("LiveMigration %s annotated %s=%s in phase %q", name, key, value, lm.Status.Phase)
 	return nil
+}
+
+// CreateUsersClaim creates, in a cluster, a claim of the app's claim name
+// as a user would (no volume, no migration's marks).
+func (a *App) CreateUsersClaim(ctx context.Context, cluster string) (*corev1.PersistentVolumeClaim, error) {
+	c := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: a.ClaimName()},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: ptr.To(StorageClass),
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	m := a.Env.Members[cluster]
+	if _, err := m.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: a.Namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, err
+	}
+	if err := a.Env.ensureStorageClass(ctx, m); err != nil {
+		return nil, err
+	}
+	return m.Client.CoreV1().PersistentVolumeClaims(a.Namespace).Create(ctx, c, metav1.CreateOptions{})
+}
+
+// DeleteClaim deletes the app's claim in a cluster and waits until it is
+// gone.
+func (a *App) DeleteClaim(ctx context.Context, cluster string) error {
+	cs := a.Env.Members[cluster].Client.CoreV1()
+	if err := cs.PersistentVolumeClaims(a.Namespace).Delete(ctx, a.ClaimName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return err
+	}
+	return poll(ctx, "claim "+a.ClaimName()+" gone from "+cluster, func() (bool, string, error) {
+		_, err := cs.PersistentVolumeClaims(a.Namespace).Get(ctx, a.ClaimName(), metav1.GetOptions{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err), nil
+	})
 }
 
 // VolumeDir is the host directory of the pod's volume (where its log is).
