@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,7 +103,7 @@ func (s *SourceClaims) Settle(ctx context.Context, m migration.Migration, vol mi
 	if same, err := s.targetHasIt(ctx, m, c); err != nil || same {
 		return same, err
 	}
-	user, err := otherUser(ctx, src, c, append(opts.WorkloadPods, vol.Pod))
+	user, err := otherUser(ctx, src, c, append(slices.Clone(opts.WorkloadPods), vol.Pod))
 	if err != nil {
 		return false, err
 	}
@@ -184,7 +185,7 @@ func otherUser(ctx context.Context, cl client.Client, c *corev1.PersistentVolume
 		return "", fmt.Errorf("listing the pods of namespace %s: %w", c.Namespace, err)
 	}
 	for _, p := range pods.Items {
-		if !p.DeletionTimestamp.IsZero() || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || contains(ours, p.Name) {
+		if !p.DeletionTimestamp.IsZero() || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed || slices.Contains(ours, p.Name) {
 			continue
 		}
 		for _, v := range p.Spec.Volumes {
@@ -194,15 +195,6 @@ func otherUser(ctx context.Context, cl client.Client, c *corev1.PersistentVolume
 		}
 	}
 	return "", nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // retainedFor reports whether the claim is the copy a successful migration
