@@ -382,15 +382,80 @@ func (r *PodCheckpointReconciler) release(ctx context.Context, pc *agentv1alpha1
 	return nil
 }
 
+// finalize lets a deleted PodCheckpoint go once it no longer holds its pod
+// frozen. Deleting it is not a thaw: the target may already run from its
+// checkpoint, and thawing the source then would make two live copies. So a
+// PodCheckpoint that froze its pod stays, with the finalizer, until its
+// spec.action is Thaw (the pod is thawed first, as a rollback does) or
+// Release (the migration succeeded: the pod stays frozen until it is
+// deleted), or until the pod's cgroup is gone or found thawed. A
+// PodCheckpoint that is gone therefore never holds a pod frozen: whoever
+// asked for the thaw can take "not found" as thawed.
 func (r *PodCheckpointReconciler) finalize(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) error {
 	if !controllerutil.ContainsFinalizer(pc, ArchiveFinalizer) {
 		return nil
+	}
+	switch pc.Spec.Action {
+	case agentv1alpha1.CheckpointActionThaw:
+		if err := r.thaw(ctx, pc); err != nil {
+			return err
+		}
+	case agentv1alpha1.CheckpointActionRelease:
+	default:
+		held, err := r.holdsFrozen(pc)
+		if err != nil {
+			return err
+		}
+		if held {
+			return r.blockDeletion(ctx, pc)
+		}
 	}
 	if err := r.removeArchives(ctx, pc); err != nil {
 		return err
 	}
 	controllerutil.RemoveFinalizer(pc, ArchiveFinalizer)
 	return r.Client.Update(ctx, pc)
+}
+
+// holdsFrozen reports whether pc froze its pod and the pod's cgroup is still
+// frozen, without a thaw or release since.
+func (r *PodCheckpointReconciler) holdsFrozen(pc *agentv1alpha1.PodCheckpoint) (bool, error) {
+	switch {
+	case pc.Status.FreezeStartTime == nil || pc.Status.CgroupPath == "",
+		pc.Status.Phase == agentv1alpha1.PodCheckpointThawed, pc.Status.Phase == agentv1alpha1.PodCheckpointReleased:
+		return false, nil
+	}
+	st, err := r.Freezer.State(pc.Status.CgroupPath)
+	switch {
+	case freezer.IsPodCgroupNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading the freezer state of %s: %w", pc.Status.CgroupPath, err)
+	}
+	return st == freezer.Frozen || st == freezer.Freezing, nil
+}
+
+// ReasonDeletionBlocked is the condition and event reason of a deleted
+// PodCheckpoint that still holds its pod frozen.
+const ReasonDeletionBlocked = "DeletionWaitsForAction"
+
+// blockDeletion says, in status and once in an event, why a deleted
+// PodCheckpoint stays. The spec.action change that lets it go reconciles
+// it again.
+func (r *PodCheckpointReconciler) blockDeletion(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) error {
+	msg := fmt.Sprintf("pod %s is held frozen by this checkpoint: it is deleted once spec.action is Thaw "+
+		"(the pod runs again; only when no copy of it runs elsewhere) or Release (the migration succeeded), or once the pod is gone", pc.Spec.PodName)
+	if c := meta.FindStatusCondition(pc.Status.Conditions, agentv1alpha1.ConditionFrozen); c != nil && c.Reason == ReasonDeletionBlocked {
+		return nil
+	}
+	setCondition(pc, agentv1alpha1.ConditionFrozen, metav1.ConditionTrue, ReasonDeletionBlocked, msg)
+	pc.Status.Message = msg
+	if err := r.Client.Status().Update(ctx, pc); err != nil {
+		return err
+	}
+	r.Recorder.Eventf(pc, nil, corev1.EventTypeWarning, ReasonDeletionBlocked, "Delete", "%s", msg)
+	klog.FromContext(ctx).Info("Deletion waits for a thaw or release: the pod is held frozen")
+	return nil
 }
 
 // removeArchives deletes the archives in status and any other archive of the

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/registry"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -542,5 +543,78 @@ func TestFrozenPodsGaugeThawAfterRestart(t *testing.T) {
 	}
 	if g := frozenGauge(t, e.r.Metrics); g != 0 {
 		t.Errorf("frozen pods after the PodCheckpoint is gone = %v, want 0", g)
+	}
+}
+
+// deleteCheckpoint deletes the PodCheckpoint (it stays while a finalizer
+// holds it).
+func (e *env) deleteCheckpoint(t *testing.T) {
+	t.Helper()
+	pc := &agentv1alpha1.PodCheckpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "db", Name: "mig-1-web-0"}}
+	if err := e.c.Delete(context.Background(), pc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) reconcileGone(t *testing.T) (bool, error) {
+	t.Helper()
+	_, err := e.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "mig-1-web-0"}})
+	pc := &agentv1alpha1.PodCheckpoint{}
+	gerr := e.c.Get(context.Background(), types.NamespacedName{Namespace: "db", Name: "mig-1-web-0"}, pc)
+	return apierrors.IsNotFound(gerr), err
+}
+
+// A deleted PodCheckpoint that froze its pod is not a thaw: it stays, the
+// pod frozen, until spec.action says Thaw (then the pod is thawed before it
+// goes) or Release, so that "gone" always means "not holding the pod frozen".
+func TestDeletedCheckpointHoldsThePodFrozenUntilThawOrRelease(t *testing.T) {
+	const cg = "kubepods/burstable/podpod-uid-1"
+	for _, action := range []agentv1alpha1.CheckpointAction{agentv1alpha1.CheckpointActionThaw, agentv1alpha1.CheckpointActionRelease} {
+		t.Run(string(action), func(t *testing.T) {
+			e := newEnv(t)
+			e.create(t, "app")
+			if _, err := e.reconcile(t); err != nil {
+				t.Fatal(err)
+			}
+			e.deleteCheckpoint(t)
+			gone, err := e.reconcileGone(t)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gone {
+				t.Fatalf("PodCheckpoint deleted while it holds the pod frozen (frozen=%v): a thaw would be assumed", e.fr.frozen[cg])
+			}
+			pc, _ := e.reconcile(t)
+			if c := meta.FindStatusCondition(pc.Status.Conditions, agentv1alpha1.ConditionFrozen); c == nil || c.Reason != ReasonDeletionBlocked {
+				t.Errorf("Frozen condition = %+v, want reason %s", c, ReasonDeletionBlocked)
+			}
+			if !e.fr.frozen[cg] {
+				t.Fatalf("deletion thawed the pod")
+			}
+			e.setAction(t, action)
+			if gone, err = e.reconcileGone(t); err != nil || !gone {
+				t.Fatalf("after action %s: gone=%v err=%v, want gone", action, gone, err)
+			}
+			if want := action == agentv1alpha1.CheckpointActionRelease; e.fr.frozen[cg] != want {
+				t.Errorf("after action %s and deletion: frozen=%v, want %v", action, e.fr.frozen[cg], want)
+			}
+			if a := archives(t, e.r.CheckpointDir); len(a) != 0 {
+				t.Errorf("archives left: %v", a)
+			}
+		})
+	}
+}
+
+// A deleted PodCheckpoint whose pod is gone, or that never froze it, goes.
+func TestDeletedCheckpointGoesWhenNothingIsFrozen(t *testing.T) {
+	e := newEnv(t)
+	e.create(t, "app")
+	if _, err := e.reconcile(t); err != nil {
+		t.Fatal(err)
+	}
+	e.fr.frozen["kubepods/burstable/podpod-uid-1"] = false // thawed by someone else, or the pod restarted
+	e.deleteCheckpoint(t)
+	if gone, err := e.reconcileGone(t); err != nil || !gone {
+		t.Fatalf("gone=%v err=%v, want gone", gone, err)
 	}
 }

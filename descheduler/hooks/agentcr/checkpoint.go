@@ -117,9 +117,15 @@ func (c *Checkpoint) ensure(ctx context.Context, m migration.Migration, p migrat
 	return pc, nil
 }
 
-// state maps a PodCheckpoint's status to the hook's view.
+// state maps a PodCheckpoint's status to the hook's view. A PodCheckpoint
+// being deleted fails the step: its archives and images go with it, and
+// the agent keeps it (and the pod frozen) until the rollback's Thaw.
 func state(pc *agentv1alpha1.PodCheckpoint) (migration.CheckpointState, error) {
 	st := pc.Status
+	if !pc.DeletionTimestamp.IsZero() {
+		return migration.CheckpointState{Message: st.Message}, migration.NewStepFailedError("CheckpointDeleted",
+			fmt.Sprintf("PodCheckpoint %s/%s of pod %s was deleted during the migration", pc.Namespace, pc.Name, pc.Spec.PodName))
+	}
 	if st.Phase == agentv1alpha1.PodCheckpointFailed {
 		return migration.CheckpointState{Message: st.Message}, migration.NewStepFailedError("CheckpointFailed",
 			fmt.Sprintf("checkpoint of pod %s failed: %s", pc.Spec.PodName, st.Message))
@@ -174,7 +180,10 @@ func (c *Checkpoint) Transfer(ctx context.Context, m migration.Migration, p migr
 
 // setAction moves the PodCheckpoint to action (Thaw or Release) and reports
 // whether the agent reached want. A missing PodCheckpoint means there is
-// nothing to do.
+// nothing to do: the agent's finalizer keeps a deleted PodCheckpoint that
+// froze its pod until its action is Thaw (it thaws first) or Release, so
+// one that is gone holds nothing frozen. One being deleted is still set
+// and awaited.
 func (c *Checkpoint) setAction(ctx context.Context, m migration.Migration, p migration.Pod,
 	action agentv1alpha1.CheckpointAction, want agentv1alpha1.PodCheckpointPhase) (bool, error) {
 	cl, err := c.Clients.Get(ctx, m.Source)
