@@ -110,6 +110,9 @@ func (r *Replication) ensureSecrets(ctx context.Context, src, dst client.Client,
 //   - anything else (a user's claim of the same name): the migration fails
 //     with TargetClaimExists, saying what to do.
 //
+// A retained or terminating claim that a pod mounts fails it with
+// TargetClaimInUse.
+//
 // A new claim is built from the source's (provision.Build): same name,
 // class, access modes and size, and for a node-local (local/hostPath)
 // source volume a local PersistentVolume on the target node under
@@ -150,6 +153,18 @@ func (r *Replication) prepareTarget(ctx context.Context, src, dst client.Client,
 			node, err = TargetNode(ctx, dst, m)
 		}
 		return node, "", err
+	}
+	if existing != nil && (!existing.DeletionTimestamp.IsZero() || retainedFor(existing, m)) {
+		// Never written to, nor waited for, while a pod uses it.
+		user, err := otherUser(ctx, dst, existing, nil)
+		if err != nil {
+			return "", "", err
+		}
+		if user != "" {
+			return "", "", migration.NewStepFailedError("TargetClaimInUse", fmt.Sprintf(
+				"claim %s in namespace %s of target cluster %s is mounted by pod %s: delete that pod (or wait for it to end), then migrate again",
+				existing.Name, existing.Namespace, m.Target, user))
+		}
 	}
 	if existing != nil && !existing.DeletionTimestamp.IsZero() {
 		return "", fmt.Sprintf("waiting for claim %s in %s to be deleted", vol.ClaimName, m.Target), nil

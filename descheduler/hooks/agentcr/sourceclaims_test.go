@@ -457,3 +457,28 @@ func TestRetentionSweeperDeletesExpiredClaims(t *testing.T) {
 		t.Errorf("a volume no migration provisioned was deleted: %v", err)
 	}
 }
+
+// TestMoveBackRefusesARetainedClaimAPodMounts: a retained copy someone
+// mounted (to inspect or restore from it) is neither adopted nor deleted:
+// the migration fails with TargetClaimInUse naming the pod.
+func TestMoveBackRefusesARetainedClaimAPodMounts(t *testing.T) {
+	ctx := context.Background()
+	pv := localVolume("lm-data-db-0-a", "/var/lib/livemigrate/volumes/ns/lm-data-db-0-a", "d-good", "data-db-0", "claim-uid-a")
+	c := retainedClaim(t, boundClaim("data-db-0", "claim-uid-a", pv.Name), pv)
+	_, dst, h := moveBackWorld(c, pv)
+	inspect := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "inspect"}, Spec: corev1.PodSpec{
+		Volumes: []corev1.Volume{{Name: "d", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-db-0"}}}}}}
+	if err := dst.Create(ctx, inspect); err != nil {
+		t.Fatal(err)
+	}
+	_, err := h.PreCopy(ctx, back, vol, migration.PreCopyOptions{MaxRounds: 5})
+	var sf *migration.StepFailedError
+	want := "claim data-db-0 in namespace ns of target cluster a is mounted by pod inspect: delete that pod (or wait for it to end), then migrate again"
+	if !errors.As(err, &sf) || sf.Reason != "TargetClaimInUse" || sf.Message != want {
+		t.Fatalf("PreCopy error = %v, want TargetClaimInUse: %s", err, want)
+	}
+	got := getClaim(t, dst, "data-db-0")
+	if got.Labels[LabelMigrationUID] == string(back.UID) || got.Labels[LabelRetained] != "true" {
+		t.Errorf("the mounted retained claim was adopted: %v", got.Labels)
+	}
+}
