@@ -149,9 +149,10 @@ func Run(ctx context.Context, o *options.Options) error {
 		return err
 	}
 	r := &migration.Reconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("livemigrate-descheduler"),
-		Clock:    clock.RealClock{},
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("livemigrate-descheduler"),
+		Clock:     clock.RealClock{},
 		Hooks: migration.Hooks{
 			Checkpoint: &agentcr.Checkpoint{Clients: members, Destination: dest, RepositoryFor: o.CheckpointRepositoryFor,
 				TimeoutSeconds: int32(o.CheckpointTimeout.Seconds()), DefaultEstimate: o.DefaultCheckpointEstimate},

@@ -22,6 +22,13 @@ func (r *Reconciler) checkpointing(ctx context.Context, lm *lmv1alpha1.LiveMigra
 	m := migrationOf(lm)
 	pods := podsOf(lm)
 
+	if st.FrozenAt == nil {
+		// Nothing is frozen by this migration before it holds the workload.
+		if err := r.acquireLock(ctx, lm); err != nil {
+			return stay(), err
+		}
+	}
+
 	allFrozen := true
 	frozenAt := now
 	for i, pod := range pods {

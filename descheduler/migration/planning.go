@@ -19,6 +19,9 @@ import (
 // volumes to move. Each result is written to status once and reused after.
 func (r *Reconciler) planning(ctx context.Context, lm *lmv1alpha1.LiveMigration, _ time.Time) (stepResult, error) {
 	st := &lm.Status
+	if err := r.acquireLock(ctx, lm); err != nil {
+		return stay(), err
+	}
 	rb, err := r.getBinding(ctx, lm)
 	if apierrors.IsNotFound(err) {
 		return stay(), NewStepFailedError("BindingNotFound", fmt.Sprintf(

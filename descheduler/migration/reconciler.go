@@ -60,7 +60,11 @@ type Config struct {
 // reads what it needs from the LiveMigration's status, calls idempotent hooks
 // and writes status once per reconcile.
 type Reconciler struct {
-	Client   ctrl.Client
+	Client ctrl.Client
+	// APIReader, when set, reads from the API server without a cache what
+	// must not be decided on a stale copy: the workload lock and whether
+	// the target is gone (the rollback's Works). Without it Client is used.
+	APIReader ctrl.Reader
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
 	Hooks    Hooks
@@ -89,6 +93,8 @@ func advanceTo(p lmv1alpha1.LiveMigrationPhase) stepResult { return stepResult{n
 // +kubebuilder:rbac:groups=cluster.karmada.io,resources=clusters,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch,namespace=karmada-cluster
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update;delete
+// +kubebuilder:rbac:groups=work.karmada.io,resources=works,verbs=get;list
 
 // Reconcile advances the LiveMigration by at most one phase.
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -101,6 +107,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 	defer r.updateActive(ctx)
 
 	if lm.Status.Phase.IsTerminal() {
+		if err := r.releaseLock(ctx, lm); err != nil {
+			return reconcile.Result{}, err
+		}
 		if err := r.patchFinalizer(ctx, lm, controllerutil.RemoveFinalizer); err != nil {
 			if apierrors.IsConflict(err) {
 				// Read a stale copy: the newer one reconciles again.

@@ -8,7 +8,11 @@
 // than one cluster, a target that is the source or not a Ready member
 // cluster, and a second active migration of the same workload (a migration
 // that has not started and whose spec is invalid does not count: the
-// controller fails it without acting). On update it only allows setting
+// controller fails it without acting). That check reads a list, so two
+// migrations of one workload created at the same instant can both pass it;
+// the controller arbitrates them with a per-workload Lease that the API
+// server grants to one (migration.LockName), and the other fails with
+// MigrationInProgress before it freezes anything. On update it only allows setting
 // spec.abort, comparing values, not their spellings.
 //
 // Every denial is an Invalid status whose causes name the field and say
