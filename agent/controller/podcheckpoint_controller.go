@@ -176,7 +176,19 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 		return reconcile.Result{}, r.fail(ctx, pc, "UnknownContainer", err)
 	}
 
-	// 1. Freeze the whole pod, before the first checkpoint call.
+	// 1. Freeze the whole pod, before the first checkpoint call. A pod is
+	// frozen for one migration at a time: its thaw on rollback must never
+	// thaw a pod another migration holds frozen.
+	if pc.Status.FreezeStartTime == nil {
+		other, err := r.otherActiveCheckpoint(ctx, pc, pod)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if other != "" {
+			return reconcile.Result{}, r.fail(ctx, pc, ReasonPodBusy,
+				fmt.Errorf("pod %s (UID %s) is checkpointed by PodCheckpoint %s of another migration; only one may freeze it", pod.Name, pod.UID, other))
+		}
+	}
 	if pc.Status.CgroupPath == "" {
 		p, err := r.Freezer.PodPath(pod.UID)
 		if err != nil {
@@ -334,6 +346,54 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 	return reconcile.Result{}, nil
 }
 
+// ReasonPodBusy is the failure reason of a PodCheckpoint refused because
+// another one holds, or was first to ask for, the same pod.
+const ReasonPodBusy = "PodBusy"
+
+// otherActiveCheckpoint returns the name of another PodCheckpoint of the
+// same pod (same UID) that may freeze it or holds it frozen, and that wins
+// over pc: one that froze the pod already, else the older one (by creation,
+// then name), so that of two created together exactly one proceeds. A
+// PodCheckpoint that ended (thawed, released, or failed before freezing)
+// does not count.
+func (r *PodCheckpointReconciler) otherActiveCheckpoint(ctx context.Context, pc *agentv1alpha1.PodCheckpoint, pod *corev1.Pod) (string, error) {
+	var list agentv1alpha1.PodCheckpointList
+	if err := r.Client.List(ctx, &list, client.InNamespace(pc.Namespace)); err != nil {
+		return "", fmt.Errorf("listing PodCheckpoints: %w", err)
+	}
+	for i := range list.Items {
+		o := &list.Items[i]
+		if o.Name == pc.Name || o.Spec.PodName != pod.Name || o.Spec.NodeName != pc.Spec.NodeName {
+			continue
+		}
+		if uid := o.Status.PodUID; uid != "" && uid != string(pod.UID) {
+			continue
+		}
+		if uid := o.Spec.PodUID; uid != "" && uid != string(pod.UID) {
+			continue
+		}
+		switch o.Status.Phase {
+		case agentv1alpha1.PodCheckpointThawed, agentv1alpha1.PodCheckpointReleased:
+			continue
+		case agentv1alpha1.PodCheckpointFailed:
+			if o.Status.FreezeStartTime == nil {
+				continue
+			}
+		}
+		if o.Status.FreezeStartTime != nil || olderThan(o, pc) {
+			return o.Name, nil
+		}
+	}
+	return "", nil
+}
+
+func olderThan(a, b *agentv1alpha1.PodCheckpoint) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return a.Name < b.Name
+}
+
 // thaw rolls back: thaw the pod and delete the archives.
 func (r *PodCheckpointReconciler) thaw(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) error {
 	if pc.Status.Phase == agentv1alpha1.PodCheckpointThawed {
@@ -458,8 +518,11 @@ func (r *PodCheckpointReconciler) blockDeletion(ctx context.Context, pc *agentv1
 	return nil
 }
 
-// removeArchives deletes the archives in status and any other archive of the
-// pod's containers (one taken before a crash, before status recorded it).
+// removeArchives deletes the archives in status and, when pc froze the pod
+// (no other PodCheckpoint may then hold it), any other archive of the pod's
+// containers (one taken before a crash, before status recorded it). One
+// that never froze the pod took no archive, and must not remove those of
+// the PodCheckpoint that holds it.
 func (r *PodCheckpointReconciler) removeArchives(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) error {
 	seen := map[string]bool{}
 	var paths []string
@@ -468,6 +531,11 @@ func (r *PodCheckpointReconciler) removeArchives(ctx context.Context, pc *agentv
 			paths = append(paths, p)
 			seen[p] = true
 		}
+	}
+	if pc.Status.FreezeStartTime == nil {
+		return r.removePaths(ctx, pc, paths)
+	}
+	for i := range pc.Status.Containers {
 		prefix := fmt.Sprintf("checkpoint-%s_%s-%s-", pc.Spec.PodName, pc.Namespace, pc.Status.Containers[i].Name)
 		matches, _ := filepath.Glob(filepath.Join(r.CheckpointDir, globEscape(prefix)+"*.tar"))
 		for _, m := range matches {
@@ -487,6 +555,10 @@ func (r *PodCheckpointReconciler) removeArchives(ctx context.Context, pc *agentv
 			}
 		}
 	}
+	return r.removePaths(ctx, pc, paths)
+}
+
+func (r *PodCheckpointReconciler) removePaths(ctx context.Context, pc *agentv1alpha1.PodCheckpoint, paths []string) error {
 	for _, p := range paths {
 		if err := archive.Remove(r.CheckpointDir, p); err != nil {
 			return err

@@ -618,3 +618,90 @@ func TestDeletedCheckpointGoesWhenNothingIsFrozen(t *testing.T) {
 		t.Fatalf("gone=%v err=%v, want gone", gone, err)
 	}
 }
+
+// Two migrations checkpointing one pod: the PodCheckpoint created second is
+// refused (PodBusy) without freezing, and its rollback's Thaw neither thaws
+// the pod the first holds frozen nor removes the first one's archives.
+func TestSecondCheckpointOfAPodIsRefused(t *testing.T) {
+	const cg = "kubepods/burstable/podpod-uid-1"
+	e := newEnv(t)
+	e.create(t, "app")
+	ctx := context.Background()
+	second := &agentv1alpha1.PodCheckpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: "mig-2-web-0", Namespace: "db", CreationTimestamp: metav1.NewTime(t0.Add(time.Second))},
+		Spec: agentv1alpha1.PodCheckpointSpec{
+			NodeName: "node-a", PodName: "web-0", PodUID: "pod-uid-1", MigrationUID: "mig-2", Containers: []string{"app"},
+			Destination: agentv1alpha1.CheckpointDestination{Repository: e.regHost + "/lm"},
+			Action:      agentv1alpha1.CheckpointActionCheckpoint,
+		},
+	}
+	if err := e.c.Create(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	secondKey := types.NamespacedName{Namespace: "db", Name: "mig-2-web-0"}
+	reconcileSecond := func() *agentv1alpha1.PodCheckpoint {
+		t.Helper()
+		_, _ = e.r.Reconcile(ctx, reconcile.Request{NamespacedName: secondKey})
+		pc := &agentv1alpha1.PodCheckpoint{}
+		if err := e.c.Get(ctx, secondKey, pc); err != nil {
+			t.Fatal(err)
+		}
+		return pc
+	}
+	// The first froze and checkpointed the pod.
+	first, err := e.reconcile(t)
+	if err != nil || first.Status.Phase != agentv1alpha1.PodCheckpointCheckpointed {
+		t.Fatalf("first: phase %s, %v", first.Status.Phase, err)
+	}
+	kept := archives(t, e.r.CheckpointDir)
+	freezes := strings.Count(strings.Join(e.j.list(), "\n"), "freeze "+cg)
+
+	pc := reconcileSecond()
+	if pc.Status.Phase != agentv1alpha1.PodCheckpointFailed || !strings.Contains(pc.Status.Message, ReasonPodBusy) ||
+		!strings.Contains(pc.Status.Message, "mig-1-web-0") {
+		t.Fatalf("second: phase %q message %q, want Failed with %s naming mig-1-web-0", pc.Status.Phase, pc.Status.Message, ReasonPodBusy)
+	}
+	if n := strings.Count(strings.Join(e.j.list(), "\n"), "freeze "+cg); n != freezes || pc.Status.FreezeStartTime != nil {
+		t.Fatalf("the refused PodCheckpoint froze the pod: %v", e.j.list())
+	}
+	// Its migration rolls back.
+	pc.Spec.Action = agentv1alpha1.CheckpointActionThaw
+	if err := e.c.Update(ctx, pc); err != nil {
+		t.Fatal(err)
+	}
+	if pc = reconcileSecond(); pc.Status.Phase != agentv1alpha1.PodCheckpointThawed {
+		t.Fatalf("second after Thaw: phase %q", pc.Status.Phase)
+	}
+	if !e.fr.frozen[cg] {
+		t.Fatalf("the refused migration's rollback thawed the pod the other one holds frozen")
+	}
+	if diff := cmp.Diff(kept, archives(t, e.r.CheckpointDir)); diff != "" || len(kept) == 0 {
+		t.Errorf("the first one's archives changed (-want +got):\n%s", diff)
+	}
+}
+
+// Of two PodCheckpoints of one pod created before either froze it, the
+// older proceeds, whichever is reconciled first.
+func TestOlderOfTwoNewCheckpointsProceeds(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	older := &agentv1alpha1.PodCheckpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: "mig-0-web-0", Namespace: "db", CreationTimestamp: metav1.NewTime(t0.Add(-time.Minute))},
+		Spec: agentv1alpha1.PodCheckpointSpec{NodeName: "node-a", PodName: "web-0", MigrationUID: "mig-0", Containers: []string{"app"},
+			Destination: agentv1alpha1.CheckpointDestination{Repository: e.regHost + "/lm"}, Action: agentv1alpha1.CheckpointActionCheckpoint},
+	}
+	newer := older.DeepCopy()
+	newer.Name, newer.Spec.MigrationUID, newer.CreationTimestamp = "mig-1-web-0", "mig-1", metav1.NewTime(t0)
+	for _, pc := range []*agentv1alpha1.PodCheckpoint{newer, older} {
+		if err := e.c.Create(ctx, pc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc, _ := e.reconcile(t)
+	if pc.Status.Phase != agentv1alpha1.PodCheckpointFailed || !strings.Contains(pc.Status.Message, "mig-0-web-0") {
+		t.Fatalf("newer: phase %q message %q, want Failed naming the older mig-0-web-0", pc.Status.Phase, pc.Status.Message)
+	}
+	if len(e.j.list()) != 0 {
+		t.Errorf("side effects for the refused one: %v", e.j.list())
+	}
+}
