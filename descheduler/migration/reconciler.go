@@ -65,10 +65,10 @@ type Reconciler struct {
 	// must not be decided on a stale copy: the workload lock and whether
 	// the target is gone (the rollback's Works). Without it Client is used.
 	APIReader ctrl.Reader
-	Recorder events.EventRecorder
-	Clock    clock.PassiveClock
-	Hooks    Hooks
-	Config   Config
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	Hooks     Hooks
+	Config    Config
 	// MemberEvents, when set, triggers reconciles on member-cluster changes.
 	MemberEvents <-chan event.GenericEvent
 
