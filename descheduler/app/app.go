@@ -6,6 +6,7 @@ import (
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
 	policyv1alpha1 "github.com/karmada-io/karmada/pkg/apis/policy/v1alpha1"
+	workv1alpha1 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha1"
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 	"github.com/karmada-io/karmada/pkg/scheduler/framework"
 	"github.com/spf13/cobra"
@@ -45,7 +46,7 @@ func KarmadaScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
 		clientgoscheme.AddToScheme, lmv1alpha1.AddToScheme,
-		clusterv1alpha1.Install, workv1alpha2.Install, policyv1alpha1.Install,
+		clusterv1alpha1.Install, workv1alpha1.Install, workv1alpha2.Install, policyv1alpha1.Install,
 	} {
 		utilMust(add(s))
 	}

@@ -3,12 +3,19 @@ package migration
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 
+	workv1alpha1 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha1"
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
+	"github.com/karmada-io/karmada/pkg/util/names"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
@@ -17,8 +24,11 @@ import (
 //
 //  1. ask volume replication to stop;
 //  2. point the binding back at the source and drop the eviction task;
-//  3. remove the restore records and the target workload, and wait until
-//     it is gone;
+//  3. wait until Karmada removed the target's Work (read from the API
+//     server, after the revert: until then Karmada may still apply the
+//     workload there, even after it was seen gone), then remove the
+//     restore records and the target workload, and wait until it and its
+//     pods are gone;
 //  4. only then thaw the source pods;
 //  5. enter Failed once replication stopped and cleaned up too.
 //
@@ -53,6 +63,15 @@ func (r *Reconciler) rollingBack(ctx context.Context, lm *lmv1alpha1.LiveMigrati
 	// which happens in Rebinding: before that there is nothing to remove, and
 	// a workload of the same name there is not ours.
 	if st.TargetCluster != "" && !enteredAt(st, lmv1alpha1.PhaseRebinding).IsZero() {
+		works, err := r.targetWorks(ctx, lm)
+		if err != nil {
+			return stay(), err
+		}
+		if len(works) > 0 {
+			klog.FromContext(ctx).V(2).Info("Waiting for Karmada to remove the target's Work before the source is thawed",
+				"cluster", st.TargetCluster, "works", strings.Join(works, ","))
+			return stay(), nil
+		}
 		removed, err := r.Hooks.Restore.Remove(ctx, m)
 		if err != nil {
 			return stay(), fmt.Errorf("removing the restore records in %s: %w", st.TargetCluster, err)
@@ -132,4 +151,48 @@ func (r *Reconciler) abortReplication(ctx context.Context, lm *lmv1alpha1.LiveMi
 		stopped = stopped && done
 	}
 	return stopped, nil
+}
+
+// targetWorks lists the Works through which Karmada applies the workload to
+// the target cluster (in its execution namespace karmada-es-<target>): the
+// ones labelled with the binding's permanent ID, and the workload's Work by
+// its name. They are read from the API server (APIReader), so what is
+// seen is later than the binding's revert; until none is left Karmada may
+// still create the workload in the target, so the target is not gone.
+func (r *Reconciler) targetWorks(ctx context.Context, lm *lmv1alpha1.LiveMigration) ([]string, error) {
+	st := &lm.Status
+	ns := names.GenerateExecutionSpaceName(st.TargetCluster)
+	ref := lm.Spec.WorkloadRef
+	found := map[string]bool{}
+	rb, err := r.getBinding(ctx, lm)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return nil, err
+	default:
+		if id := rb.Labels[workv1alpha2.ResourceBindingPermanentIDLabel]; id != "" {
+			var works workv1alpha1.WorkList
+			if err := r.reader().List(ctx, &works, client.InNamespace(ns),
+				client.MatchingLabels{workv1alpha2.ResourceBindingPermanentIDLabel: id}); err != nil {
+				return nil, fmt.Errorf("listing the Works of ResourceBinding %s in %s: %w", rb.Name, ns, err)
+			}
+			for _, w := range works.Items {
+				found[w.Name] = true
+			}
+		}
+	}
+	name := names.GenerateWorkName(ref.Kind, ref.Name, lm.Namespace)
+	w := &workv1alpha1.Work{}
+	switch err := r.reader().Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, w); {
+	case err == nil:
+		found[w.Name] = true
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("getting Work %s/%s: %w", ns, name, err)
+	}
+	out := make([]string, 0, len(found))
+	for n := range found {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out, nil
 }

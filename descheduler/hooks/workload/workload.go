@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -143,12 +144,19 @@ func (h *Hook) Ready(ctx context.Context, cluster, namespace string, ref lmv1alp
 	return false, nil
 }
 
-// Remove deletes the workload in the foreground; done once it is gone, which
-// with foreground deletion means its pods are gone too.
+// Remove deletes the workload in the foreground; done once it is gone and
+// no pod (or ReplicaSet) of it is left. Foreground deletion removes the
+// workload after its pods, but one deleted otherwise (by Karmada when its
+// Work goes, in the background) leaves pods behind that run until the
+// garbage collector and their kubelet removed them.
 func (h *Hook) Remove(ctx context.Context, cluster, namespace string, ref lmv1alpha1.WorkloadReference) (bool, error) {
 	cl, obj, err := h.get(ctx, cluster, namespace, ref)
 	if apierrors.IsNotFound(err) {
-		return true, nil
+		left, err := leftovers(ctx, cl, namespace, ref)
+		if err != nil {
+			return false, fmt.Errorf("listing what is left of %s %s in %s: %w", ref.Kind, ref.Name, cluster, err)
+		}
+		return len(left) == 0, nil
 	}
 	if err != nil {
 		return false, err
@@ -159,4 +167,48 @@ func (h *Hook) Remove(ctx context.Context, cluster, namespace string, ref lmv1al
 		}
 	}
 	return false, nil
+}
+
+// leftovers names the pods and ReplicaSets still owned by the (deleted)
+// workload: a StatefulSet's pods, a Deployment's ReplicaSets and the pods of
+// its ReplicaSets (<name>-<pod-template-hash>).
+func leftovers(ctx context.Context, cl client.Client, namespace string, ref lmv1alpha1.WorkloadReference) ([]string, error) {
+	ownedBy := func(refs []metav1.OwnerReference, kind string, match func(string) bool) bool {
+		for _, o := range refs {
+			if o.Kind == kind && match(o.Name) {
+				return true
+			}
+		}
+		return false
+	}
+	isName := func(n string) bool { return n == ref.Name }
+	isReplicaSet := func(n string) bool {
+		hash, ok := strings.CutPrefix(n, ref.Name+"-")
+		return ok && hash != "" && !strings.Contains(hash, "-")
+	}
+	var left []string
+	if ref.Kind == "Deployment" {
+		var rss appsv1.ReplicaSetList
+		if err := cl.List(ctx, &rss, client.InNamespace(namespace)); err != nil {
+			return nil, err
+		}
+		for i := range rss.Items {
+			if ownedBy(rss.Items[i].OwnerReferences, "Deployment", isName) {
+				left = append(left, "replicaset/"+rss.Items[i].Name)
+			}
+		}
+	}
+	var pods corev1.PodList
+	if err := cl.List(ctx, &pods, client.InNamespace(namespace)); err != nil {
+		return nil, err
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if (ref.Kind == "StatefulSet" && ownedBy(p.OwnerReferences, "StatefulSet", isName)) ||
+			(ref.Kind == "Deployment" && ownedBy(p.OwnerReferences, "ReplicaSet", isReplicaSet)) {
+			left = append(left, "pod/"+p.Name)
+		}
+	}
+	sort.Strings(left)
+	return left, nil
 }

@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -116,5 +117,43 @@ func TestRemove(t *testing.T) {
 	gone, err = h.Remove(context.Background(), "b", "ns", sts)
 	if err != nil || !gone {
 		t.Fatalf("second Remove = %v, %v; want gone", gone, err)
+	}
+}
+
+// A workload deleted in the background (as Karmada does when its Work
+// goes) is not gone while its pods or ReplicaSets are left: they may run.
+func TestRemoveWaitsForPodsLeftByABackgroundDeletion(t *testing.T) {
+	owned := func(o client.Object, kind, name string) client.Object {
+		o.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: name, UID: types.UID("u-" + name)}})
+		return o
+	}
+	dep := lmv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"}
+	cases := []struct {
+		name string
+		ref  lmv1alpha1.WorkloadReference
+		objs []client.Object
+		gone bool
+	}{
+		{"statefulset pod left", sts, []client.Object{owned(pod("db-0", corev1.PodRunning, ""), "StatefulSet", "db")}, false},
+		{"deployment pod left", dep, []client.Object{owned(pod("web-7d9f8b-x2x", corev1.PodRunning, ""), "ReplicaSet", "web-7d9f8b")}, false},
+		{"deployment replicaset left", dep, []client.Object{owned(&appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web-7d9f8b"}}, "Deployment", "web")}, false},
+		{"other workloads' pods only", dep, []client.Object{
+			owned(pod("web-api-5c4-aa", corev1.PodRunning, ""), "ReplicaSet", "web-api-5c4"),
+			owned(pod("db-0", corev1.PodRunning, ""), "StatefulSet", "db"),
+		}, true},
+		{"nothing left", sts, nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(tc.objs...).Build()
+			h := &Hook{Clients: clients{"b": cl}}
+			gone, err := h.Remove(context.Background(), "b", "ns", tc.ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gone != tc.gone {
+				t.Errorf("gone = %v, want %v", gone, tc.gone)
+			}
+		})
 	}
 }

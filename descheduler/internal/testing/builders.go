@@ -5,6 +5,7 @@ import (
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
 	policyv1alpha1 "github.com/karmada-io/karmada/pkg/apis/policy/v1alpha1"
+	workv1alpha1 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha1"
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -23,7 +24,7 @@ func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{
 		clientgoscheme.AddToScheme, lmv1alpha1.AddToScheme, agentv1alpha1.AddToScheme,
-		clusterv1alpha1.Install, workv1alpha2.Install, policyv1alpha1.Install,
+		clusterv1alpha1.Install, workv1alpha1.Install, workv1alpha2.Install, policyv1alpha1.Install,
 	} {
 		if err := add(s); err != nil {
 			panic(err)

@@ -1,0 +1,73 @@
+package migration
+
+import (
+	"testing"
+	"time"
+
+	workv1alpha1 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha1"
+	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
+	"github.com/karmada-io/karmada/pkg/util/names"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
+	"github.com/livemigrate/livemigrate/test/builder"
+)
+
+// After the binding is reverted Karmada may still apply its earlier Work to
+// the target: the workload seen gone there is not gone until the Work is.
+// The source is thawed only once no Work of the binding is left in the
+// target's execution namespace.
+func TestRollbackThawsOnlyOnceTheTargetWorkIsGone(t *testing.T) {
+	for _, byLabel := range []bool{false, true} {
+		name := "work by name"
+		if byLabel {
+			name = "work by the binding's permanent id"
+		}
+		t.Run(name, func(t *testing.T) {
+			rb := builder.MakeBinding("ns", "app").SingleCluster().ScheduledOn(1, "a").Obj()
+			work := &workv1alpha1.Work{ObjectMeta: metav1.ObjectMeta{
+				Namespace: names.GenerateExecutionSpaceName("b"), Name: names.GenerateWorkName("Deployment", "app", "ns")}}
+			if byLabel {
+				rb.Labels = map[string]string{workv1alpha2.ResourceBindingPermanentIDLabel: "perm-1"}
+				work.Name = "app-other-name"
+				work.Labels = map[string]string{workv1alpha2.ResourceBindingPermanentIDLabel: "perm-1"}
+			}
+			objs := append(defaultObjects()[:3:3], rb, work)
+			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(), objs...)
+			h.w.ready = false
+			h.run(lmv1alpha1.PhaseVerifying, time.Millisecond)
+			h.w.fail["ready"] = NewStepFailedError("CrashLoop", "target pod crash-loops")
+			for i := 0; i < 4; i++ {
+				h.reconcileLogged()
+				h.clock.Step(time.Millisecond)
+			}
+			if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseRollingBack {
+				t.Fatalf("phase = %s while the target's Work exists, want RollingBack", p)
+			}
+			if n := h.w.count("thaw:app-0"); n != 0 {
+				t.Fatalf("source thawed while Karmada's Work for the target still exists: %v", h.w.calls())
+			}
+			if got := h.binding().Spec.Clusters; len(got) != 1 || got[0].Name != "a" {
+				t.Fatalf("binding not reverted first: %+v", got)
+			}
+			// Karmada removes the orphaned Work.
+			if err := h.c.Delete(h.ctx, work); err != nil {
+				t.Fatal(err)
+			}
+			h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
+			if h.w.count("thaw:app-0") != 1 {
+				t.Errorf("source not thawed once after the Work went: %v", h.w.calls())
+			}
+			var order []string
+			for _, c := range h.w.calls() {
+				if c == "removeWorkload:b" || c == "thaw:app-0" {
+					order = append(order, c)
+				}
+			}
+			if len(order) < 2 || order[0] != "removeWorkload:b" || order[len(order)-1] != "thaw:app-0" {
+				t.Errorf("target workload removal and thaw: %v, want the removal (after the Work went) before the thaw", order)
+			}
+		})
+	}
+}
