@@ -12,8 +12,10 @@ import (
 	"github.com/karmada-io/karmada/pkg/util/names"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -173,7 +175,9 @@ func (r *Reconciler) targetWorks(ctx context.Context, lm *lmv1alpha1.LiveMigrati
 		if id := rb.Labels[workv1alpha2.ResourceBindingPermanentIDLabel]; id != "" {
 			var works workv1alpha1.WorkList
 			if err := r.reader().List(ctx, &works, client.InNamespace(ns),
-				client.MatchingLabels{workv1alpha2.ResourceBindingPermanentIDLabel: id}); err != nil {
+				client.MatchingLabels{workv1alpha2.ResourceBindingPermanentIDLabel: id}); noWorkAPI(err) {
+				return nil, nil
+			} else if err != nil {
 				return nil, fmt.Errorf("listing the Works of ResourceBinding %s in %s: %w", rb.Name, ns, err)
 			}
 			for _, w := range works.Items {
@@ -186,6 +190,8 @@ func (r *Reconciler) targetWorks(ctx context.Context, lm *lmv1alpha1.LiveMigrati
 	switch err := r.reader().Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, w); {
 	case err == nil:
 		found[w.Name] = true
+	case noWorkAPI(err):
+		return nil, nil
 	case !apierrors.IsNotFound(err):
 		return nil, fmt.Errorf("getting Work %s/%s: %w", ns, name, err)
 	}
@@ -195,4 +201,10 @@ func (r *Reconciler) targetWorks(ctx context.Context, lm *lmv1alpha1.LiveMigrati
 	}
 	sort.Strings(out)
 	return out, nil
+}
+
+// noWorkAPI reports whether the control plane serves no Work API at all
+// (no Karmada controllers: nothing can apply the workload anywhere).
+func noWorkAPI(err error) bool {
+	return meta.IsNoMatchError(err) || discovery.IsGroupDiscoveryFailedError(err)
 }
