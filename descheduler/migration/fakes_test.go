@@ -41,6 +41,8 @@ type world struct {
 	// ungated those it annotated but neither gated nor pointed at the
 	// checkpoint images.
 	unmutated, ungated []string
+	// unreadyNodes are target nodes reported not Ready.
+	unreadyNodes []string
 
 	// removeCallsBeforeGone is how many Remove calls answer "not gone yet".
 	removeCallsBeforeGone int
@@ -211,7 +213,7 @@ func (f restoreFake) Prepare(_ context.Context, m Migration, cps []PodCheckpoint
 	return fmt.Errorf("images for %d of %d checkpoints", with, len(cps))
 }
 func (f restoreFake) Status(_ context.Context, m Migration) (RestoreState, error) {
-	rs := RestoreState{Restored: map[string]bool{}, Unmutated: f.w.unmutated, Ungated: f.w.ungated}
+	rs := RestoreState{Restored: map[string]bool{}, Unmutated: f.w.unmutated, Ungated: f.w.ungated, UnreadyNodes: f.w.unreadyNodes}
 	if f.w.restored {
 		for _, p := range f.w.pods {
 			rs.Restored[p.Name] = true

@@ -176,7 +176,12 @@ type RestoreState struct {
 	// the checkpoint's images (a webhook that did not gate them while the
 	// images were pushed): they started fresh, so Restoring fails at once.
 	Ungated []string
-	Message string
+	// UnreadyNodes names the target nodes the restore runs on (or is
+	// pinned to) whose Ready condition is not True: the restore fails at
+	// once instead of at the Restoring timeout; the rollback still thaws
+	// the source only once the target pods are confirmed gone.
+	UnreadyNodes []string
+	Message      string
 }
 
 // RestoreHook makes the target workload's new pods restore from the

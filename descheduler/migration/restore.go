@@ -31,6 +31,10 @@ func (r *Reconciler) restoring(ctx context.Context, lm *lmv1alpha1.LiveMigration
 	return advanceTo(lmv1alpha1.PhaseVerifying), nil
 }
 
+// ReasonTargetNodeNotReady is the failure reason of a migration whose
+// target node went NotReady during Restoring or Verifying.
+const ReasonTargetNodeNotReady = "TargetNodeNotReady"
+
 // checkTargetPods reads the restore in the target and fails (StepFailedError
 // RestoreWebhookBypassed) when a pod of the target workload would start
 // fresh instead of restoring: admitted without the restore webhook's
@@ -38,8 +42,13 @@ func (r *Reconciler) restoring(ctx context.Context, lm *lmv1alpha1.LiveMigration
 // Ignore, let the pod in unchanged), in every phase the target workload
 // exists in (from the rebinding on), so that such a pod, which runs at once
 // on the volume the final sync is writing, is caught before it spoils it;
-// and, in Restoring (withUngated), annotated but neither gated nor given its
-// checkpoint images (a webhook that does not gate).
+// and, in Restoring and Verifying (withUngated), annotated but neither gated
+// nor given its checkpoint images (a webhook that does not gate). There it
+// also fails (TargetNodeNotReady) when a node the restore runs on is not
+// Ready, instead of waiting for the phase timeout. The rollback that follows
+// keeps the source frozen until the target pods are confirmed gone, which a
+// partitioned node's pods are not until it comes back or is deleted: a
+// target that may still run is never doubled by a thawed source.
 func (r *Reconciler) checkTargetPods(ctx context.Context, lm *lmv1alpha1.LiveMigration, withUngated bool) (RestoreState, error) {
 	st := &lm.Status
 	rs, err := r.Hooks.Restore.Status(ctx, migrationOf(lm))
@@ -51,6 +60,13 @@ func (r *Reconciler) checkTargetPods(ctx context.Context, lm *lmv1alpha1.LiveMig
 			"target pod(s) %s in %s were admitted without their checkpoint: the restore webhook did not mutate them "+
 				"(is it running, and registered for pod creation in namespace %s?), so they would start fresh",
 			strings.Join(rs.Unmutated, ", "), st.TargetCluster, lm.Namespace))
+	}
+	if withUngated && len(rs.UnreadyNodes) > 0 {
+		return rs, NewStepFailedError(ReasonTargetNodeNotReady, fmt.Sprintf(
+			"target node(s) %s in %s are not Ready while the workload is restored there; the migration rolls back, and "+
+				"the source stays frozen until the target pods are confirmed gone: a partitioned node's pod may still run, "+
+				"so if the node does not come back, make sure it is stopped, then delete the Node (or its pods with --force)",
+			strings.Join(rs.UnreadyNodes, ", "), st.TargetCluster))
 	}
 	if withUngated && len(rs.Ungated) > 0 {
 		return rs, NewStepFailedError("RestoreWebhookBypassed", fmt.Sprintf(

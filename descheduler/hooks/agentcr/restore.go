@@ -135,8 +135,12 @@ func (r *Restore) Status(ctx context.Context, m migration.Migration) (migration.
 		return migration.RestoreState{Message: pr.Status.Message}, migration.NewStepFailedError("RestoreFailed", "restore failed: "+pr.Status.Message)
 	}
 	rs := migration.RestoreState{Restored: map[string]bool{}, Message: pr.Status.Message}
-	if rs.Unmutated, rs.Ungated, err = r.unmutated(ctx, cl, m, pr); err != nil {
+	var pods []corev1.Pod
+	if rs.Unmutated, rs.Ungated, pods, err = r.unmutated(ctx, cl, m, pr); err != nil {
 		return migration.RestoreState{}, err
+	}
+	if rs.UnreadyNodes, err = unreadyNodes(ctx, cl, pr, pods); err != nil {
+		return migration.RestoreState{}, fmt.Errorf("reading the target nodes in %s: %w", m.Target, err)
 	}
 	for _, c := range pr.Status.Claims {
 		switch c.Phase {
@@ -162,7 +166,7 @@ func (r *Restore) Status(ctx context.Context, m migration.Migration) (migration.
 // start). The workload only exists in the target since the rebinding, and
 // the PodRestore was created before, so every pod of it must have gone
 // through the webhook.
-func (r *Restore) unmutated(ctx context.Context, cl client.Client, m migration.Migration, pr *agentv1alpha1.PodRestore) (unmutated, ungated []string, err error) {
+func (r *Restore) unmutated(ctx context.Context, cl client.Client, m migration.Migration, pr *agentv1alpha1.PodRestore) (unmutated, ungated []string, pods []corev1.Pod, err error) {
 	var obj client.Object
 	switch m.Workload.Kind {
 	case "StatefulSet":
@@ -170,11 +174,11 @@ func (r *Restore) unmutated(ctx context.Context, cl client.Client, m migration.M
 	case "Deployment":
 		obj = &appsv1.Deployment{}
 	default:
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	if err := cl.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Workload.Name}, obj); err != nil {
 		// Not propagated yet: no pod either.
-		return nil, nil, client.IgnoreNotFound(err)
+		return nil, nil, nil, client.IgnoreNotFound(err)
 	}
 	var ls *metav1.LabelSelector
 	switch o := obj.(type) {
@@ -185,14 +189,14 @@ func (r *Restore) unmutated(ctx context.Context, cl client.Client, m migration.M
 	}
 	sel, err := metav1.LabelSelectorAsSelector(ls)
 	if err != nil || sel.Empty() {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
-	var pods corev1.PodList
-	if err := cl.List(ctx, &pods, client.InNamespace(m.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
-		return nil, nil, fmt.Errorf("listing the pods of %s %s in %s: %w", m.Workload.Kind, m.Workload.Name, m.Target, err)
+	var list corev1.PodList
+	if err := cl.List(ctx, &list, client.InNamespace(m.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return nil, nil, nil, fmt.Errorf("listing the pods of %s %s in %s: %w", m.Workload.Kind, m.Workload.Name, m.Target, err)
 	}
-	for i := range pods.Items {
-		p := &pods.Items[i]
+	for i := range list.Items {
+		p := &list.Items[i]
 		switch {
 		case !p.DeletionTimestamp.IsZero():
 		case p.Annotations[agentv1alpha1.AnnotationRestore] != pr.Name:
@@ -203,7 +207,45 @@ func (r *Restore) unmutated(ctx context.Context, cl client.Client, m migration.M
 	}
 	sort.Strings(unmutated)
 	sort.Strings(ungated)
-	return unmutated, ungated, nil
+	return unmutated, ungated, list.Items, nil
+}
+
+// unreadyNodes names the target nodes the restore depends on whose Ready
+// condition is not True (or that are gone): the node the PodRestore pins
+// the restored pods to (where their volumes were received), and the node
+// of every scheduled pod of the workload not being deleted.
+func unreadyNodes(ctx context.Context, cl client.Client, pr *agentv1alpha1.PodRestore, pods []corev1.Pod) ([]string, error) {
+	nodes := map[string]bool{}
+	if pr.Spec.NodeName != "" {
+		nodes[pr.Spec.NodeName] = true
+	}
+	for i := range pods {
+		if pods[i].Spec.NodeName != "" && pods[i].DeletionTimestamp.IsZero() {
+			nodes[pods[i].Spec.NodeName] = true
+		}
+	}
+	var unready []string
+	for name := range nodes {
+		n := &corev1.Node{}
+		if err := cl.Get(ctx, types.NamespacedName{Name: name}, n); err != nil {
+			if apierrors.IsNotFound(err) {
+				unready = append(unready, name)
+				continue
+			}
+			return nil, err
+		}
+		ready := false
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				ready = c.Status == corev1.ConditionTrue
+			}
+		}
+		if !ready {
+			unready = append(unready, name)
+		}
+	}
+	sort.Strings(unready)
+	return unready, nil
 }
 
 // Remove deletes the PodRestore; done once it is gone.
