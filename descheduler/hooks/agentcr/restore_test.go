@@ -60,4 +60,3 @@ func TestRestoreStatusReportsUnreadyNodes(t *testing.T) {
 		})
 	}
 }
-
