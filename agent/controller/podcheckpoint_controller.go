@@ -224,6 +224,13 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 		log.Info("Pod frozen", "cgroup", pc.Status.CgroupPath)
 	}
 
+	// A container the kubelet restarted while frozen (a liveness probe that
+	// timed out against it) lost its memory: its checkpoint would be a
+	// fresh start, so the request fails instead.
+	if err := restartedWhileFrozen(pod, containers, pc.Status.FreezeStartTime); err != nil {
+		return reconcile.Result{}, r.fail(ctx, pc, ReasonContainerRestarted, err)
+	}
+
 	// 2. Checkpoint each container through the kubelet; inspect the archive.
 	host, port, err := r.kubeletEndpoint(ctx)
 	if err != nil {
@@ -248,6 +255,19 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 			pc.Status.Phase = agentv1alpha1.PodCheckpointCheckpointing
 		}
 		items, err := r.Checkpointer.Checkpoint(ctx, host, port, pc.Namespace, pod.Name, c, timeout)
+		if err == nil {
+			// The dump may have raced a kill: the archive counts only if
+			// the container still is the one frozen.
+			if gerr := r.Client.Get(ctx, types.NamespacedName{Namespace: pc.Namespace, Name: pc.Spec.PodName}, pod); gerr != nil {
+				return reconcile.Result{}, gerr
+			}
+			if rerr := restartedWhileFrozen(pod, []string{c}, pc.Status.FreezeStartTime); rerr != nil {
+				if p, perr := archive.Resolve(r.CheckpointDir, items[0]); perr == nil {
+					_ = archive.Remove(r.CheckpointDir, p)
+				}
+				return reconcile.Result{}, r.fail(ctx, pc, ReasonContainerRestarted, rerr)
+			}
+		}
 		if err != nil {
 			if kubelet.IsFeatureDisabled(err) || kubelet.IsNotFound(err) || kubelet.IsRuntimeError(err) || kubelet.IsUnauthorized(err) {
 				return reconcile.Result{}, r.fail(ctx, pc, "Kubelet"+string(kubelet.ReasonOf(err)), err)
@@ -346,6 +366,61 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 	return reconcile.Result{}, nil
 }
 
+// ReasonContainerRestarted is the failure reason of a PodCheckpoint whose
+// frozen container was restarted by the kubelet (typically its liveness
+// probe timed out against the frozen process): its memory is gone.
+const ReasonContainerRestarted = "ContainerRestartedWhileFrozen"
+
+// restartedWhileFrozen returns an error naming the containers (of names)
+// that started, or terminated, after the freeze began: the kubelet killed
+// them while frozen, and what runs now is not the state that was frozen.
+func restartedWhileFrozen(pod *corev1.Pod, names []string, since *metav1.Time) error {
+	if since == nil {
+		return nil
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	after := func(t metav1.Time) bool { return t.After(since.Time) }
+	var restarted []string
+	for _, cs := range pod.Status.ContainerStatuses {
+		if !want[cs.Name] {
+			continue
+		}
+		st, last := cs.State, cs.LastTerminationState
+		switch {
+		case st.Running != nil && after(st.Running.StartedAt),
+			st.Terminated != nil && after(st.Terminated.FinishedAt),
+			last.Terminated != nil && after(last.Terminated.FinishedAt):
+			restarted = append(restarted, cs.Name)
+		}
+	}
+	if len(restarted) == 0 {
+		return nil
+	}
+	return fmt.Errorf("container(s) %s of pod %s were restarted by the kubelet while frozen (since %s), so their memory is lost: "+
+		"a liveness probe fails against a frozen container; give it a failureThreshold × periodSeconds longer than the freeze "+
+		"(the migration's downtime, bounded by its phase timeouts)", strings.Join(restarted, ", "), pod.Name, since.UTC().Format(time.RFC3339))
+}
+
+// restartedPodContainers is restartedWhileFrozen for pc's pod, nil when the
+// pod cannot be read.
+func (r *PodCheckpointReconciler) restartedPodContainers(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) error {
+	pod := &corev1.Pod{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: pc.Namespace, Name: pc.Spec.PodName}, pod); err != nil {
+		return nil
+	}
+	if pc.Status.PodUID != "" && string(pod.UID) != pc.Status.PodUID {
+		return nil
+	}
+	names, err := containersToCheckpoint(pc, pod)
+	if err != nil {
+		return nil
+	}
+	return restartedWhileFrozen(pod, names, pc.Status.FreezeStartTime)
+}
+
 // ReasonPodBusy is the failure reason of a PodCheckpoint refused because
 // another one holds, or was first to ask for, the same pod.
 const ReasonPodBusy = "PodBusy"
@@ -411,6 +486,11 @@ func (r *PodCheckpointReconciler) thaw(ctx context.Context, pc *agentv1alpha1.Po
 	pc.Status.Phase = agentv1alpha1.PodCheckpointThawed
 	pc.Status.CompletionTime = &now
 	setCondition(pc, agentv1alpha1.ConditionFrozen, metav1.ConditionFalse, ReasonThawed, "pod thawed by rollback")
+	if lost := r.restartedPodContainers(ctx, pc); lost != nil {
+		// Thawing cannot bring back what the kubelet killed: say so.
+		pc.Status.Message = "thawed, but " + lost.Error()
+		r.Recorder.Eventf(pc, nil, corev1.EventTypeWarning, ReasonContainerRestarted, "Thaw", "%s", truncate(lost.Error(), 512))
+	}
 	if err := r.Client.Status().Update(ctx, pc); err != nil {
 		return err
 	}

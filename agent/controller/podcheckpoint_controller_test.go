@@ -90,10 +90,15 @@ type fakeKubelet struct {
 	err     error
 	corrupt bool
 	clk     *clocktesting.FakeClock
+	// during, when set, runs during each checkpoint call.
+	during func()
 }
 
 func (k *fakeKubelet) Checkpoint(_ context.Context, host string, port int, ns, pod, c string, timeout time.Duration) ([]string, error) {
 	k.j.add("checkpoint " + c)
+	if k.during != nil {
+		k.during()
+	}
 	if k.err != nil {
 		return nil, k.err
 	}
@@ -704,4 +709,76 @@ func TestOlderOfTwoNewCheckpointsProceeds(t *testing.T) {
 	if len(e.j.list()) != 0 {
 		t.Errorf("side effects for the refused one: %v", e.j.list())
 	}
+}
+
+// A container the kubelet restarts while it is frozen (its liveness probe
+// timed out against the frozen process) lost its memory: the checkpoint
+// fails instead of shipping a fresh start, the pod stays frozen until the
+// rollback's Thaw, and the thaw says the state is lost.
+func TestContainerRestartedWhileFrozenFailsTheCheckpoint(t *testing.T) {
+	for _, when := range []string{"before the dump", "during the dump"} {
+		t.Run(when, func(t *testing.T) {
+			e := newEnv(t)
+			ctx := context.Background()
+			clk := e.r.Clock.(*clocktesting.FakeClock)
+			restart := func() {
+				pod := &corev1.Pod{}
+				if err := e.c.Get(ctx, types.NamespacedName{Namespace: "db", Name: "web-0"}, pod); err != nil {
+					t.Fatal(err)
+				}
+				pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", RestartCount: 1,
+					State:                corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(clk.Now().Add(2 * time.Second))}},
+					LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, FinishedAt: metav1.NewTime(clk.Now().Add(time.Second))}},
+				}}
+				if err := e.c.Status().Update(ctx, pod); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pod := &corev1.Pod{}
+			_ = e.c.Get(ctx, types.NamespacedName{Namespace: "db", Name: "web-0"}, pod)
+			pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app",
+				State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.NewTime(t0.Add(-time.Hour))}}}}
+			if err := e.c.Status().Update(ctx, pod); err != nil {
+				t.Fatal(err)
+			}
+			e.create(t, "app")
+			if when == "before the dump" {
+				// Frozen first, restarted before the next reconcile dumps.
+				e.r.Checkpointer = blockingKubelet{}
+				pc, _ := e.reconcile(t)
+				if pc.Status.FreezeStartTime == nil {
+					t.Fatalf("not frozen: %+v", pc.Status)
+				}
+				restart()
+				e.r.Checkpointer = e.kl
+				e.kl.during = func() { t.Errorf("checkpoint called for a container restarted while frozen") }
+			} else {
+				e.kl.during = restart
+			}
+			pc, err := e.reconcile(t)
+			if err == nil || pc.Status.Phase != agentv1alpha1.PodCheckpointFailed || !strings.Contains(pc.Status.Message, ReasonContainerRestarted) ||
+				!strings.Contains(pc.Status.Message, "liveness probe") {
+				t.Fatalf("phase %q message %q err %v, want Failed with %s explaining the liveness probe", pc.Status.Phase, pc.Status.Message, err, ReasonContainerRestarted)
+			}
+			if a := archives(t, e.r.CheckpointDir); len(a) != 0 {
+				t.Errorf("archive of the restarted container left: %v", a)
+			}
+			if !e.fr.frozen["kubepods/burstable/podpod-uid-1"] {
+				t.Errorf("the failure thawed the pod; only the migration may")
+			}
+			e.setAction(t, agentv1alpha1.CheckpointActionThaw)
+			pc, err = e.reconcile(t)
+			if err != nil || pc.Status.Phase != agentv1alpha1.PodCheckpointThawed || !strings.Contains(pc.Status.Message, "memory is lost") {
+				t.Fatalf("after Thaw: phase %q message %q err %v, want Thawed saying the memory is lost", pc.Status.Phase, pc.Status.Message, err)
+			}
+		})
+	}
+}
+
+// blockingKubelet answers every checkpoint call with a retryable error, so
+// a reconcile freezes the pod and stops before any dump.
+type blockingKubelet struct{}
+
+func (blockingKubelet) Checkpoint(context.Context, string, int, string, string, string, time.Duration) ([]string, error) {
+	return nil, errors.New("kubelet busy")
 }
