@@ -1,0 +1,198 @@
+package invariant
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// labApp builds the lab app once per test binary.
+func labApp(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "labapp")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/livemigrate/livemigrate/test/labapp")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the lab app: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// cgroup makes a cgroup v1 freezer cgroup for the test.
+func cgroup(t *testing.T, name string) string {
+	t.Helper()
+	const mount = "/sys/fs/cgroup/freezer"
+	if _, err := os.Stat(filepath.Join(mount, "cgroup.procs")); err != nil {
+		t.Skipf("no cgroup v1 freezer at %s: %v", mount, err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("freezing needs root")
+	}
+	rel := fmt.Sprintf("livemigrate-invariant-test-%d/%s", os.Getpid(), name)
+	dir := filepath.Join(mount, rel)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.WriteFile(filepath.Join(dir, "freezer.state"), []byte("THAWED"), 0)
+		for i := 0; i < 50; i++ {
+			if os.Remove(dir) == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		_ = os.Remove(filepath.Dir(dir))
+	})
+	return rel
+}
+
+func setFreezer(t *testing.T, rel, state string) {
+	t.Helper()
+	p := filepath.Join("/sys/fs/cgroup/freezer", rel, "freezer.state")
+	if err := os.WriteFile(p, []byte(state), 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		b, _ := os.ReadFile(p)
+		if strings.TrimSpace(string(b)) == state {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("cgroup %s not %s", rel, state)
+}
+
+// start runs a lab app in the cgroup, with HOSTNAME host, and waits until it
+// published its layout.
+func start(t *testing.T, bin, rel, host, logPath string) *exec.Cmd {
+	t.Helper()
+	state := t.TempDir()
+	cmd := exec.Command(bin, "run", "--memory=1Mi", "--tick=5ms", "--log="+logPath, "--state-dir="+state)
+	cmd.Env = append(os.Environ(), "HOSTNAME="+host)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = os.WriteFile(filepath.Join("/sys/fs/cgroup/freezer", rel, "freezer.state"), []byte("THAWED"), 0)
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	if err := os.WriteFile(filepath.Join("/sys/fs/cgroup/freezer", rel, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(filepath.Join(state, "layout.json")); err == nil {
+			return cmd
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("lab app did not publish its layout")
+	return nil
+}
+
+// The monitor sees two copies of one identity only when both run unfrozen,
+// and a process whose memory counter is behind its log.
+func TestMonitorSeesTwoLiveCopiesAndLostState(t *testing.T) {
+	bin := labApp(t)
+	src, dst := cgroup(t, "src"), cgroup(t, "dst")
+	dir := t.TempDir()
+	a := start(t, bin, src, "db-0", filepath.Join(dir, "a.log"))
+	setFreezer(t, src, "FROZEN")
+	b := start(t, bin, dst, "db-0", filepath.Join(dir, "b.log"))
+	other := start(t, bin, dst, "web-0", filepath.Join(dir, "c.log"))
+
+	// The test's processes share the host's UTS namespace: name them by
+	// their HOSTNAME as a container's would be.
+	byHostname := func(p Process) string { return p.Env["HOSTNAME"] }
+	m := &Monitor{Identity: byHostname}
+	for i := 0; i < 5; i++ {
+		m.Sample()
+		time.Sleep(10 * time.Millisecond)
+	}
+	procs := map[int]Process{}
+	for _, p := range m.Processes() {
+		procs[p.PID] = p
+	}
+	for _, c := range []*exec.Cmd{a, b, other} {
+		if _, ok := procs[c.Process.Pid]; !ok {
+			t.Fatalf("process %d not seen: %+v", c.Process.Pid, procs)
+		}
+	}
+	if !procs[a.Process.Pid].Frozen || procs[b.Process.Pid].Frozen {
+		t.Fatalf("frozen: a=%v b=%v, want a frozen and b running", procs[a.Process.Pid].Frozen, procs[b.Process.Pid].Frozen)
+	}
+	if v, n := m.Violations(); len(v) != 0 || n != 5 {
+		t.Fatalf("violations %v after %d samples while the source is frozen, want none after 5", v, n)
+	}
+
+	// The source is thawed while the target runs: two live copies.
+	setFreezer(t, src, "THAWED")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	go m.Run(ctx)
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		if v, _ := m.Violations(); len(v) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	v, _ := m.Violations()
+	if len(v) != 1 || !strings.Contains(v[0].Message, "two live copies of db-0") ||
+		!strings.Contains(v[0].Message, strconv.Itoa(a.Process.Pid)) || !strings.Contains(v[0].Message, strconv.Itoa(b.Process.Pid)) {
+		t.Fatalf("violations = %v, want one naming db-0 and both processes", v)
+	}
+	cancel()
+
+	// A copy that resumes behind what its log says it wrote lost state.
+	lost := filepath.Join(dir, "lost.log")
+	var sb strings.Builder
+	for i := 1; i <= 100000; i++ {
+		fmt.Fprintf(&sb, "%d\n", i)
+	}
+	if err := os.WriteFile(lost, []byte(sb.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	setFreezer(t, src, "FROZEN") // one live copy of db-0 again
+	m2 := &Monitor{Identity: byHostname}
+	m2.Sample() // the log is seen before the stale copy starts
+	if v, _ := m2.Violations(); len(v) != 0 {
+		t.Fatalf("violations = %v for a valid log, want none", v)
+	}
+	start(t, bin, dst, "cache-0", lost)
+	time.Sleep(50 * time.Millisecond)
+	m2.Sample()
+	v, _ = m2.Violations()
+	found := false
+	for _, x := range v {
+		found = found || (strings.Contains(x.Message, "state lost") && strings.Contains(x.Message, "from 100000 to 1"))
+	}
+	if !found {
+		t.Fatalf("violations = %v, want state lost: the log going from 100000 back to 1", v)
+	}
+}
+
+// A plain process inherits its parent's HOSTNAME: it names no pod.
+func TestDefaultIdentity(t *testing.T) {
+	cases := []struct {
+		p    Process
+		want string
+	}{
+		{Process{Env: map[string]string{"HOSTNAME": "db-0"}, OwnUTS: true}, "db-0"},
+		{Process{Env: map[string]string{"HOSTNAME": "buildhost"}, Cgroup: "/livemigrate-lab/member1-node-0/kubepods/burstable/pod0a1b2c3d-0000-4000-8000-00000000000a"},
+			"pod-uid:0a1b2c3d-0000-4000-8000-00000000000a"},
+		{Process{Env: map[string]string{"HOSTNAME": "buildhost"}, Cgroup: "/user.slice"}, ""},
+	}
+	for _, tc := range cases {
+		if got := DefaultIdentity(tc.p); got != tc.want {
+			t.Errorf("DefaultIdentity(%+v) = %q, want %q", tc.p, got, tc.want)
+		}
+	}
+}
