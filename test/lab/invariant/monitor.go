@@ -303,6 +303,11 @@ func (m *Monitor) process(pid int) (Process, bool) {
 			return Process{}, false
 		}
 	}
+	if killed(dir) {
+		// Killed while frozen: the thaw that lets the kill take effect
+		// (as a runtime stops a frozen container) runs nothing of it.
+		return Process{}, false
+	}
 	p := Process{PID: pid, Args: argv[2:], Env: map[string]string{}}
 	if env, err := os.ReadFile(filepath.Join(dir, "environ")); err == nil {
 		for _, kv := range strings.Split(string(env), "\x00") {
@@ -358,4 +363,23 @@ func (m *Monitor) freezer(procDir string) (string, bool) {
 	}
 	ev, err := os.ReadFile(filepath.Join(m.UnifiedMount, unified, "cgroup.events"))
 	return unified, err == nil && bytes.Contains(ev, []byte("frozen 1"))
+}
+
+// killed reports whether a SIGKILL is pending for the process.
+func killed(procDir string) bool {
+	b, err := os.ReadFile(filepath.Join(procDir, "status"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "SigPnd" && k != "ShdPnd") {
+			continue
+		}
+		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err == nil && mask&(1<<(uint(syscall.SIGKILL)-1)) != 0 {
+			return true
+		}
+	}
+	return false
 }

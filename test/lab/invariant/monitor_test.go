@@ -196,3 +196,25 @@ func TestDefaultIdentity(t *testing.T) {
 		}
 	}
 }
+
+// A frozen process killed by its runtime is gone for the monitor, also
+// during the thaw that lets the kill take effect.
+func TestKilledFrozenProcessIsNoCopy(t *testing.T) {
+	bin := labApp(t)
+	rel := cgroup(t, "killed")
+	c := start(t, bin, rel, "db-0", filepath.Join(t.TempDir(), "a.log"))
+	setFreezer(t, rel, "FROZEN")
+	m := &Monitor{Identity: func(p Process) string { return p.Env["HOSTNAME"] }}
+	if n := len(m.Processes()); n == 0 {
+		t.Fatalf("frozen process not seen")
+	}
+	if err := c.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	for _, p := range m.Processes() {
+		if p.PID == c.Process.Pid {
+			t.Fatalf("a killed frozen process is listed: %+v", p)
+		}
+	}
+}
