@@ -1,6 +1,7 @@
 package migration
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -8,6 +9,8 @@ import (
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 	"github.com/karmada-io/karmada/pkg/util/names"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
@@ -70,4 +73,43 @@ func TestRollbackThawsOnlyOnceTheTargetWorkIsGone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The Work is read from the API server (APIReader), not from a cache that
+// may not have seen it yet: a Work the cache misses still holds the thaw.
+func TestRollbackReadsTheWorkFromTheAPIServer(t *testing.T) {
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	work := &workv1alpha1.Work{ObjectMeta: metav1.ObjectMeta{
+		Namespace: names.GenerateExecutionSpaceName("b"), Name: names.GenerateWorkName("Deployment", "app", "ns")}}
+	h.r.APIReader = worksFrom{Reader: h.c, works: fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(work).Build()}
+	h.w.ready = false
+	h.run(lmv1alpha1.PhaseVerifying, time.Millisecond)
+	h.w.fail["ready"] = NewStepFailedError("CrashLoop", "target pod crash-loops")
+	for i := 0; i < 4; i++ {
+		h.reconcileLogged()
+	}
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseRollingBack || h.w.count("thaw:app-0") != 0 {
+		t.Fatalf("phase %s, thaws %d: the cache has no Work but the API server has; want RollingBack without a thaw", p, h.w.count("thaw:app-0"))
+	}
+}
+
+// worksFrom reads Works from works (the API server) and everything else
+// from the embedded Reader (the cache, here the same store).
+type worksFrom struct {
+	client.Reader
+	works client.Reader
+}
+
+func (r worksFrom) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*workv1alpha1.Work); ok {
+		return r.works.Get(ctx, key, obj, opts...)
+	}
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
+
+func (r worksFrom) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if _, ok := list.(*workv1alpha1.WorkList); ok {
+		return r.works.List(ctx, list, opts...)
+	}
+	return r.Reader.List(ctx, list, opts...)
 }
