@@ -81,7 +81,8 @@ func TestMultiVolumeStatefulSetMovesToMember2(t *testing.T) {
 // what to do), the agent retries for --replication-start-retry-timeout (1m),
 // then fails it; the LiveMigration fails with ReplicationFailed carrying the
 // agent's message, a warning event says what to do, and the workload rolls
-// back — instead of sitting in PreCopy until its timeout.
+// back — instead of sitting in PreCopy until its timeout — leaving no
+// directory for the copy under the target's volume root.
 func TestMigrationFailsFastWhenTheReceiverCannotStart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
@@ -121,6 +122,7 @@ func TestMigrationFailsFastWhenTheReceiverCannotStart(t *testing.T) {
 
 	var reported string
 	var reportedAt time.Time
+	var copiesDuring []string
 	timeout := metav1.Duration{Duration: 5 * time.Minute}
 	obs, err := app.Move(ctx, scenario.MoveOptions{
 		To: "member2", Name: "pt-to-member2",
@@ -129,6 +131,10 @@ func TestMigrationFailsFastWhenTheReceiverCannotStart(t *testing.T) {
 		During: func(ctx context.Context, _ *lmv1alpha1.LiveMigration) error {
 			msg, err := app.WaitReceiverNotReady(ctx, "member2", "PortUnavailable")
 			reported, reportedAt = msg, time.Now()
+			if err != nil {
+				return err
+			}
+			copiesDuring, err = app.TargetCopiesLeft()
 			return err
 		},
 	})
@@ -173,4 +179,12 @@ func TestMigrationFailsFastWhenTheReceiverCannotStart(t *testing.T) {
 		t.Errorf("warning events of the LiveMigration %q, want one saying what to do", warnings)
 	}
 	report(t, env.CheckRolledBack(ctx, app, obs, "member2"))
+	// The rollback aborted the target side, which removed the directory
+	// provisioned for the copy.
+	if len(copiesDuring) == 0 {
+		t.Error("no directory for the copy under the target's volume root while the receiver retried")
+	}
+	if left, err := app.TargetCopiesLeft(); err != nil || len(left) > 0 {
+		t.Errorf("target copies left under the volume root after the rollback: %v %v (during PreCopy: %v)", left, err, copiesDuring)
+	}
 }

@@ -434,3 +434,21 @@ func (e *Env) MigrationWarnings(ctx context.Context, lm *lmv1alpha1.LiveMigratio
 	}
 	return out, nil
 }
+
+// TargetCopiesLeft lists the directories under the lab's target volume
+// root provisioned for the app's namespace (every member's agents share
+// that root in the lab).
+func (a *App) TargetCopiesLeft() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(a.Env.Paths.VolumeRoot(), a.Namespace))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out, nil
+}
