@@ -99,7 +99,7 @@ func (r *PodCheckpointReconciler) Reconcile(ctx context.Context, req reconcile.R
 	ctx = klog.NewContext(ctx, log)
 
 	if !pc.DeletionTimestamp.IsZero() {
-		return reconcile.Result{}, r.finalize(ctx, pc)
+		return r.finalize(ctx, pc)
 	}
 	if !controllerutil.ContainsFinalizer(pc, ArchiveFinalizer) {
 		controllerutil.AddFinalizer(pc, ArchiveFinalizer)
@@ -531,31 +531,37 @@ func (r *PodCheckpointReconciler) release(ctx context.Context, pc *agentv1alpha1
 // deleted), or until the pod's cgroup is gone or found thawed. A
 // PodCheckpoint that is gone therefore never holds a pod frozen: whoever
 // asked for the thaw can take "not found" as thawed.
-func (r *PodCheckpointReconciler) finalize(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) error {
+func (r *PodCheckpointReconciler) finalize(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) (reconcile.Result, error) {
 	if !controllerutil.ContainsFinalizer(pc, ArchiveFinalizer) {
-		return nil
+		return reconcile.Result{}, nil
 	}
 	switch pc.Spec.Action {
 	case agentv1alpha1.CheckpointActionThaw:
 		if err := r.thaw(ctx, pc); err != nil {
-			return err
+			return reconcile.Result{}, err
 		}
 	case agentv1alpha1.CheckpointActionRelease:
 	default:
 		held, err := r.holdsFrozen(pc)
 		if err != nil {
-			return err
+			return reconcile.Result{}, err
 		}
 		if held {
-			return r.blockDeletion(ctx, pc)
+			// A spec.action change reconciles it at once; the pod going
+			// away (its cgroup removed) is only seen by looking again.
+			return reconcile.Result{RequeueAfter: deletionRecheck}, r.blockDeletion(ctx, pc)
 		}
 	}
 	if err := r.removeArchives(ctx, pc); err != nil {
-		return err
+		return reconcile.Result{}, err
 	}
 	controllerutil.RemoveFinalizer(pc, ArchiveFinalizer)
-	return r.Client.Update(ctx, pc)
+	return reconcile.Result{}, r.Client.Update(ctx, pc)
 }
+
+// deletionRecheck is how often a deleted PodCheckpoint that holds its pod
+// frozen looks again whether the pod is gone.
+const deletionRecheck = 10 * time.Second
 
 // holdsFrozen reports whether pc froze its pod and the pod's cgroup is still
 // frozen, without a thaw or release since.

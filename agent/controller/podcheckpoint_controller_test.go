@@ -58,6 +58,8 @@ type fakeFreezer struct {
 	// clk, when set, advances by took during each freeze.
 	clk  *clocktesting.FakeClock
 	took time.Duration
+	// gone makes every cgroup not found (the pods were deleted).
+	gone bool
 }
 
 func (f *fakeFreezer) PodPath(uid types.UID) (string, error) {
@@ -77,6 +79,9 @@ func (f *fakeFreezer) Thaw(_ context.Context, p string) error {
 	return nil
 }
 func (f *fakeFreezer) State(p string) (freezer.State, error) {
+	if f.gone {
+		return "", freezer.ErrPodCgroupNotFound
+	}
 	if f.frozen[p] {
 		return freezer.Frozen, nil
 	}
@@ -621,6 +626,28 @@ func TestDeletedCheckpointGoesWhenNothingIsFrozen(t *testing.T) {
 	e.deleteCheckpoint(t)
 	if gone, err := e.reconcileGone(t); err != nil || !gone {
 		t.Fatalf("gone=%v err=%v, want gone", gone, err)
+	}
+}
+
+// A deleted PodCheckpoint held for its frozen pod looks again later, so
+// that it goes once the pod is gone (a namespace being deleted) even if
+// no spec.action ever comes.
+func TestDeletedCheckpointRechecksUntilThePodIsGone(t *testing.T) {
+	e := newEnv(t)
+	e.create(t, "app")
+	if _, err := e.reconcile(t); err != nil {
+		t.Fatal(err)
+	}
+	e.deleteCheckpoint(t)
+	key := types.NamespacedName{Namespace: "db", Name: "mig-1-web-0"}
+	res, err := e.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: key})
+	if err != nil || res.RequeueAfter <= 0 {
+		t.Fatalf("Reconcile = %+v, %v; want a requeue while the pod is held frozen", res, err)
+	}
+	delete(e.fr.frozen, "kubepods/burstable/podpod-uid-1") // the pod and its cgroup went
+	e.fr.gone = true
+	if gone, err := e.reconcileGone(t); err != nil || !gone {
+		t.Fatalf("gone=%v err=%v once the pod is gone, want gone", gone, err)
 	}
 }
 
