@@ -14,6 +14,8 @@ import (
 // binaries are missing or a component does not come up), runs the tests,
 // prints the tail of every component's log when a test failed or a
 // component exited, and always stops the lab, also on SIGINT/SIGTERM.
+// With EnvInvariants set it runs the invariant monitor (package
+// invariant) for the whole run and fails on any violation it saw.
 //
 //	var testLab *lab.Lab
 //	func TestMain(m *testing.M) {
@@ -40,7 +42,21 @@ func RunTests(m *testing.M, opts Options, set func(*Lab)) int {
 		}
 	}()
 	set(l)
+	monCtx, stopMonitor := context.WithCancel(ctx)
+	mon := l.watchInvariants(monCtx, os.Getenv(EnvInvariants) != "")
 	code := m.Run()
+	stopMonitor()
+	if mon != nil {
+		v, samples := mon.Violations()
+		for _, x := range v {
+			fmt.Fprintf(os.Stderr, "FAIL: invariant violated: %s\n", x)
+		}
+		if len(v) > 0 {
+			code = 1
+		} else {
+			fmt.Fprintf(os.Stderr, "lab: invariant monitor: %d samples, no violation\n", samples)
+		}
+	}
 	if exitErr := l.Err(); exitErr != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: lab components exited during the tests:\n%v\n", exitErr)
 		code = 1
