@@ -62,8 +62,12 @@
 // volume delta and its checkpoint images in place. On rollback (from any
 // phase after the freeze, with a target workload or not) the target
 // workload, gated pods included, is removed, and its removal awaited,
-// before the source is thawed. The downtime budget is enforced in
-// one place (checkBudget) before anything is frozen.
+// before the source is thawed: "removed" means Karmada's Work for the
+// target is gone (read from the API server after the revert) and neither
+// the workload nor a pod it owned is left there. The downtime budget is
+// enforced in one place (checkBudget) before anything is frozen. One
+// migration acts on a workload at a time: it holds the workload's Lease
+// (lock.go) from Planning on, and one without it fails before it freezes.
 //
 // # Rebinding, and why karmada-scheduler does not undo it
 //
