@@ -37,6 +37,16 @@
 // receiver then needs no code that creates device nodes or sets security
 // attributes, and rsync (-AX, -D as root) copies such a tree as before.
 //
+// # Sender
+//
+// The volume is scanned first and streamed after while the workload keeps
+// writing to it, so the sender reads only what it scanned: Scan looks every
+// entry up relative to its parent directory held open and never follows a
+// symlink, and Write opens every path through an os.Root of the volume and
+// sends a file only when the inode it opened is the scanned one. A
+// directory swapped for a symlink after the scan (to the host's files or
+// another part of the volume) is skipped like a vanished file.
+//
 // # Receiver
 //
 // Extract runs in the agent, one connection at a time, behind the same

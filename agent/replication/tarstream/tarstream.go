@@ -18,8 +18,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/livemigrate/livemigrate/agent/replication/internal/fswalk"
 )
 
 // PAX records of this package's own (vendor prefix): a file with holes is
@@ -75,32 +73,127 @@ func (e Entry) Size() int64 {
 // lexical order, dir itself first). Entries vanishing during the walk (the
 // application runs) are skipped. It returns ErrUnsupported (wrapped, naming
 // the path) for anything the stream does not carry.
+//
+// The walk never resolves a path: every entry is looked up (without
+// following it) relative to its parent directory held open, and a
+// directory is entered only when the one opened is the inode just listed,
+// so a directory the workload swaps for a symlink meanwhile lists nothing
+// outside the volume.
 func Scan(dir string) ([]Entry, error) {
-	var out []Entry
-	xattrBuf := make([]byte, 256)
-	err := fswalk.Walk(dir, func(rel string, st *unix.Stat_t) error {
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFREG, unix.S_IFDIR, unix.S_IFLNK:
-		default:
-			return fmt.Errorf("%w: %s is a device, FIFO or socket", ErrUnsupported, rel)
-		}
-		n, err := unix.Llistxattr(filepath.Join(dir, filepath.FromSlash(rel)), xattrBuf)
-		if errors.Is(err, unix.ERANGE) || n > 0 {
-			return fmt.Errorf("%w: %s has extended attributes or ACLs", ErrUnsupported, rel)
-		}
-		if err != nil && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("listing extended attributes of %s: %w", rel, err)
-		}
-		if len(rel) > MaxPath {
-			return fmt.Errorf("%w: path longer than %d bytes: %.64s…", ErrUnsupported, MaxPath, rel)
-		}
-		out = append(out, Entry{Rel: rel, st: *st})
-		return nil
-	})
+	d, err := os.Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	defer d.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(d.Fd()), &st); err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return nil, fmt.Errorf("%s is not a directory", dir)
+	}
+	s := &scanner{xattrBuf: make([]byte, 256)}
+	if err := s.add(d, ".", ".", &st); err != nil {
+		return nil, err
+	}
+	if err := s.walk(d, "."); err != nil {
+		return nil, err
+	}
+	return s.out, nil
+}
+
+type scanner struct {
+	out      []Entry
+	xattrBuf []byte
+}
+
+// add checks and records the entry name (rel) of the open directory parent.
+func (s *scanner) add(parent *os.File, name, rel string, st *unix.Stat_t) error {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG, unix.S_IFDIR, unix.S_IFLNK:
+	default:
+		return fmt.Errorf("%w: %s is a device, FIFO or socket", ErrUnsupported, rel)
+	}
+	// The parent as opened (/proc/self/fd), the entry itself not followed.
+	p := fmt.Sprintf("/proc/self/fd/%d/%s", parent.Fd(), name)
+	n, err := unix.Llistxattr(p, s.xattrBuf)
+	if errors.Is(err, unix.ERANGE) || n > 0 {
+		return fmt.Errorf("%w: %s has extended attributes or ACLs", ErrUnsupported, rel)
+	}
+	if err != nil && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("listing extended attributes of %s: %w", rel, err)
+	}
+	if len(rel) > MaxPath {
+		return fmt.Errorf("%w: path longer than %d bytes: %.64s…", ErrUnsupported, MaxPath, rel)
+	}
+	s.out = append(s.out, Entry{Rel: rel, st: *st})
+	return nil
+}
+
+// walk adds the content of the open directory d (rel), recursively.
+func (s *scanner) walk(d *os.File, rel string) error {
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", rel, err)
+	}
+	sort.Strings(names)
+	fd := int(d.Fd())
+	for _, name := range names {
+		r := name
+		if rel != "." {
+			r = rel + "/" + name
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("%s: %w", r, err)
+		}
+		if err := s.add(d, name, r, &st); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if changedSinceScan(err) {
+				// Gone or no longer a directory: nothing to list.
+				continue
+			}
+			return fmt.Errorf("opening %s: %w", r, err)
+		}
+		child := os.NewFile(uintptr(cfd), r)
+		var cst unix.Stat_t
+		if err := unix.Fstat(cfd, &cst); err != nil {
+			_ = child.Close()
+			return fmt.Errorf("%s: %w", r, err)
+		}
+		if cst.Dev != st.Dev || cst.Ino != st.Ino {
+			_ = child.Close()
+			continue
+		}
+		err = s.walk(child, r)
+		_ = child.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// changedSinceScan tells whether opening a scanned path failed because the
+// workload removed or replaced it (or a directory above it) since the scan:
+// it is gone, is now a symlink (ELOOP with O_NOFOLLOW), a component is no
+// longer a directory, or it now resolves out of the volume.
+func changedSinceScan(err error) bool {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return true
+	}
+	var pe *fs.PathError
+	// os.Root's refusal of a path that leaves it (the error is not exported).
+	return errors.As(err, &pe) && pe.Err != nil && pe.Err.Error() == "path escapes from parent"
 }
 
 // Stats counts what a stream carried.
@@ -126,7 +219,18 @@ type WriteOptions struct {
 // ends the archive. Files vanishing before they are opened are skipped; a
 // file shrinking while it is read is padded with zeros (the stream stays
 // well-formed and a following rsync pass sees the changed file).
+//
+// Every path is opened through an os.Root of dir, and a file is sent only
+// when the inode opened is the one scanned (device and inode number): a
+// file, or a directory above it, that the workload replaced after the scan
+// — by a symlink out of the volume or to another of its files — is skipped
+// like a vanished one, so nothing but the scanned files is ever read.
 func Write(ctx context.Context, w io.Writer, dir string, entries []Entry, opts WriteOptions) (Stats, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return Stats{}, fmt.Errorf("source: %w", err)
+	}
+	defer root.Close()
 	tw := tar.NewWriter(w)
 	var stats Stats
 	buf := make([]byte, bufSize)
@@ -137,7 +241,7 @@ func Write(ctx context.Context, w io.Writer, dir string, entries []Entry, opts W
 		}
 		st := e.st
 		name := e.Rel
-		full := filepath.Join(dir, filepath.FromSlash(e.Rel))
+		rel := filepath.FromSlash(e.Rel)
 		hdr := &tar.Header{
 			Format:  tar.FormatPAX,
 			Mode:    int64(st.Mode & 0o7777),
@@ -151,8 +255,8 @@ func Write(ctx context.Context, w io.Writer, dir string, entries []Entry, opts W
 		case unix.S_IFDIR:
 			hdr.Typeflag, hdr.Name = tar.TypeDir, name+"/"
 		case unix.S_IFLNK:
-			target, err := os.Readlink(full)
-			if errors.Is(err, fs.ErrNotExist) {
+			target, err := readlink(root, rel, &st)
+			if changedSinceScan(err) {
 				continue
 			}
 			if err != nil {
@@ -168,8 +272,8 @@ func Write(ctx context.Context, w io.Writer, dir string, entries []Entry, opts W
 				}
 				links[k] = name
 			}
-			f, err := os.OpenFile(full, os.O_RDONLY|unix.O_NOFOLLOW, 0)
-			if errors.Is(err, fs.ErrNotExist) {
+			f, err := root.OpenFile(rel, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+			if changedSinceScan(err) {
 				delete(links, [2]uint64{st.Dev, st.Ino})
 				continue
 			}
@@ -177,10 +281,13 @@ func Write(ctx context.Context, w io.Writer, dir string, entries []Entry, opts W
 				return stats, err
 			}
 			file = f
-			// The file as opened: size and time from the same inode.
-			if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			// The file as opened: size and time from the same inode,
+			// which must be the scanned one.
+			scanned := st
+			if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG ||
+				st.Dev != scanned.Dev || st.Ino != scanned.Ino {
 				_ = f.Close()
-				delete(links, [2]uint64{st.Dev, st.Ino})
+				delete(links, [2]uint64{scanned.Dev, scanned.Ino})
 				continue
 			}
 			hdr.Mode, hdr.Uid, hdr.Gid, hdr.ModTime = int64(st.Mode&0o7777), int(st.Uid), int(st.Gid), time.Unix(st.Mtim.Unix())
@@ -232,6 +339,32 @@ func Write(ctx context.Context, w io.Writer, dir string, entries []Entry, opts W
 		return stats, err
 	}
 	return stats, nil
+}
+
+// readlink reads the target of the scanned symlink rel through root, only
+// when the link there is still the scanned inode (an error for which
+// changedSinceScan holds otherwise).
+func readlink(root *os.Root, rel string, scanned *unix.Stat_t) (string, error) {
+	fi, err := root.Lstat(rel)
+	if err != nil {
+		return "", err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || fi.Mode()&fs.ModeSymlink == 0 || st.Dev != scanned.Dev || st.Ino != scanned.Ino {
+		return "", fs.ErrNotExist
+	}
+	target, err := root.Readlink(rel)
+	if err != nil {
+		return "", err
+	}
+	// The link may have been replaced between the two calls: check again.
+	if fi, err = root.Lstat(rel); err != nil {
+		return "", err
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || st.Dev != scanned.Dev || st.Ino != scanned.Ino {
+		return "", fs.ErrNotExist
+	}
+	return target, nil
 }
 
 // copyExtents writes the extents of f, padding with zeros what the file no
