@@ -76,7 +76,7 @@ func ParseNear(v string) ([]Target, error) {
 			t.Weight, ref = w, strings.TrimSpace(item[:i])
 		}
 		kind, name, ok := strings.Cut(ref, ":")
-		name = strings.TrimSpace(name)
+		kind, name = strings.TrimSpace(kind), strings.TrimSpace(name)
 		switch {
 		case !ok || name == "":
 			return nil, fmt.Errorf("%q: want cluster:NAME or origin:NAME", item)
@@ -88,10 +88,12 @@ func ParseNear(v string) ([]Target, error) {
 			return nil, fmt.Errorf("%q: unknown kind %q, want cluster or origin", item, kind)
 		}
 		t.Name = name
-		if seen[ref] {
-			return nil, fmt.Errorf("%q is listed twice", ref)
+		// Compared once trimmed: "cluster:a" and "cluster: a" are one target.
+		key := kind + ":" + name
+		if seen[key] {
+			return nil, fmt.Errorf("%q is listed twice: list each target once, with its weight", key)
 		}
-		seen[ref] = true
+		seen[key] = true
 		out = append(out, t)
 	}
 	if len(out) == 0 {
