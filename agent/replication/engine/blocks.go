@@ -63,7 +63,7 @@ func (s *Session) finalBlocks(ctx context.Context, round int) (FinalResult, erro
 	var r rsync.Result
 	var br blockdelta.Result
 	if len(files) > 0 {
-		r, br, err = rsync.SendBlockDelta(ctx, s.opts(PassFinal, round, false), files)
+		r, br, err = s.peer.SendBlockDelta(ctx, s.opts(PassFinal, round, false), files)
 	} else {
 		// Nothing changed: the manifests just taken are the proof.
 		br.Manifest = tgt

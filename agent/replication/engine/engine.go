@@ -50,6 +50,9 @@ type Config struct {
 	BaseDir string
 	// Dial opens an authenticated connection to the receiver.
 	Dial func(ctx context.Context) (net.Conn, error)
+	// Peer runs the passes against the receiver; nil for rsync and the
+	// replication protocol over Dial. Tests replace it.
+	Peer Peer
 	// RsyncPath is the rsync binary ("rsync" when empty).
 	RsyncPath string
 	// BandwidthLimit in bytes per second on the tunnel; 0 is unlimited.
@@ -218,6 +221,7 @@ func IsChecksumMismatch(err error) bool {
 // Session replicates one volume.
 type Session struct {
 	cfg        Config
+	peer       Peer
 	clock      clock.PassiveClock
 	throughput float64
 }
@@ -240,7 +244,11 @@ func NewSession(cfg Config) (*Session, error) {
 	if c == nil {
 		c = clock.RealClock{}
 	}
-	return &Session{cfg: cfg, clock: c}, nil
+	p := cfg.Peer
+	if p == nil {
+		p = rsyncPeer{dial: cfg.Dial}
+	}
+	return &Session{cfg: cfg, peer: p, clock: c}, nil
 }
 
 func (s *Session) opts(pass Pass, round int, allowVanished bool) rsync.SendOptions {
@@ -294,7 +302,7 @@ func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, er
 			if round == 1 {
 				return s.fullPass(ctx, o)
 			}
-			r, err := rsync.Send(ctx, o)
+			r, err := s.peer.Send(ctx, o)
 			return r, false, err
 		})
 		if err != nil {
@@ -363,12 +371,12 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // with rsync otherwise (also when a failed tar pass left partial data).
 func (s *Session) fullPass(ctx context.Context, o rsync.SendOptions) (rsync.Result, bool, error) {
 	if !s.cfg.DisableTarFirstPass {
-		r, err := rsync.SendTar(ctx, o)
+		r, err := s.peer.SendTar(ctx, o)
 		if !errors.Is(err, rsync.ErrTarNotApplicable) {
 			return r, true, err
 		}
 	}
-	r, err := rsync.Send(ctx, o)
+	r, err := s.peer.Send(ctx, o)
 	return r, false, err
 }
 
@@ -377,7 +385,7 @@ func (s *Session) fullPass(ctx context.Context, o rsync.SendOptions) (rsync.Resu
 // returns the refreshed estimate.
 func (s *Session) KeepWarm(ctx context.Context, completed int) (PreCopyResult, error) {
 	round := completed + 1
-	r, err := rsync.Send(ctx, s.opts(PassDelta, round, true))
+	r, err := s.peer.Send(ctx, s.opts(PassDelta, round, true))
 	s.report(PassResult{Pass: PassDelta, Round: round, Result: r, Err: err})
 	if err != nil {
 		return PreCopyResult{Round: completed}, fmt.Errorf("keep-warm round %d: %w", round, err)
@@ -452,7 +460,7 @@ func (s *Session) Final(ctx context.Context, round int) (FinalResult, error) {
 			"fallback", out.Fallback, "reason", err.Error())
 	}
 	out.Method = FinalRsync
-	r, err := rsync.Send(ctx, s.opts(PassFinal, round, false))
+	r, err := s.peer.Send(ctx, s.opts(PassFinal, round, false))
 	s.report(PassResult{Pass: PassFinal, Round: round, Result: r, Err: err})
 	out.Delta = r
 	if err != nil {
@@ -472,7 +480,7 @@ func (s *Session) Final(ctx context.Context, round int) (FinalResult, error) {
 		default:
 			out.Verify.Differences = diffs
 			out.Repairs++
-			rr, err := rsync.Repair(ctx, s.opts(PassRepair, round, false))
+			rr, err := s.peer.Repair(ctx, s.opts(PassRepair, round, false))
 			s.report(PassResult{Pass: PassRepair, Round: round, Result: rr, Err: err})
 			if err != nil {
 				return out, fmt.Errorf("repair pass: %w", err)
@@ -480,7 +488,7 @@ func (s *Session) Final(ctx context.Context, round int) (FinalResult, error) {
 		}
 	}
 	for {
-		v, err := rsync.Verify(ctx, s.opts(PassVerify, round, false))
+		v, err := s.peer.Verify(ctx, s.opts(PassVerify, round, false))
 		s.report(PassResult{Pass: PassVerify, Round: round, Result: v.Result, Differences: v.Differences, Err: err})
 		out.Verify = v
 		out.Counts = VerifyCounts{Whole: true, Entries: int(v.Stats.Files), Checksummed: int(v.Stats.Files)}
@@ -495,7 +503,7 @@ func (s *Session) Final(ctx context.Context, round int) (FinalResult, error) {
 			return out, &ChecksumMismatchError{Differences: v.Differences}
 		}
 		out.Repairs++
-		rr, err := rsync.Repair(ctx, s.opts(PassRepair, round, false))
+		rr, err := s.peer.Repair(ctx, s.opts(PassRepair, round, false))
 		s.report(PassResult{Pass: PassRepair, Round: round, Result: rr, Err: err})
 		if err != nil {
 			return out, fmt.Errorf("repair pass: %w", err)
@@ -511,5 +519,5 @@ func (s *Session) blockDeltaEnabled() bool {
 
 // VerifyOnly compares source and target without changing anything.
 func (s *Session) VerifyOnly(ctx context.Context) (rsync.VerifyResult, error) {
-	return rsync.Verify(ctx, s.opts(PassVerify, 0, false))
+	return s.peer.Verify(ctx, s.opts(PassVerify, 0, false))
 }

@@ -14,7 +14,6 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/blockdelta"
 	"github.com/livemigrate/livemigrate/agent/replication/manifest"
-	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 )
 
 // StableAge is how much older than a manifest an entry's ctime must be for a
@@ -204,7 +203,7 @@ func (s *Session) indexTarget(ctx context.Context, tgt manifest.Manifest) (int, 
 	sort.Strings(want)
 	var got []*blockdelta.FileIndex
 	if len(want) > 0 {
-		err := rsync.FetchBlockIndex(ctx, s.cfg.Dial, want, func(fi *blockdelta.FileIndex) error {
+		err := s.peer.FetchBlockIndex(ctx, want, func(fi *blockdelta.FileIndex) error {
 			got = append(got, fi)
 			return nil
 		})
@@ -272,7 +271,7 @@ func (s *Session) checkPaths(ctx context.Context, pass Pass, round int, paths []
 	if len(paths) == 0 {
 		return nil, nil
 	}
-	v, err := rsync.VerifyPaths(ctx, s.opts(pass, round, false), paths)
+	v, err := s.peer.VerifyPaths(ctx, s.opts(pass, round, false), paths)
 	s.report(PassResult{Pass: pass, Round: round, Result: v.Result, Differences: v.Differences, Err: err})
 	if err != nil {
 		return nil, fmt.Errorf("verification pass: %w", err)
@@ -294,7 +293,7 @@ func (s *Session) manifests(ctx context.Context, sync bool) (src, tgt manifest.M
 	if src, err = manifest.Walk(s.cfg.SourceDir); err != nil {
 		return src, tgt, syncStart, fmt.Errorf("source manifest: %w", err)
 	}
-	if tgt, err = rsync.FetchManifest(ctx, s.cfg.Dial); err != nil {
+	if tgt, err = s.peer.FetchManifest(ctx); err != nil {
 		return src, tgt, syncStart, fmt.Errorf("target manifest: %w", err)
 	}
 	return src, tgt, syncStart, nil
