@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/livemigrate/livemigrate/agent/replication/blockdelta"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
 
@@ -48,7 +49,7 @@ func FetchBlockIndex(ctx context.Context, dial func(context.Context) (net.Conn, 
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
-	if _, err := io.WriteString(c, requestBlockIndex); err != nil {
+	if err := protocol.WriteRequest(c, protocol.BlockIndex); err != nil {
 		return fmt.Errorf("sending request: %w", err)
 	}
 	err = blockdelta.RequestIndex(bufio.NewReaderSize(c, 64<<10), c, paths, fn)
@@ -83,7 +84,7 @@ func SendBlockDelta(ctx context.Context, opts SendOptions, files []blockdelta.Fi
 	}
 	sent0, recv0 := counter.Sent.Load(), counter.Received.Load()
 	var res Result
-	if _, err := io.WriteString(conn, requestBlockDelta); err != nil {
+	if err := protocol.WriteRequest(conn, protocol.BlockDelta); err != nil {
 		return res, blockdelta.Result{}, fmt.Errorf("sending request: %w", err)
 	}
 	w := &tunnelWriter{ctx: ctx, w: conn, lim: transport.NewLimiter(opts.BandwidthLimit), n: counter}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/blockdelta"
 	"github.com/livemigrate/livemigrate/agent/replication/manifest"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 )
 
 func identityOf(t *testing.T, p string) manifest.Identity {
@@ -75,7 +76,7 @@ func TestBlockDeltaRefusesSymlinkOverTLS(t *testing.T) {
 	must(t, err)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	_, err = io.WriteString(c, requestBlockDelta)
+	_, err = io.WriteString(c, protocol.BlockDelta.Line())
 	must(t, err)
 	hdr, err := json.Marshal(map[string]any{"Path": "l/secret", "Size": 8, "Mode": 0o644, "Blocks": []int{0}, "DataLen": 8, "Last": true,
 		"Expect": identityOf(t, filepath.Join(outside, "secret"))})

@@ -81,7 +81,8 @@
 //
 // # Other requests
 //
-// Besides an rsync transfer, a receiver answers five fixed requests, on
+// Besides an rsync transfer, a receiver answers five fixed requests of the
+// replication protocol (package protocol, LIVEMIGRATE-REPLICATION/1), on
 // authenticated connections only and one transfer at a time:
 //
 //   - status: the result of the last transfer (so the sender can report why

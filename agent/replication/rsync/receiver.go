@@ -19,6 +19,7 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/blockdelta"
 	"github.com/livemigrate/livemigrate/agent/replication/manifest"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
 
@@ -119,43 +120,6 @@ func (r *Receiver) Close() error {
 	return os.RemoveAll(r.cfgDir)
 }
 
-// Requests a sender may make, as the first line on a connection. Nothing
-// else is accepted; in particular the sender never names a command or a
-// path.
-const (
-	requestRsync  = "LIVEMIGRATE-REPLICATION/1 rsync\n"
-	requestStatus = "LIVEMIGRATE-REPLICATION/1 status\n"
-	// requestTar asks for a first pass as a tar stream (package tarstream)
-	// into the target, which must be empty.
-	requestTar = "LIVEMIGRATE-REPLICATION/1 tar\n"
-	// requestManifest asks for the identities of the target's entries
-	// (package manifest).
-	requestManifest = "LIVEMIGRATE-REPLICATION/1 manifest\n"
-	// requestBlockIndex asks for the block hashes of target files (package
-	// blockdelta), before the freeze.
-	requestBlockIndex = "LIVEMIGRATE-REPLICATION/1 blockindex\n"
-	// requestBlockDelta carries the final pass as a block delta (package
-	// blockdelta) into existing target files.
-	requestBlockDelta = "LIVEMIGRATE-REPLICATION/1 blockdelta\n"
-)
-
-// readRequest reads the request line (at most 64 bytes, one byte at a time
-// so that nothing after it is consumed).
-func readRequest(conn net.Conn) (string, error) {
-	line := make([]byte, 0, 64)
-	b := make([]byte, 1)
-	for len(line) < cap(line) {
-		if _, err := io.ReadFull(conn, b); err != nil {
-			return "", fmt.Errorf("reading request: %w", err)
-		}
-		line = append(line, b[0])
-		if b[0] == '\n' {
-			return string(line), nil
-		}
-	}
-	return "", errors.New("unknown request")
-}
-
 // ServeConn serves one authenticated connection (transport.Listener only
 // hands out verified ones): either a single-use rsync daemon, or the result
 // of the previous transfer (so that the sender can report why the receiving
@@ -166,36 +130,36 @@ func (r *Receiver) ServeConn(ctx context.Context, conn net.Conn) error {
 		return err
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	req, err := readRequest(conn)
+	req, err := protocol.ReadRequest(conn)
 	if err != nil {
 		return err
 	}
 	_ = conn.SetReadDeadline(time.Time{})
 	serve := r.serveRsync
 	switch req {
-	case requestRsync:
-	case requestTar:
+	case protocol.Rsync:
+	case protocol.Tar:
 		serve = r.serveTar
-	case requestBlockDelta:
+	case protocol.BlockDelta:
 		serve = r.serveBlocks
-	case requestBlockIndex:
+	case protocol.BlockIndex:
 		// Hashes of target files, no content: never during a transfer.
 		r.waitIdle(ctx, 10*time.Second)
 		return blockdelta.ServeIndex(ctx, r.DestDir, bufio.NewReaderSize(conn, 64<<10), conn)
-	case requestManifest:
+	case protocol.Manifest:
 		// Identities only (package manifest), no content: what the
 		// source sent anyway. Never during a transfer.
 		r.waitIdle(ctx, 10*time.Second)
 		m, err := manifest.Walk(r.DestDir)
 		if err != nil {
-			_, _ = io.WriteString(conn, "error "+strings.ReplaceAll(err.Error(), "\n", " ")+"\n")
+			_, _ = io.WriteString(conn, protocol.ReplyError+strings.ReplaceAll(err.Error(), "\n", " ")+"\n")
 			return err
 		}
-		if _, err := io.WriteString(conn, "ok\n"); err != nil {
+		if _, err := io.WriteString(conn, protocol.ReplyOK); err != nil {
 			return err
 		}
 		return m.Encode(conn)
-	case requestStatus:
+	case protocol.Status:
 		// The sender asks right after its rsync exited, which can be before
 		// the receiving rsync has: wait (bounded) for running transfers to
 		// end so that their result is the one reported.
@@ -209,7 +173,7 @@ func (r *Receiver) ServeConn(ctx context.Context, conn net.Conn) error {
 		_, err := io.WriteString(conn, msg)
 		return err
 	default:
-		return errors.New("unknown request")
+		return protocol.ErrUnknownRequest
 	}
 	r.mu.Lock()
 	r.running++

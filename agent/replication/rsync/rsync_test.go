@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 )
 
@@ -313,7 +314,7 @@ func TestHandCraftedClient(t *testing.T) {
 			must(t, err)
 			defer c.Close()
 			_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-			_, err = c.Write([]byte(requestRsync))
+			_, err = c.Write([]byte(protocol.Rsync.Line()))
 			must(t, err)
 			r := bufio.NewReader(c)
 			greeting, err := r.ReadString('\n')

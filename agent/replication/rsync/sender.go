@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/livemigrate/livemigrate/agent/replication/manifest"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
 
@@ -175,7 +176,7 @@ func FetchManifest(ctx context.Context, dial func(context.Context) (net.Conn, er
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
-	if _, err := io.WriteString(c, requestManifest); err != nil {
+	if err := protocol.WriteRequest(c, protocol.Manifest); err != nil {
 		return manifest.Manifest{}, fmt.Errorf("sending request: %w", err)
 	}
 	br := bufio.NewReader(c)
@@ -183,7 +184,7 @@ func FetchManifest(ctx context.Context, dial func(context.Context) (net.Conn, er
 	if err != nil {
 		return manifest.Manifest{}, fmt.Errorf("reading the receiver's manifest: %w", err)
 	}
-	if line != "ok\n" {
+	if line != protocol.ReplyOK {
 		return manifest.Manifest{}, fmt.Errorf("receiver's manifest: %s", strings.TrimSpace(line))
 	}
 	return manifest.Decode(br, 1<<30)
@@ -250,7 +251,7 @@ func run(ctx context.Context, opts SendOptions, args []string, allowVanished boo
 		return Result{}, nil, err
 	}
 	defer remote.Close()
-	if _, err := io.WriteString(remote, requestRsync); err != nil {
+	if err := protocol.WriteRequest(remote, protocol.Rsync); err != nil {
 		return Result{}, nil, fmt.Errorf("sending request: %w", err)
 	}
 
@@ -359,7 +360,7 @@ func remoteStatus(ctx context.Context, dial func(context.Context) (net.Conn, err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
-	if _, err := io.WriteString(c, requestStatus); err != nil {
+	if err := protocol.WriteRequest(c, protocol.Status); err != nil {
 		return ""
 	}
 	b, _ := io.ReadAll(io.LimitReader(c, 16*1024))

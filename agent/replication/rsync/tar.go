@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/tarstream"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
@@ -22,15 +23,6 @@ import (
 // does not carry); the caller runs an rsync pass instead. Nothing was
 // written to the target.
 var ErrTarNotApplicable = errors.New("first pass cannot use the tar stream")
-
-// Replies of the receiver to a tar request.
-const (
-	tarReady    = "ready\n"
-	tarRefused  = "refused "
-	tarOK       = "ok\n"
-	tarFailed   = "error "
-	replyMaxLen = 4096
-)
 
 // serveTar extracts one tar stream into the (empty) target: the first pass
 // without rsync (package tarstream). The reply line tells the sender the
@@ -42,10 +34,10 @@ func (r *Receiver) serveTar(ctx context.Context, conn net.Conn) error {
 		return fmt.Errorf("reading target directory: %w", err)
 	}
 	if len(ents) > 0 {
-		_, err := io.WriteString(conn, tarRefused+"target not empty\n")
+		_, err := io.WriteString(conn, protocol.TarRefused+"target not empty\n")
 		return err
 	}
-	if _, err := io.WriteString(conn, tarReady); err != nil {
+	if _, err := io.WriteString(conn, protocol.TarReady); err != nil {
 		return err
 	}
 	counter := r.counter()
@@ -56,14 +48,14 @@ func (r *Receiver) serveTar(ctx context.Context, conn net.Conn) error {
 			err = &Error{ExitCode: -1, DiskFull: true, Output: err.Error(), op: "tar stream failed", err: err}
 		}
 		msg := strings.ReplaceAll(err.Error(), "\n", " ")
-		if len(msg) > replyMaxLen-len(tarFailed)-1 {
-			msg = msg[:replyMaxLen-len(tarFailed)-1]
+		if len(msg) > protocol.MaxReplyLen-len(protocol.ReplyError)-1 {
+			msg = msg[:protocol.MaxReplyLen-len(protocol.ReplyError)-1]
 		}
-		_, _ = io.WriteString(conn, tarFailed+msg+"\n")
+		_, _ = io.WriteString(conn, protocol.ReplyError+msg+"\n")
 		drain(conn)
 		return err
 	}
-	_, err = io.WriteString(conn, tarOK)
+	_, err = io.WriteString(conn, protocol.ReplyOK)
 	return err
 }
 
@@ -171,7 +163,7 @@ func SendTar(ctx context.Context, opts SendOptions) (Result, error) {
 		counter = &transport.Counter{}
 	}
 	sent0, recv0 := counter.Sent.Load(), counter.Received.Load()
-	if _, err := io.WriteString(conn, requestTar); err != nil {
+	if err := protocol.WriteRequest(conn, protocol.Tar); err != nil {
 		return Result{}, fmt.Errorf("sending request: %w", err)
 	}
 	br := bufio.NewReaderSize(&countingReader{r: conn, n: counter}, 256)
@@ -181,8 +173,8 @@ func SendTar(ctx context.Context, opts SendOptions) (Result, error) {
 	if err != nil {
 		return Result{}, fmt.Errorf("receiver did not answer the tar request: %w", err)
 	}
-	if line != tarReady {
-		if rest, ok := strings.CutPrefix(line, tarRefused); ok {
+	if line != protocol.TarReady {
+		if rest, ok := strings.CutPrefix(line, protocol.TarRefused); ok {
 			return Result{}, fmt.Errorf("%w: receiver: %s", ErrTarNotApplicable, strings.TrimSpace(rest))
 		}
 		return Result{}, fmt.Errorf("receiver answered %q to the tar request", strings.TrimSpace(line))
@@ -231,7 +223,7 @@ func SendTar(ctx context.Context, opts SendOptions) (Result, error) {
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("tar stream interrupted: %w", ctx.Err())
 	}
-	if rest, ok := strings.CutPrefix(msg, tarFailed); ok {
+	if rest, ok := strings.CutPrefix(msg, protocol.ReplyError); ok {
 		rest = strings.TrimSpace(rest)
 		return res, &Error{ExitCode: -1, Output: "receiver: " + rest, op: "tar stream failed",
 			DiskFull: strings.Contains(rest, "No space left on device") || strings.Contains(rest, "Disk quota exceeded"),
@@ -240,7 +232,7 @@ func SendTar(ctx context.Context, opts SendOptions) (Result, error) {
 	if werr != nil {
 		return res, fmt.Errorf("tar stream: %w", werr)
 	}
-	if msg != tarOK {
+	if msg != protocol.ReplyOK {
 		return res, fmt.Errorf("tar stream: receiver did not confirm: %q", strings.TrimSpace(msg))
 	}
 	return res, nil

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 )
@@ -121,19 +122,19 @@ func TestTarMaliciousStreamOverTLS(t *testing.T) {
 	must(t, err)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	_, err = c.Write([]byte(requestTar))
+	_, err = c.Write([]byte(protocol.Tar.Line()))
 	must(t, err)
 	r := bufio.NewReader(c)
 	line, err := r.ReadString('\n')
 	must(t, err)
-	if line != tarReady {
+	if line != protocol.TarReady {
 		t.Fatalf("receiver answered %q", line)
 	}
 	_, err = c.Write(b.Bytes())
 	must(t, err)
 	reply, err := r.ReadString('\n')
 	must(t, err)
-	if !strings.HasPrefix(reply, tarFailed) || !strings.Contains(reply, "not a directory created by this stream") {
+	if !strings.HasPrefix(reply, protocol.ReplyError) || !strings.Contains(reply, "not a directory created by this stream") {
 		t.Errorf("reply = %q, want a refusal naming the symlink", reply)
 	}
 	if err := h.lastReceiverError(t); err == nil {
