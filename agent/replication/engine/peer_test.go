@@ -275,3 +275,25 @@ func TestFinalWithoutRecordsRunsRsync(t *testing.T) {
 		t.Errorf("fallback %q, calls %q, whole %v; want %q, \"send verify\", whole", res.Fallback, got, res.Counts.Whole, FallbackNoRecords)
 	}
 }
+
+// TestFinalBlockDeltaThatCannotRunFallsBackToRsync: with records of a
+// pre-freeze verification Final tries the block delta first; when the
+// target's manifest cannot be read it runs the rsync final pass and, as
+// the targeted verification cannot run either, verifies the whole tree.
+func TestFinalBlockDeltaThatCannotRunFallsBackToRsync(t *testing.T) {
+	p := fakePeer{send: []sendAnswer{{literal: 5}}, verify: []verifyAnswer{{}}}
+	v := NewVerifyState()
+	v.records = map[string]verified{"data.db": {}}
+	s, _, _ := fakeSession(t, &p, func(c *Config) { c.Verified = v })
+	res, err := s.Final(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(p.calls, " "); got != "manifest send manifest verify" {
+		t.Errorf("calls %q, want the block delta's manifest, the rsync pass, the targeted verification's manifest, then the whole tree's", got)
+	}
+	if res.Method != FinalRsync || res.Fallback != FallbackFailed || !strings.Contains(res.FallbackDetail, "target manifest") || !res.Counts.Whole {
+		t.Errorf("method %q, fallback %q (%s), whole %v; want rsync after %q naming the target manifest, whole tree verified",
+			res.Method, res.Fallback, res.FallbackDetail, res.Counts.Whole, FallbackFailed)
+	}
+}
