@@ -144,7 +144,6 @@ func (r *PodCheckpointReconciler) trackFrozen(pc *agentv1alpha1.PodCheckpoint) {
 // checkpoint freezes, checkpoints and pushes; each step is skipped when
 // status says it is done.
 func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alpha1.PodCheckpoint) (reconcile.Result, error) {
-	log := klog.FromContext(ctx)
 	switch pc.Status.Phase {
 	case agentv1alpha1.PodCheckpointCheckpointed, agentv1alpha1.PodCheckpointFailed,
 		agentv1alpha1.PodCheckpointThawed, agentv1alpha1.PodCheckpointReleased:
@@ -176,23 +175,39 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 		return reconcile.Result{}, r.fail(ctx, pc, "UnknownContainer", err)
 	}
 
+	// 1. Freeze, 2. checkpoint each container, 3. push each archive.
+	if stop, err := r.freezePod(ctx, pc, pod, containers); stop || err != nil {
+		return reconcile.Result{}, err
+	}
+	if stop, err := r.checkpointContainers(ctx, pc, pod, containers); stop || err != nil {
+		return reconcile.Result{}, err
+	}
+	return reconcile.Result{}, r.push(ctx, pc, pod, containers)
+}
+
+// freezePod freezes the pod's cgroup, records the freeze in status the first
+// time, and fails the PodCheckpoint for a pod another one holds or a
+// container restarted while frozen. stop ends the reconcile, with err to
+// return (nil when the failure is in status).
+func (r *PodCheckpointReconciler) freezePod(ctx context.Context, pc *agentv1alpha1.PodCheckpoint, pod *corev1.Pod, containers []string) (stop bool, err error) {
+	log := klog.FromContext(ctx)
 	// 1. Freeze the whole pod, before the first checkpoint call. A pod is
 	// frozen for one migration at a time: its thaw on rollback must never
 	// thaw a pod another migration holds frozen.
 	if pc.Status.FreezeStartTime == nil {
 		other, err := r.otherActiveCheckpoint(ctx, pc, pod)
 		if err != nil {
-			return reconcile.Result{}, err
+			return true, err
 		}
 		if other != "" {
-			return reconcile.Result{}, r.fail(ctx, pc, ReasonPodBusy,
+			return true, r.fail(ctx, pc, ReasonPodBusy,
 				fmt.Errorf("pod %s (UID %s) is checkpointed by PodCheckpoint %s of another migration; only one may freeze it", pod.Name, pod.UID, other))
 		}
 	}
 	if pc.Status.CgroupPath == "" {
 		p, err := r.Freezer.PodPath(pod.UID)
 		if err != nil {
-			return reconcile.Result{}, r.fail(ctx, pc, "CgroupNotFound", err)
+			return true, r.fail(ctx, pc, "CgroupNotFound", err)
 		}
 		pc.Status.CgroupPath = p
 		pc.Status.PodUID = string(pod.UID)
@@ -205,9 +220,9 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 		if freezer.IsTimeout(err) {
 			// Never leave a half-frozen pod behind a failed request.
 			_ = r.Freezer.Thaw(ctx, pc.Status.CgroupPath)
-			return reconcile.Result{}, r.fail(ctx, pc, "FreezeTimeout", err)
+			return true, r.fail(ctx, pc, "FreezeTimeout", err)
 		}
-		return reconcile.Result{}, fmt.Errorf("freeze: %w", err)
+		return true, fmt.Errorf("freeze: %w", err)
 	}
 	if pc.Status.FreezeStartTime == nil {
 		now := metav1.NewTime(r.Clock.Now())
@@ -217,7 +232,7 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 		pc.Status.Phase = agentv1alpha1.PodCheckpointFrozen
 		setCondition(pc, agentv1alpha1.ConditionFrozen, metav1.ConditionTrue, ReasonFrozen, "pod cgroup frozen")
 		if err := r.Client.Status().Update(ctx, pc); err != nil {
-			return reconcile.Result{}, err
+			return true, err
 		}
 		r.Metrics.setFrozen(client.ObjectKeyFromObject(pc), true)
 		r.Recorder.Eventf(pc, pod, corev1.EventTypeNormal, ReasonFrozen, "Freeze", "Froze pod %s for migration %s", pod.Name, pc.Spec.MigrationUID)
@@ -228,13 +243,19 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 	// timed out against it) lost its memory: its checkpoint would be a
 	// fresh start, so the request fails instead.
 	if err := restartedWhileFrozen(pod, containers, pc.Status.FreezeStartTime); err != nil {
-		return reconcile.Result{}, r.fail(ctx, pc, ReasonContainerRestarted, err)
+		return true, r.fail(ctx, pc, ReasonContainerRestarted, err)
 	}
+	return false, nil
+}
 
+// checkpointContainers checkpoints through the kubelet every container not
+// checkpointed yet and inspects its archive; stop and err as for freezePod.
+func (r *PodCheckpointReconciler) checkpointContainers(ctx context.Context, pc *agentv1alpha1.PodCheckpoint, pod *corev1.Pod, containers []string) (stop bool, err error) {
+	log := klog.FromContext(ctx)
 	// 2. Checkpoint each container through the kubelet; inspect the archive.
 	host, port, err := r.kubeletEndpoint(ctx)
 	if err != nil {
-		return reconcile.Result{}, err
+		return true, err
 	}
 	timeout := time.Duration(pc.Spec.TimeoutSeconds) * time.Second
 	if timeout <= 0 {
@@ -259,39 +280,39 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 			// The dump may have raced a kill: the archive counts only if
 			// the container still is the one frozen.
 			if gerr := r.Client.Get(ctx, types.NamespacedName{Namespace: pc.Namespace, Name: pc.Spec.PodName}, pod); gerr != nil {
-				return reconcile.Result{}, gerr
+				return true, gerr
 			}
 			if rerr := restartedWhileFrozen(pod, []string{c}, pc.Status.FreezeStartTime); rerr != nil {
 				if p, perr := archive.Resolve(r.CheckpointDir, items[0]); perr == nil {
 					_ = archive.Remove(r.CheckpointDir, p)
 				}
-				return reconcile.Result{}, r.fail(ctx, pc, ReasonContainerRestarted, rerr)
+				return true, r.fail(ctx, pc, ReasonContainerRestarted, rerr)
 			}
 		}
 		if err != nil {
 			if kubelet.IsFeatureDisabled(err) || kubelet.IsNotFound(err) || kubelet.IsRuntimeError(err) || kubelet.IsUnauthorized(err) {
-				return reconcile.Result{}, r.fail(ctx, pc, "Kubelet"+string(kubelet.ReasonOf(err)), err)
+				return true, r.fail(ctx, pc, "Kubelet"+string(kubelet.ReasonOf(err)), err)
 			}
-			return reconcile.Result{}, fmt.Errorf("checkpoint container %s: %w", c, err)
+			return true, fmt.Errorf("checkpoint container %s: %w", c, err)
 		}
 		p, err := archive.Resolve(r.CheckpointDir, items[0])
 		if err != nil {
-			return reconcile.Result{}, r.fail(ctx, pc, "ArchiveRejected", err)
+			return true, r.fail(ctx, pc, "ArchiveRejected", err)
 		}
 		if err := archive.Secure(p); err != nil {
-			return reconcile.Result{}, err
+			return true, err
 		}
 		info, err := r.Inspect(p, r.Limits)
 		if err != nil {
 			_ = archive.Remove(r.CheckpointDir, p)
 			if archive.IsRejected(err) {
-				return reconcile.Result{}, r.fail(ctx, pc, "ArchiveRejected", err)
+				return true, r.fail(ctx, pc, "ArchiveRejected", err)
 			}
-			return reconcile.Result{}, err
+			return true, err
 		}
 		if info.ContainerName != c {
 			_ = archive.Remove(r.CheckpointDir, p)
-			return reconcile.Result{}, r.fail(ctx, pc, "ArchiveRejected", fmt.Errorf("archive is of container %q, want %q", info.ContainerName, c))
+			return true, r.fail(ctx, pc, "ArchiveRejected", fmt.Errorf("archive is of container %q, want %q", info.ContainerName, c))
 		}
 		st.ArchivePath = p
 		st.ArchiveSizeBytes = info.SizeBytes
@@ -301,12 +322,18 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 		setContainerStatus(pc, *st)
 		r.Metrics.checkpointBytes.Add(float64(info.SizeBytes))
 		if err := r.Client.Status().Update(ctx, pc); err != nil {
-			return reconcile.Result{}, err
+			return true, err
 		}
 		log.Info("Container checkpointed", "container", c, "archiveBytes", info.SizeBytes, "criuVersion", info.CRIUVersion)
 	}
 	setCondition(pc, agentv1alpha1.ConditionCheckpointed, metav1.ConditionTrue, ReasonCheckpointed, "every container checkpointed")
+	return false, nil
+}
 
+// push pushes every archive not pushed yet as a checkpoint image and
+// completes the PodCheckpoint.
+func (r *PodCheckpointReconciler) push(ctx context.Context, pc *agentv1alpha1.PodCheckpoint, pod *corev1.Pod, containers []string) error {
+	log := klog.FromContext(ctx)
 	// 3. Push each archive as a checkpoint image. Before the first push,
 	// status says the archives are taken and the push runs, so that whoever
 	// watches (the migration controller, its timeline) can tell the dump
@@ -314,12 +341,12 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 	if pc.Status.Phase != agentv1alpha1.PodCheckpointPushing && !allPushed(pc, containers) {
 		pc.Status.Phase = agentv1alpha1.PodCheckpointPushing
 		if err := r.Client.Status().Update(ctx, pc); err != nil {
-			return reconcile.Result{}, err
+			return err
 		}
 	}
 	opts, err := r.pushOptions(ctx, pc)
 	if err != nil {
-		return reconcile.Result{}, err
+		return err
 	}
 	for _, c := range containers {
 		st := containerStatus(pc, c)
@@ -331,14 +358,16 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 		info, err := r.Inspect(st.ArchivePath, r.Limits)
 		if err != nil {
 			if archive.IsRejected(err) {
-				return reconcile.Result{}, r.fail(ctx, pc, "ArchiveRejected", err)
+				return r.fail(ctx, pc, "ArchiveRejected", err)
 			}
-			return reconcile.Result{}, err
+			return err
 		}
 		res, err := r.Push(ctx, st.ArchivePath, c, info.Annotations, ref, opts)
 		if err != nil {
-			_ = r.Client.Status().Update(ctx, pc)
-			return reconcile.Result{}, fmt.Errorf("push %s: %w", ref, err)
+			if uerr := r.Client.Status().Update(ctx, pc); uerr != nil {
+				log.Error(uerr, "Updating status")
+			}
+			return fmt.Errorf("push %s: %w", ref, err)
 		}
 		st.Image, st.Digest = res.Reference, res.Digest
 		st.PushDuration = &metav1.Duration{Duration: res.Duration}
@@ -346,7 +375,7 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 		r.Metrics.pushSecs.Observe(res.Duration.Seconds())
 		r.Metrics.pushThroughput.Observe(res.Throughput())
 		if err := r.Client.Status().Update(ctx, pc); err != nil {
-			return reconcile.Result{}, err
+			return err
 		}
 		log.Info("Checkpoint image pushed", "container", c, "image", res.Reference, "bytes", res.Bytes, "bytesPerSecond", int64(res.Throughput()))
 	}
@@ -357,13 +386,13 @@ func (r *PodCheckpointReconciler) checkpoint(ctx context.Context, pc *agentv1alp
 	pc.Status.Message = ""
 	setCondition(pc, agentv1alpha1.ConditionPushed, metav1.ConditionTrue, ReasonPushed, "every checkpoint image pushed")
 	if err := r.Client.Status().Update(ctx, pc); err != nil {
-		return reconcile.Result{}, err
+		return err
 	}
 	r.Metrics.checkpoints.WithLabelValues(resultSuccess).Inc()
 	r.Metrics.checkpointSecs.Observe(pc.Status.CheckpointDuration.Seconds())
 	r.Recorder.Eventf(pc, nil, corev1.EventTypeNormal, ReasonCheckpointed, "Checkpoint", "Checkpointed %d containers in %s", len(containers), pc.Status.CheckpointDuration.Duration)
 	log.Info("Pod checkpointed", "duration", pc.Status.CheckpointDuration.Duration)
-	return reconcile.Result{}, nil
+	return nil
 }
 
 // ReasonContainerRestarted is the failure reason of a PodCheckpoint whose
