@@ -15,6 +15,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
@@ -84,6 +85,12 @@ func (a *App) Move(ctx context.Context, o MoveOptions) (*Observation, error) {
 		return nil, fmt.Errorf("%d of %d source pods run before the migration: %s", len(srcs), a.Replicas, why)
 	}
 	obs := &Observation{Source: srcs[0], Sources: srcs}
+	// Earlier migrations of the app (a move back, a second attempt) are
+	// never taken for this one, however close their creation times.
+	earlier, err := a.migrationUIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
 	args := []string{"--kubeconfig=" + a.Env.Karmada.Kubeconfig, "-n", a.Namespace, "move", strings.ToLower(a.Kind) + "/" + a.Name, "--wait"}
 	if o.To != "" {
 		args = append(args, "--to", o.To)
@@ -125,7 +132,7 @@ func (a *App) Move(ctx context.Context, o MoveOptions) (*Observation, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			duringErr = a.during(octx, o)
+			duringErr = a.during(octx, o, earlier)
 		}()
 	}
 	start := time.Now()
@@ -136,7 +143,7 @@ func (a *App) Move(ctx context.Context, o MoveOptions) (*Observation, error) {
 	if duringErr != nil && !errors.Is(duringErr, context.Canceled) {
 		return obs, duringErr
 	}
-	lm, err := a.migration(ctx)
+	lm, err := a.migration(ctx, earlier)
 	if err != nil {
 		return obs, err
 	}
@@ -145,11 +152,11 @@ func (a *App) Move(ctx context.Context, o MoveOptions) (*Observation, error) {
 }
 
 // during waits for the migration to reach o.DuringPhase and runs o.During.
-func (a *App) during(ctx context.Context, o MoveOptions) error {
+func (a *App) during(ctx context.Context, o MoveOptions, earlier map[types.UID]bool) error {
 	var lm *lmv1alpha1.LiveMigration
 	if err := poll(ctx, "the migration to reach "+string(o.DuringPhase), func() (bool, string, error) {
 		var err error
-		if lm, err = a.migration(ctx); err != nil {
+		if lm, err = a.migration(ctx, earlier); err != nil {
 			return false, err.Error(), nil
 		}
 		for _, t := range lm.Status.PhaseTransitions {
@@ -164,16 +171,45 @@ func (a *App) during(ctx context.Context, o MoveOptions) error {
 	return o.During(ctx, lm)
 }
 
-// migration returns the newest LiveMigration of the app.
-func (a *App) migration(ctx context.Context) (*lmv1alpha1.LiveMigration, error) {
+// migrations lists the LiveMigrations of the app.
+func (a *App) migrations(ctx context.Context) ([]lmv1alpha1.LiveMigration, error) {
 	var list lmv1alpha1.LiveMigrationList
 	if err := a.Env.Karmada.CR.List(ctx, &list, client.InNamespace(a.Namespace)); err != nil {
 		return nil, err
 	}
+	var out []lmv1alpha1.LiveMigration
+	for _, lm := range list.Items {
+		if lm.Spec.WorkloadRef.Name == a.Name {
+			out = append(out, lm)
+		}
+	}
+	return out, nil
+}
+
+// migrationUIDs returns the UIDs of the app's LiveMigrations.
+func (a *App) migrationUIDs(ctx context.Context) (map[types.UID]bool, error) {
+	list, err := a.migrations(ctx)
+	if err != nil {
+		return nil, err
+	}
+	uids := make(map[types.UID]bool, len(list))
+	for _, lm := range list {
+		uids[lm.UID] = true
+	}
+	return uids, nil
+}
+
+// migration returns the newest LiveMigration of the app that is not one of
+// earlier.
+func (a *App) migration(ctx context.Context, earlier map[types.UID]bool) (*lmv1alpha1.LiveMigration, error) {
+	list, err := a.migrations(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out *lmv1alpha1.LiveMigration
-	for i := range list.Items {
-		lm := &list.Items[i]
-		if lm.Spec.WorkloadRef.Name != a.Name {
+	for i := range list {
+		lm := &list[i]
+		if earlier[lm.UID] {
 			continue
 		}
 		if out == nil || lm.CreationTimestamp.After(out.CreationTimestamp.Time) ||
@@ -182,7 +218,7 @@ func (a *App) migration(ctx context.Context) (*lmv1alpha1.LiveMigration, error) 
 		}
 	}
 	if out == nil {
-		return nil, fmt.Errorf("no LiveMigration of %s in %s", a.Name, a.Namespace)
+		return nil, fmt.Errorf("no LiveMigration of %s in %s created by this move", a.Name, a.Namespace)
 	}
 	return out, nil
 }
