@@ -9,6 +9,10 @@ GO          ?= go
 BIN         := $(CURDIR)/bin
 TEST_TIMEOUT ?= 75m
 GOTEST_FLAGS ?=
+# Time each fuzz target runs under `make fuzz`.
+FUZZTIME    ?= 30s
+# package:target of every fuzz target; `make test` runs their seed corpora.
+FUZZ_TARGETS := ./agent/archive:FuzzInspect ./agent/replication/tarstream:FuzzExtract ./plugins/latency:FuzzParseRequirement
 # Packages whose tests start API servers or a whole lab; everything else is unit level.
 LAB_PKGS := /test/integration/|/test/e2e/|/test/lab/selftest|/descheduler/integration|/cmd/livemigrate-lab
 
@@ -83,6 +87,14 @@ test-integration: deps lab-binaries ## Run only the tests that start API servers
 .PHONY: test-e2e
 test-e2e: deps lab-binaries ## Run the lab end-to-end tests only: checkpoint, replication, live migration (root).
 	$(GO) test -v -timeout $(TEST_TIMEOUT) ./test/e2e/...
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each; a failing input is written under the package's testdata/fuzz.
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzzing $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 200x -parallel 2; \
+	done
 
 ##@ Lab
 

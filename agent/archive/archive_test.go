@@ -23,7 +23,7 @@ var testContainer = layout.Container{
 }
 
 // validArchive writes a CRI-O layout archive with a pages image.
-func validArchive(t *testing.T) string {
+func validArchive(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	images := filepath.Join(dir, "images")
@@ -93,7 +93,7 @@ type member struct {
 	body []byte
 }
 
-func craft(t *testing.T, extra []member, withMeta bool) string {
+func craft(t testing.TB, extra []member, withMeta bool) string {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)

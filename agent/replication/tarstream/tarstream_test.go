@@ -19,7 +19,7 @@ type ent struct {
 	data string
 }
 
-func stream(t *testing.T, ents []ent) []byte {
+func stream(t testing.TB, ents []ent) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
