@@ -47,6 +47,9 @@ func RunTests(m *testing.M, opts Options, set func(*Lab)) int {
 	code := m.Run()
 	stopMonitor()
 	if mon != nil {
+		for _, n := range mon.Notes() {
+			fmt.Fprintf(os.Stderr, "lab: invariant monitor: %s\n", n)
+		}
 		v, samples := mon.Violations()
 		for _, x := range v {
 			fmt.Fprintf(os.Stderr, "FAIL: invariant violated: %s\n", x)

@@ -5,8 +5,12 @@
 //   - never two live copies: two lab app processes of one workload identity
 //     (a StatefulSet pod name, say) both running unfrozen at once;
 //   - nothing lost: a lab app process whose committed memory counter is
-//     behind what its log on the volume says was written (a restore from a
-//     stale state, or a container restarted while frozen).
+//     behind what its log on the volume says was written, or a log that
+//     continues with a value it already holds or skips one (a restore from
+//     a stale state). A process that starts fresh on an existing log (its
+//     first value is 1: a container restarted, or a target pod admitted
+//     without its checkpoint, which the migration rolls back) starts a new
+//     sequence; it is noted, not counted.
 //
 // It reads only host facts that hold for a lab app run as a plain process
 // or inside a container with its own PID namespace: the processes in

@@ -166,16 +166,36 @@ func TestMonitorSeesTwoLiveCopiesAndLostState(t *testing.T) {
 	if v, _ := m2.Violations(); len(v) != 0 {
 		t.Fatalf("violations = %v for a valid log, want none", v)
 	}
+	// A fresh start on it (its first value is 1) is a new sequence, noted.
 	start(t, bin, dst, "cache-0", lost)
 	time.Sleep(50 * time.Millisecond)
 	m2.Sample()
-	v, _ = m2.Violations()
-	found := false
-	for _, x := range v {
-		found = found || (strings.Contains(x.Message, "state lost") && strings.Contains(x.Message, "from 100000 to 1"))
+	if v, _ := m2.Violations(); len(v) != 0 {
+		t.Fatalf("violations = %v for a fresh start on an existing log, want none", v)
 	}
-	if !found {
-		t.Fatalf("violations = %v, want state lost: the log going from 100000 back to 1", v)
+	if n := m2.Notes(); len(n) != 1 || !strings.Contains(n[0].Message, "starts again at 1 after 100000") {
+		t.Fatalf("notes = %v, want the fresh start noted", n)
+	}
+
+	// A copy resumed from a stale state continues with values the log
+	// already holds: state lost.
+	stale := filepath.Join(dir, "stale.log")
+	if err := os.WriteFile(stale, []byte("1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(stale, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m3 := &Monitor{}
+	if _, ok := m3.tail(stale, time.Now()); !ok {
+		t.Fatal("log not read")
+	}
+	fmt.Fprintln(f, 4) // resumed from the state after tick 3
+	f.Close()
+	m3.tail(stale, time.Now())
+	if v, _ := m3.Violations(); len(v) != 1 || !strings.Contains(v[0].Message, "state lost: log "+stale+" goes from 10 to 4") {
+		t.Fatalf("violations = %v, want state lost: the log going from 10 back to 4", v)
 	}
 }
 
