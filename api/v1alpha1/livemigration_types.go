@@ -101,38 +101,38 @@ type PreCopySettings struct {
 
 // PhaseTimeouts bounds the time spent in each phase. A phase without a value
 // uses the controller's default for it. Each value is a duration greater
-// than zero in Go's notation (30m, 90s, 1h30m).
+// than zero and at most 24h in Go's notation (30m, 90s, 1h30m).
 // +kubebuilder:validation:XValidation:rule="[has(self.planning), has(self.preCopy), has(self.checkpointing), has(self.finalSync), has(self.transfer), has(self.rebinding), has(self.restoring), has(self.verifying)] == [has(oldSelf.planning), has(oldSelf.preCopy), has(oldSelf.checkpointing), has(oldSelf.finalSync), has(oldSelf.transfer), has(oldSelf.rebinding), has(oldSelf.restoring), has(oldSelf.verifying)]",message="spec.timeouts is immutable; create a new LiveMigration instead"
 type PhaseTimeouts struct {
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('24h')",message="must be a duration greater than zero, such as 30m or 90s, and at most 24h (omit it for the controller's default)"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	Planning *metav1.Duration `json:"planning,omitempty"`
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('24h')",message="must be a duration greater than zero, such as 30m or 90s, and at most 24h (omit it for the controller's default)"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	PreCopy *metav1.Duration `json:"preCopy,omitempty"`
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('24h')",message="must be a duration greater than zero, such as 30m or 90s, and at most 24h (omit it for the controller's default)"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	Checkpointing *metav1.Duration `json:"checkpointing,omitempty"`
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('24h')",message="must be a duration greater than zero, such as 30m or 90s, and at most 24h (omit it for the controller's default)"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	FinalSync *metav1.Duration `json:"finalSync,omitempty"`
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('24h')",message="must be a duration greater than zero, such as 30m or 90s, and at most 24h (omit it for the controller's default)"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	Transfer *metav1.Duration `json:"transfer,omitempty"`
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('24h')",message="must be a duration greater than zero, such as 30m or 90s, and at most 24h (omit it for the controller's default)"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	Rebinding *metav1.Duration `json:"rebinding,omitempty"`
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('24h')",message="must be a duration greater than zero, such as 30m or 90s, and at most 24h (omit it for the controller's default)"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	Restoring *metav1.Duration `json:"restoring,omitempty"`
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('24h')",message="must be a duration greater than zero, such as 30m or 90s, and at most 24h (omit it for the controller's default)"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.timeouts is immutable; create a new LiveMigration instead"
 	// +optional
 	Verifying *metav1.Duration `json:"verifying,omitempty"`
@@ -165,7 +165,7 @@ type LiveMigrationSpec struct {
 	// greater than zero (2s, 500ms). The controller does not freeze the
 	// workload when its estimate exceeds it. Defaults to the controller's
 	// --default-downtime-budget.
-	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s')",message="must be a duration greater than zero, such as 2s or 500ms (omit it for the controller's --default-downtime-budget)"
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('1h')",message="must be a duration greater than zero, such as 2s or 500ms, and at most 1h (omit it for the controller's --default-downtime-budget)"
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf || !self.matches('^(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+$') || duration(self) == duration(oldSelf)",message="spec.downtimeBudget is immutable; create a new LiveMigration instead"
 	// +optional
 	DowntimeBudget *metav1.Duration `json:"downtimeBudget,omitempty"`

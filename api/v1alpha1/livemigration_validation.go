@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -15,12 +17,19 @@ const (
 	MsgWorkloadKindRequired = "the workload's kind is required: Deployment or StatefulSet"
 	MsgWorkloadName         = "must be the name of the workload (1 to 253 characters)"
 	MsgWorkloadNameRequired = "the workload's name is required"
-	MsgTimeout              = "must be a duration greater than zero, such as 30m or 90s (omit it for the controller's default)"
-	MsgDowntimeBudget       = "must be a duration greater than zero, such as 2s or 500ms (omit it for the controller's --default-downtime-budget)"
+	MsgTimeout              = "must be a duration greater than zero, such as 30m or 90s, and at most 24h (omit it for the controller's default)"
+	MsgDowntimeBudget       = "must be a duration greater than zero, such as 2s or 500ms, and at most 1h (omit it for the controller's --default-downtime-budget)"
 	MsgBandwidthLimit       = "must be a quantity of bytes per second greater than zero, such as 200Mi (omit it for no limit)"
 	MsgConvergenceThreshold = "must be a quantity of bytes greater than zero, such as 64Mi (omit it for the controller's default)"
 	MsgMaxRounds            = "must be between 1 and 100 (omit it for the controller's default)"
 	MsgTargetCluster        = "must be the name of a member cluster (at most 253 characters; see kubectl get clusters)"
+)
+
+// Upper bounds of the spec's durations: a phase that needs more than a day,
+// or a freeze longer than an hour, is a mistake rather than a plan.
+const (
+	MaxTimeout        = 24 * time.Hour
+	MaxDowntimeBudget = time.Hour
 )
 
 // SupportedWorkloadKinds are the workload kinds the controller migrates.
@@ -28,7 +37,8 @@ var SupportedWorkloadKinds = map[string]bool{"Deployment": true, "StatefulSet": 
 
 // Validate checks a decoded spec as the CRD's CEL rules check it at
 // creation: the workload is an apps/v1 Deployment or StatefulSet, every
-// duration and quantity is greater than zero and maxRounds is 1 to 100. A
+// duration and quantity is greater than zero, a timeout at most MaxTimeout,
+// the downtime budget at most MaxDowntimeBudget and maxRounds is 1 to 100. A
 // spec stored before those rules existed, or written past them, fails here.
 func (s *LiveMigrationSpec) Validate(fldPath *field.Path) field.ErrorList {
 	var errs field.ErrorList
@@ -56,7 +66,7 @@ func (s *LiveMigrationSpec) Validate(fldPath *field.Path) field.ErrorList {
 	if len(s.TargetCluster) > 253 {
 		errs = append(errs, field.Invalid(fldPath.Child("targetCluster"), s.TargetCluster, MsgTargetCluster))
 	}
-	if d := s.DowntimeBudget; d != nil && d.Duration <= 0 {
+	if d := s.DowntimeBudget; d != nil && (d.Duration <= 0 || d.Duration > MaxDowntimeBudget) {
 		errs = append(errs, field.Invalid(fldPath.Child("downtimeBudget"), d.Duration.String(), MsgDowntimeBudget))
 	}
 	if q := s.BandwidthLimit; q != nil && q.Sign() <= 0 {
@@ -81,7 +91,7 @@ func (s *LiveMigrationSpec) Validate(fldPath *field.Path) field.ErrorList {
 			{"finalSync", t.FinalSync}, {"transfer", t.Transfer}, {"rebinding", t.Rebinding},
 			{"restoring", t.Restoring}, {"verifying", t.Verifying},
 		} {
-			if f.d != nil && f.d.Duration <= 0 {
+			if f.d != nil && (f.d.Duration <= 0 || f.d.Duration > MaxTimeout) {
 				errs = append(errs, field.Invalid(p.Child(f.name), f.d.Duration.String(), MsgTimeout))
 			}
 		}

@@ -79,6 +79,8 @@ func TestValidateCreate(t *testing.T) {
 		"statefulset":               {lm: mk("ns", "m", "db").Kind("StatefulSet").Target("b").Obj()},
 		"zero budget":               {lm: mk("ns", "m", "app").Target("b").Budget(0).Obj(), deny: []string{`spec.downtimeBudget: Invalid value: "0s": ` + lmv1alpha1.MsgDowntimeBudget}},
 		"negative timeout":          {lm: mk("ns", "m", "app").Target("b").Timeout(lmv1alpha1.PhaseRestoring, -time.Second).Obj(), deny: []string{`spec.timeouts.restoring: Invalid value: "-1s": ` + lmv1alpha1.MsgTimeout}},
+		"timeout over a day":        {lm: mk("ns", "m", "app").Target("b").Timeout(lmv1alpha1.PhaseRestoring, 25*time.Hour).Obj(), deny: []string{`spec.timeouts.restoring: Invalid value: "25h0m0s": ` + lmv1alpha1.MsgTimeout}},
+		"budget over an hour":       {lm: mk("ns", "m", "app").Target("b").Budget(2 * time.Hour).Obj(), deny: []string{`spec.downtimeBudget: Invalid value: "2h0m0s": ` + lmv1alpha1.MsgDowntimeBudget}},
 		"zero bandwidth":            {lm: mk("ns", "m", "app").Target("b").Bandwidth("0").Obj(), deny: []string{`spec.bandwidthLimit: Invalid value: "0": ` + lmv1alpha1.MsgBandwidthLimit}},
 		"fractional bandwidth":      {lm: mk("ns", "m", "app").Target("b").Bandwidth("0.5Gi").Obj()},
 		"several problems":          {lm: mk("ns", "m", "ghost").Target("down").Obj(), deny: []string{"not propagated", "not Ready"}},
