@@ -1,6 +1,7 @@
 package agentcr
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sort"
@@ -56,7 +57,10 @@ func objectMeta(m migration.Migration, key types.NamespacedName) metav1.ObjectMe
 }
 
 // ensureSecrets mints the credentials once, into the source cluster's
-// Secret, and copies the target's share into the target cluster.
+// Secret, and copies the target's share into the target cluster. A Secret
+// of that name this migration did not create is never adopted, in either
+// cluster: the migration fails with ReplicationSecretConflict (see
+// secretConflict).
 func (r *Replication) ensureSecrets(ctx context.Context, src, dst client.Client, m migration.Migration) error {
 	key := types.NamespacedName{Namespace: m.Namespace, Name: tlsSecretName(m)}
 	s := &corev1.Secret{}
@@ -69,32 +73,84 @@ func (r *Replication) ensureSecrets(ctx context.Context, src, dst client.Client,
 		// The source agent needs only its own key.
 		delete(s.Data, certs.SecretKeyTargetKey)
 		full := b.SecretData()
-		if err := src.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := src.Create(ctx, s); apierrors.IsAlreadyExists(err) {
+			// Created by someone else since the Get: never trusted.
+			return r.existingSecret(ctx, src, key, m, m.Source, nil)
+		} else if err != nil {
 			return fmt.Errorf("creating Secret %s in %s: %w", key, m.Source, err)
 		}
 		t := &corev1.Secret{ObjectMeta: objectMeta(m, key), Type: corev1.SecretTypeOpaque, Data: map[string][]byte{
 			certs.SecretKeyCA: full[certs.SecretKeyCA], certs.SecretKeyTargetCert: full[certs.SecretKeyTargetCert],
 			certs.SecretKeyTargetKey: full[certs.SecretKeyTargetKey]}}
-		if err := dst.Create(ctx, t); err != nil && !apierrors.IsAlreadyExists(err) {
+		if err := dst.Create(ctx, t); apierrors.IsAlreadyExists(err) {
+			// A target share of an earlier mint (its source Secret was
+			// replaced), or someone else's; or the Secret just created,
+			// when both clusters are one API server.
+			return r.existingSecret(ctx, dst, key, m, m.Target, full[certs.SecretKeyCA])
+		} else if err != nil {
 			return fmt.Errorf("creating Secret %s in %s: %w", key, m.Target, err)
 		}
 		return nil
 	} else if err != nil {
 		return err
 	}
+	if !ownSecret(s, m) {
+		return secretConflict(s, m, m.Source)
+	}
 	t := &corev1.Secret{}
 	if err := dst.Get(ctx, key, t); apierrors.IsNotFound(err) {
 		// The source Secret exists but the target's share was lost (a crash
 		// between the two creates): the target key is not kept on the source,
 		// so mint again and replace both.
-		if err := src.Delete(ctx, s); client.IgnoreNotFound(err) != nil {
+		if err := src.Delete(ctx, s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
 			return err
 		}
 		return fmt.Errorf("replication credentials of %s were incomplete; minting them again", m.Name)
 	} else if err != nil {
 		return err
 	}
+	if !ownSecret(t, m) {
+		return secretConflict(t, m, m.Target)
+	}
 	return nil
+}
+
+// existingSecret handles a create that found the credentials' Secret in
+// place: one of this migration's own holding the CA just minted (ca) is
+// the one just created (one API server for both clusters); one of an
+// earlier mint is deleted so that the next attempt mints both shares
+// again; anyone else's fails the migration.
+func (r *Replication) existingSecret(ctx context.Context, cl client.Client, key types.NamespacedName, m migration.Migration, cluster string, ca []byte) error {
+	s := &corev1.Secret{}
+	if err := cl.Get(ctx, key, s); err != nil {
+		return fmt.Errorf("getting Secret %s in %s: %w", key, cluster, err)
+	}
+	if !ownSecret(s, m) {
+		return secretConflict(s, m, cluster)
+	}
+	if ca != nil && bytes.Equal(s.Data[certs.SecretKeyCA], ca) {
+		return nil
+	}
+	if err := cl.Delete(ctx, s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	return fmt.Errorf("replication credentials of %s in %s were from an earlier attempt; minting them again", m.Name, cluster)
+}
+
+// ownSecret tells whether s carries the marks this migration puts on the
+// Secrets it creates.
+func ownSecret(s *corev1.Secret, m migration.Migration) bool {
+	return s.Labels[LabelMigrationUID] == string(m.UID) && s.Annotations[AnnotationMigration] == m.Name
+}
+
+// secretConflict is the failure for a credentials Secret this migration
+// did not create: adopting it would make whoever wrote it an accepted peer
+// of the agents' replication.
+func secretConflict(s *corev1.Secret, m migration.Migration, cluster string) error {
+	return migration.NewStepFailedError("ReplicationSecretConflict", fmt.Sprintf(
+		"Secret %s in namespace %s of cluster %s was not created by this migration (UID %s), so its credentials are not used: "+
+			"find out who created it (kubectl -n %s get secret %s -o yaml), delete it, and create the LiveMigration again",
+		s.Name, s.Namespace, cluster, m.UID, s.Namespace, s.Name))
 }
 
 // prepareTarget chooses the node of the target cluster that receives the
