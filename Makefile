@@ -12,7 +12,8 @@ GOTEST_FLAGS ?=
 # Time each fuzz target runs under `make fuzz`.
 FUZZTIME    ?= 30s
 # package:target of every fuzz target; `make test` runs their seed corpora.
-FUZZ_TARGETS := ./agent/archive:FuzzInspect ./agent/replication/tarstream:FuzzExtract ./plugins/latency:FuzzParseRequirement
+FUZZ_TARGETS := ./agent/archive:FuzzInspect ./agent/replication/tarstream:FuzzExtract ./agent/replication/blockdelta:FuzzApply \
+	./agent/replication/blockdelta:FuzzServeIndex ./plugins/latency:FuzzParseRequirement
 # Packages whose tests start API servers or a whole lab; everything else is unit level.
 LAB_PKGS := /test/integration/|/test/e2e/|/test/lab/selftest|/descheduler/integration|/cmd/livemigrate-lab
 
