@@ -34,6 +34,10 @@ help: ## Show this help.
 deps: ## Install the Debian packages the tests and the lab need (rsync, iproute2) when missing.
 	@hack/ensure-deps.sh
 
+.PHONY: criu
+criu: ## Install runc and iptables and build CRIU 4.2.1 into a cache outside the clone, when missing (hack/ensure-criu.sh).
+	@hack/ensure-criu.sh >/dev/null
+
 .PHONY: build
 build: ## Build every binary of the project into bin/.
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -74,7 +78,7 @@ verify-generated: generate ## Fail when generated files are stale.
 ##@ Test
 
 .PHONY: test
-test: deps lab-binaries ## Run all tests: unit, and integration/end-to-end against a real lab (builds the lab binaries when missing).
+test: deps criu lab-binaries ## Run all tests: unit, and integration/end-to-end against a real lab (builds the lab binaries when missing).
 	$(GO) test -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) ./...
 
 .PHONY: test-unit
@@ -82,11 +86,11 @@ test-unit: ## Run the unit tests only (no lab, no API servers).
 	$(GO) test $(GOTEST_FLAGS) $$($(GO) list ./... | grep -v -E '$(LAB_PKGS)')
 
 .PHONY: test-integration
-test-integration: deps lab-binaries ## Run only the tests that start API servers or a whole lab.
+test-integration: deps criu lab-binaries ## Run only the tests that start API servers or a whole lab.
 	$(GO) test -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) $$($(GO) list ./... | grep -E '$(LAB_PKGS)')
 
 .PHONY: test-e2e
-test-e2e: deps lab-binaries ## Run the lab end-to-end tests only: checkpoint, replication, live migration (root).
+test-e2e: deps criu lab-binaries ## Run the lab end-to-end tests only: checkpoint, replication, live migration (root).
 	$(GO) test -v -timeout $(TEST_TIMEOUT) ./test/e2e/...
 
 .PHONY: fuzz
@@ -108,7 +112,7 @@ lab-up: lab-binaries ## Start the default lab (Karmada plane + three member clus
 	$(GO) run ./cmd/livemigrate-lab up
 
 .PHONY: demo
-demo: deps lab-binaries ## Start the default lab, live-migrate a stateful app across clusters, verify nothing was lost, tear down (KEEP=1 keeps the lab).
+demo: deps criu lab-binaries ## Start the default lab, live-migrate a stateful app across clusters, verify nothing was lost, tear down (KEEP=1 keeps the lab).
 	hack/demo.sh
 
 .PHONY: lab-down
@@ -133,7 +137,7 @@ bench-replication: deps ## Volume replication full/delta passes vs a raw copy of
 	hack/bench-replication.sh
 
 .PHONY: bench-migration
-bench-migration: deps lab-binaries ## Live-migration downtime in the lab vs the physical floor and evict-and-recreate.
+bench-migration: deps criu lab-binaries ## Live-migration downtime in the lab vs the physical floor and evict-and-recreate.
 	hack/bench-migration.sh
 
 ##@ Tools
