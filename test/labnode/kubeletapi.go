@@ -154,6 +154,9 @@ func (r *Runtime) handleCheckpoint(w http.ResponseWriter, req *http.Request) {
 // frozen already), read its memory, write the archive, resume it if it
 // paused it.
 func (r *Runtime) Checkpoint(ctx context.Context, pp *podProc, cp *containerProc) (string, error) {
+	if r.runc != nil {
+		return r.checkpointRunc(ctx, pp, cp)
+	}
 	st, err := r.freezer.State(pp.cgroup)
 	if err != nil {
 		return "", err

@@ -63,6 +63,13 @@ type Config struct {
 	SkipAuth bool
 	// Registry options for pulling checkpoint images.
 	Registry checkpointimage.PushOptions
+	// ContainerRuntime is ContainerRuntimeRunc (containers under runc,
+	// checkpointed and restored by CRIU) or ContainerRuntimeProcess (the
+	// default: the memory stand-in, for machines where criu check fails).
+	ContainerRuntime string
+	// Runc is the runc binary ("runc" when empty), CRIU the criu binary
+	// runc runs (ContainerRuntimeRunc only).
+	Runc, CRIU string
 }
 
 // Runtime runs the lab app pods of one node.
@@ -70,6 +77,9 @@ type Runtime struct {
 	cfg     Config
 	freezer *freezer.Freezer
 	log     klog.Logger
+
+	// runc is the runc backend's state (ContainerRuntimeRunc only).
+	runc *runcState
 
 	mu   sync.Mutex
 	pods map[types.UID]*podProc
@@ -86,6 +96,7 @@ type podProc struct {
 	pod        *corev1.Pod
 	cgroup     string // relative to the freezer mount
 	containers map[string]*containerProc
+	started    time.Time
 }
 
 type containerProc struct {
@@ -97,6 +108,14 @@ type containerProc struct {
 	cmd      *exec.Cmd
 	done     chan struct{}
 	err      error
+
+	// A runc container: its ID, bundle, host PID (and pidfd), and its
+	// volumes (mount path → host path).
+	id     string
+	bundle string
+	pid    int
+	pidfd  int
+	paths  map[string]string
 }
 
 // New creates a runtime.
@@ -110,18 +129,31 @@ func New(cfg Config) (*Runtime, error) {
 	if cfg.FreezerMount == "" {
 		cfg.FreezerMount = "/sys/fs/cgroup/freezer"
 	}
+	switch cfg.ContainerRuntime {
+	case "":
+		cfg.ContainerRuntime = ContainerRuntimeProcess
+	case ContainerRuntimeProcess, ContainerRuntimeRunc:
+	default:
+		return nil, fmt.Errorf("container runtime %q: want %q or %q", cfg.ContainerRuntime, ContainerRuntimeRunc, ContainerRuntimeProcess)
+	}
 	for _, d := range []string{cfg.Root, filepath.Join(cfg.Root, "checkpoints"), filepath.Join(cfg.Root, "pods")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
 	}
-	return &Runtime{
+	r := &Runtime{
 		cfg:      cfg,
 		freezer:  &freezer.Freezer{Version: freezer.V1, Mount: cfg.FreezerMount, Parent: cfg.CgroupParent, Drivers: []freezer.Driver{freezer.DriverCgroupfs}},
 		log:      klog.Background().WithValues("node", cfg.NodeName),
 		pods:     map[types.UID]*podProc{},
 		failures: map[types.UID]*startFailure{},
-	}, nil
+	}
+	if cfg.ContainerRuntime == ContainerRuntimeRunc {
+		if err := r.initRunc(); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
 }
 
 // CheckpointDir is the kubelet's checkpoint directory of this node.
@@ -246,7 +278,7 @@ func (r *Runtime) RunPod(ctx context.Context, p *corev1.Pod) error {
 		r.mu.Unlock()
 		return nil
 	}
-	pp := &podProc{pod: p.DeepCopy(), containers: map[string]*containerProc{}}
+	pp := &podProc{pod: p.DeepCopy(), containers: map[string]*containerProc{}, started: time.Now()}
 	r.pods[p.UID] = pp
 	r.mu.Unlock()
 	start := time.Now()
@@ -399,6 +431,9 @@ func mapArgs(args []string, paths map[string]string) []string {
 }
 
 func (r *Runtime) startContainer(ctx context.Context, pp *podProc, c corev1.Container) (_ *containerProc, retErr error) {
+	if r.runc != nil {
+		return r.startRuncContainer(ctx, pp, c)
+	}
 	cdir := filepath.Join(r.podDir(pp.pod.UID), c.Name)
 	if err := os.MkdirAll(cdir, 0o700); err != nil {
 		return nil, err
@@ -509,6 +544,9 @@ func (r *Runtime) StopPod(uid types.UID) {
 		if c.cmd != nil && c.cmd.Process != nil {
 			_ = c.cmd.Process.Kill()
 		}
+		if c.id != "" {
+			r.stopRuncContainer(pp, c)
+		}
 	}
 	if pp.cgroup != "" {
 		_ = r.freezer.Thaw(context.Background(), pp.cgroup)
@@ -519,7 +557,15 @@ func (r *Runtime) StopPod(uid types.UID) {
 		case <-time.After(10 * time.Second):
 		}
 	}
+	for _, c := range pp.containers {
+		if c.id != "" {
+			r.deleteRuncContainer(c)
+		}
+	}
 	if pp.cgroup != "" {
+		if r.runc != nil {
+			r.removePodCgroups(pp.cgroup)
+		}
 		_ = os.Remove(filepath.Join(r.cfg.FreezerMount, pp.cgroup))
 	}
 	r.log.Info("Pod stopped", "pod", klog.KObj(pp.pod))
@@ -559,7 +605,11 @@ func (r *Runtime) Container(namespace, pod, container string) (*ContainerInfo, b
 		exited = true
 	default:
 	}
-	return &ContainerInfo{PID: cp.cmd.Process.Pid, StateDir: cp.stateDir, LogPath: cp.logPath, Cgroup: pp.cgroup, Exited: exited}, true
+	pid := cp.pid
+	if cp.cmd != nil {
+		pid = cp.cmd.Process.Pid
+	}
+	return &ContainerInfo{PID: pid, StateDir: cp.stateDir, LogPath: cp.logPath, Cgroup: pp.cgroup, Exited: exited}, true
 }
 
 func (r *Runtime) find(namespace, pod string, container ...string) (*podProc, *containerProc) {

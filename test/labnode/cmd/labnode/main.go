@@ -64,6 +64,9 @@ func node(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.LabAppImage, "labapp-image", labnode.DefaultLabAppImage, "Image name that runs the lab app.")
 	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:0", "Address of the kubelet checkpoint API (TLS).")
 	fs.BoolVar(&cfg.DisableCheckpointAPI, "disable-checkpoint-api", false, "Answer 404 like a kubelet with the ContainerCheckpoint feature gate off.")
+	fs.StringVar(&cfg.ContainerRuntime, "container-runtime", labnode.ContainerRuntimeProcess, "How pods run: \"runc\" (runc containers, checkpointed and restored by CRIU) or \"process\" (the memory stand-in for machines where criu check fails).")
+	fs.StringVar(&cfg.Runc, "runc", "runc", "The runc binary (--container-runtime=runc).")
+	fs.StringVar(&cfg.CRIU, "criu", "", "The criu binary runc runs (--container-runtime=runc); CRIU inherits this process's environment.")
 	insecure := fs.Bool("insecure-registry", true, "Pull checkpoint images over plain HTTP (the lab registry).")
 	if err := fs.Parse(args); err != nil {
 		return err
