@@ -46,6 +46,16 @@ type ComponentSpec struct {
 	Args func(in *Instance) ([]string, error)
 	// Ready waits until the instance serves; nil means started is enough.
 	Ready func(ctx context.Context, in *Instance) error
+	// Env returns environment variables the instance gets besides the
+	// lab's own; nil means none.
+	Env func(in *Instance) []string
+}
+
+func (s *ComponentSpec) env(in *Instance) []string {
+	if s.Env == nil {
+		return nil
+	}
+	return s.Env(in)
 }
 
 func (s *ComponentSpec) binary() string {
@@ -97,11 +107,12 @@ var components = []ComponentSpec{
 		Name: "lab-registry", Binary: "labnode", Packages: []string{"./test/labnode/cmd/labnode"},
 		Scope: ScopeKarmada, Ports: []string{"registry"}, Args: registryArgs, Ready: httpReady("registry", "/v2/"),
 	},
-	// Each kwok node's runtime: the kubelet checkpoint API and real lab app
-	// processes in real cgroups (package labnode).
+	// Each kwok node's runtime: the kubelet checkpoint API and the pods'
+	// containers, runc containers checkpointed by CRIU or the memory
+	// stand-in's processes (package labnode, Options.NodeRuntime).
 	{
 		Name: "labnode", Packages: []string{"./test/labnode/cmd/labnode", "./test/labapp"},
-		Scope: ScopeNode, Ports: []string{"kubelet"}, Args: labnodeArgs, Ready: labnodeReady,
+		Scope: ScopeNode, Ports: []string{"kubelet"}, Args: labnodeArgs, Ready: labnodeReady, Env: labnodeEnv,
 	},
 	// The agent as its DaemonSet runs it: checkpoints and volume replication.
 	{
@@ -338,7 +349,7 @@ func (l *Lab) startComponents(ctx context.Context, specs []*ComponentSpec) error
 		if err != nil {
 			return fmt.Errorf("flags of %s: %w", in.Name, err)
 		}
-		if _, err := l.sup.start(in.Name, l.bin(in.Spec.binary()), args, nil); err != nil {
+		if _, err := l.sup.start(in.Name, l.bin(in.Spec.binary()), args, in.Spec.env(in)); err != nil {
 			return err
 		}
 		if in.Spec.Ready != nil {
@@ -377,7 +388,7 @@ func (l *Lab) Restart(ctx context.Context, in *Instance) error {
 	if err != nil {
 		return fmt.Errorf("flags of %s: %w", in.Name, err)
 	}
-	if _, err := l.sup.start(in.Name, l.bin(in.Spec.binary()), args, nil); err != nil {
+	if _, err := l.sup.start(in.Name, l.bin(in.Spec.binary()), args, in.Spec.env(in)); err != nil {
 		return err
 	}
 	if in.Spec.Ready != nil {

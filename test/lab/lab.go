@@ -77,9 +77,11 @@ type Lab struct {
 	// StartupDuration is how long Start took.
 	StartupDuration time.Duration
 
-	opts    Options
-	root    string
-	binDir  string
+	opts   Options
+	root   string
+	binDir string
+	// criu is the criu binary of the runc node runtime.
+	criu    string
 	logger  klog.Logger
 	pki     *pki
 	sup     *supervisor
@@ -125,6 +127,12 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	if err := checkBinaries(binDir, thirdPartyBinaries); err != nil {
 		return nil, err
 	}
+	var criu string
+	if opts.NodeRuntime == NodeRuntimeRunc {
+		if criu, err = ensureCRIU(root); err != nil {
+			return nil, err
+		}
+	}
 
 	dir := opts.Dir
 	if dir == "" {
@@ -141,7 +149,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	l := &Lab{
-		Dir: dir, opts: opts, root: root, binDir: binDir, logger: logger, sup: sup,
+		Dir: dir, opts: opts, root: root, binDir: binDir, criu: criu, logger: logger, sup: sup,
 		ports: map[string]int{}, ctx: klog.NewContext(lctx, logger), cancel: cancel,
 		relays: map[string]*relay.Relay{},
 	}
@@ -282,6 +290,7 @@ func (l *Lab) Stop() {
 		l.sup.stopWhere(func(n string) bool { return n != "etcd" && !isAPIServer(n) }, 5*time.Second)
 		l.sup.stopWhere(isAPIServer, 10*time.Second)
 		l.sup.stopAll(5 * time.Second)
+		l.removeContainers()
 		l.removeCgroups()
 		if l.opts.Dir == "" && !l.opts.KeepDir {
 			_ = os.RemoveAll(l.Dir)

@@ -2,11 +2,21 @@ package lab
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Node runtimes (Options.NodeRuntime).
+const (
+	NodeRuntimeRunc    = "runc"
+	NodeRuntimeProcess = "process"
+	// NodeRuntimeEnv names the environment variable that picks the node
+	// runtime when Options.NodeRuntime is empty.
+	NodeRuntimeEnv = "LIVEMIGRATE_LAB_NODE_RUNTIME"
 )
 
 const (
@@ -59,6 +69,12 @@ type Options struct {
 	// (127.0.0.<10+member index>) where a relay from the other member
 	// forwards to it. Needs exactly two members.
 	WANDataPath bool `json:"wanDataPath,omitempty"`
+	// NodeRuntime is how the node runtimes run pods: NodeRuntimeRunc
+	// (runc containers, checkpointed and restored by CRIU 4.2.1, which
+	// hack/ensure-criu.sh builds when missing) or NodeRuntimeProcess (the
+	// memory stand-in, for machines where criu check fails). Empty takes
+	// $LIVEMIGRATE_LAB_NODE_RUNTIME, else NodeRuntimeProcess.
+	NodeRuntime string `json:"nodeRuntime,omitempty"`
 	// StartTimeout bounds Start (default 3 minutes).
 	StartTimeout metav1.Duration `json:"startTimeout,omitempty"`
 }
@@ -195,6 +211,16 @@ func (o Options) complete() (Options, error) {
 		if org.Position.Delay.Duration < 0 || org.Position.BytesPerSecond < 0 {
 			return o, fmt.Errorf("origin %q has a negative network position", org.Name)
 		}
+	}
+	if o.NodeRuntime == "" {
+		o.NodeRuntime = os.Getenv(NodeRuntimeEnv)
+	}
+	switch o.NodeRuntime {
+	case "":
+		o.NodeRuntime = NodeRuntimeProcess
+	case NodeRuntimeRunc, NodeRuntimeProcess:
+	default:
+		return o, fmt.Errorf("nodeRuntime %q: write %q (runc containers checkpointed by CRIU) or %q (the memory stand-in)", o.NodeRuntime, NodeRuntimeRunc, NodeRuntimeProcess)
 	}
 	if o.WANDataPath && len(o.MemberSpecs) != 2 {
 		return o, fmt.Errorf("wanDataPath needs exactly two members, not %d", len(o.MemberSpecs))

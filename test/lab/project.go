@@ -1,12 +1,14 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -357,17 +359,22 @@ func (p Paths) CgroupParent(node string) string {
 
 // removeCgroups removes the (empty, once the node runtimes stopped their
 // pods) cgroup directories of the lab's nodes, deepest first.
+// runc creates a container's cgroup in every v1 hierarchy, not only the
+// freezer's.
 func (l *Lab) removeCgroups() {
-	root := filepath.Join("/sys/fs/cgroup/freezer", filepath.Dir(l.Paths().CgroupParent("x")))
-	var dirs []string
-	_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			dirs = append(dirs, path)
+	hierarchies, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, h := range hierarchies {
+		root := filepath.Join("/sys/fs/cgroup", h.Name(), filepath.Dir(l.Paths().CgroupParent("x")))
+		var dirs []string
+		_ = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			_ = os.Remove(dirs[i])
 		}
-		return nil
-	})
-	for i := len(dirs) - 1; i >= 0; i-- {
-		_ = os.Remove(dirs[i])
 	}
 }
 
@@ -388,7 +395,53 @@ func labnodeArgs(in *Instance) ([]string, error) {
 		"--labapp=" + in.Lab.bin("labapp"),
 		"--labapp-image=" + LabAppImage,
 		"--listen=" + in.Addr("kubelet"),
+		"--container-runtime=" + in.Lab.opts.NodeRuntime,
+		"--criu=" + in.Lab.criu,
 	}, nil
+}
+
+// labnodeEnv is the node runtime's environment, which runc passes on to
+// CRIU. Hardware breakpoints never fire in the virtual machines the lab
+// runs on, so a dump would wait forever for its tasks to trap:
+// CRIU_FAULT=130 is CRIU's own switch (FI_NO_BREAKPOINTS) to do without
+// them. Only the lab sets it; nothing of the project's does.
+func labnodeEnv(in *Instance) []string {
+	if in.Lab.opts.NodeRuntime != NodeRuntimeRunc {
+		return nil
+	}
+	return []string{"CRIU_FAULT=130"}
+}
+
+// ensureCRIU builds CRIU with hack/ensure-criu.sh when it is missing (and
+// installs runc and iptables) and returns the criu binary.
+func ensureCRIU(root string) (string, error) {
+	cmd := exec.Command(filepath.Join(root, "hack", "ensure-criu.sh"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("hack/ensure-criu.sh (the runc node runtime needs runc and CRIU 4.2.1): %w\n%s", err, lastBytes(stderr.String(), 2048))
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return lines[len(lines)-1], nil
+}
+
+// removeContainers deletes the runc containers a node runtime that did not
+// stop cleanly (killed) left behind.
+func (l *Lab) removeContainers() {
+	if l.opts.NodeRuntime != NodeRuntimeRunc {
+		return
+	}
+	roots, _ := filepath.Glob(filepath.Join(filepath.Dir(l.Paths().NodeRoot("x")), "*", "runc"))
+	for _, root := range roots {
+		out, err := exec.Command("runc", "--root", root, "list", "-q").Output()
+		if err != nil {
+			continue
+		}
+		for _, id := range strings.Fields(string(out)) {
+			_ = exec.Command("runc", "--root", root, "delete", "--force", id).Run()
+		}
+	}
 }
 
 // labnodeReady waits until the node's kubelet API serves and its port is
@@ -563,4 +616,11 @@ func deschedulerReady(ctx context.Context, in *Instance) error {
 		}
 	}
 	return nil
+}
+
+func lastBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
 }
