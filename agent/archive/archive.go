@@ -206,8 +206,24 @@ var metadataFiles = map[string]int64{
 	"deleted.files":  4 << 20,
 }
 
-// extractMetadata copies the metadata files of a validated archive into dir.
+// dumpLogHead is how much of CRIU's dump.log Inspect reads: its first lines
+// name the CRIU version and the kernel.
+const dumpLogHead = 64 << 10
+
+// extractMetadata copies the metadata files of a validated archive, and the
+// head of dump.log, into dir.
 func extractMetadata(p, dir string) error {
+	if err := extractMembers(p, dir, func(name string) bool { return name == "dump.log" }, -dumpLogHead); err != nil {
+		return err
+	}
+	return extractMembers(p, dir, func(name string) bool { _, ok := metadataFiles[name]; return ok }, 0)
+}
+
+// extractMembers copies the regular members whose cleaned names want
+// accepts into dir, flat (by base name). max bounds each member: a member
+// larger than a positive max is refused; of a negative max only the first
+// -max bytes are copied; zero takes the bound from metadataFiles.
+func extractMembers(p, dir string, want func(name string) bool, max int64) error {
 	f, err := os.Open(p)
 	if err != nil {
 		return err
@@ -229,18 +245,24 @@ func extractMetadata(p, dir string) error {
 		if err != nil {
 			return &RejectedError{Member: h.Name, Reason: err.Error()}
 		}
-		max, ok := metadataFiles[name]
-		if !ok {
+		if !want(name) {
 			continue
 		}
-		if h.Size > max {
+		limit := max
+		if limit == 0 {
+			limit = metadataFiles[name]
+		}
+		if limit > 0 && h.Size > limit {
 			return &RejectedError{Member: h.Name, Reason: "metadata file too large"}
 		}
-		out, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if limit < 0 {
+			limit = -limit
+		}
+		out, err := os.OpenFile(filepath.Join(dir, path.Base(name)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err != nil {
 			return err
 		}
-		_, err = io.Copy(out, io.LimitReader(tr, max))
+		_, err = io.Copy(out, io.LimitReader(tr, limit))
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}

@@ -1,14 +1,21 @@
 package archive
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
+	criucore "github.com/checkpoint-restore/go-criu/v7/crit/images/criu-core"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"github.com/checkpoint-restore/go-criu/v7/stats"
+	"google.golang.org/protobuf/proto"
 )
 
 // Spec annotation keys CRI-O writes into spec.dump.
@@ -43,6 +50,11 @@ type Info struct {
 	PagesWritten uint64
 	// Annotations are what checkpoint images carry (org.criu.checkpoint.*).
 	Annotations map[string]string
+	// Processes is the number of processes in CRIU's process tree
+	// (checkpoint/pstree.img), Command the root process's name; zero and
+	// empty for an archive without a process tree.
+	Processes int
+	Command   string
 }
 
 // Inspect validates the archive at p and reads its metadata.
@@ -122,6 +134,27 @@ func Inspect(p string, lim Limits) (*Info, error) {
 		info.FrozenTime = time.Duration(st.GetFrozenTime()) * time.Microsecond
 		info.PagesWritten = st.GetPagesWritten()
 	}
+	if info.CRIUVersion == "" || info.Kernel == "" || info.Architecture == "" {
+		// CRI-O records none of them: CRIU's dump.log starts with its
+		// version and the host's uname.
+		version, kernel, arch := dumpLogHeader(filepath.Join(scratch, metadata.DumpLogFile))
+		if info.CRIUVersion == "" {
+			info.CRIUVersion = version
+		}
+		if info.Kernel == "" {
+			info.Kernel = kernel
+		}
+		if info.Architecture == "" {
+			info.Architecture = criuArch(arch)
+		}
+	}
+	if _, ok := sum.Files["checkpoint/pstree.img"]; ok {
+		n, comm, err := processTree(p, scratch)
+		if err != nil {
+			return nil, &RejectedError{Member: "checkpoint/pstree.img", Reason: err.Error()}
+		}
+		info.Processes, info.Command = n, comm
+	}
 	info.Annotations = map[string]string{
 		metadata.CheckpointAnnotationName:            info.ContainerName,
 		metadata.CheckpointAnnotationPod:             info.PodName,
@@ -165,4 +198,134 @@ func readDumpStats(dir *os.File) (*stats.DumpStatsEntry, error) {
 		return nil, fmt.Errorf("stats-dump payload size %d exceeds the file", size)
 	}
 	return stats.CriuGetDumpStats(dir)
+}
+
+// dumpLogHeader reads the CRIU version ("Version: 4.2.1 (gitid 0)") and the
+// kernel and machine ("Running on <node> Linux <release> <version...>
+// <machine>") from the head of a dump.log.
+func dumpLogHeader(p string) (version, kernel, machine string) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", "", ""
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if _, rest, ok := strings.Cut(line, ") "); ok {
+			line = rest
+		}
+		if v, ok := strings.CutPrefix(line, "Version: "); ok && version == "" {
+			version, _, _ = strings.Cut(v, " ")
+		}
+		if v, ok := strings.CutPrefix(line, "Running on "); ok && kernel == "" {
+			f := strings.Fields(v)
+			if len(f) >= 4 {
+				kernel, machine = f[2], f[len(f)-1]
+			}
+		}
+	}
+	return version, kernel, machine
+}
+
+// criuArch maps a uname machine to a Go architecture name.
+func criuArch(machine string) string {
+	switch machine {
+	case "x86_64":
+		return "amd64"
+	case "aarch64":
+		return "arm64"
+	}
+	return machine
+}
+
+// processTree reads CRIU's process tree (pstree.img, the root's
+// core-<pid>.img) with go-criu's image types and returns the number of processes
+// and the root's command name.
+func processTree(p, scratch string) (n int, comm string, err error) {
+	dir := filepath.Join(scratch, metadata.CheckpointDirectory)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return 0, "", err
+	}
+	if err := extractMembers(p, dir, func(name string) bool {
+		base, ok := strings.CutPrefix(name, metadata.CheckpointDirectory+"/")
+		if !ok || strings.Contains(base, "/") {
+			return false
+		}
+		if base == "pstree.img" {
+			return true
+		}
+		pid, ok := strings.CutSuffix(strings.TrimPrefix(base, "core-"), ".img")
+		return strings.HasPrefix(base, "core-") && ok && pid != "" && strings.Trim(pid, "0123456789") == ""
+	}, 1<<20); err != nil {
+		return 0, "", err
+	}
+	entries, err := readImage(filepath.Join(dir, "pstree.img"), func() proto.Message { return &pstree.PstreeEntry{} })
+	if err != nil {
+		return 0, "", fmt.Errorf("pstree.img: %w", err)
+	}
+	pids := map[uint32]bool{}
+	for _, e := range entries {
+		pids[e.(*pstree.PstreeEntry).GetPid()] = true
+	}
+	for _, e := range entries {
+		pe := e.(*pstree.PstreeEntry)
+		if pe.GetPpid() == 0 {
+			if comm != "" {
+				return 0, "", errors.New("process tree has two roots")
+			}
+			core, err := readImage(filepath.Join(dir, fmt.Sprintf("core-%d.img", pe.GetPid())), func() proto.Message { return &criucore.CoreEntry{} })
+			if err != nil || len(core) != 1 {
+				return 0, "", fmt.Errorf("core image of the root process %d: %v", pe.GetPid(), err)
+			}
+			comm = core[0].(*criucore.CoreEntry).GetTc().GetComm()
+			if comm == "" {
+				comm = "?"
+			}
+		} else if !pids[pe.GetPpid()] {
+			return 0, "", fmt.Errorf("process %d has an unknown parent %d", pe.GetPid(), pe.GetPpid())
+		}
+	}
+	if comm == "" {
+		return 0, "", errors.New("process tree has no root")
+	}
+	return len(entries), comm, nil
+}
+
+// CRIU image magics that come before an image's own magic.
+const (
+	imgCommonMagic  = 0x54564319
+	imgServiceMagic = 0x55105940
+)
+
+// readImage decodes a CRIU protobuf image: its magic, then entries of a
+// 32-bit little-endian size and a message (the format go-criu's crit
+// reads).
+func readImage(p string, newEntry func() proto.Message) ([]proto.Message, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 4 {
+		return nil, io.ErrUnexpectedEOF
+	}
+	off := 4
+	if m := binary.LittleEndian.Uint32(b); m == imgCommonMagic || m == imgServiceMagic {
+		off = 8
+	}
+	var out []proto.Message
+	for off < len(b) {
+		if off+4 > len(b) {
+			return nil, io.ErrUnexpectedEOF
+		}
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		off += 4
+		if n > len(b)-off {
+			return nil, fmt.Errorf("entry of %d bytes runs past the image", n)
+		}
+		m := newEntry()
+		if err := proto.Unmarshal(b[off:off+n], m); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+		off += n
+	}
+	return out, nil
 }

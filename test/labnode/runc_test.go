@@ -8,11 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/util/uuid"
 
 	"github.com/livemigrate/livemigrate/agent/archive"
@@ -108,6 +110,20 @@ func TestRuncCheckpointRestore(t *testing.T) {
 	}
 	if info.ContainerName != "app" || info.PodName != "web-0" || info.PodNamespace != "db" || info.Image != DefaultLabAppImage || info.Runtime != "runc" {
 		t.Errorf("archive metadata %+v", info)
+	}
+	// What CRIU itself recorded: its version and the host in dump.log, the
+	// process tree in pstree.img and core-<pid>.img.
+	criuVersion, err := ReadCRIUVersion(criu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	if info.CRIUVersion != criuVersion || info.Kernel != unix.ByteSliceToString(uts.Release[:]) || info.Architecture != goruntime.GOARCH {
+		t.Errorf("archive says CRIU %q, kernel %q, architecture %q; want %q, %q, %q", info.CRIUVersion, info.Kernel, info.Architecture, criuVersion, unix.ByteSliceToString(uts.Release[:]), goruntime.GOARCH)
+	}
+	if info.Processes != 1 || info.Command != "labapp" {
+		t.Errorf("process tree of %d processes rooted at %q, want the one labapp", info.Processes, info.Command)
 	}
 	for _, m := range []string{"checkpoint/inventory.img", "checkpoint/pstree.img", "checkpoint/pagemap-1.img", "checkpoint/pages-1.img", "config.dump", "spec.dump", "stats-dump", "dump.log", "bind.mounts", "rootfs-diff.tar"} {
 		if _, ok := info.Summary.Files[m]; !ok {

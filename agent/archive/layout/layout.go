@@ -123,9 +123,18 @@ type Entry struct {
 
 // WriteEntries writes the archive for c to w with entries as checkpoint/.
 func WriteEntries(w io.Writer, c Container, entries []Entry) error {
+	return WriteEntriesWith(w, c, entries, nil)
+}
+
+// WriteEntriesWith is WriteEntries with more top-level files (name →
+// content, e.g. dump.log), replacing metadata files of the same name.
+func WriteEntriesWith(w io.Writer, c Container, entries []Entry, extra map[string][]byte) error {
 	files, err := MetadataFiles(c)
 	if err != nil {
 		return err
+	}
+	for k, v := range extra {
+		files[k] = v
 	}
 	tw := tar.NewWriter(w)
 	mtime := c.CheckpointedAt
