@@ -1,6 +1,9 @@
 // Package labnode is the lab's node runtime for kwok nodes: the stand-in for
-// kubelet + CRI-O + CRIU, met at their documented contracts and backed by
-// real processes.
+// the kubelet and CRI-O, met at their documented contracts. With
+// Config.ContainerRuntime "runc" the containers are real runc containers,
+// checkpointed with runc checkpoint (CRIU) into CRI-O's archive and restored
+// with runc restore (runc.go); with "process", the default, it is the memory
+// stand-in described below, for machines where CRIU does not work.
 //
 //   - Pods bound to the node whose containers run the lab app image get one
 //     real labapp process per container, inside the pod's own cgroup in the
