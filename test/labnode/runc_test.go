@@ -1,6 +1,8 @@
 package labnode
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -142,6 +144,31 @@ func TestRuncCheckpointRestore(t *testing.T) {
 	if c := counter(t, src, "web-0"); c != frozenAt {
 		t.Fatalf("app advanced during checkpoint: %d -> %d", frozenAt, c)
 	}
+	// CRIU's page images hold exactly the frozen process's memory.
+	l, err := labstate.ReadLayout(srcInfo.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := labstate.OpenProcessRegion(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frozenRegion, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dumped, err := CRIUMemory(checkpointMembers(t, p), l.Address, int(l.Length))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(dumped, frozenRegion) {
+		first := 0
+		for first < len(dumped) && dumped[first] == frozenRegion[first] {
+			first++
+		}
+		t.Fatalf("CRIU's page images differ from the frozen process's memory (%d bytes at %#x), first at byte %d: %v vs %v", len(dumped), l.Address, first, dumped[first:first+16], frozenRegion[first:first+16])
+	}
 	ref := checkpointimage.Repository(reg.Host+"/lm", "db", "web-0", "app") + ":mig-1"
 	res, err := checkpointimage.PushArchive(ctx, p, info.ContainerName, info.Annotations, ref, pull)
 	if err != nil {
@@ -230,6 +257,32 @@ func removeCgroupTree(parent string) {
 		})
 		for i := len(dirs) - 1; i >= 0; i-- {
 			_ = os.Remove(dirs[i])
+		}
+	}
+}
+
+// checkpointMembers reads the checkpoint/ members of an archive.
+func checkpointMembers(t *testing.T, p string) map[string][]byte {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name, ok := strings.CutPrefix(h.Name, "checkpoint/"); ok && h.Typeflag == tar.TypeReg {
+			if out[name], err = io.ReadAll(tr); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }
