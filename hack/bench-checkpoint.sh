@@ -6,13 +6,18 @@
 # Further arguments go to the benchmark, e.g. --old-method (the registry in
 # the benchmark's process, the checkpoint path always first) to compare with
 # results taken before 2026-11-25.
-# Needs root: the lab app runs in a real cgroup that is frozen, and its
-# memory is read with process_vm_readv (or /proc/<pid>/mem).
+# Needs root: the lab app runs as a runc container in a real cgroup that is
+# frozen and dumped by CRIU (--container-runtime=process: the memory
+# stand-in, read with process_vm_readv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+criu=$(hack/ensure-criu.sh | tail -n1)
+# Hardware breakpoints never fire in these VMs: without CRIU's
+# FI_NO_BREAKPOINTS switch a dump waits forever for its tasks to trap.
+export CRIU_FAULT=130
 mkdir -p bin
 go build -o bin/labapp ./test/labapp
 go build -o bin/bench-checkpoint ./benchmarks/checkpoint
 # Runtime logs go to a file; the table goes to stdout.
 log="${TMPDIR:-/tmp}/bench-checkpoint.log"
-exec bin/bench-checkpoint --labapp=bin/labapp --runs="${RUNS:-5}" --sizes="${SIZES:-64Mi,256Mi,1Gi}" "$@" 2>"$log"
+exec bin/bench-checkpoint --labapp=bin/labapp --criu="$criu" --runs="${RUNS:-5}" --sizes="${SIZES:-64Mi,256Mi,1Gi}" "$@" 2>"$log"

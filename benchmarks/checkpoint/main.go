@@ -72,6 +72,9 @@ type result struct {
 	archive   int64
 	ckpt, raw time.Duration
 	dump      time.Duration
+	// criuFrozen is CRIU's own frozen time of the dump (stats-dump); zero
+	// with the memory stand-in.
+	criuFrozen time.Duration
 	// ratio is the median of the runs' raw/checkpoint ratios: each run's two
 	// paths run back to back, so a load spike on a shared machine moves both.
 	ratio float64
@@ -79,6 +82,9 @@ type result struct {
 
 // method is how the two paths are measured.
 type method struct {
+	// containerRuntime is the node runtime's ("runc" or "process"), criu
+	// its criu binary.
+	containerRuntime, criu string
 	// registry "process": the registry runs in its own process, as a real
 	// one does; "inproc": in the benchmark's process.
 	registry string
@@ -121,7 +127,13 @@ func (m method) String() string {
 	if m.rawIdle {
 		idle = "; registry idles as long as the dump before the raw upload"
 	}
-	return fmt.Sprintf("registry %s, order %s, %d warm-up runs, before each timed section: %s%s", reg, m.order, m.warmup, settle, idle)
+	rt := "node runtime " + m.containerRuntime
+	if m.containerRuntime == labnode.ContainerRuntimeRunc {
+		if v, err := labnode.ReadCRIUVersion(m.criu); err == nil {
+			rt += " (CRIU " + v + ")"
+		}
+	}
+	return fmt.Sprintf("%s, registry %s, order %s, %d warm-up runs, before each timed section: %s%s", rt, reg, m.order, m.warmup, settle, idle)
 }
 
 func main() {
@@ -143,6 +155,8 @@ func main() {
 	flag.BoolVar(&m.rawIdle, "raw-idle", true, "Before the raw upload, let the registry idle as long as the last dump took (untimed).")
 	flag.BoolVar(&m.freeOS, "free-os-memory", false, "Return freed heap to the OS in both processes before each timed section (else only collect garbage).")
 	flag.StringVar(&profileDir, "cpuprofile-dir", "", "Write a CPU profile of each timed upload to this directory.")
+	containerRuntime := flag.String("container-runtime", labnode.ContainerRuntimeRunc, `The node runtime: "runc" (runc checkpoint, CRIU) or "process" (the memory stand-in).`)
+	criu := flag.String("criu", "", "The criu binary (--container-runtime=runc); CRIU needs CRIU_FAULT=130 in these VMs.")
 	old := flag.Bool("old-method", false, "The method before 2026-11-25: --registry=inproc --order=checkpoint-first --raw-idle=false --free-os-memory=false --warmup=1.")
 	flag.Parse()
 	if *old {
@@ -152,6 +166,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench-checkpoint:", err)
 		os.Exit(2)
 	}
+	m.containerRuntime, m.criu = *containerRuntime, *criu
 	if err := run(*labapp, *runs, *sizes, m); err != nil {
 		fmt.Fprintln(os.Stderr, "bench-checkpoint:", err)
 		os.Exit(1)
@@ -203,6 +218,7 @@ func run(labapp string, runs int, sizeList string, m method) error {
 	rt, err := labnode.New(labnode.Config{
 		NodeName: "bench-node", Root: filepath.Join(root, "node"), LabApp: labapp,
 		FreezerMount: "/sys/fs/cgroup/freezer", CgroupParent: parent + "/bench-node", SkipAuth: true,
+		ContainerRuntime: m.containerRuntime, CRIU: m.criu,
 	})
 	if err != nil {
 		return err
@@ -221,8 +237,12 @@ func run(labapp string, runs int, sizeList string, m method) error {
 	}()
 	defer func() {
 		rt.StopAll()
-		for _, d := range []string{parent + "/bench-node/kubepods/burstable", parent + "/bench-node/kubepods", parent + "/bench-node", parent} {
-			_ = os.Remove(filepath.Join("/sys/fs/cgroup/freezer", d))
+		// runc makes the cgroups in every v1 hierarchy.
+		hierarchies, _ := os.ReadDir("/sys/fs/cgroup")
+		for _, h := range hierarchies {
+			for _, d := range []string{parent + "/bench-node/kubepods/burstable", parent + "/bench-node/kubepods", parent + "/bench-node", parent} {
+				_ = os.Remove(filepath.Join("/sys/fs/cgroup", h.Name(), d))
+			}
 		}
 	}()
 	kc, err := kubelet.New(kubelet.Config{CAFile: rt.CAFile})
@@ -272,7 +292,7 @@ func run(labapp string, runs int, sizeList string, m method) error {
 			return err
 		}
 		b := &bench{ctx: ctx, m: m, kc: kc, host: host, port: port, rt: rt, reg: reg, push: push, size: sz, pod: podName}
-		var ck, rw, dumps []time.Duration
+		var ck, rw, dumps, frozen []time.Duration
 		var ratios []float64
 		var archiveBytes int64
 		// prev is the previous run's archive, kept for a raw-first run. It
@@ -316,6 +336,7 @@ func run(labapp string, runs int, sizeList string, m method) error {
 				rw = append(rw, rawTime)
 				ck = append(ck, cp.total)
 				dumps = append(dumps, cp.dump)
+				frozen = append(frozen, cp.criuFrozen)
 			}
 			if m.order == orderAlternate && (i+1)%2 != 0 && i+1 < runs {
 				// The next run pushes this archive raw first. Keep it out of
@@ -332,7 +353,7 @@ func run(labapp string, runs int, sizeList string, m method) error {
 			}
 		}
 		rt.StopPod(pod.UID)
-		results = append(results, result{size: sz, archive: archiveBytes, ckpt: median(ck), raw: median(rw), dump: median(dumps), ratio: medianF(ratios)})
+		results = append(results, result{size: sz, archive: archiveBytes, ckpt: median(ck), raw: median(rw), dump: median(dumps), criuFrozen: median(frozen), ratio: medianF(ratios)})
 	}
 	return report(os.Stdout, results, runs, m)
 }
@@ -357,6 +378,7 @@ type checkpointRun struct {
 	path        string
 	bytes       int64
 	dump, total time.Duration
+	criuFrozen  time.Duration
 }
 
 // checkpoint is the checkpoint path: kubelet API dump, secure, inspect,
@@ -406,7 +428,7 @@ func (b *bench) checkpoint(run int) (*checkpointRun, error) {
 	if err := deleteBlob(b.reg.host, "bench/bench-"+b.pod+"-app", digest.String()); err != nil {
 		return nil, err
 	}
-	return &checkpointRun{path: p, bytes: res.Bytes, dump: dumped, total: total}, nil
+	return &checkpointRun{path: p, bytes: res.Bytes, dump: dumped, total: total, criuFrozen: info.FrozenTime}, nil
 }
 
 // raw is the raw path: the archive at p as one blob, to the same registry,
@@ -478,15 +500,15 @@ func report(out *os.File, rs []result, runs int, m method) error {
 	fmt.Fprintf(out, "checkpoint-to-pushed-image vs raw push of the same bytes (medians of %d runs; ratio = median of per-run raw/checkpoint)\n", runs)
 	fmt.Fprintf(out, "method: %s\n\n", m)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "app memory\tarchive MiB\tdump s\tcheckpoint s\tcheckpoint MiB/s\traw s\traw MiB/s\tafter-dump ratio\tratio\t")
+	fmt.Fprintln(tw, "app memory\tarchive MiB\tdump s\tCRIU frozen s\tcheckpoint s\tcheckpoint MiB/s\traw s\traw MiB/s\tafter-dump ratio\tratio\t")
 	worst := 0.0
 	for i, r := range rs {
 		ratio := r.ratio
 		if i == 0 || ratio < worst {
 			worst = ratio
 		}
-		fmt.Fprintf(tw, "%s\t%.1f\t%.3f\t%.3f\t%.0f\t%.3f\t%.0f\t%.2f\t%.2f\t\n", r.size.label, float64(r.archive)/(1<<20),
-			r.dump.Seconds(), r.ckpt.Seconds(), mibps(r.archive, r.ckpt), r.raw.Seconds(), mibps(r.archive, r.raw),
+		fmt.Fprintf(tw, "%s\t%.1f\t%.3f\t%.3f\t%.3f\t%.0f\t%.3f\t%.0f\t%.2f\t%.2f\t\n", r.size.label, float64(r.archive)/(1<<20),
+			r.dump.Seconds(), r.criuFrozen.Seconds(), r.ckpt.Seconds(), mibps(r.archive, r.ckpt), r.raw.Seconds(), mibps(r.archive, r.raw),
 			r.raw.Seconds()/(r.ckpt-r.dump).Seconds(), ratio)
 	}
 	if err := tw.Flush(); err != nil {
