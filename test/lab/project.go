@@ -337,6 +337,13 @@ type Paths struct{ Dir string }
 // Paths returns the lab's Paths.
 func (l *Lab) Paths() Paths { return Paths{Dir: l.Dir} }
 
+// NodeRuntime is the node runtimes' container runtime (NodeRuntimeRunc or
+// NodeRuntimeProcess).
+func (l *Lab) NodeRuntime() string { return l.opts.NodeRuntime }
+
+// CRIU is the criu binary of the runc node runtime; empty otherwise.
+func (l *Lab) CRIU() string { return l.criu }
+
 // VolumeRoot is the directory under which target volumes are created on
 // every node of the lab (the agents' --replication-target-roots and the
 // descheduler's --replication-target-root).

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -208,30 +209,43 @@ func archivesOf(t *testing.T, node string) []string {
 	return m
 }
 
-// pagesOfImage pulls the checkpoint image and returns its memory image.
-func pagesOfImage(ctx context.Context, t *testing.T, ref string) []byte {
+// memoryOfImage pulls the checkpoint image and returns the lab app's
+// memory region as the image holds it: from CRIU's page images at the
+// region's address (runc), or the stand-in's pages-1.img.
+func memoryOfImage(ctx context.Context, t *testing.T, ref string, app *scenario.Pod) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	if _, err := checkpointimage.Pull(ctx, ref, &buf, checkpointimage.PushOptions{Insecure: true}); err != nil {
 		t.Fatalf("pull %s: %v", ref, err)
 	}
+	images := map[string][]byte{}
 	tr := tar.NewReader(&buf)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			t.Fatalf("no checkpoint/pages-1.img in %s", ref)
+			break
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.Name == "checkpoint/pages-1.img" {
-			b, err := io.ReadAll(tr)
-			if err != nil {
+		if name, ok := strings.CutPrefix(h.Name, "checkpoint/"); ok && h.Typeflag == tar.TypeReg {
+			if images[name], err = io.ReadAll(tr); err != nil {
 				t.Fatal(err)
 			}
-			return b
 		}
 	}
+	if env.lab.NodeRuntime() == lab.NodeRuntimeRunc {
+		b, err := labnode.CRIUMemory(images, app.Layout.Address, int(app.Layout.Length))
+		if err != nil {
+			t.Fatalf("memory in %s: %v", ref, err)
+		}
+		return b
+	}
+	b, ok := images["pages-1.img"]
+	if !ok {
+		t.Fatalf("no checkpoint/pages-1.img in %s", ref)
+	}
+	return b
 }
 
 // TestMigrateBetweenClusters: freeze and checkpoint in member1, restore in
@@ -270,8 +284,17 @@ func TestMigrateBetweenClusters(t *testing.T) {
 		t.Fatalf("status containers %+v", pc.Status.Containers)
 	}
 	cs := pc.Status.Containers[0]
-	if cs.Image == "" || cs.Digest == "" || cs.ArchiveSizeBytes < 16<<20 || cs.CRIUVersion != labnode.CRIUVersion ||
-		cs.Runtime != labnode.RuntimeName || cs.ContainerImage != appImage || pc.Status.FreezeStartTime == nil || pc.Status.CheckpointDuration == nil {
+	wantCRIU, wantRuntime := labnode.CRIUVersion, labnode.RuntimeName
+	if env.lab.NodeRuntime() == lab.NodeRuntimeRunc {
+		// What CRIU recorded in its dump.log, and the OCI runtime CRI-O names.
+		v, err := labnode.ReadCRIUVersion(env.lab.CRIU())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCRIU, wantRuntime = v, "runc"
+	}
+	if cs.Image == "" || cs.Digest == "" || cs.ArchiveSizeBytes < 16<<20 || cs.CRIUVersion != wantCRIU ||
+		cs.Runtime != wantRuntime || cs.ContainerImage != appImage || pc.Status.FreezeStartTime == nil || pc.Status.CheckpointDuration == nil {
 		t.Errorf("checkpoint status incomplete: %+v freeze %v duration %v", cs, pc.Status.FreezeStartTime, pc.Status.CheckpointDuration)
 	}
 	if c := counter(t, srcApp); c != frozenAt {
@@ -279,7 +302,7 @@ func TestMigrateBetweenClusters(t *testing.T) {
 	}
 	// The image holds exactly the frozen memory.
 	srcRegion := readRegion(t, srcApp)
-	if !bytes.Equal(pagesOfImage(ctx, t, cs.Image), srcRegion) {
+	if !bytes.Equal(memoryOfImage(ctx, t, cs.Image, srcApp), srcRegion) {
 		t.Fatalf("checkpoint image memory differs from the frozen source's memory")
 	}
 	frozenCounter, inFlight, err := labstate.VerifyRegion(srcRegion)
