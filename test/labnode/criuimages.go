@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pagemap"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
@@ -23,7 +25,65 @@ const pePresent = 1 << 2
 // pages in pages-<id>.img. Pages the dump does not hold read as zeros, as
 // the restored process would see them.
 func CRIUMemory(images map[string][]byte, addr uint64, length int) ([]byte, error) {
-	tree, err := decodeImage(images["pstree.img"])
+	return criuMemory(mapImages(images), addr, length)
+}
+
+// CRIUMemoryIn is CRIUMemory on a directory of CRIU images, reading only
+// the pages asked for.
+func CRIUMemoryIn(dir string, addr uint64, length int) ([]byte, error) {
+	return criuMemory(dirImages(dir), addr, length)
+}
+
+// imageSet reads CRIU images: small ones whole, pages at an offset.
+type imageSet interface {
+	read(name string) ([]byte, error)
+	readAt(name string, p []byte, off int64) error
+}
+
+type mapImages map[string][]byte
+
+func (m mapImages) read(name string) ([]byte, error) {
+	b, ok := m[name]
+	if !ok {
+		return nil, fmt.Errorf("no %s", name)
+	}
+	return b, nil
+}
+
+func (m mapImages) readAt(name string, p []byte, off int64) error {
+	b, ok := m[name]
+	if !ok {
+		return fmt.Errorf("no %s", name)
+	}
+	if off < 0 || off+int64(len(p)) > int64(len(b)) {
+		return fmt.Errorf("%s: %d bytes at %d run past its %d", name, len(p), off, len(b))
+	}
+	copy(p, b[off:])
+	return nil
+}
+
+type dirImages string
+
+func (d dirImages) read(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join(string(d), name))
+}
+
+func (d dirImages) readAt(name string, p []byte, off int64) error {
+	f, err := os.Open(filepath.Join(string(d), name))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.ReadAt(p, off)
+	return err
+}
+
+func criuMemory(images imageSet, addr uint64, length int) ([]byte, error) {
+	treeImg, err := images.read("pstree.img")
+	if err != nil {
+		return nil, err
+	}
+	tree, err := decodeImage(treeImg)
 	if err != nil || len(tree) == 0 {
 		return nil, fmt.Errorf("pstree.img: %v", err)
 	}
@@ -32,7 +92,11 @@ func CRIUMemory(images map[string][]byte, addr uint64, length int) ([]byte, erro
 		return nil, fmt.Errorf("pstree.img: %w", err)
 	}
 	pid := root.GetPid()
-	pm, err := decodeImage(images[fmt.Sprintf("pagemap-%d.img", pid)])
+	pmImg, err := images.read(fmt.Sprintf("pagemap-%d.img", pid))
+	if err != nil {
+		return nil, err
+	}
+	pm, err := decodeImage(pmImg)
 	if err != nil || len(pm) < 1 {
 		return nil, fmt.Errorf("pagemap-%d.img: %v", pid, err)
 	}
@@ -41,10 +105,7 @@ func CRIUMemory(images map[string][]byte, addr uint64, length int) ([]byte, erro
 		return nil, fmt.Errorf("pagemap-%d.img: %w", pid, err)
 	}
 	pagesID := head.GetPagesId()
-	pages, ok := images[fmt.Sprintf("pages-%d.img", pagesID)]
-	if !ok {
-		return nil, fmt.Errorf("no pages-%d.img", pagesID)
-	}
+	pages := fmt.Sprintf("pages-%d.img", pagesID)
 	out := make([]byte, length)
 	end := addr + uint64(length)
 	var off uint64
@@ -60,11 +121,9 @@ func CRIUMemory(images map[string][]byte, addr uint64, length int) ([]byte, erro
 		start, n := pe.vaddr, pe.nrPages
 		stop := start + n*page
 		if lo, hi := max(start, addr), min(stop, end); lo < hi {
-			from := off + (lo - start)
-			if from+(hi-lo) > uint64(len(pages)) {
-				return nil, fmt.Errorf("pagemap-%d.img points past the %d bytes of pages-%d.img", pid, len(pages), pagesID)
+			if err := images.readAt(pages, out[lo-addr:hi-addr], int64(off+(lo-start))); err != nil {
+				return nil, fmt.Errorf("pagemap-%d.img: %w", pid, err)
 			}
-			copy(out[lo-addr:hi-addr], pages[from:from+(hi-lo)])
 		}
 		off += n * page
 	}

@@ -287,6 +287,11 @@ func (r *Runtime) startRuncContainer(ctx context.Context, pp *podProc, c corev1.
 		pr.Close()
 		out.Close()
 	}()
+	if images != "" {
+		// Say where the restore starts from, as a restored lab app's first
+		// line would: the counter in the dumped memory's header page.
+		fmt.Fprintln(out, r.restoreLine(rootfs, images))
+	}
 	pidFile := filepath.Join(cdir, "pid")
 	_ = os.Remove(pidFile)
 	var cmd *exec.Cmd
@@ -825,4 +830,28 @@ func (r *Runtime) runcVersions() (string, string) {
 		return "", ""
 	}
 	return r.runc.version, r.runc.criuVersion
+}
+
+// restoreLine names the CRIU version and the counter the dumped lab app
+// resumes at, read from the header page in CRIU's images at the address the
+// app's layout (in rootfs-diff.tar) gives.
+func (r *Runtime) restoreLine(rootfs, images string) string {
+	line := "labnode: restoring with CRIU " + r.runc.criuVersion
+	b, err := os.ReadFile(filepath.Join(rootfs, appStateDir, labstate.LayoutFile))
+	if err != nil {
+		return line
+	}
+	var l labstate.Layout
+	if json.Unmarshal(b, &l) != nil {
+		return line
+	}
+	header, err := CRIUMemoryIn(images, l.Address, labstate.PageSize)
+	if err != nil {
+		return line + ": " + err.Error()
+	}
+	c, p, err := labstate.HeaderCounters(header)
+	if err != nil {
+		return line + ": " + err.Error()
+	}
+	return fmt.Sprintf("%s from the checkpoint at counter %d (tick in flight: %d)", line, c, p)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -229,8 +230,12 @@ func TestRuncCheckpointRestore(t *testing.T) {
 	if uint64(len(values)) < frozenAt+20 {
 		t.Errorf("restored app's log on the target volume ends at %d, want past %d", len(values), frozenAt+20)
 	}
-	if out, _ := os.ReadFile(filepath.Join(dst.podDir(target.UID), "app", "output.log")); strings.Contains(string(out), "counter") {
+	out, _ := os.ReadFile(filepath.Join(dst.podDir(target.UID), "app", "output.log"))
+	if strings.Contains(string(out), "labapp: pid") {
 		t.Errorf("the restored app started up on the target instead of being restored: %s", out)
+	}
+	if want := fmt.Sprintf("from the checkpoint at counter %d ", frozenAt); !strings.Contains(string(out), want) {
+		t.Errorf("target's output %q does not say %q", out, want)
 	}
 	if last, _ := labstate.LastLogged(filepath.Join(vol, "counter.log")); last > frozenAt+1 {
 		t.Errorf("source volume's log went on to %d after the freeze at %d", last, frozenAt)

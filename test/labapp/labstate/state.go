@@ -385,6 +385,15 @@ func PeekCounter(l *Layout) (uint64, error) {
 	return binary.LittleEndian.Uint64(b[:]), nil
 }
 
+// HeaderCounters reads the committed counter and the tick in flight (0 when
+// none) from the first page of a lab app's region, e.g. as a dump holds it.
+func HeaderCounters(header []byte) (counter, pending uint64, err error) {
+	if len(header) < offPerTick+8 || binary.LittleEndian.Uint64(header[offMagic:]) != magic {
+		return 0, 0, errors.New("no lab app header")
+	}
+	return binary.LittleEndian.Uint64(header[offCounter:]), binary.LittleEndian.Uint64(header[offPending:]), nil
+}
+
 // LastLogged returns the last value in the log, 0 for an empty or missing
 // log.
 func LastLogged(path string) (uint64, error) {

@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -305,13 +306,41 @@ type Pod struct {
 }
 
 // FreezerState reads the pod cgroup's freezer state (FROZEN, FREEZING,
-// THAWED); "" when the cgroup is gone.
+// THAWED); "" when the cgroup is gone. A pod whose tasks all sit in frozen
+// container cgroups below it (runc containers while the node runtime dumps
+// them) is FROZEN too: none of its tasks can run.
 func (p *Pod) FreezerState() string {
-	b, err := os.ReadFile(filepath.Join(freezerMount, p.Cgroup, "freezer.state"))
+	dir := filepath.Join(freezerMount, p.Cgroup)
+	b, err := os.ReadFile(filepath.Join(dir, "freezer.state"))
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(b))
+	st := strings.TrimSpace(string(b))
+	if st == "FROZEN" {
+		return st
+	}
+	if procs, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err != nil || len(bytes.TrimSpace(procs)) > 0 {
+		return st
+	}
+	subs, err := os.ReadDir(dir)
+	if err != nil {
+		return st
+	}
+	containers := 0
+	for _, s := range subs {
+		if !s.IsDir() {
+			continue
+		}
+		cb, err := os.ReadFile(filepath.Join(dir, s.Name(), "freezer.state"))
+		if err != nil || strings.TrimSpace(string(cb)) != "FROZEN" {
+			return st
+		}
+		containers++
+	}
+	if containers == 0 {
+		return st
+	}
+	return "FROZEN"
 }
 
 // Alive tells whether the lab app process still exists.
