@@ -26,7 +26,8 @@ import (
 type Sample struct {
 	At time.Time
 	// SourceAlive and SourceState: the source lab app process and its
-	// cgroup's freezer state.
+	// cgroup's freezer state (Pod.RunState: StateStopped while CRIU holds
+	// its threads).
 	SourceAlive bool
 	SourceState string
 	// SourceCounter is the source's committed counter (read from its
@@ -252,7 +253,7 @@ func (a *App) observe(ctx context.Context, srcs []*Pod, target string) [][]Sampl
 			}
 		}
 		for i, src := range srcs {
-			s := Sample{At: time.Now(), SourceAlive: src.Alive(), SourceState: src.FreezerState(), TargetRunning: targetRunning}
+			s := Sample{At: time.Now(), SourceAlive: src.Alive(), SourceState: src.RunState(), TargetRunning: targetRunning}
 			if s.SourceAlive {
 				if c, err := src.Counter(); err == nil {
 					s.SourceCounter = c
@@ -339,7 +340,7 @@ func frozenUntilTarget(samples []Sample, src *Pod, targetStart time.Time) error 
 		if frozenAt.IsZero() {
 			continue
 		}
-		if s.SourceState != "FROZEN" && s.At.Before(targetStart) {
+		if s.SourceState != "FROZEN" && s.SourceState != StateStopped && s.At.Before(targetStart) {
 			return fmt.Errorf("the source was %s at %s, after its freeze at %s and before the target started at %s",
 				s.SourceState, s.At.Format(time.RFC3339Nano), frozenAt.Format(time.RFC3339Nano), targetStart.Format(time.RFC3339Nano))
 		}

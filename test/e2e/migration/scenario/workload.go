@@ -305,6 +305,59 @@ type Pod struct {
 	Layout *labstate.Layout
 }
 
+// StateStopped is a source pod whose cgroups are not frozen but all of whose
+// threads are stopped (CRIU holds them under ptrace while it dumps them:
+// it thaws the container's cgroup once it has seized the tasks and freezes
+// it again before it lets them go).
+const StateStopped = "STOPPED"
+
+// RunState is FreezerState, or StateStopped when the pod is not frozen but
+// every thread of its tasks is in a stopped or tracing-stop state. A thread
+// that is just entering the stop is looked at again a few times.
+func (p *Pod) RunState() string {
+	st := p.FreezerState()
+	if st == "FROZEN" || st == "" {
+		return st
+	}
+	for try := 0; try < 4; try++ {
+		if p.allStopped() {
+			return StateStopped
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	return st
+}
+
+// allStopped tells whether every thread in the pod's freezer cgroups is
+// stopped ('t' or 'T' in /proc/<tid>/stat), and there is one at least.
+func (p *Pod) allStopped() bool {
+	n := 0
+	stopped := true
+	_ = filepath.WalkDir(filepath.Join(freezerMount, p.Cgroup), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "tasks" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			stopped = false
+			return nil
+		}
+		for _, tid := range strings.Fields(string(b)) {
+			st, err := os.ReadFile("/proc/" + tid + "/stat")
+			if err != nil {
+				continue
+			}
+			i := bytes.LastIndexByte(st, ')')
+			if i < 0 || i+2 >= len(st) || (st[i+2] != 't' && st[i+2] != 'T') {
+				stopped = false
+			}
+			n++
+		}
+		return nil
+	})
+	return stopped && n > 0
+}
+
 // FreezerState reads the pod cgroup's freezer state (FROZEN, FREEZING,
 // THAWED); "" when the cgroup is gone. A pod whose tasks all sit in frozen
 // container cgroups below it (runc containers while the node runtime dumps
