@@ -306,56 +306,53 @@ type Pod struct {
 }
 
 // StateStopped is a source pod whose cgroups are not frozen but all of whose
-// threads are stopped (CRIU holds them under ptrace while it dumps them:
-// it thaws the container's cgroup once it has seized the tasks and freezes
-// it again before it lets them go).
+// threads are held by a tracer: CRIU seizes the tasks of a frozen container,
+// thaws its cgroup (the seized threads stop instead of returning to user
+// code) and freezes it again before it lets them go.
 const StateStopped = "STOPPED"
 
 // RunState is FreezerState, or StateStopped when the pod is not frozen but
-// every thread of its tasks is in a stopped or tracing-stop state. A thread
-// that is just entering the stop is looked at again a few times.
+// every thread of its tasks is traced (TracerPid in /proc/<tid>/status).
 func (p *Pod) RunState() string {
 	st := p.FreezerState()
 	if st == "FROZEN" || st == "" {
 		return st
 	}
-	for try := 0; try < 4; try++ {
-		if p.allStopped() {
-			return StateStopped
-		}
-		time.Sleep(200 * time.Microsecond)
+	if p.allTraced() {
+		return StateStopped
 	}
 	return st
 }
 
-// allStopped tells whether every thread in the pod's freezer cgroups is
-// stopped ('t' or 'T' in /proc/<tid>/stat), and there is one at least.
-func (p *Pod) allStopped() bool {
+// allTraced tells whether every thread in the pod's freezer cgroups has a
+// tracer, and there is one thread at least.
+func (p *Pod) allTraced() bool {
 	n := 0
-	stopped := true
+	traced := true
 	_ = filepath.WalkDir(filepath.Join(freezerMount, p.Cgroup), func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() || d.Name() != "tasks" {
 			return nil
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
-			stopped = false
+			traced = false
 			return nil
 		}
 		for _, tid := range strings.Fields(string(b)) {
-			st, err := os.ReadFile("/proc/" + tid + "/stat")
+			st, err := os.ReadFile("/proc/" + tid + "/status")
 			if err != nil {
 				continue
 			}
-			i := bytes.LastIndexByte(st, ')')
-			if i < 0 || i+2 >= len(st) || (st[i+2] != 't' && st[i+2] != 'T') {
-				stopped = false
-			}
 			n++
+			for _, line := range strings.Split(string(st), "\n") {
+				if v, ok := strings.CutPrefix(line, "TracerPid:"); ok && strings.TrimSpace(v) == "0" {
+					traced = false
+				}
+			}
 		}
 		return nil
 	})
-	return stopped && n > 0
+	return traced && n > 0
 }
 
 // FreezerState reads the pod cgroup's freezer state (FROZEN, FREEZING,
