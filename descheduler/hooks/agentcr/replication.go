@@ -74,8 +74,11 @@ func (r *Replication) ensureSecrets(ctx context.Context, src, dst client.Client,
 		delete(s.Data, certs.SecretKeyTargetKey)
 		full := b.SecretData()
 		if err := src.Create(ctx, s); apierrors.IsAlreadyExists(err) {
-			// Created by someone else since the Get: never trusted.
-			return r.existingSecret(ctx, src, key, m, m.Source, nil)
+			// Created since the Get: never trusted.
+			if _, err := r.existingSecret(ctx, src, key, m, m.Source, nil); err != nil {
+				return err
+			}
+			return fmt.Errorf("replication credentials of %s in %s were created meanwhile; minting them again", m.Name, m.Source)
 		} else if err != nil {
 			return fmt.Errorf("creating Secret %s in %s: %w", key, m.Source, err)
 		}
@@ -86,7 +89,14 @@ func (r *Replication) ensureSecrets(ctx context.Context, src, dst client.Client,
 			// A target share of an earlier mint (its source Secret was
 			// replaced), or someone else's; or the Secret just created,
 			// when both clusters are one API server.
-			return r.existingSecret(ctx, dst, key, m, m.Target, full[certs.SecretKeyCA])
+			replaced, err := r.existingSecret(ctx, dst, key, m, m.Target, full[certs.SecretKeyCA])
+			if err != nil || !replaced {
+				return err
+			}
+			t.ResourceVersion = ""
+			if err := dst.Create(ctx, t); err != nil {
+				return fmt.Errorf("creating Secret %s in %s: %w", key, m.Target, err)
+			}
 		} else if err != nil {
 			return fmt.Errorf("creating Secret %s in %s: %w", key, m.Target, err)
 		}
@@ -116,25 +126,25 @@ func (r *Replication) ensureSecrets(ctx context.Context, src, dst client.Client,
 }
 
 // existingSecret handles a create that found the credentials' Secret in
-// place: one of this migration's own holding the CA just minted (ca) is
-// the one just created (one API server for both clusters); one of an
-// earlier mint is deleted so that the next attempt mints both shares
-// again; anyone else's fails the migration.
-func (r *Replication) existingSecret(ctx context.Context, cl client.Client, key types.NamespacedName, m migration.Migration, cluster string, ca []byte) error {
+// place. One of this migration's own holding the CA just minted (ca) is the
+// one just created (one API server for both clusters): kept. One of an
+// earlier mint is deleted (replaced is true) so that the caller can create
+// it again. Anyone else's fails the migration.
+func (r *Replication) existingSecret(ctx context.Context, cl client.Client, key types.NamespacedName, m migration.Migration, cluster string, ca []byte) (replaced bool, err error) {
 	s := &corev1.Secret{}
 	if err := cl.Get(ctx, key, s); err != nil {
-		return fmt.Errorf("getting Secret %s in %s: %w", key, cluster, err)
+		return false, fmt.Errorf("getting Secret %s in %s: %w", key, cluster, err)
 	}
 	if !ownSecret(s, m) {
-		return secretConflict(s, m, cluster)
+		return false, secretConflict(s, m, cluster)
 	}
 	if ca != nil && bytes.Equal(s.Data[certs.SecretKeyCA], ca) {
-		return nil
+		return false, nil
 	}
 	if err := cl.Delete(ctx, s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
-		return err
+		return false, fmt.Errorf("deleting Secret %s of an earlier attempt in %s: %w", key, cluster, err)
 	}
-	return fmt.Errorf("replication credentials of %s in %s were from an earlier attempt; minting them again", m.Name, cluster)
+	return true, nil
 }
 
 // ownSecret tells whether s carries the marks this migration puts on the

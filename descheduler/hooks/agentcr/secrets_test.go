@@ -51,3 +51,42 @@ func TestReplicationRefusesPlantedSecret(t *testing.T) {
 		}
 	}
 }
+
+// The migration's own Secret left alone in one cluster (a crash between
+// the two creates, or a target share of an earlier mint) is replaced: both
+// shares are minted again and hold the same CA.
+func TestReplicationMintsAgainOverItsOwnHalfSecret(t *testing.T) {
+	for _, side := range []string{"source", "target"} {
+		t.Run(side, func(t *testing.T) {
+			ctx := context.Background()
+			src, dst, h := replicationWorld()
+			key := types.NamespacedName{Namespace: "ns", Name: "replication-tls-01234567"}
+			half := &corev1.Secret{ObjectMeta: objectMeta(mig, key), Data: map[string][]byte{"ca.crt": []byte("an earlier mint")}}
+			cl := map[string]client.Client{"source": src, "target": dst}[side]
+			if err := cl.Create(ctx, half); err != nil {
+				t.Fatal(err)
+			}
+			opts := migration.PreCopyOptions{ConvergenceThresholdBytes: 64 << 20, MaxRounds: 4}
+			// At most one retry.
+			_, err := h.PreCopy(ctx, mig, vol, opts)
+			if migration.IsStepFailed(err) {
+				t.Fatalf("first PreCopy failed the migration: %v", err)
+			}
+			if err != nil {
+				if _, err := h.PreCopy(ctx, mig, vol, opts); err != nil {
+					t.Fatalf("second PreCopy: %v", err)
+				}
+			}
+			ss, ts := &corev1.Secret{}, &corev1.Secret{}
+			if err := src.Get(ctx, key, ss); err != nil {
+				t.Fatal(err)
+			}
+			if err := dst.Get(ctx, key, ts); err != nil {
+				t.Fatal(err)
+			}
+			if string(ss.Data["ca.crt"]) == "an earlier mint" || string(ss.Data["ca.crt"]) != string(ts.Data["ca.crt"]) {
+				t.Errorf("the two shares do not hold one new CA")
+			}
+		})
+	}
+}
