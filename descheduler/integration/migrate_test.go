@@ -265,6 +265,12 @@ func TestAdmission(t *testing.T) {
 			return m
 		}(),
 			`spec.workloadRef.kind: Invalid value: "DaemonSet": must be Deployment or StatefulSet`},
+		{func() *lmv1alpha1.LiveMigration {
+			m := migration("admission", "day", "b")
+			m.Spec.Timeouts = &lmv1alpha1.PhaseTimeouts{Restoring: &metav1.Duration{Duration: 25 * time.Hour}}
+			return m
+		}(),
+			`spec.timeouts.restoring: Invalid value: "25h0m0s": ` + lmv1alpha1.MsgTimeout},
 	}
 	for _, tc := range cases {
 		err := k.Create(ctx, tc.lm)
