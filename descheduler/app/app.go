@@ -185,6 +185,7 @@ func Run(ctx context.Context, o *options.Options) error {
 	}
 	if o.EnableWebhook {
 		mgr.GetWebhookServer().Register(webhook.Path, &ctrlwebhook.Admission{Handler: webhook.New(mgr.GetAPIReader(), scheme)})
+		mgr.GetWebhookServer().Register(webhook.PolicyPath, &ctrlwebhook.Admission{Handler: webhook.PolicyAnnotations{}})
 		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 			return err
 		}

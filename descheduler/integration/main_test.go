@@ -27,6 +27,13 @@ import (
 // k is the admin client of the tests (Karmada plane and member at once).
 var k client.Client
 
+// webhookBase is the descheduler's webhook server (https://host:port) and
+// webhookCA the CA of its certificate.
+var (
+	webhookBase string
+	webhookCA   []byte
+)
+
 func TestMain(m *testing.M) {
 	code := func() int {
 		if err := shared.start(); err != nil {
@@ -189,7 +196,8 @@ func startDescheduler(ctx context.Context) error {
 	fail := admissionregistrationv1.Fail
 	none := admissionregistrationv1.SideEffectClassNone
 	scope := admissionregistrationv1.NamespacedScope
-	url := fmt.Sprintf("https://127.0.0.1:%d%s", port, webhook.Path)
+	webhookBase, webhookCA = fmt.Sprintf("https://127.0.0.1:%d", port), crt
+	url := webhookBase + webhook.Path
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{
 		ObjectMeta: metav1.ObjectMeta{Name: "livemigrate-descheduler"},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{{

@@ -63,4 +63,5 @@ var (
 // Register adds the metrics to controller-runtime's registry. Call once.
 func Register() {
 	metrics.Registry.MustRegister(MigrationsTotal, ActiveMigrations, PhaseDuration, Downtime, BytesTotal)
+	metrics.Registry.MustRegister(triggerMetrics()...)
 }

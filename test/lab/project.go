@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -612,7 +613,11 @@ func deschedulerReady(ctx context.Context, in *Instance) error {
 		for _, h := range hooks {
 			hm := h.(map[string]any)
 			cc := hm["clientConfig"].(map[string]any)
-			cc["url"] = fmt.Sprintf("https://%s/validate-livemigrate-io-v1alpha1-livemigration", in.Addr("webhook"))
+			u, err := neturl.Parse(fmt.Sprint(cc["url"]))
+			if err != nil {
+				return fmt.Errorf("webhook URL in manifests/descheduler/webhook.yaml: %w", err)
+			}
+			cc["url"] = fmt.Sprintf("https://%s%s", in.Addr("webhook"), u.Path)
 			cc["caBundle"] = base64.StdEncoding.EncodeToString(in.Lab.pki.caPEM)
 		}
 		if err := unstructured.SetNestedSlice(o.Object, hooks, "webhooks"); err != nil {
