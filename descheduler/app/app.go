@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"time"
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
 	policyv1alpha1 "github.com/karmada-io/karmada/pkg/apis/policy/v1alpha1"
@@ -30,11 +31,13 @@ import (
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/descheduler/hooks/agentcr"
 	"github.com/livemigrate/livemigrate/descheduler/hooks/workload"
+	"github.com/livemigrate/livemigrate/descheduler/maintenance"
 	"github.com/livemigrate/livemigrate/descheduler/member"
 	"github.com/livemigrate/livemigrate/descheduler/metrics"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
 	"github.com/livemigrate/livemigrate/descheduler/options"
 	"github.com/livemigrate/livemigrate/descheduler/placement"
+	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/descheduler/webhook"
 	"github.com/livemigrate/livemigrate/plugins/capacity"
 	pluginconfig "github.com/livemigrate/livemigrate/plugins/config"
@@ -131,6 +134,10 @@ func Run(ctx context.Context, o *options.Options) error {
 	if err != nil {
 		return err
 	}
+	// Targets: the Capacity and Latency scoring, behind karmada-scheduler's
+	// taint and affinity filters and never a cluster being drained.
+	filters := append(placement.SchedulerFilters(), &maintenance.Filter{Keys: o.MaintenanceTaintKeys})
+	picker := &placement.Picker{Client: mgr.GetClient(), Plugins: append(filters, plugins...)}
 	members := &member.Clients{Reader: mgr.GetClient(), Scheme: MemberScheme(), QPS: o.MemberQPS, Burst: o.MemberBurst}
 	watcher := agentcr.NewWatcher(members, MemberScheme())
 	if err := mgr.Add(watcher); err != nil {
@@ -162,7 +169,7 @@ func Run(ctx context.Context, o *options.Options) error {
 			Replication:   migration.ReplicationByStorageClass{Default: &agentcr.Replication{Clients: members, LocalRoot: o.ReplicationTargetRoot}},
 			Restore:       &agentcr.Restore{Clients: members},
 			Workload:      &workload.Hook{Clients: members},
-			Picker:        &placement.Picker{Client: mgr.GetClient(), Plugins: plugins},
+			Picker:        picker,
 			Watcher:       watcher,
 			Compatibility: &workload.Compatibility{Clients: members},
 			SourceClaims:  &agentcr.SourceClaims{Clients: members, Policy: claimPolicy, Retention: o.SourceClaimRetention, Clock: clock.RealClock{}},
@@ -182,6 +189,23 @@ func Run(ctx context.Context, o *options.Options) error {
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LiveMigration controller: %w", err)
+	}
+	if len(o.MaintenanceTaintKeys) > 0 {
+		mr := &maintenance.Reconciler{
+			Client:   mgr.GetClient(),
+			Recorder: mgr.GetEventRecorder("livemigrate-descheduler"),
+			Clock:    clock.RealClock{},
+			Policies: &policy.Resolver{Client: mgr.GetClient()},
+			Picker:   picker,
+			Config: maintenance.Config{
+				TaintKeys: o.MaintenanceTaintKeys, MaxActive: o.MaxActive, MaxActivePerCluster: o.MaxActivePerCluster,
+				RetryAfter: o.MaintenanceRetryInterval, Resync: maintenanceResync(o.PollInterval),
+				DefaultBandwidth: o.DefaultBandwidth.Value(), DefaultCheckpointEstimate: o.DefaultCheckpointEstimate.Value(),
+			},
+		}
+		if err := mr.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the maintenance trigger: %w", err)
+		}
 	}
 	if o.EnableWebhook {
 		mgr.GetWebhookServer().Register(webhook.Path, &ctrlwebhook.Admission{Handler: webhook.New(mgr.GetAPIReader(), scheme)})
@@ -232,4 +256,10 @@ func scoringPlugins(ctx context.Context, mgr ctrl.Manager, path string) ([]frame
 		return nil, err
 	}
 	return []framework.Plugin{cp, lp}, nil
+}
+
+// maintenanceResync re-evaluates draining clusters a few poll intervals
+// apart (changes of their LiveMigrations trigger it at once).
+func maintenanceResync(poll time.Duration) time.Duration {
+	return max(5*poll, 2*time.Second)
 }

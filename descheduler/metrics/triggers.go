@@ -26,6 +26,41 @@ var PolicyAdmissionRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Admission requests answered by the policy annotation webhook, by kind and result (allowed, denied, error).",
 }, []string{"kind", "result"})
 
+// Decision is what a trigger decided for one workload.
+type Decision string
+
+const (
+	DecisionMigrationCreated Decision = "migration_created"
+	DecisionFallbackEviction Decision = "fallback_eviction"
+	DecisionBlocked          Decision = "blocked"
+	DecisionNotHandled       Decision = "not_handled"
+	DecisionInvalidPolicy    Decision = "invalid_policy"
+)
+
+var (
+	// TriggerDecisions counts the triggers' decisions, by trigger
+	// (maintenance, rebalance) and outcome.
+	TriggerDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "livemigrate_trigger_decisions_total",
+		Help: "Decisions of the descheduler's triggers, by trigger and outcome (migration_created, fallback_eviction, blocked, not_handled, invalid_policy).",
+	}, []string{"trigger", "outcome"})
+
+	// DrainsInProgress is the number of clusters tainted for maintenance
+	// whose drain has not finished.
+	DrainsInProgress = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "livemigrate_drains_in_progress",
+		Help: "Member clusters being drained for maintenance whose opted-in workloads have not all left.",
+	})
+
+	// DrainRemaining is, per draining cluster, the opted-in workloads still
+	// on it (waiting, migrating, blocked or not handled). The series is
+	// deleted when the drain ends, so the label is bounded by the clusters.
+	DrainRemaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "livemigrate_drain_remaining_workloads",
+		Help: "Opted-in workloads left on a cluster being drained for maintenance.",
+	}, []string{"cluster"})
+)
+
 func triggerMetrics() []prometheus.Collector {
-	return []prometheus.Collector{PolicyAdmissionRequests}
+	return []prometheus.Collector{PolicyAdmissionRequests, TriggerDecisions, DrainsInProgress, DrainRemaining}
 }

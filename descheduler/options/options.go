@@ -90,6 +90,12 @@ type Options struct {
 	// SourceClaimRetention is how long a retained source claim is kept;
 	// 0 keeps it until it is deleted or adopted.
 	SourceClaimRetention time.Duration
+	// MaintenanceTaintKeys are the Cluster taint keys that drain a cluster
+	// (effect NoSchedule or NoExecute); empty disables the maintenance trigger.
+	MaintenanceTaintKeys []string
+	// MaintenanceRetryInterval is how long after a drain's live migration
+	// of a LiveMigrate workload failed the drain tries it again.
+	MaintenanceRetryInterval time.Duration
 }
 
 // New returns the default options.
@@ -117,6 +123,8 @@ func New() *Options {
 		MaxActive:                 10,
 		MaxActivePerCluster:       2,
 		SourceClaimPolicy:         "Retain",
+		MaintenanceTaintKeys:      []string{"livemigrate.io/maintenance"}, // maintenance.DefaultTaintKey
+		MaintenanceRetryInterval:  5 * time.Minute,
 	}
 }
 
@@ -153,6 +161,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.SourceClaimPolicy, "source-claim-policy", o.SourceClaimPolicy, "What becomes of the source cluster's claims once a migration succeeded: Retain keeps each claim and its volume, marked as the retained copy of the workload (a later migration of the workload back into that cluster reuses it as its pre-copy base, or replaces it); Delete deletes them (the volumes follow their reclaim policy). A LiveMigration's annotation livemigrate.io/source-claim-policy overrides it.")
 	fs.DurationVar(&o.SourceClaimRetention, "source-claim-retention", o.SourceClaimRetention, "How long a source claim retained after a migration (--source-claim-policy=Retain) is kept before the descheduler deletes it (checked every 5 minutes; never while a pod mounts it; a move back adopts it before that). 0 keeps it until it is deleted or adopted.")
 	fs.IntVar(&o.MaxActivePerCluster, "max-active-migrations-per-cluster", o.MaxActivePerCluster, "Migrations allowed past Pending at once per member cluster, as source or target (0: unlimited).")
+	fs.StringSliceVar(&o.MaintenanceTaintKeys, "maintenance-taint-keys", o.MaintenanceTaintKeys, "Cluster taint keys that drain a cluster for maintenance (effect NoSchedule or NoExecute), comma-separated; empty disables the maintenance trigger.")
+	fs.DurationVar(&o.MaintenanceRetryInterval, "maintenance-retry-interval", o.MaintenanceRetryInterval, "How long after a drain's live migration of a LiveMigrate workload rolled back the drain tries it again.")
 }
 
 // Validate returns every invalid option.
@@ -219,6 +229,14 @@ func (o *Options) Validate() field.ErrorList {
 	}
 	if o.MaxActive < 0 || o.MaxActivePerCluster < 0 {
 		errs = append(errs, field.Invalid(p.Child("max-active-migrations"), fmt.Sprintf("%d/%d", o.MaxActive, o.MaxActivePerCluster), "must not be negative (0 is unlimited)"))
+	}
+	for _, k := range o.MaintenanceTaintKeys {
+		if msgs := validation.IsQualifiedName(k); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(p.Child("maintenance-taint-keys"), k, "not a taint key: "+strings.Join(msgs, "; ")))
+		}
+	}
+	if o.MaintenanceRetryInterval <= 0 {
+		errs = append(errs, field.Invalid(p.Child("maintenance-retry-interval"), o.MaintenanceRetryInterval.String(), "must be positive, e.g. 5m"))
 	}
 	return errs
 }
