@@ -106,7 +106,8 @@ Run against the Karmada control plane (its kubeconfig), in the workload's namesp
 	if o.ConfigFlags != nil {
 		o.ConfigFlags.AddFlags(root.PersistentFlags())
 	}
-	root.AddCommand(newMoveCommand(o), newStatusCommand(o), newAbortCommand(o), newPlanCommand(o))
+	root.AddCommand(newMoveCommand(o), newStatusCommand(o), newAbortCommand(o), newPlanCommand(o),
+		newDrainCommand(o), newUncordonCommand(o), newPolicyCommand(o))
 	return root
 }
 

@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	"github.com/livemigrate/livemigrate/descheduler/policy"
 )
 
 type moveFlags struct {
@@ -76,6 +77,7 @@ func (f *moveFlags) build(arg string) (*lmv1alpha1.LiveMigration, error) {
 		return nil, err
 	}
 	lm := &lmv1alpha1.LiveMigration{Spec: lmv1alpha1.LiveMigrationSpec{WorkloadRef: ref, TargetCluster: f.to}}
+	lm.Labels = map[string]string{policy.LabelTrigger: string(policy.TriggerManual)}
 	if f.name != "" {
 		lm.Name = f.name
 	} else {

@@ -31,6 +31,9 @@ func newStatusCommand(o *Options) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			if len(args) == 0 {
+				if err := printDrains(ctx, o.Out, c); err != nil {
+					return err
+				}
 				var list lmv1alpha1.LiveMigrationList
 				if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
 					return fmt.Errorf("listing LiveMigrations: %w", err)
