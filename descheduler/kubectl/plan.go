@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	"github.com/livemigrate/livemigrate/descheduler/maintenance"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
 	"github.com/livemigrate/livemigrate/descheduler/placement"
 	"github.com/livemigrate/livemigrate/plugins/capacity"
@@ -153,8 +154,9 @@ func (f *planFlags) plan(ctx context.Context, c client.Client, ns string, ref lm
 	return res, nil
 }
 
-// plugins builds the Capacity and Latency plugins as the controller does,
-// with the ClusterLatency measurements read once.
+// plugins builds the target filters and the Capacity and Latency plugins
+// as the controller does (the maintenance filter with the default taint
+// key), with the ClusterLatency measurements read once.
 func (f *planFlags) plugins(ctx context.Context, c client.Client) ([]framework.Plugin, error) {
 	cfg, err := pluginconfig.Load(f.schedulerConfig)
 	if err != nil {
@@ -176,7 +178,8 @@ func (f *planFlags) plugins(ctx context.Context, c client.Client) ([]framework.P
 	if err != nil {
 		return nil, err
 	}
-	return []framework.Plugin{cp, lp}, nil
+	filters := append(placement.SchedulerFilters(), &maintenance.Filter{Keys: []string{maintenance.DefaultTaintKey}})
+	return append(filters, cp, lp), nil
 }
 
 // PrintPlan renders a plan.
