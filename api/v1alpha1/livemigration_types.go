@@ -381,6 +381,7 @@ type LiveMigrationStatus struct {
 // +kubebuilder:printcolumn:name="Source",type=string,JSONPath=`.status.sourceCluster`
 // +kubebuilder:printcolumn:name="Target",type=string,JSONPath=`.status.targetCluster`
 // +kubebuilder:printcolumn:name="Downtime",type=string,JSONPath=`.status.downtime`
+// +kubebuilder:printcolumn:name="Trigger",type=string,JSONPath=`.metadata.labels.livemigrate\.io/trigger`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type LiveMigration struct {
 	metav1.TypeMeta   `json:",inline"`
