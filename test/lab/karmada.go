@@ -321,6 +321,7 @@ func (l *Lab) startKarmadaControllerManager(ctx context.Context) error {
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", health),
 		"--v=1",
 	}
+	args = append(args, l.opts.KarmadaControllerManagerArgs...)
 	if _, err := l.sup.start("karmada-controller-manager", l.bin("karmada-controller-manager"), args, nil); err != nil {
 		return err
 	}

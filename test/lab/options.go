@@ -75,6 +75,12 @@ type Options struct {
 	// memory stand-in, for machines where criu check fails). Empty takes
 	// $LIVEMIGRATE_LAB_NODE_RUNTIME, else NodeRuntimeProcess.
 	NodeRuntime string `json:"nodeRuntime,omitempty"`
+	// DeschedulerArgs are extra flags of livemigrate-descheduler (e.g.
+	// --max-active-migrations-per-cluster=1), after the lab's own.
+	DeschedulerArgs []string `json:"deschedulerArgs,omitempty"`
+	// KarmadaControllerManagerArgs are extra flags of
+	// karmada-controller-manager (e.g. --feature-gates=Failover=true).
+	KarmadaControllerManagerArgs []string `json:"karmadaControllerManagerArgs,omitempty"`
 	// StartTimeout bounds Start (default 3 minutes).
 	StartTimeout metav1.Duration `json:"startTimeout,omitempty"`
 }

@@ -594,7 +594,7 @@ func deschedulerArgs(in *Instance) ([]string, error) {
 		}
 		args = append(args, "--checkpoint-repository-for="+strings.Join(per, ","))
 	}
-	return args, nil
+	return append(args, in.Lab.opts.DeschedulerArgs...), nil
 }
 
 // deschedulerReady waits for the descheduler and registers its validating

@@ -61,6 +61,9 @@ type AppOptions struct {
 	// counter increments.
 	Memory, DirtyRate string
 	Tick              time.Duration
+	// Annotations are put on the workload template (e.g. the
+	// livemigrate.io/ policy annotations).
+	Annotations map[string]string
 }
 
 func (o *AppOptions) defaults() {
@@ -90,7 +93,7 @@ func (e *Env) Deploy(ctx context.Context, ns, name string, o AppOptions) (*App, 
 	}
 	labels := map[string]string{"app": name}
 	sts := &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels, Annotations: o.Annotations},
 		Spec: appsv1.StatefulSetSpec{
 			Replicas:    ptr.To[int32](1),
 			ServiceName: name,
@@ -183,7 +186,7 @@ func (e *Env) DeployDeployment(ctx context.Context, ns, name string, replicas in
 		return nil, err
 	}
 	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": name}, Annotations: o.Annotations},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To(int32(replicas)),
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
