@@ -190,6 +190,12 @@ func Run(ctx context.Context, o *options.Options) error {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the LiveMigration controller: %w", err)
 	}
+	for _, gvk := range policy.AuditedKinds {
+		a := &policy.Auditor{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("livemigrate-descheduler"), GVK: gvk}
+		if err := a.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the policy audit of %s: %w", gvk.Kind, err)
+		}
+	}
 	if len(o.MaintenanceTaintKeys) > 0 {
 		mr := &maintenance.Reconciler{
 			Client:   mgr.GetClient(),

@@ -61,6 +61,14 @@ var (
 	}, []string{"cluster"})
 )
 
+// InvalidPolicyObjects is, per kind, the objects in the Karmada plane whose
+// livemigrate.io/ annotations are malformed (admitted while the webhook was
+// down, or before it).
+var InvalidPolicyObjects = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "livemigrate_policy_invalid_objects",
+	Help: "Objects with malformed livemigrate.io/ annotations (the workloads they cover are treated as not opted in), by kind.",
+}, []string{"kind"})
+
 func triggerMetrics() []prometheus.Collector {
-	return []prometheus.Collector{PolicyAdmissionRequests, TriggerDecisions, DrainsInProgress, DrainRemaining}
+	return []prometheus.Collector{PolicyAdmissionRequests, TriggerDecisions, DrainsInProgress, DrainRemaining, InvalidPolicyObjects}
 }
