@@ -202,11 +202,11 @@ func readDrain(ctx context.Context, c client.Client, name string, taint *corev1.
 		if listed[wl] || !rb.Spec.TargetContains(name) || (ref.Kind != "Deployment" && ref.Kind != "StatefulSet") {
 			continue
 		}
-		state := "not opted in"
+		row := DrainRow{Workload: wl, State: "not opted in", Detail: "left to Karmada"}
 		if !v.Current {
-			state = "waiting for the descheduler"
+			row.State, row.Detail = "pending", "waiting for the descheduler's report"
 		}
-		v.Rows = append(v.Rows, DrainRow{Workload: wl, State: state, Detail: "left to Karmada"})
+		v.Rows = append(v.Rows, row)
 	}
 	sort.SliceStable(v.Rows, func(i, j int) bool { return v.Rows[i].Workload < v.Rows[j].Workload })
 	return v, nil

@@ -188,6 +188,20 @@ func TestDrainOrderBudgetAndReport(t *testing.T) {
 		t.Errorf("a reconcile without change emitted %v", evs)
 	}
 
+	// Rebinding: the binding names the target only while the migration
+	// goes on. The drain is not done.
+	urgent := got["urgent"]
+	urgent.Status.Phase, urgent.Status.SourceCluster, urgent.Status.TargetCluster = lmv1alpha1.PhaseRestoring, "a", "b"
+	if err := c.Status().Update(context.Background(), &urgent); err != nil {
+		t.Fatal(err)
+	}
+	rebind(t, c, "urgent", "b")
+	reconcileCluster(t, r, "a")
+	rep = report(t, c, "a")
+	if st := states(rep)["urgent"]; st != StateMigrating || rep.Done || rep.Remaining != 4 {
+		t.Errorf("rebound workload: state %q, done %v, remaining %d; want Migrating, not done, 4", st, rep.Done, rep.Remaining)
+	}
+
 	// One finishes: the waiting one starts.
 	lm := got["small"]
 	lm.Status.Phase, lm.Status.SourceCluster, lm.Status.TargetCluster = lmv1alpha1.PhaseSucceeded, "a", "b"
@@ -195,20 +209,16 @@ func TestDrainOrderBudgetAndReport(t *testing.T) {
 	if err := c.Status().Update(context.Background(), &lm); err != nil {
 		t.Fatal(err)
 	}
-	rb := &workv1alpha2.ResourceBinding{}
-	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "ns", Name: "small-deployment"}, rb); err != nil {
-		t.Fatal(err)
-	}
-	rb.Spec.Clusters = []workv1alpha2.TargetCluster{{Name: "b", Replicas: 1}}
-	if err := c.Update(context.Background(), rb); err != nil {
-		t.Fatal(err)
-	}
+	rebind(t, c, "small", "b")
 	reconcileCluster(t, r, "a")
 	if n := len(migrations(t, c)); n != 3 {
 		t.Fatalf("%d migrations, want 3 (big started once small finished)", n)
 	}
 	rep = report(t, c, "a")
 	want = map[string]State{"big": StateMigrating, "small": StateMoved, "urgent": StateMigrating, "typo": StateInvalidPolicy, "spread": StateNotHandled}
+	if rep.Done {
+		t.Error("drain done with migrations going on")
+	}
 	if diff := cmp.Diff(want, states(rep)); diff != "" {
 		t.Errorf("report states (-want +got):\n%s", diff)
 	}
@@ -216,6 +226,19 @@ func TestDrainOrderBudgetAndReport(t *testing.T) {
 		if w.Name == "small" && w.Reason != "to b, downtime 800ms" {
 			t.Errorf("moved reason %q, want the target and downtime", w.Reason)
 		}
+	}
+}
+
+// rebind points the workload's binding at cluster, as a migration does.
+func rebind(t *testing.T, c client.Client, name, cluster string) {
+	t.Helper()
+	rb := &workv1alpha2.ResourceBinding{}
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "ns", Name: name + "-deployment"}, rb); err != nil {
+		t.Fatal(err)
+	}
+	rb.Spec.Clusters = []workv1alpha2.TargetCluster{{Name: cluster, Replicas: 1}}
+	if err := c.Update(context.Background(), rb); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -212,20 +212,28 @@ func (r *Reconciler) drain(ctx context.Context, c *clusterv1alpha1.Cluster, tain
 		rep.Workloads = append(rep.Workloads, w)
 	}
 
-	// Workloads no longer bound to the cluster: moved by this drain, or
-	// handed to Karmada.
+	// Workloads no longer bound to the cluster: being moved by this drain
+	// (from the rebinding on, the binding names the target only), moved by
+	// it, or handed to Karmada.
 	for _, lm := range lastOfDrain {
 		key := lm.Spec.WorkloadRef.Kind + "/" + lm.Namespace + "/" + lm.Spec.WorkloadRef.Name
-		if seen[key] || lm.Status.Phase != lmv1alpha1.PhaseSucceeded {
+		if seen[key] {
+			continue
+		}
+		w := WorkloadReport{Kind: lm.Spec.WorkloadRef.Kind, Namespace: lm.Namespace, Name: lm.Spec.WorkloadRef.Name, LiveMigration: lm.Name}
+		switch {
+		case lm.Status.Phase == lmv1alpha1.PhaseSucceeded:
+			w.State, w.Reason = StateMoved, "to "+lm.Status.TargetCluster
+			if lm.Status.Downtime != nil {
+				w.Reason += ", downtime " + lm.Status.Downtime.Duration.String()
+			}
+		case !lm.Status.Phase.IsTerminal():
+			w.State, w.Reason = StateMigrating, string(lm.Status.Phase)+" to "+lm.Status.TargetCluster
+		default:
 			continue
 		}
 		seen[key] = true
-		reason := "to " + lm.Status.TargetCluster
-		if lm.Status.Downtime != nil {
-			reason += ", downtime " + lm.Status.Downtime.Duration.String()
-		}
-		rep.Workloads = append(rep.Workloads, WorkloadReport{Kind: lm.Spec.WorkloadRef.Kind, Namespace: lm.Namespace, Name: lm.Spec.WorkloadRef.Name,
-			State: StateMoved, LiveMigration: lm.Name, Reason: reason})
+		rep.Workloads = append(rep.Workloads, w)
 	}
 	for key, w := range before {
 		if !seen[key] && w.State == StateEvicting {
