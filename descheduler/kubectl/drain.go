@@ -26,11 +26,12 @@ func newDrainCommand(o *Options) *cobra.Command {
 		wait    bool
 		timeout time.Duration
 		key     string
+		effect  string
 	)
 	cmd := &cobra.Command{
 		Use:   "drain <cluster> [--wait] [--timeout D]",
 		Short: "Taint a member cluster for maintenance: the descheduler live-migrates its opted-in workloads elsewhere",
-		Long: `Taint a member cluster for maintenance (key livemigrate.io/maintenance, effect NoSchedule).
+		Long: `Taint a member cluster for maintenance (key livemigrate.io/maintenance, effect NoSchedule by default).
 
 The descheduler then live-migrates every workload bound to it that is opted in
 (livemigrate.io/eviction-strategy on the template or its propagation policy);
@@ -40,12 +41,16 @@ some cannot leave (or at --timeout). Undo with: kubectl livemigrate uncordon.`,
 		Example: `  kubectl livemigrate drain member1 --wait --timeout 30m`,
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			eff := corev1.TaintEffect(effect)
+			if eff != corev1.TaintEffectNoSchedule && eff != corev1.TaintEffectNoExecute {
+				return fmt.Errorf("--effect %q: use NoSchedule (the default) or NoExecute", effect)
+			}
 			c, err := o.client()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			taint, err := taintCluster(ctx, c, args[0], key, o.Clock.Now())
+			taint, err := taintCluster(ctx, c, args[0], key, eff, o.Clock.Now())
 			if err != nil {
 				return err
 			}
@@ -65,6 +70,7 @@ some cannot leave (or at --timeout). Undo with: kubectl livemigrate uncordon.`,
 	cmd.Flags().BoolVar(&wait, "wait", false, "Follow the drain until every opted-in workload has left or some cannot.")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "With --wait, give up after this long (the drain goes on).")
 	cmd.Flags().StringVar(&key, "key", maintenance.DefaultTaintKey, "Taint key; one of the descheduler's --maintenance-taint-keys.")
+	cmd.Flags().StringVar(&effect, "effect", string(corev1.TaintEffectNoSchedule), "Taint effect: NoSchedule, or NoExecute (with Karmada's taint eviction on, Karmada then evicts what does not tolerate it: see docs/triggers.md).")
 	return cmd
 }
 
@@ -95,9 +101,9 @@ func newUncordonCommand(o *Options) *cobra.Command {
 	return cmd
 }
 
-// taintCluster adds the NoSchedule maintenance taint (kept as it is when
-// the cluster already has one with that key) and returns it.
-func taintCluster(ctx context.Context, c client.Client, name, key string, now time.Time) (*corev1.Taint, error) {
+// taintCluster adds the maintenance taint (kept as it is when the cluster
+// already has one with that key) and returns it.
+func taintCluster(ctx context.Context, c client.Client, name, key string, effect corev1.TaintEffect, now time.Time) (*corev1.Taint, error) {
 	var out *corev1.Taint
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cl := &clusterv1alpha1.Cluster{}
@@ -111,7 +117,7 @@ func taintCluster(ctx context.Context, c client.Client, name, key string, now ti
 			}
 		}
 		at := metav1.NewTime(now.Truncate(time.Second))
-		t := corev1.Taint{Key: key, Effect: corev1.TaintEffectNoSchedule, TimeAdded: &at}
+		t := corev1.Taint{Key: key, Effect: effect, TimeAdded: &at}
 		cl.Spec.Taints = append(cl.Spec.Taints, t)
 		out = &t
 		return c.Update(ctx, cl)

@@ -74,6 +74,12 @@ func TestDrainAndUncordon(t *testing.T) {
 	if !strings.Contains(out.String(), "has no livemigrate.io/maintenance taint") {
 		t.Errorf("output %q", out.String())
 	}
+	if err := run(t, o, "drain", "m1", "--effect", "PreferNoSchedule"); err == nil || !strings.Contains(err.Error(), "use NoSchedule (the default) or NoExecute") {
+		t.Errorf("drain --effect PreferNoSchedule: %v", err)
+	}
+	if err := run(t, o, "drain", "m2x", "--effect", "NoExecute"); err == nil || !strings.Contains(err.Error(), "reading cluster m2x") {
+		t.Errorf("drain of an unknown cluster with NoExecute: %v", err)
+	}
 	if err := run(t, o, "drain", "nope"); err == nil || !strings.Contains(err.Error(), "reading cluster nope (list them with: kubectl get clusters)") {
 		t.Errorf("drain of an unknown cluster: %v", err)
 	}
@@ -232,5 +238,16 @@ func TestMoveLabelsTheTrigger(t *testing.T) {
 	}
 	if lm.Labels[policy.LabelTrigger] != "manual" {
 		t.Errorf("labels %v, want livemigrate.io/trigger=manual", lm.Labels)
+	}
+}
+
+func TestDrainNoExecute(t *testing.T) {
+	c := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(builder.MakeCluster("m1").Obj()).Build()
+	out := &bytes.Buffer{}
+	if err := run(t, newTestOptions(c, out), "drain", "m1", "--effect", "NoExecute"); err != nil {
+		t.Fatal(err)
+	}
+	if got := taintsOf(t, c, "m1"); len(got) != 1 || got[0].Effect != corev1.TaintEffectNoExecute || got[0].Key != maintenance.DefaultTaintKey {
+		t.Errorf("taints %+v, want livemigrate.io/maintenance:NoExecute", got)
 	}
 }

@@ -64,6 +64,8 @@ type AppOptions struct {
 	// Annotations are put on the workload template (e.g. the
 	// livemigrate.io/ policy annotations).
 	Annotations map[string]string
+	// ClusterTolerations are the PropagationPolicy's cluster tolerations.
+	ClusterTolerations []corev1.Toleration
 }
 
 func (o *AppOptions) defaults() {
@@ -88,7 +90,9 @@ func (e *Env) Deploy(ctx context.Context, ns, name string, o AppOptions) (*App, 
 	if err := create(ctx, k, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return nil, err
 	}
-	if err := create(ctx, k, propagationPolicy(ns, name, "StatefulSet", o.Cluster)); err != nil {
+	pp := propagationPolicy(ns, name, "StatefulSet", o.Cluster)
+	pp.Spec.Placement.ClusterTolerations = o.ClusterTolerations
+	if err := create(ctx, k, pp); err != nil {
 		return nil, err
 	}
 	labels := map[string]string{"app": name}
@@ -182,7 +186,9 @@ func (e *Env) DeployDeployment(ctx context.Context, ns, name string, replicas in
 	if err := create(ctx, k, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return nil, err
 	}
-	if err := create(ctx, k, propagationPolicy(ns, name, "Deployment", o.Cluster)); err != nil {
+	pp := propagationPolicy(ns, name, "Deployment", o.Cluster)
+	pp.Spec.Placement.ClusterTolerations = o.ClusterTolerations
+	if err := create(ctx, k, pp); err != nil {
 		return nil, err
 	}
 	d := &appsv1.Deployment{
