@@ -501,3 +501,33 @@ func TestEstimateDowntime(t *testing.T) {
 }
 
 var _ framework.FilterPlugin = &Filter{}
+
+// TestNoExecuteWithoutToleration warns that Karmada's taint eviction may
+// beat the live move of a workload that does not tolerate a NoExecute
+// maintenance taint, and does not for one that does.
+func TestNoExecuteWithoutToleration(t *testing.T) {
+	noExec := &corev1.Taint{Key: DefaultTaintKey, Effect: corev1.TaintEffectNoExecute}
+	w := (&world{}).add(clusters(noExec)...).workload("bare", "64Mi", []string{"a"}, optIn("LiveMigrate")...)
+	w.add(&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "tolerant", Annotations: map[string]string{policy.AnnotationEvictionStrategy: "LiveMigrate"}}})
+	w.add(builder.MakeBinding("ns", "tolerant").SingleCluster().Toleration(DefaultTaintKey, corev1.TaintEffectNoExecute).ScheduledOn(1, "a").Obj())
+	r, c, rec := newReconciler(t, w, Config{MaxActivePerCluster: 1})
+	reconcileCluster(t, r, "a")
+	warnings := map[string]string{}
+	for _, wr := range report(t, c, "a").Workloads {
+		warnings[wr.Name] = wr.Warning
+	}
+	if !strings.Contains(warnings["bare"], "Karmada evicts and re-creates it before it can move live") {
+		t.Errorf("bare's warning %q", warnings["bare"])
+	}
+	if warnings["tolerant"] != "" {
+		t.Errorf("tolerant's warning %q, want none", warnings["tolerant"])
+	}
+	evs := strings.Join(drained(t, rec), "\n")
+	if strings.Count(evs, "MaintenanceEvictionRace") != 1 {
+		t.Errorf("want one MaintenanceEvictionRace event:\n%s", evs)
+	}
+	reconcileCluster(t, r, "a")
+	if evs := strings.Join(drained(t, rec), "\n"); strings.Contains(evs, "MaintenanceEvictionRace") {
+		t.Errorf("the warning was repeated:\n%s", evs)
+	}
+}

@@ -196,6 +196,7 @@ func (r *Reconciler) drain(ctx context.Context, c *clusterv1alpha1.Cluster, tain
 	for _, cand := range cands {
 		ref := cand.Binding.Spec.Resource
 		w := WorkloadReport{Kind: ref.Kind, Namespace: cand.Binding.Namespace, Name: ref.Name, Priority: cand.Policy.DrainPriority}
+		w.Warning = evictionWindowWarning(taint, cand.Binding)
 		if free == 0 {
 			w.State, w.Reason = StateWaiting, "waiting for the concurrency budget (--max-active-migrations, --max-active-migrations-per-cluster)"
 		} else {
@@ -455,11 +456,14 @@ func (r *Reconciler) recentlyCreated(rb *workv1alpha2.ResourceBinding, now time.
 // transition emits the events and counts the decisions of a workload whose
 // state changed since the previous report.
 func (r *Reconciler) transition(ctx context.Context, c *clusterv1alpha1.Cluster, rb *workv1alpha2.ResourceBinding, before WorkloadReport, w *WorkloadReport) {
+	tmpl := templateOf(rb)
+	if w.Warning != "" && w.Warning != before.Warning {
+		r.event(tmpl, c, corev1.EventTypeWarning, "MaintenanceEvictionRace", w.Warning)
+	}
 	if before.State == w.State && before.LiveMigration == w.LiveMigration {
 		return
 	}
 	trigger := string(policy.TriggerMaintenance)
-	tmpl := templateOf(rb)
 	switch w.State {
 	case StateMigrating:
 		if before.LiveMigration == w.LiveMigration {
@@ -543,4 +547,24 @@ func (r *Reconciler) setDraining(cluster string, draining bool, remaining int) {
 		metrics.DrainRemaining.DeleteLabelValues(cluster)
 	}
 	metrics.DrainsInProgress.Set(float64(len(r.draining)))
+}
+
+// evictionWindowWarning warns when the maintenance taint is NoExecute and
+// the workload's placement does not tolerate it: with Karmada's taint
+// eviction on, Karmada evicts and re-creates it at once, before a live
+// migration can move it.
+func evictionWindowWarning(taint *corev1.Taint, rb *workv1alpha2.ResourceBinding) string {
+	if taint.Effect != corev1.TaintEffectNoExecute {
+		return ""
+	}
+	if p := rb.Spec.Placement; p != nil {
+		for i := range p.ClusterTolerations {
+			if p.ClusterTolerations[i].ToleratesTaint(klog.Background(), taint, false) {
+				return ""
+			}
+		}
+	}
+	return fmt.Sprintf("the maintenance taint %s is NoExecute and the workload's placement does not tolerate it: with Karmada's taint eviction on "+
+		"(feature gate Failover, --enable-no-execute-taint-eviction), Karmada evicts and re-creates it before it can move live; "+
+		"give its PropagationPolicy a clusterToleration for %s with a tolerationSeconds long enough for the drain", TaintString(taint), taint.Key)
 }

@@ -59,6 +59,9 @@ type WorkloadReport struct {
 	// LiveMigration that moves or moved it.
 	LiveMigration string `json:"liveMigration,omitempty"`
 	Priority      int32  `json:"priority,omitempty"`
+	// Warning is a risk to the live move (e.g. Karmada's taint eviction
+	// racing it).
+	Warning string `json:"warning,omitempty"`
 }
 
 // Report is the state of a cluster's drain.

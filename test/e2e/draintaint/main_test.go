@@ -1,0 +1,31 @@
+package draintaint
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"testing"
+
+	"github.com/livemigrate/livemigrate/test/lab"
+)
+
+var testLab *lab.Lab
+
+func labOptions() lab.Options {
+	return lab.Options{
+		Members: 3, NodesPerMember: 2,
+		KarmadaControllerManagerArgs: []string{"--feature-gates=Failover=true", "--enable-no-execute-taint-eviction=true"},
+	}
+}
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "FAIL: the drain end-to-end test needs root (cgroup freezer, /proc/<pid>/mem, the replication receiver's chroot)")
+		os.Exit(1)
+	}
+	if _, err := exec.LookPath("rsync"); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL: rsync is not installed (make deps)")
+		os.Exit(1)
+	}
+	os.Exit(lab.RunTests(m, labOptions(), func(l *lab.Lab) { testLab = l }))
+}
