@@ -375,6 +375,20 @@ func TestFallback(t *testing.T) {
 			if n := len(migrations(t, c)); n != map[bool]int{true: 1, false: 0}[tc.failedLM] {
 				t.Errorf("%d migrations, want no new one", n)
 			}
+			// A reconcile that reads the cluster from a cache older than
+			// its report still reports the eviction (from the binding).
+			cl := &clusterv1alpha1.Cluster{}
+			if err := c.Get(context.Background(), types.NamespacedName{Name: "a"}, cl); err != nil {
+				t.Fatal(err)
+			}
+			delete(cl.Annotations, ReportAnnotation)
+			if err := c.Update(context.Background(), cl); err != nil {
+				t.Fatal(err)
+			}
+			reconcileCluster(t, r, "a")
+			if got := states(report(t, c, "a"))["app"]; got != tc.wantState {
+				t.Errorf("state %q after a reconcile without the previous report, want %q", got, tc.wantState)
+			}
 			evs := strings.Join(drained(t, rec), "\n")
 			wantEvent := map[State]string{StateEvicting: "Warning MaintenanceEviction", StateBlocked: "Warning MaintenanceBlocked"}[tc.wantState]
 			if !strings.Contains(evs, wantEvent) {

@@ -171,10 +171,21 @@ func (r *Reconciler) drain(ctx context.Context, c *clusterv1alpha1.Cluster, tain
 	for i := range bindings.Items {
 		rb := &bindings.Items[i]
 		ref := rb.Spec.Resource
-		if ref.APIVersion != "apps/v1" || (ref.Kind != "Deployment" && ref.Kind != "StatefulSet") || !rb.Spec.TargetContains(c.Name) {
+		if ref.APIVersion != "apps/v1" || (ref.Kind != "Deployment" && ref.Kind != "StatefulSet") {
 			continue
 		}
 		key := ref.Kind + "/" + rb.Namespace + "/" + ref.Name
+		if !rb.Spec.TargetContains(c.Name) {
+			// Handed to Karmada by this drain: its eviction task says so
+			// until Karmada is done with it (the report read from the
+			// cache may be older than the eviction).
+			if t := drainEvictionTask(rb, c.Name); t != nil {
+				seen[key] = true
+				rep.Workloads = append(rep.Workloads, WorkloadReport{Kind: ref.Kind, Namespace: rb.Namespace, Name: ref.Name,
+					State: StateEvicting, Reason: strings.TrimPrefix(t.Message, "eviction strategy LiveMigrateIfPossible: ")})
+			}
+			continue
+		}
 		seen[key] = true
 		w, cand, err := r.evaluate(ctx, c.Name, rb, active, lastOfDrain, now)
 		if err != nil {
@@ -567,4 +578,15 @@ func evictionWindowWarning(taint *corev1.Taint, rb *workv1alpha2.ResourceBinding
 	return fmt.Sprintf("the maintenance taint %s is NoExecute and the workload's placement does not tolerate it: with Karmada's taint eviction on "+
 		"(feature gate Failover, --enable-no-execute-taint-eviction), Karmada evicts and re-creates it before it can move live; "+
 		"give its PropagationPolicy a clusterToleration for %s with a tolerationSeconds long enough for the drain", TaintString(taint), taint.Key)
+}
+
+// drainEvictionTask returns the eviction task a drain of cluster gave the
+// binding, if Karmada has not finished it yet.
+func drainEvictionTask(rb *workv1alpha2.ResourceBinding, cluster string) *workv1alpha2.GracefulEvictionTask {
+	for i := range rb.Spec.GracefulEvictionTasks {
+		if t := &rb.Spec.GracefulEvictionTasks[i]; t.FromCluster == cluster && t.Producer == EvictionProducer {
+			return t
+		}
+	}
+	return nil
 }
