@@ -15,7 +15,7 @@ import (
 // EnvInvariants, set to any value, makes RunTests watch the lab app
 // processes with the invariant monitor for the whole run and fail the
 // package on any violation (two live copies of a StatefulSet pod, state
-// lost). It is off by default.
+// lost), as Options.Invariants does for one package.
 const EnvInvariants = "LIVEMIGRATE_LAB_INVARIANTS"
 
 // PodIdentity names a lab app process by the StatefulSet pod it runs for,

@@ -56,6 +56,10 @@ type Options struct {
 	Dir string `json:"dir,omitempty"`
 	// KeepDir keeps Dir after Stop.
 	KeepDir bool `json:"keepDir,omitempty"`
+	// Invariants makes RunTests watch the lab app processes with the
+	// invariant monitor (package invariant) for the whole run and fail the
+	// package on any violation; EnvInvariants turns it on for any lab.
+	Invariants bool `json:"invariants,omitempty"`
 	// BinDir holds the binaries; empty means <repository>/bin.
 	BinDir string `json:"binDir,omitempty"`
 	// SkipProjectBuild does not run go build for the project's components

@@ -14,8 +14,9 @@ import (
 // binaries are missing or a component does not come up), runs the tests,
 // prints the tail of every component's log when a test failed or a
 // component exited, and always stops the lab, also on SIGINT/SIGTERM.
-// With EnvInvariants set it runs the invariant monitor (package
-// invariant) for the whole run and fails on any violation it saw.
+// With opts.Invariants (or EnvInvariants) set it runs the invariant
+// monitor (package invariant) for the whole run and fails on any violation
+// it saw.
 //
 //	var testLab *lab.Lab
 //	func TestMain(m *testing.M) {
@@ -43,7 +44,7 @@ func RunTests(m *testing.M, opts Options, set func(*Lab)) int {
 	}()
 	set(l)
 	monCtx, stopMonitor := context.WithCancel(ctx)
-	mon := l.watchInvariants(monCtx, os.Getenv(EnvInvariants) != "")
+	mon := l.watchInvariants(monCtx, opts.Invariants || os.Getenv(EnvInvariants) != "")
 	code := m.Run()
 	stopMonitor()
 	if mon != nil {

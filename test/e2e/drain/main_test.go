@@ -17,7 +17,7 @@ const rebootKey = "lab.livemigrate.io/reboot"
 // Three members; at most one migration per cluster at a time.
 func labOptions() lab.Options {
 	return lab.Options{
-		Members: 3, NodesPerMember: 2,
+		Members: 3, NodesPerMember: 2, Invariants: true,
 		DeschedulerArgs: []string{
 			"--max-active-migrations-per-cluster=1",
 			"--maintenance-taint-keys=livemigrate.io/maintenance," + rebootKey,

@@ -13,7 +13,7 @@ var testLab *lab.Lab
 
 func labOptions() lab.Options {
 	return lab.Options{
-		Members: 3, NodesPerMember: 2,
+		Members: 3, NodesPerMember: 2, Invariants: true,
 		KarmadaControllerManagerArgs: []string{"--feature-gates=Failover=true", "--enable-no-execute-taint-eviction=true"},
 	}
 }

@@ -15,9 +15,11 @@ import (
 
 var testLab *lab.Lab
 
-// Two members on the simulated WAN, two nodes each.
+// Two members on the simulated WAN, two nodes each; the invariant monitor
+// watches every lab app process for the whole run.
 func labOptions() lab.Options {
 	return lab.Options{
+		Invariants: true,
 		MemberSpecs: []lab.MemberSpec{
 			{Name: "member1", Nodes: 2, Position: lab.NetworkPosition{Delay: metav1.Duration{Duration: 2 * time.Millisecond}, BytesPerSecond: 100 << 20}},
 			{Name: "member2", Nodes: 2, Position: lab.NetworkPosition{Delay: metav1.Duration{Duration: 10 * time.Millisecond}, BytesPerSecond: 50 << 20}},
