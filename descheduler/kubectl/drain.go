@@ -185,7 +185,7 @@ func readDrain(ctx context.Context, c client.Client, name string, taint *corev1.
 	}
 	v := &DrainView{}
 	listed := map[string]bool{}
-	if rep != nil && rep.Taint == maintenance.TaintString(taint) && (taint.TimeAdded == nil || !rep.Since.Time.Before(taint.TimeAdded.Time.Add(-time.Second))) {
+	if rep != nil && rep.Taint == maintenance.TaintString(taint) && (taint.TimeAdded == nil || !rep.Since.Time.Before(taint.TimeAdded.Add(-time.Second))) {
 		v.Current, v.Done, v.Remaining = true, rep.Done, rep.Remaining
 		for _, w := range rep.Workloads {
 			wl := strings.ToLower(w.Kind) + "/" + w.Namespace + "/" + w.Name

@@ -824,14 +824,6 @@ func (r *Runtime) removePodCgroups(podCgroup string) {
 	}
 }
 
-// runcVersions are the runtime and CRIU versions of the runc backend.
-func (r *Runtime) runcVersions() (string, string) {
-	if r.runc == nil {
-		return "", ""
-	}
-	return r.runc.version, r.runc.criuVersion
-}
-
 // restoreLine names the CRIU version and the counter the dumped lab app
 // resumes at, read from the header page in CRIU's images at the address the
 // app's layout (in rootfs-diff.tar) gives.

@@ -241,9 +241,9 @@ func (m *Monitor) tail(path string, now time.Time) (uint64, bool) {
 			m.report("garbled:"+path, now, "log %s holds %q, not a counter value", path, line)
 			break
 		}
-		switch {
-		case v == lt.last+1:
-		case v == 1:
+		switch v {
+		case lt.last + 1:
+		case 1:
 			// A process started fresh on this volume (a container
 			// restarted, or a target pod admitted without its
 			// checkpoint, which the migration catches and rolls
