@@ -13,7 +13,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -107,26 +106,9 @@ func (e *Env) DeployMultiVolume(ctx context.Context, ns, name string, replicas i
 	for i := range replicas {
 		for _, cl := range claims {
 			claim := fmt.Sprintf("%s-%s-%d", cl, name, i)
-			dir := filepath.Join(e.Paths.Dir, "disks", m.Name, ns, claim)
-			if err := os.MkdirAll(dir, 0o755); err != nil {
+			dir, err := e.createLocalVolume(ctx, m, ns, claim, node)
+			if err != nil {
 				return nil, err
-			}
-			pv := &corev1.PersistentVolume{
-				ObjectMeta: metav1.ObjectMeta{Name: ns + "-" + claim},
-				Spec: corev1.PersistentVolumeSpec{
-					Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
-					AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-					PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
-					StorageClassName:              StorageClass,
-					ClaimRef:                      &corev1.ObjectReference{Namespace: ns, Name: claim},
-					PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: dir}},
-					NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-						MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
-					}}}},
-				},
-			}
-			if _, err := m.Client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-				return nil, fmt.Errorf("creating the source volume %s in %s: %w", claim, m.Name, err)
 			}
 			a.SourceDirs[claim] = dir
 		}

@@ -149,26 +149,9 @@ func (e *Env) Deploy(ctx context.Context, ns, name string, o AppOptions) (*App, 
 	}
 	node := nodes.Items[0].Name
 	claim := "data-" + name + "-0"
-	dir := filepath.Join(e.Paths.Dir, "disks", m.Name, ns, claim)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := e.createLocalVolume(ctx, m, ns, claim, node)
+	if err != nil {
 		return nil, err
-	}
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: ns + "-" + claim},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
-			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
-			StorageClassName:              StorageClass,
-			ClaimRef:                      &corev1.ObjectReference{Namespace: ns, Name: claim},
-			PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: dir}},
-			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
-				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
-			}}}},
-		},
-	}
-	if _, err := m.Client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("creating the source volume in %s: %w", m.Name, err)
 	}
 	e.Logf("%s/%s placed in %s; its volume %s is %s on %s", ns, name, a.Source, claim, dir, node)
 	if _, err := a.WaitRunning(ctx, a.Source, 0); err != nil {
@@ -556,4 +539,32 @@ func create(ctx context.Context, c client.Client, o client.Object) error {
 // poll calls f every 100ms until it is done, fails, or ctx ends.
 func poll(ctx context.Context, what string, f func() (bool, string, error)) error {
 	return lab.Poll(ctx, what, 100*time.Millisecond, func(context.Context) (bool, string, error) { return f() })
+}
+
+// createLocalVolume creates the directory and the local PersistentVolume,
+// pinned to node and pre-bound to claim in ns, of a source volume of the
+// lab app in member m, and returns the directory.
+func (e *Env) createLocalVolume(ctx context.Context, m *Cluster, ns, claim, node string) (string, error) {
+	dir := filepath.Join(e.Paths.Dir, "disks", m.Name, ns, claim)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: ns + "-" + claim},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			StorageClassName:              StorageClass,
+			ClaimRef:                      &corev1.ObjectReference{Namespace: ns, Name: claim},
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: dir}},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
+			}}}},
+		},
+	}
+	if _, err := m.Client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("creating the source volume %s in %s: %w", claim, m.Name, err)
+	}
+	return dir, nil
 }
