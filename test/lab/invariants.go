@@ -25,43 +25,71 @@ const EnvInvariants = "LIVEMIGRATE_LAB_INVARIANTS"
 // at most once per second, when a UID is not known yet. Only the name
 // comes from the API servers: whether a process runs is read on the host.
 func PodIdentity(clients []kubernetes.Interface) invariant.Identity {
-	var mu sync.Mutex
-	names := map[string]string{}
-	var listed time.Time
-	return func(p invariant.Process) string {
-		m := invariant.PodUIDPattern.FindStringSubmatch(p.Cgroup)
-		if m == nil {
-			return ""
-		}
-		uid := strings.ReplaceAll(m[1], "_", "-")
-		mu.Lock()
-		defer mu.Unlock()
-		if name, ok := names[uid]; ok {
-			return name
-		}
-		if time.Since(listed) < time.Second {
-			return ""
-		}
-		listed = time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		for _, c := range clients {
-			pods, err := c.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
-			if err != nil {
-				continue
-			}
-			for _, pod := range pods.Items {
-				name := ""
-				for _, o := range pod.OwnerReferences {
-					if o.Kind == "StatefulSet" {
-						name = pod.Namespace + "/" + pod.Name
-					}
-				}
-				names[string(pod.UID)] = name
-			}
-		}
-		return names[uid]
+	return newPodIndex(clients).identity
+}
+
+// podIndex maps the pod UIDs of a lab's member clusters to StatefulSet pod
+// names ("" for other pods).
+type podIndex struct {
+	clients []kubernetes.Interface
+	mu      sync.Mutex
+	names   map[string]string
+	listed  time.Time
+}
+
+func newPodIndex(clients []kubernetes.Interface) *podIndex {
+	return &podIndex{clients: clients, names: map[string]string{}}
+}
+
+// lookup returns the name of the pod whose UID is in the process's cgroup,
+// and whether that pod belongs to one of the clusters.
+func (x *podIndex) lookup(p invariant.Process) (string, bool) {
+	m := invariant.PodUIDPattern.FindStringSubmatch(p.Cgroup)
+	if m == nil {
+		return "", false
 	}
+	uid := strings.ReplaceAll(m[1], "_", "-")
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if name, ok := x.names[uid]; ok {
+		return name, true
+	}
+	if time.Since(x.listed) < time.Second {
+		return "", false
+	}
+	x.listed = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, c := range x.clients {
+		pods, err := c.CoreV1().Pods(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			continue
+		}
+		for _, pod := range pods.Items {
+			name := ""
+			for _, o := range pod.OwnerReferences {
+				if o.Kind == "StatefulSet" {
+					name = pod.Namespace + "/" + pod.Name
+				}
+			}
+			x.names[string(pod.UID)] = name
+		}
+	}
+	name, ok := x.names[uid]
+	return name, ok
+}
+
+func (x *podIndex) identity(p invariant.Process) string {
+	name, _ := x.lookup(p)
+	return name
+}
+
+// inLab reports whether the process runs for a pod of the lab's clusters:
+// the lab app processes of other labs and tests on the same host are none
+// of this lab's business.
+func (x *podIndex) inLab(p invariant.Process) bool {
+	_, ok := x.lookup(p)
+	return ok
 }
 
 // watchInvariants starts the invariant monitor over the lab's members
@@ -74,7 +102,8 @@ func (l *Lab) watchInvariants(ctx context.Context, enabled bool) *invariant.Moni
 	for _, m := range l.Members {
 		clients = append(clients, m.Client)
 	}
-	mon := &invariant.Monitor{Identity: PodIdentity(clients), Interval: 50 * time.Millisecond}
+	pods := newPodIndex(clients)
+	mon := &invariant.Monitor{Identity: pods.identity, Scope: pods.inLab, Interval: 50 * time.Millisecond}
 	go mon.Run(ctx)
 	return mon
 }

@@ -77,6 +77,9 @@ type Monitor struct {
 	// Binary is the lab app's file name (argv[0]'s base), "labapp" unless set.
 	Binary   string
 	Identity Identity
+	// Scope, when set, keeps only the processes it accepts: a lab whose
+	// host runs other labs and tests ignores their lab app processes.
+	Scope func(Process) bool
 	// Interval between samples (20ms unless set).
 	Interval time.Duration
 
@@ -170,6 +173,9 @@ func (m *Monitor) Sample() {
 	procs := m.Processes()
 	live := map[string][]int{}
 	for _, p := range procs {
+		if m.Scope != nil && !m.Scope(p) {
+			continue
+		}
 		if !p.Frozen {
 			if id := m.Identity(p); id != "" {
 				live[id] = append(live[id], p.PID)

@@ -151,6 +151,16 @@ func TestMonitorSeesTwoLiveCopiesAndLostState(t *testing.T) {
 	}
 	cancel()
 
+	// Processes outside the monitor's scope (another lab's, another
+	// test's) are not looked at: the same two live copies are not its own.
+	scoped := &Monitor{Identity: byHostname, Scope: func(p Process) bool {
+		return p.PID != a.Process.Pid && p.PID != b.Process.Pid
+	}}
+	scoped.Sample()
+	if v, n := scoped.Violations(); len(v) != 0 || n != 1 {
+		t.Fatalf("violations %v after %d samples of processes outside the scope, want none after 1", v, n)
+	}
+
 	// A copy that resumes behind what its log says it wrote lost state.
 	lost := filepath.Join(dir, "lost.log")
 	var sb strings.Builder
