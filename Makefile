@@ -50,6 +50,17 @@ images: ## Build the components' OCI images into bin/images without Docker (docs
 generate: $(CONTROLLER_GEN) ## Generate deepcopy code and CRD manifests (manifests/crds) from api/.
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=manifests/crds
+	rm -f charts/livemigrate/files/crds/*.yaml && cp manifests/crds/*.yaml charts/livemigrate/files/crds/
+
+.PHONY: chart-readme
+chart-readme: ## Generate charts/livemigrate/README.md from the comments of its values.yaml.
+	cd hack/tools/helm && $(GO) build -o $(BIN)/chartrender .
+	$(BIN)/chartrender readme --chart charts/livemigrate
+
+.PHONY: chart-render
+chart-render: ## Render the chart as helm template would (CHART_FLAGS="--namespace livemigrate-system --set installMode=member").
+	cd hack/tools/helm && $(GO) build -o $(BIN)/chartrender .
+	$(BIN)/chartrender render --chart charts/livemigrate $(CHART_FLAGS)
 
 .PHONY: fmt
 fmt: ## Format the code.
@@ -72,8 +83,8 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned in hack/tools).
 
 .PHONY: verify-generated
 verify-generated: generate ## Fail when generated files are stale.
-	@if [ -n "$$(git status --porcelain -- api manifests/crds)" ]; then \
-		echo "generated files are stale; run 'make generate' and commit:"; git status --porcelain -- api manifests/crds; exit 1; fi
+	@if [ -n "$$(git status --porcelain -- api manifests/crds charts/livemigrate/files/crds)" ]; then \
+		echo "generated files are stale; run 'make generate' and commit:"; git status --porcelain -- api manifests/crds charts/livemigrate/files/crds; exit 1; fi
 
 ##@ Test
 
