@@ -31,6 +31,7 @@ import (
 	"github.com/livemigrate/livemigrate/agent/freezer"
 	"github.com/livemigrate/livemigrate/agent/kubelet"
 	"github.com/livemigrate/livemigrate/agent/options"
+	"github.com/livemigrate/livemigrate/agent/report"
 	"github.com/livemigrate/livemigrate/agent/restore"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 )
@@ -130,6 +131,7 @@ func Run(ctx context.Context, o *options.Options, extra ...Setup) error {
 		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: o.WebhookPort, CertDir: o.WebhookCertDir, Host: o.WebhookHost})
 		mgrOpts.LeaderElection = o.LeaderElect && mode == options.ModeRestore
 		mgrOpts.LeaderElectionID = "livemigrate-agent-restore"
+		mgrOpts.LeaderElectionNamespace = o.LeaderElectionNamespace
 	}
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
@@ -163,6 +165,15 @@ func Run(ctx context.Context, o *options.Options, extra ...Setup) error {
 			return err
 		}
 		log.Info("Checkpoint agent enabled", "node", o.NodeName, "cgroupMount", fr.Mount, "cgroupVersion", int(fr.Version))
+		if o.ReportNamespace != "" {
+			rep := &report.Reporter{
+				Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Clock: clock.RealClock{},
+				Node: o.NodeName, Namespace: o.ReportNamespace, Interval: o.ReportInterval, Freezer: fmt.Sprintf("v%d", int(fr.Version)),
+			}
+			if err := mgr.Add(rep); err != nil {
+				return err
+			}
+		}
 	}
 	if runRestore {
 		wh := &restore.Webhook{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Clock: clock.RealClock{}, Metrics: restore.NewMetrics(ctrlmetrics.Registry)}

@@ -54,9 +54,17 @@ type Options struct {
 	WebhookHost    string
 	ClaimTTL       time.Duration
 	LeaderElect    bool
+	// LeaderElectionNamespace holds the restore replicas' Lease; empty
+	// means the pod's own namespace (in-cluster only).
+	LeaderElectionNamespace string
 
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
+
+	// ReportNamespace holds the node report Leases (package report);
+	// empty disables the report.
+	ReportNamespace string
+	ReportInterval  time.Duration
 }
 
 // New returns the defaults.
@@ -78,6 +86,8 @@ func New() *Options {
 		ClaimTTL:               2 * time.Minute,
 		MetricsBindAddress:     ":8080",
 		HealthProbeBindAddress: ":8081",
+		ReportNamespace:        os.Getenv("POD_NAMESPACE"),
+		ReportInterval:         15 * time.Second,
 	}
 }
 
@@ -107,8 +117,11 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "Address the webhook server binds; all addresses when empty.")
 	fs.DurationVar(&o.ClaimTTL, "restore-claim-ttl", o.ClaimTTL, "A checkpoint claimed by a pod that never appeared is freed after this long.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader among restore-mode replicas (the PodRestore status controller runs on the leader; the webhook on every replica).")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", o.LeaderElectionNamespace, "Namespace of the restore replicas' leader-election Lease; the pod's own namespace when empty (in-cluster only).")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address of the Prometheus metrics endpoint (livemigrate_agent_*); '0' disables it.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address of the /healthz and /readyz endpoints; '0' disables them.")
+	fs.StringVar(&o.ReportNamespace, "report-namespace", o.ReportNamespace, "Namespace of the node report Lease livemigrate-agent-<node> (kernel, architecture, runtime; read by kubectl livemigrate doctor) in node and all modes. Defaults to $POD_NAMESPACE; empty disables the report.")
+	fs.DurationVar(&o.ReportInterval, "report-interval", o.ReportInterval, "How often the node report Lease is renewed; it counts as stale after three intervals.")
 }
 
 // Validate checks the options.
@@ -153,6 +166,9 @@ func (o *Options) Validate() error {
 	}
 	if o.FreezeTimeout <= 0 || o.CheckpointTimeoutGrace < 0 || o.ClaimTTL <= 0 {
 		errs = append(errs, fmt.Errorf("--freeze-timeout and --restore-claim-ttl must be positive, --checkpoint-timeout-grace not negative"))
+	}
+	if o.ReportNamespace != "" && o.ReportInterval < time.Second {
+		errs = append(errs, fmt.Errorf("--report-interval %s must be at least 1s (or disable the report with --report-namespace=\"\")", o.ReportInterval))
 	}
 	if len(errs) == 0 {
 		return nil
