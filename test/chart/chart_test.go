@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
@@ -339,5 +340,49 @@ func TestChartReadmeDocumentsEveryValue(t *testing.T) {
 	out, err := exec.Command(bin, "readme", "--check", "--chart", filepath.Join(root, Dir)).CombinedOutput()
 	if err != nil {
 		t.Fatalf("%v: %s", err, out)
+	}
+}
+
+// manifests/install is what make manifests renders from the chart now.
+func TestGeneratedManifestsAreCurrent(t *testing.T) {
+	root := repoRoot(t)
+	out := t.TempDir()
+	if b, err := exec.Command(filepath.Join(root, "hack/render-manifests.sh"), out).CombinedOutput(); err != nil {
+		t.Fatalf("hack/render-manifests.sh: %v\n%s", err, b)
+	}
+	for _, mode := range []string{"host", "karmada", "member"} {
+		want, err := os.ReadFile(filepath.Join(out, mode+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		have, err := os.ReadFile(filepath.Join(root, "manifests/install", mode+".yaml"))
+		if err != nil || !bytes.Equal(have, want) {
+			t.Errorf("manifests/install/%s.yaml is not what the chart renders: run make manifests and commit it", mode)
+		}
+	}
+}
+
+// The chart's default scheduler plugin configuration is the complete
+// example of manifests/scheduler/scheduler-plugins.yaml (every default
+// spelled out), so the two cannot drift.
+func TestSchedulerPluginConfigIsTheDocumentedDefault(t *testing.T) {
+	cm := Find(render(t, "karmada-system", hostSets...), "ConfigMap", "livemigrate-scheduler-config")
+	if cm == nil {
+		t.Fatal("no scheduler ConfigMap rendered")
+	}
+	data, _, _ := unstructured.NestedString(cm.Object, "data", "scheduler-plugins.yaml")
+	raw, err := RepoFile(repoRoot(t), "manifests/scheduler/scheduler-plugins.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want any
+	if err := yaml.Unmarshal([]byte(data), &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("the chart's scheduler.pluginConfig differs from manifests/scheduler/scheduler-plugins.yaml (-want +got):\n%s", d)
 	}
 }
