@@ -345,11 +345,11 @@ func (l *Lab) startComponents(ctx context.Context, specs []*ComponentSpec) error
 	l.instancesMu.Unlock()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, in := range all {
-		args, err := in.Spec.Args(in)
+		args, env, err := in.command()
 		if err != nil {
-			return fmt.Errorf("flags of %s: %w", in.Name, err)
+			return err
 		}
-		if _, err := l.sup.start(in.Name, l.bin(in.Spec.binary()), args, in.Spec.env(in)); err != nil {
+		if _, err := l.sup.start(in.Name, l.bin(in.Spec.binary()), args, env); err != nil {
 			return err
 		}
 		if in.Spec.Ready != nil {
@@ -357,6 +357,26 @@ func (l *Lab) startComponents(ctx context.Context, specs []*ComponentSpec) error
 		}
 	}
 	return g.Wait()
+}
+
+// command returns the instance's flags and extra environment: the
+// components table's flags, or what Options.Launch makes of them, and the
+// table's environment followed by the hook's.
+func (in *Instance) command() ([]string, []string, error) {
+	args, err := in.Spec.Args(in)
+	if err != nil {
+		return nil, nil, fmt.Errorf("flags of %s: %w", in.Name, err)
+	}
+	env := in.Spec.env(in)
+	if in.Lab.opts.Launch == nil {
+		return args, env, nil
+	}
+	args, launchEnv, err := in.Lab.opts.Launch(in, args)
+	if err != nil {
+		return nil, nil, fmt.Errorf("command line of %s: %w", in.Name, err)
+	}
+	// The hook's environment comes last so that it wins over the table's.
+	return args, append(append([]string(nil), env...), launchEnv...), nil
 }
 
 // Instances returns the running instances of a component.
@@ -384,11 +404,11 @@ func (l *Lab) Kill(in *Instance) error {
 // Restart starts an instance again, with the flags its Args give now, and
 // waits until it is ready.
 func (l *Lab) Restart(ctx context.Context, in *Instance) error {
-	args, err := in.Spec.Args(in)
+	args, env, err := in.command()
 	if err != nil {
-		return fmt.Errorf("flags of %s: %w", in.Name, err)
+		return err
 	}
-	if _, err := l.sup.start(in.Name, l.bin(in.Spec.binary()), args, in.Spec.env(in)); err != nil {
+	if _, err := l.sup.start(in.Name, l.bin(in.Spec.binary()), args, env); err != nil {
 		return err
 	}
 	if in.Spec.Ready != nil {

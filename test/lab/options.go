@@ -87,6 +87,12 @@ type Options struct {
 	KarmadaControllerManagerArgs []string `json:"karmadaControllerManagerArgs,omitempty"`
 	// StartTimeout bounds Start (default 3 minutes).
 	StartTimeout metav1.Duration `json:"startTimeout,omitempty"`
+	// Launch, when set, gives the command line of every instance of the
+	// project's components instead of the components table: it gets the
+	// instance and the flags the table would give it, and returns the
+	// flags and the extra environment to start it with (test/install
+	// starts the components as the Helm chart renders them).
+	Launch func(in *Instance, tableArgs []string) (args, env []string, err error) `json:"-"`
 }
 
 // MemberSpec describes one member cluster.

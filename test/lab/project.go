@@ -50,16 +50,17 @@ const (
 	DeschedulerRollbackAbortWait = 15 * time.Second
 )
 
-// memberManifests are applied to every member cluster before the agents
-// start: the agent's namespace, ServiceAccounts and RBAC, the replication
-// RBAC, and what the descheduler needs with the push-mode credentials.
-var memberManifests = []string{
-	"manifests/agent/namespace.yaml",
-	"manifests/agent/serviceaccount.yaml",
-	"manifests/agent/rbac.yaml",
-	"manifests/replication/rbac.yaml",
-	"manifests/descheduler/member-rbac.yaml",
-}
+// memberManifests holds what is applied to every member cluster before
+// the agents start: the chart's member objects (manifests/install/member.yaml,
+// rendered from charts/livemigrate by make manifests) of the kinds in
+// kindResources — the agent's and restore webhook's ServiceAccounts and
+// RBAC, and what the descheduler needs with the push-mode credentials —
+// in the agent's namespace, created first.
+const memberManifests = "manifests/install/member.yaml"
+
+// karmadaManifests is the chart's Karmada-plane part, whose webhook
+// registration the lab applies by URL.
+const karmadaManifests = "manifests/install/karmada.yaml"
 
 // kindResources maps the kinds of memberManifests to their resources.
 var kindResources = map[string]schema.GroupVersionResource{
@@ -91,15 +92,21 @@ func (l *Lab) agentIdentity(m *Member) (*memberIdentity, error) {
 	}
 	ctx, cancel := context.WithTimeout(l.ctx, time.Minute)
 	defer cancel()
-	for _, f := range memberManifests {
-		objs, err := decodeYAMLFile(filepath.Join(l.root, f))
-		if err != nil {
-			return nil, err
+	objs, err := decodeYAMLFile(filepath.Join(l.root, memberManifests))
+	if err != nil {
+		return nil, err
+	}
+	ns := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Namespace",
+		// The restore webhook never looks at its own namespace's pods.
+		"metadata": map[string]any{"name": AgentNamespace, "labels": map[string]any{"agent.livemigrate.io/restore-webhook": "disabled"}},
+	}}
+	for _, o := range append([]*unstructured.Unstructured{ns}, objs...) {
+		if _, ok := kindResources[o.GetKind()]; !ok {
+			continue
 		}
-		for _, o := range objs {
-			if err := applyObject(ctx, &m.Cluster, o); err != nil {
-				return nil, fmt.Errorf("%s in %s: %w", f, m.Name, err)
-			}
+		if err := applyObject(ctx, &m.Cluster, o); err != nil {
+			return nil, fmt.Errorf("%s in %s: %w", memberManifests, m.Name, err)
 		}
 	}
 	// The push-mode credentials Karmada holds for the member are lab-admin's.
@@ -117,7 +124,6 @@ func (l *Lab) agentIdentity(m *Member) (*memberIdentity, error) {
 		return nil, err
 	}
 	id := &memberIdentity{}
-	var err error
 	if id.AgentKubeconfig, id.AgentToken, err = l.serviceAccountKubeconfig(ctx, m, "livemigrate-agent", dir); err != nil {
 		return nil, err
 	}
@@ -507,6 +513,8 @@ func agentArgs(in *Instance) ([]string, error) {
 		"--replication-port=" + port,
 		"--replication-target-roots=" + in.Lab.Paths().VolumeRoot(),
 		"--replication-progress-interval=500ms",
+		"--report-namespace=" + AgentNamespace,
+		"--report-interval=1s",
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=" + in.Addr("health"),
 		"--v=2",
@@ -534,8 +542,8 @@ func restoreArgs(in *Instance) ([]string, error) {
 	}, nil
 }
 
-// restoreReady waits for the restore webhook and registers it like
-// manifests/agent/restore-webhook.yaml, by URL instead of a Service.
+// restoreReady waits for the restore webhook and registers it like the
+// chart's MutatingWebhookConfiguration, by URL instead of a Service.
 func restoreReady(ctx context.Context, in *Instance) error {
 	if err := waitHTTP(ctx, in.Name, "http://"+in.Addr("health")+"/readyz", nil); err != nil {
 		return err
@@ -598,17 +606,20 @@ func deschedulerArgs(in *Instance) ([]string, error) {
 }
 
 // deschedulerReady waits for the descheduler and registers its validating
-// webhook (manifests/descheduler/webhook.yaml) by URL with the lab CA.
+// webhook (the chart's, manifests/install/karmada.yaml) by URL with the lab CA.
 func deschedulerReady(ctx context.Context, in *Instance) error {
 	if err := waitHTTP(ctx, in.Name, "http://"+in.Addr("health")+"/readyz", nil); err != nil {
 		return err
 	}
-	objs, err := decodeYAMLFile(filepath.Join(in.Lab.root, "manifests/descheduler/webhook.yaml"))
+	objs, err := decodeYAMLFile(filepath.Join(in.Lab.root, karmadaManifests))
 	if err != nil {
 		return err
 	}
 	gvr := schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingwebhookconfigurations"}
 	for _, o := range objs {
+		if o.GetKind() != "ValidatingWebhookConfiguration" {
+			continue
+		}
 		hooks, _, _ := unstructured.NestedSlice(o.Object, "webhooks")
 		for _, h := range hooks {
 			hm := h.(map[string]any)

@@ -7,7 +7,7 @@
 // The lab runs the registry, the node runtimes (test/labnode), the node
 // agents and the restore webhooks as its components (test/lab), with
 // ServiceAccount tokens bound by the project's own RBAC manifests
-// (manifests/agent/rbac.yaml); the tests write the agents' objects
+// (the chart's member RBAC, manifests/install/member.yaml); the tests write the agents' objects
 // (PodCheckpoint, PodRestore) themselves and watch the lab app processes
 // on the host.
 package checkpoint
