@@ -32,11 +32,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/livemigrate/livemigrate/agent/replication/rsync"
+	"github.com/livemigrate/livemigrate/test/chart"
 )
 
 const agent = "livemigrate-agent"
@@ -542,10 +541,11 @@ func equal(a, b []string) bool {
 }
 
 // TestManifestsMatchImages builds every image (with a stand-in binary: the
-// agent test runs a real one) and checks the workloads in manifests/
-// against them: image names under ghcr.io/livemigrate with a kustomize
-// images entry, the command or entrypoint present in the image, and users
-// that satisfy runAsNonRoot / the agent's need for root.
+// agent test runs a real one) and checks every workload the Helm chart
+// renders (charts/livemigrate, the one source of the manifests) against
+// them: image names under ghcr.io/livemigrate, the command or entrypoint
+// present in the image, and users that satisfy runAsNonRoot / the agent's
+// need for root.
 func TestManifestsMatchImages(t *testing.T) {
 	tmp := t.TempDir()
 	stub := filepath.Join(tmp, "stub")
@@ -574,41 +574,46 @@ func TestManifestsMatchImages(t *testing.T) {
 		checkCommonFiles(t, rootfs[n])
 	}
 
+	// Every workload of the Helm chart, in each install mode that runs
+	// one, with the prober on.
 	seen := map[string]bool{}
-	for _, dir := range []string{"agent", "descheduler", "scheduler", "prober"} {
-		mdir := filepath.Join(repoRoot(t), "manifests", dir)
-		kimages := kustomizeImages(t, filepath.Join(mdir, "kustomization.yaml"))
-		files, err := filepath.Glob(filepath.Join(mdir, "*.yaml"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	for _, mode := range []struct{ name, namespace string }{{"host", "karmada-system"}, {"member", "livemigrate-system"}} {
+		objs, err := chart.Render(ctx, repoRoot(t), mode.namespace, "installMode="+mode.name,
+			"descheduler.checkpointRepository=registry.example.com/livemigrate/checkpoints", "prober.enabled=true", "prober.clusterName=member1")
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := 0
-		for _, f := range files {
-			for _, w := range workloads(t, f) {
-				for _, c := range w.spec.Containers {
-					where := fmt.Sprintf("%s: %s/%s container %s", filepath.Join("manifests", dir, filepath.Base(f)), w.kind, w.name, c.Name)
-					n++
-					ref, err := name.ParseReference(c.Image)
-					if err != nil {
-						t.Errorf("%s: image %q: %v", where, c.Image, err)
-						continue
-					}
-					repo := ref.Context().Name()
-					comp := path.Base(repo)
-					if repo != "ghcr.io/livemigrate/"+comp || images[comp] == nil {
-						t.Errorf("%s: image %q is not ghcr.io/livemigrate/<component> of a built component", where, c.Image)
-						continue
-					}
-					seen[comp] = true
-					if !kimages[repo] {
-						t.Errorf("%s: image %s has no images: entry in manifests/%s/kustomization.yaml", where, repo, dir)
-					}
-					checkContainer(t, where, w.spec, c, images[comp], rootfs[comp])
+		for _, o := range objs {
+			if o.GetKind() != "Deployment" && o.GetKind() != "DaemonSet" {
+				continue
+			}
+			spec, err := chart.PodSpec(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range spec.Containers {
+				where := fmt.Sprintf("%s (installMode=%s): %s/%s container %s", chart.Dir, mode.name, o.GetKind(), o.GetName(), c.Name)
+				n++
+				ref, err := name.ParseReference(c.Image)
+				if err != nil {
+					t.Errorf("%s: image %q: %v", where, c.Image, err)
+					continue
 				}
+				repo := ref.Context().Name()
+				comp := path.Base(repo)
+				if repo != "ghcr.io/livemigrate/"+comp || images[comp] == nil {
+					t.Errorf("%s: image %q is not ghcr.io/livemigrate/<component> of a built component", where, c.Image)
+					continue
+				}
+				seen[comp] = true
+				checkContainer(t, where, *spec, c, images[comp], rootfs[comp])
 			}
 		}
 		if n == 0 {
-			t.Errorf("manifests/%s: no workload found", dir)
+			t.Errorf("installMode=%s: no workload rendered", mode.name)
 		}
 	}
 	for _, n := range componentNames() {
@@ -670,66 +675,6 @@ func checkContainer(t *testing.T, where string, pod corev1.PodSpec, c corev1.Con
 	if privileged && uid != 0 {
 		t.Errorf("%s: the privileged node agent must run as uid 0 (the rsync receiver chroots), runs as %d", where, uid)
 	}
-}
-
-type workload struct {
-	kind, name string
-	spec       corev1.PodSpec
-}
-
-func workloads(t *testing.T, file string) []workload {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ws []workload
-	for _, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(string(b), -1) {
-		var meta struct {
-			Kind string `json:"kind"`
-		}
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		switch meta.Kind {
-		case "Deployment":
-			var d appsv1.Deployment
-			if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
-				t.Fatalf("%s: %v", file, err)
-			}
-			ws = append(ws, workload{"Deployment", d.Name, d.Spec.Template.Spec})
-		case "DaemonSet":
-			var d appsv1.DaemonSet
-			if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
-				t.Fatalf("%s: %v", file, err)
-			}
-			ws = append(ws, workload{"DaemonSet", d.Name, d.Spec.Template.Spec})
-		case "StatefulSet", "Job", "CronJob", "Pod", "ReplicaSet":
-			t.Fatalf("%s: %s not handled by this test", file, meta.Kind)
-		}
-	}
-	return ws
-}
-
-func kustomizeImages(t *testing.T, file string) map[string]bool {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var k struct {
-		Images []struct {
-			Name string `json:"name"`
-		} `json:"images"`
-	}
-	if err := yaml.Unmarshal(b, &k); err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	m := map[string]bool{}
-	for _, i := range k.Images {
-		m[i.Name] = true
-	}
-	return m
 }
 
 // TestPush pushes a built image to an in-process registry and pulls it back.

@@ -47,7 +47,7 @@ func (w *DynamicStatusWriter) WriteStatus(ctx context.Context, name string, stat
 		_, err = res.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "livemigrate-prober"}, "status")
 	}
 	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("ClusterLatency %s does not exist: create it (manifests/prober/clusterlatency.yaml) or run with --create-if-missing: %w", name, err)
+		return fmt.Errorf("ClusterLatency %s does not exist: create it (kind ClusterLatency, apiVersion livemigrate.io/v1alpha1, named after the cluster) or run with --create-if-missing: %w", name, err)
 	}
 	if err != nil {
 		return fmt.Errorf("patching ClusterLatency %s status: %w", name, err)
