@@ -1,5 +1,5 @@
 // Command kubectl-livemigrate is the kubectl plugin for live migrations
-// (`kubectl livemigrate move|status|abort|plan`).
+// (`kubectl livemigrate move|status|abort|plan|doctor`).
 package main
 
 import (

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	"github.com/livemigrate/livemigrate/descheduler/member"
 )
 
 // Options is shared by every subcommand.
@@ -33,6 +34,8 @@ type Options struct {
 	Clock    clock.Clock
 	// PollInterval of --wait.
 	PollInterval time.Duration
+	// NewMemberClient overrides how the doctor builds member clients (tests).
+	NewMemberClient member.NewClientFunc
 }
 
 // Scheme holds the types the plugin reads.
@@ -57,7 +60,7 @@ func (o *Options) client() (client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the kubeconfig of the Karmada control plane (use --kubeconfig or --context): %w", err)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: DoctorScheme()})
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the Karmada control plane: %w", err)
 	}
@@ -107,7 +110,7 @@ Run against the Karmada control plane (its kubeconfig), in the workload's namesp
 		o.ConfigFlags.AddFlags(root.PersistentFlags())
 	}
 	root.AddCommand(newMoveCommand(o), newStatusCommand(o), newAbortCommand(o), newPlanCommand(o),
-		newDrainCommand(o), newUncordonCommand(o), newPolicyCommand(o))
+		newDrainCommand(o), newUncordonCommand(o), newPolicyCommand(o), newDoctorCommand(o))
 	return root
 }
 

@@ -1,0 +1,72 @@
+package kubectl
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/livemigrate/livemigrate/agent/report"
+)
+
+func TestRuntimeSupport(t *testing.T) {
+	for _, tc := range []struct {
+		version string
+		want    Status
+	}{
+		{"cri-o://1.33.2", StatusOK},
+		{"containerd://2.1.0", StatusOK},
+		{"containerd://v2.0.0", StatusOK},
+		{"containerd://1.7.27", StatusFail},
+		{"docker://27.0.1", StatusWarn},
+		{"kwok-v0.8.0", StatusWarn},
+		{"containerd://x", StatusWarn},
+	} {
+		if got, _ := runtimeSupport(tc.version); got != tc.want {
+			t.Errorf("runtimeSupport(%q) = %s, want %s", tc.version, got, tc.want)
+		}
+	}
+}
+
+// A node's agent passes with a report renewed within its duration, and
+// fails, saying where to look, when the report is stale or missing.
+func TestDoctorNodeReport(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	lease := func(node string, renewed time.Time, rt string) *coordinationv1.Lease {
+		return &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: report.LeaseName(node), Namespace: "livemigrate-system", Annotations: map[string]string{
+				report.AnnotationRuntime: rt, report.AnnotationKernel: "6.1.0", report.AnnotationArchitecture: "amd64", report.AnnotationFreezer: "v2",
+			}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(node), LeaseDurationSeconds: ptr.To[int32](45), RenewTime: &metav1.MicroTime{Time: renewed}},
+		}
+	}
+	c := fake.NewClientBuilder().WithScheme(DoctorScheme()).WithObjects(
+		lease("fresh", now.Add(-10*time.Second), "cri-o://1.33.2"),
+		lease("stale", now.Add(-2*time.Minute), "cri-o://1.33.2"),
+		lease("old-containerd", now.Add(-time.Second), "containerd://1.7.2"),
+	).Build()
+	d := &Doctor{Now: func() time.Time { return now }, AgentNamespace: "livemigrate-system"}
+	for _, tc := range []struct {
+		node       string
+		want       Status
+		detail     string
+		fixContain string
+	}{
+		{"fresh", StatusOK, "runtime cri-o://1.33.2, kernel 6.1.0, amd64, freezer v2", ""},
+		{"stale", StatusFail, `the agent is not running: its report held by "stale", last renewed 2m0s ago (duration 45s)`, "--field-selector spec.nodeName=stale"},
+		{"missing", StatusFail, "the agent never reported", "--field-selector spec.nodeName=missing"},
+		{"old-containerd", StatusFail, "containerd before 2.0 cannot restore", "containerd ≥ 2.0"},
+	} {
+		archs := map[string][]string{}
+		got := d.node(context.Background(), c, "member1", &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: tc.node}}, archs)
+		if got.Status != tc.want || !strings.Contains(got.Detail, tc.detail) || !strings.Contains(got.Fix, tc.fixContain) {
+			t.Errorf("node %s: got %+v, want %s with detail %q and fix containing %q", tc.node, got, tc.want, tc.detail, tc.fixContain)
+		}
+	}
+}
