@@ -15,7 +15,7 @@ FUZZTIME    ?= 30s
 FUZZ_TARGETS := ./agent/archive:FuzzInspect ./agent/replication/tarstream:FuzzExtract ./agent/replication/blockdelta:FuzzApply \
 	./agent/replication/blockdelta:FuzzServeIndex ./plugins/latency:FuzzParseRequirement
 # Packages whose tests start API servers or a whole lab; everything else is unit level.
-LAB_PKGS := /test/integration/|/test/e2e/|/test/lab/selftest|/descheduler/integration|/cmd/livemigrate-lab
+LAB_PKGS := /test/integration/|/test/e2e/|/test/install|/test/lab/selftest|/descheduler/integration|/cmd/livemigrate-lab
 
 CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint
@@ -56,6 +56,14 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code and CRD manifests (manifes
 chart-readme: ## Generate charts/livemigrate/README.md from the comments of its values.yaml.
 	cd hack/tools/helm && $(GO) build -o $(BIN)/chartrender .
 	$(BIN)/chartrender readme --chart charts/livemigrate
+
+.PHONY: manifests
+manifests: ## Render the chart into manifests/install/{host,karmada,member}.yaml for kubectl apply (hack/render-manifests.sh).
+	hack/render-manifests.sh
+
+.PHONY: krew
+krew: ## Build kubectl-livemigrate archives for krew and their manifest into bin/krew (hack/krew/livemigrate.yaml, docs/install.md).
+	hack/krew.sh
 
 .PHONY: chart-render
 chart-render: ## Render the chart as helm template would (CHART_FLAGS="--namespace livemigrate-system --set installMode=member").
