@@ -169,6 +169,7 @@ func Run(ctx context.Context, o *options.Options, extra ...Setup) error {
 			rep := &report.Reporter{
 				Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Clock: clock.RealClock{},
 				Node: o.NodeName, Namespace: o.ReportNamespace, Interval: o.ReportInterval, Freezer: fmt.Sprintf("v%d", int(fr.Version)),
+				CheckpointAPI: report.ProbeCheckpointAPI(kc, o.KubeletAddress, o.KubeletPort, o.ReportNamespace),
 			}
 			if err := mgr.Add(rep); err != nil {
 				return err

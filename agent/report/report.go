@@ -29,6 +29,13 @@ const (
 	AnnotationRuntime = "agent.livemigrate.io/runtime"
 	// AnnotationFreezer is the cgroup freezer the agent uses (v1 or v2).
 	AnnotationFreezer = "agent.livemigrate.io/freezer"
+	// AnnotationCheckpointAPI is what the kubelet's checkpoint API answered
+	// a checkpoint of a pod that does not exist: CheckpointAPIOK, or what
+	// is wrong.
+	AnnotationCheckpointAPI = "agent.livemigrate.io/checkpoint-api"
+	// CheckpointAPIOK means the kubelet's checkpoint API answered, and
+	// authorized the agent.
+	CheckpointAPIOK = "ok"
 	// LabelComponent marks report Leases.
 	LabelComponent = "app.kubernetes.io/component"
 	// ComponentValue is LabelComponent's value on report Leases.
@@ -51,6 +58,10 @@ type Reporter struct {
 	Freezer string
 	// KernelRelease returns the kernel release; reads /proc/sys/kernel/osrelease when nil.
 	KernelRelease func() (string, error)
+	// CheckpointAPI probes the node's kubelet checkpoint API and returns
+	// CheckpointAPIOK or what is wrong (ProbeCheckpointAPI); nil leaves the
+	// annotation out.
+	CheckpointAPI func(ctx context.Context, node *corev1.Node) string
 }
 
 // NeedLeaderElection is false: every agent reports its own node.
@@ -141,10 +152,14 @@ func (r *Reporter) annotations(ctx context.Context) (map[string]string, error) {
 	if err := r.Reader.Get(ctx, types.NamespacedName{Name: r.Node}, node); err != nil {
 		return nil, fmt.Errorf("reading Node %s: %w", r.Node, err)
 	}
-	return map[string]string{
+	ann := map[string]string{
 		AnnotationKernel:       rel,
 		AnnotationArchitecture: goruntime.GOARCH,
 		AnnotationRuntime:      node.Status.NodeInfo.ContainerRuntimeVersion,
 		AnnotationFreezer:      r.Freezer,
-	}, nil
+	}
+	if r.CheckpointAPI != nil {
+		ann[AnnotationCheckpointAPI] = r.CheckpointAPI(ctx, node)
+	}
+	return ann, nil
 }

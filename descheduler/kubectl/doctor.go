@@ -304,6 +304,14 @@ func (d *Doctor) node(ctx context.Context, mc client.Client, scope string, n *co
 	rt := a[report.AnnotationRuntime]
 	archs[a[report.AnnotationArchitecture]] = append(archs[a[report.AnnotationArchitecture]], n.Name)
 	ck.Detail = fmt.Sprintf("runtime %s, kernel %s, %s, freezer %s", rt, a[report.AnnotationKernel], a[report.AnnotationArchitecture], a[report.AnnotationFreezer])
+	if api, ok := a[report.AnnotationCheckpointAPI]; ok && api != report.CheckpointAPIOK {
+		ck.Status, ck.Detail = StatusFail, ck.Detail+": "+api
+		ck.Fix = "the agent calls POST /checkpoint/… on the node's kubelet (port 10250) with its ServiceAccount token; docs/install.md lists what the node needs"
+		return ck
+	}
+	if api, ok := a[report.AnnotationCheckpointAPI]; ok {
+		ck.Detail += ", checkpoint API " + api
+	}
 	status, why := runtimeSupport(rt)
 	ck.Status = status
 	if why != "" {

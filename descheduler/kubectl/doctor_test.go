@@ -50,6 +50,8 @@ func TestDoctorNodeReport(t *testing.T) {
 		lease("fresh", now.Add(-10*time.Second), "cri-o://1.33.2"),
 		lease("stale", now.Add(-2*time.Minute), "cri-o://1.33.2"),
 		lease("old-containerd", now.Add(-time.Second), "containerd://1.7.2"),
+		withAPI(lease("api-ok", now.Add(-time.Second), "cri-o://1.33.2"), report.CheckpointAPIOK),
+		withAPI(lease("api-off", now.Add(-time.Second), "cri-o://1.33.2"), "the kubelet has no checkpoint API: enable its ContainerCheckpoint feature gate"),
 	).Build()
 	d := &Doctor{Now: func() time.Time { return now }, AgentNamespace: "livemigrate-system"}
 	for _, tc := range []struct {
@@ -62,6 +64,8 @@ func TestDoctorNodeReport(t *testing.T) {
 		{"stale", StatusFail, `the agent is not running: its report held by "stale", last renewed 2m0s ago (duration 45s)`, "--field-selector spec.nodeName=stale"},
 		{"missing", StatusFail, "the agent never reported", "--field-selector spec.nodeName=missing"},
 		{"old-containerd", StatusFail, "containerd before 2.0 cannot restore", "containerd ≥ 2.0"},
+		{"api-ok", StatusOK, "freezer v2, checkpoint API ok", ""},
+		{"api-off", StatusFail, "freezer v2: the kubelet has no checkpoint API: enable its ContainerCheckpoint feature gate", "POST /checkpoint/"},
 	} {
 		archs := map[string][]string{}
 		got := d.node(context.Background(), c, "member1", &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: tc.node}}, archs)
@@ -69,4 +73,9 @@ func TestDoctorNodeReport(t *testing.T) {
 			t.Errorf("node %s: got %+v, want %s with detail %q and fix containing %q", tc.node, got, tc.want, tc.detail, tc.fixContain)
 		}
 	}
+}
+
+func withAPI(l *coordinationv1.Lease, api string) *coordinationv1.Lease {
+	l.Annotations[report.AnnotationCheckpointAPI] = api
+	return l
 }

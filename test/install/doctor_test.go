@@ -45,15 +45,16 @@ func waitDoctor(ctx context.Context, t *testing.T, wantFail bool, line *regexp.R
 }
 
 // TestDoctor checks the installation the chart made: every check passes;
-// an agent killed on one node, and the descheduler killed, each make it
-// fail with that check and what to fix, and pass again once restarted.
+// an agent killed on one node, that node's kubelet checkpoint API gone,
+// and the descheduler killed each make it fail with that check and what to
+// fix, and pass again once restarted.
 func TestDoctor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	// The lab's kwok nodes report a runtime the doctor does not know to
 	// checkpoint: a WARN, which does not fail the doctor.
-	healthy := regexp.MustCompile(`(?m)^WARN\s+member2\s+agent member2-node-2\s+runtime kwok-[^,]+, kernel .+, (amd64|arm64), freezer v1: unknown runtime`)
+	healthy := regexp.MustCompile(`(?m)^WARN\s+member2\s+agent member2-node-2\s+runtime kwok-[^,]+, kernel .+, (amd64|arm64), freezer v1, checkpoint API ok: unknown runtime`)
 	out := waitDoctor(ctx, t, false, healthy)
 	t.Logf("healthy:\n%s", out)
 	for _, want := range []string{
@@ -88,6 +89,21 @@ func TestDoctor(t *testing.T) {
 		t.Errorf("%d failing checks with one agent down, want 1:\n%s", n, out)
 	}
 	if err := testLab.Restart(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	waitDoctor(ctx, t, false, healthy)
+
+	// The node's kubelet checkpoint API down (the lab node runtime serves it).
+	kubeletAPI := testLab.Instance("labnode-member2-node-2")
+	if kubeletAPI == nil {
+		t.Fatal("no node runtime on member2-node-2")
+	}
+	if err := testLab.Kill(kubeletAPI); err != nil {
+		t.Fatal(err)
+	}
+	out = waitDoctor(ctx, t, true, regexp.MustCompile(`(?m)^FAIL\s+member2\s+agent member2-node-2\s+runtime [^\n]*freezer v1: the kubelet's checkpoint API did not answer: [^\n]*\n\s+→ the agent calls POST /checkpoint/`))
+	t.Logf("kubelet checkpoint API down:\n%s", out)
+	if err := testLab.Restart(ctx, kubeletAPI); err != nil {
 		t.Fatal(err)
 	}
 	waitDoctor(ctx, t, false, healthy)
