@@ -25,20 +25,24 @@ func doctor(ctx context.Context, t *testing.T) (string, error) {
 	return string(out), err
 }
 
-// waitDoctor runs the doctor until its report matches (and it fails or
-// passes as wanted), or the context ends.
-func waitDoctor(ctx context.Context, t *testing.T, wantFail bool, line *regexp.Regexp) string {
+// waitDoctor runs the doctor until its report matches every line (and it
+// fails or passes as wanted), or the context ends.
+func waitDoctor(ctx context.Context, t *testing.T, wantFail bool, lines ...*regexp.Regexp) string {
 	t.Helper()
 	var out string
 	var err error
 	for {
 		out, err = doctor(ctx, t)
-		if (err != nil) == wantFail && line.MatchString(out) {
+		matched := true
+		for _, l := range lines {
+			matched = matched && l.MatchString(out)
+		}
+		if (err != nil) == wantFail && matched {
 			return out
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("the doctor never reported %q with failure=%v; last report (error %v):\n%s", line, wantFail, err, out)
+			t.Fatalf("the doctor never reported %q with failure=%v; last report (error %v):\n%s", lines, wantFail, err, out)
 		case <-time.After(time.Second):
 		}
 	}
@@ -55,7 +59,9 @@ func TestDoctor(t *testing.T) {
 	// The lab's kwok nodes report a runtime the doctor does not know to
 	// checkpoint: a WARN, which does not fail the doctor.
 	healthy := regexp.MustCompile(`(?m)^WARN\s+member2\s+agent member2-node-2\s+runtime kwok-[^,]+, kernel .+, (amd64|arm64), freezer v1, checkpoint API ok: unknown runtime`)
-	out := waitDoctor(ctx, t, false, healthy)
+	// The probers write their first ClusterLatency a round after the lab is up.
+	probed := regexp.MustCompile(`(?m)^OK\s+member1\s+prober\s+ClusterLatency written[^\n]*\n(?s:.*)^OK\s+member2\s+prober\s+ClusterLatency written`)
+	out := waitDoctor(ctx, t, false, healthy, probed)
 	t.Logf("healthy:\n%s", out)
 	for _, want := range []string{
 		`(?m)^OK\s+karmada\s+crd livemigrations.livemigrate.io\s+Established, v1alpha1`,
