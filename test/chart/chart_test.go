@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 
+	"github.com/livemigrate/livemigrate/descheduler/webhook"
 	"github.com/livemigrate/livemigrate/test/lab"
 )
 
@@ -112,6 +113,7 @@ func TestBadValuesAreRefusedNamingTheValue(t *testing.T) {
 		{"unknown scheduler mode", append([]string{"scheduler.mode=both"}, hostSets...), `scheduler.mode "both" is not one of second, replace`},
 		{"unknown certificate mode", []string{"installMode=member", "certs.mode=vault"}, `certs.mode "vault" is not one of auto, cert-manager, custom`},
 		{"unknown claim policy", []string{"installMode=member", "descheduler.sourceClaimPolicy=Keep"}, `descheduler.sourceClaimPolicy "Keep" is not one of Retain, Delete`},
+		{"webhook URL with a path", append([]string{"descheduler.webhook.url=https://lm.example:8443/validate-livemigrate-io-v1alpha1-livemigration"}, karmadaSets...), `descheduler.webhook.url "https://lm.example:8443/validate-livemigrate-io-v1alpha1-livemigration" is not a base URL: write https://HOST:PORT without a path`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Render(ctx, repoRoot(t), "ns", tc.sets...)
@@ -274,6 +276,58 @@ func TestWebhookCertificatesMatchTheirRegistration(t *testing.T) {
 	sec := Find(host, "Secret", "livemigrate-descheduler-webhook-cert")
 	ca, _, _ := unstructured.NestedString(sec.Object, "data", "ca.crt")
 	verifyServing(t, sec, ca, "livemigrate-descheduler.karmada-system.svc")
+}
+
+// The karmada mode registers both of the descheduler's webhooks at the paths
+// the descheduler serves them on, under the Service's address or
+// descheduler.webhook.url: the LiveMigration webhook failing closed, and the
+// policy annotation webhook failing open and sent only objects that carry a
+// livemigrate.io/ annotation.
+func TestDeschedulerWebhooksAreRegisteredAtTheirPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name, base string
+		sets       []string
+	}{
+		{"service", "https://livemigrate-descheduler.karmada-system.svc:443", karmadaSets},
+		{"url", "https://lm.example:8443", append([]string{"descheduler.webhook.url=https://lm.example:8443/"}, karmadaSets...)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vwc := Find(render(t, "karmada-system", tc.sets...), "ValidatingWebhookConfiguration", "livemigrate-descheduler")
+			if vwc == nil {
+				t.Fatal("no ValidatingWebhookConfiguration livemigrate-descheduler")
+			}
+			hooks, _, _ := unstructured.NestedSlice(vwc.Object, "webhooks")
+			want := map[string]struct{ url, failurePolicy string }{
+				"livemigrations.livemigrate.io":     {tc.base + webhook.Path, "Fail"},
+				"policy-annotations.livemigrate.io": {tc.base + webhook.PolicyPath, "Ignore"},
+			}
+			for _, h := range hooks {
+				hm := h.(map[string]any)
+				name, _, _ := unstructured.NestedString(hm, "name")
+				w, ok := want[name]
+				if !ok {
+					t.Errorf("unexpected webhook %s", name)
+					continue
+				}
+				delete(want, name)
+				if url, _, _ := unstructured.NestedString(hm, "clientConfig", "url"); url != w.url {
+					t.Errorf("%s: url %q, want %q", name, url, w.url)
+				}
+				if fp, _, _ := unstructured.NestedString(hm, "failurePolicy"); fp != w.failurePolicy {
+					t.Errorf("%s: failurePolicy %q, want %q", name, fp, w.failurePolicy)
+				}
+				if name == "policy-annotations.livemigrate.io" {
+					mc, _, _ := unstructured.NestedSlice(hm, "matchConditions")
+					if len(mc) != 1 || !strings.Contains(mc[0].(map[string]any)["expression"].(string), "startsWith('livemigrate.io/')") {
+						t.Errorf("%s: matchConditions %v do not select objects with a livemigrate.io/ annotation", name, mc)
+					}
+				}
+			}
+			for name := range want {
+				t.Errorf("webhook %s not registered", name)
+			}
+		})
+	}
 }
 
 func verifyServing(t *testing.T, secret *unstructured.Unstructured, caB64, dnsName string) {

@@ -133,3 +133,9 @@ spec:
 {{- fail (printf "certs.mode %q is not one of auto, cert-manager, custom" .root.Values.certs.mode) }}
 {{- end }}
 {{- end -}}
+
+{{- /* URL the karmada-apiserver calls one of the descheduler's webhooks at:
+descheduler.webhook.url (scheme, host and port) or the descheduler's Service, and the path. */ -}}
+{{- define "livemigrate.deschedulerWebhookURL" -}}
+{{- .root.Values.descheduler.webhook.url | default "https://livemigrate-descheduler.karmada-system.svc:443" | trimSuffix "/" }}{{ .path }}
+{{- end -}}
