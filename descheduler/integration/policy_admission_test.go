@@ -3,7 +3,10 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -27,28 +30,46 @@ import (
 )
 
 // registerPolicyWebhook registers the policy annotation webhook exactly as
-// manifests/descheduler/webhook.yaml declares it (rules, matchConditions,
-// failure policy), pointed at the test's descheduler.
+// the chart declares it (manifests/install/karmada.yaml, rendered by make
+// manifests: rules, matchConditions, failure policy), pointed at the test's
+// descheduler.
 func registerPolicyWebhook(t *testing.T, ctx context.Context) {
 	t.Helper()
-	data, err := os.ReadFile("../../manifests/descheduler/webhook.yaml")
+	const manifest = "manifests/install/karmada.yaml"
+	data, err := os.ReadFile("../../" + manifest)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The manifest's CA_BUNDLE placeholder is not base64.
 	data = bytes.ReplaceAll(data, []byte("CA_BUNDLE"), []byte(`""`))
-	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	if err := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096).Decode(vwc); err != nil {
-		t.Fatal(err)
-	}
 	var hook *admissionregistrationv1.ValidatingWebhook
-	for i := range vwc.Webhooks {
-		if u := vwc.Webhooks[i].ClientConfig.URL; u != nil && strings.HasSuffix(*u, webhook.PolicyPath) {
-			hook = &vwc.Webhooks[i]
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("%s: %v", manifest, err)
+		}
+		if doc["kind"] != "ValidatingWebhookConfiguration" {
+			continue
+		}
+		raw, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		if err := json.Unmarshal(raw, vwc); err != nil {
+			t.Fatalf("%s: %v", manifest, err)
+		}
+		for i := range vwc.Webhooks {
+			if u := vwc.Webhooks[i].ClientConfig.URL; u != nil && strings.HasSuffix(*u, webhook.PolicyPath) {
+				hook = &vwc.Webhooks[i]
+			}
 		}
 	}
 	if hook == nil {
-		t.Fatalf("manifests/descheduler/webhook.yaml has no webhook for %s", webhook.PolicyPath)
+		t.Fatalf("%s has no webhook for %s", manifest, webhook.PolicyPath)
 	}
 	if len(hook.MatchConditions) == 0 {
 		t.Fatal("the policy webhook has no matchConditions: every Deployment and policy would be sent to it")

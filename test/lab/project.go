@@ -626,7 +626,7 @@ func deschedulerReady(ctx context.Context, in *Instance) error {
 			cc := hm["clientConfig"].(map[string]any)
 			u, err := neturl.Parse(fmt.Sprint(cc["url"]))
 			if err != nil {
-				return fmt.Errorf("webhook URL in manifests/descheduler/webhook.yaml: %w", err)
+				return fmt.Errorf("webhook URL in %s: %w", karmadaManifests, err)
 			}
 			cc["url"] = fmt.Sprintf("https://%s%s", in.Addr("webhook"), u.Path)
 			cc["caBundle"] = base64.StdEncoding.EncodeToString(in.Lab.pki.caPEM)
