@@ -121,13 +121,13 @@ func PodSpec(o *unstructured.Unstructured) (*corev1.PodSpec, error) {
 	case "Deployment":
 		var d appsv1.Deployment
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d); err != nil {
-			return nil, fmt.Errorf("Deployment %s: %w", o.GetName(), err)
+			return nil, fmt.Errorf("deployment %s: %w", o.GetName(), err)
 		}
 		return &d.Spec.Template.Spec, nil
 	case "DaemonSet":
 		var d appsv1.DaemonSet
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &d); err != nil {
-			return nil, fmt.Errorf("DaemonSet %s: %w", o.GetName(), err)
+			return nil, fmt.Errorf("daemonset %s: %w", o.GetName(), err)
 		}
 		return &d.Spec.Template.Spec, nil
 	}

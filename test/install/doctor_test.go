@@ -117,6 +117,7 @@ func TestDoctor(t *testing.T) {
 	// kubelet's regenerated self-signed certificate): the doctor keeps
 	// failing the node until the agent restarts too.
 	out = waitDoctor(ctx, t, true, regexp.MustCompile(`(?m)^FAIL\s+member2\s+agent member2-node-2\s+[^\n]*checkpoint API did not answer: [^\n]*x509`))
+	t.Logf("kubelet checkpoint API with a new certificate, agent not restarted:\n%s", out)
 	if err := testLab.Kill(agent); err != nil {
 		t.Fatal(err)
 	}
