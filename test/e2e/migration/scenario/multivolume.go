@@ -88,21 +88,10 @@ func (e *Env) DeployMultiVolume(ctx context.Context, ns, name string, replicas i
 	if err := a.waitPlaced(ctx); err != nil {
 		return nil, err
 	}
-	m := e.Members[a.Source]
-	if m == nil {
-		return nil, fmt.Errorf("placed in %q, which is not a member of the lab", a.Source)
-	}
-	if err := e.ensureStorageClass(ctx, m); err != nil {
-		return nil, err
-	}
-	nodes, err := m.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	m, node, err := e.volumeNode(ctx, a.Source)
 	if err != nil {
 		return nil, err
 	}
-	if len(nodes.Items) == 0 {
-		return nil, fmt.Errorf("%s has no nodes", m.Name)
-	}
-	node := nodes.Items[0].Name
 	for i := range replicas {
 		for _, cl := range claims {
 			claim := fmt.Sprintf("%s-%s-%d", cl, name, i)

@@ -133,21 +133,10 @@ func (e *Env) Deploy(ctx context.Context, ns, name string, o AppOptions) (*App, 
 	if err := a.waitPlaced(ctx); err != nil {
 		return nil, err
 	}
-	m := e.Members[a.Source]
-	if m == nil {
-		return nil, fmt.Errorf("placed in %q, which is not a member of the lab", a.Source)
-	}
-	if err := e.ensureStorageClass(ctx, m); err != nil {
-		return nil, err
-	}
-	nodes, err := m.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	m, node, err := e.volumeNode(ctx, a.Source)
 	if err != nil {
 		return nil, err
 	}
-	if len(nodes.Items) == 0 {
-		return nil, fmt.Errorf("%s has no nodes", m.Name)
-	}
-	node := nodes.Items[0].Name
 	claim := "data-" + name + "-0"
 	dir, err := e.createLocalVolume(ctx, m, ns, claim, node)
 	if err != nil {
@@ -567,4 +556,24 @@ func (e *Env) createLocalVolume(ctx context.Context, m *Cluster, ns, claim, node
 		return "", fmt.Errorf("creating the source volume %s in %s: %w", claim, m.Name, err)
 	}
 	return dir, nil
+}
+
+// volumeNode returns the member a StatefulSet was placed in, with the lab's
+// storage class there, and the node its local source volumes are pinned to.
+func (e *Env) volumeNode(ctx context.Context, source string) (*Cluster, string, error) {
+	m := e.Members[source]
+	if m == nil {
+		return nil, "", fmt.Errorf("placed in %q, which is not a member of the lab", source)
+	}
+	if err := e.ensureStorageClass(ctx, m); err != nil {
+		return nil, "", err
+	}
+	nodes, err := m.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, "", err
+	}
+	if len(nodes.Items) == 0 {
+		return nil, "", fmt.Errorf("%s has no nodes", m.Name)
+	}
+	return m, nodes.Items[0].Name, nil
 }
