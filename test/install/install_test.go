@@ -19,24 +19,6 @@ import (
 	"github.com/livemigrate/livemigrate/test/lab"
 )
 
-// logWriter sends kubectl livemigrate's output to the test log, line by line.
-type logWriter struct {
-	t   *testing.T
-	buf []byte
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.buf = append(w.buf, p...)
-	for {
-		i := strings.IndexByte(string(w.buf), '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		w.t.Log(string(w.buf[:i]))
-		w.buf = w.buf[i+1:]
-	}
-}
-
 // applyWebhookRegistration server-side applies a rendered webhook
 // registration with the client configuration the lab registered (a URL and
 // the lab's CA instead of the Service the lab has no network for): the
@@ -108,7 +90,7 @@ func TestChartInstallationMigrates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := scenario.FromLab(testLab, filepath.Join(root, "bin"), &logWriter{t: t}, t.Logf)
+	env, err := scenario.FromLab(testLab, filepath.Join(root, "bin"), &scenario.LogWriter{Log: t.Log}, t.Logf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,22 +29,13 @@ import (
 // logWriter sends a command's output to the test log, line by line, and
 // keeps it.
 type logWriter struct {
-	t   *testing.T
-	buf []byte
+	scenario.LogWriter
 	all strings.Builder
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	w.all.Write(p)
-	w.buf = append(w.buf, p...)
-	for {
-		i := strings.IndexByte(string(w.buf), '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		w.t.Log(string(w.buf[:i]))
-		w.buf = w.buf[i+1:]
-	}
+	return w.LogWriter.Write(p)
 }
 
 type suite struct {
@@ -61,7 +52,7 @@ func newSuite(t *testing.T) *suite {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &logWriter{t: t}
+	out := &logWriter{LogWriter: scenario.LogWriter{Log: t.Log}}
 	env, err := scenario.FromLab(testLab, filepath.Join(root, "bin"), out, t.Logf)
 	if err != nil {
 		t.Fatal(err)

@@ -15,27 +15,9 @@ import (
 	"github.com/livemigrate/livemigrate/test/e2e/migration/scenario"
 )
 
-// logWriter sends kubectl livemigrate's output to the test log, line by line.
-type logWriter struct {
-	t   *testing.T
-	buf []byte
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.buf = append(w.buf, p...)
-	for {
-		i := strings.IndexByte(string(w.buf), '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		w.t.Log(string(w.buf[:i]))
-		w.buf = w.buf[i+1:]
-	}
-}
-
 func newEnv(t *testing.T) (*scenario.Env, io.Writer) {
 	t.Helper()
-	out := &logWriter{t: t}
+	out := &scenario.LogWriter{Log: t.Log}
 	env, err := scenario.FromLab(testLab, binDir(t), out, t.Logf)
 	if err != nil {
 		t.Fatal(err)
