@@ -45,7 +45,10 @@ func RunTests(m *testing.M, opts Options, set func(*Lab)) int {
 	set(l)
 	monCtx, stopMonitor := context.WithCancel(ctx)
 	mon := l.watchInvariants(monCtx, opts.Invariants || os.Getenv(EnvInvariants) != "")
+	rec := recordFailures()
 	code := m.Run()
+	failures := rec.stop()
+	var reasons []string
 	stopMonitor()
 	if mon != nil {
 		for _, n := range mon.Notes() {
@@ -54,6 +57,7 @@ func RunTests(m *testing.M, opts Options, set func(*Lab)) int {
 		v, samples := mon.Violations()
 		for _, x := range v {
 			fmt.Fprintf(os.Stderr, "FAIL: invariant violated: %s\n", x)
+			reasons = append(reasons, fmt.Sprintf("invariant violated: %s", x))
 		}
 		if len(v) > 0 {
 			code = 1
@@ -63,6 +67,7 @@ func RunTests(m *testing.M, opts Options, set func(*Lab)) int {
 	}
 	if exitErr := l.Err(); exitErr != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: lab components exited during the tests:\n%v\n", exitErr)
+		reasons = append(reasons, fmt.Sprintf("lab components exited during the tests: %v", exitErr))
 		code = 1
 	}
 	if code != 0 {
@@ -70,6 +75,7 @@ func RunTests(m *testing.M, opts Options, set func(*Lab)) int {
 		l.opts.KeepDir = true
 		fmt.Fprintf(os.Stderr, "lab logs (kept in %s):\n", l.Dir)
 		l.DumpLogs(os.Stderr, tailLines)
+		printFailureSummary(os.Stderr, failures, reasons)
 	}
 	l.Stop()
 	return code
