@@ -169,6 +169,9 @@ func TestDrainMovesOptedInWorkloadsLive(t *testing.T) {
 	for _, m := range []string{"member2", "member3"} {
 		s.setTaint(ctx, m, hold, false)
 	}
+	if err := s.env.WaitSchedulable(ctx, "member1"); err != nil {
+		t.Fatal(err)
+	}
 	db, err := s.env.Deploy(ctx, ns, "db", scenario.AppOptions{
 		Annotations: map[string]string{policy.AnnotationEvictionStrategy: "LiveMigrate", policy.AnnotationDowntimeBudget: "20s"}})
 	if err != nil {
@@ -295,6 +298,9 @@ func TestTaintKeys(t *testing.T) {
 	ns := "e2e-taint-keys"
 	for _, m := range []string{"member1", "member2"} {
 		s.setTaint(ctx, m, hold, false)
+	}
+	if err := s.env.WaitSchedulable(ctx, "member3"); err != nil {
+		t.Fatal(err)
 	}
 	app, err := s.env.DeployDeployment(ctx, ns, "web", 1, scenario.AppOptions{
 		Annotations: map[string]string{policy.AnnotationEvictionStrategy: "LiveMigrate"}})

@@ -37,6 +37,9 @@ func TestNoFeasibleTarget(t *testing.T) {
 			}
 		}
 	}()
+	if err := s.env.WaitSchedulable(ctx, "member1"); err != nil {
+		t.Fatal(err)
+	}
 	maybe, err := s.env.DeployDeployment(ctx, ns, "maybe", 1, scenario.AppOptions{
 		Annotations: map[string]string{policy.AnnotationEvictionStrategy: "LiveMigrateIfPossible"}})
 	if err != nil {

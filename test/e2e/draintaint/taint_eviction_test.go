@@ -89,6 +89,9 @@ func TestNoExecuteWithKarmadaTaintEviction(t *testing.T) {
 	for _, m := range []string{"member2", "member3"} {
 		setTaint(t, ctx, k, m, hold, false)
 	}
+	if err := env.WaitSchedulable(ctx, "member1"); err != nil {
+		t.Fatal(err)
+	}
 	window := []corev1.Toleration{{Key: maintenance.DefaultTaintKey, Operator: corev1.TolerationOpExists,
 		Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](600)}}
 	db, err := env.Deploy(ctx, ns, "db", scenario.AppOptions{ClusterTolerations: window,
