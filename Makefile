@@ -75,7 +75,7 @@ fmt: ## Format the code.
 	gofmt -s -w $$(git ls-files '*.go')
 
 .PHONY: verify
-verify: verify-fmt vet lint verify-generated ## gofmt, go vet, golangci-lint and stale generated files.
+verify: verify-fmt vet lint verify-generated verify-docs ## gofmt, go vet, golangci-lint, stale generated files and docs.
 
 .PHONY: verify-fmt
 verify-fmt:
@@ -88,6 +88,10 @@ vet: ## go vet every package.
 .PHONY: lint
 lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned in hack/tools).
 	$(GOLANGCI_LINT) run ./...
+
+.PHONY: verify-docs
+verify-docs: ## Check the docs against the tree: phase lists, cmd/ in the layout, make targets, paths and links (hack/docscheck; also part of make test).
+	$(GO) test ./hack/docscheck/
 
 .PHONY: verify-generated
 verify-generated: generate ## Fail when generated files are stale.
