@@ -18,9 +18,9 @@ import (
 // the restore webhook gates the pods that claim them), then points the
 // ResourceBinding at the target with a suppressed-deletion eviction task for
 // the source, then waits until karmada-scheduler observed the new generation
-// without undoing it (see the package documentation). Karmada then
-// propagates the workload during the push; its pods wait, gated, for the
-// images Transfer records.
+// without undoing it (docs/livemigration.md, "Why karmada-scheduler does not
+// undo the rebinding"). Karmada then propagates the workload during the
+// push; its pods wait, gated, for the images Transfer records.
 func (r *Reconciler) rebinding(ctx context.Context, lm *lmv1alpha1.LiveMigration, now time.Time) (stepResult, error) {
 	st := &lm.Status
 	m := migrationOf(lm)
