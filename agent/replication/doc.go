@@ -1,33 +1,17 @@
 // Package replication replicates the persistent volumes of a pod to the
-// target cluster of a live migration, agent to agent, over mutual TLS
-// (ARCHITECTURE.md §2, steps 2 and 4). It is wired into the agent with
-// Options (flags) and Setup (the VolumeReplication reconciler).
+// target cluster of a live migration, agent to agent, over mutual TLS (the
+// PreCopy and FinalSync phases of docs/architecture.md). It is wired into
+// the agent with Options (flags) and Setup (the VolumeReplication
+// reconciler). The flow, the protocol, the guarantees and where the data
+// is are in docs/replication.md.
 //
-// # Flow
-//
-// The migration's controller creates, per persistent volume claim, a Target
-// VolumeReplication in the target cluster (after pre-provisioning the claim
-// with package provision) and a Source one in the source cluster, both
-// keyed by the migration UID and naming their node, with a Secret holding the
-// per-migration credentials (package certs). The target agent serves a
-// receiver on its one replication port, routed by TLS server name, and
-// reports status.endpoint and status.serverName (a receiver or sender that
-// cannot start says why in its ReceiverReady or SenderReady condition);
-// the source agent runs the pre-copy
-// passes against it while the application runs (the first one as a tar
-// stream into the empty target, the others rsync deltas; a failed pass is
-// retried with backoff), verifies the target while the application still
-// runs, records what is equal and has the target index the blocks of its
-// regular files, and only then reports PreCopied (with the Converged
-// condition and an estimate of the final pass), which lets the controller
-// freeze the pod. Once the controller has frozen the pod
-// and set spec.stage=Final, it sends the last delta — as a block delta
-// against that index when only file content changed, proved block by block,
-// otherwise by rsync followed by a checksum verification of what changed
-// since the pre-freeze verification (or of the whole tree without records)
-// — and reports Completed (or Failed, with the reason in status.message).
-// spec.abort stops both sides and removes the target copy with its
-// directory.
+// Contracts: a target is written only under one of the configured target
+// roots and only when its claim carries the migration's label; the source
+// is only ever read; every connection is authenticated with the
+// migration's own credentials before a request is read; a Source
+// VolumeReplication reports PreCopied only after the pre-freeze
+// verification, and Completed only when the target is proved equal to the
+// source at the freeze.
 //
 // # Packages
 //
@@ -35,37 +19,21 @@
 //     livemigrate://migration/<uid>/source|target, peer verification.
 //   - transport: the mutual-TLS listener, the router serving every
 //     replication of a node on one port, the dialer, rate limiting, counters.
+//   - protocol: LIVEMIGRATE-REPLICATION/1, the request lines and replies.
 //   - rsync: the receiver (a chrooted, write-only, single-use rsync daemon
-//     per connection, fixed argument list; the tar and manifest requests)
-//     and the sender (rsync client tunnelled through the TLS connection);
-//     the reasoning behind every rsync option is in that package's
-//     documentation.
+//     per connection, and the protocol's other requests) and the sender
+//     (rsync client tunnelled through the TLS connection).
 //   - tarstream: the first pass into an empty target as a PAX tar stream,
-//     extracted through os.Root; why it replaces rsync there, with the
-//     measurements, is in that package's documentation.
+//     extracted through os.Root.
 //   - manifest: identities (inode, size, times) of a tree's entries.
-//   - blockdelta: the target's block index (XXH3-128 per 4 KiB block, as
-//     rsync's xxh128 strong checksums) built before the freeze, and the
-//     final pass as a block delta checked block by block; why, and what it
-//     proves, is in that package's documentation.
+//   - blockdelta: the target's block index built before the freeze, and the
+//     final pass as a block delta checked block by block.
+//   - treediff: compares two trees as a replica must match its source (for
+//     tests, end-to-end checks and benchmarks).
 //   - engine: pre-copy rounds with retries, the pre-freeze verification and
-//     index, the final pass (block delta or rsync), verification and
-//     repair; what the verification guarantees is in that package's
-//     documentation.
+//     index, the final pass (block delta or rsync), verification and repair.
 //   - provision: target PV/PVC objects and volume paths.
 //   - snapshot: optional crash-consistent pre-copy base from a CSI
 //     VolumeSnapshot.
 //   - controller: the VolumeReplication reconciler and metrics.
-//
-// # Where the data is
-//
-// Source: a local or hostPath volume's directory, otherwise the pod's mount
-// under the kubelet root. Target: the agent writes a local or hostPath volume
-// directly, under one of the configured target roots, and only if the claim
-// carries the migration's label. Other target volumes need a receiver pod:
-// a short-lived pod on the target node that mounts the claim and runs the
-// same receiver (the agent binary with only the receiver enabled, the TLS
-// Secret mounted, a hostPort or a Service for the source to reach), deleted
-// once the replication completes or aborts; it is designed (see
-// docs/replication.md) but not built yet.
 package replication

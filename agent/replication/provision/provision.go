@@ -287,7 +287,7 @@ func SourcePath(pv *corev1.PersistentVolume, podUID, kubeletRoot string) (string
 
 // ErrNeedsReceiverPod is returned by TargetPath for volumes the agent cannot
 // reach on the node by itself: they are written by a receiver pod that
-// mounts the claim (see the package documentation of agent/replication).
+// mounts the claim (docs/replication.md, "Receiver pod"; not built yet).
 var ErrNeedsReceiverPod = errors.New("target volume is not node-local; it needs a receiver pod")
 
 // TargetPath is where the agent writes a node-local target volume.

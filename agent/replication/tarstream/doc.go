@@ -2,21 +2,9 @@
 // target volume as a PAX tar stream (archive/tar) instead of rsync, and
 // extracts it on the receiver through an os.Root of the target.
 //
-// # Why not rsync for the first pass
-//
-// When the target is empty rsync has nothing to compare: the first pass
-// sends every byte as literal data, yet still pays for rsync's machinery —
-// two more kernel copies per byte (rsync → agent socket, agent → rsync pipe),
-// xxh128 over every byte on both ends, and the wakeups of four processes.
-// Measured with benchmarks/replication (1 GiB in 16 files over the agents'
-// mTLS transport on loopback, 2 cores, medians of 5 interleaved runs), the
-// rsync full pass cost 2.6–2.7 CPU seconds per GiB against 1.7 for a raw
-// copy of the same bytes over the same transport and ran at 0.54–0.70 of
-// the raw copy's speed; the tar stream — the file data plus a 512-byte
-// header per entry — costs 1.4–1.5 CPU seconds per GiB and runs at
-// 0.95–1.21 of the raw copy's speed (benchmarks/README.md, "Replication"). Delta,
-// keep-warm, final and repair passes stay rsync: that is where its delta
-// algorithm earns its cost.
+// Delta, keep-warm, final and repair passes stay rsync. Why the first pass
+// does not is in docs/replication.md ("First pass: tar stream"), the
+// measurements in benchmarks/README.md ("Replication").
 //
 // # What the stream carries
 //
