@@ -7,12 +7,12 @@ import (
 	"os"
 
 	"k8s.io/component-base/cli"
-	controllerruntime "sigs.k8s.io/controller-runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/livemigrate/livemigrate/plugins/latency/prober"
 )
 
 func main() {
-	ctx := controllerruntime.SetupSignalHandler()
+	ctx := ctrl.SetupSignalHandler()
 	os.Exit(cli.Run(prober.NewCommand(ctx)))
 }

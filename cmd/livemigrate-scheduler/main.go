@@ -9,13 +9,13 @@ import (
 	"k8s.io/component-base/cli"
 	"k8s.io/component-base/logs"
 	_ "k8s.io/component-base/logs/json/register"
-	controllerruntime "sigs.k8s.io/controller-runtime"
+	ctrl "sigs.k8s.io/controller-runtime"
 
 	"github.com/livemigrate/livemigrate/cmd/livemigrate-scheduler/app"
 )
 
 func main() {
-	ctx := controllerruntime.SetupSignalHandler()
+	ctx := ctrl.SetupSignalHandler()
 	command := app.NewSchedulerCommand(ctx)
 	code := cli.Run(command)
 	logs.FlushLogs()

@@ -13,7 +13,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
-	ctrl "sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -60,11 +60,11 @@ type Config struct {
 // reads what it needs from the LiveMigration's status, calls idempotent hooks
 // and writes status once per reconcile.
 type Reconciler struct {
-	Client ctrl.Client
+	Client client.Client
 	// APIReader, when set, reads from the API server without a cache what
 	// must not be decided on a stale copy: the workload lock and whether
 	// the target is gone (the rollback's Works). Without it Client is used.
-	APIReader ctrl.Reader
+	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
 	Hooks     Hooks
@@ -100,7 +100,7 @@ func advanceTo(p lmv1alpha1.LiveMigrationPhase) stepResult { return stepResult{n
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	lm := &lmv1alpha1.LiveMigration{}
 	if err := r.Client.Get(ctx, req.NamespacedName, lm); err != nil {
-		return reconcile.Result{}, ctrl.IgnoreNotFound(err)
+		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	logger := klog.FromContext(ctx).WithValues("liveMigration", klog.KObj(lm), "uid", lm.UID, "phase", lm.Status.Phase)
 	ctx = klog.NewContext(ctx, logger)
@@ -164,7 +164,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (reco
 // as 30m0s, 0.5Gi as 512Mi), and the API server checks every spec written
 // against the CRD's rules. A finalizer is only added while the object is
 // not being deleted.
-func (r *Reconciler) patchFinalizer(ctx context.Context, lm *lmv1alpha1.LiveMigration, change func(ctrl.Object, string) bool) error {
+func (r *Reconciler) patchFinalizer(ctx context.Context, lm *lmv1alpha1.LiveMigration, change func(client.Object, string) bool) error {
 	base := lm.DeepCopy()
 	if !lm.DeletionTimestamp.IsZero() && !controllerutil.ContainsFinalizer(lm, Finalizer) {
 		return nil
@@ -172,7 +172,7 @@ func (r *Reconciler) patchFinalizer(ctx context.Context, lm *lmv1alpha1.LiveMigr
 	if !change(lm, Finalizer) {
 		return nil
 	}
-	return r.Client.Patch(ctx, lm, ctrl.MergeFromWithOptions(base, ctrl.MergeFromWithOptimisticLock{}))
+	return r.Client.Patch(ctx, lm, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 }
 
 // notStarted reports whether a migration in phase p has done nothing yet.

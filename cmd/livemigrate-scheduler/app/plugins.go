@@ -24,7 +24,7 @@ import (
 	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/klog/v2"
 
-	karmadaclientset "github.com/karmada-io/karmada/pkg/generated/clientset/versioned"
+	karmadaclient "github.com/karmada-io/karmada/pkg/generated/clientset/versioned"
 	karmadainformers "github.com/karmada-io/karmada/pkg/generated/informers/externalversions"
 	"github.com/karmada-io/karmada/pkg/scheduler/framework"
 
@@ -87,7 +87,7 @@ func (r *pluginRuntime) init() error {
 			r.err = err
 			return
 		}
-		karmadaClient, err := karmadaclientset.NewForConfig(rc)
+		karmadaClient, err := karmadaclient.NewForConfig(rc)
 		if err != nil {
 			r.err = err
 			return

@@ -18,7 +18,7 @@ import (
 
 	policyv1alpha1 "github.com/karmada-io/karmada/pkg/apis/policy/v1alpha1"
 
-	livemigratev1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/plugins/latency"
 	"github.com/livemigrate/livemigrate/test/lab"
 )
@@ -117,7 +117,7 @@ func waitForLatencies(t *testing.T) {
 			if err != nil {
 				return false, nil
 			}
-			var cl livemigratev1alpha1.ClusterLatency
+			var cl lmv1alpha1.ClusterLatency
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &cl); err != nil {
 				return false, err
 			}
