@@ -30,6 +30,7 @@ import (
 	"github.com/livemigrate/livemigrate/agent/freezer"
 	"github.com/livemigrate/livemigrate/agent/kubelet"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/internal/strutil"
 )
 
 // ArchiveFinalizer keeps a PodCheckpoint until its archives are deleted.
@@ -518,7 +519,7 @@ func (r *PodCheckpointReconciler) thaw(ctx context.Context, pc *agentv1alpha1.Po
 	if lost := r.restartedPodContainers(ctx, pc); lost != nil {
 		// Thawing cannot bring back what the kubelet killed: say so.
 		pc.Status.Message = "thawed, but " + lost.Error()
-		r.Recorder.Eventf(pc, nil, corev1.EventTypeWarning, ReasonContainerRestarted, "Thaw", "%s", truncate(lost.Error(), 512))
+		r.Recorder.Eventf(pc, nil, corev1.EventTypeWarning, ReasonContainerRestarted, "Thaw", "%s", strutil.Truncate(lost.Error(), 512))
 	}
 	if err := r.Client.Status().Update(ctx, pc); err != nil {
 		return err
@@ -700,12 +701,12 @@ func (r *PodCheckpointReconciler) fail(ctx context.Context, pc *agentv1alpha1.Po
 	pc.Status.Message = fmt.Sprintf("%s: %v", reason, cause)
 	now := metav1.NewTime(r.Clock.Now())
 	pc.Status.CompletionTime = &now
-	setCondition(pc, agentv1alpha1.ConditionCheckpointed, metav1.ConditionFalse, reason, truncate(cause.Error(), 1024))
+	setCondition(pc, agentv1alpha1.ConditionCheckpointed, metav1.ConditionFalse, reason, strutil.Truncate(cause.Error(), 1024))
 	if err := r.Client.Status().Update(ctx, pc); err != nil {
 		return err
 	}
 	r.Metrics.checkpoints.WithLabelValues(resultFailure).Inc()
-	r.Recorder.Eventf(pc, nil, corev1.EventTypeWarning, ReasonFailed, "Checkpoint", "%s: %s", reason, truncate(cause.Error(), 512))
+	r.Recorder.Eventf(pc, nil, corev1.EventTypeWarning, ReasonFailed, "Checkpoint", "%s: %s", reason, strutil.Truncate(cause.Error(), 512))
 	return reconcile.TerminalError(cause)
 }
 
@@ -810,13 +811,6 @@ func setCondition(pc *agentv1alpha1.PodCheckpoint, t string, s metav1.ConditionS
 	})
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
-
 // tagFor makes a valid image tag from a migration UID.
 func tagFor(uid string) string {
 	var b strings.Builder
@@ -832,7 +826,10 @@ func tagFor(uid string) string {
 	if t == "" || t[0] == '.' || t[0] == '-' {
 		t = "m" + t
 	}
-	return truncate(t, 128)
+	if len(t) > 128 { // a tag's maximum; t is ASCII
+		t = t[:128]
+	}
+	return t
 }
 
 // beingDeleted passes updates that set a deletion timestamp.

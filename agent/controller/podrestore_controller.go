@@ -20,6 +20,7 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/restore"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/internal/strutil"
 )
 
 // ConditionReady is True on a PodRestore when every checkpoint's pod is Ready.
@@ -186,16 +187,16 @@ var startFailures = map[string]bool{
 // 10 s or more, so the migration rolls back and can be tried again.
 func claimPhase(pod *corev1.Pod) (agentv1alpha1.RestoreClaimPhase, string) {
 	if pod.Status.Phase == corev1.PodFailed {
-		return agentv1alpha1.RestoreClaimFailed, truncate(strings.TrimSpace("pod failed: "+pod.Status.Reason+" "+pod.Status.Message), maxClaimMessage)
+		return agentv1alpha1.RestoreClaimFailed, strutil.Truncate(strings.TrimSpace("pod failed: "+pod.Status.Reason+" "+pod.Status.Message), maxClaimMessage)
 	}
 	for _, cs := range pod.Status.ContainerStatuses {
 		switch {
 		case cs.State.Waiting != nil && startFailures[cs.State.Waiting.Reason]:
-			return agentv1alpha1.RestoreClaimFailed, truncate(fmt.Sprintf("container %s cannot start from the checkpoint image: %s: %s", cs.Name, cs.State.Waiting.Reason, cs.State.Waiting.Message), maxClaimMessage)
+			return agentv1alpha1.RestoreClaimFailed, strutil.Truncate(fmt.Sprintf("container %s cannot start from the checkpoint image: %s: %s", cs.Name, cs.State.Waiting.Reason, cs.State.Waiting.Message), maxClaimMessage)
 		case cs.State.Terminated != nil:
-			return agentv1alpha1.RestoreClaimFailed, truncate(fmt.Sprintf("container %s exited after the restore: exit code %d %s", cs.Name, cs.State.Terminated.ExitCode, cs.State.Terminated.Reason), maxClaimMessage)
+			return agentv1alpha1.RestoreClaimFailed, strutil.Truncate(fmt.Sprintf("container %s exited after the restore: exit code %d %s", cs.Name, cs.State.Terminated.ExitCode, cs.State.Terminated.Reason), maxClaimMessage)
 		case cs.RestartCount > 0:
-			return agentv1alpha1.RestoreClaimFailed, truncate(fmt.Sprintf("container %s exited after the restore and was restarted %d times", cs.Name, cs.RestartCount), maxClaimMessage)
+			return agentv1alpha1.RestoreClaimFailed, strutil.Truncate(fmt.Sprintf("container %s exited after the restore and was restarted %d times", cs.Name, cs.RestartCount), maxClaimMessage)
 		}
 	}
 	if pod.Status.Phase == corev1.PodRunning {

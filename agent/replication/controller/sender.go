@@ -22,6 +22,7 @@ import (
 	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/internal/strutil"
 )
 
 // startSender builds the session of a source object, retrying a transient
@@ -124,9 +125,9 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 			msg := fmt.Sprintf("retrying %s pass of round %d (attempt %d of %d failed) in %s: %v", rt.Pass, rt.Round, rt.Attempt, rt.Attempts, rt.Wait, rt.Err)
 			klog.FromContext(ctx).Info("Retrying a failed pre-copy pass", "pass", rt.Pass, "round", rt.Round, "attempt", rt.Attempt, "wait", rt.Wait, "err", rt.Err)
 			if r.Recorder != nil {
-				r.Recorder.Eventf(vr, nil, corev1.EventTypeWarning, ReasonPassRetried, "Replicate", "%s", truncate(msg))
+				r.Recorder.Eventf(vr, nil, corev1.EventTypeWarning, ReasonPassRetried, "Replicate", "%s", strutil.Truncate(msg, maxMessage))
 			}
-			r.setStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) { s.Message = truncate(msg) })
+			r.setStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) { s.Message = strutil.Truncate(msg, maxMessage) })
 		},
 		OnPass: func(p engine.PassResult) {
 			r.Metrics.observePass(p)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/engine"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/internal/strutil"
 )
 
 func (r *VolumeReplicationReconciler) reconcileSource(ctx context.Context, vr *agentv1alpha1.VolumeReplication) (ctrl.Result, error) {
@@ -206,10 +207,10 @@ func (r *VolumeReplicationReconciler) runFinal(ctx context.Context, vr *agentv1a
 		mismatch := engine.IsChecksumMismatch(err)
 		r.setStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
 			s.Phase = agentv1alpha1.VolumeReplicationFailed
-			s.Message = truncate(err.Error())
+			s.Message = strutil.Truncate(err.Error(), maxMessage)
 			if mismatch {
 				s.Checksum = agentv1alpha1.ChecksumMismatch
-				meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: agentv1alpha1.ConditionVerified, Status: metav1.ConditionFalse, Reason: "ChecksumMismatch", Message: truncate(err.Error())})
+				meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: agentv1alpha1.ConditionVerified, Status: metav1.ConditionFalse, Reason: "ChecksumMismatch", Message: strutil.Truncate(err.Error(), maxMessage)})
 			}
 		})
 		if r.Metrics != nil {
@@ -274,9 +275,9 @@ func (r *VolumeReplicationReconciler) preVerify(ctx context.Context, vr *agentv1
 	msg := fmt.Sprintf("%s; %d entries recorded as equal", c, sess.Verified().Len())
 	log.Info("Pre-freeze verification", "result", msg)
 	if r.Recorder != nil {
-		r.Recorder.Eventf(vr, nil, corev1.EventTypeNormal, ReasonPreVerified, "Verify", "%s", truncate(msg))
+		r.Recorder.Eventf(vr, nil, corev1.EventTypeNormal, ReasonPreVerified, "Verify", "%s", strutil.Truncate(msg, maxMessage))
 	}
 	r.setStatus(ctx, client.ObjectKeyFromObject(vr), func(s *agentv1alpha1.VolumeReplicationStatus) {
-		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionPreVerified, Status: metav1.ConditionTrue, Reason: ReasonPreVerified, Message: truncate(msg)})
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: ConditionPreVerified, Status: metav1.ConditionTrue, Reason: ReasonPreVerified, Message: strutil.Truncate(msg, maxMessage)})
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/internal/strutil"
 )
 
 // StartReason is why a receiver or sender could not start: the reason of
@@ -142,16 +143,16 @@ func (r *VolumeReplicationReconciler) startFailed(ctx context.Context, vr *agent
 			msg = fmt.Sprintf("%s (still failing after %s)", msg, since.Round(time.Second))
 		}
 		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: condType, Status: metav1.ConditionFalse, Reason: string(se.Reason),
-			Message: truncate(msg), LastTransitionTime: metav1.NewTime(now)})
+			Message: strutil.Truncate(msg, maxMessage), LastTransitionTime: metav1.NewTime(now)})
 		if failed {
 			s.Phase = agentv1alpha1.VolumeReplicationFailed
-			s.Message = truncate(msg)
+			s.Message = strutil.Truncate(msg, maxMessage)
 			return
 		}
 		if s.Phase == "" {
 			s.Phase = agentv1alpha1.VolumeReplicationPending
 		}
-		s.Message = truncate(startRetryPrefix + msg)
+		s.Message = strutil.Truncate(startRetryPrefix+msg, maxMessage)
 	})
 	if uerr != nil {
 		return ctrl.Result{}, uerr
@@ -159,7 +160,7 @@ func (r *VolumeReplicationReconciler) startFailed(ctx context.Context, vr *agent
 	if failed {
 		log.Error(err, "Replication cannot start", "role", vr.Spec.Role, "reason", se.Reason)
 		if r.Recorder != nil {
-			r.Recorder.Eventf(vr, nil, corev1.EventTypeWarning, ReasonNotStarted, "Start", "%s", truncate(msg))
+			r.Recorder.Eventf(vr, nil, corev1.EventTypeWarning, ReasonNotStarted, "Start", "%s", strutil.Truncate(msg, maxMessage))
 		}
 		if vr.Spec.Role == agentv1alpha1.ReplicationRoleSource && r.Metrics != nil {
 			r.Metrics.replications.WithLabelValues(resultFailure).Inc()
@@ -169,7 +170,7 @@ func (r *VolumeReplicationReconciler) startFailed(ctx context.Context, vr *agent
 	wait := startBackoff(since)
 	log.Info("Replication cannot start yet; retrying", "role", vr.Spec.Role, "reason", se.Reason, "retryAfter", wait, "err", err)
 	if since == 0 && r.Recorder != nil {
-		r.Recorder.Eventf(vr, nil, corev1.EventTypeWarning, ReasonNotStarted, "Start", "%s", truncate(startRetryPrefix+msg))
+		r.Recorder.Eventf(vr, nil, corev1.EventTypeWarning, ReasonNotStarted, "Start", "%s", strutil.Truncate(startRetryPrefix+msg, maxMessage))
 	}
 	return ctrl.Result{RequeueAfter: wait}, nil
 }

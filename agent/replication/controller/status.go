@@ -13,6 +13,7 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/engine"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/internal/strutil"
 )
 
 // abort stops the object's work and reports Aborted; a target also removes
@@ -43,7 +44,7 @@ func (r *VolumeReplicationReconciler) abort(ctx context.Context, vr *agentv1alph
 	klog.FromContext(ctx).Info("Replication aborted", "role", vr.Spec.Role)
 	return r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
 		s.Phase = agentv1alpha1.VolumeReplicationAborted
-		s.Message = truncate(msg)
+		s.Message = strutil.Truncate(msg, maxMessage)
 		meta.RemoveStatusCondition(&s.Conditions, agentv1alpha1.ConditionReceiverReady)
 	})
 }
@@ -56,7 +57,7 @@ func (r *VolumeReplicationReconciler) fail(ctx context.Context, vr *agentv1alpha
 	}
 	return r.updateStatus(ctx, client.ObjectKeyFromObject(vr), func(s *agentv1alpha1.VolumeReplicationStatus) {
 		s.Phase = agentv1alpha1.VolumeReplicationFailed
-		s.Message = truncate(err.Error())
+		s.Message = strutil.Truncate(err.Error(), maxMessage)
 	})
 }
 
@@ -125,9 +126,6 @@ func verifiedMessage(res engine.FinalResult) string {
 	return msg
 }
 
-func truncate(s string) string {
-	if len(s) > 4000 {
-		return s[:4000] + "…"
-	}
-	return s
-}
+// maxMessage bounds the messages written into status.message (at most
+// 4096 characters), conditions and events.
+const maxMessage = 4000

@@ -10,6 +10,8 @@ import (
 	"net"
 	"sort"
 	"time"
+
+	"github.com/livemigrate/livemigrate/internal/strutil"
 )
 
 // target is a probed endpoint with its kept connection.
@@ -89,7 +91,7 @@ func (t *target) round(ctx context.Context, d dialer, n int, gap, timeout time.D
 		rtt, reason, err := t.sample(ctx, d, timeout)
 		if err != nil {
 			r.failures++
-			r.lastErr = truncate(fmt.Sprintf("%s: %v", reason, err), 256)
+			r.lastErr = strutil.Truncate(fmt.Sprintf("%s: %v", reason, err), 256)
 			probeFailures.WithLabelValues(string(t.kind), string(reason)).Inc()
 			continue
 		}
@@ -113,11 +115,4 @@ func summarize(rtts []time.Duration) (p50, p90 time.Duration) {
 	s := append([]time.Duration(nil), rtts...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return percentile(s, 50), percentile(s, 90)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/clock"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	"github.com/livemigrate/livemigrate/internal/strutil"
 )
 
 // StatusWriter writes the status of the ClusterLatency named name.
@@ -140,7 +141,7 @@ func summaryLine(st *lmv1alpha1.ClusterLatencyStatus) string {
 		b.WriteString(" | ")
 		write(st.Origins)
 	}
-	return truncate(b.String(), 1024)
+	return strutil.Truncate(b.String(), 1024)
 }
 
 func (p *Prober) close() {
