@@ -205,13 +205,3 @@ func replicasOnOneCluster(spec *workv1alpha2.ResourceBindingSpec) int64 {
 	}
 	return 1
 }
-
-// runsOn reports whether the binding is already scheduled to cluster name.
-func runsOn(spec *workv1alpha2.ResourceBindingSpec, name string) bool {
-	for i := range spec.Clusters {
-		if spec.Clusters[i].Name == name {
-			return true
-		}
-	}
-	return false
-}

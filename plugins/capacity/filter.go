@@ -6,6 +6,8 @@ import (
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 	"github.com/karmada-io/karmada/pkg/scheduler/framework"
+
+	"github.com/livemigrate/livemigrate/plugins/internal/binding"
 )
 
 // Filter rejects a cluster whose free resources cannot hold the replicas
@@ -14,7 +16,7 @@ import (
 // cluster without a resource summary, always pass.
 func (p *Capacity) Filter(_ context.Context, spec *workv1alpha2.ResourceBindingSpec,
 	_ *workv1alpha2.ResourceBindingStatus, cluster *clusterv1alpha1.Cluster) *framework.Result {
-	if runsOn(spec, cluster.Name) {
+	if binding.RunsOn(spec, cluster.Name) {
 		return nil
 	}
 	b := p.binding(spec)

@@ -10,6 +10,7 @@ import (
 	"github.com/karmada-io/karmada/pkg/scheduler/framework"
 
 	"github.com/livemigrate/livemigrate/plugins/config"
+	"github.com/livemigrate/livemigrate/plugins/internal/binding"
 )
 
 // Score rates the headroom left on cluster after placing the binding's
@@ -29,7 +30,7 @@ func (p *Capacity) Score(ctx context.Context, spec *workv1alpha2.ResourceBinding
 	}
 	b := p.binding(spec)
 	onCluster := b.onCluster
-	if runsOn(spec, cluster.Name) {
+	if binding.RunsOn(spec, cluster.Name) {
 		onCluster = 0
 	}
 	var sum, weights int64

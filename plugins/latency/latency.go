@@ -14,6 +14,7 @@ import (
 	"github.com/karmada-io/karmada/pkg/scheduler/framework"
 
 	"github.com/livemigrate/livemigrate/plugins/config"
+	"github.com/livemigrate/livemigrate/plugins/internal/binding"
 )
 
 // Name is the plugin's name, as given to Karmada's --plugins flag.
@@ -143,7 +144,7 @@ func (p *Latency) cycle(ctx context.Context, spec *workv1alpha2.ResourceBindingS
 func (p *Latency) Filter(ctx context.Context, spec *workv1alpha2.ResourceBindingSpec,
 	_ *workv1alpha2.ResourceBindingStatus, cluster *clusterv1alpha1.Cluster) *framework.Result {
 	c := p.cycle(ctx, spec)
-	if c.req == nil || c.req.MaxRTT == 0 || runsOn(spec, cluster.Name) {
+	if c.req == nil || c.req.MaxRTT == 0 || binding.RunsOn(spec, cluster.Name) {
 		return nil
 	}
 	i, d := p.store.exceeding(cluster.Name, c.targets, c.req.MaxRTT, c.notBefore)
@@ -194,14 +195,4 @@ func (p *Latency) NormalizeScore(_ context.Context, scores framework.ClusterScor
 		scores[i].Score = framework.MaxClusterScore * (lowest + smoothingMicros) / (s + smoothingMicros)
 	}
 	return nil
-}
-
-// runsOn reports whether the binding is already scheduled to cluster name.
-func runsOn(spec *workv1alpha2.ResourceBindingSpec, name string) bool {
-	for i := range spec.Clusters {
-		if spec.Clusters[i].Name == name {
-			return true
-		}
-	}
-	return false
 }
