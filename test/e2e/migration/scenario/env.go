@@ -2,7 +2,7 @@
 // end-to-end test (test/e2e/migration) and the demo (livemigrate-lab
 // demo): run the lab app as a workload of the Karmada plane, write to its
 // volume continuously, live-migrate it with the kubectl plugin, and check
-// the safety invariants (ARCHITECTURE.md §4) from what the lab can see on
+// the safety invariants (docs/architecture.md §4) from what the lab can see on
 // the host: the lab app processes, their cgroups, their memory and their
 // logs on the volumes.
 //
