@@ -9,7 +9,8 @@
 //   - every `make <target>` in a code span or code block is a Makefile target;
 //   - every relative Markdown link, and every code span that is a path in the
 //     repository (it starts with a top-level directory of the tree), names a
-//     file or directory that exists.
+//     file or directory that exists (a path may be shortened to the tail of
+//     a longer one, as `internal/fswalk`).
 //
 // Check returns the problems found, each with the file and line; it never
 // writes. The package's test runs it on the repository, so `make test` fails
@@ -184,6 +185,10 @@ func Check(c Config) ([]Problem, error) {
 	if err != nil {
 		return nil, err
 	}
+	tree, err := treePaths(c.Root)
+	if err != nil {
+		return nil, err
+	}
 	var out []Problem
 	for _, doc := range c.Docs {
 		b, err := os.ReadFile(filepath.Join(c.Root, doc))
@@ -193,7 +198,7 @@ func Check(c Config) ([]Problem, error) {
 		text := string(b)
 		out = append(out, PhaseLists(doc, text, c.Enums)...)
 		out = append(out, checkMakeTargets(doc, text, targets)...)
-		out = append(out, checkPaths(c.Root, doc, text, topLevel)...)
+		out = append(out, checkPaths(c.Root, doc, text, topLevel, tree)...)
 	}
 	for _, doc := range c.Layout {
 		b, err := os.ReadFile(filepath.Join(c.Root, doc))
@@ -275,6 +280,48 @@ func topLevelNames(root string) (map[string]bool, error) {
 		}
 		if fi, err := os.Stat(filepath.Join(root, n)); err == nil && fi.IsDir() {
 			out[n] = true
+		}
+	}
+	return out, nil
+}
+
+// treePaths returns every file and directory of the tree below root,
+// relative to it (hidden ones and bin/ left out; a symbolic link at the
+// top level is followed).
+func treePaths(root string) ([]string, error) {
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		top := e.Name()
+		if strings.HasPrefix(top, ".") || top == "bin" {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(filepath.Join(root, top))
+		if err != nil {
+			return nil, err
+		}
+		err = filepath.WalkDir(real, func(p string, d os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, err := filepath.Rel(real, p)
+			if err != nil {
+				return err
+			}
+			if strings.HasPrefix(d.Name(), ".") && rel != "." {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			out = append(out, filepath.ToSlash(filepath.Join(top, rel)))
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
@@ -550,7 +597,7 @@ func checkMakeTargets(file, text string, targets map[string]bool) []Problem {
 
 // checkPaths reports relative links, and code spans that are paths in the
 // repository, naming nothing that exists.
-func checkPaths(root, file, text string, topLevel map[string]bool) []Problem {
+func checkPaths(root, file, text string, topLevel map[string]bool, tree []string) []Problem {
 	var out []Problem
 	code, prose := codeRegions(text)
 	dir := filepath.Dir(file)
@@ -583,7 +630,7 @@ func checkPaths(root, file, text string, topLevel map[string]bool) []Problem {
 		if !ok || !topLevel[first] || strings.ContainsAny(p, " <>…$") {
 			continue
 		}
-		if !pathExists(root, p) {
+		if !pathExists(root, p) && !isTail(tree, p) {
 			out = append(out, Problem{File: file, Line: lineOf(text, r.off), Msg: fmt.Sprintf("%s does not exist", r.text)})
 		}
 	}
@@ -606,6 +653,22 @@ func pathExists(root, p string) bool {
 		}
 	}
 	return true
+}
+
+// isTail reports whether p, without globs, is the tail of a longer path of
+// the tree: docs shorten package paths (`internal/fswalk` for
+// agent/replication/internal/fswalk) where the context names the rest.
+func isTail(tree []string, p string) bool {
+	if strings.ContainsAny(p, "*?[{:") {
+		return false
+	}
+	p = strings.TrimSuffix(p, "/")
+	for _, t := range tree {
+		if strings.HasSuffix(t, "/"+p) {
+			return true
+		}
+	}
+	return false
 }
 
 func expandBraces(p string) []string {

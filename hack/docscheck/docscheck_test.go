@@ -146,10 +146,15 @@ func TestRepoCheckFindsPlantedMistakes(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
+			found := false
 			for _, p := range problems {
 				got = append(got, p.String())
+				if p.File != tc.file {
+					t.Errorf("problem outside the planted file: %s", p)
+				}
+				found = found || strings.Contains(p.Msg, tc.wantMsg)
 			}
-			if len(got) == 0 || !strings.Contains(strings.Join(got, "\n"), tc.file) || !strings.Contains(strings.Join(got, "\n"), tc.wantMsg) {
+			if !found {
 				t.Fatalf("problems %q, want one in %s saying %q", got, tc.file, tc.wantMsg)
 			}
 		})
