@@ -532,15 +532,16 @@ func inOrder(chain []chainItem, e Enum) bool {
 }
 
 var (
-	fenceRE    = regexp.MustCompile("(?m)^[ \t]*```")
-	codeSpanRE = regexp.MustCompile("`([^`\n]+)`")
-	makeRE     = regexp.MustCompile(`(?:^|[\s;&|(])make((?:[ \t]+[A-Za-z0-9_.-]+(?:=(?:"[^"]*"|'[^']*'|\S*))?)+)`)
-	makeArgRE  = regexp.MustCompile(`[ \t]+([A-Za-z0-9_.-]+)(=(?:"[^"]*"|'[^']*'|\S*))?`)
-	linkRE     = regexp.MustCompile(`\]\(([^)\s]+)(?:\s+"[^"]*")?\)`)
-	refLinkRE  = regexp.MustCompile(`(?m)^[ \t]*\[[^\]]+\]:[ \t]*(\S+)`)
-	schemeRE   = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:`)
-	goSymbolRE = regexp.MustCompile(`\.[A-Z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)?$`)
-	braceRE    = regexp.MustCompile(`\{([^{}]*)\}`)
+	fenceRE        = regexp.MustCompile("(?m)^[ \t]*```")
+	codeSpanRE     = regexp.MustCompile("`([^`\n]+)`")
+	makeRE         = regexp.MustCompile(`(?:^|[\s;&|(])make((?:[ \t]+[A-Za-z0-9_.-]+(?:=(?:"[^"]*"|'[^']*'|\S*))?)+)`)
+	shellCommentRE = regexp.MustCompile(`(?m)(^|[ \t])#.*$`)
+	makeArgRE      = regexp.MustCompile(`[ \t]+([A-Za-z0-9_.-]+)(=(?:"[^"]*"|'[^']*'|\S*))?`)
+	linkRE         = regexp.MustCompile(`\]\(([^)\s]+)(?:\s+"[^"]*")?\)`)
+	refLinkRE      = regexp.MustCompile(`(?m)^[ \t]*\[[^\]]+\]:[ \t]*(\S+)`)
+	schemeRE       = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*:`)
+	goSymbolRE     = regexp.MustCompile(`\.[A-Z][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)?$`)
+	braceRE        = regexp.MustCompile(`\{([^{}]*)\}`)
 )
 
 // codeRegions returns the text of every fenced code block and code span with
@@ -580,6 +581,10 @@ func checkMakeTargets(file, text string, targets map[string]bool) []Problem {
 	var out []Problem
 	code, _ := codeRegions(text)
 	for _, r := range code {
+		if r.block {
+			// A shell comment is prose ("# … make test runs …").
+			r.text = shellCommentRE.ReplaceAllStringFunc(r.text, func(c string) string { return strings.Repeat(" ", len(c)) })
+		}
 		for _, m := range makeRE.FindAllStringSubmatchIndex(r.text, -1) {
 			for _, a := range makeArgRE.FindAllStringSubmatch(r.text[m[2]:m[3]], -1) {
 				t := a[1]
@@ -627,7 +632,7 @@ func checkPaths(root, file, text string, topLevel map[string]bool, tree []string
 		p := strings.TrimPrefix(r.text, "./")
 		p = strings.TrimSuffix(p, "/...")
 		first, _, ok := strings.Cut(p, "/")
-		if !ok || !topLevel[first] || strings.ContainsAny(p, " <>…$") {
+		if !ok || !topLevel[first] || strings.ContainsAny(p, " <>…$") || !pathLike(p) {
 			continue
 		}
 		if !pathExists(root, p) && !isTail(tree, p) {
@@ -635,6 +640,25 @@ func checkPaths(root, file, text string, topLevel map[string]bool, tree []string
 		}
 	}
 	return out
+}
+
+// pathLike reports whether p reads as a path of this tree, whose directories
+// and files are lower-case: a component that starts with an upper-case
+// letter is a name of something else ("descheduler/Checkpointing", a fault
+// in a phase), unless it is a file name with an extension or a Makefile or
+// Dockerfile.
+func pathLike(p string) bool {
+	parts := strings.Split(p, "/")
+	for i, c := range parts {
+		if c == "" || c[0] < 'A' || c[0] > 'Z' || c == "Makefile" || c == "Dockerfile" {
+			continue
+		}
+		if i == len(parts)-1 && strings.Contains(c, ".") {
+			continue
+		}
+		return false
+	}
+	return true
 }
 
 // pathExists reports whether p (relative to root, with shell globs and

@@ -207,3 +207,31 @@ func plant(t *testing.T, file, old, new string) string {
 	}
 	return root
 }
+
+func TestMakeTargetsInCode(t *testing.T) {
+	targets := map[string]bool{"test": true, "demo": true, "images": true}
+	text := "Run `make test`, `KEEP=1 make demo` or `make images FLAGS=\"--tag v1 --push r/p\"`.\n\n" +
+		"```sh\nmake test  # make test runs 3 of its cells\nmake nope\n```\n\nIn prose, make sure is not a target.\n"
+	var got []string
+	for _, p := range checkMakeTargets("x.md", text, targets) {
+		got = append(got, p.String())
+	}
+	want := []string{`x.md:5: make nope: the Makefile has no target "nope" (` + "`make help`" + ` lists them)`}
+	if !slices.Equal(got, want) {
+		t.Errorf("problems %q, want %q", got, want)
+	}
+}
+
+func TestPathLike(t *testing.T) {
+	for p, want := range map[string]bool{
+		"agent/replication/engine":          true,
+		"build/Dockerfile":                  true,
+		"test/lab/README.md":                true,
+		"agent/checkpointimage.PushArchive": true,
+		"descheduler/Checkpointing":         false,
+	} {
+		if got := pathLike(p); got != want {
+			t.Errorf("pathLike(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
