@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
 
 // ReasonInvalidSpec is the failure reason, the Admitted condition's reason
 // and the event reason of a migration whose spec the controller cannot act
 // on.
-const ReasonInvalidSpec = "InvalidSpec"
+const ReasonInvalidSpec = lmv1alpha1.ReasonInvalidSpec
 
 // StepFailedError is a failure that retrying does not fix: the migration rolls back.
 type StepFailedError struct {
@@ -79,10 +81,10 @@ func failureReason(err error) string {
 	case errors.As(err, &sf):
 		return sf.Reason
 	case IsBudgetExceeded(err):
-		return "BudgetExceeded"
+		return lmv1alpha1.ReasonBudgetExceeded
 	case IsPhaseTimeout(err):
-		return "Timeout"
+		return lmv1alpha1.ReasonTimeout
 	default:
-		return "Error"
+		return lmv1alpha1.ReasonError
 	}
 }

@@ -152,7 +152,7 @@ func (r ReplicationByStorageClass) For(storageClass string) (ReplicationHook, er
 	if r.Default != nil {
 		return r.Default, nil
 	}
-	return nil, NewStepFailedError("Unsupported", fmt.Sprintf("no volume replication backend for StorageClass %q", storageClass))
+	return nil, NewStepFailedError(lmv1alpha1.ReasonUnsupported, fmt.Sprintf("no volume replication backend for StorageClass %q", storageClass))
 }
 
 // PodCheckpoint is one checkpointed source pod handed to the restore step.

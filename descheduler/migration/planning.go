@@ -24,7 +24,7 @@ func (r *Reconciler) planning(ctx context.Context, lm *lmv1alpha1.LiveMigration,
 	}
 	rb, err := r.getBinding(ctx, lm)
 	if apierrors.IsNotFound(err) {
-		return stay(), NewStepFailedError("BindingNotFound", fmt.Sprintf(
+		return stay(), NewStepFailedError(lmv1alpha1.ReasonBindingNotFound, fmt.Sprintf(
 			"%s %s has no ResourceBinding %q: is it propagated by a PropagationPolicy?",
 			lm.Spec.WorkloadRef.Kind, lm.Spec.WorkloadRef.Name, BindingName(lm.Spec.WorkloadRef)))
 	}
@@ -35,12 +35,12 @@ func (r *Reconciler) planning(ctx context.Context, lm *lmv1alpha1.LiveMigration,
 
 	if st.SourceCluster == "" {
 		if len(rb.Spec.Clusters) != 1 {
-			return stay(), NewStepFailedError("NotOnOneCluster", fmt.Sprintf(
+			return stay(), NewStepFailedError(lmv1alpha1.ReasonNotOnOneCluster, fmt.Sprintf(
 				"ResourceBinding %s places the workload on %d clusters (%s); live migration moves a workload that runs on exactly one",
 				rb.Name, len(rb.Spec.Clusters), joinClusters(rb)))
 		}
 		if t := foreignTask(rb, lm); t != nil {
-			return stay(), NewStepFailedError("MigrationInProgress", fmt.Sprintf(
+			return stay(), NewStepFailedError(lmv1alpha1.ReasonMigrationInProgress, fmt.Sprintf(
 				"ResourceBinding %s is being migrated by another live migration (%s)", rb.Name, t.Message))
 		}
 		st.SourceCluster = rb.Spec.Clusters[0].Name
@@ -55,7 +55,7 @@ func (r *Reconciler) planning(ctx context.Context, lm *lmv1alpha1.LiveMigration,
 		target := lm.Spec.TargetCluster
 		if target == "" {
 			if r.Hooks.Picker == nil {
-				return stay(), NewStepFailedError("NoTarget", "spec.targetCluster is empty and no target picker is configured; set spec.targetCluster")
+				return stay(), NewStepFailedError(lmv1alpha1.ReasonNoTarget, "spec.targetCluster is empty and no target picker is configured; set spec.targetCluster")
 			}
 			plan, err := r.Hooks.Picker.Plan(ctx, rb, st.SourceCluster)
 			if err != nil {
@@ -66,12 +66,12 @@ func (r *Reconciler) planning(ctx context.Context, lm *lmv1alpha1.LiveMigration,
 				for _, c := range plan.Candidates {
 					why = append(why, c.Cluster+": "+strings.Join(c.Reasons, "; "))
 				}
-				return stay(), NewStepFailedError("NoTarget", "no member cluster can take the workload: "+strings.Join(why, " | "))
+				return stay(), NewStepFailedError(lmv1alpha1.ReasonNoTarget, "no member cluster can take the workload: "+strings.Join(why, " | "))
 			}
 			target = plan.Target
 		}
 		if target == st.SourceCluster {
-			return stay(), NewStepFailedError("TargetIsSource", fmt.Sprintf("the workload already runs on %s; choose another spec.targetCluster", target))
+			return stay(), NewStepFailedError(lmv1alpha1.ReasonTargetIsSource, fmt.Sprintf("the workload already runs on %s; choose another spec.targetCluster", target))
 		}
 		st.TargetCluster = target
 	}
@@ -85,7 +85,7 @@ func (r *Reconciler) planning(ctx context.Context, lm *lmv1alpha1.LiveMigration,
 			return stay(), err
 		}
 		if len(info.Pods) == 0 {
-			return stay(), NewStepFailedError("NoPods", fmt.Sprintf("%s %s has no running pod in %s", lm.Spec.WorkloadRef.Kind, lm.Spec.WorkloadRef.Name, st.SourceCluster))
+			return stay(), NewStepFailedError(lmv1alpha1.ReasonNoPods, fmt.Sprintf("%s %s has no running pod in %s", lm.Spec.WorkloadRef.Kind, lm.Spec.WorkloadRef.Name, st.SourceCluster))
 		}
 		for _, v := range info.Volumes {
 			if _, err := r.Hooks.Replication.For(v.StorageClass); err != nil {
@@ -113,12 +113,12 @@ func (r *Reconciler) checkTarget(ctx context.Context, name string) error {
 	c := &clusterv1alpha1.Cluster{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Name: name}, c); err != nil {
 		if apierrors.IsNotFound(err) {
-			return NewStepFailedError("TargetNotFound", fmt.Sprintf("target cluster %q is not a member cluster", name))
+			return NewStepFailedError(lmv1alpha1.ReasonTargetNotFound, fmt.Sprintf("target cluster %q is not a member cluster", name))
 		}
 		return err
 	}
 	if !meta.IsStatusConditionTrue(c.Status.Conditions, clusterv1alpha1.ClusterConditionReady) {
-		return NewStepFailedError("TargetNotReady", fmt.Sprintf("target cluster %q is not Ready", name))
+		return NewStepFailedError(lmv1alpha1.ReasonTargetNotReady, fmt.Sprintf("target cluster %q is not Ready", name))
 	}
 	return nil
 }

@@ -130,7 +130,7 @@ func (r *Reconciler) checkBudget(ctx context.Context, lm *lmv1alpha1.LiveMigrati
 	if budget > 0 && (bw <= 0 || est > budget) {
 		err := NewBudgetExceededError(est, budget)
 		if bw <= 0 {
-			err = NewStepFailedError("BudgetExceeded", "no bandwidth was measured and no default is configured, so the downtime cannot be estimated; set spec.bandwidthLimit")
+			err = NewStepFailedError(lmv1alpha1.ReasonBudgetExceeded, "no bandwidth was measured and no default is configured, so the downtime cannot be estimated; set spec.bandwidthLimit")
 		}
 		setCondition(st, lm.Generation, lmv1alpha1.ConditionDowntimeBudget, metav1.ConditionFalse, "BudgetExceeded",
 			fmt.Sprintf("not freezing: %v (%s)", err, how), now)

@@ -31,7 +31,7 @@ func (r *Reconciler) rebinding(ctx context.Context, lm *lmv1alpha1.LiveMigration
 
 	rb, err := r.getBinding(ctx, lm)
 	if apierrors.IsNotFound(err) {
-		return stay(), NewStepFailedError("BindingNotFound", fmt.Sprintf("ResourceBinding %s disappeared during the migration", st.BindingName))
+		return stay(), NewStepFailedError(lmv1alpha1.ReasonBindingNotFound, fmt.Sprintf("ResourceBinding %s disappeared during the migration", st.BindingName))
 	}
 	if err != nil {
 		return stay(), err
@@ -40,7 +40,7 @@ func (r *Reconciler) rebinding(ctx context.Context, lm *lmv1alpha1.LiveMigration
 	if ownTask(rb, lm) < 0 {
 		// Not rebound yet: the binding must still be where Planning found it.
 		if !onlyOn(rb, st.SourceCluster) {
-			return stay(), NewStepFailedError("BindingChanged", fmt.Sprintf(
+			return stay(), NewStepFailedError(lmv1alpha1.ReasonBindingChanged, fmt.Sprintf(
 				"ResourceBinding %s moved to %s during the migration (expected %s)", rb.Name, joinClusters(rb), st.SourceCluster))
 		}
 		replicas := sourceReplicas(rb, lm)
@@ -53,7 +53,7 @@ func (r *Reconciler) rebinding(ctx context.Context, lm *lmv1alpha1.LiveMigration
 	}
 
 	if !onlyOn(rb, st.TargetCluster) {
-		return stay(), NewStepFailedError("Rescheduled", fmt.Sprintf(
+		return stay(), NewStepFailedError(lmv1alpha1.ReasonRescheduled, fmt.Sprintf(
 			"karmada-scheduler moved ResourceBinding %s to %s after the rebinding to %s", rb.Name, joinClusters(rb), st.TargetCluster))
 	}
 	if _, err := r.checkTargetPods(ctx, lm, false); err != nil {

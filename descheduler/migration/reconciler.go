@@ -225,10 +225,10 @@ func (r *Reconciler) advance(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 	if st.Phase != lmv1alpha1.PhaseRollingBack && !pastNoReturn(st.Phase) {
 		switch {
 		case !lm.DeletionTimestamp.IsZero():
-			r.startRollback(lm, NewStepFailedError("Aborted", "the LiveMigration was deleted"), now)
+			r.startRollback(lm, NewStepFailedError(lmv1alpha1.ReasonAborted, "the LiveMigration was deleted"), now)
 			return reconcile.Result{RequeueAfter: r.Config.PollInterval}, nil
 		case lm.Spec.Abort:
-			r.startRollback(lm, NewStepFailedError("Aborted", "spec.abort was set"), now)
+			r.startRollback(lm, NewStepFailedError(lmv1alpha1.ReasonAborted, "spec.abort was set"), now)
 			return reconcile.Result{RequeueAfter: r.Config.PollInterval}, nil
 		}
 		if t := r.timeoutFor(lm, st.Phase); t > 0 {

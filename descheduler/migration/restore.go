@@ -56,7 +56,7 @@ func (r *Reconciler) checkTargetPods(ctx context.Context, lm *lmv1alpha1.LiveMig
 		return rs, fmt.Errorf("reading the restore in %s: %w", st.TargetCluster, err)
 	}
 	if len(rs.Unmutated) > 0 {
-		return rs, NewStepFailedError("RestoreWebhookBypassed", fmt.Sprintf(
+		return rs, NewStepFailedError(lmv1alpha1.ReasonRestoreWebhookBypassed, fmt.Sprintf(
 			"target pod(s) %s in %s were admitted without their checkpoint: the restore webhook did not mutate them "+
 				"(is it running, and registered for pod creation in namespace %s?), so they would start fresh",
 			strings.Join(rs.Unmutated, ", "), st.TargetCluster, lm.Namespace))
@@ -69,7 +69,7 @@ func (r *Reconciler) checkTargetPods(ctx context.Context, lm *lmv1alpha1.LiveMig
 			strings.Join(rs.UnreadyNodes, ", "), st.TargetCluster))
 	}
 	if withUngated && len(rs.Ungated) > 0 {
-		return rs, NewStepFailedError("RestoreWebhookBypassed", fmt.Sprintf(
+		return rs, NewStepFailedError(lmv1alpha1.ReasonRestoreWebhookBypassed, fmt.Sprintf(
 			"target pod(s) %s in %s claimed a checkpoint but were admitted neither held by the scheduling gate %s "+
 				"nor pointed at the checkpoint images: the restore webhook did not gate them (is it up to date?), so they would start fresh",
 			strings.Join(rs.Ungated, ", "), st.TargetCluster, agentv1alpha1.SchedulingGateCheckpointImage))

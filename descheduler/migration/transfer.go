@@ -35,7 +35,7 @@ func (r *Reconciler) transfer(ctx context.Context, lm *lmv1alpha1.LiveMigration)
 			continue
 		}
 		if len(cs.Images) == 0 {
-			return stay(), NewStepFailedError("NoCheckpointImage", fmt.Sprintf("the checkpoint of pod %s was pushed without any image", pod.Name))
+			return stay(), NewStepFailedError(lmv1alpha1.ReasonNoCheckpointImage, fmt.Sprintf("the checkpoint of pod %s was pushed without any image", pod.Name))
 		}
 		imgs := make([]lmv1alpha1.ContainerCheckpointImage, 0, len(cs.Images))
 		for c, img := range cs.Images {

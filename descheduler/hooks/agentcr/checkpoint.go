@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
 )
 
@@ -92,7 +93,7 @@ func (c *Checkpoint) ensure(ctx context.Context, m migration.Migration, p migrat
 	pod := &corev1.Pod{}
 	if err := cl.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: p.Name}, pod); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, migration.NewStepFailedError("PodGone", fmt.Sprintf("source pod %s disappeared before it was checkpointed", p.Name))
+			return nil, migration.NewStepFailedError(lmv1alpha1.ReasonPodGone, fmt.Sprintf("source pod %s disappeared before it was checkpointed", p.Name))
 		}
 		return nil, err
 	}
@@ -123,11 +124,11 @@ func (c *Checkpoint) ensure(ctx context.Context, m migration.Migration, p migrat
 func state(pc *agentv1alpha1.PodCheckpoint) (migration.CheckpointState, error) {
 	st := pc.Status
 	if !pc.DeletionTimestamp.IsZero() {
-		return migration.CheckpointState{Message: st.Message}, migration.NewStepFailedError("CheckpointDeleted",
+		return migration.CheckpointState{Message: st.Message}, migration.NewStepFailedError(lmv1alpha1.ReasonCheckpointDeleted,
 			fmt.Sprintf("PodCheckpoint %s/%s of pod %s was deleted during the migration", pc.Namespace, pc.Name, pc.Spec.PodName))
 	}
 	if st.Phase == agentv1alpha1.PodCheckpointFailed {
-		return migration.CheckpointState{Message: st.Message}, migration.NewStepFailedError("CheckpointFailed",
+		return migration.CheckpointState{Message: st.Message}, migration.NewStepFailedError(lmv1alpha1.ReasonCheckpointFailed,
 			fmt.Sprintf("checkpoint of pod %s failed: %s", pc.Spec.PodName, st.Message))
 	}
 	cs := migration.CheckpointState{Message: st.Message}

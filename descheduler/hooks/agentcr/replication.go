@@ -19,6 +19,7 @@ import (
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
 	"github.com/livemigrate/livemigrate/agent/replication/provision"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
 )
 
@@ -157,7 +158,7 @@ func ownSecret(s *corev1.Secret, m migration.Migration) bool {
 // did not create: adopting it would make whoever wrote it an accepted peer
 // of the agents' replication.
 func secretConflict(s *corev1.Secret, m migration.Migration, cluster string) error {
-	return migration.NewStepFailedError("ReplicationSecretConflict", fmt.Sprintf(
+	return migration.NewStepFailedError(lmv1alpha1.ReasonReplicationSecretConflict, fmt.Sprintf(
 		"Secret %s in namespace %s of cluster %s was not created by this migration (UID %s), so its credentials are not used: "+
 			"find out who created it (kubectl -n %s get secret %s -o yaml), delete it, and create the LiveMigration again",
 		s.Name, s.Namespace, cluster, m.UID, s.Namespace, s.Name))
@@ -227,7 +228,7 @@ func (r *Replication) prepareTarget(ctx context.Context, src, dst client.Client,
 			return "", "", err
 		}
 		if user != "" {
-			return "", "", migration.NewStepFailedError("TargetClaimInUse", fmt.Sprintf(
+			return "", "", migration.NewStepFailedError(lmv1alpha1.ReasonTargetClaimInUse, fmt.Sprintf(
 				"claim %s in namespace %s of target cluster %s is mounted by pod %s: delete that pod (or wait for it to end), then migrate again",
 				existing.Name, existing.Namespace, m.Target, user))
 		}
@@ -274,7 +275,7 @@ func (r *Replication) prepareTarget(ctx context.Context, src, dst client.Client,
 	}
 	claim, tpv, err := provision.Build(pvc, pv, provision.Options{MigrationUID: string(m.UID), TargetNodeName: node, LocalRoot: r.localRoot()})
 	if err != nil {
-		return "", "", migration.NewStepFailedError("TargetClaim", fmt.Sprintf("cannot pre-provision claim %s in %s: %v", vol.ClaimName, m.Target, err))
+		return "", "", migration.NewStepFailedError(lmv1alpha1.ReasonTargetClaim, fmt.Sprintf("cannot pre-provision claim %s in %s: %v", vol.ClaimName, m.Target, err))
 	}
 	claim.Annotations = mergeMaps(claim.Annotations, map[string]string{AnnotationMigration: m.Name})
 	if tpv != nil {
@@ -336,7 +337,7 @@ func TargetNode(ctx context.Context, dst client.Client, m migration.Migration) (
 		}
 		return n.Name, nil
 	}
-	return "", migration.NewStepFailedError("NoTargetNode", fmt.Sprintf("cluster %s has no Ready schedulable node to receive the volumes", m.Target))
+	return "", migration.NewStepFailedError(lmv1alpha1.ReasonNoTargetNode, fmt.Sprintf("cluster %s has no Ready schedulable node to receive the volumes", m.Target))
 }
 
 // replicationNode is the node an existing Target VolumeReplication of the
@@ -430,7 +431,7 @@ func (r *Replication) PreCopy(ctx context.Context, m migration.Migration, vol mi
 	sv := &agentv1alpha1.VolumeReplication{}
 	if err := src.Get(ctx, skey, sv); apierrors.IsNotFound(err) {
 		if vol.Node == "" {
-			return migration.ReplicationState{}, migration.NewStepFailedError("NoSourceNode", fmt.Sprintf("no running pod mounts claim %s", vol.ClaimName))
+			return migration.ReplicationState{}, migration.NewStepFailedError(lmv1alpha1.ReasonNoSourceNode, fmt.Sprintf("no running pod mounts claim %s", vol.ClaimName))
 		}
 		sv = &agentv1alpha1.VolumeReplication{ObjectMeta: objectMeta(m, skey), Spec: agentv1alpha1.VolumeReplicationSpec{
 			MigrationUID: string(m.UID), Role: agentv1alpha1.ReplicationRoleSource, NodeName: vol.Node, ClaimName: vol.ClaimName,
@@ -449,10 +450,10 @@ func (r *Replication) PreCopy(ctx context.Context, m migration.Migration, vol mi
 
 func failed(vr *agentv1alpha1.VolumeReplication) error {
 	if vr.Status.Phase == agentv1alpha1.VolumeReplicationFailed {
-		return migration.NewStepFailedError("ReplicationFailed", fmt.Sprintf("replication of claim %s (%s) failed: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))
+		return migration.NewStepFailedError(lmv1alpha1.ReasonReplicationFailed, fmt.Sprintf("replication of claim %s (%s) failed: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))
 	}
 	if vr.Status.Phase == agentv1alpha1.VolumeReplicationAborted && !vr.Spec.Abort {
-		return migration.NewStepFailedError("ReplicationAborted", fmt.Sprintf("replication of claim %s (%s) was aborted by the agent: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))
+		return migration.NewStepFailedError(lmv1alpha1.ReasonReplicationAborted, fmt.Sprintf("replication of claim %s (%s) was aborted by the agent: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))
 	}
 	return nil
 }
@@ -473,7 +474,7 @@ func stateOf(sv *agentv1alpha1.VolumeReplication) (migration.ReplicationState, e
 	}
 	if st.Phase == agentv1alpha1.VolumeReplicationCompleted {
 		if st.Checksum == agentv1alpha1.ChecksumMismatch {
-			return rs, migration.NewStepFailedError("ChecksumMismatch", fmt.Sprintf("claim %s differs on the target after the final sync", sv.Spec.ClaimName))
+			return rs, migration.NewStepFailedError(lmv1alpha1.ReasonChecksumMismatch, fmt.Sprintf("claim %s differs on the target after the final sync", sv.Spec.ClaimName))
 		}
 		// Synced only once verified: an unverified copy must not be restored from.
 		rs.Synced = st.Checksum == agentv1alpha1.ChecksumMatch ||
@@ -489,7 +490,7 @@ func setFinal(ctx context.Context, cl client.Client, key types.NamespacedName) (
 	vr := &agentv1alpha1.VolumeReplication{}
 	if err := cl.Get(ctx, key, vr); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, migration.NewStepFailedError("ReplicationGone", fmt.Sprintf("VolumeReplication %s disappeared before the final sync", key))
+			return nil, migration.NewStepFailedError(lmv1alpha1.ReasonReplicationGone, fmt.Sprintf("VolumeReplication %s disappeared before the final sync", key))
 		}
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
 )
 
@@ -127,12 +128,12 @@ func (r *Restore) Status(ctx context.Context, m migration.Migration) (migration.
 	pr := &agentv1alpha1.PodRestore{}
 	if err := cl.Get(ctx, r.key(m), pr); err != nil {
 		if apierrors.IsNotFound(err) {
-			return migration.RestoreState{}, migration.NewStepFailedError("RestoreGone", "the PodRestore in the target cluster was deleted")
+			return migration.RestoreState{}, migration.NewStepFailedError(lmv1alpha1.ReasonRestoreGone, "the PodRestore in the target cluster was deleted")
 		}
 		return migration.RestoreState{}, err
 	}
 	if pr.Status.Phase == agentv1alpha1.PodRestoreFailed {
-		return migration.RestoreState{Message: pr.Status.Message}, migration.NewStepFailedError("RestoreFailed", "restore failed: "+pr.Status.Message)
+		return migration.RestoreState{Message: pr.Status.Message}, migration.NewStepFailedError(lmv1alpha1.ReasonRestoreFailed, "restore failed: "+pr.Status.Message)
 	}
 	rs := migration.RestoreState{Restored: map[string]bool{}, Message: pr.Status.Message}
 	var pods []corev1.Pod
@@ -151,7 +152,7 @@ func (r *Restore) Status(ctx context.Context, m migration.Migration) (migration.
 			if c.Message != "" {
 				msg += ": " + c.Message
 			}
-			return rs, migration.NewStepFailedError("RestoreFailed", msg)
+			return rs, migration.NewStepFailedError(lmv1alpha1.ReasonRestoreFailed, msg)
 		}
 	}
 	return rs, nil

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/livemigrate/livemigrate/agent/replication/provision"
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
 )
 
@@ -217,7 +218,7 @@ func claimInTheWay(m migration.Migration, c *corev1.PersistentVolumeClaim) error
 	case c.Labels[LabelMigrationUID] != "":
 		why = fmt.Sprintf("migration %s provisioned it and did not retain it", c.Labels[LabelMigrationUID])
 	}
-	return migration.NewStepFailedError("TargetClaimExists", fmt.Sprintf(
+	return migration.NewStepFailedError(lmv1alpha1.ReasonTargetClaimExists, fmt.Sprintf(
 		"claim %s already exists in namespace %s of target cluster %s and %s: delete it there (kubectl -n %s delete pvc %s) if its data is not needed, or migrate to another cluster",
 		c.Name, c.Namespace, m.Target, why, c.Namespace, c.Name))
 }

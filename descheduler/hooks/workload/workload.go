@@ -33,7 +33,7 @@ func object(ref lmv1alpha1.WorkloadReference) (client.Object, error) {
 	case "StatefulSet":
 		return &appsv1.StatefulSet{}, nil
 	default:
-		return nil, migration.NewStepFailedError("UnsupportedKind", fmt.Sprintf("workload kind %q is not supported (Deployment, StatefulSet)", ref.Kind))
+		return nil, migration.NewStepFailedError(lmv1alpha1.ReasonUnsupportedKind, fmt.Sprintf("workload kind %q is not supported (Deployment, StatefulSet)", ref.Kind))
 	}
 }
 
@@ -65,14 +65,14 @@ func (h *Hook) Inspect(ctx context.Context, cluster, namespace string, ref lmv1a
 	cl, obj, err := h.get(ctx, cluster, namespace, ref)
 	if err != nil {
 		if apierrors.IsNotFound(err) {
-			return migration.WorkloadInfo{}, migration.NewStepFailedError("WorkloadNotFound", fmt.Sprintf("%s %s/%s does not exist in %s", ref.Kind, namespace, ref.Name, cluster))
+			return migration.WorkloadInfo{}, migration.NewStepFailedError(lmv1alpha1.ReasonWorkloadNotFound, fmt.Sprintf("%s %s/%s does not exist in %s", ref.Kind, namespace, ref.Name, cluster))
 		}
 		return migration.WorkloadInfo{}, err
 	}
 	ls, _ := selectorOf(obj)
 	sel, err := metav1.LabelSelectorAsSelector(ls)
 	if err != nil || sel.Empty() {
-		return migration.WorkloadInfo{}, migration.NewStepFailedError("BadSelector", fmt.Sprintf("%s %s has no usable selector", ref.Kind, ref.Name))
+		return migration.WorkloadInfo{}, migration.NewStepFailedError(lmv1alpha1.ReasonBadSelector, fmt.Sprintf("%s %s has no usable selector", ref.Kind, ref.Name))
 	}
 	var pods corev1.PodList
 	if err := cl.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
