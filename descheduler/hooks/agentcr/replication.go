@@ -450,10 +450,10 @@ func (r *Replication) PreCopy(ctx context.Context, m migration.Migration, vol mi
 
 func failed(vr *agentv1alpha1.VolumeReplication) error {
 	if vr.Status.Phase == agentv1alpha1.VolumeReplicationFailed {
-		return migration.NewStepFailedError(lmv1alpha1.ReasonReplicationFailed, fmt.Sprintf("replication of claim %s (%s) failed: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))
+		return migration.NewStepFailedError("ReplicationFailed", fmt.Sprintf("replication of claim %s (%s) failed: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))
 	}
 	if vr.Status.Phase == agentv1alpha1.VolumeReplicationAborted && !vr.Spec.Abort {
-		return migration.NewStepFailedError(lmv1alpha1.ReasonReplicationAborted, fmt.Sprintf("replication of claim %s (%s) was aborted by the agent: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))
+		return migration.NewStepFailedError("ReplicationAborted", fmt.Sprintf("replication of claim %s (%s) was aborted by the agent: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))
 	}
 	return nil
 }

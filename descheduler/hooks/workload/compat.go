@@ -9,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/descheduler/hooks/agentcr"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
 )
@@ -72,7 +71,7 @@ func (c *Compatibility) Check(ctx context.Context, m migration.Migration, pods [
 		targets = append(targets, platformOf(n))
 	}
 	if len(targets) == 0 {
-		return migration.NewStepFailedError(lmv1alpha1.ReasonIncompatible, fmt.Sprintf("cluster %s has no Ready schedulable node", m.Target))
+		return migration.NewStepFailedError("Incompatible", fmt.Sprintf("cluster %s has no Ready schedulable node", m.Target))
 	}
 	seen := map[string]bool{}
 	for _, p := range pods {
@@ -98,7 +97,7 @@ func (c *Compatibility) Check(ctx context.Context, m migration.Migration, pods [
 				have = append(have, t.String())
 			}
 			sort.Strings(have)
-			return migration.NewStepFailedError(lmv1alpha1.ReasonIncompatible, fmt.Sprintf(
+			return migration.NewStepFailedError("Incompatible", fmt.Sprintf(
 				"pod %s runs on %s (node %s); no Ready node of %s matches (it has %s): choose another target",
 				p.Name, sp, p.Node, m.Target, strings.Join(dedupe(have), ", ")))
 		}
