@@ -66,3 +66,49 @@ func value(t *testing.T, c prometheus.Metric) float64 {
 	}
 	return out.Gauge.GetValue()
 }
+
+// TestMetricsMethods checks what each recording method counts, and that a
+// nil *Metrics (a reconciler without metrics) records nothing and does not
+// panic.
+func TestMetricsMethods(t *testing.T) {
+	record := func(m *Metrics) {
+		m.addActive(roleSource, 1)
+		m.addActive(roleTarget, 1)
+		m.addActive(roleTarget, -1)
+		m.addWireBytes(roleTarget, 512)
+		m.replicationDone(resultSuccess)
+		m.replicationDone(resultAborted)
+		m.replicationDone(resultAborted)
+		m.startFailed(roleTarget, string(ReasonPortUnavailable))
+		m.rejectedConnection()
+		m.observeEstimate(time.Second)
+		m.observeFinalDuration(2 * time.Second)
+		m.observeRetry(engine.Retry{Pass: engine.PassFull})
+		m.observeVerify(stageFinal, engine.VerifyCounts{Checksummed: 3})
+		m.observeFinal(engine.FinalResult{Method: engine.FinalBlockDelta})
+	}
+	record(nil)
+
+	m := NewMetrics(prometheus.NewRegistry())
+	record(m)
+	for _, c := range []struct {
+		name string
+		got  prometheus.Metric
+		want float64
+	}{
+		{"active source", m.active.WithLabelValues(roleSource), 1},
+		{"active target", m.active.WithLabelValues(roleTarget), 0},
+		{"target wire bytes", m.wireBytes.WithLabelValues(roleTarget), 512},
+		{"successes", m.replications.WithLabelValues(resultSuccess), 1},
+		{"aborted", m.replications.WithLabelValues(resultAborted), 2},
+		{"start failures", m.startFailures.WithLabelValues(roleTarget, string(ReasonPortUnavailable)), 1},
+		{"rejected", m.rejected, 1},
+		{"retries", m.retries.WithLabelValues(string(engine.PassFull)), 1},
+		{"checksummed", m.verified.WithLabelValues(stageFinal, "checksummed"), 3},
+		{"final methods", m.finalMethods.WithLabelValues(string(engine.FinalBlockDelta), ""), 1},
+	} {
+		if v := value(t, c.got); v != c.want {
+			t.Errorf("%s = %v, want %v", c.name, v, c.want)
+		}
+	}
+}

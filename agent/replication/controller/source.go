@@ -76,16 +76,12 @@ func (r *VolumeReplicationReconciler) startWorker(ctx context.Context, vr *agent
 	}
 	r.workers[key] = w
 	r.mu.Unlock()
-	if r.Metrics != nil {
-		r.Metrics.active.WithLabelValues(roleSource).Inc()
-	}
+	r.Metrics.addActive(roleSource, 1)
 	obj := vr.DeepCopy()
 	go func() {
 		defer close(w.done)
 		defer func() {
-			if r.Metrics != nil {
-				r.Metrics.active.WithLabelValues(roleSource).Dec()
-			}
+			r.Metrics.addActive(roleSource, -1)
 			r.mu.Lock()
 			if r.workers[key] == w {
 				delete(r.workers, key)
@@ -140,9 +136,7 @@ func (r *VolumeReplicationReconciler) runPreCopy(ctx context.Context, vr *agentv
 		}
 		return
 	}
-	if r.Metrics != nil {
-		r.Metrics.estimateSecs.Observe(res.EstimatedFinal.Seconds())
-	}
+	r.Metrics.observeEstimate(res.EstimatedFinal)
 	log.Info("Pre-copy finished", "round", res.Round, "converged", res.Converged, "lastDeltaBytes", res.LastDelta, "estimatedFinal", res.EstimatedFinal)
 	// Verify the target and record what is equal (and index its
 	// blocks) while the application still runs, before reporting
@@ -213,16 +207,12 @@ func (r *VolumeReplicationReconciler) runFinal(ctx context.Context, vr *agentv1a
 				meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: agentv1alpha1.ConditionVerified, Status: metav1.ConditionFalse, Reason: "ChecksumMismatch", Message: strutil.Truncate(err.Error(), maxMessage)})
 			}
 		})
-		if r.Metrics != nil {
-			r.Metrics.replications.WithLabelValues(resultFailure).Inc()
-		}
+		r.Metrics.replicationDone(resultFailure)
 		log.Error(err, "Final replication pass failed")
 		return
 	}
-	if r.Metrics != nil {
-		r.Metrics.finalSeconds.Observe(res.Downtime.Seconds())
-		r.Metrics.replications.WithLabelValues(resultSuccess).Inc()
-	}
+	r.Metrics.observeFinalDuration(res.Downtime)
+	r.Metrics.replicationDone(resultSuccess)
 	r.Metrics.observeVerify(stageFinal, res.Counts)
 	r.Metrics.observeFinal(res)
 	log.Info("Volume replicated and verified", "finalDuration", res.Downtime, "method", res.Method, "fallback", res.Fallback,

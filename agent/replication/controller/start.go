@@ -121,9 +121,7 @@ func (r *VolumeReplicationReconciler) startFailed(ctx context.Context, vr *agent
 	if vr.Spec.Role == agentv1alpha1.ReplicationRoleTarget {
 		role = roleTarget
 	}
-	if r.Metrics != nil {
-		r.Metrics.startFailures.WithLabelValues(role, string(se.Reason)).Inc()
-	}
+	r.Metrics.startFailed(role, string(se.Reason))
 	timeout := r.Config.StartRetryTimeout
 	if timeout <= 0 {
 		timeout = DefaultStartRetryTimeout
@@ -162,8 +160,8 @@ func (r *VolumeReplicationReconciler) startFailed(ctx context.Context, vr *agent
 		if r.Recorder != nil {
 			r.Recorder.Eventf(vr, nil, corev1.EventTypeWarning, ReasonNotStarted, "Start", "%s", strutil.Truncate(msg, maxMessage))
 		}
-		if vr.Spec.Role == agentv1alpha1.ReplicationRoleSource && r.Metrics != nil {
-			r.Metrics.replications.WithLabelValues(resultFailure).Inc()
+		if vr.Spec.Role == agentv1alpha1.ReplicationRoleSource {
+			r.Metrics.replicationDone(resultFailure)
 		}
 		return ctrl.Result{}, nil
 	}

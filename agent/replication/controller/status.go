@@ -38,8 +38,8 @@ func (r *VolumeReplicationReconciler) abort(ctx context.Context, vr *agentv1alph
 			msg = "aborted; target data not removed: " + err.Error()
 		}
 	}
-	if vr.Spec.Role == agentv1alpha1.ReplicationRoleSource && r.Metrics != nil {
-		r.Metrics.replications.WithLabelValues("aborted").Inc()
+	if vr.Spec.Role == agentv1alpha1.ReplicationRoleSource {
+		r.Metrics.replicationDone(resultAborted)
 	}
 	klog.FromContext(ctx).Info("Replication aborted", "role", vr.Spec.Role)
 	return r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
@@ -52,8 +52,8 @@ func (r *VolumeReplicationReconciler) abort(ctx context.Context, vr *agentv1alph
 // fail reports the object Failed with err as its message.
 func (r *VolumeReplicationReconciler) fail(ctx context.Context, vr *agentv1alpha1.VolumeReplication, err error) error {
 	klog.FromContext(ctx).Error(err, "Replication failed", "role", vr.Spec.Role)
-	if vr.Spec.Role == agentv1alpha1.ReplicationRoleSource && r.Metrics != nil {
-		r.Metrics.replications.WithLabelValues(resultFailure).Inc()
+	if vr.Spec.Role == agentv1alpha1.ReplicationRoleSource {
+		r.Metrics.replicationDone(resultFailure)
 	}
 	return r.updateStatus(ctx, client.ObjectKeyFromObject(vr), func(s *agentv1alpha1.VolumeReplicationStatus) {
 		s.Phase = agentv1alpha1.VolumeReplicationFailed

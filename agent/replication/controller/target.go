@@ -147,9 +147,7 @@ func (r *VolumeReplicationReconciler) startReceiver(ctx context.Context, vr *age
 	}
 	r.receivers[key] = h
 	r.mu.Unlock()
-	if r.Metrics != nil {
-		r.Metrics.active.WithLabelValues(roleTarget).Inc()
-	}
+	r.Metrics.addActive(roleTarget, 1)
 	log.Info("Receiver listening", "endpoint", h.endpoint, "serverName", h.serverName, "path", path)
 	return h, nil
 }
@@ -186,18 +184,14 @@ func (r *VolumeReplicationReconciler) serveConn(h *receiverHandle, c *tls.Conn) 
 	defer h.mu.Unlock()
 	before := h.counter.Sent.Load()
 	err := h.recv.ServeConn(h.ctx, c)
-	if r.Metrics != nil {
-		r.Metrics.wireBytes.WithLabelValues(roleTarget).Add(float64(h.counter.Sent.Load() - before))
-	}
+	r.Metrics.addWireBytes(roleTarget, h.counter.Sent.Load()-before)
 	if err != nil && h.ctx.Err() == nil {
 		log.Info("Replication transfer failed on the receiving side", "err", err, "diskFull", rsync.IsDiskFull(err))
 	}
 }
 
 func (r *VolumeReplicationReconciler) rejected(log klog.Logger, remote net.Addr, serverName string, err error) {
-	if r.Metrics != nil {
-		r.Metrics.rejected.Inc()
-	}
+	r.Metrics.rejectedConnection()
 	log.Info("Rejected replication connection", "remote", remote.String(), "serverName", serverName, "err", err)
 }
 

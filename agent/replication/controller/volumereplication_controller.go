@@ -230,8 +230,6 @@ func (r *VolumeReplicationReconciler) stopAll(key types.NamespacedName) {
 	r.mu.Unlock()
 	if h != nil {
 		h.stop(rt)
-		if r.Metrics != nil {
-			r.Metrics.active.WithLabelValues(roleTarget).Dec()
-		}
+		r.Metrics.addActive(roleTarget, -1)
 	}
 }
