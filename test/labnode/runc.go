@@ -366,7 +366,11 @@ func (r *Runtime) startRuncContainer(ctx context.Context, pp *podProc, c corev1.
 	if err := r.publishHostLayout(cp, appLayout); err != nil {
 		return nil, err
 	}
-	r.log.Info("Container started", "pod", klog.KObj(pp.pod), "container", c.Name, "id", id, "pid", cp.pid, "restored", images != "", "duration", time.Since(launched))
+	kv := []any{"pod", klog.KObj(pp.pod), "container", c.Name, "id", id, "pid", cp.pid, "restored", images != "", "duration", time.Since(launched)}
+	if images != "" {
+		kv = append(kv, restoreStats(filepath.Dir(images))...)
+	}
+	r.log.Info("Container started", kv...)
 	return cp, nil
 }
 
@@ -498,6 +502,9 @@ func (r *Runtime) checkpointRunc(ctx context.Context, pp *podProc, cp *container
 		return "", fmt.Errorf("%w: %s", err, readTail(filepath.Join(work, metadata.DumpLogFile), 1024))
 	}
 	dumpTime := time.Since(dumpStart)
+	if dumpTime > slowDump {
+		r.log.Info("Slow CRIU dump: its longest steps", "pod", klog.KObj(pp.pod), "container", cp.name, "dump", dumpTime, "steps", slowestSteps(filepath.Join(work, metadata.DumpLogFile), 4))
+	}
 	if err := r.writeCheckpointFiles(pp, cp, work, now); err != nil {
 		return "", err
 	}
@@ -519,7 +526,7 @@ func (r *Runtime) checkpointRunc(ctx context.Context, pp *podProc, cp *container
 	if err := os.Rename(tmp, final); err != nil {
 		return "", err
 	}
-	r.log.Info("CRIU dump", "pod", klog.KObj(pp.pod), "container", cp.name, "criuVersion", r.runc.criuVersion, "dump", dumpTime, "podFrozen", podFrozen)
+	r.log.Info("CRIU dump", append([]any{"pod", klog.KObj(pp.pod), "container", cp.name, "criuVersion", r.runc.criuVersion, "dump", dumpTime, "podFrozen", podFrozen}, dumpStats(work)...)...)
 	return final, nil
 }
 
@@ -846,4 +853,88 @@ func (r *Runtime) restoreLine(rootfs, images string) string {
 		return line + ": " + err.Error()
 	}
 	return fmt.Sprintf("%s from the checkpoint at counter %d (tick in flight: %d)", line, c, p)
+}
+
+// dumpStats are CRIU's own timings of a dump, from the stats-dump it wrote
+// into the work directory (microseconds in the file): the time to freeze
+// the tasks, how long they stayed frozen, and the memory's dump and write.
+func dumpStats(work string) []any {
+	d, err := os.Open(work)
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	st, err := stats.CriuGetDumpStats(d)
+	if err != nil {
+		return []any{"criuStats", err.Error()}
+	}
+	us := func(v uint32) time.Duration { return time.Duration(v) * time.Microsecond }
+	return []any{"criuFreezing", us(st.GetFreezingTime()), "criuFrozen", us(st.GetFrozenTime()),
+		"criuMemdump", us(st.GetMemdumpTime()), "criuMemwrite", us(st.GetMemwriteTime()),
+		"criuPagesWritten", st.GetPagesWritten()}
+}
+
+// restoreStats are CRIU's own timings of a restore, from stats-restore in
+// the work directory: forking the tasks and the whole restore.
+func restoreStats(work string) []any {
+	d, err := os.Open(work)
+	if err != nil {
+		return nil
+	}
+	defer d.Close()
+	st, err := stats.CriuGetRestoreStats(d)
+	if err != nil {
+		return []any{"criuStats", err.Error()}
+	}
+	us := func(v uint32) time.Duration { return time.Duration(v) * time.Microsecond }
+	return []any{"criuForking", us(st.GetForkingTime()), "criuRestore", us(st.GetRestoreTime()), "criuPagesRestored", st.GetPagesRestored()}
+}
+
+// slowDump is the dump time above which the runtime logs CRIU's slowest
+// steps.
+const slowDump = 2 * time.Second
+
+// slowestSteps returns the n lines of a CRIU log ("(00.123456) message")
+// that came the longest after the line before them, with that gap, in log
+// order.
+func slowestSteps(logFile string, n int) []string {
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	type step struct {
+		i   int
+		gap float64
+		s   string
+	}
+	var steps []step
+	prev := -1.0
+	for i, line := range strings.Split(string(b), "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "(")
+		if !ok {
+			continue
+		}
+		ts, msg, ok := strings.Cut(rest, ")")
+		if !ok {
+			continue
+		}
+		t, err := strconv.ParseFloat(strings.TrimSpace(ts), 64)
+		if err != nil {
+			continue
+		}
+		if prev >= 0 {
+			steps = append(steps, step{i: i, gap: t - prev, s: fmt.Sprintf("+%.3fs at %.3fs: %s", t-prev, t, strings.TrimSpace(msg))})
+		}
+		prev = t
+	}
+	sort.Slice(steps, func(a, b int) bool { return steps[a].gap > steps[b].gap })
+	if len(steps) > n {
+		steps = steps[:n]
+	}
+	sort.Slice(steps, func(a, b int) bool { return steps[a].i < steps[b].i })
+	out := make([]string, len(steps))
+	for i, st := range steps {
+		out[i] = st.s
+	}
+	return out
 }

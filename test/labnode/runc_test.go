@@ -361,3 +361,18 @@ func copyDir(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// The slowest steps of a CRIU log are the lines that came longest after
+// their predecessor, in log order.
+func TestSlowestSteps(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "dump.log")
+	log := "(00.000010) Version: 4.2.1\n(00.000020) a\nnot a log line\n(02.500000) seized\n(02.500100) b\n(03.000100) written\n"
+	if err := os.WriteFile(p, []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := slowestSteps(p, 2)
+	want := []string{"+2.500s at 2.500s: seized", "+0.500s at 3.000s: written"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("slowestSteps = %q, want %q", got, want)
+	}
+}
