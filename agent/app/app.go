@@ -171,6 +171,9 @@ func Run(ctx context.Context, o *options.Options, extra ...Setup) error {
 				Node: o.NodeName, Namespace: o.ReportNamespace, Interval: o.ReportInterval, Freezer: fmt.Sprintf("v%d", int(fr.Version)),
 				CheckpointAPI: report.ProbeCheckpointAPI(kc, o.KubeletAddress, o.KubeletPort, o.ReportNamespace),
 			}
+			if o.CRIU != "" {
+				rep.CRIU = report.ProbeCRIU(o.CRIU)
+			}
 			if err := mgr.Add(rep); err != nil {
 				return err
 			}

@@ -65,6 +65,10 @@ type Options struct {
 	// empty disables the report.
 	ReportNamespace string
 	ReportInterval  time.Duration
+	// CRIU is the node's criu binary, as the agent sees it (a host path
+	// mounted into its container); the report carries its version and
+	// what criu check said. Empty leaves them out.
+	CRIU string
 }
 
 // New returns the defaults.
@@ -121,6 +125,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address of the Prometheus metrics endpoint (livemigrate_agent_*); '0' disables it.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address of the /healthz and /readyz endpoints; '0' disables them.")
 	fs.StringVar(&o.ReportNamespace, "report-namespace", o.ReportNamespace, "Namespace of the node report Lease livemigrate-agent-<node> (kernel, architecture, runtime; read by kubectl livemigrate doctor) in node and all modes. Defaults to $POD_NAMESPACE; empty disables the report.")
+	fs.StringVar(&o.CRIU, "criu", o.CRIU, "The node's criu binary (mounted from the host): the node report carries its version (criu --version) and what criu check said, which the migration's compatibility check and kubectl livemigrate doctor read. Empty leaves them out.")
 	fs.DurationVar(&o.ReportInterval, "report-interval", o.ReportInterval, "How often the node report Lease is renewed; it counts as stale after three intervals.")
 }
 

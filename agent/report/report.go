@@ -36,6 +36,13 @@ const (
 	// CheckpointAPIOK means the kubelet's checkpoint API answered, and
 	// authorized the agent.
 	CheckpointAPIOK = "ok"
+	// AnnotationCRIUVersion is the node's CRIU version (criu --version).
+	AnnotationCRIUVersion = "agent.livemigrate.io/criu-version"
+	// AnnotationCRIUCheck is what criu check said: CRIUCheckOK, or its
+	// error.
+	AnnotationCRIUCheck = "agent.livemigrate.io/criu-check"
+	// CRIUCheckOK means criu check passed.
+	CRIUCheckOK = "ok"
 	// LabelComponent marks report Leases.
 	LabelComponent = "app.kubernetes.io/component"
 	// ComponentValue is LabelComponent's value on report Leases.
@@ -62,6 +69,9 @@ type Reporter struct {
 	// CheckpointAPIOK or what is wrong (ProbeCheckpointAPI); nil leaves the
 	// annotation out.
 	CheckpointAPI func(ctx context.Context, node *corev1.Node) string
+	// CRIU returns the node's CRIU version and what criu check said
+	// (ProbeCRIU); nil leaves both annotations out.
+	CRIU func(ctx context.Context) (version, check string)
 }
 
 // NeedLeaderElection is false: every agent reports its own node.
@@ -160,6 +170,9 @@ func (r *Reporter) annotations(ctx context.Context) (map[string]string, error) {
 	}
 	if r.CheckpointAPI != nil {
 		ann[AnnotationCheckpointAPI] = r.CheckpointAPI(ctx, node)
+	}
+	if r.CRIU != nil {
+		ann[AnnotationCRIUVersion], ann[AnnotationCRIUCheck] = r.CRIU(ctx)
 	}
 	return ann, nil
 }

@@ -59,3 +59,25 @@ func TestRenewCreatesThenRenewsTheNodeReport(t *testing.T) {
 		t.Errorf("lease spec %+v labels %v", lease.Spec, lease.Labels)
 	}
 }
+
+// With a CRIU probe, the report carries the node's CRIU version and what
+// criu check said.
+func TestReporterCRIU(t *testing.T) {
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-1"}}
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(node).Build()
+	r := &Reporter{Client: c, Reader: c, Clock: clocktesting.NewFakeClock(time.Now()), Node: "node-1", Namespace: "livemigrate-system", Interval: 10 * time.Second,
+		KernelRelease: func() (string, error) { return "6.18.0", nil },
+		CRIU:          func(context.Context) (string, string) { return "4.2.1", CRIUCheckOK }}
+	if err := r.Renew(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	lease := &coordinationv1.Lease{}
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: "livemigrate-system", Name: LeaseName("node-1")}, lease); err != nil {
+		t.Fatal(err)
+	}
+	if v, ck := lease.Annotations[AnnotationCRIUVersion], lease.Annotations[AnnotationCRIUCheck]; v != "4.2.1" || ck != CRIUCheckOK {
+		t.Errorf("criu-version %q, criu-check %q; want 4.2.1 and ok", v, ck)
+	}
+}

@@ -171,7 +171,7 @@ func Run(ctx context.Context, o *options.Options) error {
 			Workload:      &workload.Hook{Clients: members},
 			Picker:        picker,
 			Watcher:       watcher,
-			Compatibility: &workload.Compatibility{Clients: members},
+			Compatibility: &workload.Compatibility{Clients: members, AgentNamespace: o.AgentNamespace},
 			SourceClaims:  &agentcr.SourceClaims{Clients: members, Policy: claimPolicy, Retention: o.SourceClaimRetention, Clock: clock.RealClock{}},
 		},
 		MemberEvents: watcher.Events,

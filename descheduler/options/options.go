@@ -87,6 +87,9 @@ type Options struct {
 	// SourceClaimPolicy (Retain or Delete) is what becomes of the source
 	// cluster's claims after a successful migration.
 	SourceClaimPolicy string
+	// AgentNamespace is the members' namespace of the agents' node report
+	// Leases, which the compatibility check reads (CRIU version and check).
+	AgentNamespace string
 	// SourceClaimRetention is how long a retained source claim is kept;
 	// 0 keeps it until it is deleted or adopted.
 	SourceClaimRetention time.Duration
@@ -123,6 +126,7 @@ func New() *Options {
 		MaxActive:                 10,
 		MaxActivePerCluster:       2,
 		SourceClaimPolicy:         "Retain",
+		AgentNamespace:            "livemigrate-system",
 		MaintenanceTaintKeys:      []string{"livemigrate.io/maintenance"}, // maintenance.DefaultTaintKey
 		MaintenanceRetryInterval:  5 * time.Minute,
 	}
@@ -158,6 +162,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Float32Var(&o.MemberQPS, "member-qps", o.MemberQPS, "QPS of each member-cluster client.")
 	fs.IntVar(&o.MemberBurst, "member-burst", o.MemberBurst, "Burst of each member-cluster client.")
 	fs.IntVar(&o.MaxActive, "max-active-migrations", o.MaxActive, "Migrations allowed past Pending at once, globally (0: unlimited).")
+	fs.StringVar(&o.AgentNamespace, "agent-namespace", o.AgentNamespace, "Namespace of the agents' node report Leases in the member clusters: the compatibility check before a migration reads each node's CRIU version and criu check from them. Empty leaves them out.")
 	fs.StringVar(&o.SourceClaimPolicy, "source-claim-policy", o.SourceClaimPolicy, "What becomes of the source cluster's claims once a migration succeeded: Retain keeps each claim and its volume, marked as the retained copy of the workload (a later migration of the workload back into that cluster reuses it as its pre-copy base, or replaces it); Delete deletes them (the volumes follow their reclaim policy). A LiveMigration's annotation livemigrate.io/source-claim-policy overrides it.")
 	fs.DurationVar(&o.SourceClaimRetention, "source-claim-retention", o.SourceClaimRetention, "How long a source claim retained after a migration (--source-claim-policy=Retain) is kept before the descheduler deletes it (checked every 5 minutes; never while a pod mounts it; a move back adopts it before that). 0 keeps it until it is deleted or adopted.")
 	fs.IntVar(&o.MaxActivePerCluster, "max-active-migrations-per-cluster", o.MaxActivePerCluster, "Migrations allowed past Pending at once per member cluster, as source or target (0: unlimited).")

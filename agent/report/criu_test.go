@@ -1,0 +1,42 @@
+package report
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func fakeCRIU(t *testing.T, script string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "criu")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"+script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The probe reports criu's version and what criu check said.
+func TestProbeCRIU(t *testing.T) {
+	for _, tc := range []struct {
+		name, script, version, check string
+	}{
+		{"works", `case "$1" in --version) echo "Version: 4.2.1";; check) echo "Looks good.";; esac`, "4.2.1", CRIUCheckOK},
+		{"check fails", `case "$1" in --version) printf "Version: 3.17.1\nGitID: x\n";; check) echo "Error (criu/kerndat.c:1): kerndat_vdso_fill_symtable failed" >&2; exit 1;; esac`, "3.17.1", "kerndat_vdso_fill_symtable failed"},
+		{"no version", `echo "criu: bad option"; exit 1`, "", "--version: exit status 1: criu: bad option"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, c := ProbeCRIU(fakeCRIU(t, tc.script))(context.Background())
+			if v != tc.version {
+				t.Errorf("version = %q, want %q", v, tc.version)
+			}
+			if tc.check == CRIUCheckOK && c != CRIUCheckOK || !strings.Contains(c, tc.check) {
+				t.Errorf("check = %q, want %q", c, tc.check)
+			}
+		})
+	}
+	if _, c := ProbeCRIU(filepath.Join(t.TempDir(), "missing"))(context.Background()); !strings.Contains(c, "no such file") {
+		t.Errorf("missing criu: check = %q", c)
+	}
+}
