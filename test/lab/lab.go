@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -128,7 +129,7 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 		return nil, err
 	}
 	var criu string
-	if opts.NodeRuntime == NodeRuntimeRunc {
+	if opts.NodeRuntime == NodeRuntimeRunc && slices.Contains(opts.Components, "labnode") {
 		if criu, err = ensureCRIU(root); err != nil {
 			return nil, err
 		}

@@ -423,21 +423,45 @@ func labnodeEnv(in *Instance) []string {
 	if in.Lab.opts.NodeRuntime != NodeRuntimeRunc {
 		return nil
 	}
-	return []string{"CRIU_FAULT=130"}
+	return criuEnv
 }
 
+// criuEnv is what the lab adds to CRIU's environment (see labnodeEnv).
+var criuEnv = []string{"CRIU_FAULT=130"}
+
 // ensureCRIU builds CRIU with hack/ensure-criu.sh when it is missing (and
-// installs runc and iptables) and returns the criu binary.
+// installs runc and iptables), checks that it works on this machine (criu
+// check) and returns the criu binary. Either failure says how to run the
+// lab with the memory stand-in instead: the lab never falls back to it by
+// itself.
 func ensureCRIU(root string) (string, error) {
 	cmd := exec.Command(filepath.Join(root, "hack", "ensure-criu.sh"))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("hack/ensure-criu.sh (the runc node runtime needs runc and CRIU 4.2.1): %w\n%s", err, lastBytes(stderr.String(), 2048))
+		return "", fmt.Errorf("hack/ensure-criu.sh (the runc node runtime needs runc and CRIU 4.2.1): %w\n%s\n%s", err, lastBytes(stderr.String(), 2048), standinHint)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return lines[len(lines)-1], nil
+	criu := lines[len(lines)-1]
+	if err := checkCRIU(criu); err != nil {
+		return "", err
+	}
+	return criu, nil
+}
+
+// standinHint says how to run the lab where CRIU does not work.
+var standinHint = fmt.Sprintf("Fix it, or run the lab with the memory stand-in instead of CRIU: %s=%s (Options.NodeRuntime, nodeRuntime in livemigrate-lab's config).", NodeRuntimeEnv, NodeRuntimeProcess)
+
+// checkCRIU runs criu check, in the node runtimes' environment.
+func checkCRIU(criu string) error {
+	cmd := exec.Command(criu, "check")
+	cmd.Env = append(os.Environ(), criuEnv...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s check: CRIU does not work on this machine, the runc node runtime cannot checkpoint: %w\n%s\n%s", criu, err, lastBytes(strings.TrimSpace(string(out)), 2048), standinHint)
+	}
+	return nil
 }
 
 // removeContainers deletes the runc containers a node runtime that did not
@@ -497,7 +521,7 @@ func agentArgs(in *Instance) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []string{
+	args := []string{
 		"--mode=node",
 		"--node-name=" + in.Node,
 		"--kubeconfig=" + id.AgentKubeconfig,
@@ -518,7 +542,12 @@ func agentArgs(in *Instance) ([]string, error) {
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=" + in.Addr("health"),
 		"--v=2",
-	}, nil
+	}
+	if in.Lab.criu != "" {
+		// The node runtime's CRIU, for the node report.
+		args = append(args, "--criu="+in.Lab.criu)
+	}
+	return args, nil
 }
 
 func restoreArgs(in *Instance) ([]string, error) {
