@@ -9,9 +9,15 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
+	metadata "github.com/checkpoint-restore/checkpointctl/lib"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/test/e2e/migration/scenario"
 	"github.com/livemigrate/livemigrate/test/lab"
 )
@@ -93,6 +99,58 @@ func demo(args []string) error {
 	}
 	fmt.Printf("    the source was frozen at counter %d and never ran again; the target resumed from it in %s\n", res.RestoredFrom, obs.Migration.Status.TargetCluster)
 	fmt.Printf("    labapp verify on the target: %s\n", res.Verified)
+	for _, line := range checkpointOrigins(ctx, obs.Migration) {
+		fmt.Printf("    %s\n", line)
+	}
 	fmt.Printf("\nDemo done in %s.\n", time.Since(begin).Round(time.Second))
 	return nil
+}
+
+// checkpointOrigins says, per checkpoint image of the migration, what took
+// the checkpoint: the org.criu.checkpoint.* annotations the agent copied
+// from the archive (CRIU's version, kernel and architecture from CRIU's
+// dump.log, the OCI runtime from the archive's config.dump).
+func checkpointOrigins(ctx context.Context, lm *lmv1alpha1.LiveMigration) []string {
+	if lm == nil {
+		return nil
+	}
+	var out []string
+	for _, p := range lm.Status.Pods {
+		for _, ci := range p.CheckpointImages {
+			out = append(out, checkpointOrigin(ctx, p.Name, ci))
+		}
+	}
+	return out
+}
+
+func checkpointOrigin(ctx context.Context, pod string, ci lmv1alpha1.ContainerCheckpointImage) string {
+	what := fmt.Sprintf("checkpoint of %s/%s", pod, ci.Container)
+	ref, err := name.ParseReference(ci.Image, name.Insecure)
+	if err != nil {
+		return fmt.Sprintf("%s: image reference %q: %v", what, ci.Image, err)
+	}
+	idx, err := remote.Index(ref, remote.WithContext(ctx))
+	if err != nil {
+		return fmt.Sprintf("%s: reading %s: %v", what, ci.Image, err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return fmt.Sprintf("%s: reading %s: %v", what, ci.Image, err)
+	}
+	a := m.Annotations
+	v := a[metadata.CheckpointAnnotationCriuVersion]
+	if v == "" {
+		return fmt.Sprintf("%s: not taken by CRIU (its image names no CRIU version: the memory stand-in)", what)
+	}
+	var via []string
+	if rt := strings.TrimSpace(a[metadata.CheckpointAnnotationRuntimeName] + " " + a[metadata.CheckpointAnnotationRuntimeVersion]); rt != "" {
+		via = append(via, rt)
+	}
+	if k := a[metadata.CheckpointAnnotationHostKernel]; k != "" {
+		via = append(via, "kernel "+k)
+	}
+	if arch := a[metadata.CheckpointAnnotationHostArch]; arch != "" {
+		via = append(via, arch)
+	}
+	return fmt.Sprintf("%s taken by CRIU %s (%s), per its image's org.criu.checkpoint.* annotations", what, v, strings.Join(via, ", "))
 }
