@@ -41,6 +41,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -104,7 +105,18 @@ type row struct {
 	// the target Ready: ungating, scheduling, the local pull, the restore,
 	// readiness.
 	imagesToReady time.Duration
-	err           error
+	// criu are CRIU's own times, from the node runtimes' logs (zero with
+	// the memory stand-in).
+	criu criuTimes
+	err  error
+}
+
+// criuTimes are what the lab's runc node runtimes log of one migration's
+// dump and restore: runc checkpoint's wall time and CRIU's frozen time
+// (stats-dump), and CRIU's restore time (stats-restore) and runc
+// restore's wall time to the app running.
+type criuTimes struct {
+	dump, frozen, restore, restoreWall time.Duration
 }
 
 func (r row) evict() time.Duration { return r.coldCopy + r.appStart }
@@ -377,10 +389,15 @@ func migrate(ctx context.Context, env *scenario.Env, cfg config, ns, memory, vol
 	if r.push, err = pushTime(ctx, env, lm); err != nil {
 		fmt.Printf("  reading the PodCheckpoints: %v\n", err)
 	}
+	if r.criu, err = readCRIUTimes(filepath.Join(env.Paths.Dir, "logs"), ns+"/"+name+"-0"); err != nil {
+		fmt.Printf("  reading CRIU's times: %v\n", err)
+	}
 	fmt.Printf("  %s: downtime %s (floor %s), checkpoint %d MiB, final delta %.1f MiB, pre-copy %d MiB, app start %s; move --wait took %s\n",
 		memory, r.downtime.Round(time.Millisecond), r.floor.Round(time.Millisecond), r.checkpointBytes>>20, float64(r.finalDelta)/(1<<20),
 		r.preCopy>>20, r.appStart.Round(time.Millisecond), obs.Duration.Round(time.Millisecond))
 	fmt.Printf("%s\n", indent(scenario.Timeline(lm)))
+	fmt.Printf("    CRIU: runc checkpoint %s (CRIU frozen %s), CRIU restore %s (runc restore to the app running %s)\n",
+		r.criu.dump.Round(time.Millisecond), r.criu.frozen.Round(time.Millisecond), r.criu.restore.Round(time.Millisecond), r.criu.restoreWall.Round(time.Millisecond))
 	fmt.Printf("    frozen → images recorded %s (agent's push %s); Rebinding → target pod created (gated) %s; images recorded → target Ready %s\n",
 		r.dumpPush.Round(time.Millisecond), r.push.Round(time.Millisecond), r.podCreated.Round(time.Millisecond), r.imagesToReady.Round(time.Millisecond))
 	return nil
@@ -628,16 +645,17 @@ func report(w io.Writer, rows []row) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Where the downtime went (s; phases from the LiveMigration's timeline, push from the agent's PodCheckpoint, target pod creation from a watch on the target):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| link | app memory | Checkpointing (freeze, dump; final sync beside) | Rebinding | FinalSync (wait) | Transfer (push) | Restoring | Verifying | frozen → images recorded (push) | Rebinding → target pod created (gated, beside the push) | images recorded → target Ready (ungate, local pull, restore) |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| link | app memory | Checkpointing (freeze, dump; final sync beside) | Rebinding | FinalSync (wait) | Transfer (push) | Restoring | Verifying | frozen → images recorded (push) | Rebinding → target pod created (gated, beside the push) | images recorded → target Ready (ungate, local pull, restore) | runc checkpoint (CRIU frozen) | CRIU restore (runc restore to app running) |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range rows {
 		if r.err != nil {
 			continue
 		}
 		p := r.phases
-		fmt.Fprintf(w, "| %d Mbit/s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f (%.2f) | %.2f | %.2f |\n", r.rate, r.memory,
+		fmt.Fprintf(w, "| %d Mbit/s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f (%.2f) | %.2f | %.2f | %.2f (%.2f) | %.2f (%.2f) |\n", r.rate, r.memory,
 			p[downtimePhases[0]].Seconds(), p[downtimePhases[1]].Seconds(), p[downtimePhases[2]].Seconds(), p[downtimePhases[3]].Seconds(),
-			p[downtimePhases[4]].Seconds(), p[downtimePhases[5]].Seconds(), r.dumpPush.Seconds(), r.push.Seconds(), r.podCreated.Seconds(), r.imagesToReady.Seconds())
+			p[downtimePhases[4]].Seconds(), p[downtimePhases[5]].Seconds(), r.dumpPush.Seconds(), r.push.Seconds(), r.podCreated.Seconds(), r.imagesToReady.Seconds(),
+			r.criu.dump.Seconds(), r.criu.frozen.Seconds(), r.criu.restore.Seconds(), r.criu.restoreWall.Seconds())
 	}
 	fmt.Fprintln(w)
 	if ok == 0 {
@@ -645,4 +663,46 @@ func report(w io.Writer, rows []row) {
 		os.Exit(1)
 	}
 	fmt.Fprintf(w, "max downtime/(floor+200ms): %.2f, min speedup vs evict-and-recreate: %.1f\n", maxRatio, minSpeedup)
+}
+
+var (
+	logValue = regexp.MustCompile(`(\w+)="([^"]*)"`)
+)
+
+// readCRIUTimes reads the last dump and restore of pod (namespace/name)
+// from the node runtimes' logs in dir: their "CRIU dump" and restored
+// "Container started" lines. Zero without such lines (the stand-in).
+func readCRIUTimes(dir, pod string) (criuTimes, error) {
+	var t criuTimes
+	logs, err := filepath.Glob(filepath.Join(dir, "labnode-*.log"))
+	if err != nil {
+		return t, err
+	}
+	want := `pod="` + pod + `"`
+	for _, p := range logs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return t, err
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if !strings.Contains(line, want) {
+				continue
+			}
+			kv := map[string]string{}
+			for _, m := range logValue.FindAllStringSubmatch(line, -1) {
+				kv[m[1]] = m[2]
+			}
+			d := func(k string) time.Duration {
+				v, _ := time.ParseDuration(kv[k])
+				return v
+			}
+			switch {
+			case strings.Contains(line, `"CRIU dump"`):
+				t.dump, t.frozen = d("dump"), d("criuFrozen")
+			case strings.Contains(line, `"Container started"`) && strings.Contains(line, "restored=true"):
+				t.restore, t.restoreWall = d("criuRestore"), d("duration")
+			}
+		}
+	}
+	return t, nil
 }
