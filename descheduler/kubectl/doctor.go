@@ -312,6 +312,14 @@ func (d *Doctor) node(ctx context.Context, mc client.Client, scope string, n *co
 	if api, ok := a[report.AnnotationCheckpointAPI]; ok {
 		ck.Detail += ", checkpoint API " + api
 	}
+	if check, ok := a[report.AnnotationCRIUCheck]; ok {
+		ck.Detail += ", CRIU " + orNone(a[report.AnnotationCRIUVersion])
+		if check != report.CRIUCheckOK {
+			ck.Status, ck.Detail = StatusFail, ck.Detail+": "+check
+			ck.Fix = "the node's CRIU must pass criu check as root (a kernel with CONFIG_CHECKPOINT_RESTORE, CRIU ≥ 4.0 on current kernels; docs/install.md)"
+			return ck
+		}
+	}
 	status, why := runtimeSupport(rt)
 	ck.Status = status
 	if why != "" {
@@ -403,4 +411,11 @@ Exits non-zero when a check fails; each failing check says what to fix.`,
 	cmd.Flags().StringVar(&karmadaNS, "karmada-namespace", karmadaNS, "Namespace of the scheduler's and descheduler's Leases in the karmada-apiserver.")
 	cmd.Flags().DurationVar(&maxAge, "latency-max-age", maxAge, "How old a ClusterLatency may be (the Latency plugin's maxAge).")
 	return cmd
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(no version)"
+	}
+	return s
 }

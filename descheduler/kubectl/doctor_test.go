@@ -52,6 +52,8 @@ func TestDoctorNodeReport(t *testing.T) {
 		lease("old-containerd", now.Add(-time.Second), "containerd://1.7.2"),
 		withAPI(lease("api-ok", now.Add(-time.Second), "cri-o://1.33.2"), report.CheckpointAPIOK),
 		withAPI(lease("api-off", now.Add(-time.Second), "cri-o://1.33.2"), "the kubelet has no checkpoint API: enable its ContainerCheckpoint feature gate"),
+		withCRIU(lease("criu-ok", now.Add(-time.Second), "cri-o://1.33.2"), "4.2.1", report.CRIUCheckOK),
+		withCRIU(lease("criu-broken", now.Add(-time.Second), "cri-o://1.33.2"), "3.17.1", "criu check failed (exit status 1): kerndat_vdso_fill_symtable failed"),
 	).Build()
 	d := &Doctor{Now: func() time.Time { return now }, AgentNamespace: "livemigrate-system"}
 	for _, tc := range []struct {
@@ -66,6 +68,8 @@ func TestDoctorNodeReport(t *testing.T) {
 		{"old-containerd", StatusFail, "containerd before 2.0 cannot restore", "containerd ≥ 2.0"},
 		{"api-ok", StatusOK, "freezer v2, checkpoint API ok", ""},
 		{"api-off", StatusFail, "freezer v2: the kubelet has no checkpoint API: enable its ContainerCheckpoint feature gate", "POST /checkpoint/"},
+		{"criu-ok", StatusOK, "freezer v2, CRIU 4.2.1", ""},
+		{"criu-broken", StatusFail, "freezer v2, CRIU 3.17.1: criu check failed (exit status 1): kerndat_vdso_fill_symtable failed", "criu check as root"},
 	} {
 		archs := map[string][]string{}
 		got := d.node(context.Background(), c, "member1", &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: tc.node}}, archs)
@@ -77,5 +81,11 @@ func TestDoctorNodeReport(t *testing.T) {
 
 func withAPI(l *coordinationv1.Lease, api string) *coordinationv1.Lease {
 	l.Annotations[report.AnnotationCheckpointAPI] = api
+	return l
+}
+
+func withCRIU(l *coordinationv1.Lease, version, check string) *coordinationv1.Lease {
+	l.Annotations[report.AnnotationCRIUVersion] = version
+	l.Annotations[report.AnnotationCRIUCheck] = check
 	return l
 }
