@@ -1,6 +1,9 @@
 package lab
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,5 +115,61 @@ func TestLinkOf(t *testing.T) {
 				t.Errorf("linkOf reversed (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// The node runtime is runc (real CRIU) unless the stand-in is asked for,
+// by the option or the environment; anything else is refused with the
+// names to write.
+func TestNodeRuntimeDefault(t *testing.T) {
+	for _, tc := range []struct {
+		name, opt, env, want, wantErr string
+	}{
+		{name: "default", want: NodeRuntimeRunc},
+		{name: "environment", env: NodeRuntimeProcess, want: NodeRuntimeProcess},
+		{name: "option over environment", opt: NodeRuntimeRunc, env: NodeRuntimeProcess, want: NodeRuntimeRunc},
+		{name: "unknown", opt: "crio", wantErr: `nodeRuntime "crio": write "runc"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(NodeRuntimeEnv, tc.env)
+			got, err := Options{NodeRuntime: tc.opt}.complete()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("complete() error = %v, want it to contain %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.NodeRuntime != tc.want {
+				t.Errorf("NodeRuntime = %q, want %q", got.NodeRuntime, tc.want)
+			}
+		})
+	}
+}
+
+// A criu whose check fails stops the lab with what criu said and how to
+// run the stand-in instead.
+func TestCheckCRIUFails(t *testing.T) {
+	criu := filepath.Join(t.TempDir(), "criu")
+	if err := os.WriteFile(criu, []byte("#!/bin/sh\necho \"Error (criu/cr-check.c:1): kerndat_vdso_fill_symtable failed\" >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := checkCRIU(criu)
+	if err == nil {
+		t.Fatal("checkCRIU of a failing criu check: no error")
+	}
+	for _, want := range []string{"kerndat_vdso_fill_symtable failed", "CRIU does not work on this machine", NodeRuntimeEnv + "=" + NodeRuntimeProcess} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+	ok := filepath.Join(t.TempDir(), "criu")
+	if err := os.WriteFile(ok, []byte("#!/bin/sh\n[ \"$CRIU_FAULT\" = 130 ] || { echo no CRIU_FAULT >&2; exit 1; }\necho Looks good.\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkCRIU(ok); err != nil {
+		t.Errorf("checkCRIU of a working criu: %v", err)
 	}
 }

@@ -21,6 +21,11 @@ func labOptions() lab.Options {
 		DeschedulerArgs: []string{
 			"--max-active-migrations-per-cluster=1",
 			"--maintenance-taint-keys=livemigrate.io/maintenance," + rebootKey,
+			// These tests are about draining, not about the budget: a
+			// real CRIU dump on a loaded two-core machine once took 7 s,
+			// and the overhead learned from it put the next migrations
+			// into that member over the default 10 s.
+			"--default-downtime-budget=1m",
 		},
 	}
 }
