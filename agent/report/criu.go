@@ -13,24 +13,32 @@ import (
 // seconds, the report is renewed every few.
 const criuRecheck = 10 * time.Minute
 
-// ProbeCRIU returns a function running criu --version and criu check with
-// the node's criu binary: the version ("4.2.1", empty when it cannot be
-// read) and CRIUCheckOK or what is wrong. The result is reused for ten
-// minutes, and a failure is retried at the next renewal after that.
+// ProbeCRIU returns a function reporting the node's CRIU from criu
+// --version and criu check with the node's criu binary: the version
+// ("4.2.1", empty when it cannot be read) and CRIUCheckOK or what is wrong.
+// The check takes seconds, so it runs in the background, never inside a
+// renewal: until the first one finished the function returns empty
+// strings, then the latest result, and a result older than ten minutes
+// starts a new check.
 func ProbeCRIU(criu string) func(context.Context) (string, string) {
 	var (
 		mu             sync.Mutex
 		at             time.Time
+		running        bool
 		version, check string
 	)
 	return func(ctx context.Context) (string, string) {
 		mu.Lock()
 		defer mu.Unlock()
-		if !at.IsZero() && time.Since(at) < criuRecheck {
-			return version, check
+		if !running && (at.IsZero() || time.Since(at) >= criuRecheck) {
+			running = true
+			go func() {
+				v, c := probeCRIU(context.WithoutCancel(ctx), criu)
+				mu.Lock()
+				defer mu.Unlock()
+				version, check, at, running = v, c, time.Now(), false
+			}()
 		}
-		version, check = probeCRIU(ctx, criu)
-		at = time.Now()
 		return version, check
 	}
 }

@@ -70,7 +70,8 @@ type Reporter struct {
 	// annotation out.
 	CheckpointAPI func(ctx context.Context, node *corev1.Node) string
 	// CRIU returns the node's CRIU version and what criu check said
-	// (ProbeCRIU); nil leaves both annotations out.
+	// (ProbeCRIU); nil, or an empty check (not known yet), leaves both
+	// annotations out.
 	CRIU func(ctx context.Context) (version, check string)
 }
 
@@ -172,7 +173,10 @@ func (r *Reporter) annotations(ctx context.Context) (map[string]string, error) {
 		ann[AnnotationCheckpointAPI] = r.CheckpointAPI(ctx, node)
 	}
 	if r.CRIU != nil {
-		ann[AnnotationCRIUVersion], ann[AnnotationCRIUCheck] = r.CRIU(ctx)
+		// Left out until the first check finished.
+		if v, check := r.CRIU(ctx); check != "" {
+			ann[AnnotationCRIUVersion], ann[AnnotationCRIUCheck] = v, check
+		}
 	}
 	return ann, nil
 }
