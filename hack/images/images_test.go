@@ -281,7 +281,7 @@ func checkTransfer(t *testing.T, rootfs string) {
 	if err := os.WriteFile(filepath.Join(rootfs, "tmp/rsyncd.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := chroot(t, rootfs, "/usr/bin/rsync", "-aHAX", "--delete", "--numeric-ids", "--inplace", "--no-whole-file",
+	out := chroot(t, rootfs, "/usr/bin/rsync", "-rlptgoHAX", "--delete", "--numeric-ids", "--inplace", "--no-whole-file",
 		"--modify-window=-1", "--info=stats2", "--no-h", "--blocking-io",
 		"-e", "sh -c 'exec rsync --server --daemon --config=/tmp/rsyncd.conf .'",
 		"/tmp/src/", "livemigrate::"+rsync.ModuleName+"/")

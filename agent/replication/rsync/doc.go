@@ -19,8 +19,12 @@
 // "volume", whose path is the target volume directory, with use chroot
 // (the kernel confines every path, symlinks included, to the volume;
 // symlinks are stored verbatim), write only (a peer cannot read data
-// back), uid/gid 0 with numeric ids (ownership kept as numbers) and
-// list = no. The other requests:
+// back), uid/gid 0 with numeric ids (ownership kept as numbers),
+// list = no, refuse options (RefusedOptions: device nodes and specials,
+// compression, preallocation and other options a sender never uses; the
+// daemon exits before writing anything) and incoming chmod
+// (IncomingChmod: no regular file is written with its set-user-ID or
+// set-group-ID bit). The other requests:
 //
 //   - status: the result of the last transfer (why the receiving side
 //     failed, e.g. a full volume);
@@ -41,7 +45,7 @@
 //
 // Send runs the rsync client with
 //
-//	rsync -aHAX[S] --delete --numeric-ids --inplace --no-whole-file
+//	rsync -rlptgoHAX[S] --delete --numeric-ids --inplace --no-whole-file
 //	      --modify-window=-1 --info=progress2,stats2 --no-h -e <tunnel>
 //	      <source>/ livemigrate::volume/
 //

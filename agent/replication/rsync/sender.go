@@ -97,6 +97,9 @@ type SendOptions struct {
 	// relayOnly makes the remote shell relay through fd 3 as it does where
 	// pidfd_getfd is not available (tests).
 	relayOnly bool
+	// extraArgs are added to rsync's options (tests: a sender asking for
+	// what the receiver refuses).
+	extraArgs []string
 }
 
 // Result describes a finished pass.
@@ -216,9 +219,10 @@ func commonArgs(opts SendOptions, sparse bool) []string {
 	if timeout <= 0 {
 		timeout = 300 * time.Second
 	}
-	archive := "-aHAX"
+	// -a without -D: the receiver refuses devices and specials.
+	archive := "-rlptgoHAX"
 	if sparse {
-		archive = "-aHAXS"
+		archive = "-rlptgoHAXS"
 	}
 	return []string{
 		archive, "--delete", "--numeric-ids", "--no-h", "--modify-window=-1",
@@ -277,6 +281,7 @@ func run(ctx context.Context, opts SendOptions, args []string, allowVanished boo
 	if opts.remote != "" {
 		spec = opts.remote
 	}
+	args = append(args[:len(args):len(args)], opts.extraArgs...)
 	if opts.pull {
 		args = append(args, spec, opts.SourceDir+"/")
 	} else {
