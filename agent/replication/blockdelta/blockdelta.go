@@ -25,6 +25,14 @@ const (
 	HashSize = 16
 	// MaxPath bounds a path.
 	MaxPath = 4096
+	// MaxFileSize bounds the size a delta may give a file (1 PiB).
+	MaxFileSize = 1 << 50
+	// MaxIndexBytes bounds the block hashes one index request is answered
+	// with (16 bytes per 4 KiB block: 64 MiB cover 16 GiB of files), and so
+	// the memory and the reading an index request costs the receiver: a
+	// file whose hashes do not fit in what is left is answered with an
+	// error instead. The sender asks for no more (package engine).
+	MaxIndexBytes = 64 << 20
 	// chunkBlocks is the number of blocks per data message (1 MiB).
 	chunkBlocks = 256
 	// maxHeader bounds a message header on the receiver.
@@ -33,6 +41,9 @@ const (
 	maxRequest = 64 << 20
 	// maxReply bounds one reply frame read by the sender.
 	maxReply = 1 << 30
+	// maxIndexReply bounds one index frame read by the sender: MaxIndexBytes
+	// of hashes in base64, the path and the identities.
+	maxIndexReply = MaxIndexBytes/3*4 + 64<<10
 )
 
 // ErrNotApplicable wraps the reasons a file or a tree cannot go as a block

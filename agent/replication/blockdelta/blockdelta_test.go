@@ -435,3 +435,83 @@ func TestIndexMarksUnindexableFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestDeltaClearsSetIDBits sends a changed set-user-ID and set-group-ID
+// source file: the target file is written without those bits (the sticky
+// bit stays), and the sender accepts that as equal.
+func TestDeltaClearsSetIDBits(t *testing.T) {
+	base := t.TempDir()
+	src, dst := filepath.Join(base, "src"), filepath.Join(base, "dst")
+	randomFile(t, filepath.Join(src, "tool"), 4*BlockSize)
+	copyTree(t, src, dst)
+	idx := indexOf(t, dst, []string{"tool"})
+	overwrite(t, filepath.Join(src, "tool"), BlockSize, 100)
+	if err := unix.Chmod(filepath.Join(src, "tool"), 0o7755); err != nil {
+		t.Fatal(err)
+	}
+	out := delta(t, src, dst, filesFor(t, src, dst, idx, "tool"), nil)
+	if out.err != nil || out.applyErr != nil {
+		t.Fatalf("delta: %v (receiver: %v)", out.err, out.applyErr)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(filepath.Join(dst, "tool"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != 0o1755 {
+		t.Errorf("target mode %o, want 1755 (set-id bits cleared, sticky kept)", st.Mode&0o7777)
+	}
+	// A hand-made stream asking for the bits gets none either.
+	if err := unix.Chmod(filepath.Join(dst, "tool"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := chunk{Path: "tool", Expect: ident(t, filepath.Join(dst, "tool")), Size: 4 * BlockSize, Mode: 0o6755, Last: true}
+	if err := rawStream(t, dst, []chunk{c, {End: true}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Lstat(filepath.Join(dst, "tool"), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != 0o755 {
+		t.Errorf("target mode %o after a stream asking for 6755, want 755", st.Mode&0o7777)
+	}
+}
+
+// TestIndexBoundsDeclaredSizes: a target file whose block hashes would
+// exceed the request's limit (a sparse file of any apparent size costs
+// nothing to create) is answered with an error, without reading it or
+// allocating its hashes; files indexed earlier in the same request count
+// against the limit.
+func TestIndexBoundsDeclaredSizes(t *testing.T) {
+	dst := t.TempDir()
+	f, err := os.Create(filepath.Join(dst, "huge"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One block more than MaxIndexBytes of hashes cover.
+	if err := f.Truncate(MaxIndexBytes/HashSize*BlockSize + 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	randomFile(t, filepath.Join(dst, "a"), 3*BlockSize)
+	randomFile(t, filepath.Join(dst, "b"), 3*BlockSize)
+	start := time.Now()
+	idx := indexOf(t, dst, []string{"huge"})
+	if fi := idx["huge"]; fi == nil || !strings.Contains(fi.Err, "not indexed") || len(fi.Hashes) != 0 {
+		if fi != nil {
+			t.Fatalf("index of a file beyond the limit: %d bytes of hashes, error %q; want none and an error", len(fi.Hashes), fi.Err)
+		}
+		t.Fatal("no index answer for the file beyond the limit")
+	}
+	t.Logf("refused in %v", time.Since(start))
+
+	old := indexBudget
+	indexBudget = 5 * HashSize
+	t.Cleanup(func() { indexBudget = old })
+	idx = indexOf(t, dst, []string{"a", "b"})
+	if fi := idx["a"]; !fi.Valid(ident(t, filepath.Join(dst, "a"))) {
+		t.Errorf("index of a within the limit not valid (error %q)", fi.Err)
+	}
+	if fi := idx["b"]; fi == nil || !strings.Contains(fi.Err, "not indexed") {
+		t.Errorf("index of b beyond what a left of the limit: error %q, want \"not indexed\"", fi.Err)
+	}
+}

@@ -27,8 +27,9 @@ type chunk struct {
 	// Expect is the target identity the sender's index describes; the
 	// receiver refuses to write a file whose identity differs.
 	Expect manifest.Identity
-	// Size, Mode (permission and set-id bits), Uid, Gid and MtimeNs are the
-	// file's after the delta.
+	// Size, Mode (permission, set-id and sticky bits; the receiver clears
+	// the set-id bits), Uid, Gid and MtimeNs are the file's after the
+	// delta.
 	Size     int64
 	Mode     uint32
 	Uid, Gid uint32
@@ -64,10 +65,14 @@ type Stats struct {
 	Bytes  int64
 }
 
+// indexBudget is MaxIndexBytes (tests lower it).
+var indexBudget int64 = MaxIndexBytes
+
 // ServeIndex answers an index request read from r (the files to index,
 // relative to dest) with one FileIndex per file on w. A file that cannot be
-// indexed (refused path, not a regular file, vanished) gets Err set; the
-// sender then has no index for it.
+// indexed (refused path, not a regular file, vanished, or its hashes beyond
+// what is left of MaxIndexBytes for the request) gets Err set; the sender
+// then has no index for it.
 func ServeIndex(ctx context.Context, dest string, r io.Reader, w io.Writer) error {
 	var req indexRequest
 	if err := readFrame(r, maxRequest, &req); err != nil {
@@ -79,11 +84,12 @@ func ServeIndex(ctx context.Context, dest string, r io.Reader, w io.Writer) erro
 	}
 	defer root.Close()
 	buf := make([]byte, chunkBlocks*BlockSize)
+	budget := indexBudget
 	for _, p := range req.Paths {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		fi := indexFile(root, p, buf)
+		fi := indexFile(root, p, buf, &budget)
 		if err := writeFrame(w, fi); err != nil {
 			return err
 		}
@@ -91,7 +97,9 @@ func ServeIndex(ctx context.Context, dest string, r io.Reader, w io.Writer) erro
 	return writeFrame(w, &FileIndex{})
 }
 
-func indexFile(root *os.Root, p string, buf []byte) *FileIndex {
+// indexFile hashes p when its hashes fit in budget, which it lowers by
+// their size.
+func indexFile(root *os.Root, p string, buf []byte, budget *int64) *FileIndex {
 	fi := &FileIndex{Path: p}
 	f, st, err := openRegular(root, p, os.O_RDONLY)
 	if err != nil {
@@ -99,6 +107,13 @@ func indexFile(root *os.Root, p string, buf []byte) *FileIndex {
 		return fi
 	}
 	defer f.Close()
+	need := Blocks(st.Size) * HashSize
+	if need > *budget {
+		fi.Err = fmt.Sprintf("file of %d bytes not indexed: its %d bytes of block hashes exceed the %d left of the request's limit (%d)",
+			st.Size, need, *budget, int64(MaxIndexBytes))
+		return fi
+	}
+	*budget -= need
 	fi.Before = identity(st)
 	if fi.Hashes, err = hashFile(f, st.Size, buf); err != nil {
 		fi.Err = err.Error()
@@ -112,6 +127,12 @@ func indexFile(root *os.Root, p string, buf []byte) *FileIndex {
 	fi.After = identity(&after)
 	return fi
 }
+
+// setIDBits are the set-user-ID and set-group-ID bits, which the receiver
+// never sets on a file it writes (as the rsync and tar receivers): a set-id
+// executable written by a root receiver would hand its owner's rights to
+// anyone who can run it in a pod mounting the volume.
+const setIDBits = unix.S_ISUID | unix.S_ISGID
 
 // ErrDiskFull wraps a write that failed because the target is full.
 var ErrDiskFull = errors.New("target volume is full (No space left on device)")
@@ -229,8 +250,8 @@ func (a *applier) open(root *os.Root, c chunk) error {
 		return errors.New("file named twice")
 	}
 	a.seen[c.Path] = true
-	if c.Size < 0 || c.Size > 1<<50 {
-		return fmt.Errorf("bad size %d", c.Size)
+	if c.Size < 0 || c.Size > MaxFileSize {
+		return fmt.Errorf("bad size %d (at most %d)", c.Size, int64(MaxFileSize))
 	}
 	if c.Mode&^0o7777 != 0 {
 		return fmt.Errorf("bad mode %o", c.Mode)
@@ -297,8 +318,9 @@ func (a *applier) finish(c chunk) (*reply, error) {
 	if err := unix.Fchown(fd, int(c.Uid), int(c.Gid)); err != nil {
 		return nil, err
 	}
-	// After chown, which clears set-id bits.
-	if err := unix.Fchmod(fd, c.Mode); err != nil {
+	// After chown, which clears set-id bits; they are never set again
+	// (setIDBits).
+	if err := unix.Fchmod(fd, c.Mode&^setIDBits); err != nil {
 		return nil, err
 	}
 	if err := futimens(f, c.MtimeNs); err != nil {

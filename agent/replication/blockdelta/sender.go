@@ -333,8 +333,8 @@ func check(j *job, rep *reply) error {
 		return mismatch("the receiver wrote another inode")
 	case t.Size != s.Size:
 		return mismatch("size %d, source %d", t.Size, s.Size)
-	case t.Mode != s.Mode:
-		return mismatch("mode %o, source %o", t.Mode, s.Mode)
+	case t.Mode != s.Mode&^setIDBits:
+		return mismatch("mode %o, source %o (set-id bits cleared)", t.Mode, s.Mode&^setIDBits)
 	case t.MtimeNs != s.MtimeNs:
 		return mismatch("modification time %d, source %d", t.MtimeNs, s.MtimeNs)
 	case rep.Uid != j.uid || rep.Gid != j.gid:
@@ -354,7 +354,7 @@ func RequestIndex(r io.Reader, w io.Writer, paths []string, fn func(*FileIndex) 
 	}
 	for i := 0; ; i++ {
 		fi := &FileIndex{}
-		if err := readFrame(r, maxReply, fi); err != nil {
+		if err := readFrame(r, maxIndexReply, fi); err != nil {
 			return fmt.Errorf("reading the receiver's index: %w", err)
 		}
 		if fi.Path == "" {

@@ -165,8 +165,9 @@ func (s *Session) PreVerify(ctx context.Context, round int) (VerifyCounts, error
 
 // MaxIndexBytes bounds the memory of a session's target block index (16
 // bytes per 4 KiB block: 64 MiB cover 16 GiB of files). Files beyond it
-// are not indexed; if they change, the final pass uses rsync.
-const MaxIndexBytes = 64 << 20
+// are not indexed; if they change, the final pass uses rsync. The receiver
+// answers no larger request (blockdelta.MaxIndexBytes).
+const MaxIndexBytes = blockdelta.MaxIndexBytes
 
 // indexTarget brings the target block index up to date with tgt, the
 // target's manifest taken after the comparison: it indexes every regular

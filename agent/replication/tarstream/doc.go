@@ -10,7 +10,8 @@
 //
 // Directories (the tree's root first, as "./"), regular files, symlinks
 // (stored as links, never followed) and hard links (TypeLink to the first
-// path of the inode), with permission and set-id/sticky bits, numeric
+// path of the inode), with permission and set-id/sticky bits (the receiver
+// clears the set-id bits of regular files, see StripSetID), numeric
 // owner and group, and modification times to the nanosecond (PAX). That is
 // what rsync -aH carries for such a tree, and the result is compared with an
 // rsync pass by the same tests (package rsync). Files with holes are sent as

@@ -34,6 +34,8 @@ const (
 const (
 	// MaxPath bounds an entry's name and a symlink's target.
 	MaxPath = 4096
+	// MaxFileSize bounds a file's size, holes included (1 PiB).
+	MaxFileSize = 1 << 50
 	// MaxExtents bounds a sparse file's extent map; a file with more is
 	// sent with its smallest holes filled (still sparse where it matters).
 	MaxExtents = 4096
@@ -647,8 +649,9 @@ func (x *extractor) file(n string, hdr *tar.Header, r io.Reader) error {
 		werr = f.Chown(hdr.Uid, hdr.Gid)
 	}
 	if werr == nil {
-		// After chown, which clears set-id bits.
-		werr = f.Chmod(fileMode(uint32(hdr.Mode)))
+		// After chown, which clears set-id bits; a regular file never
+		// gets them back (see StripSetID).
+		werr = f.Chmod(fileMode(StripSetID(uint32(hdr.Mode))))
 	}
 	if werr == nil {
 		werr = futimens(f, hdr.ModTime)
@@ -697,8 +700,8 @@ func (x *extractor) writeData(f *os.File, r io.Reader, extents [][2]int64, size 
 // parseSparse validates a sparse map against the data size.
 func parseSparse(m, sizeStr string, data int64) ([][2]int64, int64, error) {
 	size, err := strconv.ParseInt(sizeStr, 10, 64)
-	if err != nil || size < 0 || size > 1<<62 {
-		return nil, 0, fmt.Errorf("bad sparse size %q", sizeStr)
+	if err != nil || size < 0 || size > MaxFileSize {
+		return nil, 0, fmt.Errorf("bad sparse size %q (at most %d)", sizeStr, int64(MaxFileSize))
 	}
 	var extents [][2]int64
 	if m != "" {
@@ -779,6 +782,15 @@ func futimens(f *os.File, mtime time.Time) error {
 	}
 	return nil
 }
+
+// StripSetID clears the set-user-ID and set-group-ID bits of a regular
+// file's mode. The receivers never create a set-id file: the data comes from
+// another node, and a set-id executable written by a root receiver would
+// hand its owner's rights (root's, as often as not) to anyone who can run
+// it in a pod mounting the volume. Directories keep their setgid bit (it
+// only makes new entries inherit the directory's group) and every entry its
+// sticky bit.
+func StripSetID(mode uint32) uint32 { return mode &^ (unix.S_ISUID | unix.S_ISGID) }
 
 // fileMode converts Unix permission and set-id/sticky bits.
 func fileMode(m uint32) os.FileMode {

@@ -9,9 +9,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 type ent struct {
@@ -243,5 +246,48 @@ func TestWriteExtractRoundTrip(t *testing.T) {
 	must(err)
 	if len(sp) != 32<<20+4 || string(sp[:4]) != "head" || string(sp[len(sp)-4:]) != "tail" {
 		t.Error("sparse file content differs")
+	}
+}
+
+// TestExtractClearsSetIDBits: regular files of a stream never get their
+// set-user-ID or set-group-ID bits on the target; directories keep setgid,
+// sticky bits stay.
+func TestExtractClearsSetIDBits(t *testing.T) {
+	dest := t.TempDir()
+	ents := []ent{
+		{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "./", Mode: 0o755}},
+		{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "shared/", Mode: 0o3775}},
+		{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "shared/suid", Mode: 0o4755}, data: "x"},
+		{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "shared/sgid", Mode: 0o2711}, data: "x"},
+		{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "shared/all", Mode: 0o7755}, data: "x"},
+	}
+	if _, err := Extract(context.Background(), dest, bytes.NewReader(stream(t, ents))); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint32{"shared": 0o3775, "shared/suid": 0o755, "shared/sgid": 0o711, "shared/all": 0o1755}
+	for n, m := range want {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dest, n), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode&0o7777 != m {
+			t.Errorf("%s: mode %o, want %o", n, st.Mode&0o7777, m)
+		}
+	}
+}
+
+// TestExtractBoundsSparseSize: a sparse entry may not declare an apparent
+// size beyond MaxFileSize (it would cost nothing to write and everything to
+// whoever reads or indexes it later).
+func TestExtractBoundsSparseSize(t *testing.T) {
+	dest := t.TempDir()
+	ents := []ent{
+		{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "./", Mode: 0o755}},
+		{hdr: tar.Header{Typeflag: tar.TypeReg, Name: "huge", Size: 1, PAXRecords: map[string]string{
+			paxSparseMap: "0,1", paxSparseSize: strconv.FormatInt(1<<62, 10)}}, data: "x"},
+	}
+	_, err := Extract(context.Background(), dest, bytes.NewReader(stream(t, ents)))
+	if err == nil || !strings.Contains(err.Error(), "bad sparse size") {
+		t.Fatalf("Extract of a 2^62-byte sparse file: %v, want it refused", err)
 	}
 }
