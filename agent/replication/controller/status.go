@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/livemigrate/livemigrate/agent/replication/engine"
+	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 	"github.com/livemigrate/livemigrate/internal/strutil"
 )
@@ -55,9 +56,15 @@ func (r *VolumeReplicationReconciler) fail(ctx context.Context, vr *agentv1alpha
 	if vr.Spec.Role == agentv1alpha1.ReplicationRoleSource {
 		r.Metrics.replicationDone(resultFailure)
 	}
+	reason := agentv1alpha1.ReasonError
+	if rsync.IsSpaceError(err) {
+		reason = agentv1alpha1.ReasonTargetVolumeTooSmall
+	}
 	return r.updateStatus(ctx, client.ObjectKeyFromObject(vr), func(s *agentv1alpha1.VolumeReplicationStatus) {
 		s.Phase = agentv1alpha1.VolumeReplicationFailed
 		s.Message = strutil.Truncate(err.Error(), maxMessage)
+		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: agentv1alpha1.ConditionFailed, Status: metav1.ConditionTrue,
+			Reason: reason, Message: s.Message})
 	})
 }
 

@@ -300,6 +300,9 @@ func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, er
 		}
 		r, err := s.withRetries(ctx, pass, round, func() (rsync.Result, bool, error) {
 			if round == 1 {
+				if err := s.checkSpace(ctx, o.SourceDir); err != nil {
+					return rsync.Result{}, false, err
+				}
 				return s.fullPass(ctx, o)
 			}
 			r, err := s.peer.Send(ctx, o)
@@ -320,9 +323,24 @@ func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, er
 	return res, nil
 }
 
+// checkSpace makes sure, before the first pass writes anything, that the
+// target has room for what the source tree occupies: a target too small
+// fails the replication at once with what is missing (an error wrapping
+// *rsync.SpaceError) instead of after copying most of the volume.
+func (s *Session) checkSpace(ctx context.Context, dir string) error {
+	need, err := rsync.TreeUsage(dir)
+	if err != nil {
+		return fmt.Errorf("measuring the source volume: %w", err)
+	}
+	if err := s.peer.CheckSpace(ctx, need); err != nil {
+		return fmt.Errorf("checking the target's free space: %w", err)
+	}
+	return nil
+}
+
 // withRetries runs a pre-copy pass, and runs it again after a backoff when
-// it failed for a reason that may be transient (not a full target, not a
-// cancelled context), at most PassAttempts times. Every attempt is reported.
+// it failed for a reason that may be transient (not a full or too small
+// target, not a cancelled context), at most PassAttempts times. Every attempt is reported.
 func (s *Session) withRetries(ctx context.Context, pass Pass, round int, run func() (rsync.Result, bool, error)) (rsync.Result, error) {
 	attempts := s.cfg.PassAttempts
 	if attempts <= 0 {
@@ -339,7 +357,7 @@ func (s *Session) withRetries(ctx context.Context, pass Pass, round int, run fun
 	for attempt := 1; ; attempt++ {
 		r, tar, err := run()
 		s.report(PassResult{Pass: pass, Round: round, Result: r, TarStream: tar, Attempt: attempt, Err: err})
-		if err == nil || attempt >= attempts || ctx.Err() != nil || rsync.IsDiskFull(err) {
+		if err == nil || attempt >= attempts || ctx.Err() != nil || rsync.IsDiskFull(err) || rsync.IsSpaceError(err) {
 			if err != nil && attempt > 1 {
 				err = fmt.Errorf("after %d attempts: %w", attempt, err)
 			}

@@ -280,7 +280,9 @@ func TestPreCopyRetriesTransientFailure(t *testing.T) {
 	var dials atomic.Int32
 	dial := func(ctx context.Context) (net.Conn, error) {
 		c, err := recv.Dial(ctx)
-		if err == nil && dials.Add(1) == 1 {
+		// The first connection asks for room (checkSpace), the second
+		// carries the first pass.
+		if err == nil && dials.Add(1) == 2 {
 			return &failingConn{Conn: c, left: 2 << 20}, nil
 		}
 		return c, err

@@ -34,6 +34,9 @@ type Peer interface {
 	// FetchBlockIndex calls fn with the block index of each target file
 	// of paths.
 	FetchBlockIndex(ctx context.Context, paths []string, fn func(*blockdelta.FileIndex) error) error
+	// CheckSpace tells whether the target has room for need (an error
+	// wrapping *rsync.SpaceError when it has not).
+	CheckSpace(ctx context.Context, need rsync.Usage) error
 	// SendBlockDelta sends files as a block delta and checks the target's
 	// answers.
 	SendBlockDelta(ctx context.Context, o rsync.SendOptions, files []blockdelta.File) (rsync.Result, blockdelta.Result, error)
@@ -72,6 +75,10 @@ func (p rsyncPeer) FetchManifest(ctx context.Context) (manifest.Manifest, error)
 
 func (p rsyncPeer) FetchBlockIndex(ctx context.Context, paths []string, fn func(*blockdelta.FileIndex) error) error {
 	return rsync.FetchBlockIndex(ctx, p.dial, paths, fn)
+}
+
+func (p rsyncPeer) CheckSpace(ctx context.Context, need rsync.Usage) error {
+	return rsync.CheckSpace(ctx, p.dial, need)
 }
 
 func (rsyncPeer) SendBlockDelta(ctx context.Context, o rsync.SendOptions, files []blockdelta.File) (rsync.Result, blockdelta.Result, error) {

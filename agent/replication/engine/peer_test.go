@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +26,10 @@ type fakePeer struct {
 	tar    []sendAnswer
 	repair []sendAnswer
 	verify []verifyAnswer
+	// space answers CheckSpace (not recorded in calls); need is what it
+	// was asked.
+	space error
+	need  rsync.Usage
 }
 
 type sendAnswer struct {
@@ -91,6 +97,11 @@ func (p *fakePeer) FetchManifest(context.Context) (manifest.Manifest, error) {
 func (p *fakePeer) FetchBlockIndex(context.Context, []string, func(*blockdelta.FileIndex) error) error {
 	p.calls = append(p.calls, "blockIndex")
 	return errors.New("fake peer: no block index")
+}
+
+func (p *fakePeer) CheckSpace(_ context.Context, need rsync.Usage) error {
+	p.need = need
+	return p.space
 }
 
 func (p *fakePeer) SendBlockDelta(context.Context, rsync.SendOptions, []blockdelta.File) (rsync.Result, blockdelta.Result, error) {
@@ -295,5 +306,29 @@ func TestFinalBlockDeltaThatCannotRunFallsBackToRsync(t *testing.T) {
 	if res.Method != FinalRsync || res.Fallback != FallbackFailed || !strings.Contains(res.FallbackDetail, "target manifest") || !res.Counts.Whole {
 		t.Errorf("method %q, fallback %q (%s), whole %v; want rsync after %q naming the target manifest, whole tree verified",
 			res.Method, res.Fallback, res.FallbackDetail, res.Counts.Whole, FallbackFailed)
+	}
+}
+
+// TestPreCopyStopsWhenTheTargetIsTooSmall: the target's answer to the space
+// check, made with what the source tree occupies, fails the pre-copy before
+// any pass writes, with the receiver's explanation, and is not retried.
+func TestPreCopyStopsWhenTheTargetIsTooSmall(t *testing.T) {
+	p := &fakePeer{space: &rsync.SpaceError{Message: "the source's data needs 3.0 MiB"}}
+	s, passes, _ := fakeSession(t, p, nil)
+	if err := os.WriteFile(filepath.Join(s.cfg.SourceDir, "f"), make([]byte, 3<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.PreCopy(context.Background(), 0)
+	if !rsync.IsSpaceError(err) || !strings.Contains(err.Error(), "3.0 MiB") {
+		t.Fatalf("PreCopy into a target without room: %v, want the space error", err)
+	}
+	if len(p.calls) != 0 {
+		t.Errorf("passes ran into a target without room: %v", p.calls)
+	}
+	if len(*passes) != 1 || !rsync.IsSpaceError((*passes)[0].Err) {
+		t.Errorf("reported passes %+v, want one attempt failed by the space check (not retried)", *passes)
+	}
+	if p.need.Bytes < 3<<20 || p.need.Inodes != 2 {
+		t.Errorf("space asked for %+v, want at least 3 MiB and 2 inodes (the tree and its file)", p.need)
 	}
 }

@@ -32,10 +32,14 @@ const (
 	// BlockDelta carries the final pass as a block delta (package
 	// blockdelta) into existing target files.
 	BlockDelta Request = "blockdelta"
+	// Space asks whether the target has room for the source's data before
+	// the first pass: one line "<bytes> <inodes>\n" follows the request
+	// line, answered ReplyOK or ReplyError with what is missing.
+	Space Request = "space"
 )
 
 // requests are the requests a receiver accepts.
-var requests = []Request{Rsync, Status, Tar, Manifest, BlockIndex, BlockDelta}
+var requests = []Request{Rsync, Status, Tar, Manifest, BlockIndex, BlockDelta, Space}
 
 // MaxRequestLen bounds a request line, line break included.
 const MaxRequestLen = 64

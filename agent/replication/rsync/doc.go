@@ -28,6 +28,10 @@
 //
 //   - status: the result of the last transfer (why the receiving side
 //     failed, e.g. a full volume);
+//   - space: whether the target's filesystem has room, in bytes and inodes,
+//     for what the source tree occupies beside what the target holds
+//     (CheckSpace, before the first pass; a *SpaceError says what is
+//     missing);
 //   - tar: the first pass into an empty target (SendTar, package
 //     tarstream), extracted through an os.Root of the target; refused
 //     ("refused target not empty") when the target holds anything;

@@ -192,6 +192,10 @@ func (r *Receiver) ServeConn(ctx context.Context, conn net.Conn) error {
 			return err
 		}
 		return m.Encode(conn)
+	case protocol.Space:
+		// Room for the source's data, before the first pass; reads
+		// nothing but the target's identities.
+		return r.serveSpace(conn)
 	case protocol.Status:
 		// The sender asks right after its rsync exited, which can be before
 		// the receiving rsync has: wait (bounded) for running transfers to

@@ -72,6 +72,20 @@ const (
 	// ConditionSenderReady is True once the source's sender has started;
 	// False, like ReceiverReady, while it cannot.
 	ConditionSenderReady = "SenderReady"
+	// ConditionFailed is True once the replication failed (phase Failed);
+	// its reason names the cause when the agent knows one the user can act
+	// on (ReasonTargetVolumeTooSmall), Error otherwise.
+	ConditionFailed = "Failed"
+)
+
+// Reasons of the Failed condition.
+const (
+	// ReasonTargetVolumeTooSmall: before the first pass, the target's
+	// filesystem had no room (bytes or inodes) for what the source volume
+	// occupies; the message says how much is needed and available.
+	ReasonTargetVolumeTooSmall = "TargetVolumeTooSmall"
+	// ReasonError: any other failure; the phase's message says what.
+	ReasonError = "Error"
 )
 
 // ReplicationPreCopy tunes the pre-copy rounds.

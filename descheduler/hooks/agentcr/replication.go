@@ -450,7 +450,13 @@ func (r *Replication) PreCopy(ctx context.Context, m migration.Migration, vol mi
 
 func failed(vr *agentv1alpha1.VolumeReplication) error {
 	if vr.Status.Phase == agentv1alpha1.VolumeReplicationFailed {
-		return migration.NewStepFailedError("ReplicationFailed", fmt.Sprintf("replication of claim %s (%s) failed: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))
+		// A cause the user can act on keeps its own reason; the set of
+		// reasons stays the controller's (the agent's is only matched).
+		reason := "ReplicationFailed"
+		if c := meta.FindStatusCondition(vr.Status.Conditions, agentv1alpha1.ConditionFailed); c != nil && c.Reason == agentv1alpha1.ReasonTargetVolumeTooSmall {
+			reason = agentv1alpha1.ReasonTargetVolumeTooSmall
+		}
+		return migration.NewStepFailedError(reason, fmt.Sprintf("replication of claim %s (%s) failed: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))
 	}
 	if vr.Status.Phase == agentv1alpha1.VolumeReplicationAborted && !vr.Spec.Abort {
 		return migration.NewStepFailedError("ReplicationAborted", fmt.Sprintf("replication of claim %s (%s) was aborted by the agent: %s", vr.Spec.ClaimName, vr.Spec.Role, vr.Status.Message))

@@ -2,6 +2,7 @@ package agentcr
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -268,6 +269,38 @@ func TestReplicationFailureIsPermanent(t *testing.T) {
 	}
 	if _, err := h.PreCopy(ctx, mig, vol, migration.PreCopyOptions{MaxRounds: 1}); !migration.IsStepFailed(err) {
 		t.Fatalf("err = %v, want StepFailedError", err)
+	}
+}
+
+// TestReplicationTargetTooSmallKeepsItsReason: a replication that failed
+// because the target volume has no room fails the step with reason
+// TargetVolumeTooSmall (what the LiveMigration shows), other failures with
+// ReplicationFailed, whatever reason the agent wrote.
+func TestReplicationTargetTooSmallKeepsItsReason(t *testing.T) {
+	for _, tc := range []struct{ agentReason, want string }{
+		{agentv1alpha1.ReasonTargetVolumeTooSmall, agentv1alpha1.ReasonTargetVolumeTooSmall},
+		{agentv1alpha1.ReasonError, "ReplicationFailed"},
+		{"SomethingElse", "ReplicationFailed"},
+	} {
+		t.Run(tc.agentReason, func(t *testing.T) {
+			ctx := context.Background()
+			_, dst, h := replicationWorld()
+			if _, err := h.PreCopy(ctx, mig, vol, migration.PreCopyOptions{MaxRounds: 1}); err != nil {
+				t.Fatal(err)
+			}
+			sv := getVR(t, dst, "data-db-0-target-01234567")
+			sv.Status.Phase, sv.Status.Message = agentv1alpha1.VolumeReplicationFailed, "target volume too small: the source's data needs 3.0 GiB"
+			sv.Status.Conditions = []metav1.Condition{{Type: agentv1alpha1.ConditionFailed, Status: metav1.ConditionTrue, Reason: tc.agentReason,
+				Message: sv.Status.Message, LastTransitionTime: metav1.Now()}}
+			if err := dst.Status().Update(ctx, sv); err != nil {
+				t.Fatal(err)
+			}
+			_, err := h.PreCopy(ctx, mig, vol, migration.PreCopyOptions{MaxRounds: 1})
+			var sf *migration.StepFailedError
+			if !errors.As(err, &sf) || sf.Reason != tc.want || !strings.Contains(sf.Message, "3.0 GiB") {
+				t.Fatalf("err = %#v, want a step failure with reason %s carrying the agent's message", err, tc.want)
+			}
+		})
 	}
 }
 
