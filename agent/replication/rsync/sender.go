@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
+	"github.com/livemigrate/livemigrate/agent/replication/internal/fswalk"
 	"github.com/livemigrate/livemigrate/agent/replication/manifest"
 	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
@@ -385,30 +384,12 @@ func remoteStatus(ctx context.Context, dial func(context.Context) (net.Conn, err
 // sparse file and warms the inode cache for the rsync file list that follows.
 func HasSparseFiles(dir string) bool {
 	sparse := false
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if path != dir && errors.Is(err, fs.ErrNotExist) {
-				return nil // vanished while the application runs
-			}
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		st, ok := info.Sys().(*syscall.Stat_t)
-		if !ok {
-			return errors.New("no stat data")
-		}
-		if st.Blocks*512 < st.Size&^4095 {
+	errFound := errors.New("found")
+	// fswalk never follows a directory the workload swaps for a symlink.
+	err := fswalk.Walk(dir, func(_ string, st *unix.Stat_t) error {
+		if st.Mode&unix.S_IFMT == unix.S_IFREG && st.Blocks*512 < st.Size&^4095 {
 			sparse = true
-			return fs.SkipAll
+			return errFound
 		}
 		return nil
 	})

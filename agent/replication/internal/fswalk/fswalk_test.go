@@ -49,3 +49,50 @@ func TestWalkMissingRootFails(t *testing.T) {
 		t.Fatal("walking a missing tree succeeded")
 	}
 }
+
+// TestWalkNeverEntersADirectorySwappedForASymlink swaps a directory the
+// walk has listed but not entered yet for a symlink out of the tree (what a
+// workload can do to its volume while the agent walks it): nothing outside
+// the tree is reported, deterministically, because the swap happens in the
+// callback of an entry listed before it.
+func TestWalkNeverEntersADirectorySwappedForASymlink(t *testing.T) {
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "kubelet.key"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{"a", "b"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "b", "f"), []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err := Walk(dir, func(rel string, st *unix.Stat_t) error {
+		got = append(got, rel)
+		if rel == "b" {
+			// b has just been looked at as a directory; now it becomes a
+			// symlink to outside the tree before the walk enters it.
+			if err := os.Rename(filepath.Join(dir, "b"), filepath.Join(dir, "a", "moved")); err != nil {
+				return err
+			}
+			if err := os.Symlink(outside, filepath.Join(dir, "b")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rel := range got {
+		if rel == "b/kubelet.key" {
+			t.Fatalf("the walk listed a file outside the tree through a swapped directory: %v", got)
+		}
+	}
+	if diff := cmp.Diff([]string{".", "a", "b"}, got); diff != "" {
+		t.Errorf("entries (-want +got):\n%s", diff)
+	}
+}
