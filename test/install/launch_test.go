@@ -107,6 +107,9 @@ func memberNames(l *lab.Lab) []string {
 // Workloads (Deployments, DaemonSets) and the webhook registrations are
 // applied with dryRun: the lab runs the components itself, as processes,
 // and registers the webhooks by URL; the API server still validates them.
+// So is the agents' node restriction policy: the lab's agents are processes
+// holding one token of their ServiceAccount, bound to no pod and so to no
+// node (descheduler/integration TestAgentNodeRestriction tests the policy).
 func (r *renderedChart) applyOnce(key string, cfg *rest.Config, objs []*unstructured.Unstructured) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -162,7 +165,8 @@ func serverSideApply(ctx context.Context, cfg *rest.Config, objs []*unstructured
 		}
 		opts := metav1.ApplyOptions{FieldManager: fieldManager, Force: true}
 		switch gvk.Kind {
-		case "Deployment", "DaemonSet", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration":
+		case "Deployment", "DaemonSet", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+			"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
 			opts.DryRun = []string{metav1.DryRunAll}
 		}
 		if _, err := ri.Apply(ctx, o.GetName(), o, opts); err != nil {
