@@ -47,7 +47,7 @@ func (c *holdConn) CloseWrite() error {
 	if w, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return w.CloseWrite()
 	}
-	return c.Conn.Close()
+	return c.Close()
 }
 
 // TestRsyncSenderDirectorySwappedDuringPass replays, deterministically, a
