@@ -22,9 +22,10 @@
 // back), uid/gid 0 with numeric ids (ownership kept as numbers),
 // list = no, refuse options (RefusedOptions: device nodes and specials,
 // compression, preallocation and other options a sender never uses; the
-// daemon exits before writing anything) and incoming chmod
+// daemon exits before writing anything), incoming chmod
 // (IncomingChmod: no regular file is written with its set-user-ID or
-// set-group-ID bit). The other requests:
+// set-group-ID bit) and a filter on extended attribute names
+// (XattrFilter: no file capabilities). The other requests:
 //
 //   - status: the result of the last transfer (why the receiving side
 //     failed, e.g. a full volume);

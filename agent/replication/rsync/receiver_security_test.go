@@ -141,3 +141,41 @@ func TestCheckSpace(t *testing.T) {
 	must(t, CheckSpace(ctx, h.dial, Usage{Bytes: free + held.Bytes/2, Inodes: 1}))
 	_ = h.lastReceiverError(t)
 }
+
+// TestReceiverDropsFileCapabilities replicates an executable with file
+// capabilities (the security.capability extended attribute, set-id bits by
+// other means) beside an ordinary extended attribute: the target's file has
+// the ordinary one and no capabilities, and the verification finds the
+// target equal.
+func TestReceiverDropsFileCapabilities(t *testing.T) {
+	requireRoot(t)
+	src, dst, _ := setupTrees(t)
+	p := filepath.Join(src, "tool")
+	writeRandom(t, p, 100)
+	// struct vfs_cap_data, revision 2, effective: CAP_NET_BIND_SERVICE.
+	capData := []byte{0x01, 0x00, 0x00, 0x02, 0x00, 0x04, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	if err := unix.Setxattr(p, "security.capability", capData, 0); err != nil {
+		t.Fatalf("setting file capabilities on the source: %v", err)
+	}
+	if err := unix.Setxattr(p, "user.note", []byte("kept"), 0); err != nil {
+		t.Fatalf("setting a user extended attribute on the source (the test's filesystem needs them): %v", err)
+	}
+	h := startReceiver(t, dst)
+	_, err := Send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial})
+	must(t, err)
+	must(t, h.lastReceiverError(t))
+	q := filepath.Join(dst, "tool")
+	buf := make([]byte, 64)
+	if n, err := unix.Getxattr(q, "security.capability", buf); err == nil {
+		t.Errorf("the target's file has capabilities (%x)", buf[:n])
+	}
+	if n, err := unix.Getxattr(q, "user.note", buf); err != nil || string(buf[:n]) != "kept" {
+		t.Errorf("the target's user.note = %q, %v; want it kept", buf[:max(n, 0)], err)
+	}
+	v, err := Verify(context.Background(), SendOptions{SourceDir: src, Dial: h.dial})
+	must(t, err)
+	_ = h.lastReceiverError(t)
+	if !v.Equal() {
+		t.Errorf("verification reports the dropped capabilities as differences: %v", v.Differences)
+	}
+}
