@@ -291,7 +291,7 @@ type VolumeReplicationStatus struct {
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 
-	// Conditions: Converged, Verified, ReceiverReady, SenderReady.
+	// Conditions: Converged, Verified, ReceiverReady, SenderReady, Failed.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
