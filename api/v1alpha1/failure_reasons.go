@@ -74,6 +74,10 @@ const (
 	ReasonNoSourceNode = "NoSourceNode"
 	// ReasonReplicationFailed: an agent reported a volume replication Failed.
 	ReasonReplicationFailed = "ReplicationFailed"
+	// ReasonTargetVolumeTooSmall: before the first pass, the target had no
+	// room (bytes or inodes) for what a source volume occupies; nothing was
+	// written. The message says how much is needed and available.
+	ReasonTargetVolumeTooSmall = "TargetVolumeTooSmall"
 	// ReasonReplicationAborted: an agent aborted a volume replication.
 	ReasonReplicationAborted = "ReplicationAborted"
 	// ReasonReplicationGone: a VolumeReplication disappeared before the final
