@@ -19,6 +19,7 @@ import (
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
+	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
 
@@ -354,5 +355,29 @@ func TestDescribeShowsVolumesDuringPass(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("describe output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestDescribeShowsTriggerAndReason: the detail names the trigger that
+// created the migration and why.
+func TestDescribeShowsTriggerAndReason(t *testing.T) {
+	lm := status(lmv1alpha1.PhasePreCopy, 0, 0, 0)
+	lm.Labels = map[string]string{policy.LabelTrigger: string(policy.TriggerPlacement)}
+	lm.Annotations = map[string]string{policy.AnnotationReason: "the placement changed (PropagationPolicy shop/db): karmada-scheduler placed the workload on member2 instead of member1; eviction strategy LiveMigrate"}
+	var out bytes.Buffer
+	Describe(&out, lm)
+	for _, want := range []string{
+		"Trigger:    placement\n",
+		"Reason:     the placement changed (PropagationPolicy shop/db): karmada-scheduler placed the workload on member2 instead of member1; eviction strategy LiveMigrate\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("describe output lacks %q:\n%s", want, out.String())
+		}
+	}
+	lm.Labels, lm.Annotations = nil, nil
+	out.Reset()
+	Describe(&out, lm)
+	if !strings.Contains(out.String(), "Trigger:    manual\n") || strings.Contains(out.String(), "Reason:") {
+		t.Errorf("a migration without labels: %s", out.String())
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
+	"github.com/livemigrate/livemigrate/descheduler/policy"
 )
 
 // FormatBytes prints a byte count with a binary unit.
@@ -166,6 +167,10 @@ func Describe(out io.Writer, lm *lmv1alpha1.LiveMigration) {
 	st := &lm.Status
 	fmt.Fprintf(out, "Name:       %s/%s\n", lm.Namespace, lm.Name)
 	fmt.Fprintf(out, "Workload:   %s %s\n", lm.Spec.WorkloadRef.Kind, lm.Spec.WorkloadRef.Name)
+	fmt.Fprintf(out, "Trigger:    %s\n", policy.TriggerOf(lm.Labels))
+	if why := lm.Annotations[policy.AnnotationReason]; why != "" {
+		fmt.Fprintf(out, "Reason:     %s\n", why)
+	}
 	fmt.Fprintf(out, "Phase:      %s\n", orDash(string(st.Phase)))
 	fmt.Fprintf(out, "Source:     %s\n", orDash(st.SourceCluster))
 	fmt.Fprintf(out, "Target:     %s\n", orDash(st.TargetCluster))

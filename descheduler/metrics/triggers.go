@@ -7,6 +7,8 @@ const (
 	AdmissionAllowed = "allowed"
 	AdmissionDenied  = "denied"
 	AdmissionError   = "error"
+	// AdmissionHeld is a placement change the placement webhook held.
+	AdmissionHeld = "held"
 )
 
 // PolicyKind bounds the kind label of the policy admission metric.
@@ -26,6 +28,14 @@ var PolicyAdmissionRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Admission requests answered by the policy annotation webhook, by kind and result (allowed, denied, error).",
 }, []string{"kind", "result"})
 
+// PlacementAdmissionRequests counts the ResourceBinding updates the
+// placement webhook answered: those of opted-in bindings that take the
+// workload off its cluster (its matchConditions send no other).
+var PlacementAdmissionRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "livemigrate_placement_admission_requests_total",
+	Help: "ResourceBinding updates answered by the placement webhook, by result (allowed, held, error).",
+}, []string{"result"})
+
 // Decision is what a trigger decided for one workload.
 type Decision string
 
@@ -39,7 +49,7 @@ const (
 
 var (
 	// TriggerDecisions counts the triggers' decisions, by trigger
-	// (maintenance, rebalance) and outcome.
+	// (maintenance, rebalance, placement) and outcome.
 	TriggerDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "livemigrate_trigger_decisions_total",
 		Help: "Decisions of the descheduler's triggers, by trigger and outcome (migration_created, fallback_eviction, blocked, not_handled, invalid_policy).",
@@ -70,5 +80,5 @@ var InvalidPolicyObjects = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 }, []string{"kind"})
 
 func triggerMetrics() []prometheus.Collector {
-	return []prometheus.Collector{PolicyAdmissionRequests, TriggerDecisions, DrainsInProgress, DrainRemaining, InvalidPolicyObjects}
+	return []prometheus.Collector{PolicyAdmissionRequests, TriggerDecisions, DrainsInProgress, DrainRemaining, InvalidPolicyObjects, PlacementAdmissionRequests}
 }

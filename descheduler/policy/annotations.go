@@ -62,6 +62,21 @@ const (
 	AnnotationReason = Prefix + "reason"
 )
 
+// What the placement trigger keeps on the ResourceBindings of opted-in
+// workloads (never on templates or policies).
+const (
+	// LabelOptedIn ("true") marks the ResourceBinding of an opted-in
+	// workload: the placement webhook's matchConditions send it exactly the
+	// updates of such bindings that change spec.clusters.
+	LabelOptedIn = Prefix + "opted-in"
+	// AnnotationScheduledClusters holds, as JSON ([{"name":…,"replicas":…}]),
+	// the scheduling result karmada-scheduler wrote for an opted-in running
+	// workload that would have moved it: the placement webhook keeps
+	// spec.clusters and puts the result here, and the placement trigger
+	// moves the workload there by live migration.
+	AnnotationScheduledClusters = Prefix + "scheduled-clusters"
+)
+
 // Trigger is the value of the livemigrate.io/trigger label.
 type Trigger string
 
@@ -69,13 +84,17 @@ const (
 	TriggerMaintenance Trigger = "maintenance"
 	TriggerRebalance   Trigger = "rebalance"
 	TriggerManual      Trigger = "manual"
+	// TriggerPlacement is a change of the workload's placement (its
+	// policy, its cluster's labels, a WorkloadRebalancer) that Karmada's
+	// scheduling would have made by re-creating it.
+	TriggerPlacement Trigger = "placement"
 )
 
 // TriggerOf returns the trigger of a LiveMigration from its labels; one
 // created without the label was created by hand.
 func TriggerOf(labels map[string]string) Trigger {
 	switch t := Trigger(labels[LabelTrigger]); t {
-	case TriggerMaintenance, TriggerRebalance:
+	case TriggerMaintenance, TriggerRebalance, TriggerPlacement:
 		return t
 	}
 	return TriggerManual

@@ -131,7 +131,7 @@ func TestResolve(t *testing.T) {
 }
 
 func TestTriggerOf(t *testing.T) {
-	for labels, want := range map[string]Trigger{"maintenance": TriggerMaintenance, "rebalance": TriggerRebalance, "": TriggerManual, "other": TriggerManual} {
+	for labels, want := range map[string]Trigger{"maintenance": TriggerMaintenance, "rebalance": TriggerRebalance, "placement": TriggerPlacement, "": TriggerManual, "other": TriggerManual} {
 		if got := TriggerOf(map[string]string{LabelTrigger: labels}); got != want {
 			t.Errorf("TriggerOf(%q) = %q, want %q", labels, got, want)
 		}
