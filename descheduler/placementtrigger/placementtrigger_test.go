@@ -398,3 +398,16 @@ func TestNoClusterForTheNewPlacementBlocks(t *testing.T) {
 		t.Errorf("the same state reported again: %q", ev)
 	}
 }
+
+func TestMovedByHandOutOfAffinityStays(t *testing.T) {
+	w := newWorld("LiveMigrate")
+	w.binding.ClusterLabelIn("zone", "b") // cluster a does not match
+	manual := dtesting.MakeLiveMigration("ns", "by-hand", "app").Clusters("b", "a").Obj()
+	manual.Status.Phase = lmv1alpha1.PhaseSucceeded
+	w.extra = append(w.extra, manual)
+	r, c, _ := w.build(t, Config{})
+	reconcileOnce(t, r)
+	if got := getBinding(t, c).Spec.RescheduleTriggeredAt; got != nil {
+		t.Errorf("rescheduleTriggeredAt = %v: a workload moved there by hand is moved back", got)
+	}
+}

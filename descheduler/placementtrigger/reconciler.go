@@ -206,7 +206,17 @@ func (r *Reconciler) watchPlacement(ctx context.Context, rb *workv1alpha2.Resour
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	now := r.Clock.Now()
-	if res := (&clusteraffinity.ClusterAffinity{}).Filter(ctx, &rb.Spec, &rb.Status, c); !res.IsSuccess() {
+	res := (&clusteraffinity.ClusterAffinity{}).Filter(ctx, &rb.Spec, &rb.Status, c)
+	if !res.IsSuccess() {
+		movedThere, err := r.movedThereByHand(ctx, rb, cur)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if movedThere {
+			// Someone chose this cluster on purpose (kubectl livemigrate
+			// move --to): karmada-scheduler would not move it back either.
+			return reconcile.Result{}, nil
+		}
 		why := fmt.Sprintf("cluster %s no longer matches the placement's cluster affinity (%s)", cur, res.AsError())
 		return reconcile.Result{}, r.reschedule(ctx, rb, now, "PlacementChanged", why+": asked karmada-scheduler to schedule the workload again; it moves live to the cluster chosen")
 	}
@@ -222,6 +232,27 @@ func (r *Reconciler) watchPlacement(ctx context.Context, rb *workv1alpha2.Resour
 			"karmada-scheduler failed to write its last scheduling result ("+cond.Message+"): asked it to schedule the workload again")
 	}
 	return reconcile.Result{}, nil
+}
+
+// movedThereByHand reports whether the workload's latest successful
+// LiveMigration, one another trigger or a person made, moved it to cur.
+func (r *Reconciler) movedThereByHand(ctx context.Context, rb *workv1alpha2.ResourceBinding, cur string) (bool, error) {
+	var list lmv1alpha1.LiveMigrationList
+	if err := r.Client.List(ctx, &list, client.InNamespace(rb.Namespace)); err != nil {
+		return false, fmt.Errorf("listing LiveMigrations: %w", err)
+	}
+	ref := rb.Spec.Resource
+	var last *lmv1alpha1.LiveMigration
+	for i := range list.Items {
+		lm := &list.Items[i]
+		if lm.Spec.WorkloadRef.Kind != ref.Kind || lm.Spec.WorkloadRef.Name != ref.Name || lm.Status.Phase != lmv1alpha1.PhaseSucceeded {
+			continue
+		}
+		if last == nil || last.CreationTimestamp.Before(&lm.CreationTimestamp) {
+			last = lm
+		}
+	}
+	return last != nil && last.Status.TargetCluster == cur && policy.TriggerOf(last.Labels) != policy.TriggerPlacement, nil
 }
 
 // placementPending reports whether karmada-scheduler has not written a

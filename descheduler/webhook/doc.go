@@ -1,5 +1,10 @@
-// Package webhook is the validating admission webhook for LiveMigrations.
+// Package webhook holds the descheduler's admission webhooks: the
+// validating webhook for LiveMigrations (below), the policy annotation
+// webhook (PolicyAnnotations) and the placement webhook (PlacementHold, a
+// mutating webhook on ResourceBinding updates, see
+// descheduler/placementtrigger).
 //
+// The LiveMigration webhook:
 // On create it checks the spec's values as the CRD's CEL rules do (a
 // duration or quantity that does not parse, or is not greater than zero;
 // an unsupported workload kind), so that a cluster whose CRD predates those
@@ -16,6 +21,6 @@
 // spec.abort, comparing values, not their spellings.
 //
 // Every denial is an Invalid status whose causes name the field and say
-// what to write instead. It only reads the Karmada control plane; it never
-// mutates a request.
+// what to write instead. It only reads the Karmada control plane; only the
+// placement webhook mutates a request.
 package webhook
