@@ -37,6 +37,7 @@ import (
 	"github.com/livemigrate/livemigrate/descheduler/migration"
 	"github.com/livemigrate/livemigrate/descheduler/options"
 	"github.com/livemigrate/livemigrate/descheduler/placement"
+	"github.com/livemigrate/livemigrate/descheduler/placementtrigger"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/descheduler/webhook"
 	"github.com/livemigrate/livemigrate/plugins/capacity"
@@ -213,7 +214,22 @@ func Run(ctx context.Context, o *options.Options) error {
 			return fmt.Errorf("setting up the maintenance trigger: %w", err)
 		}
 	}
+	policies := &policy.Resolver{Client: mgr.GetClient()}
+	pr := &placementtrigger.Reconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("livemigrate-descheduler"),
+		Clock:    clock.RealClock{},
+		Policies: policies,
+		Config: placementtrigger.Config{
+			MaxActive: o.MaxActive, MaxActivePerCluster: o.MaxActivePerCluster,
+			RetryAfter: o.MaintenanceRetryInterval, Resync: maintenanceResync(o.PollInterval),
+		},
+	}
+	if err := pr.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the placement trigger: %w", err)
+	}
 	if o.EnableWebhook {
+		mgr.GetWebhookServer().Register(webhook.PlacementPath, &ctrlwebhook.Admission{Handler: webhook.PlacementHold{Client: mgr.GetClient(), Policies: policies}})
 		mgr.GetWebhookServer().Register(webhook.Path, &ctrlwebhook.Admission{Handler: webhook.New(mgr.GetAPIReader(), scheme)})
 		mgr.GetWebhookServer().Register(webhook.PolicyPath, &ctrlwebhook.Admission{Handler: webhook.PolicyAnnotations{}})
 		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
