@@ -27,8 +27,8 @@ func Moves(old, cur *workv1alpha2.ResourceBinding) (string, bool) {
 // It is admitted when it does not move the workload, when it hands the
 // cluster it leaves to a graceful eviction task it adds (a live
 // migration's rebinding, Karmada's failover, a drain's or this trigger's
-// fallback to Karmada), or when it is the rollback or rebinding of an
-// active LiveMigration of the workload between the two clusters. The
+// fallback to Karmada), or when it is the rollback of an active
+// LiveMigration of the workload (from its target back to its source). The
 // reason is for logs and the admission warning.
 func Hold(old, cur *workv1alpha2.ResourceBinding, migrations []lmv1alpha1.LiveMigration) (bool, string) {
 	from, moves := Moves(old, cur)
@@ -48,9 +48,12 @@ func Hold(old, cur *workv1alpha2.ResourceBinding, migrations []lmv1alpha1.LiveMi
 		if lm.Namespace != cur.Namespace || lm.Spec.WorkloadRef.Kind != ref.Kind || lm.Spec.WorkloadRef.Name != ref.Name || lm.Status.Phase.IsTerminal() {
 			continue
 		}
-		s, t := lm.Status.SourceCluster, lm.Status.TargetCluster
-		if to != "" && s != "" && t != "" && ((s == from && t == to) || (s == to && t == from)) {
-			return false, "LiveMigration " + lm.Name + " moves the workload between " + s + " and " + t
+		// Its rollback: back from the target to the source. (Its
+		// rebinding adds its eviction task, above; any other write from
+		// the source to the target, karmada-scheduler's included, would
+		// re-create the workload under the migration.)
+		if s, t := lm.Status.SourceCluster, lm.Status.TargetCluster; to != "" && s == to && t == from {
+			return false, "the rollback of LiveMigration " + lm.Name + " from " + t + " to " + s
 		}
 	}
 	return true, fmt.Sprintf("the workload is opted into live migration: it stays on %s and moves to %s by live migration", from, Names(cur.Spec.Clusters))

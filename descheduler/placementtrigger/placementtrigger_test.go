@@ -54,6 +54,7 @@ func TestHold(t *testing.T) {
 		{name: "eviction task for the cluster it leaves", old: onA, cur: rebind},
 		{name: "rollback of an active migration", old: onB, cur: onA, migrations: []lmv1alpha1.LiveMigration{migration("m", "a", "b", lmv1alpha1.PhaseRollingBack)}},
 		{name: "finished migration does not count", old: onB, cur: onA, migrations: []lmv1alpha1.LiveMigration{migration("m", "a", "b", lmv1alpha1.PhaseFailed)}, hold: true},
+		{name: "scheduler moves it during an active migration", old: onA, cur: onB, migrations: []lmv1alpha1.LiveMigration{migration("m", "a", "b", lmv1alpha1.PhasePreCopy)}, hold: true},
 		{name: "migration between other clusters", old: onA, cur: onB, migrations: []lmv1alpha1.LiveMigration{migration("m", "a", "c", lmv1alpha1.PhasePreCopy)}, hold: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
