@@ -635,7 +635,8 @@ func deschedulerArgs(in *Instance) ([]string, error) {
 }
 
 // deschedulerReady waits for the descheduler and registers its validating
-// webhook (the chart's, manifests/install/karmada.yaml) by URL with the lab CA.
+// and mutating webhooks (the chart's, manifests/install/karmada.yaml) by URL
+// with the lab CA.
 func deschedulerReady(ctx context.Context, in *Instance) error {
 	if err := waitHTTP(ctx, in.Name, "http://"+in.Addr("health")+"/readyz", nil); err != nil {
 		return err
@@ -644,9 +645,14 @@ func deschedulerReady(ctx context.Context, in *Instance) error {
 	if err != nil {
 		return err
 	}
-	gvr := schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingwebhookconfigurations"}
 	for _, o := range objs {
-		if o.GetKind() != "ValidatingWebhookConfiguration" {
+		gvr := schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1"}
+		switch o.GetKind() {
+		case "ValidatingWebhookConfiguration":
+			gvr.Resource = "validatingwebhookconfigurations"
+		case "MutatingWebhookConfiguration":
+			gvr.Resource = "mutatingwebhookconfigurations"
+		default:
 			continue
 		}
 		hooks, _, _ := unstructured.NestedSlice(o.Object, "webhooks")
