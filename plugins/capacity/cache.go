@@ -17,7 +17,7 @@ type clusterInfo struct {
 
 	hasSummary  bool
 	allocatable vector
-	free        vector // allocatable − allocated − allocating, never below 0
+	free        vector // allocatable − in use (allocated + allocating), never below 0; see Usage
 	// freeText[i] is free[i] as a quantity and " free", for reasons.
 	freeText []string
 
@@ -39,11 +39,7 @@ func (p *Capacity) computeCluster(c *clusterv1alpha1.Cluster) *clusterInfo {
 	pending := p.slots.vector(rs.Allocating)
 	info.free = make(vector, len(info.allocatable))
 	for i, a := range info.allocatable {
-		f := a - used.get(i) - pending.get(i)
-		if f < 0 {
-			f = 0
-		}
-		info.free[i] = f
+		info.free[i] = free(a, inUse(used.get(i), pending.get(i)))
 	}
 	info.freeText = make([]string, len(info.free))
 	for i, f := range info.free {

@@ -276,3 +276,29 @@ func TestNoAllocations(t *testing.T) {
 		t.Errorf("Filter+Score allocate %v times per run, want 0", allocs)
 	}
 }
+
+func TestUsageIsWhatFilterAndScoreSee(t *testing.T) {
+	c := builder.MakeCluster("a").Allocatable("cpu", "10", "memory", "10Gi", "pods", "100").
+		Allocated("cpu", "6", "memory", "2Gi", "pods", "20").Allocating("cpu", "1").Obj()
+	u := UsageOf(c)
+	if !u.Known || u.InUse[UsageCPU] != 7000 || u.Allocatable[UsageMemory] != 10<<30 || u.InUse[UsagePods] != 20 {
+		t.Fatalf("usage %+v", u)
+	}
+	if got := u.Utilization(UsageCPU); got != 0.7 {
+		t.Errorf("cpu utilization %v, want 0.7", got)
+	}
+	p, err := New(&config.CapacityArgs{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := p.clusterInfo(c)
+	for i, name := range UsageNames {
+		slot := p.slots.slot(name)
+		if free := info.free.get(slot); free != u.Allocatable[i]-u.InUse[i] {
+			t.Errorf("%s: the plugin sees %d free, Usage %d of %d in use", name, free, u.InUse[i], u.Allocatable[i])
+		}
+	}
+	if UsageOf(builder.MakeCluster("none").Obj()).Known {
+		t.Error("a cluster without a summary must not be Known")
+	}
+}
