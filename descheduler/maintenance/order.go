@@ -5,10 +5,10 @@ import (
 	"time"
 
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
-	corev1 "k8s.io/api/core/v1"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
+	"github.com/livemigrate/livemigrate/descheduler/trigger"
 )
 
 // Candidate is an opted-in workload of a draining cluster that can start a
@@ -43,20 +43,10 @@ func Order(cands []*Candidate) {
 // bytes per second. The LiveMigration estimates again, from measurements,
 // before it freezes.
 func EstimateDowntime(rb *workv1alpha2.ResourceBinding, fallback, bandwidth int64) time.Duration {
-	perReplica := fallback
-	if rr := rb.Spec.ReplicaRequirements; rr != nil {
-		if q, ok := rr.ResourceRequest[corev1.ResourceMemory]; ok && q.Value() > 0 {
-			perReplica = q.Value()
-		}
-	}
-	replicas := int64(rb.Spec.Replicas)
-	if replicas < 1 {
-		replicas = 1
-	}
 	if bandwidth <= 0 {
 		bandwidth = 100 << 20
 	}
-	return time.Duration(float64(perReplica*replicas) / float64(bandwidth) * float64(time.Second))
+	return time.Duration(float64(trigger.CheckpointBytes(rb, fallback)) / float64(bandwidth) * float64(time.Second))
 }
 
 // involves reports whether an active migration counts against cluster's

@@ -28,6 +28,7 @@ import (
 	"github.com/livemigrate/livemigrate/descheduler/metrics"
 	"github.com/livemigrate/livemigrate/descheduler/placement"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
+	"github.com/livemigrate/livemigrate/descheduler/trigger"
 )
 
 // Picker plans a live migration's target (placement.Picker, with the
@@ -403,7 +404,7 @@ func (r *Reconciler) evict(ctx context.Context, rb *workv1alpha2.ResourceBinding
 		workv1alpha2.WithPurgeMode(purge),
 		workv1alpha2.WithProducer(EvictionProducer),
 		workv1alpha2.WithReason("LiveMigrationImpossible"),
-		workv1alpha2.WithMessage(truncate("eviction strategy LiveMigrateIfPossible: "+why, 1024))))
+		workv1alpha2.WithMessage(trigger.Truncate("eviction strategy LiveMigrateIfPossible: "+why, 1024))))
 	if err := r.Client.Update(ctx, upd); err != nil {
 		return nil, nil, fmt.Errorf("handing ResourceBinding %s/%s to Karmada's graceful eviction: %w", rb.Namespace, rb.Name, err)
 	}
@@ -412,32 +413,12 @@ func (r *Reconciler) evict(ctx context.Context, rb *workv1alpha2.ResourceBinding
 	return w, nil, nil
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n-1] + "…"
-}
-
 // start creates the LiveMigration of a candidate.
 func (r *Reconciler) start(ctx context.Context, c *clusterv1alpha1.Cluster, taint *corev1.Taint, cand *Candidate) (*lmv1alpha1.LiveMigration, error) {
 	rb, ref := cand.Binding, cand.Binding.Spec.Resource
-	lm := &lmv1alpha1.LiveMigration{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace:    rb.Namespace,
-			GenerateName: truncate(ref.Name, 40) + "-drain-",
-			Labels:       map[string]string{policy.LabelTrigger: string(policy.TriggerMaintenance), policy.LabelDrainCluster: c.Name},
-			Annotations: map[string]string{policy.AnnotationReason: fmt.Sprintf("cluster %s is drained for maintenance (taint %s); eviction strategy %s, drain priority %d",
-				c.Name, TaintString(taint), cand.Policy.Strategy, cand.Policy.DrainPriority)},
-		},
-		Spec: lmv1alpha1.LiveMigrationSpec{
-			WorkloadRef:   lmv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: ref.Kind, Name: ref.Name},
-			TargetCluster: cand.Target,
-		},
-	}
-	if d := cand.Policy.DowntimeBudget; d != nil {
-		lm.Spec.DowntimeBudget = &metav1.Duration{Duration: *d}
-	}
+	lm := trigger.NewLiveMigration(rb, cand.Target, policy.TriggerMaintenance, "drain", map[string]string{policy.LabelDrainCluster: c.Name},
+		fmt.Sprintf("cluster %s is drained for maintenance (taint %s); eviction strategy %s, drain priority %d",
+			c.Name, TaintString(taint), cand.Policy.Strategy, cand.Policy.DrainPriority), cand.Policy.DowntimeBudget)
 	if err := r.Client.Create(ctx, lm); err != nil {
 		return nil, fmt.Errorf("creating the LiveMigration of %s %s/%s: %w", ref.Kind, rb.Namespace, ref.Name, err)
 	}
@@ -467,7 +448,7 @@ func (r *Reconciler) recentlyCreated(rb *workv1alpha2.ResourceBinding, now time.
 // transition emits the events and counts the decisions of a workload whose
 // state changed since the previous report.
 func (r *Reconciler) transition(ctx context.Context, c *clusterv1alpha1.Cluster, rb *workv1alpha2.ResourceBinding, before WorkloadReport, w *WorkloadReport) {
-	tmpl := templateOf(rb)
+	tmpl := trigger.TemplateOf(rb)
 	if w.Warning != "" && w.Warning != before.Warning {
 		r.event(tmpl, c, corev1.EventTypeWarning, "MaintenanceEvictionRace", w.Warning)
 	}
@@ -499,12 +480,6 @@ func (r *Reconciler) transition(ctx context.Context, c *clusterv1alpha1.Cluster,
 		r.event(tmpl, c, corev1.EventTypeWarning, "InvalidPolicy", fmt.Sprintf("malformed livemigrate.io/ annotations: the workload is treated as not opted in and left to Karmada: %s", w.Reason))
 	}
 	klog.FromContext(ctx).V(2).Info("Drain state changed", "workload", klog.KRef(w.Namespace, w.Name), "kind", w.Kind, "from", before.State, "to", w.State)
-}
-
-func templateOf(rb *workv1alpha2.ResourceBinding) *metav1.PartialObjectMetadata {
-	ref := rb.Spec.Resource
-	return &metav1.PartialObjectMetadata{TypeMeta: metav1.TypeMeta{APIVersion: ref.APIVersion, Kind: ref.Kind},
-		ObjectMeta: metav1.ObjectMeta{Namespace: rb.Namespace, Name: ref.Name, UID: ref.UID}}
 }
 
 func (r *Reconciler) event(regarding client.Object, related client.Object, eventType, reason, note string) {
