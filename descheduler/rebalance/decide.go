@@ -542,10 +542,6 @@ func (r *round) place(d *Decision) {
 			why = append(why, name+": no room in the concurrency budget")
 			continue
 		}
-		if reason := r.env.Filter(d.Workload, o.c); reason != "" {
-			why = append(why, name+": "+reason)
-			continue
-		}
 		if name != d.Target {
 			d.Target = name
 			r.cost(d)
@@ -553,6 +549,10 @@ func (r *round) place(d *Decision) {
 		if b := d.Workload.Budget; b > 0 && d.Downtime > b {
 			overBudget = true
 			why = append(why, fmt.Sprintf("%s: estimated downtime %s exceeds the downtime budget %s", name, d.Downtime.Round(time.Millisecond), b))
+			continue
+		}
+		if reason := r.env.Filter(d.Workload, o.c); reason != "" {
+			why = append(why, name+": "+reason)
 			continue
 		}
 		d.Outcome = OutcomeChosen
