@@ -39,6 +39,7 @@ import (
 	"github.com/livemigrate/livemigrate/descheduler/placement"
 	"github.com/livemigrate/livemigrate/descheduler/placementtrigger"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
+	"github.com/livemigrate/livemigrate/descheduler/rebalance"
 	"github.com/livemigrate/livemigrate/descheduler/webhook"
 	"github.com/livemigrate/livemigrate/plugins/capacity"
 	pluginconfig "github.com/livemigrate/livemigrate/plugins/config"
@@ -228,6 +229,19 @@ func Run(ctx context.Context, o *options.Options) error {
 	if err := pr.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the placement trigger: %w", err)
 	}
+	if o.Rebalancing() {
+		rr := &rebalance.Reconciler{
+			Planner:  RebalancePlanner(o, mgr.GetClient(), picker.Plugins),
+			Client:   mgr.GetClient(),
+			Recorder: mgr.GetEventRecorder("livemigrate-descheduler"),
+			Clock:    clock.RealClock{},
+			Interval: o.RebalanceInterval,
+			DryRun:   o.RebalanceMode == options.RebalanceDryRun,
+		}
+		if err := mgr.Add(rr); err != nil {
+			return fmt.Errorf("setting up the load rebalancing trigger: %w", err)
+		}
+	}
 	if o.EnableWebhook {
 		mgr.GetWebhookServer().Register(webhook.PlacementPath, &ctrlwebhook.Admission{Handler: webhook.PlacementHold{Client: mgr.GetClient(), Policies: policies}})
 		mgr.GetWebhookServer().Register(webhook.Path, &ctrlwebhook.Admission{Handler: webhook.New(mgr.GetAPIReader(), scheme)})
@@ -278,6 +292,23 @@ func scoringPlugins(ctx context.Context, mgr ctrl.Manager, path string) ([]frame
 		return nil, err
 	}
 	return []framework.Plugin{cp, lp}, nil
+}
+
+// RebalancePlanner is the load rebalancing decision with the descheduler's
+// flags, reading from reader and filtering targets with plugins.
+func RebalancePlanner(o *options.Options, reader client.Reader, plugins []framework.Plugin) *rebalance.Planner {
+	return &rebalance.Planner{
+		Reader:  reader,
+		Plugins: plugins,
+		Config: rebalance.Config{
+			Bands:    rebalance.Bands{High: float64(o.RebalanceHigh) / 100, Low: float64(o.RebalanceLow) / 100},
+			Cooldown: o.RebalanceCooldown, MaxMoves: o.RebalanceMaxMovesPerRound, Settle: rebalance.DefaultSettle,
+			MaxActive: o.MaxActive, MaxActivePerCluster: o.MaxActivePerCluster, Bandwidth: o.DefaultBandwidth.Value(),
+		},
+		DefaultBudget:             o.DefaultDowntimeBudget,
+		DefaultCheckpointEstimate: o.DefaultCheckpointEstimate.Value(),
+		DowntimeHistory:           o.DowntimeHistory,
+	}
 }
 
 // maintenanceResync re-evaluates draining clusters a few poll intervals

@@ -45,6 +45,9 @@ const (
 	DecisionBlocked          Decision = "blocked"
 	DecisionNotHandled       Decision = "not_handled"
 	DecisionInvalidPolicy    Decision = "invalid_policy"
+	// DecisionDryRun: a rebalancing round in DryRun chose a move it did
+	// not make.
+	DecisionDryRun Decision = "dry_run"
 )
 
 var (
@@ -52,7 +55,7 @@ var (
 	// (maintenance, rebalance, placement) and outcome.
 	TriggerDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "livemigrate_trigger_decisions_total",
-		Help: "Decisions of the descheduler's triggers, by trigger and outcome (migration_created, fallback_eviction, blocked, not_handled, invalid_policy).",
+		Help: "Decisions of the descheduler's triggers, by trigger and outcome (migration_created, fallback_eviction, blocked, not_handled, invalid_policy, dry_run).",
 	}, []string{"trigger", "outcome"})
 
 	// DrainsInProgress is the number of clusters tainted for maintenance
@@ -79,6 +82,42 @@ var InvalidPolicyObjects = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Help: "Objects with malformed livemigrate.io/ annotations (the workloads they cover are treated as not opted in), by kind.",
 }, []string{"kind"})
 
+// Results of a load rebalancing round.
+const (
+	// RoundIdle: no source or no receiver, nothing considered.
+	RoundIdle = "idle"
+	// RoundDecided: candidates were considered (moves chosen or not).
+	RoundDecided = "decided"
+	// RoundError: the round could not read what it decides from.
+	RoundError = "error"
+)
+
+var (
+	// RebalanceRounds counts load rebalancing rounds, by mode (DryRun,
+	// Auto) and result.
+	RebalanceRounds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "livemigrate_rebalance_rounds_total",
+		Help: "Load rebalancing rounds, by mode (DryRun, Auto) and result (idle, decided, error).",
+	}, []string{"mode", "result"})
+
+	// RebalanceDecisions counts, per round, the candidates by outcome (the
+	// rebalance package's Outcome values: chosen, cooldown, no_target, ...).
+	RebalanceDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "livemigrate_rebalance_decisions_total",
+		Help: "Candidates of load rebalancing rounds, by mode (DryRun, Auto) and outcome (chosen, migrating, cooldown, rebalance_disabled, invalid_policy, not_handled, no_target, receivers_full, over_downtime_budget, source_relieved, max_moves, concurrency_budget, no_benefit).",
+	}, []string{"mode", "outcome"})
+
+	// ClusterUtilization is the share of each member cluster's allocatable
+	// in use (allocated + allocating) as the last round saw it, by cluster
+	// and resource (cpu, memory, pods); a cluster's series are deleted when
+	// it is gone.
+	ClusterUtilization = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "livemigrate_cluster_utilization_ratio",
+		Help: "Share of a member cluster's allocatable in use (allocated + allocating), by cluster and resource (cpu, memory, pods), as the last load rebalancing round saw it.",
+	}, []string{"cluster", "resource"})
+)
+
 func triggerMetrics() []prometheus.Collector {
-	return []prometheus.Collector{PolicyAdmissionRequests, TriggerDecisions, DrainsInProgress, DrainRemaining, InvalidPolicyObjects, PlacementAdmissionRequests}
+	return []prometheus.Collector{PolicyAdmissionRequests, TriggerDecisions, DrainsInProgress, DrainRemaining, InvalidPolicyObjects, PlacementAdmissionRequests,
+		RebalanceRounds, RebalanceDecisions, ClusterUtilization}
 }

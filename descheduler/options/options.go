@@ -99,7 +99,27 @@ type Options struct {
 	// MaintenanceRetryInterval is how long after a drain's live migration
 	// of a LiveMigrate workload failed the drain tries it again.
 	MaintenanceRetryInterval time.Duration
+
+	// RebalanceInterval is how often a load rebalancing round runs; 0
+	// disables the trigger.
+	RebalanceInterval time.Duration
+	// RebalanceMode is Off, DryRun (decide, record, move nothing) or Auto.
+	RebalanceMode string
+	// RebalanceHigh and RebalanceLow are the utilization bands, in percent.
+	RebalanceHigh, RebalanceLow int
+	// RebalanceCooldown keeps a workload from moving again after any
+	// migration of it, and load from moving back along a pair of clusters.
+	RebalanceCooldown time.Duration
+	// RebalanceMaxMovesPerRound bounds the moves of one round.
+	RebalanceMaxMovesPerRound int
 }
+
+// Load rebalancing modes (--rebalance-mode).
+const (
+	RebalanceOff    = "Off"
+	RebalanceDryRun = "DryRun"
+	RebalanceAuto   = "Auto"
+)
 
 // New returns the default options.
 func New() *Options {
@@ -129,6 +149,15 @@ func New() *Options {
 		AgentNamespace:            "livemigrate-system",
 		MaintenanceTaintKeys:      []string{"livemigrate.io/maintenance"}, // maintenance.DefaultTaintKey
 		MaintenanceRetryInterval:  5 * time.Minute,
+		// A round every 5 minutes that only records what it would do: a
+		// new install moves nothing by itself, and the plan is there to
+		// read before --rebalance-mode=Auto.
+		RebalanceInterval:         5 * time.Minute,
+		RebalanceMode:             RebalanceDryRun,
+		RebalanceHigh:             80,
+		RebalanceLow:              50,
+		RebalanceCooldown:         time.Hour,
+		RebalanceMaxMovesPerRound: 5,
 	}
 }
 
@@ -168,6 +197,12 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.MaxActivePerCluster, "max-active-migrations-per-cluster", o.MaxActivePerCluster, "Migrations allowed past Pending at once per member cluster, as source or target (0: unlimited).")
 	fs.StringSliceVar(&o.MaintenanceTaintKeys, "maintenance-taint-keys", o.MaintenanceTaintKeys, "Cluster taint keys that drain a cluster for maintenance (effect NoSchedule or NoExecute), comma-separated; empty disables the maintenance trigger.")
 	fs.DurationVar(&o.MaintenanceRetryInterval, "maintenance-retry-interval", o.MaintenanceRetryInterval, "How long after a drain's live migration of a LiveMigrate workload rolled back the drain tries it again.")
+	fs.DurationVar(&o.RebalanceInterval, "rebalance-interval", o.RebalanceInterval, "How often a load rebalancing round runs (0 disables it). A round reads the member clusters' utilization and, when some are above --rebalance-high and others below --rebalance-low, picks opted-in workloads to move live. The default, 5m, is far longer than Karmada's refresh of a cluster's resource summary (10s), so each round sees the previous round's moves.")
+	fs.StringVar(&o.RebalanceMode, "rebalance-mode", o.RebalanceMode, "Off: no rounds. DryRun (the default): each round records its decisions as events on the workloads and metrics and moves nothing. Auto: the round creates the LiveMigrations it chose (label livemigrate.io/trigger=rebalance).")
+	fs.IntVar(&o.RebalanceHigh, "rebalance-high", o.RebalanceHigh, "High band, in percent of allocatable: a cluster above it on CPU, memory or pods (allocated + allocating) is a source of load. A move never puts its receiver above it.")
+	fs.IntVar(&o.RebalanceLow, "rebalance-low", o.RebalanceLow, "Low band, in percent of allocatable: a cluster below it on CPU, memory and pods receives load.")
+	fs.DurationVar(&o.RebalanceCooldown, "rebalance-cooldown", o.RebalanceCooldown, "A workload is not moved by rebalancing within this long of the end of any migration of it, whatever started it; and no load is moved from B to A within this long of a rebalancing move from A to B.")
+	fs.IntVar(&o.RebalanceMaxMovesPerRound, "rebalance-max-moves-per-round", o.RebalanceMaxMovesPerRound, "At most this many live migrations per rebalancing round (the concurrency budget, --max-active-migrations and --max-active-migrations-per-cluster, applies as well).")
 }
 
 // Validate returns every invalid option.
@@ -240,10 +275,43 @@ func (o *Options) Validate() field.ErrorList {
 			errs = append(errs, field.Invalid(p.Child("maintenance-taint-keys"), k, "not a taint key: "+strings.Join(msgs, "; ")))
 		}
 	}
+	errs = append(errs, o.validateRebalance(p)...)
 	if o.MaintenanceRetryInterval <= 0 {
 		errs = append(errs, field.Invalid(p.Child("maintenance-retry-interval"), o.MaintenanceRetryInterval.String(), "must be positive, e.g. 5m"))
 	}
 	return errs
+}
+
+func (o *Options) validateRebalance(p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	switch o.RebalanceMode {
+	case RebalanceOff, RebalanceDryRun, RebalanceAuto:
+	default:
+		errs = append(errs, field.NotSupported(p.Child("rebalance-mode"), o.RebalanceMode, []string{RebalanceOff, RebalanceDryRun, RebalanceAuto}))
+	}
+	if o.RebalanceInterval < 0 {
+		errs = append(errs, field.Invalid(p.Child("rebalance-interval"), o.RebalanceInterval.String(), "must not be negative (0 disables load rebalancing), e.g. 5m"))
+	} else if o.RebalanceInterval > 0 && o.RebalanceInterval < 5*time.Second {
+		errs = append(errs, field.Invalid(p.Child("rebalance-interval"), o.RebalanceInterval.String(), "must be at least 5s (a round must see the cluster summaries its previous round changed), or 0 to disable"))
+	}
+	if o.RebalanceHigh < 1 || o.RebalanceHigh > 100 {
+		errs = append(errs, field.Invalid(p.Child("rebalance-high"), o.RebalanceHigh, "must be a percentage from 1 to 100, e.g. 80"))
+	}
+	if o.RebalanceLow < 1 || o.RebalanceLow >= o.RebalanceHigh {
+		errs = append(errs, field.Invalid(p.Child("rebalance-low"), o.RebalanceLow, fmt.Sprintf("must be a percentage from 1 to below --rebalance-high (%d), e.g. 50", o.RebalanceHigh)))
+	}
+	if o.RebalanceCooldown < 0 {
+		errs = append(errs, field.Invalid(p.Child("rebalance-cooldown"), o.RebalanceCooldown.String(), "must not be negative, e.g. 1h"))
+	}
+	if o.RebalanceMaxMovesPerRound < 1 {
+		errs = append(errs, field.Invalid(p.Child("rebalance-max-moves-per-round"), o.RebalanceMaxMovesPerRound, "must be at least 1 (use --rebalance-mode=Off or --rebalance-interval=0 to disable)"))
+	}
+	return errs
+}
+
+// Rebalancing reports whether load rebalancing rounds run.
+func (o *Options) Rebalancing() bool {
+	return o.RebalanceInterval > 0 && o.RebalanceMode != RebalanceOff
 }
 
 // validRepository checks that repo is a registry repository without a tag

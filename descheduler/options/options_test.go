@@ -38,7 +38,15 @@ func TestValidate(t *testing.T) {
 		"webhook disabled ignores its port": {args: []string{"--checkpoint-repository=r", "--enable-webhook=false", "--webhook-port=0"}},
 		"repository per target cluster": {args: []string{"--checkpoint-repository=reg:5000/lm",
 			"--checkpoint-repository-for=member2=reg-eu:5000/lm,member3=10.0.0.3:5000/a/b"}},
-		"repository with a tag": {args: []string{"--checkpoint-repository=reg:5000/lm:v1"}, want: []string{"flags.checkpoint-repository"}},
+		"rebalancing in Auto":         {args: []string{"--checkpoint-repository=r", "--rebalance-mode=Auto", "--rebalance-interval=30s", "--rebalance-high=90", "--rebalance-low=40"}},
+		"rebalancing off by interval": {args: []string{"--checkpoint-repository=r", "--rebalance-interval=0"}},
+		"bad rebalancing values": {
+			args: []string{"--checkpoint-repository=r", "--rebalance-mode=auto", "--rebalance-interval=1s", "--rebalance-high=120",
+				"--rebalance-cooldown=-1m", "--rebalance-max-moves-per-round=0"},
+			want: []string{"flags.rebalance-cooldown", "flags.rebalance-high", "flags.rebalance-interval", "flags.rebalance-max-moves-per-round", "flags.rebalance-mode"},
+		},
+		"low band not below the high band": {args: []string{"--checkpoint-repository=r", "--rebalance-high=60", "--rebalance-low=60"}, want: []string{"flags.rebalance-low"}},
+		"repository with a tag":            {args: []string{"--checkpoint-repository=reg:5000/lm:v1"}, want: []string{"flags.checkpoint-repository"}},
 		"bad repository per target cluster": {
 			args: []string{"--checkpoint-repository=reg:5000/lm", "--checkpoint-repository-for=Member_2=reg:5000/lm,member3=reg:5000/lm@sha256:00,member4="},
 			want: []string{"flags.checkpoint-repository-for[Member_2]", "flags.checkpoint-repository-for[member3]", "flags.checkpoint-repository-for[member4]"},

@@ -8,6 +8,7 @@ import (
 
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 
+	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/plugins/capacity"
 )
 
@@ -30,6 +31,10 @@ func (b Bands) Validate() error {
 	}
 	return nil
 }
+
+// DefaultSettle is the descheduler's Config.Settle: several times Karmada's
+// default refresh of a cluster's resource summary (10 s).
+const DefaultSettle = time.Minute
 
 // Config is what a round decides with.
 type Config struct {
@@ -121,8 +126,9 @@ type Workload struct {
 	Requests Amounts
 	// MemoryBytes (the checkpoints) and VolumeBytes (the claims) a move sends.
 	MemoryBytes, VolumeBytes int64
-	// Budget is its downtime budget.
+	// Budget is its downtime budget, and Policy its resolved policy.
 	Budget time.Duration
+	Policy *policy.Policy
 	// Ineligible says why it may not move this round ("" when it may), and
 	// Detail explains it.
 	Ineligible Outcome

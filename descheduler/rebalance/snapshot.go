@@ -174,7 +174,7 @@ func candidate(ctx context.Context, rb *workv1alpha2.ResourceBinding, source str
 		return nil, err
 	}
 	ref := rb.Spec.Resource
-	w := &Workload{Kind: ref.Kind, Namespace: rb.Namespace, Name: ref.Name, Binding: rb, Cluster: source, Requests: requests(rb)}
+	w := &Workload{Kind: ref.Kind, Namespace: rb.Namespace, Name: ref.Name, Binding: rb, Cluster: source, Requests: requests(rb), Policy: pol}
 	switch {
 	case len(pol.Invalid) > 0:
 		w.Ineligible, w.Detail = OutcomeInvalidPolicy, "not opted in: "+pol.InvalidMessage()
