@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -107,20 +108,7 @@ func (r *Reconciler) Round(ctx context.Context) (*Plan, error) {
 // Annotation renders a chosen move for the LiveMigration's reason and events.
 func (d *Decision) Annotation() string {
 	return fmt.Sprintf("load rebalancing: %s; benefit %.1f points of %s's utilization for an estimated downtime of %s and %s to send",
-		d.Reason, d.Benefit*100, d.Source, d.Downtime.Round(time.Millisecond), formatBytes(d.Bytes))
-}
-
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+		d.Reason, d.Benefit*100, d.Source, d.Downtime.Round(time.Millisecond), resource.NewQuantity(d.Bytes, resource.BinarySI))
 }
 
 func (r *Reconciler) act(ctx context.Context, d *Decision) error {

@@ -107,7 +107,7 @@ func TestRoundInAutoCreatesALabelledLiveMigration(t *testing.T) {
 	}
 	reason := lm.Annotations[policy.AnnotationReason]
 	for _, want := range []string{"load rebalancing: member1 is above the high band (80.0%)", "cpu 90.0%", "expected cpu 75.0%",
-		"member2: cpu 20.0%", "expected cpu 35.0%", "3.0 GiB to send"} {
+		"member2: cpu 20.0%", "expected cpu 35.0%", "3Gi to send"} {
 		if !strings.Contains(reason, want) {
 			t.Errorf("reason %q does not say %q", reason, want)
 		}
