@@ -231,7 +231,7 @@ func Run(ctx context.Context, o *options.Options) error {
 	}
 	if o.Rebalancing() {
 		rr := &rebalance.Reconciler{
-			Planner:  RebalancePlanner(o, mgr.GetClient(), picker.Plugins),
+			Planner:  rebalance.NewPlanner(o, mgr.GetClient(), picker.Plugins),
 			Client:   mgr.GetClient(),
 			Recorder: mgr.GetEventRecorder("livemigrate-descheduler"),
 			Clock:    clock.RealClock{},
@@ -292,23 +292,6 @@ func scoringPlugins(ctx context.Context, mgr ctrl.Manager, path string) ([]frame
 		return nil, err
 	}
 	return []framework.Plugin{cp, lp}, nil
-}
-
-// RebalancePlanner is the load rebalancing decision with the descheduler's
-// flags, reading from reader and filtering targets with plugins.
-func RebalancePlanner(o *options.Options, reader client.Reader, plugins []framework.Plugin) *rebalance.Planner {
-	return &rebalance.Planner{
-		Reader:  reader,
-		Plugins: plugins,
-		Config: rebalance.Config{
-			Bands:    rebalance.Bands{High: float64(o.RebalanceHigh) / 100, Low: float64(o.RebalanceLow) / 100},
-			Cooldown: o.RebalanceCooldown, MaxMoves: o.RebalanceMaxMovesPerRound, Settle: rebalance.DefaultSettle,
-			MaxActive: o.MaxActive, MaxActivePerCluster: o.MaxActivePerCluster, Bandwidth: o.DefaultBandwidth.Value(),
-		},
-		DefaultBudget:             o.DefaultDowntimeBudget,
-		DefaultCheckpointEstimate: o.DefaultCheckpointEstimate.Value(),
-		DowntimeHistory:           o.DowntimeHistory,
-	}
 }
 
 // maintenanceResync re-evaluates draining clusters a few poll intervals

@@ -30,6 +30,7 @@ type planFlags struct {
 	bandwidth       string
 	checkpointSize  string
 	schedulerConfig string
+	rebalance       rebalanceFlags
 }
 
 // PlanResult is what `plan` prints.
@@ -51,10 +52,18 @@ type PlanResult struct {
 func newPlanCommand(o *Options) *cobra.Command {
 	f := &planFlags{}
 	cmd := &cobra.Command{
-		Use:   "plan <kind>/<name>",
-		Short: "Show where a workload would move, every cluster's scores, the expected downtime and why not elsewhere (changes nothing)",
-		Args:  exactArgs(1),
+		Use:   "plan <kind>/<name> | plan --rebalance",
+		Short: "Show where a workload would move, every cluster's scores, the expected downtime and why not elsewhere; or, with --rebalance, what the next load rebalancing round would do and why (changes nothing)",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if f.rebalance.on {
+				return exactArgs(0)(cmd, args)
+			}
+			return exactArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.rebalance.on {
+				return f.planRebalance(cmd.Context(), o)
+			}
 			ref, err := ParseWorkload(args[0])
 			if err != nil {
 				return err
@@ -79,6 +88,7 @@ func newPlanCommand(o *Options) *cobra.Command {
 	cmd.Flags().StringVar(&f.bandwidth, "bandwidth", "100Mi", "Bytes per second assumed between the clusters for the downtime estimate.")
 	cmd.Flags().StringVar(&f.checkpointSize, "checkpoint-size", "256Mi", "Checkpoint size assumed per replica when the workload declares no memory request.")
 	cmd.Flags().StringVar(&f.schedulerConfig, "scheduler-config", "", "Scheduler plugins configuration file (Capacity, Latency); defaults when empty.")
+	f.rebalance.addFlags(cmd)
 	return cmd
 }
 

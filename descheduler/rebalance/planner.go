@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	"github.com/livemigrate/livemigrate/descheduler/options"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 )
 
@@ -32,6 +33,23 @@ type Planner struct {
 	DefaultBudget             time.Duration
 	DefaultCheckpointEstimate int64
 	DowntimeHistory           int
+}
+
+// NewPlanner is the decision with the descheduler's flags, reading from
+// reader and filtering targets with plugins.
+func NewPlanner(o *options.Options, reader client.Reader, plugins []framework.Plugin) *Planner {
+	return &Planner{
+		Reader:  reader,
+		Plugins: plugins,
+		Config: Config{
+			Bands:    Bands{High: float64(o.RebalanceHigh) / 100, Low: float64(o.RebalanceLow) / 100},
+			Cooldown: o.RebalanceCooldown, MaxMoves: o.RebalanceMaxMovesPerRound, Settle: DefaultSettle,
+			MaxActive: o.MaxActive, MaxActivePerCluster: o.MaxActivePerCluster, Bandwidth: o.DefaultBandwidth.Value(),
+		},
+		DefaultBudget:             o.DefaultDowntimeBudget,
+		DefaultCheckpointEstimate: o.DefaultCheckpointEstimate.Value(),
+		DowntimeHistory:           o.DowntimeHistory,
+	}
 }
 
 // List reads a round's objects. From an informer cache nothing is copied:
