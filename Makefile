@@ -145,11 +145,15 @@ lab-down: ## Stop the lab started by lab-up.
 ##@ Benchmarks
 
 .PHONY: bench
-bench: bench-scheduler bench-checkpoint bench-replication bench-migration ## Run every benchmark.
+bench: bench-scheduler bench-descheduler bench-checkpoint bench-replication bench-migration ## Run every benchmark.
 
 .PHONY: bench-scheduler
 bench-scheduler: ## Filter+Score over 1,000 clusters, livemigrate plugins vs Karmada's built-ins.
 	hack/bench-scheduler.sh
+
+.PHONY: bench-descheduler
+bench-descheduler: ## One load rebalancing round over 100 clusters × 10,000 bindings vs listing them and summing their requests.
+	hack/bench-descheduler.sh
 
 .PHONY: bench-checkpoint
 bench-checkpoint: ## Checkpoint-to-pushed-image throughput vs a raw push of the same bytes.
