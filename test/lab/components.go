@@ -417,6 +417,14 @@ func (l *Lab) Restart(ctx context.Context, in *Instance) error {
 	return nil
 }
 
+// SetDeschedulerArgs replaces the extra flags (Options.DeschedulerArgs) the
+// descheduler gets from its next Restart on.
+func (l *Lab) SetDeschedulerArgs(args ...string) {
+	l.instancesMu.Lock()
+	defer l.instancesMu.Unlock()
+	l.opts.DeschedulerArgs = append([]string(nil), args...)
+}
+
 // Instance returns the running instance of a component by its instance
 // name (e.g. "livemigrate-agent-member2-node-1"), or nil.
 func (l *Lab) Instance(name string) *Instance {

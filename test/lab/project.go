@@ -631,6 +631,8 @@ func deschedulerArgs(in *Instance) ([]string, error) {
 		}
 		args = append(args, "--checkpoint-repository-for="+strings.Join(per, ","))
 	}
+	in.Lab.instancesMu.Lock()
+	defer in.Lab.instancesMu.Unlock()
 	return append(args, in.Lab.opts.DeschedulerArgs...), nil
 }
 
