@@ -29,6 +29,7 @@ import (
 	"github.com/livemigrate/livemigrate/descheduler/placement"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/descheduler/trigger"
+	"github.com/livemigrate/livemigrate/internal/strutil"
 )
 
 // Picker plans a live migration's target (placement.Picker, with the
@@ -404,7 +405,7 @@ func (r *Reconciler) evict(ctx context.Context, rb *workv1alpha2.ResourceBinding
 		workv1alpha2.WithPurgeMode(purge),
 		workv1alpha2.WithProducer(EvictionProducer),
 		workv1alpha2.WithReason("LiveMigrationImpossible"),
-		workv1alpha2.WithMessage(trigger.Truncate("eviction strategy LiveMigrateIfPossible: "+why, 1024))))
+		workv1alpha2.WithMessage(strutil.Truncate("eviction strategy LiveMigrateIfPossible: "+why, 1024))))
 	if err := r.Client.Update(ctx, upd); err != nil {
 		return nil, nil, fmt.Errorf("handing ResourceBinding %s/%s to Karmada's graceful eviction: %w", rb.Namespace, rb.Name, err)
 	}

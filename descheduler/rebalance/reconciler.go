@@ -17,6 +17,7 @@ import (
 	"github.com/livemigrate/livemigrate/descheduler/metrics"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/descheduler/trigger"
+	"github.com/livemigrate/livemigrate/internal/strutil"
 	"github.com/livemigrate/livemigrate/plugins/capacity"
 )
 
@@ -123,7 +124,7 @@ func (r *Reconciler) act(ctx context.Context, d *Decision) error {
 	if w.Policy != nil {
 		budget = w.Policy.DowntimeBudget
 	}
-	lm := trigger.NewLiveMigration(w.Binding, d.Target, policy.TriggerRebalance, "rebalance", nil, trigger.Truncate(d.Annotation(), 1024), budget)
+	lm := trigger.NewLiveMigration(w.Binding, d.Target, policy.TriggerRebalance, "rebalance", nil, strutil.Truncate(d.Annotation(), 1024), budget)
 	if err := r.Client.Create(ctx, lm); err != nil {
 		return fmt.Errorf("creating the LiveMigration of %s %s/%s: %w", w.Kind, w.Namespace, w.Name, err)
 	}
@@ -181,5 +182,5 @@ func (r *Reconciler) event(regarding client.Object, eventType, reason, note stri
 	if r.Recorder == nil {
 		return
 	}
-	r.Recorder.Eventf(regarding, nil, eventType, reason, "Rebalance", "%s", trigger.Truncate(note, 1024))
+	r.Recorder.Eventf(regarding, nil, eventType, reason, "Rebalance", "%s", strutil.Truncate(note, 1024))
 }

@@ -5,6 +5,7 @@
 package trigger
 
 import (
+	"strings"
 	"time"
 
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
@@ -30,7 +31,7 @@ func NewLiveMigration(rb *workv1alpha2.ResourceBinding, target string, t policy.
 	lm := &lmv1alpha1.LiveMigration{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:    rb.Namespace,
-			GenerateName: Truncate(ref.Name, 40) + "-" + suffix + "-",
+			GenerateName: namePrefix(ref.Name, 40) + "-" + suffix + "-",
 			Labels:       l,
 			Annotations:  map[string]string{policy.AnnotationReason: reason},
 		},
@@ -53,12 +54,13 @@ func TemplateOf(rb *workv1alpha2.ResourceBinding) *metav1.PartialObjectMetadata 
 		ObjectMeta: metav1.ObjectMeta{Namespace: rb.Namespace, Name: ref.Name, UID: ref.UID}}
 }
 
-// Truncate shortens s to at most n bytes, marking the cut.
-func Truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+// namePrefix is the first n bytes of a Kubernetes name (ASCII), with no
+// trailing dash or dot.
+func namePrefix(name string, n int) string {
+	if len(name) > n {
+		name = strings.TrimRight(name[:n], "-.")
 	}
-	return s[:n-1] + "…"
+	return name
 }
 
 // CheckpointBytes is a first-order size of the workload's checkpoints: the
