@@ -15,7 +15,6 @@ import (
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
@@ -78,25 +77,8 @@ func (s *suite) kubectl(ctx context.Context, args ...string) (string, error) {
 // setTaint adds (or, with remove, removes) a taint on a member's Cluster.
 func (s *suite) setTaint(ctx context.Context, cluster string, taint corev1.Taint, remove bool) {
 	s.t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		c := &clusterv1alpha1.Cluster{}
-		if err := s.k.Get(ctx, types.NamespacedName{Name: cluster}, c); err != nil {
-			return err
-		}
-		kept := c.Spec.Taints[:0]
-		for _, t := range c.Spec.Taints {
-			if t.Key != taint.Key {
-				kept = append(kept, t)
-			}
-		}
-		if !remove {
-			kept = append(kept, taint)
-		}
-		c.Spec.Taints = kept
-		return s.k.Update(ctx, c)
-	})
-	if err != nil {
-		s.t.Fatalf("tainting %s: %v", cluster, err)
+	if err := scenario.SetClusterTaint(ctx, s.k, cluster, taint, remove); err != nil {
+		s.t.Fatal(err)
 	}
 }
 
@@ -149,7 +131,7 @@ func admittedAt(lm *lmv1alpha1.LiveMigration) time.Time {
 	return time.Time{}
 }
 
-var hold = corev1.Taint{Key: "lab.livemigrate.io/hold", Effect: corev1.TaintEffectNoSchedule}
+var hold = scenario.HoldTaint
 
 // TestDrainMovesOptedInWorkloadsLive is the drain walk-through: member1 runs
 // an opted-in StatefulSet writing to its volume, a two-replica Deployment

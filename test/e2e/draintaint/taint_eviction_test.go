@@ -10,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,29 +33,12 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-var hold = corev1.Taint{Key: "lab.livemigrate.io/hold", Effect: corev1.TaintEffectNoSchedule}
+var hold = scenario.HoldTaint
 
 func setTaint(t *testing.T, ctx context.Context, k client.Client, cluster string, taint corev1.Taint, remove bool) {
 	t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		c := &clusterv1alpha1.Cluster{}
-		if err := k.Get(ctx, types.NamespacedName{Name: cluster}, c); err != nil {
-			return err
-		}
-		kept := c.Spec.Taints[:0]
-		for _, tt := range c.Spec.Taints {
-			if tt.Key != taint.Key {
-				kept = append(kept, tt)
-			}
-		}
-		if !remove {
-			kept = append(kept, taint)
-		}
-		c.Spec.Taints = kept
-		return k.Update(ctx, c)
-	})
-	if err != nil {
-		t.Fatalf("tainting %s: %v", cluster, err)
+	if err := scenario.SetClusterTaint(ctx, k, cluster, taint, remove); err != nil {
+		t.Fatal(err)
 	}
 }
 

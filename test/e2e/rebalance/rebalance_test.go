@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -70,25 +69,8 @@ func (s *suite) kubectl(ctx context.Context, args ...string) (string, error) {
 // setTaint adds (or, with remove, removes) a taint on a member's Cluster.
 func (s *suite) setTaint(ctx context.Context, cluster string, taint corev1.Taint, remove bool) {
 	s.t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		c := &clusterv1alpha1.Cluster{}
-		if err := s.k.Get(ctx, types.NamespacedName{Name: cluster}, c); err != nil {
-			return err
-		}
-		kept := c.Spec.Taints[:0]
-		for _, t := range c.Spec.Taints {
-			if t.Key != taint.Key {
-				kept = append(kept, t)
-			}
-		}
-		if !remove {
-			kept = append(kept, taint)
-		}
-		c.Spec.Taints = kept
-		return s.k.Update(ctx, c)
-	})
-	if err != nil {
-		s.t.Fatalf("tainting %s: %v", cluster, err)
+	if err := scenario.SetClusterTaint(ctx, s.k, cluster, taint, remove); err != nil {
+		s.t.Fatal(err)
 	}
 }
 
@@ -228,7 +210,7 @@ func (s *suite) events(ctx context.Context, ns, name, reason string) []string {
 	return out
 }
 
-var hold = corev1.Taint{Key: "lab.livemigrate.io/hold", Effect: corev1.TaintEffectNoSchedule}
+var hold = scenario.HoldTaint
 
 // plannedTarget is the target a plan --rebalance output gives the workload.
 func plannedTarget(out, workload string) string {
