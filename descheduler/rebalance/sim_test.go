@@ -29,8 +29,8 @@ const (
 	simClusters  = 50
 	simWorkloads = 2000
 	simRounds    = 200
-	// simLoadStops is the round from which the load that cannot move stops
-	// changing.
+	// simLoadStops is the round at which the load that cannot move changes
+	// for the last time (a step on a tenth of the clusters).
 	simLoadStops = 100
 	// simSettleRounds is how many rounds after simLoadStops the federation
 	// must be quiet: no move chosen and none in flight.
@@ -105,7 +105,10 @@ func newSim(t *testing.T, seed uint64) *sim {
 	}
 	for i := range simWorkloads {
 		w := &simWorkload{name: fmt.Sprintf("w%04d", i), replicas: int32(1 + s.rng.IntN(3)),
-			cpu: int64(250 * (1 + s.rng.IntN(5))), mem: int64(256<<20) * int64(1+s.rng.IntN(20))}
+			cpu: int64(250 * (1 + s.rng.IntN(4))), mem: int64(256<<20) * int64(1+s.rng.IntN(20))}
+		if i%50 == 0 { // a few large ones, 8 to 48 cores and little memory: one move can fill a receiver
+			w.cpu, w.mem = int64(8000*(1+s.rng.IntN(2))), 512<<20
+		}
 		switch r := s.rng.IntN(10); {
 		case r < 7:
 			w.ann = map[string]string{policy.AnnotationEvictionStrategy: "LiveMigrate"}
@@ -225,6 +228,19 @@ func (s *sim) drift() {
 	}
 }
 
+// step is the last load change: the load that cannot move jumps to 55 %
+// of CPU on every tenth cluster (from member-03), making most of them
+// sources, and goes away on every tenth from member-07, making receivers,
+// so that the rounds after it must rebalance and then settle.
+func (s *sim) step() {
+	for i := 3; i < simClusters; i += 10 {
+		s.clusters[i].extCPU = s.clusters[i].cpu * 55 / 100
+	}
+	for i := 7; i < simClusters; i += 10 {
+		s.clusters[i].extCPU, s.clusters[i].extMe = 0, 0
+	}
+}
+
 func clamp(v, lo, hi int64) int64 { return min(max(v, lo), hi) }
 
 // check asserts the properties of one chosen move against the simulated truth.
@@ -311,8 +327,11 @@ func TestSimulatedFederation(t *testing.T) {
 	for round := range simRounds {
 		s.now = t0.Add(time.Duration(round) * simInterval)
 		s.finish()
-		if round < simLoadStops {
+		switch {
+		case round < simLoadStops:
 			s.drift()
+		case round == simLoadStops:
+			s.step()
 		}
 		objs := s.objects(round)
 		in, err := Snapshot(context.Background(), objs, s.cfg, s.sizing(), s.now)
@@ -328,6 +347,9 @@ func TestSimulatedFederation(t *testing.T) {
 			initialSources = len(s.sources(plan))
 		case simLoadStops:
 			sourcesAtStop = len(s.sources(plan))
+			if sourcesAtStop == 0 {
+				t.Fatalf("the last load change made no source: the rounds after it test nothing")
+			}
 		}
 		chosen := plan.Chosen()
 		for _, d := range chosen {
