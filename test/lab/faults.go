@@ -43,3 +43,43 @@ func (l *Lab) SetRegistryFault(ctx context.Context, fault string, on bool) error
 	}
 	return nil
 }
+
+// KillProcess ends a process of the lab's infrastructure at once
+// (SIGKILL), as a crash would: an apiserver ("kube-apiserver-<cluster>",
+// "kube-apiserver-karmada" for the Karmada plane), a controller
+// ("karmada-controller-manager", "kube-controller-manager-<member>") or
+// any other process PIDs lists. The lab does not count it as an
+// unexpected exit; RestartProcess brings it back. Components (Instances)
+// have Kill and Restart.
+func (l *Lab) KillProcess(name string) error {
+	if l.sup.killNamed(name) == 0 {
+		return fmt.Errorf("%s is not running", name)
+	}
+	l.logger.Info("Process killed", "process", name)
+	return nil
+}
+
+// RestartProcess starts a process ended by KillProcess again, with the
+// same command line, and waits until it serves: an apiserver's /readyz,
+// karmada-controller-manager's /healthz.
+func (l *Lab) RestartProcess(ctx context.Context, name string) error {
+	if err := l.sup.restartNamed(name); err != nil {
+		return err
+	}
+	l.logger.Info("Process restarted", "process", name)
+	switch {
+	case strings.HasPrefix(name, "kube-apiserver-"):
+		for _, c := range l.clusters() {
+			if "kube-apiserver-"+c.Name == name {
+				return l.waitReadyz(ctx, c)
+			}
+		}
+	case name == "karmada-controller-manager":
+		health, err := l.port("karmada-controller-manager-health")
+		if err != nil {
+			return err
+		}
+		return waitHTTP(ctx, name, fmt.Sprintf("http://127.0.0.1:%d/healthz", health), nil)
+	}
+	return nil
+}

@@ -95,8 +95,9 @@ type Lab struct {
 	relayMu sync.Mutex
 	relays  map[string]*relay.Relay
 
-	wiresMu sync.Mutex
-	wires   map[string]*relay.Wire
+	wiresMu  sync.Mutex
+	wires    map[string]*relay.Wire
+	switches map[string]*relay.Switch
 
 	instancesMu sync.Mutex
 	instances   []*Instance

@@ -80,7 +80,55 @@ func (l *Lab) Link(from, to string) (relay.Link, error) {
 	if !ok {
 		return relay.Link{}, fmt.Errorf("no member or origin %q", to)
 	}
-	return linkOf(a, b), nil
+	link := linkOf(a, b)
+	if l.Member(from) != nil && l.Member(to) != nil && from != to {
+		link.Switch = l.linkSwitch(from, to)
+	}
+	return link, nil
+}
+
+// linkSwitch returns the switch of the link between two members, the same
+// for both directions.
+func (l *Lab) linkSwitch(a, b string) *relay.Switch {
+	if b < a {
+		a, b = b, a
+	}
+	l.wiresMu.Lock()
+	defer l.wiresMu.Unlock()
+	if l.switches == nil {
+		l.switches = map[string]*relay.Switch{}
+	}
+	key := a + "|" + b
+	if l.switches[key] == nil {
+		l.switches[key] = relay.NewSwitch()
+	}
+	return l.switches[key]
+}
+
+// CutLink cuts the simulated WAN link between two members, in both
+// directions: every relay between them (the latency probers' and, with
+// Options.WANDataPath, the data path's: volume replication and the
+// checkpoint push and pull through the registries at the members' sites)
+// stops delivering bytes and holds new connections, as a partition would;
+// nothing is lost, and RestoreLink lets it all through again. The API
+// servers are not behind the link: the control plane reaches both members.
+func (l *Lab) CutLink(a, b string) error {
+	if l.Member(a) == nil || l.Member(b) == nil || a == b {
+		return fmt.Errorf("no link between members %q and %q", a, b)
+	}
+	l.linkSwitch(a, b).Cut()
+	l.logger.Info("WAN link cut", "from", a, "to", b)
+	return nil
+}
+
+// RestoreLink restores a link cut by CutLink.
+func (l *Lab) RestoreLink(a, b string) error {
+	if l.Member(a) == nil || l.Member(b) == nil || a == b {
+		return fmt.Errorf("no link between members %q and %q", a, b)
+	}
+	l.linkSwitch(a, b).Restore()
+	l.logger.Info("WAN link restored", "from", a, "to", b)
+	return nil
 }
 
 // startOrigins serves an echo endpoint for every configured origin.

@@ -38,6 +38,9 @@ func (e Exit) String() string {
 // process is one running component.
 type process struct {
 	name    string
+	binary  string
+	args    []string
+	env     []string
 	logPath string
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -87,7 +90,7 @@ func (s *supervisor) start(name, binary string, args, env []string) (*process, e
 		_ = logFile.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	p := &process{name: name, logPath: logPath, cmd: cmd, done: make(chan struct{})}
+	p := &process{name: name, binary: binary, args: args, env: env, logPath: logPath, cmd: cmd, done: make(chan struct{})}
 	s.mu.Lock()
 	s.procs = append(s.procs, p)
 	s.mu.Unlock()
@@ -319,4 +322,27 @@ func (s *supervisor) killNamed(name string) int {
 		p.kill()
 	}
 	return len(sel)
+}
+
+// restartNamed starts again, with the same command line and environment,
+// the last process of that name, which must have ended (killNamed).
+func (s *supervisor) restartNamed(name string) error {
+	s.mu.Lock()
+	var last *process
+	for _, p := range s.procs {
+		if p.name == name {
+			last = p
+		}
+	}
+	s.mu.Unlock()
+	if last == nil {
+		return fmt.Errorf("no process %s was ever started", name)
+	}
+	select {
+	case <-last.done:
+	default:
+		return fmt.Errorf("%s is still running", name)
+	}
+	_, err := s.start(name, last.binary, last.args, last.env)
+	return err
 }

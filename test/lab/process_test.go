@@ -130,3 +130,56 @@ func TestTailFile(t *testing.T) {
 		t.Errorf("tailFile (-want +got):\n%s", diff)
 	}
 }
+
+// TestSupervisorRestartsKilledProcess: a killed process is not an
+// unexpected exit, and restartNamed runs its command line again (with its
+// environment); a running one is not restarted.
+func TestSupervisorRestartsKilledProcess(t *testing.T) {
+	logger, _ := ktesting.NewTestContext(t)
+	dir := t.TempDir()
+	sup, err := newSupervisor(dir, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sup.stopAll(time.Second)
+	out := filepath.Join(dir, "out")
+	if _, err := sup.start("sleeper", "/bin/sh", []string{"-c", `echo "$LAB_WORD" >> ` + out + `; exec sleep 60`}, []string{"LAB_WORD=again"}); err != nil {
+		t.Fatal(err)
+	}
+	first := sup.pids()["sleeper"]
+	waitOutput := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			b, _ := os.ReadFile(out)
+			if string(b) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the output is %q, want %q", b, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitOutput("again\n")
+	if err := sup.restartNamed("sleeper"); err == nil {
+		t.Error("restartNamed restarted a running process")
+	}
+	if n := sup.killNamed("sleeper"); n != 1 {
+		t.Fatalf("killNamed = %d, want 1", n)
+	}
+	if err := sup.restartNamed("sleeper"); err != nil {
+		t.Fatal(err)
+	}
+	second := sup.pids()["sleeper"]
+	if second == 0 || second == first {
+		t.Errorf("pid after the restart = %d, before %d: want a new process", second, first)
+	}
+	if err := sup.restartNamed("never-started"); err == nil {
+		t.Error("restartNamed of a process never started succeeded")
+	}
+	waitOutput("again\nagain\n")
+	if err := sup.exitErr(); err != nil {
+		t.Errorf("a killed process counted as an unexpected exit: %v", err)
+	}
+}

@@ -217,7 +217,7 @@ func (l *Lab) RegistryHost() string {
 	if err != nil {
 		return ""
 	}
-	addr, err := l.dataPathRelay("registry", relay.Config{Target: registry, Forward: relay.Link{Delay: link.Delay}, Reverse: link})
+	addr, err := l.dataPathRelay("registry", relay.Config{Target: registry, Forward: relay.Link{Delay: link.Delay, Switch: link.Switch}, Reverse: link})
 	if err != nil {
 		return ""
 	}

@@ -31,6 +31,72 @@ type Link struct {
 	// BytesPerSecond, as on one physical link. Without it each connection
 	// gets the whole cap.
 	Wire *Wire
+	// Switch, when set, cuts and restores the link: while it is cut no
+	// byte is delivered and no new connection reaches the target; what
+	// entered the link waits and is delivered, in order, once it is
+	// restored, as TCP retransmits over a partition shorter than its
+	// own timeouts.
+	Switch *Switch
+}
+
+// Switch cuts and restores every link that names it, in both directions
+// when both directions of a relay name it.
+type Switch struct {
+	mu  sync.Mutex
+	cut bool
+	// up is closed while the link is up, replaced when it is cut.
+	up chan struct{}
+}
+
+// NewSwitch returns a switch whose link is up.
+func NewSwitch() *Switch {
+	s := &Switch{up: make(chan struct{})}
+	close(s.up)
+	return s
+}
+
+// Cut stops the links of the switch from delivering anything.
+func (s *Switch) Cut() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.cut {
+		s.cut = true
+		s.up = make(chan struct{})
+	}
+}
+
+// Restore lets the links of the switch deliver again.
+func (s *Switch) Restore() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cut {
+		s.cut = false
+		close(s.up)
+	}
+}
+
+// IsCut reports whether the link is cut.
+func (s *Switch) IsCut() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cut
+}
+
+// waitUp returns when the switch's link is up (at once for a nil switch)
+// or with net.ErrClosed when stop is closed first.
+func (s *Switch) waitUp(stop <-chan struct{}) error {
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	up := s.up
+	s.mu.Unlock()
+	select {
+	case <-up:
+		return nil
+	case <-stop:
+		return net.ErrClosed
+	}
 }
 
 // Wire is the sending side of a link shared by several connections.
@@ -80,6 +146,8 @@ type Relay struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+	// done is closed by Close.
+	done chan struct{}
 
 	wg sync.WaitGroup
 }
@@ -100,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: listening on %s: %w", listen, err)
 	}
-	r := &Relay{cfg: cfg, listener: l, conns: map[net.Conn]struct{}{}}
+	r := &Relay{cfg: cfg, listener: l, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
 	r.wg.Add(1)
 	go r.serve(ctx)
 	go func() {
@@ -126,6 +194,7 @@ func (r *Relay) Close() error {
 		return nil
 	}
 	r.closed = true
+	close(r.done)
 	err := r.listener.Close()
 	for c := range r.conns {
 		_ = c.Close()
@@ -179,6 +248,10 @@ func (r *Relay) handle(ctx context.Context, client net.Conn) {
 	defer r.untrack(client)
 	defer client.Close()
 
+	// A cut link reaches nothing: the connection waits until it is restored.
+	if r.cfg.Forward.Switch.waitUp(r.done) != nil || r.cfg.Reverse.Switch.waitUp(r.done) != nil {
+		return
+	}
 	var d net.Dialer
 	server, err := d.DialContext(ctx, "tcp", r.cfg.Target)
 	if err != nil {
@@ -195,8 +268,8 @@ func (r *Relay) handle(ctx context.Context, client net.Conn) {
 	var wg sync.WaitGroup
 	wg.Add(2)
 	errs := make(chan error, 2)
-	go func() { defer wg.Done(); errs <- pipe(server, client, r.cfg.Forward) }()
-	go func() { defer wg.Done(); errs <- pipe(client, server, r.cfg.Reverse) }()
+	go func() { defer wg.Done(); errs <- pipe(server, client, r.cfg.Forward, r.done) }()
+	go func() { defer wg.Done(); errs <- pipe(client, server, r.cfg.Reverse, r.done) }()
 	for range 2 {
 		if err := <-errs; err != nil {
 			// One direction failed: tear down both so the other one ends too.
@@ -214,14 +287,15 @@ type chunk struct {
 	eof  bool
 }
 
-// pipe copies src to dst through a link and half-closes dst when src ends.
-func pipe(dst, src net.Conn, link Link) error {
+// pipe copies src to dst through a link and half-closes dst when src ends;
+// stop ends a wait for a cut link.
+func pipe(dst, src net.Conn, link Link, stop <-chan struct{}) error {
 	queue := make(chan chunk, queueLen(link))
 	readErr := make(chan error, 1)
 	go func() {
 		readErr <- readInto(queue, src, link)
 	}()
-	werr := writeFrom(dst, queue)
+	werr := writeFrom(dst, queue, link.Switch, stop)
 	if werr != nil {
 		// Unblock the reader, which may be waiting on a full queue or on src.
 		_ = src.Close()
@@ -299,8 +373,9 @@ func readInto(queue chan<- chunk, src net.Conn, link Link) error {
 	}
 }
 
-// writeFrom delivers scheduled chunks at their due time.
-func writeFrom(dst net.Conn, queue <-chan chunk) error {
+// writeFrom delivers scheduled chunks at their due time, and not while sw
+// is cut.
+func writeFrom(dst net.Conn, queue <-chan chunk, sw *Switch, stop <-chan struct{}) error {
 	timer := time.NewTimer(0)
 	<-timer.C
 	defer timer.Stop()
@@ -308,6 +383,9 @@ func writeFrom(dst net.Conn, queue <-chan chunk) error {
 		if wait := time.Until(c.due); wait > 0 {
 			timer.Reset(wait)
 			<-timer.C
+		}
+		if err := sw.waitUp(stop); err != nil {
+			return err
 		}
 		if c.eof {
 			return nil

@@ -430,3 +430,82 @@ func TestStartRejectsInvalidConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestSwitchCutsAndRestores cuts a link under an open connection and a new
+// one: nothing is delivered while it is cut, everything (in order) once it
+// is restored, and a relay closed while its link is cut ends its
+// connections.
+func TestSwitchCutsAndRestores(t *testing.T) {
+	target := startServer(t, echo)
+	sw := NewSwitch()
+	r := startRelay(t, Symmetric(target, Link{Delay: time.Millisecond, Switch: sw}))
+	open, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer open.Close()
+	buf := make([]byte, 2)
+	if _, err := open.Write([]byte("a1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(open, buf); err != nil || string(buf) != "a1" {
+		t.Fatalf("before the cut: read %q, %v", buf, err)
+	}
+
+	sw.Cut()
+	if !sw.IsCut() {
+		t.Fatal("IsCut = false after Cut")
+	}
+	if _, err := open.Write([]byte("a2")); err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatalf("dial while cut: %v", err)
+	}
+	defer fresh.Close()
+	if _, err := fresh.Write([]byte("b1")); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]net.Conn{"open": open, "fresh": fresh} {
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil || n > 0 {
+			t.Errorf("%s connection: read %q through a cut link", name, buf[:n])
+		}
+		_ = c.SetReadDeadline(time.Time{})
+	}
+
+	sw.Restore()
+	if sw.IsCut() {
+		t.Fatal("IsCut = true after Restore")
+	}
+	for name, want := range map[string]string{"a2": "open", "b1": "fresh"} {
+		c := open
+		if want == "fresh" {
+			c = fresh
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != name {
+			t.Errorf("%s connection after the restore: read %q, %v; want %q", want, buf, err, name)
+		}
+	}
+
+	sw.Cut()
+	if _, err := open.Write([]byte("a3")); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close hangs on a connection waiting for a cut link")
+	}
+	_ = open.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(open, buf); err == nil {
+		t.Error("connection still open after Close")
+	}
+}
