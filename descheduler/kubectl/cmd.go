@@ -12,6 +12,7 @@ import (
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -124,13 +125,39 @@ func exactArgs(n int) cobra.PositionalArgs {
 	}
 }
 
-// waitFor follows the migration until it is Succeeded or Failed.
+// WaitRetryFor is how long --wait keeps trying to read the migration while
+// the API server does not answer (restarting, unreachable): the migration
+// goes on meanwhile, and so does following it.
+const WaitRetryFor = 2 * time.Minute
+
+// waitFor follows the migration until it is Succeeded or Failed. An answer
+// that only says the API server is not there now (connection refused,
+// unavailable, timeouts) is retried for WaitRetryFor; any other error ends
+// the wait.
 func (o *Options) waitFor(ctx context.Context, c client.Client, key client.ObjectKey) (*lmv1alpha1.LiveMigration, error) {
 	p := &Progress{Out: o.Out, Terminal: o.terminal()}
+	var failingSince time.Time
 	for {
 		lm := &lmv1alpha1.LiveMigration{}
 		if err := c.Get(ctx, key, lm); err != nil {
-			return nil, fmt.Errorf("reading LiveMigration %s: %w", key.Name, err)
+			now := o.Clock.Now()
+			if !transient(err) || ctx.Err() != nil || (!failingSince.IsZero() && now.Sub(failingSince) >= WaitRetryFor) {
+				return nil, fmt.Errorf("reading LiveMigration %s: %w", key.Name, err)
+			}
+			if failingSince.IsZero() {
+				failingSince = now
+				fmt.Fprintf(o.ErrOut, "cannot read LiveMigration %s (%v); retrying for up to %s\n", key.Name, err, WaitRetryFor)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-o.Clock.After(o.PollInterval):
+			}
+			continue
+		}
+		if !failingSince.IsZero() {
+			fmt.Fprintf(o.ErrOut, "reading LiveMigration %s again after %s\n", key.Name, o.Clock.Since(failingSince).Round(time.Second))
+			failingSince = time.Time{}
 		}
 		p.Update(lm, o.Clock.Now())
 		if lm.Status.Phase.IsTerminal() {
@@ -146,4 +173,18 @@ func (o *Options) waitFor(ctx context.Context, c client.Client, key client.Objec
 		case <-o.Clock.After(o.PollInterval):
 		}
 	}
+}
+
+// transient reports whether an error reading from the API server may go
+// away by itself: the server is not reachable or not serving now. An
+// answer about the request (not found, forbidden, invalid) is not.
+func transient(err error) bool {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return false
+	case apierrors.IsNotFound(err), apierrors.IsForbidden(err), apierrors.IsUnauthorized(err),
+		apierrors.IsBadRequest(err), apierrors.IsInvalid(err), apierrors.IsMethodNotSupported(err), apierrors.IsNotAcceptable(err):
+		return false
+	}
+	return true
 }

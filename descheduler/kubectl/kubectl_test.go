@@ -3,11 +3,14 @@ package kubectl
 import (
 	"bytes"
 	"context"
+	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/clock"
@@ -379,5 +382,45 @@ func TestDescribeShowsTriggerAndReason(t *testing.T) {
 	Describe(&out, lm)
 	if !strings.Contains(out.String(), "Trigger:    manual\n") || strings.Contains(out.String(), "Reason:") {
 		t.Errorf("a migration without labels: %s", out.String())
+	}
+}
+
+// TestWaitRidesOutAnAPIServerRestart: --wait goes on following the
+// migration while the API server does not answer for a moment (connection
+// refused, then unavailable), saying so, and still fails at once on an
+// answer about the migration (not found).
+func TestWaitRidesOutAnAPIServerRestart(t *testing.T) {
+	lm := status(lmv1alpha1.PhaseSucceeded, 0, 0, 0)
+	lm.Namespace, lm.Name = "default", "m1"
+	lm.Status.SourceCluster, lm.Status.TargetCluster = "a", "b"
+	base := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(lm).WithStatusSubresource(lm).Build()
+	fails := []error{
+		&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED},
+		apierrors.NewServiceUnavailable("the server is currently unable to handle the request"),
+	}
+	gets := 0
+	c := interceptor.NewClient(base, interceptor.Funcs{
+		Get: func(ctx context.Context, cl client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			gets++
+			if gets <= len(fails) {
+				return fails[gets-1]
+			}
+			return cl.Get(ctx, key, obj, opts...)
+		},
+	})
+	var out bytes.Buffer
+	if err := run(t, newTestOptions(c, &out), "status", "m1", "--wait"); err != nil {
+		t.Fatalf("status --wait: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"cannot read LiveMigration m1", "connection refused", "retrying", "reading LiveMigration m1 again", "livemigration m1 succeeded"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output does not say %q:\n%s", want, out.String())
+		}
+	}
+
+	out.Reset()
+	err := run(t, newTestOptions(base, &out), "status", "gone", "--wait")
+	if err == nil || !apierrors.IsNotFound(err) {
+		t.Errorf("status --wait of a missing migration = %v, want NotFound at once", err)
 	}
 }
