@@ -116,6 +116,16 @@ test-integration: deps criu lab-binaries ## Run only the tests that start API se
 test-e2e: deps criu lab-binaries ## Run the lab end-to-end tests only: checkpoint, replication, live migration (root).
 	$(GO) test -v -timeout $(TEST_TIMEOUT) ./test/e2e/...
 
+.PHONY: test-faults
+test-faults: deps criu lab-binaries ## Run the whole fault matrix (test/e2e/faults: every fault × phase, ≈ 40 min; make test runs three cells) into bin/faults/results.jsonl.
+	mkdir -p $(BIN)/faults && rm -f $(BIN)/faults/results.jsonl
+	LIVEMIGRATE_FAULTS=all LIVEMIGRATE_FAULTS_RESULTS=$(BIN)/faults/results.jsonl \
+		$(GO) test -v -count=1 -timeout $(TEST_TIMEOUT) -run TestFaultMatrix ./test/e2e/faults/
+
+.PHONY: reliability-table
+reliability-table: ## Regenerate the fault matrix table of docs/reliability.md from bin/faults/results.jsonl (written by make test-faults).
+	$(GO) run ./hack/reliability-table --results $(BIN)/faults/results.jsonl --doc docs/reliability.md --command "make test-faults"
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each; a failing input is written under the package's testdata/fuzz.
 	@for t in $(FUZZ_TARGETS); do \
