@@ -83,6 +83,10 @@ type Monitor struct {
 	// Interval between samples (20ms unless set).
 	Interval time.Duration
 
+	// readFile reads the process and cgroup files (os.ReadFile unless set:
+	// tests interleave changes with the reads).
+	readFile func(string) ([]byte, error)
+
 	mu         sync.Mutex
 	violations []Violation
 	samples    int
@@ -114,6 +118,13 @@ func (m *Monitor) defaults() {
 	if m.Interval <= 0 {
 		m.Interval = 20 * time.Millisecond
 	}
+}
+
+func (m *Monitor) read(path string) ([]byte, error) {
+	if m.readFile != nil {
+		return m.readFile(path)
+	}
+	return os.ReadFile(path)
 }
 
 // Run samples until ctx ends.
@@ -329,18 +340,21 @@ func (m *Monitor) process(pid int) (Process, bool) {
 	if len(argv) < 2 || filepath.Base(argv[0]) != m.Binary || argv[1] != "run" {
 		return Process{}, false
 	}
-	if stat, err := os.ReadFile(filepath.Join(dir, "stat")); err == nil {
-		// A zombie has exited: it runs nothing.
-		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-			return Process{}, false
-		}
-	}
-	if killed(dir) {
-		// Killed while frozen: the thaw that lets the kill take effect
-		// (as a runtime stops a frozen container) runs nothing of it.
+	// The freezer state is read before whether the process is killed or
+	// exiting: a runtime stops a frozen container by killing it, then
+	// thawing it so that the kill takes effect. Read the other way round,
+	// a kill and thaw between the two reads would show a process neither
+	// killed nor frozen, running as far as the monitor could tell.
+	cgroup, frozen := m.freezer(dir)
+	if stat, err := m.read(filepath.Join(dir, "stat")); err == nil && exiting(stat) {
 		return Process{}, false
 	}
-	p := Process{PID: pid, Args: argv[2:], Env: map[string]string{}}
+	if m.killed(dir) {
+		// Killed while frozen: the thaw that lets the kill take effect
+		// runs nothing of it.
+		return Process{}, false
+	}
+	p := Process{PID: pid, Args: argv[2:], Env: map[string]string{}, Cgroup: cgroup, Frozen: frozen}
 	if env, err := os.ReadFile(filepath.Join(dir, "environ")); err == nil {
 		for _, kv := range strings.Split(string(env), "\x00") {
 			if k, v, ok := strings.Cut(kv, "="); ok {
@@ -363,13 +377,12 @@ func (m *Monitor) process(pid int) (Process, bool) {
 	own, _ := os.Readlink(filepath.Join(dir, "ns", "uts"))
 	mine, _ := os.Readlink(filepath.Join(m.ProcRoot, "self", "ns", "uts"))
 	p.OwnUTS = own != "" && mine != "" && own != mine
-	p.Cgroup, p.Frozen = m.freezer(dir)
 	return p, true
 }
 
 // freezer returns the process's freezer cgroup and whether it is frozen.
 func (m *Monitor) freezer(procDir string) (string, bool) {
-	b, err := os.ReadFile(filepath.Join(procDir, "cgroup"))
+	b, err := m.read(filepath.Join(procDir, "cgroup"))
 	if err != nil {
 		return "", false
 	}
@@ -384,7 +397,7 @@ func (m *Monitor) freezer(procDir string) (string, bool) {
 		}
 		for _, c := range strings.Split(parts[1], ",") {
 			if c == "freezer" {
-				st, err := os.ReadFile(filepath.Join(m.FreezerMount, parts[2], "freezer.state"))
+				st, err := m.read(filepath.Join(m.FreezerMount, parts[2], "freezer.state"))
 				s := strings.TrimSpace(string(st))
 				return parts[2], err == nil && (s == "FROZEN" || s == "FREEZING")
 			}
@@ -393,13 +406,40 @@ func (m *Monitor) freezer(procDir string) (string, bool) {
 	if unified == "" {
 		return "", false
 	}
-	ev, err := os.ReadFile(filepath.Join(m.UnifiedMount, unified, "cgroup.events"))
+	ev, err := m.read(filepath.Join(m.UnifiedMount, unified, "cgroup.events"))
 	return unified, err == nil && bytes.Contains(ev, []byte("frozen 1"))
 }
 
+// pfExiting is the kernel's PF_EXITING task flag: the task is in do_exit
+// and never returns to user code.
+const pfExiting = 0x4
+
+// exiting reports, from /proc/<pid>/stat, whether the process has exited
+// (a zombie) or is exiting: a killed process whose SIGKILL was taken
+// (no longer pending) spends a while tearing down its memory before it is a
+// zombie, and runs nothing of its own meanwhile.
+func exiting(stat []byte) bool {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return false
+	}
+	// After the command: state (field 3), ppid, pgrp, session, tty_nr,
+	// tpgid, flags (field 9).
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) > 0 && f[0] == "Z" {
+		return true
+	}
+	if len(f) > 6 {
+		if flags, err := strconv.ParseUint(f[6], 10, 64); err == nil && flags&pfExiting != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // killed reports whether a SIGKILL is pending for the process.
-func killed(procDir string) bool {
-	b, err := os.ReadFile(filepath.Join(procDir, "status"))
+func (m *Monitor) killed(procDir string) bool {
+	b, err := m.read(filepath.Join(procDir, "status"))
 	if err != nil {
 		return false
 	}

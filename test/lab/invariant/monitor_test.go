@@ -248,3 +248,105 @@ func TestKilledFrozenProcessIsNoCopy(t *testing.T) {
 		}
 	}
 }
+
+// An exiting process (PF_EXITING in /proc/<pid>/stat: its SIGKILL taken, its
+// memory being torn down) or a zombie runs nothing: it is no second copy.
+func TestExitingProcessIsNoCopy(t *testing.T) {
+	procs := t.TempDir()
+	write := func(pid int, state string, flags uint64) {
+		t.Helper()
+		dir := filepath.Join(procs, strconv.Itoa(pid))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		files := map[string]string{
+			"cmdline": "/bin/labapp\x00run\x00--log=/data/counter.log\x00",
+			"stat":    fmt.Sprintf("%d (labapp) %s 1 %d %d 0 -1 %d 0 0 0 0 1 2 0 0 20 0 8 0 100", pid, state, pid, pid, flags),
+			"status":  "Name:\tlabapp\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n",
+			"environ": "HOSTNAME=db-0\x00",
+			"cgroup":  "",
+		}
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	m := &Monitor{ProcRoot: procs, Identity: func(Process) string { return "db-0" }}
+	write(100, "S", 0x400100)
+	write(200, "R", 0x400100)
+	m.Sample()
+	if v, _ := m.Violations(); len(v) != 1 {
+		t.Fatalf("two running copies: violations %v, want one", v)
+	}
+
+	m = &Monitor{ProcRoot: procs, Identity: func(Process) string { return "db-0" }}
+	write(200, "R", 0x400100|pfExiting)
+	m.Sample()
+	if v, _ := m.Violations(); len(v) != 0 {
+		t.Errorf("a running copy beside an exiting one: violations %v, want none", v)
+	}
+	write(200, "Z", 0x400100)
+	m.Sample()
+	if v, _ := m.Violations(); len(v) != 0 {
+		t.Errorf("a running copy beside a zombie: violations %v, want none", v)
+	}
+	if got := len(m.Processes()); got != 1 {
+		t.Errorf("Processes lists %d, want 1 (the exiting one left out)", got)
+	}
+}
+
+// A frozen copy that its runtime kills and thaws while the monitor looks at
+// it (between any two of its reads of the process's files) is no second
+// copy: the monitor reads the freezer state first, so it sees the copy
+// either still frozen or already killed.
+func TestKillAndThawDuringTheLookIsNoCopy(t *testing.T) {
+	for _, after := range []string{"cgroup", "freezer.state", "stat", "status"} {
+		t.Run("after "+after, func(t *testing.T) {
+			procs, freezerMount := t.TempDir(), t.TempDir()
+			write := func(path, content string) {
+				t.Helper()
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			const noSignal, sigkill = "SigPnd:\t0000000000000000\nShdPnd:\t0000000000000000\n", "SigPnd:\t0000000000000000\nShdPnd:\t0000000000000100\n"
+			for pid, cg := range map[int]string{100: "/source", 200: "/target"} {
+				dir := filepath.Join(procs, strconv.Itoa(pid))
+				write(filepath.Join(dir, "cmdline"), "/bin/labapp\x00run\x00")
+				write(filepath.Join(dir, "stat"), fmt.Sprintf("%d (labapp) S 1 %d %d 0 -1 4194560 0 0 0 0 1 2 0 0 20 0 8 0 100", pid, pid, pid))
+				write(filepath.Join(dir, "status"), noSignal)
+				write(filepath.Join(dir, "cgroup"), "7:freezer:"+cg+"\n")
+			}
+			write(filepath.Join(freezerMount, "source", "freezer.state"), "FROZEN\n")
+			write(filepath.Join(freezerMount, "target", "freezer.state"), "THAWED\n")
+			// The runtime kills and thaws the source (pid 100) right after
+			// the monitor read that file of it.
+			trigger := filepath.Join(procs, "100", after)
+			if after == "freezer.state" {
+				trigger = filepath.Join(freezerMount, "source", after)
+			}
+			stopped := false
+			m := &Monitor{ProcRoot: procs, FreezerMount: freezerMount, Identity: func(Process) string { return "db-0" }}
+			m.readFile = func(path string) ([]byte, error) {
+				b, err := os.ReadFile(path)
+				if path == trigger && !stopped {
+					stopped = true
+					write(filepath.Join(procs, "100", "status"), sigkill)
+					write(filepath.Join(freezerMount, "source", "freezer.state"), "THAWED\n")
+				}
+				return b, err
+			}
+			m.Sample()
+			if !stopped {
+				t.Fatalf("the monitor never read %s", trigger)
+			}
+			if v, _ := m.Violations(); len(v) != 0 {
+				t.Errorf("violations %v, want none: the source was frozen, then killed", v)
+			}
+		})
+	}
+}
