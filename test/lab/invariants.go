@@ -104,6 +104,23 @@ func (l *Lab) watchInvariants(ctx context.Context, enabled bool) *invariant.Moni
 	}
 	pods := newPodIndex(clients)
 	mon := &invariant.Monitor{Identity: pods.identity, Scope: pods.inLab, Interval: 50 * time.Millisecond}
+	l.identityMu.Lock()
+	l.monitor = mon
+	l.identityMu.Unlock()
 	go mon.Run(ctx)
 	return mon
+}
+
+// InvariantViolations returns what the invariant monitor RunTests started
+// has seen so far (none without one): a test that wants the violations
+// of its own time compares them before and after.
+func (l *Lab) InvariantViolations() []invariant.Violation {
+	l.identityMu.Lock()
+	mon := l.monitor
+	l.identityMu.Unlock()
+	if mon == nil {
+		return nil
+	}
+	v, _ := mon.Violations()
+	return v
 }

@@ -23,6 +23,7 @@ import (
 
 	karmadaclient "github.com/karmada-io/karmada/pkg/generated/clientset/versioned"
 
+	"github.com/livemigrate/livemigrate/test/lab/invariant"
 	"github.com/livemigrate/livemigrate/test/lab/relay"
 )
 
@@ -104,6 +105,8 @@ type Lab struct {
 
 	identityMu sync.Mutex
 	identities map[*Member]*memberIdentity
+	// monitor is the invariant monitor RunTests started (nil without).
+	monitor *invariant.Monitor
 
 	stopOnce sync.Once
 }

@@ -141,6 +141,7 @@ func runCell(t *testing.T, fault, phase string) {
 		t.Fatal(err)
 	}
 
+	monitored := len(testLab.InvariantViolations())
 	timeout := phaseTimeout
 	if fault == "link-cut-long" {
 		timeout = linkTimeout
@@ -198,6 +199,11 @@ func runCell(t *testing.T, fault, phase string) {
 		}
 	default:
 		problems = append(problems, fmt.Errorf("the migration ended in %q, neither Succeeded nor Failed", st.Phase))
+	}
+	// What the invariant monitor saw during the cell (it fails the package
+	// too), given to the cell.
+	for _, v := range testLab.InvariantViolations()[monitored:] {
+		problems = append(problems, fmt.Errorf("invariant monitor: %s", v))
 	}
 	if len(problems) > 0 && cell.Outcome != matrix.NotInjected {
 		cell.Outcome = matrix.Violation
