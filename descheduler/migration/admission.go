@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -101,7 +102,11 @@ func (r *Reconciler) admit(ctx context.Context, lm *lmv1alpha1.LiveMigration, cl
 		o := &list.Items[i]
 		seen[o.UID] = o.Status.Phase
 		if o.UID != lm.UID && admitted(o.Status.Phase) {
-			active[o.UID] = []string{o.Status.SourceCluster, o.Status.TargetCluster}
+			cl, err := r.admittedClusters(ctx, o)
+			if err != nil {
+				return err
+			}
+			active[o.UID] = cl
 		}
 	}
 	for uid, cl := range a.recent {
@@ -137,4 +142,31 @@ func (r *Reconciler) admit(ctx context.Context, lm *lmv1alpha1.LiveMigration, cl
 	}
 	a.recent[lm.UID] = clusters
 	return nil
+}
+
+// admittedClusters returns the clusters an admitted migration holds slots
+// of: its status's source and target, and until Planning wrote them (it
+// does when it ends) the ones admission counted: spec.targetCluster and
+// the cluster its binding places the workload on.
+func (r *Reconciler) admittedClusters(ctx context.Context, lm *lmv1alpha1.LiveMigration) ([]string, error) {
+	var out []string
+	add := func(c string) {
+		if c != "" && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	add(lm.Status.SourceCluster)
+	add(lm.Status.TargetCluster)
+	add(lm.Spec.TargetCluster)
+	if lm.Status.SourceCluster == "" {
+		rb, err := r.getBinding(ctx, lm)
+		switch {
+		case apierrors.IsNotFound(err): // Planning fails it
+		case err != nil:
+			return nil, fmt.Errorf("reading the binding of admitted LiveMigration %s: %w", lm.Name, err)
+		case len(rb.Spec.Clusters) == 1:
+			add(rb.Spec.Clusters[0].Name)
+		}
+	}
+	return out, nil
 }

@@ -1003,3 +1003,44 @@ func TestRestoringFailsAtOnceWhenTheWebhookDidNotMutate(t *testing.T) {
 		t.Errorf("rollback did not remove the target and thaw the source: %v", h.w.calls())
 	}
 }
+
+// TestConcurrencyBudgetCountsMigrationsInPlanning: a migration admitted
+// (in Planning) whose status does not name its clusters yet — Planning
+// writes them when it ends — holds its slots all the same, also for a
+// reconciler that did not admit it itself (another replica, or this one
+// before a restart): its source is its binding's cluster, its target
+// spec.targetCluster.
+func TestConcurrencyBudgetCountsMigrationsInPlanning(t *testing.T) {
+	for name, tc := range map[string]struct {
+		secondTarget string
+		wantScope    string
+	}{
+		"same source": {secondTarget: "c", wantScope: "cluster a"},
+		// The first one's target is known from its spec only.
+		"the first one's target": {secondTarget: "b", wantScope: "cluster b"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			first := dtesting.MakeLiveMigration("ns", "first", "app").Target("b").Obj()
+			first.Status.Phase = lmv1alpha1.PhasePlanning
+			second := dtesting.MakeLiveMigration("ns", "second", "other").Target(tc.secondTarget).Obj()
+			source := "a"
+			if tc.secondTarget == "b" {
+				source = "c"
+			}
+			objs := append(defaultObjects(), first, dtesting.Ready(builder.MakeCluster("c").Obj(), true),
+				builder.MakeBinding("ns", "other").SingleCluster().ScheduledOn(1, source).Obj())
+			h := newHarness(t, second, objs...)
+			h.r.Config.MaxActivePerCluster = 1
+			for i := 0; i < 3; i++ {
+				if _, err := h.reconcile(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			lm := h.lm()
+			c := meta.FindStatusCondition(lm.Status.Conditions, lmv1alpha1.ConditionAdmitted)
+			if lm.Status.Phase != lmv1alpha1.PhasePending || c == nil || c.Reason != "ConcurrencyLimit" || !strings.Contains(c.Message, tc.wantScope) {
+				t.Fatalf("second admitted beside a migration in Planning: phase %s, condition %+v; want Pending, ConcurrencyLimit on %s", lm.Status.Phase, c, tc.wantScope)
+			}
+		})
+	}
+}
