@@ -187,10 +187,14 @@ func (m *Monitor) Sample() {
 		if m.Scope != nil && !m.Scope(p) {
 			continue
 		}
-		if !p.Frozen {
-			if id := m.Identity(p); id != "" {
-				live[id] = append(live[id], p.PID)
-			}
+		if p.Frozen {
+			// A frozen copy runs nothing, and its memory may lag its log
+			// while another copy writes it (a checkpoint restored on a
+			// shared volume): it is compared once it runs again.
+			continue
+		}
+		if id := m.Identity(p); id != "" {
+			live[id] = append(live[id], p.PID)
 		}
 		m.checkCounter(p, now)
 	}

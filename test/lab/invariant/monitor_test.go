@@ -350,3 +350,59 @@ func TestKillAndThawDuringTheLookIsNoCopy(t *testing.T) {
 		})
 	}
 }
+
+// A frozen copy whose log another copy goes on writing (a checkpoint
+// restored elsewhere on a shared volume, while the source stays frozen
+// until it is deleted) has lost nothing while it stays frozen: its memory
+// is compared with its log once it runs again.
+func TestFrozenCopyBehindItsSharedLogIsNoLoss(t *testing.T) {
+	bin := labApp(t)
+	rel := cgroup(t, "shared")
+	log := filepath.Join(t.TempDir(), "counter.log")
+	start(t, bin, rel, "db-0", log)
+	time.Sleep(100 * time.Millisecond)
+	setFreezer(t, rel, "FROZEN")
+	m := &Monitor{Identity: func(p Process) string { return p.Env["HOSTNAME"] }}
+	m.Sample()
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(string(b))
+	last, err := strconv.ParseUint(lines[len(lines)-1], 10, 64)
+	if err != nil || last == 0 {
+		t.Fatalf("the log ends with %q (%v)", lines[len(lines)-1], err)
+	}
+	// The restored copy goes on from the checkpoint, on the same log.
+	f, err := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := last + 1; v <= last+20; v++ {
+		fmt.Fprintf(f, "%d\n", v)
+	}
+	f.Close()
+	for i := 0; i < 3; i++ {
+		m.Sample()
+	}
+	if v, _ := m.Violations(); len(v) != 0 {
+		t.Fatalf("violations %v, want none while the copy behind its log stays frozen", v)
+	}
+	// Thawed, it runs with a memory behind what its log holds.
+	setFreezer(t, rel, "THAWED")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m.Sample()
+		v, _ := m.Violations()
+		if len(v) > 0 {
+			if !strings.Contains(v[0].Message, "state lost") {
+				t.Errorf("violation %s, want state lost", v[0])
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no violation after the copy behind its log was thawed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
