@@ -16,6 +16,7 @@ import (
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"k8s.io/client-go/kubernetes"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/test/e2e/migration/scenario"
@@ -59,6 +60,18 @@ func demo(args []string) error {
 		return err
 	}
 	begin := time.Now()
+	// The invariant monitor watches every lab app process of the members
+	// from the host for the whole demo: never two live copies, nothing
+	// lost.
+	var clients []kubernetes.Interface
+	for _, n := range env.MemberNames() {
+		clients = append(clients, env.Members[n].Client)
+	}
+	mon := lab.NewInvariantMonitor(clients)
+	monCtx, stopMonitor := context.WithCancel(ctx)
+	monDone := make(chan struct{})
+	go func() { defer close(monDone); mon.Run(monCtx) }()
+	defer func() { stopMonitor(); <-monDone }()
 
 	step("Deploying the lab app as StatefulSet %s/%s with a local volume; the livemigrate scheduler places it", *ns, *name)
 	app, err := env.Deploy(ctx, *ns, *name, scenario.AppOptions{})
@@ -97,6 +110,16 @@ func demo(args []string) error {
 		}
 		return fmt.Errorf("%d checks failed", len(errs))
 	}
+	stopMonitor()
+	<-monDone
+	violations, samples := mon.Violations()
+	for _, v := range violations {
+		fmt.Printf("    FAIL: invariant monitor: %s\n", v)
+	}
+	if len(violations) > 0 {
+		return fmt.Errorf("the invariant monitor saw %d violations", len(violations))
+	}
+	fmt.Printf("    invariant monitor: %d looks at every lab app process on the host, never two live copies, nothing lost\n", samples)
 	fmt.Printf("    the source was frozen at counter %d and never ran again; the target resumed from it in %s\n", res.RestoredFrom, obs.Migration.Status.TargetCluster)
 	fmt.Printf("    labapp verify on the target: %s\n", res.Verified)
 	for _, line := range checkpointOrigins(ctx, obs.Migration) {

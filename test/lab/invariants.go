@@ -92,6 +92,16 @@ func (x *podIndex) inLab(p invariant.Process) bool {
 	return ok
 }
 
+// NewInvariantMonitor returns the invariant monitor RunTests runs, over
+// the lab app processes of the pods of the given member clusters (named
+// by PodIdentity, other processes on the host left out), for a program
+// attached to a lab that runs elsewhere (livemigrate-lab demo). Run it
+// with go mon.Run(ctx).
+func NewInvariantMonitor(clients []kubernetes.Interface) *invariant.Monitor {
+	pods := newPodIndex(clients)
+	return &invariant.Monitor{Identity: pods.identity, Scope: pods.inLab, Interval: 50 * time.Millisecond}
+}
+
 // watchInvariants starts the invariant monitor over the lab's members
 // when EnvInvariants is set; nil otherwise.
 func (l *Lab) watchInvariants(ctx context.Context, enabled bool) *invariant.Monitor {
@@ -102,8 +112,7 @@ func (l *Lab) watchInvariants(ctx context.Context, enabled bool) *invariant.Moni
 	for _, m := range l.Members {
 		clients = append(clients, m.Client)
 	}
-	pods := newPodIndex(clients)
-	mon := &invariant.Monitor{Identity: pods.identity, Scope: pods.inLab, Interval: 50 * time.Millisecond}
+	mon := NewInvariantMonitor(clients)
 	l.identityMu.Lock()
 	l.monitor = mon
 	l.identityMu.Unlock()
