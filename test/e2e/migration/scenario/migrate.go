@@ -69,6 +69,9 @@ type MoveOptions struct {
 	// scenario then creates it itself (kubectl livemigrate move has no flag
 	// for them) and follows it with kubectl livemigrate status --wait.
 	Timeouts *lmv1alpha1.PhaseTimeouts
+	// DowntimeBudget, with Timeouts, is the LiveMigration's
+	// spec.downtimeBudget.
+	DowntimeBudget *metav1.Duration
 	// During, when set, runs once the migration reached the given phase.
 	During      func(ctx context.Context, lm *lmv1alpha1.LiveMigration) error
 	DuringPhase lmv1alpha1.LiveMigrationPhase
@@ -108,7 +111,7 @@ func (a *App) Move(ctx context.Context, o MoveOptions) (*Observation, error) {
 			ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: o.Name},
 			Spec: lmv1alpha1.LiveMigrationSpec{
 				WorkloadRef:   lmv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: a.Kind, Name: a.Name},
-				TargetCluster: o.To, Timeouts: o.Timeouts,
+				TargetCluster: o.To, Timeouts: o.Timeouts, DowntimeBudget: o.DowntimeBudget,
 			},
 		}
 		if err := a.Env.Karmada.CR.Create(ctx, lm); err != nil {
