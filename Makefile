@@ -117,10 +117,11 @@ test-e2e: deps criu lab-binaries ## Run the lab end-to-end tests only: checkpoin
 	$(GO) test -v -timeout $(TEST_TIMEOUT) ./test/e2e/...
 
 .PHONY: test-faults
-test-faults: deps criu lab-binaries ## Run the whole fault matrix (test/e2e/faults: every fault × phase, ≈ 40 min; make test runs three cells) into bin/faults/results.jsonl.
+test-faults: deps criu lab-binaries ## Run the whole fault matrix (test/e2e/faults: every fault × phase, into bin/faults/results.jsonl) and 12 concurrent migrations (test/e2e/stress), ≈ 30 min; make test runs three cells and four migrations.
 	mkdir -p $(BIN)/faults && rm -f $(BIN)/faults/results.jsonl
 	LIVEMIGRATE_FAULTS=all LIVEMIGRATE_FAULTS_RESULTS=$(BIN)/faults/results.jsonl \
 		$(GO) test -v -count=1 -timeout $(TEST_TIMEOUT) -run TestFaultMatrix ./test/e2e/faults/
+	LIVEMIGRATE_STRESS_MIGRATIONS=12 $(GO) test -v -count=1 -timeout $(TEST_TIMEOUT) -run TestConcurrentMigrations ./test/e2e/stress/
 
 .PHONY: reliability-table
 reliability-table: ## Regenerate the fault matrix table of docs/reliability.md from bin/faults/results.jsonl (written by make test-faults).
