@@ -29,10 +29,12 @@ type environment struct {
 // labOptions runs two members of one node each with the components the
 // checkpoint path needs: the registry, the node runtimes, the node agents
 // and the restore webhooks (no descheduler: the tests write the agents'
-// objects themselves).
+// objects themselves). The invariant monitor watches every lab app process
+// for the whole run: a source stays frozen while its checkpoint, restored
+// in the other member, goes on writing its log on the shared volume.
 func labOptions() lab.Options {
 	return lab.Options{
-		Members: 2, NodesPerMember: 1,
+		Members: 2, NodesPerMember: 1, Invariants: true,
 		Components: []string{"lab-registry", "labnode", "livemigrate-agent", "livemigrate-restore"},
 	}
 }
