@@ -3,11 +3,13 @@ package migration
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
@@ -15,7 +17,8 @@ import (
 // cleanup finishes a migration whose target runs: it drops the eviction task
 // (Karmada then deletes the frozen source workload), deletes the checkpoint
 // archives and images, ends replication, applies the source claim policy
-// (sourceclaims.go) and removes the restore records.
+// (sourceclaims.go), removes the restore records and waits for the source
+// workload to be gone.
 // It never rolls back; errors are retried.
 func (r *Reconciler) cleanup(ctx context.Context, lm *lmv1alpha1.LiveMigration, now time.Time) (stepResult, error) {
 	st := &lm.Status
@@ -64,6 +67,28 @@ func (r *Reconciler) cleanup(ctx context.Context, lm *lmv1alpha1.LiveMigration, 
 	}
 	if !done || !ok {
 		return stay(), nil
+	}
+	// Succeeded only once the frozen source is gone. Karmada deletes it
+	// when its Work in the source's execution namespace goes (the eviction
+	// task dropped above); until then Karmada may still apply it, so the
+	// workload is not touched. Then Remove confirms (or finishes) the
+	// deletion: no workload, pod or ReplicaSet of it left in the source.
+	if st.SourceCluster != "" {
+		works, err := r.clusterWorks(ctx, lm, st.SourceCluster)
+		if err != nil {
+			return stay(), err
+		}
+		if len(works) > 0 {
+			klog.FromContext(ctx).V(2).Info("Waiting for Karmada to remove the source's Work", "cluster", st.SourceCluster, "works", strings.Join(works, ","))
+			return stay(), nil
+		}
+		gone, err := r.Hooks.Workload.Remove(ctx, st.SourceCluster, lm.Namespace, lm.Spec.WorkloadRef)
+		if err != nil {
+			return stay(), fmt.Errorf("removing the source workload in %s: %w", st.SourceCluster, err)
+		}
+		if !gone {
+			return stay(), nil
+		}
 	}
 	return advanceTo(lmv1alpha1.PhaseSucceeded), nil
 }

@@ -162,8 +162,13 @@ func (r *Reconciler) abortReplication(ctx context.Context, lm *lmv1alpha1.LiveMi
 // seen is later than the binding's revert; until none is left Karmada may
 // still create the workload in the target, so the target is not gone.
 func (r *Reconciler) targetWorks(ctx context.Context, lm *lmv1alpha1.LiveMigration) ([]string, error) {
-	st := &lm.Status
-	ns := names.GenerateExecutionSpaceName(st.TargetCluster)
+	return r.clusterWorks(ctx, lm, lm.Status.TargetCluster)
+}
+
+// clusterWorks lists the Works of the migration's workload in a cluster's
+// execution namespace, as targetWorks does for the target.
+func (r *Reconciler) clusterWorks(ctx context.Context, lm *lmv1alpha1.LiveMigration, cluster string) ([]string, error) {
+	ns := names.GenerateExecutionSpaceName(cluster)
 	ref := lm.Spec.WorkloadRef
 	found := map[string]bool{}
 	rb, err := r.getBinding(ctx, lm)

@@ -113,3 +113,39 @@ func (r worksFrom) List(ctx context.Context, list client.ObjectList, opts ...cli
 	}
 	return r.Reader.List(ctx, list, opts...)
 }
+
+// A migration is Succeeded only once its frozen source is gone: Cleanup
+// waits while Karmada's Work for the source still exists (Karmada may still
+// apply it, so the workload is not touched meanwhile), then until the
+// source workload and its pods are gone.
+func TestCleanupSucceedsOnlyOnceTheSourceIsGone(t *testing.T) {
+	work := &workv1alpha1.Work{ObjectMeta: metav1.ObjectMeta{
+		Namespace: names.GenerateExecutionSpaceName("a"), Name: names.GenerateWorkName("Deployment", "app", "ns")}}
+	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(), append(defaultObjects(), work)...)
+	h.run(lmv1alpha1.PhaseCleanup, time.Millisecond)
+	for i := 0; i < 4; i++ {
+		h.reconcileLogged()
+	}
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseCleanup {
+		t.Fatalf("phase = %s while Karmada's Work for the source exists, want Cleanup", p)
+	}
+	if n := h.w.count("removeWorkload:a"); n != 0 {
+		t.Fatalf("the source workload was touched while its Work exists: %v", h.w.calls())
+	}
+	// Karmada removes the source's Work; its workload takes two more looks
+	// to be gone.
+	if err := h.c.Delete(h.ctx, work); err != nil {
+		t.Fatal(err)
+	}
+	h.w.removeCallsBeforeGone = 2
+	for i := 0; i < 2; i++ {
+		h.reconcileLogged()
+	}
+	if p := h.lm().Status.Phase; p != lmv1alpha1.PhaseCleanup {
+		t.Fatalf("phase = %s while the source workload is not gone, want Cleanup", p)
+	}
+	h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
+	if n := h.w.count("removeWorkload:a"); n != 3 {
+		t.Errorf("the source's removal was checked %d times, want until gone (3)", n)
+	}
+}
