@@ -266,6 +266,9 @@ func (r *Receiver) serveRsync(ctx context.Context, conn net.Conn) error {
 		bin = "rsync"
 	}
 	cmd := exec.CommandContext(ctx, bin, r.Args()...)
+	// rsync calls getcwd() at start: run it from /, not from the agent's
+	// working directory, which may be gone (paths given to it are absolute).
+	cmd.Dir = "/"
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL=C"}
 	var stderr bytes.Buffer

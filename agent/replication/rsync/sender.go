@@ -287,6 +287,9 @@ func run(ctx context.Context, opts SendOptions, args []string, allowVanished boo
 		args = append(args, opts.SourceDir+"/", spec)
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
+	// rsync calls getcwd() at start: run it from /, not from the agent's
+	// working directory, which may be gone (paths given to it are absolute).
+	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL=C"}
 	cmd.ExtraFiles = []*os.File{childEnd}
 	cmd.WaitDelay = 10 * time.Second

@@ -129,3 +129,27 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	return s.w.Write(p)
 }
+
+// TestSendFromADeletedWorkingDirectory: rsync calls getcwd() when it
+// starts; an agent whose working directory was removed (a re-created
+// directory, a deleted mount) still replicates, because the sender and the
+// receiver run rsync from /.
+func TestSendFromADeletedWorkingDirectory(t *testing.T) {
+	requireRoot(t)
+	src, dst, _ := setupTrees(t)
+	must(t, os.WriteFile(filepath.Join(src, "data"), []byte("kept"), 0o644))
+	h := startReceiver(t, dst)
+
+	wd, err := os.Getwd()
+	must(t, err)
+	gone := t.TempDir()
+	must(t, os.Chdir(gone))
+	defer func() { must(t, os.Chdir(wd)) }()
+	must(t, os.Remove(gone))
+
+	if _, err := Send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial}); err != nil {
+		t.Fatalf("a pass from a deleted working directory: %v", err)
+	}
+	must(t, h.lastReceiverError(t))
+	mustCompare(t, src, dst)
+}
