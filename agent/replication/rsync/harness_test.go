@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,9 +53,23 @@ func startReceiver(t *testing.T, dest string) *receiverHarness {
 		t.Fatal(err)
 	}
 	h := &receiverHarness{recv: &Receiver{DestDir: dest}, addr: l.Addr().String(), errs: make(chan error, 16)}
-	l.OnReject = func(a net.Addr, err error) { t.Logf("rejected %v: %v", a, err) }
+	// The listener and the receivers outlive the test by a moment: log
+	// only until its cleanup (testing panics on a Log after the test).
+	var logMu sync.Mutex
+	ended := false
+	logf := func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		if !ended {
+			t.Logf(format, args...)
+		}
+	}
+	l.OnReject = func(a net.Addr, err error) { logf("rejected %v: %v", a, err) }
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(func() {
+		logMu.Lock()
+		ended = true
+		logMu.Unlock()
 		cancel()
 		l.Close()
 		h.recv.Close()
@@ -68,7 +83,7 @@ func startReceiver(t *testing.T, dest string) *receiverHarness {
 			go func() {
 				err := h.recv.ServeConn(ctx, c)
 				if err != nil {
-					t.Logf("receiver: %v", err)
+					logf("receiver: %v", err)
 				}
 				h.errs <- err
 			}()
