@@ -226,3 +226,26 @@ func Flag(args []string, name string) (string, bool) {
 
 // RepoFile reads a file of the repository.
 func RepoFile(root, rel string) ([]byte, error) { return os.ReadFile(filepath.Join(root, rel)) }
+
+// Helm runs one of the renderer's release commands (install, upgrade,
+// uninstall: the Helm SDK's actions against the cluster of kubeconfig)
+// for the release livemigrate in namespace and returns its output. The
+// chart is the repository's; sets are --set values.
+func Helm(ctx context.Context, root, verb, kubeconfig, namespace string, extra ...string) (string, error) {
+	bin, err := Renderer(ctx, root)
+	if err != nil {
+		return "", err
+	}
+	args := []string{verb, "--kubeconfig", kubeconfig, "--namespace", namespace}
+	if verb != "uninstall" {
+		args = append(args, "--chart", filepath.Join(root, Dir))
+	}
+	args = append(args, extra...)
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("helm %s in %s: %w: %s", verb, namespace, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}

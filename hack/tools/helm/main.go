@@ -5,6 +5,11 @@
 //
 //	chartrender render --chart charts/livemigrate --namespace livemigrate-system --set installMode=member [--values f.yaml]
 //	chartrender readme --chart charts/livemigrate [--check]
+//	chartrender install|upgrade --kubeconfig K --namespace NS [--release livemigrate] --chart charts/livemigrate --set installMode=member
+//	chartrender uninstall --kubeconfig K --namespace NS [--release livemigrate]
+//
+// install, upgrade and uninstall are helm's, against the cluster of the
+// kubeconfig (the Secret storage driver, as helm's default).
 package main
 
 import (
@@ -30,7 +35,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: chartrender render|readme [flags]")
+		fmt.Fprintln(os.Stderr, "usage: chartrender render|readme|install|upgrade|uninstall [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -39,8 +44,14 @@ func main() {
 		err = render(os.Args[2:])
 	case "readme":
 		err = readme(os.Args[2:])
+	case "install":
+		err = installRelease(os.Args[2:])
+	case "upgrade":
+		err = upgradeRelease(os.Args[2:])
+	case "uninstall":
+		err = uninstallRelease(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q: write render or readme", os.Args[1])
+		err = fmt.Errorf("unknown command %q: write render, readme, install, upgrade or uninstall", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chartrender:", err)
