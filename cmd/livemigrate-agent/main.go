@@ -20,12 +20,8 @@ import (
 
 func main() {
 	o := options.New()
-	fs := pflag.NewFlagSet("livemigrate-agent", pflag.ContinueOnError)
-	o.AddFlags(fs)
 	ro := replication.NewOptions()
-	ro.AddFlags(fs)
-	klog.InitFlags(nil)
-	fs.AddGoFlagSet(flag.CommandLine)
+	fs := app.NewFlagSet(o, ro, flag.CommandLine)
 	fs.Usage = func() {
 		fmt.Fprintf(os.Stderr, "livemigrate-agent freezes, checkpoints and restores pods for live migration.\n\nUsage: livemigrate-agent [flags]\n\n%s", fs.FlagUsages())
 	}
