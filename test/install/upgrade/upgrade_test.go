@@ -66,7 +66,7 @@ type workload struct {
 }
 
 var workloads = []workload{
-	{hostNamespace, "Deployment", "livemigrate-descheduler", "descheduler", "--max-active-migrations-per-cluster=3", "--max-active-migrations-per-cluster=1"},
+	{hostNamespace, "Deployment", "livemigrate-descheduler", "descheduler", "--max-active-migrations-per-cluster=2", "--max-active-migrations-per-cluster=1"},
 	{hostNamespace, "Deployment", "livemigrate-scheduler-second", "livemigrate-scheduler", "--v=2", "--v=4"},
 	{memberNamespace, "Deployment", "livemigrate-restore", "restore", "--v=2", "--v=4"},
 	{memberNamespace, "DaemonSet", "livemigrate-agent", "agent", "--report-interval=15s", "--report-interval=30s"},
