@@ -43,7 +43,7 @@ build: ## Build every binary of the project into bin/.
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 .PHONY: images
-images: ## Build the components' OCI images into bin/images without Docker (docs/images.md; IMAGES_FLAGS="--tag v1 --push REGISTRY/PREFIX").
+images: ## Build the components' OCI images into bin/images without Docker (docs/images.md; IMAGES_FLAGS="--push REGISTRY/PREFIX"; tagged as the chart names them).
 	hack/build-images.sh $(IMAGES_FLAGS)
 
 .PHONY: generate

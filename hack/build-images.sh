@@ -4,7 +4,7 @@
 #
 #   hack/build-images.sh                                  # all components
 #   hack/build-images.sh livemigrate-agent                # one
-#   hack/build-images.sh --tag v0.1.0 --push registry.example.com/livemigrate
+#   hack/build-images.sh --push registry.example.com/livemigrate   # tagged as the chart names them
 #
 # Flags are those of hack/images (hack/build-images.sh --help). Needs Go,
 # apt-get, apt-cache and dpkg-deb (Debian or Ubuntu).

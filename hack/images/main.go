@@ -4,7 +4,11 @@
 // (apt-get download, dpkg-deb), written with deterministic layers into an
 // OCI image layout, and optionally pushed to a registry. See docs/images.md.
 //
-//	go run ./hack/images [--out bin/images] [--tag latest] [--push REGISTRY/PREFIX] [component...]
+//	go run ./hack/images [--out bin/images] [--tag v<appVersion>] [--push REGISTRY/PREFIX] [component...]
+//
+// The images are named as the Helm chart's default values name them
+// (charts/livemigrate: image.registry, and the tag v<appVersion>), so that
+// the chart installs exactly what was built.
 package main
 
 import (
@@ -39,8 +43,8 @@ func mainErr() error {
 
 	fs := flag.NewFlagSet("images", flag.ContinueOnError)
 	out := fs.String("out", "bin/images", "directory receiving one OCI image layout per component (<out>/<component>)")
-	repository := fs.String("repository", "ghcr.io/livemigrate", "image name prefix recorded in the images: <repository>/<component>:<tag>")
-	tag := fs.String("tag", "latest", "image tag")
+	repository := fs.String("repository", "", "image name prefix recorded in the images: <repository>/<component>:<tag> (default: the chart's image.registry)")
+	tag := fs.String("tag", "", "image tag (default: the chart's, v<appVersion> of charts/livemigrate/Chart.yaml)")
 	push := fs.String("push", "", "also push every image to <push>/<component>:<tag> (credentials from the Docker config, as docker login writes it)")
 	insecure := fs.Bool("insecure", false, "with --push, allow a plain-HTTP registry")
 	goarch := fs.String("goarch", "", "GOARCH of the binaries and images (default: go env GOARCH)")
@@ -64,6 +68,16 @@ func mainErr() error {
 	repoDir, err := moduleRoot(ctx)
 	if err != nil {
 		return err
+	}
+	chartRepository, chartTag, err := chartImageDefaults(repoDir)
+	if err != nil {
+		return err
+	}
+	if *repository == "" {
+		*repository = chartRepository
+	}
+	if *tag == "" {
+		*tag = chartTag
 	}
 	o := Options{
 		RepoDir:    repoDir,
