@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -173,6 +174,9 @@ func Run(ctx context.Context, o *options.Options, extra ...Setup) error {
 			}
 			if o.CRIU != "" {
 				rep.CRIU = report.ProbeCRIU(o.CRIU)
+			}
+			if len(o.ProbeRegistries) > 0 {
+				rep.Registries = report.ProbeRegistries(&http.Client{Transport: http.DefaultTransport}, o.ProbeRegistries, o.InsecureRegistries)
 			}
 			if err := mgr.Add(rep); err != nil {
 				return err

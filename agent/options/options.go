@@ -48,6 +48,8 @@ type Options struct {
 	FreezeTimeout time.Duration
 
 	InsecureRegistries []string
+	// ProbeRegistries are the registries the node report probes.
+	ProbeRegistries []string
 
 	WebhookPort    int
 	WebhookCertDir string
@@ -116,6 +118,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.CgroupVersion, "cgroup-version", o.CgroupVersion, "Freezer to use: 'v1' (freezer controller), 'v2' (cgroup.freeze) or 'auto' (v2 on unified hosts, else v1).")
 	fs.DurationVar(&o.FreezeTimeout, "freeze-timeout", o.FreezeTimeout, "How long to wait for the kernel to report a pod frozen before giving up (and thawing it).")
 	fs.StringSliceVar(&o.InsecureRegistries, "insecure-registries", o.InsecureRegistries, "Registry hosts (host:port) reached over plain HTTP.")
+	fs.StringSliceVar(&o.ProbeRegistries, "probe-registries", o.ProbeRegistries, "Registry hosts (host[:port]) this node pushes checkpoint images to or pulls them from; the node report (--report-namespace) says whether each answers GET /v2/ from here (plain HTTP for --insecure-registries), and kubectl livemigrate doctor fails a node that cannot reach one.")
 	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "Port of the restore admission webhook (restore and all modes).")
 	fs.StringVar(&o.WebhookCertDir, "webhook-cert-dir", o.WebhookCertDir, "Directory with tls.crt and tls.key for the webhook server.")
 	fs.StringVar(&o.WebhookHost, "webhook-host", o.WebhookHost, "Address the webhook server binds; all addresses when empty.")

@@ -3,6 +3,9 @@ package report
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -56,4 +59,42 @@ func ProbeCheckpointAPI(c Checkpointer, host string, port int, namespace string)
 		}
 		return fmt.Sprintf("the kubelet's checkpoint API did not answer: %v", err)
 	}
+}
+
+// ProbeRegistries returns a probe of each registry (host[:port]) the node
+// pushes checkpoint images to or pulls them from: GET /v2/, over plain
+// HTTP for the hosts in insecure, else HTTPS with the client's roots. A
+// registry answers 200, or 401 when it wants credentials (the push
+// Secret's); anything else says what is wrong.
+func ProbeRegistries(hc *http.Client, hosts, insecure []string) func(context.Context) map[string]string {
+	return func(ctx context.Context) map[string]string {
+		out := map[string]string{}
+		for _, h := range hosts {
+			out[h] = probeRegistry(ctx, hc, h, slices.Contains(insecure, h))
+		}
+		return out
+	}
+}
+
+func probeRegistry(ctx context.Context, hc *http.Client, host string, insecure bool) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	scheme := "https"
+	if insecure {
+		scheme = "http"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+host+"/v2/", nil)
+	if err != nil {
+		return fmt.Sprintf("not a registry host: %v", err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Sprintf("unreachable: %v", err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
+		return RegistryOK
+	}
+	return fmt.Sprintf("GET %s://%s/v2/ answered %s, not a registry's 200 or 401", scheme, host, resp.Status)
 }

@@ -2,6 +2,7 @@ package report
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	goruntime "runtime"
@@ -43,6 +44,12 @@ const (
 	AnnotationCRIUCheck = "agent.livemigrate.io/criu-check"
 	// CRIUCheckOK means criu check passed.
 	CRIUCheckOK = "ok"
+	// AnnotationRegistries is what each registry of the agent's
+	// --probe-registries answered GET /v2/ from the node: a JSON object of
+	// host[:port] → RegistryOK, or what is wrong.
+	AnnotationRegistries = "agent.livemigrate.io/registries"
+	// RegistryOK means the registry answered as a registry (200 or 401).
+	RegistryOK = "ok"
 	// LabelComponent marks report Leases.
 	LabelComponent = "app.kubernetes.io/component"
 	// ComponentValue is LabelComponent's value on report Leases.
@@ -73,6 +80,10 @@ type Reporter struct {
 	// (ProbeCRIU); nil, or an empty check (not known yet), leaves both
 	// annotations out.
 	CRIU func(ctx context.Context) (version, check string)
+	// Registries probes the checkpoint registries from the node and returns
+	// host → RegistryOK or what is wrong (ProbeRegistries); nil leaves the
+	// annotation out.
+	Registries func(ctx context.Context) map[string]string
 }
 
 // NeedLeaderElection is false: every agent reports its own node.
@@ -177,6 +188,13 @@ func (r *Reporter) annotations(ctx context.Context) (map[string]string, error) {
 		if v, check := r.CRIU(ctx); check != "" {
 			ann[AnnotationCRIUVersion], ann[AnnotationCRIUCheck] = v, check
 		}
+	}
+	if r.Registries != nil {
+		b, err := json.Marshal(r.Registries(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("encoding the registry probes: %w", err)
+		}
+		ann[AnnotationRegistries] = string(b)
 	}
 	return ann, nil
 }
