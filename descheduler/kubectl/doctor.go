@@ -2,8 +2,10 @@ package kubectl
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -318,6 +320,29 @@ func (d *Doctor) node(ctx context.Context, mc client.Client, scope string, n *co
 			ck.Status, ck.Detail = StatusFail, ck.Detail+": "+check
 			ck.Fix = "the node's CRIU must pass criu check as root (a kernel with CONFIG_CHECKPOINT_RESTORE, CRIU ≥ 4.0 on current kernels; docs/install.md)"
 			return ck
+		}
+	}
+	if raw, ok := a[report.AnnotationRegistries]; ok {
+		var regs map[string]string
+		if err := json.Unmarshal([]byte(raw), &regs); err != nil {
+			ck.Status, ck.Detail = StatusFail, ck.Detail+": unreadable registry report: "+err.Error()
+			ck.Fix = "upgrade the agent and kubectl livemigrate to the same version"
+			return ck
+		}
+		hosts := slices.Sorted(maps.Keys(regs))
+		var bad []string
+		for _, h := range hosts {
+			if regs[h] != report.RegistryOK {
+				bad = append(bad, "registry "+h+" "+regs[h])
+			}
+		}
+		if len(bad) > 0 {
+			ck.Status, ck.Detail = StatusFail, ck.Detail+": "+strings.Join(bad, "; ")
+			ck.Fix = "the node pushes checkpoint images to and pulls them from these registries: make them reachable from " + n.Name + " (DNS, firewall, proxy, the registry running); a plain-HTTP registry must be in agent.insecureRegistries and in the runtime's registry configuration, an HTTPS one needs a certificate the node trusts"
+			return ck
+		}
+		if len(hosts) > 0 {
+			ck.Detail += ", registries " + strings.Join(hosts, ",") + " reachable"
 		}
 	}
 	status, why := runtimeSupport(rt)

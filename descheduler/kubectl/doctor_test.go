@@ -54,6 +54,9 @@ func TestDoctorNodeReport(t *testing.T) {
 		withAPI(lease("api-off", now.Add(-time.Second), "cri-o://1.33.2"), "the kubelet has no checkpoint API: enable its ContainerCheckpoint feature gate"),
 		withCRIU(lease("criu-ok", now.Add(-time.Second), "cri-o://1.33.2"), "4.2.1", report.CRIUCheckOK),
 		withCRIU(lease("criu-broken", now.Add(-time.Second), "cri-o://1.33.2"), "3.17.1", "criu check failed (exit status 1): kerndat_vdso_fill_symtable failed"),
+		withRegistries(withAPI(lease("registry-ok", now.Add(-time.Second), "cri-o://1.33.2"), report.CheckpointAPIOK), `{"registry.eu:5000":"ok","registry.us":"ok"}`),
+		withRegistries(withAPI(lease("registry-down", now.Add(-time.Second), "cri-o://1.33.2"), report.CheckpointAPIOK), `{"registry.eu:5000":"unreachable: dial tcp 10.0.0.9:5000: connect: connection refused","registry.us":"ok"}`),
+		withRegistries(lease("registry-garbled", now.Add(-time.Second), "cri-o://1.33.2"), `{`),
 	).Build()
 	d := &Doctor{Now: func() time.Time { return now }, AgentNamespace: "livemigrate-system"}
 	for _, tc := range []struct {
@@ -70,6 +73,9 @@ func TestDoctorNodeReport(t *testing.T) {
 		{"api-off", StatusFail, "freezer v2: the kubelet has no checkpoint API: enable its ContainerCheckpoint feature gate", "POST /checkpoint/"},
 		{"criu-ok", StatusOK, "freezer v2, CRIU 4.2.1", ""},
 		{"criu-broken", StatusFail, "freezer v2, CRIU 3.17.1: criu check failed (exit status 1): kerndat_vdso_fill_symtable failed", "criu check as root"},
+		{"registry-ok", StatusOK, "checkpoint API ok, registries registry.eu:5000,registry.us reachable", ""},
+		{"registry-down", StatusFail, "checkpoint API ok: registry registry.eu:5000 unreachable: dial tcp 10.0.0.9:5000: connect: connection refused", "make them reachable from registry-down"},
+		{"registry-garbled", StatusFail, "unreadable registry report", "same version"},
 	} {
 		archs := map[string][]string{}
 		got := d.node(context.Background(), c, "member1", &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: tc.node}}, archs)
@@ -87,5 +93,10 @@ func withAPI(l *coordinationv1.Lease, api string) *coordinationv1.Lease {
 func withCRIU(l *coordinationv1.Lease, version, check string) *coordinationv1.Lease {
 	l.Annotations[report.AnnotationCRIUVersion] = version
 	l.Annotations[report.AnnotationCRIUCheck] = check
+	return l
+}
+
+func withRegistries(l *coordinationv1.Lease, regs string) *coordinationv1.Lease {
+	l.Annotations[report.AnnotationRegistries] = regs
 	return l
 }

@@ -50,15 +50,15 @@ func waitDoctor(ctx context.Context, t *testing.T, wantFail bool, lines ...*rege
 
 // TestDoctor checks the installation the chart made: every check passes;
 // an agent killed on one node, that node's kubelet checkpoint API gone,
-// and the descheduler killed each make it fail with that check and what to
-// fix, and pass again once restarted.
+// the checkpoint registry stopped and the descheduler killed each make it
+// fail with that check and what to fix, and pass again once restarted.
 func TestDoctor(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 
 	// The lab's kwok nodes report a runtime the doctor does not know to
 	// checkpoint: a WARN, which does not fail the doctor.
-	healthy := regexp.MustCompile(`(?m)^WARN\s+member2\s+agent member2-node-2\s+runtime kwok-[^,]+, kernel .+, (amd64|arm64), freezer v1, checkpoint API ok: unknown runtime`)
+	healthy := regexp.MustCompile(`(?m)^WARN\s+member2\s+agent member2-node-2\s+runtime kwok-[^,]+, kernel .+, (amd64|arm64), freezer v1, checkpoint API ok, registries \S+ reachable: unknown runtime`)
 	// The probers write their first ClusterLatency a round after the lab is up.
 	probed := regexp.MustCompile(`(?m)^OK\s+member1\s+prober\s+ClusterLatency written[^\n]*\n(?s:.*)^OK\s+member2\s+prober\s+ClusterLatency written`)
 	out := waitDoctor(ctx, t, false, healthy, probed)
@@ -122,6 +122,21 @@ func TestDoctor(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := testLab.Restart(ctx, agent); err != nil {
+		t.Fatal(err)
+	}
+	waitDoctor(ctx, t, false, healthy)
+
+	// The checkpoint registry down: every node reports it unreachable.
+	reg := testLab.Instances("lab-registry")
+	if len(reg) != 1 {
+		t.Fatalf("%d lab registries, want 1", len(reg))
+	}
+	if err := testLab.Kill(reg[0]); err != nil {
+		t.Fatal(err)
+	}
+	out = waitDoctor(ctx, t, true, regexp.MustCompile(`(?m)^FAIL\s+member1\s+agent member1-node-1\s+runtime [^\n]*checkpoint API ok: registry \S+ unreachable: [^\n]*\n\s+→ the node pushes checkpoint images to and pulls them from these registries: make them reachable from member1-node-1`))
+	t.Logf("registry down:\n%s", out)
+	if err := testLab.Restart(ctx, reg[0]); err != nil {
 		t.Fatal(err)
 	}
 	waitDoctor(ctx, t, false, healthy)

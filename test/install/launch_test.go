@@ -84,6 +84,7 @@ func (r *renderedChart) render(l *lab.Lab) error {
 		r.member, r.err = chart.Render(ctx, r.root, lab.AgentNamespace, append(common,
 			"installMode=member",
 			"agent.insecureRegistries={"+registry+"}",
+			"agent.probeRegistries={"+registry+"}",
 			"agent.kubeletCAFile=/var/lib/kubelet/kubelet-ca.crt",
 			"agent.reportInterval=1s",
 			"prober.enabled=true",
