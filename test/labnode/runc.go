@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
@@ -487,18 +488,29 @@ func (r *Runtime) checkpointRunc(ctx context.Context, pp *podProc, cp *container
 			return "", fmt.Errorf("hand the pod's freeze over to the container: %w", err)
 		}
 	}
-	defer func() {
-		if podFrozen {
-			if err := r.freezer.Freeze(context.Background(), pp.cgroup); err != nil {
-				r.log.Error(err, "Cannot freeze the pod again after the dump", "pod", klog.KObj(pp.pod))
+	// handBack freezes the pod again and resumes the container, at once
+	// when the dump returns: CRIU lets the tasks run again before it writes
+	// their pages and may leave the container's cgroup thawed, so the sooner
+	// the pod's freeze is back the shorter the source can run after its
+	// checkpoint.
+	var handBackOnce sync.Once
+	handBack := func() {
+		handBackOnce.Do(func() {
+			if podFrozen {
+				if err := r.freezer.Freeze(context.Background(), pp.cgroup); err != nil {
+					r.log.Error(err, "Cannot freeze the pod again after the dump", "pod", klog.KObj(pp.pod))
+				}
 			}
-		}
-		if err := r.runcRun(context.Background(), "resume", cp.id); err != nil {
-			r.log.Error(err, "Cannot unpause container", "id", cp.id)
-		}
-	}()
+			if err := r.runcRun(context.Background(), "resume", cp.id); err != nil {
+				r.log.Error(err, "Cannot unpause container", "id", cp.id)
+			}
+		})
+	}
+	defer handBack()
 	dumpStart := time.Now()
-	if err := r.runcRun(ctx, "checkpoint", "--leave-running", "--image-path", filepath.Join(work, metadata.CheckpointDirectory), "--work-path", work, cp.id); err != nil {
+	err = r.runcRun(ctx, "checkpoint", "--leave-running", "--image-path", filepath.Join(work, metadata.CheckpointDirectory), "--work-path", work, cp.id)
+	handBack()
+	if err != nil {
 		return "", fmt.Errorf("%w: %s", err, readTail(filepath.Join(work, metadata.DumpLogFile), 1024))
 	}
 	dumpTime := time.Since(dumpStart)
