@@ -116,8 +116,11 @@ func optInTemplate(t *testing.T, ctx context.Context, ns string) {
 	if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: "app"}, d); err != nil {
 		t.Fatal(err)
 	}
+	// A merge patch: the Deployment controller may update the object
+	// meanwhile.
+	patch := client.MergeFrom(d.DeepCopy())
 	d.Annotations = map[string]string{policy.AnnotationEvictionStrategy: "LiveMigrate"}
-	if err := k.Update(ctx, d); err != nil {
+	if err := k.Patch(ctx, d, patch); err != nil {
 		t.Fatal(err)
 	}
 }

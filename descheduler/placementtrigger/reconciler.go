@@ -18,11 +18,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -82,8 +84,27 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: lm.Namespace,
 				Name: names.GenerateBindingName(lm.Spec.WorkloadRef.Kind, lm.Spec.WorkloadRef.Name)}}}
 		})).
+		// Opting a template in or out changes nothing in its binding: watch
+		// the templates' metadata so that the label follows at once.
+		Watches(templateMetadata("apps/v1", "Deployment"), handler.EnqueueRequestsFromMapFunc(bindingOfTemplate("Deployment")), builder.OnlyMetadata).
+		Watches(templateMetadata("apps/v1", "StatefulSet"), handler.EnqueueRequestsFromMapFunc(bindingOfTemplate("StatefulSet")), builder.OnlyMetadata).
 		Named("placement").
 		Complete(r)
+}
+
+func templateMetadata(apiVersion, kind string) *metav1.PartialObjectMetadata {
+	o := &metav1.PartialObjectMetadata{}
+	o.SetGroupVersionKind(schema.FromAPIVersionAndKind(apiVersion, kind))
+	return o
+}
+
+// bindingOfTemplate maps a resource template to the ResourceBinding Karmada
+// names after it.
+func bindingOfTemplate(kind string) handler.MapFunc {
+	return func(_ context.Context, o client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(),
+			Name: names.GenerateBindingName(kind, o.GetName())}}}
+	}
 }
 
 func (r *Reconciler) bindingsOnCluster(ctx context.Context, o client.Object) []reconcile.Request {
