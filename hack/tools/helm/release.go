@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/cli/values"
 	"helm.sh/helm/v3/pkg/getter"
@@ -69,22 +70,33 @@ func (f *releaseFlags) values() (map[string]any, error) {
 	return vals, nil
 }
 
-// installRelease is `helm install`: the objects are created in the
-// cluster (the chart's lookup of the webhook CA reads the cluster).
-func installRelease(args []string) error {
-	f := newReleaseFlags("install")
+// loadRelease parses a release subcommand's flags and loads what install
+// and upgrade both need: the cluster's configuration, the chart and the
+// merged values.
+func loadRelease(name string, args []string) (*releaseFlags, *action.Configuration, *chart.Chart, map[string]any, error) {
+	f := newReleaseFlags(name)
 	if err := f.fs.Parse(args); err != nil {
-		return err
+		return nil, nil, nil, nil, err
 	}
 	cfg, err := f.config()
 	if err != nil {
-		return err
+		return nil, nil, nil, nil, err
 	}
 	chrt, err := loader.Load(*f.chartDir)
 	if err != nil {
-		return fmt.Errorf("loading the chart %s: %w", *f.chartDir, err)
+		return nil, nil, nil, nil, fmt.Errorf("loading the chart %s: %w", *f.chartDir, err)
 	}
 	vals, err := f.values()
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return f, cfg, chrt, vals, nil
+}
+
+// installRelease is `helm install`: the objects are created in the
+// cluster (the chart's lookup of the webhook CA reads the cluster).
+func installRelease(args []string) error {
+	f, cfg, chrt, vals, err := loadRelease("install", args)
 	if err != nil {
 		return err
 	}
@@ -103,19 +115,7 @@ func installRelease(args []string) error {
 
 // upgradeRelease is `helm upgrade`.
 func upgradeRelease(args []string) error {
-	f := newReleaseFlags("upgrade")
-	if err := f.fs.Parse(args); err != nil {
-		return err
-	}
-	cfg, err := f.config()
-	if err != nil {
-		return err
-	}
-	chrt, err := loader.Load(*f.chartDir)
-	if err != nil {
-		return fmt.Errorf("loading the chart %s: %w", *f.chartDir, err)
-	}
-	vals, err := f.values()
+	f, cfg, chrt, vals, err := loadRelease("upgrade", args)
 	if err != nil {
 		return err
 	}
