@@ -19,6 +19,9 @@ LAB_PKGS := /test/integration/|/test/e2e/|/test/install|/test/lab/selftest|/desc
 
 CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT  := $(BIN)/golangci-lint
+# Runs go test, passes its output through and ends it with a summary of the
+# failed packages and tests (hack/testsummary).
+TESTSUMMARY    := $(GO) run ./hack/testsummary --
 
 ##@ General
 
@@ -101,8 +104,8 @@ verify-generated: generate ## Fail when generated files are stale.
 ##@ Test
 
 .PHONY: test
-test: deps criu lab-binaries ## Run all tests: unit, and integration/end-to-end against a real lab (builds the lab binaries when missing).
-	$(GO) test -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) ./...
+test: deps criu lab-binaries ## Run all tests: unit, and integration/end-to-end against a real lab (builds the lab binaries when missing); ends with a summary of what failed.
+	$(TESTSUMMARY) $(GO) test -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) ./...
 
 .PHONY: test-unit
 test-unit: ## Run the unit tests only (no lab, no API servers).
@@ -110,11 +113,11 @@ test-unit: ## Run the unit tests only (no lab, no API servers).
 
 .PHONY: test-integration
 test-integration: deps criu lab-binaries ## Run only the tests that start API servers or a whole lab.
-	$(GO) test -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) $$($(GO) list ./... | grep -E '$(LAB_PKGS)')
+	$(TESTSUMMARY) $(GO) test -timeout $(TEST_TIMEOUT) $(GOTEST_FLAGS) $$($(GO) list ./... | grep -E '$(LAB_PKGS)')
 
 .PHONY: test-e2e
 test-e2e: deps criu lab-binaries ## Run the lab end-to-end tests only: checkpoint, replication, live migration (root).
-	$(GO) test -v -timeout $(TEST_TIMEOUT) ./test/e2e/...
+	$(TESTSUMMARY) $(GO) test -v -timeout $(TEST_TIMEOUT) ./test/e2e/...
 
 .PHONY: test-faults
 test-faults: deps criu lab-binaries ## Run the whole fault matrix (test/e2e/faults: every fault × phase, into bin/faults/results.jsonl) and 12 concurrent migrations (test/e2e/stress), ≈ 30 min; make test runs three cells and four migrations.
