@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -138,7 +137,7 @@ func Run(ctx context.Context, o *options.Options, extra ...Setup) error {
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	metrics := controller.NewMetrics(ctrlmetrics.Registry)
+	controller.RegisterMetrics()
 
 	if runNode {
 		fr, err := NewFreezer(o)
@@ -156,7 +155,7 @@ func Run(ctx context.Context, o *options.Options, extra ...Setup) error {
 			return fmt.Errorf("checkpoint dir: %w", err)
 		}
 		r := &controller.PodCheckpointReconciler{
-			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("livemigrate-agent"), Clock: clock.RealClock{}, Metrics: metrics,
+			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("livemigrate-agent"), Clock: clock.RealClock{},
 			NodeName: o.NodeName, KubeletHost: o.KubeletAddress, KubeletPort: o.KubeletPort,
 			CheckpointDir: o.CheckpointDir, FreezeTimeout: o.FreezeTimeout, InsecureRegistries: o.InsecureRegistries,
 			Limits:  archive.Limits{MaxMemberBytes: o.ArchiveMaxMemberBytes, MaxTotalBytes: o.ArchiveMaxBytes, MaxEntries: 1 << 20},
@@ -184,11 +183,12 @@ func Run(ctx context.Context, o *options.Options, extra ...Setup) error {
 		}
 	}
 	if runRestore {
-		wh := &restore.Webhook{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Clock: clock.RealClock{}, Metrics: restore.NewMetrics(ctrlmetrics.Registry)}
+		restore.RegisterMetrics()
+		wh := &restore.Webhook{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Clock: clock.RealClock{}}
 		mgr.GetWebhookServer().Register(restore.Path, wh.Handler())
 		r := &controller.PodRestoreReconciler{
 			Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("livemigrate-restore"), Clock: clock.RealClock{},
-			Metrics: metrics, ClaimTTL: o.ClaimTTL,
+			ClaimTTL: o.ClaimTTL,
 		}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return err

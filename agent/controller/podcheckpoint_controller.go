@@ -51,7 +51,6 @@ type PodCheckpointReconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
-	Metrics  *Metrics
 
 	// NodeName is this agent's node.
 	NodeName string
@@ -72,6 +71,10 @@ type PodCheckpointReconciler struct {
 	Checkpointer Checkpointer
 	Inspect      Inspector
 	Push         Pusher
+
+	// frozen are the PodCheckpoints whose pod this agent holds frozen
+	// (the frozen-pods gauge).
+	frozen frozenSet
 }
 
 // +kubebuilder:rbac:groups=agent.livemigrate.io,resources=podcheckpoints,verbs=get;list;watch;update;patch
@@ -88,7 +91,7 @@ func (r *PodCheckpointReconciler) Reconcile(ctx context.Context, req reconcile.R
 	pc := &agentv1alpha1.PodCheckpoint{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pc); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.Metrics.setFrozen(req.NamespacedName, false)
+			r.frozen.set(req.NamespacedName, false)
 		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
@@ -128,16 +131,16 @@ func (r *PodCheckpointReconciler) trackFrozen(pc *agentv1alpha1.PodCheckpoint) {
 	switch {
 	case pc.Status.FreezeStartTime == nil || pc.Status.CgroupPath == "",
 		pc.Status.Phase == agentv1alpha1.PodCheckpointThawed, pc.Status.Phase == agentv1alpha1.PodCheckpointReleased:
-		r.Metrics.setFrozen(key, false)
+		r.frozen.set(key, false)
 		return
 	}
 	st, err := r.Freezer.State(pc.Status.CgroupPath)
 	switch {
 	case err == nil:
-		r.Metrics.setFrozen(key, st == freezer.Frozen || st == freezer.Freezing)
+		r.frozen.set(key, st == freezer.Frozen || st == freezer.Freezing)
 	case freezer.IsPodCgroupNotFound(err):
 		// The pod is gone: nothing is held frozen.
-		r.Metrics.setFrozen(key, false)
+		r.frozen.set(key, false)
 	}
 	// Any other error: leave the gauge as it is; the next reconcile retries.
 }
@@ -235,7 +238,7 @@ func (r *PodCheckpointReconciler) freezePod(ctx context.Context, pc *agentv1alph
 		if err := r.Client.Status().Update(ctx, pc); err != nil {
 			return true, err
 		}
-		r.Metrics.setFrozen(client.ObjectKeyFromObject(pc), true)
+		r.frozen.set(client.ObjectKeyFromObject(pc), true)
 		r.Recorder.Eventf(pc, pod, corev1.EventTypeNormal, ReasonFrozen, "Freeze", "Froze pod %s for migration %s", pod.Name, pc.Spec.MigrationUID)
 		log.Info("Pod frozen", "cgroup", pc.Status.CgroupPath)
 	}
@@ -321,7 +324,7 @@ func (r *PodCheckpointReconciler) checkpointContainers(ctx context.Context, pc *
 		st.Runtime, st.RuntimeVersion = info.Runtime, info.RuntimeVersion
 		st.CRIUVersion, st.Architecture = info.CRIUVersion, info.Architecture
 		setContainerStatus(pc, *st)
-		r.Metrics.checkpointBytes.Add(float64(info.SizeBytes))
+		checkpointBytes.Add(float64(info.SizeBytes))
 		if err := r.Client.Status().Update(ctx, pc); err != nil {
 			return true, err
 		}
@@ -373,8 +376,8 @@ func (r *PodCheckpointReconciler) push(ctx context.Context, pc *agentv1alpha1.Po
 		st.Image, st.Digest = res.Reference, res.Digest
 		st.PushDuration = &metav1.Duration{Duration: res.Duration}
 		setContainerStatus(pc, *st)
-		r.Metrics.pushSecs.Observe(res.Duration.Seconds())
-		r.Metrics.pushThroughput.Observe(res.Throughput())
+		pushSecs.Observe(res.Duration.Seconds())
+		pushThroughput.Observe(res.Throughput())
 		if err := r.Client.Status().Update(ctx, pc); err != nil {
 			return err
 		}
@@ -389,8 +392,8 @@ func (r *PodCheckpointReconciler) push(ctx context.Context, pc *agentv1alpha1.Po
 	if err := r.Client.Status().Update(ctx, pc); err != nil {
 		return err
 	}
-	r.Metrics.checkpoints.WithLabelValues(resultSuccess).Inc()
-	r.Metrics.checkpointSecs.Observe(pc.Status.CheckpointDuration.Seconds())
+	checkpoints.WithLabelValues(resultSuccess).Inc()
+	checkpointSecs.Observe(pc.Status.CheckpointDuration.Seconds())
 	r.Recorder.Eventf(pc, nil, corev1.EventTypeNormal, ReasonCheckpointed, "Checkpoint", "Checkpointed %d containers in %s", len(containers), pc.Status.CheckpointDuration.Duration)
 	log.Info("Pod checkpointed", "duration", pc.Status.CheckpointDuration.Duration)
 	return nil
@@ -524,8 +527,8 @@ func (r *PodCheckpointReconciler) thaw(ctx context.Context, pc *agentv1alpha1.Po
 	if err := r.Client.Status().Update(ctx, pc); err != nil {
 		return err
 	}
-	r.Metrics.setFrozen(client.ObjectKeyFromObject(pc), false)
-	r.Metrics.thaws.Inc()
+	r.frozen.set(client.ObjectKeyFromObject(pc), false)
+	thaws.Inc()
 	r.Recorder.Eventf(pc, nil, corev1.EventTypeNormal, ReasonThawed, "Thaw", "Thawed pod %s", pc.Spec.PodName)
 	klog.FromContext(ctx).Info("Pod thawed")
 	return nil
@@ -546,7 +549,7 @@ func (r *PodCheckpointReconciler) release(ctx context.Context, pc *agentv1alpha1
 	if err := r.Client.Status().Update(ctx, pc); err != nil {
 		return err
 	}
-	r.Metrics.setFrozen(client.ObjectKeyFromObject(pc), false)
+	r.frozen.set(client.ObjectKeyFromObject(pc), false)
 	r.Recorder.Eventf(pc, nil, corev1.EventTypeNormal, ReasonReleased, "Release", "Released checkpoint archives of pod %s", pc.Spec.PodName)
 	klog.FromContext(ctx).Info("Checkpoint released")
 	return nil
@@ -679,7 +682,7 @@ func (r *PodCheckpointReconciler) removePaths(ctx context.Context, pc *agentv1al
 		if err := archive.Remove(r.CheckpointDir, p); err != nil {
 			return err
 		}
-		r.Metrics.archivesRemoved.Inc()
+		archivesRemoved.Inc()
 		klog.FromContext(ctx).V(2).Info("Archive removed", "archive", p)
 	}
 	for i := range pc.Status.Containers {
@@ -705,7 +708,7 @@ func (r *PodCheckpointReconciler) fail(ctx context.Context, pc *agentv1alpha1.Po
 	if err := r.Client.Status().Update(ctx, pc); err != nil {
 		return err
 	}
-	r.Metrics.checkpoints.WithLabelValues(resultFailure).Inc()
+	checkpoints.WithLabelValues(resultFailure).Inc()
 	r.Recorder.Eventf(pc, nil, corev1.EventTypeWarning, ReasonFailed, "Checkpoint", "%s: %s", reason, strutil.Truncate(cause.Error(), 512))
 	return reconcile.TerminalError(cause)
 }

@@ -164,7 +164,7 @@ func newEnv(t *testing.T) *env {
 	kl := &fakeKubelet{j: j, dir: dir, clk: clk}
 	rec := events.NewFakeRecorder(100)
 	r := &PodCheckpointReconciler{
-		Client: c, Recorder: rec, Clock: clk, Metrics: NewMetrics(nil),
+		Client: c, Recorder: rec, Clock: clk,
 		NodeName: "node-a", CheckpointDir: dir, Limits: archive.DefaultLimits,
 		InsecureRegistries: []string{regHost},
 		Freezer:            fr, Checkpointer: kl, Inspect: archive.Inspect, Push: checkpointimage.PushArchive,
@@ -448,18 +448,21 @@ func TestOtherNodesCheckpointIgnored(t *testing.T) {
 	}
 }
 
-func frozenGauge(t *testing.T, m *Metrics) float64 {
+func frozenGauge(t *testing.T) float64 {
 	t.Helper()
 	var d dto.Metric
-	if err := m.frozenPods.Write(&d); err != nil {
+	if err := frozenPods.Write(&d); err != nil {
 		t.Fatal(err)
 	}
 	return d.GetGauge().GetValue()
 }
 
-// restart gives the reconciler a fresh set of metrics, as a restarted agent
-// process has.
-func (e *env) restart() { e.r.Metrics = NewMetrics(nil) }
+// restart forgets which pods the reconciler holds frozen and zeroes the
+// gauge, as a restarted agent process starts.
+func (e *env) restart() {
+	e.r.frozen = frozenSet{}
+	frozenPods.Set(0)
+}
 
 func TestFrozenPodsGaugeRebuiltAfterRestart(t *testing.T) {
 	const cg = "kubepods/burstable/podpod-uid-1"
@@ -483,7 +486,7 @@ func TestFrozenPodsGaugeRebuiltAfterRestart(t *testing.T) {
 			if _, err := e.reconcile(t); err != nil {
 				t.Fatal(err)
 			}
-			if g := frozenGauge(t, e.r.Metrics); g != 1 {
+			if g := frozenGauge(t); g != 1 {
 				t.Fatalf("frozen pods after the checkpoint = %v, want 1", g)
 			}
 			if tc.action != "" {
@@ -497,14 +500,14 @@ func TestFrozenPodsGaugeRebuiltAfterRestart(t *testing.T) {
 			if _, err := e.reconcile(t); err != nil {
 				t.Fatal(err)
 			}
-			if g := frozenGauge(t, e.r.Metrics); g != tc.want {
+			if g := frozenGauge(t); g != tc.want {
 				t.Errorf("frozen pods after restart = %v, want %v", g, tc.want)
 			}
 			// A second reconcile counts the pod once.
 			if _, err := e.reconcile(t); err != nil {
 				t.Fatal(err)
 			}
-			if g := frozenGauge(t, e.r.Metrics); g != tc.want {
+			if g := frozenGauge(t); g != tc.want {
 				t.Errorf("frozen pods after a second reconcile = %v, want %v", g, tc.want)
 			}
 		})
@@ -522,7 +525,7 @@ func TestFrozenPodsGaugeThawAfterRestart(t *testing.T) {
 	if _, err := e.reconcile(t); err != nil {
 		t.Fatal(err)
 	}
-	if g := frozenGauge(t, e.r.Metrics); g != 0 {
+	if g := frozenGauge(t); g != 0 {
 		t.Errorf("frozen pods after a thaw following a restart = %v, want 0", g)
 	}
 	// Deleting the PodCheckpoint forgets it.
@@ -538,7 +541,7 @@ func TestFrozenPodsGaugeThawAfterRestart(t *testing.T) {
 	if _, err := e.reconcile(t); err != nil {
 		t.Fatal(err)
 	}
-	if g := frozenGauge(t, e.r.Metrics); g != 1 {
+	if g := frozenGauge(t); g != 1 {
 		t.Fatalf("frozen pods = %v, want 1", g)
 	}
 	pc.Finalizers = nil
@@ -551,7 +554,7 @@ func TestFrozenPodsGaugeThawAfterRestart(t *testing.T) {
 	if _, err := e.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "mig-1-web-0"}}); err != nil {
 		t.Fatal(err)
 	}
-	if g := frozenGauge(t, e.r.Metrics); g != 0 {
+	if g := frozenGauge(t); g != 0 {
 		t.Errorf("frozen pods after the PodCheckpoint is gone = %v, want 0", g)
 	}
 }

@@ -35,7 +35,6 @@ type PodRestoreReconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
 	Clock    clock.PassiveClock
-	Metrics  *Metrics
 	// ClaimTTL frees a claim whose pod never appeared (its creation failed
 	// after admission) so that the checkpoint can be consumed again.
 	ClaimTTL time.Duration
@@ -107,7 +106,7 @@ func (r *PodRestoreReconciler) Reconcile(ctx context.Context, req reconcile.Requ
 				if c.Phase == agentv1alpha1.RestoreClaimFailed {
 					res = resultFailure
 				}
-				r.Metrics.restoredPods.WithLabelValues(res).Inc()
+				restoredPods.WithLabelValues(res).Inc()
 				log.Info("Restored pod changed phase", "pod", klog.KObj(pod), "phase", c.Phase, "message", c.Message)
 			}
 		}

@@ -149,7 +149,7 @@ func TestPodRestoreFollowsPods(t *testing.T) {
 				Status: agentv1alpha1.PodRestoreStatus{Phase: agentv1alpha1.PodRestoreRestoring, Claims: tc.claims},
 			}
 			c := fake.NewClientBuilder().WithScheme(s).WithObjects(append(tc.pods, pr)...).WithStatusSubresource(pr).Build()
-			r := &PodRestoreReconciler{Client: c, Recorder: events.NewFakeRecorder(10), Clock: clocktesting.NewFakeClock(tc.now), Metrics: NewMetrics(nil), ClaimTTL: 2 * time.Minute}
+			r := &PodRestoreReconciler{Client: c, Recorder: events.NewFakeRecorder(10), Clock: clocktesting.NewFakeClock(tc.now), ClaimTTL: 2 * time.Minute}
 			res, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "r"}})
 			if err != nil {
 				t.Fatal(err)
@@ -216,7 +216,7 @@ func TestPodRestoreUngatesOncePushed(t *testing.T) {
 			}
 			return cl.Update(ctx, obj, opts...)
 		}}).Build()
-	r := &PodRestoreReconciler{Client: c, Recorder: events.NewFakeRecorder(10), Clock: clocktesting.NewFakeClock(t0), Metrics: NewMetrics(nil), ClaimTTL: 2 * time.Minute}
+	r := &PodRestoreReconciler{Client: c, Recorder: events.NewFakeRecorder(10), Clock: clocktesting.NewFakeClock(t0), ClaimTTL: 2 * time.Minute}
 	reconcileOnce := func() {
 		t.Helper()
 		if _, err := r.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "r"}}); err != nil {

@@ -6,14 +6,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/livemigrate/livemigrate/agent/replication/controller"
 	"github.com/livemigrate/livemigrate/agent/replication/provision"
@@ -226,18 +224,6 @@ func (o *Options) port() int {
 	return o.Port
 }
 
-var (
-	metricsOnce sync.Once
-	metrics     *controller.Metrics
-)
-
-// sharedMetrics registers the metrics on the controller-runtime registry
-// once per process (a process may serve more than one manager in tests).
-func sharedMetrics() *controller.Metrics {
-	metricsOnce.Do(func() { metrics = controller.NewMetrics(ctrlmetrics.Registry) })
-	return metrics
-}
-
 // Setup adds the VolumeReplication reconciler to the agent's manager. The
 // manager's scheme must include agent.livemigrate.io/v1alpha1 and core/v1.
 func Setup(mgr ctrl.Manager, o *Options) error {
@@ -247,11 +233,11 @@ func Setup(mgr ctrl.Manager, o *Options) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
+	controller.RegisterMetrics()
 	r := &controller.VolumeReplicationReconciler{
 		Client:   mgr.GetClient(),
 		Reader:   mgr.GetAPIReader(),
 		Clock:    clock.RealClock{},
-		Metrics:  sharedMetrics(),
 		Recorder: mgr.GetEventRecorder("livemigrate-replication"),
 		Config:   o.Config(),
 	}

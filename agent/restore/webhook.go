@@ -48,9 +48,8 @@ type Webhook struct {
 	Cache client.Reader
 	// Reader reads a PodRestore from the API server (the manager's API
 	// reader) when a claim must start from the newest status.
-	Reader  client.Reader
-	Clock   clock.PassiveClock
-	Metrics *Metrics
+	Reader client.Reader
+	Clock  clock.PassiveClock
 }
 
 var _ admission.Handler = (*Webhook)(nil)
@@ -70,7 +69,7 @@ func (w *Webhook) Handle(ctx context.Context, req admission.Request) admission.R
 	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
 		// Never block a pod we cannot read.
 		log.Error(err, "Cannot decode pod; admitting unchanged")
-		w.Metrics.observe(resultError)
+		observeAdmission(resultError)
 		return admission.Allowed("undecodable pod")
 	}
 	owners, ordinal := podOwners(pod)
@@ -84,7 +83,7 @@ func (w *Webhook) Handle(ctx context.Context, req admission.Request) admission.R
 	var list agentv1alpha1.PodRestoreList
 	if err := w.cache().List(ctx, &list, client.InNamespace(ns)); err != nil {
 		log.Error(err, "Cannot list PodRestores; admitting unchanged")
-		w.Metrics.observe(resultError)
+		observeAdmission(resultError)
 		return admission.Allowed("restore lookup failed")
 	}
 	var candidates []*agentv1alpha1.PodRestore
@@ -108,7 +107,7 @@ func (w *Webhook) Handle(ctx context.Context, req admission.Request) admission.R
 		cp, err := w.claim(ctx, pr, key, ordinal)
 		if err != nil {
 			log.Error(err, "Cannot claim a checkpoint; admitting unchanged", "podRestore", klog.KObj(pr))
-			w.Metrics.observe(resultError)
+			observeAdmission(resultError)
 			continue
 		}
 		if cp == nil {
@@ -118,14 +117,14 @@ func (w *Webhook) Handle(ctx context.Context, req admission.Request) admission.R
 		rewrite(mutated, pr, cp, key)
 		raw, err := json.Marshal(mutated)
 		if err != nil {
-			w.Metrics.observe(resultError)
+			observeAdmission(resultError)
 			return admission.Allowed("encode failed")
 		}
 		log.Info("Pod restores from checkpoint", "podRestore", klog.KObj(pr), "checkpoint", cp.Name, "claimKey", key)
-		w.Metrics.observe(resultClaimed)
+		observeAdmission(resultClaimed)
 		return admission.PatchResponseFromRaw(req.Object.Raw, raw)
 	}
-	w.Metrics.observe(resultNoCheckpoint)
+	observeAdmission(resultNoCheckpoint)
 	return admission.Allowed("no checkpoint left")
 }
 
@@ -183,7 +182,7 @@ func (w *Webhook) claim(ctx context.Context, cached *agentv1alpha1.PodRestore, c
 		if !apierrors.IsConflict(err) {
 			return nil, err
 		}
-		w.Metrics.observe(resultConflict)
+		observeAdmission(resultConflict)
 		lastErr = err
 		attempt++
 		if err := read(); err != nil {

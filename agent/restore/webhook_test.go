@@ -146,7 +146,7 @@ func apply(t *testing.T, pod *corev1.Pod, resp admission.Response) *corev1.Pod {
 func newWebhook(t *testing.T, objs ...client.Object) (*Webhook, client.Client) {
 	c := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(objs...).
 		WithStatusSubresource(&agentv1alpha1.PodRestore{}).Build()
-	return &Webhook{Client: c, Reader: c, Clock: clocktesting.NewFakePassiveClock(now), Metrics: NewMetrics(nil)}, c
+	return &Webhook{Client: c, Reader: c, Clock: clocktesting.NewFakePassiveClock(now)}, c
 }
 
 func images(p *corev1.Pod) []string {

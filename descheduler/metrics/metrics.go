@@ -4,8 +4,10 @@
 package metrics
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
 // Outcome of a finished migration.
@@ -60,8 +62,13 @@ var (
 	}, []string{"kind"})
 )
 
-// Register adds the metrics to controller-runtime's registry. Call once.
+var registerOnce sync.Once
+
+// Register adds the metrics to controller-runtime's registry, which the
+// manager serves on --metrics-bind-address. Safe to call more than once.
 func Register() {
-	metrics.Registry.MustRegister(MigrationsTotal, ActiveMigrations, PhaseDuration, Downtime, BytesTotal)
-	metrics.Registry.MustRegister(triggerMetrics()...)
+	registerOnce.Do(func() {
+		ctrlmetrics.Registry.MustRegister(MigrationsTotal, ActiveMigrations, PhaseDuration, Downtime, BytesTotal)
+		ctrlmetrics.Registry.MustRegister(triggerMetrics()...)
+	})
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,40 +14,55 @@ import (
 )
 
 func TestObservePass(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
-	m.observePass(engine.PassResult{Pass: engine.PassDelta, Result: rsync.Result{WireSent: 100, Duration: time.Second, Stats: rsync.Stats{LiteralData: 40, MatchedData: 60}}})
-	m.observePass(engine.PassResult{Pass: engine.PassVerify, Differences: []string{">fc.T...... a"}})
-	m.observePass(engine.PassResult{Pass: engine.PassFinal, Err: errors.New("boom")})
+	deltaSuccesses := since(t, passes.WithLabelValues("delta", resultSuccess))
+	finalFailures := since(t, passes.WithLabelValues("final", resultFailure))
+	mismatches := since(t, verifications.WithLabelValues(resultMismatch))
+	sourceWire := since(t, wireBytes.WithLabelValues(roleSource))
+	deltaFile := since(t, fileBytes.WithLabelValues("delta"))
 
-	if got := value(t, m.passes.WithLabelValues("delta", resultSuccess)); got != 1 {
+	observePass(engine.PassResult{Pass: engine.PassDelta, Result: rsync.Result{WireSent: 100, Duration: time.Second, Stats: rsync.Stats{LiteralData: 40, MatchedData: 60}}})
+	observePass(engine.PassResult{Pass: engine.PassVerify, Differences: []string{">fc.T...... a"}})
+	observePass(engine.PassResult{Pass: engine.PassFinal, Err: errors.New("boom")})
+
+	if got := deltaSuccesses(); got != 1 {
 		t.Errorf("delta successes = %v, want 1", got)
 	}
-	if got := value(t, m.passes.WithLabelValues("final", resultFailure)); got != 1 {
+	if got := finalFailures(); got != 1 {
 		t.Errorf("final failures = %v, want 1", got)
 	}
-	if got := value(t, m.verifications.WithLabelValues(resultMismatch)); got != 1 {
+	if got := mismatches(); got != 1 {
 		t.Errorf("mismatches = %v, want 1", got)
 	}
-	if got := value(t, m.wireBytes.WithLabelValues(roleSource)); got != 100 {
+	if got := sourceWire(); got != 100 {
 		t.Errorf("wire bytes = %v, want 100", got)
 	}
-	if got := value(t, m.fileBytes.WithLabelValues("delta")); got != 100 {
+	if got := deltaFile(); got != 100 {
 		t.Errorf("file bytes = %v, want 100", got)
 	}
-	// Every metric is prefixed and none is labelled by object or error.
+}
+
+// TestMetricsBounded: every metric is prefixed and none is labelled by
+// object or error.
+func TestMetricsBounded(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors()...)
+	observePass(engine.PassResult{Pass: engine.PassDelta})
+	observeVerify(stageFinal, engine.VerifyCounts{})
+	observeFinal(engine.FinalResult{Method: engine.FinalBlockDelta})
+	startFailed(roleTarget, string(ReasonPortUnavailable))
+	addActive(roleSource, 0)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if len(mf.GetName()) < len("livemigrate_replication_") || mf.GetName()[:len("livemigrate_replication_")] != "livemigrate_replication_" {
+		if !strings.HasPrefix(mf.GetName(), "livemigrate_replication_") {
 			t.Errorf("metric %s lacks the livemigrate_replication_ prefix", mf.GetName())
 		}
 		for _, metric := range mf.GetMetric() {
 			for _, l := range metric.GetLabel() {
 				switch l.GetName() {
-				case "pass", "result", "role":
+				case "pass", "result", "role", "stage", "how", "method", "fallback", "reason":
 				default:
 					t.Errorf("metric %s has unbounded label %s", mf.GetName(), l.GetName())
 				}
@@ -67,48 +83,44 @@ func value(t *testing.T, c prometheus.Metric) float64 {
 	return out.Gauge.GetValue()
 }
 
-// TestMetricsMethods checks what each recording method counts, and that a
-// nil *Metrics (a reconciler without metrics) records nothing and does not
-// panic.
-func TestMetricsMethods(t *testing.T) {
-	record := func(m *Metrics) {
-		m.addActive(roleSource, 1)
-		m.addActive(roleTarget, 1)
-		m.addActive(roleTarget, -1)
-		m.addWireBytes(roleTarget, 512)
-		m.replicationDone(resultSuccess)
-		m.replicationDone(resultAborted)
-		m.replicationDone(resultAborted)
-		m.startFailed(roleTarget, string(ReasonPortUnavailable))
-		m.rejectedConnection()
-		m.observeEstimate(time.Second)
-		m.observeFinalDuration(2 * time.Second)
-		m.observeRetry(engine.Retry{Pass: engine.PassFull})
-		m.observeVerify(stageFinal, engine.VerifyCounts{Checksummed: 3})
-		m.observeFinal(engine.FinalResult{Method: engine.FinalBlockDelta})
+// since returns how much c grew from now on. The metrics are the
+// process's, shared by every test of the package, so tests read what
+// changed rather than absolute values.
+func since(t *testing.T, c prometheus.Metric) func() float64 {
+	t.Helper()
+	before := value(t, c)
+	return func() float64 {
+		t.Helper()
+		return value(t, c) - before
 	}
-	record(nil)
+}
 
-	m := NewMetrics(prometheus.NewRegistry())
-	record(m)
+// TestMetricsMethods checks what each recording function counts.
+func TestMetricsMethods(t *testing.T) {
 	for _, c := range []struct {
-		name string
-		got  prometheus.Metric
-		want float64
+		name   string
+		record func()
+		got    prometheus.Metric
+		want   float64
 	}{
-		{"active source", m.active.WithLabelValues(roleSource), 1},
-		{"active target", m.active.WithLabelValues(roleTarget), 0},
-		{"target wire bytes", m.wireBytes.WithLabelValues(roleTarget), 512},
-		{"successes", m.replications.WithLabelValues(resultSuccess), 1},
-		{"aborted", m.replications.WithLabelValues(resultAborted), 2},
-		{"start failures", m.startFailures.WithLabelValues(roleTarget, string(ReasonPortUnavailable)), 1},
-		{"rejected", m.rejected, 1},
-		{"retries", m.retries.WithLabelValues(string(engine.PassFull)), 1},
-		{"checksummed", m.verified.WithLabelValues(stageFinal, "checksummed"), 3},
-		{"final methods", m.finalMethods.WithLabelValues(string(engine.FinalBlockDelta), ""), 1},
+		{"active source", func() { addActive(roleSource, 1) }, active.WithLabelValues(roleSource), 1},
+		{"active target", func() { addActive(roleTarget, 1); addActive(roleTarget, -1) }, active.WithLabelValues(roleTarget), 0},
+		{"target wire bytes", func() { addWireBytes(roleTarget, 512) }, wireBytes.WithLabelValues(roleTarget), 512},
+		{"successes", func() { replicationDone(resultSuccess) }, replications.WithLabelValues(resultSuccess), 1},
+		{"aborted", func() { replicationDone(resultAborted); replicationDone(resultAborted) }, replications.WithLabelValues(resultAborted), 2},
+		{"start failures", func() { startFailed(roleTarget, string(ReasonPortUnavailable)) }, startFailures.WithLabelValues(roleTarget, string(ReasonPortUnavailable)), 1},
+		{"rejected", rejectedConnection, rejected, 1},
+		{"retries", func() { observeRetry(engine.Retry{Pass: engine.PassFull}) }, retries.WithLabelValues(string(engine.PassFull)), 1},
+		{"checksummed", func() { observeVerify(stageFinal, engine.VerifyCounts{Checksummed: 3}) }, verified.WithLabelValues(stageFinal, "checksummed"), 3},
+		{"final methods", func() { observeFinal(engine.FinalResult{Method: engine.FinalBlockDelta}) }, finalMethods.WithLabelValues(string(engine.FinalBlockDelta), ""), 1},
 	} {
-		if v := value(t, c.got); v != c.want {
+		grown := since(t, c.got)
+		c.record()
+		if v := grown(); v != c.want {
 			t.Errorf("%s = %v, want %v", c.name, v, c.want)
 		}
 	}
+	// The histograms are recorded without panicking.
+	observeEstimate(time.Second)
+	observeFinalDuration(2 * time.Second)
 }

@@ -121,7 +121,7 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 		Verified:             r.verifyState(key),
 		WholeFinalVerify:     r.Config.WholeFinalVerify,
 		OnRetry: func(rt engine.Retry) {
-			r.Metrics.observeRetry(rt)
+			observeRetry(rt)
 			msg := fmt.Sprintf("retrying %s pass of round %d (attempt %d of %d failed) in %s: %v", rt.Pass, rt.Round, rt.Attempt, rt.Attempts, rt.Wait, rt.Err)
 			klog.FromContext(ctx).Info("Retrying a failed pre-copy pass", "pass", rt.Pass, "round", rt.Round, "attempt", rt.Attempt, "wait", rt.Wait, "err", rt.Err)
 			if r.Recorder != nil {
@@ -130,7 +130,7 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 			r.setStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) { s.Message = strutil.Truncate(msg, maxMessage) })
 		},
 		OnPass: func(p engine.PassResult) {
-			r.Metrics.observePass(p)
+			observePass(p)
 			rest := prog.ended(p.WireSent, p.Err == nil)
 			if p.Err != nil || p.Pass == engine.PassPreVerify {
 				// A pre-freeze verification changes neither the phase nor

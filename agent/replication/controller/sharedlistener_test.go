@@ -77,6 +77,7 @@ func reconcileCtx(t *testing.T, c *cluster, name string) ctrl.Result {
 // with real rsync over real mutual TLS, complete and verify.
 func TestManyReplicationsThroughOneListener(t *testing.T) {
 	testharness.RequireRoot(t)
+	rejectedConns := since(t, rejected)
 	const migrations, perMigration = 4, 10
 	base := t.TempDir()
 	dstRoot := filepath.Join(base, "member2", "volumes")
@@ -151,7 +152,7 @@ func TestManyReplicationsThroughOneListener(t *testing.T) {
 			t.Errorf("%s: target differs: %v %v", v.name, d, err)
 		}
 	}
-	if got := value(t, dst.rec.Metrics.rejected); got != 0 {
+	if got := rejectedConns(); got != 0 {
 		t.Errorf("%v connections rejected, want none", got)
 	}
 }
@@ -179,6 +180,7 @@ func (c *cluster) waitPhaseWithin(t *testing.T, name string, want agentv1alpha1.
 // is refused before any data reaches a volume, and counted.
 func TestSharedListenerRefusesForeignConnections(t *testing.T) {
 	testharness.RequireRoot(t)
+	rejectedConns := since(t, rejected)
 	base := t.TempDir()
 	dstRoot := filepath.Join(base, "volumes")
 	secA, _ := migrationSecret(t, "mig-a")
@@ -221,9 +223,9 @@ func TestSharedListenerRefusesForeignConnections(t *testing.T) {
 				}
 			}
 			deadline := time.Now().Add(10 * time.Second)
-			for value(t, dst.rec.Metrics.rejected) != float64(i+1) {
+			for rejectedConns() != float64(i+1) {
 				if time.Now().After(deadline) {
-					t.Fatalf("rejected connections = %v, want %d", value(t, dst.rec.Metrics.rejected), i+1)
+					t.Fatalf("rejected connections = %v, want %d", rejectedConns(), i+1)
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
@@ -240,6 +242,7 @@ func TestSharedListenerRefusesForeignConnections(t *testing.T) {
 // timeout; a terminal cause (a broken Secret) fails it at once.
 func TestReceiverThatCannotStartReportsIt(t *testing.T) {
 	testharness.RequireRoot(t)
+	portUnavailable := since(t, startFailures.WithLabelValues(roleTarget, string(ReasonPortUnavailable)))
 	base := t.TempDir()
 	dstRoot := filepath.Join(base, "volumes")
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
@@ -287,7 +290,7 @@ func TestReceiverThatCannotStartReportsIt(t *testing.T) {
 		!strings.Contains(vr.Status.Message, "still failing after 2m") {
 		t.Errorf("phase %q message %q, want Failed saying why and for how long", vr.Status.Phase, vr.Status.Message)
 	}
-	if got := value(t, dst.rec.Metrics.startFailures.WithLabelValues(roleTarget, string(ReasonPortUnavailable))); got != 2 {
+	if got := portUnavailable(); got != 2 {
 		t.Errorf("start failures = %v, want 2", got)
 	}
 

@@ -76,12 +76,12 @@ func (r *VolumeReplicationReconciler) startWorker(ctx context.Context, vr *agent
 	}
 	r.workers[key] = w
 	r.mu.Unlock()
-	r.Metrics.addActive(roleSource, 1)
+	addActive(roleSource, 1)
 	obj := vr.DeepCopy()
 	go func() {
 		defer close(w.done)
 		defer func() {
-			r.Metrics.addActive(roleSource, -1)
+			addActive(roleSource, -1)
 			r.mu.Lock()
 			if r.workers[key] == w {
 				delete(r.workers, key)
@@ -136,7 +136,7 @@ func (r *VolumeReplicationReconciler) runPreCopy(ctx context.Context, vr *agentv
 		}
 		return
 	}
-	r.Metrics.observeEstimate(res.EstimatedFinal)
+	observeEstimate(res.EstimatedFinal)
 	log.Info("Pre-copy finished", "round", res.Round, "converged", res.Converged, "lastDeltaBytes", res.LastDelta, "estimatedFinal", res.EstimatedFinal)
 	// Verify the target and record what is equal (and index its
 	// blocks) while the application still runs, before reporting
@@ -207,14 +207,14 @@ func (r *VolumeReplicationReconciler) runFinal(ctx context.Context, vr *agentv1a
 				meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: agentv1alpha1.ConditionVerified, Status: metav1.ConditionFalse, Reason: "ChecksumMismatch", Message: strutil.Truncate(err.Error(), maxMessage)})
 			}
 		})
-		r.Metrics.replicationDone(resultFailure)
+		replicationDone(resultFailure)
 		log.Error(err, "Final replication pass failed")
 		return
 	}
-	r.Metrics.observeFinalDuration(res.Downtime)
-	r.Metrics.replicationDone(resultSuccess)
-	r.Metrics.observeVerify(stageFinal, res.Counts)
-	r.Metrics.observeFinal(res)
+	observeFinalDuration(res.Downtime)
+	replicationDone(resultSuccess)
+	observeVerify(stageFinal, res.Counts)
+	observeFinal(res)
 	log.Info("Volume replicated and verified", "finalDuration", res.Downtime, "method", res.Method, "fallback", res.Fallback,
 		"fallbackReason", res.FallbackDetail, "repairs", res.Repairs, "verification", res.Counts.String())
 	r.setStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
@@ -261,7 +261,7 @@ func (r *VolumeReplicationReconciler) preVerify(ctx context.Context, vr *agentv1
 		log.Error(err, "Pre-freeze verification failed; the final pass will verify more")
 		return
 	}
-	r.Metrics.observeVerify(stagePreFreeze, c)
+	observeVerify(stagePreFreeze, c)
 	msg := fmt.Sprintf("%s; %d entries recorded as equal", c, sess.Verified().Len())
 	log.Info("Pre-freeze verification", "result", msg)
 	if r.Recorder != nil {

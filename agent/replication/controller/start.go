@@ -121,7 +121,7 @@ func (r *VolumeReplicationReconciler) startFailed(ctx context.Context, vr *agent
 	if vr.Spec.Role == agentv1alpha1.ReplicationRoleTarget {
 		role = roleTarget
 	}
-	r.Metrics.startFailed(role, string(se.Reason))
+	startFailed(role, string(se.Reason))
 	timeout := r.Config.StartRetryTimeout
 	if timeout <= 0 {
 		timeout = DefaultStartRetryTimeout
@@ -161,7 +161,7 @@ func (r *VolumeReplicationReconciler) startFailed(ctx context.Context, vr *agent
 			r.Recorder.Eventf(vr, nil, corev1.EventTypeWarning, ReasonNotStarted, "Start", "%s", strutil.Truncate(msg, maxMessage))
 		}
 		if vr.Spec.Role == agentv1alpha1.ReplicationRoleSource {
-			r.Metrics.replicationDone(resultFailure)
+			replicationDone(resultFailure)
 		}
 		return ctrl.Result{}, nil
 	}

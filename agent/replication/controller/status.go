@@ -40,7 +40,7 @@ func (r *VolumeReplicationReconciler) abort(ctx context.Context, vr *agentv1alph
 		}
 	}
 	if vr.Spec.Role == agentv1alpha1.ReplicationRoleSource {
-		r.Metrics.replicationDone(resultAborted)
+		replicationDone(resultAborted)
 	}
 	klog.FromContext(ctx).Info("Replication aborted", "role", vr.Spec.Role)
 	return r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
@@ -54,7 +54,7 @@ func (r *VolumeReplicationReconciler) abort(ctx context.Context, vr *agentv1alph
 func (r *VolumeReplicationReconciler) fail(ctx context.Context, vr *agentv1alpha1.VolumeReplication, err error) error {
 	klog.FromContext(ctx).Error(err, "Replication failed", "role", vr.Spec.Role)
 	if vr.Spec.Role == agentv1alpha1.ReplicationRoleSource {
-		r.Metrics.replicationDone(resultFailure)
+		replicationDone(resultFailure)
 	}
 	reason := agentv1alpha1.ReasonError
 	if rsync.IsSpaceError(err) {

@@ -147,7 +147,7 @@ func (r *VolumeReplicationReconciler) startReceiver(ctx context.Context, vr *age
 	}
 	r.receivers[key] = h
 	r.mu.Unlock()
-	r.Metrics.addActive(roleTarget, 1)
+	addActive(roleTarget, 1)
 	log.Info("Receiver listening", "endpoint", h.endpoint, "serverName", h.serverName, "path", path)
 	return h, nil
 }
@@ -184,14 +184,14 @@ func (r *VolumeReplicationReconciler) serveConn(h *receiverHandle, c *tls.Conn) 
 	defer h.mu.Unlock()
 	before := h.counter.Sent.Load()
 	err := h.recv.ServeConn(h.ctx, c)
-	r.Metrics.addWireBytes(roleTarget, h.counter.Sent.Load()-before)
+	addWireBytes(roleTarget, h.counter.Sent.Load()-before)
 	if err != nil && h.ctx.Err() == nil {
 		log.Info("Replication transfer failed on the receiving side", "err", err, "diskFull", rsync.IsDiskFull(err))
 	}
 }
 
 func (r *VolumeReplicationReconciler) rejected(log klog.Logger, remote net.Addr, serverName string, err error) {
-	r.Metrics.rejectedConnection()
+	rejectedConnection()
 	log.Info("Rejected replication connection", "remote", remote.String(), "serverName", serverName, "err", err)
 }
 

@@ -66,9 +66,8 @@ type VolumeReplicationReconciler struct {
 	Client client.Client
 	// Reader reads claims, volumes, pods and secrets without caching them
 	// cluster-wide, and fresh VolumeReplications for status updates.
-	Reader  client.Reader
-	Clock   clock.Clock
-	Metrics *Metrics
+	Reader client.Reader
+	Clock  clock.Clock
 	// Recorder, when set, records events (a retried pass, a pre-freeze
 	// verification) on the VolumeReplication.
 	Recorder events.EventRecorder
@@ -230,6 +229,6 @@ func (r *VolumeReplicationReconciler) stopAll(key types.NamespacedName) {
 	r.mu.Unlock()
 	if h != nil {
 		h.stop(rt)
-		r.Metrics.addActive(roleTarget, -1)
+		addActive(roleTarget, -1)
 	}
 }

@@ -57,7 +57,7 @@ func newCluster(t *testing.T, node string, cfg Config, objs ...client.Object) *c
 	if cfg.ProgressInterval == 0 {
 		cfg.ProgressInterval = time.Second
 	}
-	r := &VolumeReplicationReconciler{Client: c, Reader: c, Clock: clocktesting.NewFakeClock(time.Now()), Metrics: NewMetrics(nil), Config: cfg}
+	r := &VolumeReplicationReconciler{Client: c, Reader: c, Clock: clocktesting.NewFakeClock(time.Now()), Config: cfg}
 	t.Cleanup(r.Shutdown)
 	return &cluster{client: c, rec: r}
 }
@@ -395,6 +395,11 @@ func (c *cluster) workerRunning() bool {
 // runs; under freeze only the entry that changed since is sent, as a block
 // delta, and compared, as the Verified condition and the metrics show.
 func TestFinalReadsOnlyWhatChangedSincePreVerification(t *testing.T) {
+	preChecksummed := since(t, verified.WithLabelValues(stagePreFreeze, "checksummed"))
+	finalBlockCompared := since(t, verified.WithLabelValues(stageFinal, "blockcompared"))
+	finalChecksummed := since(t, verified.WithLabelValues(stageFinal, "checksummed"))
+	finalUnchanged := since(t, verified.WithLabelValues(stageFinal, "unchanged"))
+	byBlockDelta := since(t, finalMethods.WithLabelValues("blockdelta", ""))
 	src, _, srcDir, dstRoot := setup(t)
 	for _, p := range []string{"base/t1", "base/t2", "base/t3", "wal/0001", "wal/0002"} {
 		writeFile(t, filepath.Join(srcDir, p), 64<<10)
@@ -414,7 +419,7 @@ func TestFinalReadsOnlyWhatChangedSincePreVerification(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got := value(t, src.rec.Metrics.verified.WithLabelValues(stagePreFreeze, "checksummed")); got != 8 {
+	if got := preChecksummed(); got != 8 {
 		t.Errorf("pre-freeze checksummed entries = %v, want 8", got)
 	}
 
@@ -430,16 +435,16 @@ func TestFinalReadsOnlyWhatChangedSincePreVerification(t *testing.T) {
 	if c == nil || !strings.Contains(c.Message, "block delta: block hashes and metadata match; under freeze: 8 entries: 1 compared block by block (block delta), 7 unchanged") {
 		t.Errorf("Verified condition %+v, want the 1 changed entry of 8 sent as a block delta and compared under freeze", c)
 	}
-	if got := value(t, src.rec.Metrics.verified.WithLabelValues(stageFinal, "blockcompared")); got != 1 {
+	if got := finalBlockCompared(); got != 1 {
 		t.Errorf("compared block by block under freeze = %v, want 1", got)
 	}
-	if got := value(t, src.rec.Metrics.verified.WithLabelValues(stageFinal, "checksummed")); got != 0 {
+	if got := finalChecksummed(); got != 0 {
 		t.Errorf("checksummed under freeze = %v, want 0 (the block delta proved the changed file)", got)
 	}
-	if got := value(t, src.rec.Metrics.finalMethods.WithLabelValues("blockdelta", "")); got != 1 {
+	if got := byBlockDelta(); got != 1 {
 		t.Errorf("final passes by block delta = %v, want 1", got)
 	}
-	if got := value(t, src.rec.Metrics.verified.WithLabelValues(stageFinal, "unchanged")); got != 7 {
+	if got := finalUnchanged(); got != 7 {
 		t.Errorf("unchanged under freeze = %v, want 7", got)
 	}
 	if d, err := treediff.Compare(srcDir, filepath.Join(dstRoot, "db", "pv-dst"), treediff.Options{}); err != nil || len(d) != 0 {
@@ -485,6 +490,7 @@ func flakyProxy(t *testing.T, target string) string {
 // the pass is retried, the retry shows in an event and in the metrics, and
 // the replication reaches PreCopied.
 func TestTransientFailureRetried(t *testing.T) {
+	fullRetries := since(t, retries.WithLabelValues("full"))
 	src, _, srcDir, dstRoot := setup(t)
 	writeFile(t, filepath.Join(srcDir, "f"), 256<<10)
 	rec := events.NewFakeRecorder(100)
@@ -496,7 +502,7 @@ func TestTransientFailureRetried(t *testing.T) {
 	}
 	src.reconcile(t, "data-pg-0")
 	src.waitPhase(t, "data-pg-0", agentv1alpha1.VolumeReplicationPreCopied)
-	if got := value(t, src.rec.Metrics.retries.WithLabelValues("full")); got != 1 {
+	if got := fullRetries(); got != 1 {
 		t.Errorf("retries of the full pass = %v, want 1", got)
 	}
 	select {

@@ -32,7 +32,6 @@ type Prober struct {
 
 // New returns a prober for a defaulted, validated cfg.
 func New(cfg *Config, writer StatusWriter, version string) *Prober {
-	RegisterMetrics()
 	p := &Prober{cfg: cfg, writer: writer, clock: clock.RealClock{}, dialer: &net.Dialer{}, version: version}
 	for _, t := range cfg.Peers {
 		p.targets = append(p.targets, &target{Target: t, kind: KindPeer})
