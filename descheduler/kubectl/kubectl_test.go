@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
@@ -84,7 +83,7 @@ func TestMoveFlagsBuild(t *testing.T) {
 }
 
 func status(phase lmv1alpha1.LiveMigrationPhase, mem, pre, final int64) *lmv1alpha1.LiveMigration {
-	lm := dtesting.MakeLiveMigration("ns", "mig", "db").Kind("StatefulSet").Obj()
+	lm := builder.MakeLiveMigration("ns", "mig", "db").Kind("StatefulSet").Obj()
 	lm.Status = lmv1alpha1.LiveMigrationStatus{Phase: phase, SourceCluster: "a", TargetCluster: "b",
 		Bytes: lmv1alpha1.TransferredBytes{Memory: mem, VolumePreCopy: pre, FinalDelta: final}}
 	return lm
@@ -256,11 +255,11 @@ m2                       statefulset/db             Cleanup       a          b  
 
 func TestPlanOutput(t *testing.T) {
 	objs := []client.Object{
-		dtesting.Ready(builder.MakeCluster("a").Allocatable("cpu", "8", "memory", "16Gi", "pods", "100").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("b").Allocatable("cpu", "64", "memory", "256Gi", "pods", "100").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("c").Allocatable("cpu", "16", "memory", "32Gi", "pods", "100").Allocated("cpu", "8", "memory", "16Gi").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("full").Allocatable("cpu", "1", "memory", "1Gi", "pods", "100").Allocated("cpu", "1", "memory", "1Gi").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("down").Obj(), false),
+		builder.Ready(builder.MakeCluster("a").Allocatable("cpu", "8", "memory", "16Gi", "pods", "100").Obj(), true),
+		builder.Ready(builder.MakeCluster("b").Allocatable("cpu", "64", "memory", "256Gi", "pods", "100").Obj(), true),
+		builder.Ready(builder.MakeCluster("c").Allocatable("cpu", "16", "memory", "32Gi", "pods", "100").Allocated("cpu", "8", "memory", "16Gi").Obj(), true),
+		builder.Ready(builder.MakeCluster("full").Allocatable("cpu", "1", "memory", "1Gi", "pods", "100").Allocated("cpu", "1", "memory", "1Gi").Obj(), true),
+		builder.Ready(builder.MakeCluster("down").Obj(), false),
 		builder.MakeBinding("default", "web").SingleCluster().Request("cpu", "1", "memory", "512Mi").Replicas(2).ScheduledOn(2, "a").Obj(),
 	}
 	c := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(objs...).Build()
@@ -308,7 +307,7 @@ func TestPlanOutput(t *testing.T) {
 // TestPlanLearnsRestoreTime: an earlier migration into the chosen target
 // adds its dump, pull and restore time to the expected downtime.
 func TestPlanLearnsRestoreTime(t *testing.T) {
-	past := dtesting.MakeLiveMigration("default", "before", "other").Target("b").Obj()
+	past := builder.MakeLiveMigration("default", "before", "other").Target("b").Obj()
 	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
 	for _, s := range []struct {
 		p lmv1alpha1.LiveMigrationPhase
@@ -323,8 +322,8 @@ func TestPlanLearnsRestoreTime(t *testing.T) {
 	past.Status.Phase, past.Status.TargetCluster, past.Status.CompletionTime = lmv1alpha1.PhaseSucceeded, "b", &metav1.Time{Time: at}
 	past.Status.Bytes.Memory = 1 << 30
 	objs := []client.Object{
-		dtesting.Ready(builder.MakeCluster("a").Allocatable("cpu", "8", "memory", "16Gi", "pods", "100").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("b").Allocatable("cpu", "64", "memory", "256Gi", "pods", "100").Obj(), true),
+		builder.Ready(builder.MakeCluster("a").Allocatable("cpu", "8", "memory", "16Gi", "pods", "100").Obj(), true),
+		builder.Ready(builder.MakeCluster("b").Allocatable("cpu", "64", "memory", "256Gi", "pods", "100").Obj(), true),
 		builder.MakeBinding("default", "web").SingleCluster().Request("cpu", "1", "memory", "512Mi").Replicas(2).ScheduledOn(2, "a").Obj(),
 		past,
 	}

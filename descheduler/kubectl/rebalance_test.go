@@ -10,7 +10,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
@@ -29,9 +28,9 @@ func rebalanceWorld() []client.Object {
 	}
 	alloc := []string{"cpu", "10", "memory", "10Gi", "pods", "100"}
 	return []client.Object{
-		dtesting.Ready(builder.MakeCluster("member1").Allocatable(alloc...).Allocated("cpu", "9", "memory", "2Gi", "pods", "10").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("member2").Allocatable(alloc...).Allocated("cpu", "2", "memory", "2Gi", "pods", "10").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("member3").Allocatable(alloc...).Allocated("cpu", "6", "memory", "2Gi", "pods", "10").Obj(), true),
+		builder.Ready(builder.MakeCluster("member1").Allocatable(alloc...).Allocated("cpu", "9", "memory", "2Gi", "pods", "10").Obj(), true),
+		builder.Ready(builder.MakeCluster("member2").Allocatable(alloc...).Allocated("cpu", "2", "memory", "2Gi", "pods", "10").Obj(), true),
+		builder.Ready(builder.MakeCluster("member3").Allocatable(alloc...).Allocated("cpu", "6", "memory", "2Gi", "pods", "10").Obj(), true),
 		sts("db", policy.AnnotationEvictionStrategy, "LiveMigrate"), binding("db", "1"),
 		sts("keep", policy.AnnotationEvictionStrategy, "LiveMigrate", policy.AnnotationRebalance, "false"), binding("keep", "1"),
 		sts("load"), binding("load", "5"),

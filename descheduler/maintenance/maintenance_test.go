@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/placement"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/test/builder"
@@ -57,9 +56,9 @@ func clusters(taint *corev1.Taint, extra ...*clusterv1alpha1.Cluster) []client.O
 	if taint != nil {
 		a.Spec.Taints = append(a.Spec.Taints, *taint)
 	}
-	out := []client.Object{dtesting.Ready(a, true), dtesting.Ready(builder.MakeCluster("b").Obj(), true)}
+	out := []client.Object{builder.Ready(a, true), builder.Ready(builder.MakeCluster("b").Obj(), true)}
 	for _, c := range extra {
-		out = append(out, dtesting.Ready(c, true))
+		out = append(out, builder.Ready(c, true))
 	}
 	return out
 }
@@ -68,7 +67,7 @@ var maintenanceTaint = &corev1.Taint{Key: DefaultTaintKey, Effect: corev1.TaintE
 
 func newReconciler(t *testing.T, w *world, cfg Config) (*Reconciler, client.Client, *events.FakeRecorder) {
 	t.Helper()
-	c := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(w.objs...).WithStatusSubresource(&lmv1alpha1.LiveMigration{}).Build()
+	c := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(w.objs...).WithStatusSubresource(&lmv1alpha1.LiveMigration{}).Build()
 	if cfg.TaintKeys == nil {
 		cfg.TaintKeys = []string{DefaultTaintKey}
 	}
@@ -307,7 +306,7 @@ func TestTargets(t *testing.T) {
 
 func TestFallback(t *testing.T) {
 	failed := func(name, workload string) *lmv1alpha1.LiveMigration {
-		lm := dtesting.MakeLiveMigration("ns", name, workload).Target("b").Obj()
+		lm := builder.MakeLiveMigration("ns", name, workload).Target("b").Obj()
 		lm.Labels = map[string]string{policy.LabelDrainCluster: "a", policy.LabelTrigger: "maintenance"}
 		lm.CreationTimestamp = metav1.NewTime(t0.Add(time.Minute))
 		lm.Status.Phase = lmv1alpha1.PhaseFailed
@@ -337,7 +336,7 @@ func TestFallback(t *testing.T) {
 				// b is the only other cluster, and it is not Ready.
 				a := builder.MakeCluster("a").Obj()
 				a.Spec.Taints = []corev1.Taint{*taint}
-				w.add(dtesting.Ready(a, true), dtesting.Ready(builder.MakeCluster("b").Obj(), false))
+				w.add(builder.Ready(a, true), builder.Ready(builder.MakeCluster("b").Obj(), false))
 			} else {
 				w.add(clusters(taint, extra...)...)
 			}
@@ -401,7 +400,7 @@ func TestFallback(t *testing.T) {
 // TestBlockedRetry: a LiveMigrate workload whose drain migration failed is
 // tried again after RetryAfter.
 func TestBlockedRetry(t *testing.T) {
-	lm := dtesting.MakeLiveMigration("ns", "app-drain-1", "app").Target("b").Obj()
+	lm := builder.MakeLiveMigration("ns", "app-drain-1", "app").Target("b").Obj()
 	lm.Labels = map[string]string{policy.LabelDrainCluster: "a"}
 	lm.CreationTimestamp = metav1.NewTime(t0)
 	lm.Status.Phase = lmv1alpha1.PhaseFailed
@@ -455,7 +454,7 @@ func TestTaintRemovedStopsTheDrain(t *testing.T) {
 
 func TestFreeSlots(t *testing.T) {
 	mk := func(name, source, target string, phase lmv1alpha1.LiveMigrationPhase, drain string) lmv1alpha1.LiveMigration {
-		lm := dtesting.MakeLiveMigration("ns", name, name).Clusters(source, target).Obj()
+		lm := builder.MakeLiveMigration("ns", name, name).Clusters(source, target).Obj()
 		lm.Status.Phase = phase
 		if drain != "" {
 			lm.Labels = map[string]string{policy.LabelDrainCluster: drain}

@@ -11,15 +11,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 func TestClientsBuildFromKarmadaCredentialsAndCache(t *testing.T) {
-	cl, sec := dtesting.Push(builder.MakeCluster("m1").Obj(), "https://10.0.0.1:6443")
-	karmada := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(cl, sec).Build()
+	cl, sec := builder.Push(builder.MakeCluster("m1").Obj(), "https://10.0.0.1:6443")
+	karmada := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(cl, sec).Build()
 	var configs []*rest.Config
-	c := &Clients{Reader: karmada, Scheme: dtesting.Scheme(), NewClient: func(cfg *rest.Config, _ client.Options) (client.Client, error) {
+	c := &Clients{Reader: karmada, Scheme: builder.Scheme(), NewClient: func(cfg *rest.Config, _ client.Options) (client.Client, error) {
 		configs = append(configs, cfg)
 		return fake.NewClientBuilder().Build(), nil
 	}}
@@ -55,12 +54,12 @@ func TestClientsBuildFromKarmadaCredentialsAndCache(t *testing.T) {
 }
 
 func TestClientsErrors(t *testing.T) {
-	pushNoSecret, _ := dtesting.Push(builder.MakeCluster("nosecret").Obj(), "https://x")
+	pushNoSecret, _ := builder.Push(builder.MakeCluster("nosecret").Obj(), "https://x")
 	pull := builder.MakeCluster("pull").Obj()
 	pull.Spec.SyncMode = clusterv1alpha1.Pull
 	noRef := builder.MakeCluster("noref").Obj()
-	karmada := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(pushNoSecret, pull, noRef).Build()
-	c := &Clients{Reader: karmada, Scheme: dtesting.Scheme()}
+	karmada := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(pushNoSecret, pull, noRef).Build()
+	c := &Clients{Reader: karmada, Scheme: builder.Scheme()}
 	for name, want := range map[string]string{
 		"missing":  "getting Cluster missing",
 		"nosecret": "getting the credentials Secret karmada-cluster/nosecret",

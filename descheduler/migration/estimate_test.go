@@ -10,14 +10,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 // pastMigration is a finished migration into target that checkpointed
 // memory bytes and spent dump, restore and verify in those phases, with a
 // push of 5 s between them (which the overhead must not count).
 func pastMigration(name, target string, phase lmv1alpha1.LiveMigrationPhase, memory int64, completed time.Time, dump, restore, verify time.Duration) *lmv1alpha1.LiveMigration {
-	lm := dtesting.MakeLiveMigration("other", name, "app").Target(target).Obj()
+	lm := builder.MakeLiveMigration("other", name, "app").Target(target).Obj()
 	at := completed.Add(-time.Minute)
 	var ts []lmv1alpha1.PhaseTransition
 	for _, s := range []struct {
@@ -140,7 +140,7 @@ func TestDowntimeEstimateIncludesLearnedRestoreTime(t *testing.T) {
 		{name: "over budget only with the restore time", budget: time.Second, wantFail: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Budget(tc.budget).Obj(),
+			h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Budget(tc.budget).Obj(),
 				append(defaultObjects(), client.Object(past.DeepCopy()))...)
 			until := lmv1alpha1.PhaseCheckpointing
 			if tc.wantFail {

@@ -13,8 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/metrics"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 type recordedEvent struct {
@@ -40,7 +40,7 @@ func (r *recorder) Eventf(regarding, _ runtime.Object, eventtype, reason, _, not
 }
 
 func TestEventsOnMigrationAndWorkload(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	rec := &recorder{}
 	h.r.Recorder = rec
 	h.w.restored = false
@@ -86,7 +86,7 @@ func TestMetricsRecordOutcomesAndDowntime(t *testing.T) {
 	memory := value(t, metrics.BytesTotal.WithLabelValues("memory"))
 	downtimes := value(t, metrics.Downtime)
 
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
 	if d := value(t, metrics.MigrationsTotal.WithLabelValues("succeeded")) - succeeded; d != 1 {
 		t.Errorf("succeeded += %v, want 1", d)
@@ -98,7 +98,7 @@ func TestMetricsRecordOutcomesAndDowntime(t *testing.T) {
 		t.Errorf("downtime observations += %v, want 1", d)
 	}
 
-	a := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Abort().Obj())
+	a := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Abort().Obj())
 	a.run(lmv1alpha1.PhaseFailed, time.Millisecond)
 	if d := value(t, metrics.MigrationsTotal.WithLabelValues("aborted")) - aborted; d != 1 {
 		t.Errorf("aborted += %v, want 1", d)

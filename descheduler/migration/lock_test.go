@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 // second adds another LiveMigration to the harness's API server and returns
@@ -40,11 +40,11 @@ func (h *harness) second(lm *lmv1alpha1.LiveMigration) func() *lmv1alpha1.LiveMi
 // one holding the workload's Lease goes on; the other fails before it
 // freezes anything, and the lock is released when the holder ends.
 func TestSecondMigrationOfAWorkloadFailsBeforeFreezing(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.preCopyDone = false
 	h.run(lmv1alpha1.PhasePreCopy, time.Millisecond)
 
-	other := dtesting.MakeLiveMigration("ns", "mig2", "app").Target("b").Obj()
+	other := builder.MakeLiveMigration("ns", "mig2", "app").Target("b").Obj()
 	other.UID = "uid-mig2"
 	step := h.second(other)
 	var got *lmv1alpha1.LiveMigration
@@ -85,9 +85,9 @@ func TestSecondMigrationOfAWorkloadFailsBeforeFreezing(t *testing.T) {
 // A lock whose holder ended without releasing it (deleted, or a controller
 // that stopped in between) is taken over.
 func TestWorkloadLockOfAnEndedMigrationIsTakenOver(t *testing.T) {
-	ended := dtesting.MakeLiveMigration("ns", "old", "app").Target("b").Phase(lmv1alpha1.PhaseFailed, t0).Obj()
+	ended := builder.MakeLiveMigration("ns", "old", "app").Target("b").Phase(lmv1alpha1.PhaseFailed, t0).Obj()
 	ended.UID = "uid-old"
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(), append(defaultObjects(), ended)...)
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(), append(defaultObjects(), ended)...)
 	old := h.newReconciler()
 	if err := old.acquireLock(h.ctx, &lmv1alpha1.LiveMigration{ObjectMeta: ended.ObjectMeta, Spec: ended.Spec}); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
 
@@ -32,7 +31,7 @@ func TestPhaseOrderRebindsAtTheFreeze(t *testing.T) {
 		t.Fatalf("Phases() (-want +got):\n%s", diff)
 	}
 
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.finalSynced, h.w.pushDone = false, false
 	seen := h.run(lmv1alpha1.PhaseFinalSync, time.Millisecond)
 	if diff := cmp.Diff(want[:6], seen); diff != "" {
@@ -86,8 +85,8 @@ func (h *harness) restart(opts ...func(*fake.ClientBuilder)) {
 	persisted.ResourceVersion = ""
 	rb := h.binding()
 	rb.ResourceVersion = ""
-	objs := []client.Object{dtesting.Ready(builder.MakeCluster("a").Obj(), true), dtesting.Ready(builder.MakeCluster("b").Obj(), true), rb}
-	b := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(append(objs, persisted)...).
+	objs := []client.Object{builder.Ready(builder.MakeCluster("a").Obj(), true), builder.Ready(builder.MakeCluster("b").Obj(), true), rb}
+	b := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(append(objs, persisted)...).
 		WithStatusSubresource(&lmv1alpha1.LiveMigration{}, &workv1alpha2.ResourceBinding{})
 	for _, o := range opts {
 		o(b)
@@ -136,8 +135,8 @@ func TestRestartInEachStateAfterTheFreeze(t *testing.T) {
 				// rebinding's generation yet.
 				rb.Generation, rb.Status.SchedulerObservedGeneration = 4, 3
 			}
-			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(),
-				dtesting.Ready(builder.MakeCluster("a").Obj(), true), dtesting.Ready(builder.MakeCluster("b").Obj(), true), rb)
+			h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(),
+				builder.Ready(builder.MakeCluster("a").Obj(), true), builder.Ready(builder.MakeCluster("b").Obj(), true), rb)
 			tc.setup(h)
 			h.run(tc.phase, time.Millisecond)
 			for i := 0; i < 2; i++ { // a few reconciles in the phase (Rebinding: the patch)
@@ -195,7 +194,7 @@ func TestRestartInEachStateAfterTheFreeze(t *testing.T) {
 // after writing the PodRestore): the restarted controller records them
 // again (a no-op for the backend) and goes on.
 func TestRestartBetweenRecordingImagesAndStatus(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.pushDone = false
 	h.run(lmv1alpha1.PhaseTransfer, time.Millisecond)
 	h.w.pushDone = true
@@ -231,7 +230,7 @@ func TestRestartBetweenRecordingImagesAndStatus(t *testing.T) {
 // until it is gone, and only then thaws the source; the images are never
 // recorded in the target.
 func TestRollbackWithAGatedTarget(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.pushDone = false
 	h.w.removeCallsBeforeGone = 2
 	h.run(lmv1alpha1.PhaseTransfer, time.Millisecond)
@@ -286,7 +285,7 @@ func TestRollbackWithAGatedTarget(t *testing.T) {
 // Transfer without a rebinding (the order of a controller that rebound
 // after the push): it rebinds, with the images, then goes on.
 func TestUpgradeFromTransferBeforeRebinding(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.run(lmv1alpha1.PhaseCheckpointing, time.Millisecond)
 	h.reconcileLogged() // archives taken: Rebinding
 	lm := h.lm()
@@ -344,8 +343,8 @@ func TestTargetPodsCheckedFromTheRebinding(t *testing.T) {
 			if tc.phase == lmv1alpha1.PhaseRebinding {
 				rb.Generation, rb.Status.SchedulerObservedGeneration = 4, 3
 			}
-			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(),
-				dtesting.Ready(builder.MakeCluster("a").Obj(), true), dtesting.Ready(builder.MakeCluster("b").Obj(), true), rb)
+			h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(),
+				builder.Ready(builder.MakeCluster("a").Obj(), true), builder.Ready(builder.MakeCluster("b").Obj(), true), rb)
 			h.w.finalSynced, h.w.pushDone, h.w.restored = false, false, false
 			switch tc.phase {
 			case lmv1alpha1.PhaseTransfer:
@@ -401,7 +400,7 @@ func TestDowntimeStartsAtTheEarliestFreeze(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+			h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 			h.w.pods = []Pod{{Name: "app-0", Node: "node-a", Containers: []string{"app"}}, {Name: "app-1", Node: "node-a", Containers: []string{"app"}}}
 			h.w.freezeDone = false
 			h.run(lmv1alpha1.PhaseCheckpointing, time.Millisecond)

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 // intercept makes the controller's writes of LiveMigrations go through fns.
@@ -32,7 +32,7 @@ func (h *harness) intercept(fns interceptor.Funcs) {
 // immutability rules, and a spec written back by a typed client is
 // respelled (30m as 30m0s, 0.5Gi as 512Mi).
 func TestFinalizerIsPatchedWithoutTheSpec(t *testing.T) {
-	lm := dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Budget(time.Minute).Bandwidth("0.5Gi").
+	lm := builder.MakeLiveMigration("ns", "mig", "app").Target("b").Budget(time.Minute).Bandwidth("0.5Gi").
 		Timeout(lmv1alpha1.PhasePreCopy, 30*time.Minute).Obj()
 	h := newHarness(t, lm)
 	var patches []map[string]interface{}
@@ -101,8 +101,8 @@ func TestFinalizerIsPatchedWithoutTheSpec(t *testing.T) {
 // the failure, the Admitted condition and a warning event, in one
 // reconcile, without touching anything and without a finalizer.
 func TestInvalidSpecFailsAtOnce(t *testing.T) {
-	mk := func() *dtesting.LiveMigrationWrapper {
-		return dtesting.MakeLiveMigration("ns", "mig", "app").Target("b")
+	mk := func() *builder.LiveMigrationWrapper {
+		return builder.MakeLiveMigration("ns", "mig", "app").Target("b")
 	}
 	zero := resource.MustParse("0")
 	cases := map[string]struct {
@@ -150,7 +150,7 @@ func TestInvalidSpecFailsAtOnce(t *testing.T) {
 // API server refuses any write of (its stored spec breaks a CRD rule) is
 // failed with InvalidSpec instead of retrying the finalizer forever.
 func TestStoredSpecRefusedByTheAPIServerFailsAtOnce(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	refusal := apierrors.NewInvalid(schema.GroupKind{Group: "livemigrate.io", Kind: "LiveMigration"}, "mig", field.ErrorList{
 		field.Invalid(field.NewPath("spec", "timeouts"), "", "spec.timeouts is immutable; create a new LiveMigration instead")})
 	h.intercept(interceptor.Funcs{

@@ -22,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/placement"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
@@ -48,7 +47,7 @@ func newHarness(t *testing.T, lm *lmv1alpha1.LiveMigration, objs ...client.Objec
 	if objs == nil {
 		objs = defaultObjects()
 	}
-	c := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).
+	c := fake.NewClientBuilder().WithScheme(builder.Scheme()).
 		WithObjects(append(objs, lm)...).
 		WithStatusSubresource(&lmv1alpha1.LiveMigration{}, &workv1alpha2.ResourceBinding{}).
 		Build()
@@ -73,9 +72,9 @@ func (h *harness) newReconciler() *Reconciler {
 
 func defaultObjects() []client.Object {
 	return []client.Object{
-		dtesting.Ready(builder.MakeCluster("a").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("b").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("down").Obj(), false),
+		builder.Ready(builder.MakeCluster("a").Obj(), true),
+		builder.Ready(builder.MakeCluster("b").Obj(), true),
+		builder.Ready(builder.MakeCluster("down").Obj(), false),
 		builder.MakeBinding("ns", "app").SingleCluster().ScheduledOn(1, "a").Obj(),
 	}
 }
@@ -132,7 +131,7 @@ func happyPath() []lmv1alpha1.LiveMigrationPhase {
 }
 
 func TestHappyPathVisitsEveryPhase(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	got := h.run(lmv1alpha1.PhaseSucceeded, 100*time.Millisecond)
 	if diff := cmp.Diff(happyPath(), got); diff != "" {
 		t.Fatalf("phases (-want +got):\n%s", diff)
@@ -200,8 +199,8 @@ func TestRebindingPatchesBindingAndWaitsForScheduler(t *testing.T) {
 	rb := builder.MakeBinding("ns", "app").SingleCluster().ScheduledOn(1, "a").Obj()
 	rb.Generation = 4
 	rb.Status.SchedulerObservedGeneration = 3
-	objs := []client.Object{dtesting.Ready(builder.MakeCluster("a").Obj(), true), dtesting.Ready(builder.MakeCluster("b").Obj(), true), rb}
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(), objs...)
+	objs := []client.Object{builder.Ready(builder.MakeCluster("a").Obj(), true), builder.Ready(builder.MakeCluster("b").Obj(), true), rb}
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(), objs...)
 	h.run(lmv1alpha1.PhaseRebinding, time.Millisecond)
 
 	for i := 0; i < 3; i++ { // re-reconciling does not add a second task
@@ -236,7 +235,7 @@ func TestRebindingPatchesBindingAndWaitsForScheduler(t *testing.T) {
 }
 
 func TestRescheduleAfterRebindingRollsBack(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.run(lmv1alpha1.PhaseRebinding, time.Millisecond)
 	if _, err := h.reconcile(); err != nil { // patches the binding
 		t.Fatal(err)
@@ -258,10 +257,10 @@ func TestRescheduleAfterRebindingRollsBack(t *testing.T) {
 
 func TestIdempotentReReconcile(t *testing.T) {
 	// Reconciling every phase twice ends in the same state as once.
-	once := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	once := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	once.run(lmv1alpha1.PhaseSucceeded, 0)
 
-	twice := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	twice := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	for i := 0; i < 100 && !twice.lm().Status.Phase.IsTerminal(); i++ {
 		for j := 0; j < 2; j++ {
 			if _, err := twice.reconcile(); err != nil {
@@ -290,7 +289,7 @@ func TestResumeAfterRestartFromStatusAlone(t *testing.T) {
 		lmv1alpha1.PhaseFinalSync, lmv1alpha1.PhaseTransfer, lmv1alpha1.PhaseRestoring, lmv1alpha1.PhaseVerifying,
 	} {
 		t.Run(string(at), func(t *testing.T) {
-			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+			h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 			h.run(at, time.Millisecond)
 			before := len(h.w.calls())
 
@@ -300,8 +299,8 @@ func TestResumeAfterRestartFromStatusAlone(t *testing.T) {
 			persisted.ResourceVersion = ""
 			rb := h.binding()
 			rb.ResourceVersion = ""
-			objs := []client.Object{dtesting.Ready(builder.MakeCluster("a").Obj(), true), dtesting.Ready(builder.MakeCluster("b").Obj(), true), rb}
-			h.c = fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(append(objs, persisted)...).
+			objs := []client.Object{builder.Ready(builder.MakeCluster("a").Obj(), true), builder.Ready(builder.MakeCluster("b").Obj(), true), rb}
+			h.c = fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(append(objs, persisted)...).
 				WithStatusSubresource(&lmv1alpha1.LiveMigration{}, &workv1alpha2.ResourceBinding{}).Build()
 			h.r = h.newReconciler()
 
@@ -326,7 +325,7 @@ func TestResumeAfterRestartFromStatusAlone(t *testing.T) {
 }
 
 func TestRollbackRemovesTargetBeforeThaw(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.ready = false // the target never becomes Ready
 	h.w.removeCallsBeforeGone = 2
 	h.run(lmv1alpha1.PhaseVerifying, time.Millisecond)
@@ -385,7 +384,7 @@ func TestRollbackRemovesTargetBeforeThaw(t *testing.T) {
 }
 
 func TestDowntimeBudgetRefusal(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Budget(time.Second).Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Budget(time.Second).Obj())
 	h.w.pendingBytes = 200 << 20 // 200Mi + 8Mi checkpoint at 100Mi/s ≈ 2.08s > 1s
 	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
 
@@ -413,7 +412,7 @@ func TestDowntimeBudgetRefusal(t *testing.T) {
 
 func TestBandwidthLimitCapsEstimate(t *testing.T) {
 	// Measured 100Mi/s, but the limit is 1Mi/s: 9Mi takes 9s > 2s default budget.
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Bandwidth("1Mi").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Bandwidth("1Mi").Obj())
 	h.run(lmv1alpha1.PhaseFailed, time.Millisecond)
 	if f := h.lm().Status.Failure; f == nil || f.Reason != "BudgetExceeded" {
 		t.Fatalf("failure = %+v, want BudgetExceeded", f)
@@ -423,7 +422,7 @@ func TestBandwidthLimitCapsEstimate(t *testing.T) {
 func TestSmallPreCopyRateIsNotTheBandwidth(t *testing.T) {
 	// 40 KiB/s measured over a 100 KiB volume is the passes' overhead: the
 	// estimate uses the default bandwidth (100Mi/s), 8Mi checkpoint ≈ 80ms.
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.bytesPerSecond, h.w.preCopyBytes = 40<<10, 100<<10
 	h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
 	st := h.lm().Status
@@ -450,7 +449,7 @@ func TestPhaseTimeouts(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(string(tc.phase), func(t *testing.T) {
-			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Timeout(tc.phase, time.Minute).Obj())
+			h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Timeout(tc.phase, time.Minute).Obj())
 			tc.stall(h.w)
 			h.run(tc.phase, 0)
 			res, err := h.reconcile()
@@ -477,7 +476,7 @@ func TestPhaseTimeouts(t *testing.T) {
 }
 
 func TestAbort(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.restored = false
 	h.run(lmv1alpha1.PhaseRestoring, time.Millisecond)
 	h.abort()
@@ -492,7 +491,7 @@ func TestAbort(t *testing.T) {
 }
 
 func TestAbortIgnoredInCleanup(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.run(lmv1alpha1.PhaseCleanup, time.Millisecond)
 	h.abort()
 	h.run(lmv1alpha1.PhaseSucceeded, time.Millisecond)
@@ -505,7 +504,7 @@ func TestAbortIgnoredInCleanup(t *testing.T) {
 }
 
 func TestDeletionAbortsAndReleasesFinalizer(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.checkpointDone = false
 	h.run(lmv1alpha1.PhaseCheckpointing, time.Millisecond)
 	if _, err := h.reconcile(); err != nil {
@@ -535,29 +534,29 @@ func TestPlanningFailures(t *testing.T) {
 		reason string
 	}{
 		"no binding": {
-			lm:     dtesting.MakeLiveMigration("ns", "mig", "other").Target("b").Obj(),
+			lm:     builder.MakeLiveMigration("ns", "mig", "other").Target("b").Obj(),
 			reason: "BindingNotFound",
 		},
 		"two clusters": {
-			lm: dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(),
-			objs: []client.Object{dtesting.Ready(builder.MakeCluster("b").Obj(), true),
+			lm: builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(),
+			objs: []client.Object{builder.Ready(builder.MakeCluster("b").Obj(), true),
 				builder.MakeBinding("ns", "app").Divided().ScheduledOn(1, "a", "c").Obj()},
 			reason: "NotOnOneCluster",
 		},
 		"target is source": {
-			lm:     dtesting.MakeLiveMigration("ns", "mig", "app").Target("a").Obj(),
+			lm:     builder.MakeLiveMigration("ns", "mig", "app").Target("a").Obj(),
 			reason: "TargetIsSource",
 		},
 		"target not ready": {
-			lm:     dtesting.MakeLiveMigration("ns", "mig", "app").Target("down").Obj(),
+			lm:     builder.MakeLiveMigration("ns", "mig", "app").Target("down").Obj(),
 			reason: "TargetNotReady",
 		},
 		"target unknown": {
-			lm:     dtesting.MakeLiveMigration("ns", "mig", "app").Target("nowhere").Obj(),
+			lm:     builder.MakeLiveMigration("ns", "mig", "app").Target("nowhere").Obj(),
 			reason: "TargetNotFound",
 		},
 		"no picker": {
-			lm:     dtesting.MakeLiveMigration("ns", "mig", "app").Obj(),
+			lm:     builder.MakeLiveMigration("ns", "mig", "app").Obj(),
 			reason: "NoTarget",
 		},
 	}
@@ -587,7 +586,7 @@ type compatFunc func(ctx context.Context, m Migration, pods []Pod) error
 func (f compatFunc) Check(ctx context.Context, m Migration, pods []Pod) error { return f(ctx, m, pods) }
 
 func TestPlanningRefusesIncompatibleTarget(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	var checked []Pod
 	h.r.Hooks.Compatibility = compatFunc(func(_ context.Context, m Migration, pods []Pod) error {
 		checked = pods
@@ -606,7 +605,7 @@ func TestPlanningRefusesIncompatibleTarget(t *testing.T) {
 }
 
 func TestPlanningPicksTargetWhenNoneGiven(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Obj())
 	var gotSource string
 	h.r.Hooks.Picker = pickerFunc(func(_ context.Context, _ *workv1alpha2.ResourceBinding, source string) (*placement.Plan, error) {
 		gotSource = source
@@ -622,7 +621,7 @@ func TestPlanningPicksTargetWhenNoneGiven(t *testing.T) {
 }
 
 func TestTransientErrorsRetryWithoutRollback(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.run(lmv1alpha1.PhaseFinalSync, time.Millisecond)
 	h.w.fail["finalsync"] = errors.New("connection refused")
 	res, err := h.reconcile()
@@ -640,7 +639,7 @@ func TestTransientErrorsRetryWithoutRollback(t *testing.T) {
 }
 
 func TestClusterBuilderReady(t *testing.T) {
-	c := dtesting.Ready(builder.MakeCluster("x").Obj(), true)
+	c := builder.Ready(builder.MakeCluster("x").Obj(), true)
 	if !meta.IsStatusConditionTrue(c.Status.Conditions, clusterv1alpha1.ClusterConditionReady) {
 		t.Fatal("Ready builder did not mark the cluster Ready")
 	}
@@ -659,9 +658,9 @@ func TestConcurrencyBudget(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			first := dtesting.MakeLiveMigration("ns", "first", "app").Target("b").Obj()
-			second := dtesting.MakeLiveMigration("ns", "second", "other").Target(tc.secondTarget).Obj()
-			objs := append(defaultObjects(), second, dtesting.Ready(builder.MakeCluster("c").Obj(), true),
+			first := builder.MakeLiveMigration("ns", "first", "app").Target("b").Obj()
+			second := builder.MakeLiveMigration("ns", "second", "other").Target(tc.secondTarget).Obj()
+			objs := append(defaultObjects(), second, builder.Ready(builder.MakeCluster("c").Obj(), true),
 				builder.MakeBinding("ns", "other").SingleCluster().ScheduledOn(1, "a").Obj())
 			h := newHarness(t, first, objs...)
 			h.r.Config.MaxActive, h.r.Config.MaxActivePerCluster = tc.global, tc.perCluster
@@ -698,7 +697,7 @@ func TestConcurrencyBudget(t *testing.T) {
 }
 
 func TestRollbackResumesAfterRestart(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.restored = false
 	h.w.removeCallsBeforeGone = 3
 	h.run(lmv1alpha1.PhaseRestoring, time.Millisecond)
@@ -717,8 +716,8 @@ func TestRollbackResumesAfterRestart(t *testing.T) {
 	persisted.ResourceVersion = ""
 	rb := h.binding()
 	rb.ResourceVersion = ""
-	objs := []client.Object{dtesting.Ready(builder.MakeCluster("a").Obj(), true), dtesting.Ready(builder.MakeCluster("b").Obj(), true), rb}
-	h.c = fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(append(objs, persisted)...).
+	objs := []client.Object{builder.Ready(builder.MakeCluster("a").Obj(), true), builder.Ready(builder.MakeCluster("b").Obj(), true), rb}
+	h.c = fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(append(objs, persisted)...).
 		WithStatusSubresource(&lmv1alpha1.LiveMigration{}, &workv1alpha2.ResourceBinding{}).Build()
 	h.r = h.newReconciler()
 	if _, err := h.reconcile(); err != nil {
@@ -741,7 +740,7 @@ func TestRollbackResumesAfterRestart(t *testing.T) {
 }
 
 func TestRollbackWaitsForReplicationToStop(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.abortCallsBeforeDone = 3
 	h.w.preCopyDone = false
 	h.run(lmv1alpha1.PhasePreCopy, time.Millisecond)
@@ -772,7 +771,7 @@ func TestRollbackWaitsForReplicationToStop(t *testing.T) {
 // AbortWait only; then the replication objects are removed without the
 // confirmation and the migration fails, saying so.
 func TestRollbackStopsWaitingForUnresponsiveAgents(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.r.Config.AbortWait = time.Minute
 	h.w.abortCallsBeforeDone = 1 << 30
 	h.w.preCopyDone = false
@@ -852,7 +851,7 @@ func (h *harness) reconcileLogged() []loggedCall {
 }
 
 func TestFinalSyncRequestedAtFreezeOverlapsCheckpoint(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.freezeDone, h.w.checkpointDone, h.w.finalSynced = false, false, false
 	h.run(lmv1alpha1.PhaseCheckpointing, time.Millisecond)
 
@@ -902,7 +901,7 @@ func TestFinalSyncRequestedAtFreezeOverlapsCheckpoint(t *testing.T) {
 }
 
 func TestFinalSyncDoneDuringCheckpointingPassesFinalSyncAtOnce(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.run(lmv1alpha1.PhaseFinalSync, time.Millisecond)
 	// One reconcile in FinalSync moves on: the sync finished meanwhile.
 	h.reconcileLogged()
@@ -916,7 +915,7 @@ func TestFinalSyncDoneDuringCheckpointingPassesFinalSyncAtOnce(t *testing.T) {
 }
 
 func TestRestartInCheckpointingWithFinalSyncRequested(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.checkpointDone, h.w.finalSynced = false, false
 	h.run(lmv1alpha1.PhaseCheckpointing, time.Millisecond)
 	h.reconcileLogged() // frozen, final sync requested, archives pending
@@ -930,8 +929,8 @@ func TestRestartInCheckpointingWithFinalSyncRequested(t *testing.T) {
 	persisted.ResourceVersion = ""
 	rb := h.binding()
 	rb.ResourceVersion = ""
-	objs := []client.Object{dtesting.Ready(builder.MakeCluster("a").Obj(), true), dtesting.Ready(builder.MakeCluster("b").Obj(), true), rb}
-	h.c = fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(append(objs, persisted)...).
+	objs := []client.Object{builder.Ready(builder.MakeCluster("a").Obj(), true), builder.Ready(builder.MakeCluster("b").Obj(), true), rb}
+	h.c = fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(append(objs, persisted)...).
 		WithStatusSubresource(&lmv1alpha1.LiveMigration{}, &workv1alpha2.ResourceBinding{}).Build()
 	h.r = h.newReconciler()
 
@@ -961,7 +960,7 @@ func TestRestartInCheckpointingWithFinalSyncRequested(t *testing.T) {
 }
 
 func TestFinalSyncFailureDuringCheckpointingRollsBack(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.checkpointDone = false
 	h.run(lmv1alpha1.PhaseCheckpointing, time.Millisecond)
 	h.w.fail["finalsync"] = NewStepFailedError("ReplicationFailed", "receiver gone")
@@ -979,7 +978,7 @@ func TestFinalSyncFailureDuringCheckpointingRollsBack(t *testing.T) {
 }
 
 func TestRestoringFailsAtOnceWhenTheWebhookDidNotMutate(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.restored = false
 	h.run(lmv1alpha1.PhaseRestoring, time.Millisecond)
 	h.reconcileLogged()
@@ -1020,14 +1019,14 @@ func TestConcurrencyBudgetCountsMigrationsInPlanning(t *testing.T) {
 		"the first one's target": {secondTarget: "b", wantScope: "cluster b"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			first := dtesting.MakeLiveMigration("ns", "first", "app").Target("b").Obj()
+			first := builder.MakeLiveMigration("ns", "first", "app").Target("b").Obj()
 			first.Status.Phase = lmv1alpha1.PhasePlanning
-			second := dtesting.MakeLiveMigration("ns", "second", "other").Target(tc.secondTarget).Obj()
+			second := builder.MakeLiveMigration("ns", "second", "other").Target(tc.secondTarget).Obj()
 			source := "a"
 			if tc.secondTarget == "b" {
 				source = "c"
 			}
-			objs := append(defaultObjects(), first, dtesting.Ready(builder.MakeCluster("c").Obj(), true),
+			objs := append(defaultObjects(), first, builder.Ready(builder.MakeCluster("c").Obj(), true),
 				builder.MakeBinding("ns", "other").SingleCluster().ScheduledOn(1, source).Obj())
 			h := newHarness(t, second, objs...)
 			h.r.Config.MaxActivePerCluster = 1

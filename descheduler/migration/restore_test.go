@@ -6,7 +6,7 @@ import (
 	"time"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 // A target node that goes NotReady during Restoring fails the migration at
@@ -14,7 +14,7 @@ import (
 // while the target pods are not confirmed gone (a partitioned node's pod
 // may still run).
 func TestRestoringFailsFastOnANotReadyTargetNode(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	h.w.restored = false
 	h.run(lmv1alpha1.PhaseRestoring, time.Millisecond)
 	h.reconcileLogged()

@@ -13,7 +13,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
 
@@ -37,7 +36,7 @@ func TestRollbackThawsOnlyOnceTheTargetWorkIsGone(t *testing.T) {
 				work.Labels = map[string]string{workv1alpha2.ResourceBindingPermanentIDLabel: "perm-1"}
 			}
 			objs := append(defaultObjects()[:3:3], rb, work)
-			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(), objs...)
+			h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(), objs...)
 			h.w.ready = false
 			h.run(lmv1alpha1.PhaseVerifying, time.Millisecond)
 			h.w.fail["ready"] = NewStepFailedError("CrashLoop", "target pod crash-loops")
@@ -78,10 +77,10 @@ func TestRollbackThawsOnlyOnceTheTargetWorkIsGone(t *testing.T) {
 // The Work is read from the API server (APIReader), not from a cache that
 // may not have seen it yet: a Work the cache misses still holds the thaw.
 func TestRollbackReadsTheWorkFromTheAPIServer(t *testing.T) {
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 	work := &workv1alpha1.Work{ObjectMeta: metav1.ObjectMeta{
 		Namespace: names.GenerateExecutionSpaceName("b"), Name: names.GenerateWorkName("Deployment", "app", "ns")}}
-	h.r.APIReader = worksFrom{Reader: h.c, works: fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(work).Build()}
+	h.r.APIReader = worksFrom{Reader: h.c, works: fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(work).Build()}
 	h.w.ready = false
 	h.run(lmv1alpha1.PhaseVerifying, time.Millisecond)
 	h.w.fail["ready"] = NewStepFailedError("CrashLoop", "target pod crash-loops")
@@ -121,7 +120,7 @@ func (r worksFrom) List(ctx context.Context, list client.ObjectList, opts ...cli
 func TestCleanupSucceedsOnlyOnceTheSourceIsGone(t *testing.T) {
 	work := &workv1alpha1.Work{ObjectMeta: metav1.ObjectMeta{
 		Namespace: names.GenerateExecutionSpaceName("a"), Name: names.GenerateWorkName("Deployment", "app", "ns")}}
-	h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(), append(defaultObjects(), work)...)
+	h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj(), append(defaultObjects(), work)...)
 	h.run(lmv1alpha1.PhaseCleanup, time.Millisecond)
 	for i := 0; i < 4; i++ {
 		h.reconcileLogged()

@@ -10,18 +10,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 func TestMigrationsOfBinding(t *testing.T) {
-	active := dtesting.MakeLiveMigration("ns", "active", "app").Obj()
+	active := builder.MakeLiveMigration("ns", "active", "app").Obj()
 	active.Status.Phase = lmv1alpha1.PhaseRebinding
-	done := dtesting.MakeLiveMigration("ns", "done", "app").Obj()
+	done := builder.MakeLiveMigration("ns", "done", "app").Obj()
 	done.Status.Phase = lmv1alpha1.PhaseSucceeded
-	other := dtesting.MakeLiveMigration("ns", "other", "web").Obj()
-	elsewhere := dtesting.MakeLiveMigration("ns2", "elsewhere", "app").Obj()
-	c := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(active, done, other, elsewhere).Build()
+	other := builder.MakeLiveMigration("ns", "other", "web").Obj()
+	elsewhere := builder.MakeLiveMigration("ns2", "elsewhere", "app").Obj()
+	c := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(active, done, other, elsewhere).Build()
 	r := &Reconciler{Client: c}
 	got := r.migrationsOfBinding(context.Background(), builder.MakeBinding("ns", "app").Obj())
 	want := []reconcile.Request{{NamespacedName: client.ObjectKeyFromObject(active)}}

@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 // settleRecorder is a SourceClaimHook that records its calls and answers
@@ -57,7 +57,7 @@ func TestCleanupSettlesTheSourceClaims(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			lm := dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj()
+			lm := builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj()
 			if tc.annotation != nil {
 				lm.Annotations = map[string]string{AnnotationSourceClaimPolicy: *tc.annotation}
 			}
@@ -102,7 +102,7 @@ func TestCleanupSettlesTheSourceClaims(t *testing.T) {
 // TestRollbackLeavesTheSourceClaims: a failed migration never settles the
 // source claims (the source runs on with them).
 func TestRollbackLeavesTheSourceClaims(t *testing.T) {
-	lm := dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj()
+	lm := builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj()
 	lm.Annotations = map[string]string{AnnotationSourceClaimPolicy: "Delete"}
 	h := newHarness(t, lm)
 	s := &settleRecorder{def: SourceClaimRetain}

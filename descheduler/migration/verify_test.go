@@ -6,7 +6,7 @@ import (
 	"time"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 // Verifying reads the restore again once the target is Ready: a target pod
@@ -38,7 +38,7 @@ func TestVerifyingRechecksTheRestore(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, dtesting.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
+			h := newHarness(t, builder.MakeLiveMigration("ns", "mig", "app").Target("b").Obj())
 			h.w.ready = false
 			h.run(lmv1alpha1.PhaseVerifying, time.Millisecond)
 			tc.breakRestore(h.w)

@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/plugins/capacity"
 	"github.com/livemigrate/livemigrate/plugins/config"
 	"github.com/livemigrate/livemigrate/test/builder"
@@ -38,11 +37,11 @@ func (f fixed) ScoreExtensions() framework.ScoreExtensions { return nil }
 
 func TestScoreSumsPluginsAndExplains(t *testing.T) {
 	clusters := []*clusterv1alpha1.Cluster{
-		dtesting.Ready(builder.MakeCluster("a").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("b").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("c").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("d").Obj(), false),
-		dtesting.Ready(builder.MakeCluster("e").Obj(), true),
+		builder.Ready(builder.MakeCluster("a").Obj(), true),
+		builder.Ready(builder.MakeCluster("b").Obj(), true),
+		builder.Ready(builder.MakeCluster("c").Obj(), true),
+		builder.Ready(builder.MakeCluster("d").Obj(), false),
+		builder.Ready(builder.MakeCluster("e").Obj(), true),
 	}
 	plugins := []framework.Plugin{
 		fixed{name: "One", scores: map[string]int64{"a": 100, "b": 40, "c": 50, "e": 90}, reject: map[string]string{"e": "no room"}},
@@ -68,12 +67,12 @@ func TestPickerWithCapacityPlugin(t *testing.T) {
 		t.Fatal(err)
 	}
 	objs := []client.Object{
-		dtesting.Ready(builder.MakeCluster("a").Allocatable("cpu", "8", "memory", "16Gi", "pods", "100").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("roomy").Allocatable("cpu", "64", "memory", "256Gi", "pods", "100").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("tight").Allocatable("cpu", "8", "memory", "16Gi", "pods", "100").Allocated("cpu", "6", "memory", "8Gi").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("full").Allocatable("cpu", "2", "memory", "2Gi", "pods", "100").Allocated("cpu", "2", "memory", "2Gi").Obj(), true),
+		builder.Ready(builder.MakeCluster("a").Allocatable("cpu", "8", "memory", "16Gi", "pods", "100").Obj(), true),
+		builder.Ready(builder.MakeCluster("roomy").Allocatable("cpu", "64", "memory", "256Gi", "pods", "100").Obj(), true),
+		builder.Ready(builder.MakeCluster("tight").Allocatable("cpu", "8", "memory", "16Gi", "pods", "100").Allocated("cpu", "6", "memory", "8Gi").Obj(), true),
+		builder.Ready(builder.MakeCluster("full").Allocatable("cpu", "2", "memory", "2Gi", "pods", "100").Allocated("cpu", "2", "memory", "2Gi").Obj(), true),
 	}
-	c := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(objs...).Build()
+	c := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(objs...).Build()
 	p := &Picker{Client: c, Plugins: []framework.Plugin{cp}}
 	rb := builder.MakeBinding("ns", "app").SingleCluster().Request("cpu", "1", "memory", "1Gi").ScheduledOn(1, "a").Obj()
 	plan, err := p.Plan(context.Background(), rb, "a")

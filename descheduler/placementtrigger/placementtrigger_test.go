@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
@@ -27,7 +26,7 @@ import (
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func migration(name, source, target string, phase lmv1alpha1.LiveMigrationPhase) lmv1alpha1.LiveMigration {
-	lm := dtesting.MakeLiveMigration("ns", name, "app").Clusters(source, target).Obj()
+	lm := builder.MakeLiveMigration("ns", name, "app").Clusters(source, target).Obj()
 	lm.Status.Phase = phase
 	return *lm
 }
@@ -120,13 +119,13 @@ func (w *world) build(t *testing.T, cfg Config) (*Reconciler, client.Client, *ev
 		kv = []string{policy.AnnotationEvictionStrategy, w.strategy}
 	}
 	objs := append([]client.Object{
-		dtesting.Ready(builder.MakeCluster("a").Label("zone", "a").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("b").Label("zone", "b").Obj(), true),
+		builder.Ready(builder.MakeCluster("a").Label("zone", "a").Obj(), true),
+		builder.Ready(builder.MakeCluster("b").Label("zone", "b").Obj(), true),
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app"}},
 		builder.MakePolicy("ns", "pp", kv...),
 		w.binding.Obj(),
 	}, w.extra...)
-	c := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(objs...).WithStatusSubresource(&lmv1alpha1.LiveMigration{}).Build()
+	c := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(objs...).WithStatusSubresource(&lmv1alpha1.LiveMigration{}).Build()
 	rec := events.NewFakeRecorder(100)
 	return &Reconciler{Client: c, Recorder: rec, Clock: clocktesting.NewFakeClock(t0), Policies: &policy.Resolver{Client: c}, Config: cfg}, c, rec
 }
@@ -317,7 +316,7 @@ func TestSchedulerErrorOfAPendingPlacementIsRetried(t *testing.T) {
 }
 
 func failedPlacementMigration(target string) *lmv1alpha1.LiveMigration {
-	lm := dtesting.MakeLiveMigration("ns", "app-placement-x", "app").Clusters("a", target).Obj()
+	lm := builder.MakeLiveMigration("ns", "app-placement-x", "app").Clusters("a", target).Obj()
 	lm.Labels = map[string]string{policy.LabelTrigger: string(policy.TriggerPlacement)}
 	lm.Spec.TargetCluster = target
 	lm.Status.Phase = lmv1alpha1.PhaseFailed
@@ -369,7 +368,7 @@ func TestFailedMigrationIfPossibleFallsBackToKarmada(t *testing.T) {
 
 func TestBudgetIsRespected(t *testing.T) {
 	w := newWorld("LiveMigrate").held("b")
-	other := dtesting.MakeLiveMigration("ns", "other", "db").Clusters("a", "c").Obj()
+	other := builder.MakeLiveMigration("ns", "other", "db").Clusters("a", "c").Obj()
 	other.Status.Phase = lmv1alpha1.PhasePreCopy
 	w.extra = append(w.extra, other)
 	r, c, rec := w.build(t, Config{MaxActivePerCluster: 1})
@@ -403,7 +402,7 @@ func TestNoClusterForTheNewPlacementBlocks(t *testing.T) {
 func TestMovedByHandOutOfAffinityStays(t *testing.T) {
 	w := newWorld("LiveMigrate")
 	w.binding.ClusterLabelIn("zone", "b") // cluster a does not match
-	manual := dtesting.MakeLiveMigration("ns", "by-hand", "app").Clusters("b", "a").Obj()
+	manual := builder.MakeLiveMigration("ns", "by-hand", "app").Clusters("b", "a").Obj()
 	manual.Status.Phase = lmv1alpha1.PhaseSucceeded
 	w.extra = append(w.extra, manual)
 	r, c, _ := w.build(t, Config{})

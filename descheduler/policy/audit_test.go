@@ -11,13 +11,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/metrics"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 func TestAuditor(t *testing.T) {
 	bad := deployment(AnnotationEvictionStrategy, "Sometimes")
-	c := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(bad).Build()
+	c := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(bad).Build()
 	rec := events.NewFakeRecorder(10)
 	a := &Auditor{Client: c, Recorder: rec, GVK: AuditedKinds[0]}
 	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "app"}}

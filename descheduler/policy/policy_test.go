@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
 
@@ -160,7 +159,7 @@ func TestResolverForBinding(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			c := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(tc.objs...).Build()
+			c := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(tc.objs...).Build()
 			rb := ppBinding
 			if tc.rb == "cpp" {
 				rb = cppBinding

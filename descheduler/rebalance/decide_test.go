@@ -14,7 +14,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/placement"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/plugins/capacity"
@@ -41,7 +40,7 @@ func newFed() *fed { return &fed{policies: map[string]map[string]string{}} }
 func (f *fed) cluster(name string, cpu, memGi int) *fed {
 	c := builder.MakeCluster(name).Allocatable("cpu", "100", "memory", "100Gi", "pods", "1000").
 		Allocated("cpu", fmt.Sprint(cpu), "memory", fmt.Sprintf("%dGi", memGi), "pods", "10").Obj()
-	f.objs.Clusters = append(f.objs.Clusters, *dtesting.Ready(c, true))
+	f.objs.Clusters = append(f.objs.Clusters, *builder.Ready(c, true))
 	return f
 }
 
@@ -66,7 +65,7 @@ func (f *fed) optedIn(name, cluster string, cpu, memGi int, annotations ...strin
 // migration adds a finished (ended at end) or, with a zero end, running
 // migration of the StatefulSet name.
 func (f *fed) migration(name, workload, from, to string, trig policy.Trigger, end time.Time) *fed {
-	w := dtesting.MakeLiveMigration("ns", name, workload).Kind("StatefulSet").Target(to).Clusters(from, to)
+	w := builder.MakeLiveMigration("ns", name, workload).Kind("StatefulSet").Target(to).Clusters(from, to)
 	if end.IsZero() {
 		w.Phase(lmv1alpha1.PhasePreCopy, t0.Add(-time.Minute))
 	} else {
@@ -347,7 +346,7 @@ func TestTargetsPassTheFilterPluginsAndTheDowntimeBudget(t *testing.T) {
 
 func TestDowntimeLearnsFromMigrationsIntoTheTarget(t *testing.T) {
 	f := newFed().cluster("a", 90, 10).cluster("b", 10, 10).optedIn("w", "a", 10, 1)
-	w := dtesting.MakeLiveMigration("ns", "past", "x").Clusters("z", "b").
+	w := builder.MakeLiveMigration("ns", "past", "x").Clusters("z", "b").
 		Phase(lmv1alpha1.PhaseCheckpointing, t0.Add(-3*time.Hour)).Phase(lmv1alpha1.PhaseTransfer, t0.Add(-3*time.Hour+3*time.Second)).
 		Phase(lmv1alpha1.PhaseSucceeded, t0.Add(-3*time.Hour+4*time.Second))
 	w.Status.CompletionTime = &metav1.Time{Time: t0.Add(-3 * time.Hour)}

@@ -18,9 +18,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/metrics"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 // clientFor serves the federation's objects and the templates carrying
@@ -43,7 +43,7 @@ func (f *fed) clientFor(t *testing.T) client.Client {
 	for i := range f.objs.Migrations {
 		objs = append(objs, &f.objs.Migrations[i])
 	}
-	return fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(objs...).WithStatusSubresource(&lmv1alpha1.LiveMigration{}).Build()
+	return fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(objs...).WithStatusSubresource(&lmv1alpha1.LiveMigration{}).Build()
 }
 
 func newTestReconciler(t *testing.T, f *fed, dryRun bool) (*Reconciler, client.Client, *events.FakeRecorder) {

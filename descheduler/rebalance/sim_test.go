@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/placement"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/plugins/capacity"
@@ -167,7 +166,7 @@ func (s *sim) objects(round int) *Objects {
 			Allocated: corev1.ResourceList{corev1.ResourceCPU: *resource.NewMilliQuantity(cpu, resource.DecimalSI),
 				corev1.ResourceMemory: *resource.NewQuantity(mem, resource.BinarySI), corev1.ResourcePods: *resource.NewQuantity(pods, resource.DecimalSI)},
 		}
-		objs.Clusters = append(objs.Clusters, *dtesting.Ready(cl, true))
+		objs.Clusters = append(objs.Clusters, *builder.Ready(cl, true))
 	}
 	for _, w := range s.work {
 		rb := builder.MakeBinding("ns", w.name).Resource("apps/v1", "StatefulSet").SingleCluster().Replicas(w.replicas).
@@ -282,7 +281,7 @@ func (s *sim) check(d Decision) {
 // later, one in twenty rolls back.
 func (s *sim) start(d Decision) {
 	w := s.byKey[d.Workload.Key()]
-	lm := dtesting.MakeLiveMigration("ns", fmt.Sprintf("%s-%d", w.name, w.moves), w.name).Kind("StatefulSet").Target(d.Target).
+	lm := builder.MakeLiveMigration("ns", fmt.Sprintf("%s-%d", w.name, w.moves), w.name).Kind("StatefulSet").Target(d.Target).
 		Clusters(d.Source, d.Target).Phase(lmv1alpha1.PhasePreCopy, s.now).Obj()
 	lm.Labels = map[string]string{policy.LabelTrigger: string(policy.TriggerRebalance)}
 	lm.CreationTimestamp = metav1.Time{Time: s.now}

@@ -19,7 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
@@ -46,7 +45,7 @@ func TestPlacementHold(t *testing.T) {
 	}
 	rebound := bind("b")
 	rebound.Spec.GracefulEvictionTasks = []workv1alpha2.GracefulEvictionTask{{FromCluster: "a", Producer: "livemigrate"}}
-	rollingBack := dtesting.MakeLiveMigration("ns", "m", "app").Clusters("a", "b").Obj()
+	rollingBack := builder.MakeLiveMigration("ns", "m", "app").Clusters("a", "b").Obj()
 	rollingBack.Status.Phase = lmv1alpha1.PhaseRollingBack
 	for _, tc := range []struct {
 		name     string
@@ -68,7 +67,7 @@ func TestPlacementHold(t *testing.T) {
 				&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "app"}},
 				builder.MakePolicy("ns", "pp", policy.AnnotationEvictionStrategy, tc.strategy),
 			}, tc.objs...)
-			c := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(objs...).Build()
+			c := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(objs...).Build()
 			h := PlacementHold{Client: c, Policies: &policy.Resolver{Client: c}}
 			req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{Operation: admissionv1.Update, Namespace: "ns", Name: tc.cur.Name,
 				Kind:   metav1.GroupVersionKind{Group: "work.karmada.io", Version: "v1alpha2", Kind: "ResourceBinding"},

@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
 
@@ -37,20 +36,20 @@ func request(t *testing.T, op admissionv1.Operation, obj, old *lmv1alpha1.LiveMi
 }
 
 func objects() []client.Object {
-	active := dtesting.MakeLiveMigration("ns", "running", "busy").Target("b").Obj()
+	active := builder.MakeLiveMigration("ns", "running", "busy").Target("b").Obj()
 	active.Status.Phase = lmv1alpha1.PhasePreCopy
-	done := dtesting.MakeLiveMigration("ns", "old", "app").Target("b").Obj()
+	done := builder.MakeLiveMigration("ns", "old", "app").Target("b").Obj()
 	done.Status.Phase = lmv1alpha1.PhaseSucceeded
 	// Never started, never will: stored with a spec the controller fails.
-	invalid := dtesting.MakeLiveMigration("ns", "stuck", "app").Target("b").Timeout(lmv1alpha1.PhasePreCopy, 0).Obj()
+	invalid := builder.MakeLiveMigration("ns", "stuck", "app").Target("b").Timeout(lmv1alpha1.PhasePreCopy, 0).Obj()
 	// Not started yet, valid: it will run.
-	queued := dtesting.MakeLiveMigration("ns", "queued", "waiting").Target("b").Obj()
+	queued := builder.MakeLiveMigration("ns", "queued", "waiting").Target("b").Obj()
 	sts := builder.MakeBinding("ns", "db").Resource("apps/v1", "StatefulSet").ScheduledOn(1, "a").Obj()
 	sts.Name = "db-statefulset"
 	return []client.Object{
-		dtesting.Ready(builder.MakeCluster("a").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("b").Obj(), true),
-		dtesting.Ready(builder.MakeCluster("down").Obj(), false),
+		builder.Ready(builder.MakeCluster("a").Obj(), true),
+		builder.Ready(builder.MakeCluster("b").Obj(), true),
+		builder.Ready(builder.MakeCluster("down").Obj(), false),
 		builder.MakeBinding("ns", "app").SingleCluster().ScheduledOn(1, "a").Obj(),
 		builder.MakeBinding("ns", "busy").SingleCluster().ScheduledOn(1, "a").Obj(),
 		builder.MakeBinding("ns", "waiting").SingleCluster().ScheduledOn(1, "a").Obj(),
@@ -60,7 +59,7 @@ func objects() []client.Object {
 }
 
 func TestValidateCreate(t *testing.T) {
-	mk := dtesting.MakeLiveMigration
+	mk := builder.MakeLiveMigration
 	cases := map[string]struct {
 		lm   *lmv1alpha1.LiveMigration
 		deny []string // substrings of the denial; empty means allowed
@@ -87,7 +86,7 @@ func TestValidateCreate(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			s := dtesting.Scheme()
+			s := builder.Scheme()
 			v := New(fake.NewClientBuilder().WithScheme(s).WithObjects(objects()...).Build(), s)
 			resp := v.Handle(context.Background(), request(t, admissionv1.Create, tc.lm, nil))
 			if len(tc.deny) == 0 {
@@ -167,7 +166,7 @@ func TestValidateWrittenValues(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			s := dtesting.Scheme()
+			s := builder.Scheme()
 			v := New(fake.NewClientBuilder().WithScheme(s).WithObjects(objects()...).Build(), s)
 			resp := v.Handle(context.Background(), rawRequest(admissionv1.Create, manifest(tc.spec), ""))
 			if len(tc.deny) == 0 {
@@ -210,7 +209,7 @@ func TestValidateWrittenUpdates(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			s := dtesting.Scheme()
+			s := builder.Scheme()
 			v := New(fake.NewClientBuilder().WithScheme(s).Build(), s)
 			resp := v.Handle(context.Background(), rawRequest(admissionv1.Update, tc.new, tc.old))
 			if len(tc.deny) == 0 {
@@ -225,21 +224,21 @@ func TestValidateWrittenUpdates(t *testing.T) {
 }
 
 func TestValidateUpdate(t *testing.T) {
-	base := dtesting.MakeLiveMigration("ns", "m", "app").Target("b").Obj()
+	base := builder.MakeLiveMigration("ns", "m", "app").Target("b").Obj()
 	cases := map[string]struct {
 		old, new *lmv1alpha1.LiveMigration
 		allowed  bool
 		msg      string
 	}{
-		"set abort":         {base, dtesting.MakeLiveMigration("ns", "m", "app").Target("b").Abort().Obj(), true, ""},
+		"set abort":         {base, builder.MakeLiveMigration("ns", "m", "app").Target("b").Abort().Obj(), true, ""},
 		"metadata only":     {base, base.DeepCopy(), true, ""},
-		"unset abort":       {dtesting.MakeLiveMigration("ns", "m", "app").Target("b").Abort().Obj(), base, false, "cannot be unset"},
-		"change target":     {base, dtesting.MakeLiveMigration("ns", "m", "app").Target("c").Obj(), false, "only spec.abort may change"},
-		"change the budget": {base, dtesting.MakeLiveMigration("ns", "m", "app").Target("b").Budget(time.Second).Obj(), false, "only spec.abort may change"},
+		"unset abort":       {builder.MakeLiveMigration("ns", "m", "app").Target("b").Abort().Obj(), base, false, "cannot be unset"},
+		"change target":     {base, builder.MakeLiveMigration("ns", "m", "app").Target("c").Obj(), false, "only spec.abort may change"},
+		"change the budget": {base, builder.MakeLiveMigration("ns", "m", "app").Target("b").Budget(time.Second).Obj(), false, "only spec.abort may change"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			s := dtesting.Scheme()
+			s := builder.Scheme()
 			v := New(fake.NewClientBuilder().WithScheme(s).Build(), s)
 			resp := v.Handle(context.Background(), request(t, admissionv1.Update, tc.new, tc.old))
 			if resp.Allowed != tc.allowed {
@@ -253,7 +252,7 @@ func TestValidateUpdate(t *testing.T) {
 }
 
 func TestUndecodableRequest(t *testing.T) {
-	s := dtesting.Scheme()
+	s := builder.Scheme()
 	v := New(fake.NewClientBuilder().WithScheme(s).Build(), s)
 	resp := v.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 		Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte("{not json")}}})

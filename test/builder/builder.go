@@ -1,7 +1,10 @@
-// Package builder holds fluent builders for the Karmada objects that the
-// livemigrate tests and benchmarks need (Clusters, ResourceBindings,
-// PropagationPolicies, ClusterLatencies), so that tests state only what
-// matters to them instead of long struct literals.
+// Package builder holds the fluent builders of every livemigrate test and
+// benchmark: Karmada's objects (Clusters, ResourceBindings,
+// PropagationPolicies, templates), ours (LiveMigrations, ClusterLatencies,
+// the agent's PodCheckpoints, PodRestores and VolumeReplications) and a
+// scheme with all of their types. A test builds its inputs and the results
+// it expects with the same wrappers (MakeX(...).Field(...).Obj()), so that
+// it states only what matters to it instead of long struct literals.
 //
 // It is for tests and benchmarks only; production code must never import it.
 package builder

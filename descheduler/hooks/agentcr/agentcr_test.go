@@ -19,8 +19,8 @@ import (
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 type clients map[string]client.Client
@@ -33,7 +33,7 @@ func (c clients) Get(_ context.Context, name string) (client.Client, error) {
 }
 
 func member(objs ...client.Object) client.Client {
-	return fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(objs...).
+	return fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(objs...).
 		WithStatusSubresource(&agentv1alpha1.PodCheckpoint{}, &agentv1alpha1.PodRestore{}, &agentv1alpha1.VolumeReplication{}).Build()
 }
 

@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
@@ -429,7 +428,7 @@ func TestRetentionSweeperDeletesExpiredClaims(t *testing.T) {
 		retained("forever", "", ""),
 		retained("garbled", "tomorrow", ""),
 	)
-	karmada := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(
+	karmada := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(
 		builder.MakeCluster("a").Obj(), builder.MakeCluster("gone").Obj()).Build()
 	s := &RetentionSweeper{Clients: clients{"a": a}, Clusters: karmada, Clock: clocktesting.NewFakePassiveClock(now)}
 	n, err := s.Sweep(ctx)

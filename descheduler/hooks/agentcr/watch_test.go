@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache/informertest"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 type configs struct{ calls int }
@@ -22,10 +22,10 @@ func (c *configs) Config(context.Context, string) (*rest.Config, error) {
 }
 
 func TestWatcherEnqueuesTheMigrationOfAChangedAgentResource(t *testing.T) {
-	fakeCache := &informertest.FakeInformers{Scheme: dtesting.Scheme()}
+	fakeCache := &informertest.FakeInformers{Scheme: builder.Scheme()}
 	var opts cache.Options
 	cfgs := &configs{}
-	w := NewWatcher(cfgs, dtesting.Scheme())
+	w := NewWatcher(cfgs, builder.Scheme())
 	w.NewCache = func(_ *rest.Config, o cache.Options) (cache.Cache, error) {
 		opts = o
 		return fakeCache, nil

@@ -12,8 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/livemigrate/livemigrate/agent/report"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 func mkNode(name, arch, runtime string, ready bool) *corev1.Node {
@@ -28,7 +28,7 @@ func mkNode(name, arch, runtime string, ready bool) *corev1.Node {
 }
 
 func TestCompatibility(t *testing.T) {
-	src := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(mkNode("s1", "amd64", "cri-o://1.30.0", true)).Build()
+	src := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(mkNode("s1", "amd64", "cri-o://1.30.0", true)).Build()
 	cases := map[string]struct {
 		target []client.Object
 		want   string
@@ -44,7 +44,7 @@ func TestCompatibility(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			dst := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(tc.target...).Build()
+			dst := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(tc.target...).Build()
 			c := &Compatibility{Clients: clients{"a": src, "b": dst}}
 			err := c.Check(context.Background(), migration.Migration{Source: "a", Target: "b"}, []migration.Pod{{Name: "db-0", Node: "s1"}})
 			if tc.want == "" {
@@ -69,7 +69,7 @@ func mkReport(node, criuVersion, check string) *coordinationv1.Lease {
 // The agents' reports take part: a target whose criu check failed, or
 // whose CRIU is older than the source's, cannot restore.
 func TestCompatibilityCRIU(t *testing.T) {
-	src := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(mkNode("s1", "amd64", "cri-o://1.30.0", true), mkReport("s1", "4.2.1", report.CRIUCheckOK)).Build()
+	src := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(mkNode("s1", "amd64", "cri-o://1.30.0", true), mkReport("s1", "4.2.1", report.CRIUCheckOK)).Build()
 	cases := map[string]struct {
 		target []client.Object
 		want   string
@@ -85,7 +85,7 @@ func TestCompatibilityCRIU(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			dst := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(tc.target...).Build()
+			dst := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(tc.target...).Build()
 			c := &Compatibility{Clients: clients{"a": src, "b": dst}, AgentNamespace: "livemigrate-system"}
 			err := c.Check(context.Background(), migration.Migration{Source: "a", Target: "b"}, []migration.Pod{{Name: "db-0", Node: "s1"}})
 			if tc.want == "" {

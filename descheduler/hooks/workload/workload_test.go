@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
-	dtesting "github.com/livemigrate/livemigrate/descheduler/internal/testing"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 type clients map[string]client.Client
@@ -49,7 +49,7 @@ func TestInspect(t *testing.T) {
 	other.Labels = map[string]string{"app": "web"}
 	pvc := &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "data-db-0"},
 		Spec: corev1.PersistentVolumeClaimSpec{StorageClassName: ptr.To("fast")}}
-	cl := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(
+	cl := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(
 		statefulSet(2, 2), pod("db-1", corev1.PodRunning, ""), pod("db-0", corev1.PodRunning, "data-db-0"),
 		pod("db-2", corev1.PodPending, ""), other, pvc).Build()
 	h := &Hook{Clients: clients{"a": cl}}
@@ -94,21 +94,21 @@ func TestReady(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			cl := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(tc.obj).Build()
+			cl := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(tc.obj).Build()
 			got, err := (&Hook{Clients: clients{"b": cl}}).Ready(context.Background(), "b", "ns", tc.ref)
 			if err != nil || got != tc.want {
 				t.Errorf("Ready = %v, %v; want %v", got, err, tc.want)
 			}
 		})
 	}
-	cl := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).Build()
+	cl := fake.NewClientBuilder().WithScheme(builder.Scheme()).Build()
 	if got, err := (&Hook{Clients: clients{"b": cl}}).Ready(context.Background(), "b", "ns", sts); got || err != nil {
 		t.Errorf("absent workload: Ready = %v, %v; want false, nil", got, err)
 	}
 }
 
 func TestRemove(t *testing.T) {
-	cl := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(statefulSet(1, 1)).Build()
+	cl := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(statefulSet(1, 1)).Build()
 	h := &Hook{Clients: clients{"b": cl}}
 	gone, err := h.Remove(context.Background(), "b", "ns", sts)
 	if err != nil || gone {
@@ -145,7 +145,7 @@ func TestRemoveWaitsForPodsLeftByABackgroundDeletion(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cl := fake.NewClientBuilder().WithScheme(dtesting.Scheme()).WithObjects(tc.objs...).Build()
+			cl := fake.NewClientBuilder().WithScheme(builder.Scheme()).WithObjects(tc.objs...).Build()
 			h := &Hook{Clients: clients{"b": cl}}
 			gone, err := h.Remove(context.Background(), "b", "ns", tc.ref)
 			if err != nil {
