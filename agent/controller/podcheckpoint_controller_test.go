@@ -35,6 +35,7 @@ import (
 	"github.com/livemigrate/livemigrate/agent/freezer"
 	"github.com/livemigrate/livemigrate/agent/kubelet"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 var t0 = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
@@ -174,14 +175,8 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) create(t *testing.T, containers ...string) {
 	t.Helper()
-	pc := &agentv1alpha1.PodCheckpoint{
-		ObjectMeta: metav1.ObjectMeta{Name: "mig-1-web-0", Namespace: "db"},
-		Spec: agentv1alpha1.PodCheckpointSpec{
-			NodeName: "node-a", PodName: "web-0", MigrationUID: "mig-1", Containers: containers,
-			Destination: agentv1alpha1.CheckpointDestination{Repository: e.regHost + "/lm"},
-			Action:      agentv1alpha1.CheckpointActionCheckpoint, TimeoutSeconds: 30,
-		},
-	}
+	pc := builder.MakePodCheckpoint("db", "mig-1-web-0", "node-a", "web-0", "mig-1").
+		Containers(containers...).Repository(e.regHost + "/lm").TimeoutSeconds(30).Obj()
 	if err := e.c.Create(context.Background(), pc); err != nil {
 		t.Fatal(err)
 	}
@@ -662,14 +657,8 @@ func TestSecondCheckpointOfAPodIsRefused(t *testing.T) {
 	e := newEnv(t)
 	e.create(t, "app")
 	ctx := context.Background()
-	second := &agentv1alpha1.PodCheckpoint{
-		ObjectMeta: metav1.ObjectMeta{Name: "mig-2-web-0", Namespace: "db", CreationTimestamp: metav1.NewTime(t0.Add(time.Second))},
-		Spec: agentv1alpha1.PodCheckpointSpec{
-			NodeName: "node-a", PodName: "web-0", PodUID: "pod-uid-1", MigrationUID: "mig-2", Containers: []string{"app"},
-			Destination: agentv1alpha1.CheckpointDestination{Repository: e.regHost + "/lm"},
-			Action:      agentv1alpha1.CheckpointActionCheckpoint,
-		},
-	}
+	second := builder.MakePodCheckpoint("db", "mig-2-web-0", "node-a", "web-0", "mig-2").PodUID("pod-uid-1").
+		Containers("app").Repository(e.regHost + "/lm").Created(t0.Add(time.Second)).Obj()
 	if err := e.c.Create(ctx, second); err != nil {
 		t.Fatal(err)
 	}
@@ -720,13 +709,10 @@ func TestSecondCheckpointOfAPodIsRefused(t *testing.T) {
 func TestOlderOfTwoNewCheckpointsProceeds(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	older := &agentv1alpha1.PodCheckpoint{
-		ObjectMeta: metav1.ObjectMeta{Name: "mig-0-web-0", Namespace: "db", CreationTimestamp: metav1.NewTime(t0.Add(-time.Minute))},
-		Spec: agentv1alpha1.PodCheckpointSpec{NodeName: "node-a", PodName: "web-0", MigrationUID: "mig-0", Containers: []string{"app"},
-			Destination: agentv1alpha1.CheckpointDestination{Repository: e.regHost + "/lm"}, Action: agentv1alpha1.CheckpointActionCheckpoint},
-	}
-	newer := older.DeepCopy()
-	newer.Name, newer.Spec.MigrationUID, newer.CreationTimestamp = "mig-1-web-0", "mig-1", metav1.NewTime(t0)
+	older := builder.MakePodCheckpoint("db", "mig-0-web-0", "node-a", "web-0", "mig-0").
+		Containers("app").Repository(e.regHost + "/lm").Created(t0.Add(-time.Minute)).Obj()
+	newer := builder.MakePodCheckpoint("db", "mig-1-web-0", "node-a", "web-0", "mig-1").
+		Containers("app").Repository(e.regHost + "/lm").Created(t0).Obj()
 	for _, pc := range []*agentv1alpha1.PodCheckpoint{newer, older} {
 		if err := e.c.Create(ctx, pc); err != nil {
 			t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 func restoredPod(name, key string, phase corev1.PodPhase, ready bool) *corev1.Pod {
@@ -142,12 +143,8 @@ func TestPodRestoreFollowsPods(t *testing.T) {
 			s := runtime.NewScheme()
 			_ = clientgoscheme.AddToScheme(s)
 			_ = agentv1alpha1.AddToScheme(s)
-			pr := &agentv1alpha1.PodRestore{
-				ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "db"},
-				Spec: agentv1alpha1.PodRestoreSpec{MigrationUID: "m", Workload: agentv1alpha1.WorkloadReference{Kind: "StatefulSet", Name: "web"},
-					Checkpoints: []agentv1alpha1.RestoreCheckpoint{{Name: "a"}, {Name: "b"}}},
-				Status: agentv1alpha1.PodRestoreStatus{Phase: agentv1alpha1.PodRestoreRestoring, Claims: tc.claims},
-			}
+			pr := builder.MakePodRestore("db", "r", "m", "StatefulSet", "web").Checkpoint("a", nil).Checkpoint("b", nil).
+				Phase(agentv1alpha1.PodRestoreRestoring).Claims(tc.claims...).Obj()
 			c := fake.NewClientBuilder().WithScheme(s).WithObjects(append(tc.pods, pr)...).WithStatusSubresource(pr).Build()
 			r := &PodRestoreReconciler{Client: c, Recorder: events.NewFakeRecorder(10), Clock: clocktesting.NewFakeClock(tc.now), ClaimTTL: 2 * time.Minute}
 			res, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "db", Name: "r"}})
@@ -194,18 +191,13 @@ func TestPodRestoreUngatesOncePushed(t *testing.T) {
 	s := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(s)
 	_ = agentv1alpha1.AddToScheme(s)
-	pr := &agentv1alpha1.PodRestore{
-		ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "db"},
-		Spec: agentv1alpha1.PodRestoreSpec{MigrationUID: "m", Workload: agentv1alpha1.WorkloadReference{Kind: "StatefulSet", Name: "web"},
-			Checkpoints: []agentv1alpha1.RestoreCheckpoint{
-				{Name: "web-0", Containers: []agentv1alpha1.ContainerImage{{Name: "app"}}},
-				{Name: "web-1", Containers: []agentv1alpha1.ContainerImage{{Name: "app", Image: "reg.lab/lm/web-1-app@sha256:11"}}},
-			}},
-		Status: agentv1alpha1.PodRestoreStatus{Phase: agentv1alpha1.PodRestoreRestoring, Claims: []agentv1alpha1.RestoreClaim{
-			{Checkpoint: "web-0", Key: "web-0", Phase: agentv1alpha1.RestoreClaimClaimed, ClaimTime: metav1.NewTime(t0)},
-			{Checkpoint: "web-1", Key: "web-1", Phase: agentv1alpha1.RestoreClaimClaimed, ClaimTime: metav1.NewTime(t0)},
-		}},
-	}
+	pr := builder.MakePodRestore("db", "r", "m", "StatefulSet", "web").
+		Checkpoint("web-0", nil, "app", ""). // not pushed yet
+		Checkpoint("web-1", nil, "app", "reg.lab/lm/web-1-app@sha256:11").
+		Phase(agentv1alpha1.PodRestoreRestoring).Claims(
+		agentv1alpha1.RestoreClaim{Checkpoint: "web-0", Key: "web-0", Phase: agentv1alpha1.RestoreClaimClaimed, ClaimTime: metav1.NewTime(t0)},
+		agentv1alpha1.RestoreClaim{Checkpoint: "web-1", Key: "web-1", Phase: agentv1alpha1.RestoreClaimClaimed, ClaimTime: metav1.NewTime(t0)},
+	).Obj()
 	updates := map[string]int{}
 	c := fake.NewClientBuilder().WithScheme(s).
 		WithObjects(pr, gatedPod("web-0", "web-0"), gatedPod("web-1", "web-1", "example.com/quota")).
