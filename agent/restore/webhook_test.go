@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 var now = time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
@@ -67,42 +68,15 @@ func (b *podBuilder) label(k, v string) *podBuilder {
 }
 func (b *podBuilder) obj() *corev1.Pod { return b.p }
 
-type restoreBuilder struct{ r *agentv1alpha1.PodRestore }
-
-func makeRestore(name, kind, workload string) *restoreBuilder {
-	return &restoreBuilder{&agentv1alpha1.PodRestore{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "db", CreationTimestamp: metav1.NewTime(now)},
-		Spec: agentv1alpha1.PodRestoreSpec{
-			MigrationUID: "mig-1",
-			Workload:     agentv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: kind, Name: workload},
-		},
-	}}
+// makeRestore starts a PodRestore of migration mig-1 in namespace db.
+func makeRestore(name, kind, workload string) *builder.PodRestoreWrapper {
+	return builder.MakePodRestore("db", name, "mig-1", kind, workload).Created(now)
 }
 
-func (b *restoreBuilder) checkpoint(name string, ordinal *int32) *restoreBuilder {
-	b.r.Spec.Checkpoints = append(b.r.Spec.Checkpoints, agentv1alpha1.RestoreCheckpoint{
-		Name: name, Ordinal: ordinal,
-		Containers: []agentv1alpha1.ContainerImage{{Name: "app", Image: "reg.lab/lm/db-" + name + "-app@sha256:" + fmt.Sprintf("%064d", len(b.r.Spec.Checkpoints))}},
-	})
-	return b
+// pushedImage is the image of container app of the i-th checkpoint, name.
+func pushedImage(name string, i int) string {
+	return "reg.lab/lm/db-" + name + "-app@sha256:" + fmt.Sprintf("%064d", i)
 }
-
-// pushing drops the images of every checkpoint, as in a PodRestore written
-// at the freeze, before the push finished.
-func (b *restoreBuilder) pushing() *restoreBuilder {
-	for i := range b.r.Spec.Checkpoints {
-		for j := range b.r.Spec.Checkpoints[i].Containers {
-			b.r.Spec.Checkpoints[i].Containers[j].Image = ""
-		}
-	}
-	return b
-}
-func (b *restoreBuilder) phase(p agentv1alpha1.PodRestorePhase) *restoreBuilder {
-	b.r.Status.Phase = p
-	return b
-}
-func (b *restoreBuilder) node(n string) *restoreBuilder  { b.r.Spec.NodeName = n; return b }
-func (b *restoreBuilder) obj() *agentv1alpha1.PodRestore { return b.r }
 
 func request(t *testing.T, pod *corev1.Pod, uid string) admission.Request {
 	t.Helper()
@@ -167,9 +141,6 @@ func claims(t *testing.T, c client.Client, name string) []agentv1alpha1.RestoreC
 }
 
 func TestWebhook(t *testing.T) {
-	img := func(i int) string {
-		return "reg.lab/lm/db-" + []string{"web-0", "web-1"}[i] + "-app@sha256:" + fmt.Sprintf("%064d", i)
-	}
 	cases := []struct {
 		name       string
 		restores   []client.Object
@@ -180,22 +151,23 @@ func TestWebhook(t *testing.T) {
 	}{
 		{
 			name:       "pod without a workload is untouched",
-			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj()},
+			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj()},
 			pod:        makePod("lonely").obj(),
 			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
 		},
 		{
 			name:       "pod of another workload is untouched",
-			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj()},
+			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj()},
 			pod:        makePod("other-0").owner("StatefulSet", "other").obj(),
 			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
 		},
 		{
 			name: "statefulset pod takes the checkpoint of its ordinal",
 			restores: []client.Object{makeRestore("r", "StatefulSet", "web").
-				checkpoint("web-0", ptr.To[int32](0)).checkpoint("web-1", ptr.To[int32](1)).obj()},
+				Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).
+				Checkpoint("web-1", ptr.To[int32](1), "app", pushedImage("web-1", 1)).Obj()},
 			pod:        makePod("web-1").owner("StatefulSet", "web").obj(),
-			wantImages: []string{img(1), "busybox"},
+			wantImages: []string{pushedImage("web-1", 1), "busybox"},
 			wantAnns: map[string]string{
 				agentv1alpha1.AnnotationRestore: "r", agentv1alpha1.AnnotationRestoreCheckpoint: "web-1", agentv1alpha1.AnnotationRestoreClaim: "web-1",
 			},
@@ -203,9 +175,9 @@ func TestWebhook(t *testing.T) {
 		},
 		{
 			name:       "deployment pod takes the first free checkpoint, keyed by admission UID",
-			restores:   []client.Object{makeRestore("r", "Deployment", "api").checkpoint("web-0", nil).checkpoint("web-1", nil).obj()},
+			restores:   []client.Object{makeRestore("r", "Deployment", "api").Checkpoint("web-0", nil, "app", pushedImage("web-0", 0)).Checkpoint("web-1", nil, "app", pushedImage("web-1", 1)).Obj()},
 			pod:        makePod("").generateName("api-5d9f8-").owner("ReplicaSet", "api-5d9f8").label("pod-template-hash", "5d9f8").obj(),
-			wantImages: []string{img(0), "busybox"},
+			wantImages: []string{pushedImage("web-0", 0), "busybox"},
 			wantAnns: map[string]string{
 				agentv1alpha1.AnnotationRestore: "r", agentv1alpha1.AnnotationRestoreCheckpoint: "web-0", agentv1alpha1.AnnotationRestoreClaim: "uid-1",
 			},
@@ -213,13 +185,13 @@ func TestWebhook(t *testing.T) {
 		},
 		{
 			name:       "finished restore is not applied",
-			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).phase(agentv1alpha1.PodRestoreRestored).obj()},
+			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Phase(agentv1alpha1.PodRestoreRestored).Obj()},
 			pod:        makePod("web-0").owner("StatefulSet", "web").obj(),
 			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
 		},
 		{
 			name:       "ordinal without a checkpoint starts fresh",
-			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj()},
+			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj()},
 			pod:        makePod("web-3").owner("StatefulSet", "web").obj(),
 			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
 		},
@@ -266,14 +238,14 @@ func TestWebhookGatesWhileImagesArePushed(t *testing.T) {
 	}{
 		{
 			name:       "images not recorded: gated, images untouched",
-			restore:    makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).pushing().obj(),
+			restore:    makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", "").Obj(),
 			pod:        makePod("web-0").owner("StatefulSet", "web").obj(),
 			wantGates:  []string{agentv1alpha1.SchedulingGateCheckpointImage},
 			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
 		},
 		{
 			name:    "images not recorded, pod with another gate: both kept",
-			restore: makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).pushing().obj(),
+			restore: makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", "").Obj(),
 			pod: func() *corev1.Pod {
 				p := makePod("web-0").owner("StatefulSet", "web").obj()
 				p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/quota"}}
@@ -284,9 +256,9 @@ func TestWebhookGatesWhileImagesArePushed(t *testing.T) {
 		},
 		{
 			name:       "images recorded: rewritten, not gated",
-			restore:    makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj(),
+			restore:    makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj(),
 			pod:        makePod("web-0").owner("StatefulSet", "web").obj(),
-			wantImages: []string{"reg.lab/lm/db-web-0-app@sha256:" + fmt.Sprintf("%064d", 0), "busybox"},
+			wantImages: []string{pushedImage("web-0", 0), "busybox"},
 		},
 	}
 	for _, tc := range cases {
@@ -312,7 +284,7 @@ func TestWebhookGatesWhileImagesArePushed(t *testing.T) {
 // TestWebhookGatedRetryIsIdempotent checks that a retried admission of a
 // gated pod gets one gate, the same checkpoint and one claim.
 func TestWebhookGatedRetryIsIdempotent(t *testing.T) {
-	w, c := newWebhook(t, makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).pushing().obj())
+	w, c := newWebhook(t, makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", "").Obj())
 	pod := makePod("web-0").owner("StatefulSet", "web").obj()
 	first := apply(t, pod, w.Handle(context.Background(), request(t, pod, "u1")))
 	again := apply(t, first, w.Handle(context.Background(), request(t, first, "u2")))
@@ -325,7 +297,7 @@ func TestWebhookGatedRetryIsIdempotent(t *testing.T) {
 }
 
 func TestWebhookRetryIsIdempotent(t *testing.T) {
-	w, c := newWebhook(t, makeRestore("r", "Deployment", "api").checkpoint("a", nil).checkpoint("b", nil).obj())
+	w, c := newWebhook(t, makeRestore("r", "Deployment", "api").Checkpoint("a", nil, "app", pushedImage("a", 0)).Checkpoint("b", nil, "app", pushedImage("b", 1)).Obj())
 	pod := makePod("").generateName("api-1-").owner("ReplicaSet", "api-1").label("pod-template-hash", "1").obj()
 	first := apply(t, pod, w.Handle(context.Background(), request(t, pod, "same-uid")))
 	again := apply(t, pod, w.Handle(context.Background(), request(t, pod, "same-uid")))
@@ -336,7 +308,7 @@ func TestWebhookRetryIsIdempotent(t *testing.T) {
 		t.Errorf("claims after a retried admission = %d, want 1", n)
 	}
 	// A StatefulSet pod re-created under the same name keeps its checkpoint.
-	w2, c2 := newWebhook(t, makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj())
+	w2, c2 := newWebhook(t, makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj())
 	sts := makePod("web-0").owner("StatefulSet", "web").obj()
 	a := apply(t, sts, w2.Handle(context.Background(), request(t, sts, "u1")))
 	b := apply(t, sts, w2.Handle(context.Background(), request(t, sts, "u2")))
@@ -349,7 +321,7 @@ func TestWebhookRetryIsIdempotent(t *testing.T) {
 }
 
 func TestWebhookPinsToNode(t *testing.T) {
-	w, _ := newWebhook(t, makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).node("node-7").obj())
+	w, _ := newWebhook(t, makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Node("node-7").Obj())
 	pod := makePod("web-0").owner("StatefulSet", "web").obj()
 	got := apply(t, pod, w.Handle(context.Background(), request(t, pod, "u")))
 	want := &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
@@ -390,9 +362,10 @@ func TestWebhookConcurrentClaims(t *testing.T) {
 	const checkpoints, pods = 5, 40
 	b := makeRestore("r", "Deployment", "api")
 	for i := 0; i < checkpoints; i++ {
-		b.checkpoint(fmt.Sprintf("src-%d", i), nil)
+		name := fmt.Sprintf("src-%d", i)
+		b.Checkpoint(name, nil, "app", pushedImage(name, i))
 	}
-	w, c := newWebhook(t, b.obj())
+	w, c := newWebhook(t, b.Obj())
 	restored := map[string][]string{} // checkpoint -> claim keys
 	fresh := admitConcurrently(t, w, pods, func() *corev1.Pod {
 		return makePod("").generateName("api-7-").owner("ReplicaSet", "api-7").label("pod-template-hash", "7").obj()
@@ -420,7 +393,7 @@ func TestWebhookConcurrentClaims(t *testing.T) {
 }
 
 func TestWebhookIgnoresOtherOperations(t *testing.T) {
-	w, c := newWebhook(t, makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj())
+	w, c := newWebhook(t, makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj())
 	pod := makePod("web-0").owner("StatefulSet", "web").obj()
 	req := request(t, pod, "u")
 	req.Operation = admissionv1.Update
@@ -445,7 +418,7 @@ func TestWebhookIgnoresOtherOperations(t *testing.T) {
 // The concurrency test above is only meaningful if the fake client refuses a
 // status update from a stale read, as the apiserver does.
 func TestFakeClientRefusesStaleStatusUpdate(t *testing.T) {
-	_, c := newWebhook(t, makeRestore("r", "Deployment", "api").checkpoint("a", nil).obj())
+	_, c := newWebhook(t, makeRestore("r", "Deployment", "api").Checkpoint("a", nil, "app", pushedImage("a", 0)).Obj())
 	ctx := context.Background()
 	var one, two agentv1alpha1.PodRestore
 	_ = c.Get(ctx, client.ObjectKey{Namespace: "db", Name: "r"}, &one)
@@ -537,7 +510,7 @@ func (s *staleCache) List(_ context.Context, list client.ObjectList, opts ...cli
 // for pods of workloads without a restore, nor for a first claim the cache
 // is current for.
 func TestWebhookReadsFromCache(t *testing.T) {
-	w, c := newWebhook(t, makeRestore("r", "StatefulSet", "web").checkpoint("web-0", ptr.To[int32](0)).obj())
+	w, c := newWebhook(t, makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj())
 	api := &countingReader{Reader: c}
 	w.Cache, w.Reader = c, api
 	for i := 0; i < 20; i++ {
@@ -564,9 +537,10 @@ func TestWebhookStaleCacheClaimsOnce(t *testing.T) {
 	const checkpoints, pods = 3, 12
 	b := makeRestore("r", "Deployment", "api")
 	for i := 0; i < checkpoints; i++ {
-		b.checkpoint(fmt.Sprintf("src-%d", i), nil)
+		name := fmt.Sprintf("src-%d", i)
+		b.Checkpoint(name, nil, "app", pushedImage(name, i))
 	}
-	w, c := newWebhook(t, b.obj())
+	w, c := newWebhook(t, b.Obj())
 	// The cache is taken before any claim and never updated.
 	w.Cache = snapshot(t, c)
 	newPod := func() *corev1.Pod {
