@@ -29,6 +29,7 @@ import (
 	"github.com/livemigrate/livemigrate/agent/replication/provision"
 	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 const (
@@ -123,15 +124,9 @@ func secret(b *certs.Bundle) *corev1.Secret {
 }
 
 func vrObj(name string, role agentv1alpha1.ReplicationRole, node, peer string) *agentv1alpha1.VolumeReplication {
-	return &agentv1alpha1.VolumeReplication{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Generation: 1},
-		Spec: agentv1alpha1.VolumeReplicationSpec{
-			MigrationUID: uid, Role: role, NodeName: node, ClaimName: "data-pg-0",
-			PeerAddress: peer, TLSSecretRef: corev1.LocalObjectReference{Name: "replication-tls"},
-			PreCopy: agentv1alpha1.ReplicationPreCopy{MaxRounds: 3, ConvergenceThreshold: resource.NewQuantity(1<<20, resource.BinarySI)},
-			Stage:   agentv1alpha1.ReplicationStagePreCopy,
-		},
-	}
+	return builder.MakeVolumeReplication(ns, name, uid, role, node, "data-pg-0").Generation(1).
+		Peer(peer).TLSSecret("replication-tls").PreCopy(3, resource.NewQuantity(1<<20, resource.BinarySI)).
+		Stage(agentv1alpha1.ReplicationStagePreCopy).Obj()
 }
 
 // setup builds a source cluster and a target cluster (fake API servers, real

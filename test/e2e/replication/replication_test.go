@@ -37,6 +37,7 @@ import (
 	"github.com/livemigrate/livemigrate/agent/replication/provision"
 	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/builder"
 	"github.com/livemigrate/livemigrate/test/lab"
 )
 
@@ -275,14 +276,8 @@ func TestPreCopyThroughRelayThenFinalWhileFrozen(t *testing.T) {
 	}
 
 	vr := func(role agentv1alpha1.ReplicationRole, node, peer string) *agentv1alpha1.VolumeReplication {
-		return &agentv1alpha1.VolumeReplication{
-			ObjectMeta: metav1.ObjectMeta{Name: claim, Namespace: ns},
-			Spec: agentv1alpha1.VolumeReplicationSpec{
-				MigrationUID: uid, Role: role, NodeName: node, ClaimName: claim, PeerAddress: peer,
-				TLSSecretRef: corev1.LocalObjectReference{Name: "replication-" + uid},
-				PreCopy:      agentv1alpha1.ReplicationPreCopy{MaxRounds: 4},
-			},
-		}
+		return builder.MakeVolumeReplication(ns, claim, uid, role, node, claim).Peer(peer).
+			TLSSecret("replication-"+uid).PreCopy(4, nil).Obj()
 	}
 	create(ctx, t, c2, vr(agentv1alpha1.ReplicationRoleTarget, node2, ""))
 	target := waitPhase(ctx, t, c2, agentv1alpha1.VolumeReplicationListening)
