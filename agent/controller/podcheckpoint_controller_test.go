@@ -176,7 +176,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) create(t *testing.T, containers ...string) {
 	t.Helper()
 	pc := builder.MakePodCheckpoint("db", "mig-1-web-0", "node-a", "web-0", "mig-1").
-		Containers(containers...).Repository(e.regHost + "/lm").TimeoutSeconds(30).Obj()
+		Containers(containers...).Repository(e.regHost + "/lm").Action(agentv1alpha1.CheckpointActionCheckpoint).TimeoutSeconds(30).Obj()
 	if err := e.c.Create(context.Background(), pc); err != nil {
 		t.Fatal(err)
 	}
@@ -658,7 +658,7 @@ func TestSecondCheckpointOfAPodIsRefused(t *testing.T) {
 	e.create(t, "app")
 	ctx := context.Background()
 	second := builder.MakePodCheckpoint("db", "mig-2-web-0", "node-a", "web-0", "mig-2").PodUID("pod-uid-1").
-		Containers("app").Repository(e.regHost + "/lm").Created(t0.Add(time.Second)).Obj()
+		Containers("app").Repository(e.regHost + "/lm").Action(agentv1alpha1.CheckpointActionCheckpoint).Created(t0.Add(time.Second)).Obj()
 	if err := e.c.Create(ctx, second); err != nil {
 		t.Fatal(err)
 	}
@@ -710,9 +710,9 @@ func TestOlderOfTwoNewCheckpointsProceeds(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	older := builder.MakePodCheckpoint("db", "mig-0-web-0", "node-a", "web-0", "mig-0").
-		Containers("app").Repository(e.regHost + "/lm").Created(t0.Add(-time.Minute)).Obj()
+		Containers("app").Repository(e.regHost + "/lm").Action(agentv1alpha1.CheckpointActionCheckpoint).Created(t0.Add(-time.Minute)).Obj()
 	newer := builder.MakePodCheckpoint("db", "mig-1-web-0", "node-a", "web-0", "mig-1").
-		Containers("app").Repository(e.regHost + "/lm").Created(t0).Obj()
+		Containers("app").Repository(e.regHost + "/lm").Action(agentv1alpha1.CheckpointActionCheckpoint).Created(t0).Obj()
 	for _, pc := range []*agentv1alpha1.PodCheckpoint{newer, older} {
 		if err := e.c.Create(ctx, pc); err != nil {
 			t.Fatal(err)

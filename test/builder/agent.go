@@ -14,13 +14,14 @@ import (
 type PodCheckpointWrapper struct{ agentv1alpha1.PodCheckpoint }
 
 // MakePodCheckpoint starts a PodCheckpoint namespace/name of pod podName on
-// node, for migration migrationUID, asking for a checkpoint.
+// node, for migration migrationUID. Fields the API server defaults (action,
+// timeoutSeconds) are left empty, so that a test of the defaults can build
+// its object here too.
 func MakePodCheckpoint(namespace, name, node, podName, migrationUID string) *PodCheckpointWrapper {
 	return &PodCheckpointWrapper{agentv1alpha1.PodCheckpoint{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
 		Spec: agentv1alpha1.PodCheckpointSpec{
 			NodeName: node, PodName: podName, MigrationUID: migrationUID,
-			Action: agentv1alpha1.CheckpointActionCheckpoint,
 		},
 	}}
 }
