@@ -22,6 +22,7 @@ import (
 	"github.com/livemigrate/livemigrate/agent/checkpointimage"
 	"github.com/livemigrate/livemigrate/agent/freezer"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/builder"
 	"github.com/livemigrate/livemigrate/test/e2e/migration/scenario"
 	"github.com/livemigrate/livemigrate/test/lab"
 	"github.com/livemigrate/livemigrate/test/labapp/labstate"
@@ -156,13 +157,8 @@ func agreeWhileFrozen(ctx context.Context, t *testing.T, p *scenario.Pod) uint64
 }
 
 func podCheckpoint(ns, name string, pod *corev1.Pod, migration, repo string) *agentv1alpha1.PodCheckpoint {
-	return &agentv1alpha1.PodCheckpoint{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Spec: agentv1alpha1.PodCheckpointSpec{
-			NodeName: pod.Spec.NodeName, PodName: pod.Name, PodUID: string(pod.UID), MigrationUID: migration,
-			Destination: agentv1alpha1.CheckpointDestination{Repository: repo, Insecure: true},
-		},
-	}
+	return builder.MakePodCheckpoint(ns, name, pod.Spec.NodeName, pod.Name, migration).PodUID(string(pod.UID)).
+		Repository(repo).Insecure().Obj()
 }
 
 func waitCheckpoint(ctx context.Context, t *testing.T, me *scenario.Cluster, key client.ObjectKey, phases ...agentv1alpha1.PodCheckpointPhase) *agentv1alpha1.PodCheckpoint {
@@ -315,15 +311,8 @@ func TestMigrateBetweenClusters(t *testing.T) {
 	}
 
 	// Restore in member2.
-	pr := &agentv1alpha1.PodRestore{
-		ObjectMeta: metav1.ObjectMeta{Name: migration, Namespace: ns},
-		Spec: agentv1alpha1.PodRestoreSpec{
-			MigrationUID: migration,
-			Workload:     agentv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "web"},
-			Checkpoints: []agentv1alpha1.RestoreCheckpoint{{Name: "web-0", Ordinal: ptr.To[int32](0),
-				Containers: []agentv1alpha1.ContainerImage{{Name: "app", Image: cs.Image}}}},
-		},
-	}
+	pr := builder.MakePodRestore(ns, migration, migration, "StatefulSet", "web").
+		Checkpoint("web-0", ptr.To[int32](0), "app", cs.Image).Obj()
 	if err := dst.CR.Create(ctx, pr); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/builder"
 	"github.com/livemigrate/livemigrate/test/e2e/migration/scenario"
 	"github.com/livemigrate/livemigrate/test/labapp/labstate"
 )
@@ -75,15 +76,8 @@ func TestMigrateDeployment(t *testing.T) {
 	if inFlight != 0 {
 		frozen = inFlight
 	}
-	pr := &agentv1alpha1.PodRestore{
-		ObjectMeta: metav1.ObjectMeta{Name: migration, Namespace: ns},
-		Spec: agentv1alpha1.PodRestoreSpec{
-			MigrationUID: migration,
-			Workload:     agentv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "api"},
-			Checkpoints: []agentv1alpha1.RestoreCheckpoint{{Name: srcName,
-				Containers: []agentv1alpha1.ContainerImage{{Name: "app", Image: pc.Status.Containers[0].Image}}}},
-		},
-	}
+	pr := builder.MakePodRestore(ns, migration, migration, "Deployment", "api").
+		Checkpoint(srcName, nil, "app", pc.Status.Containers[0].Image).Obj()
 	if err := dst.CR.Create(ctx, pr); err != nil {
 		t.Fatal(err)
 	}

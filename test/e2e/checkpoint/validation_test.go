@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 // TestCRDValidation: the apiserver enforces the CRDs' CEL rules.
@@ -21,11 +22,7 @@ func TestCRDValidation(t *testing.T) {
 	me := e.member(0)
 	const ns = "e2e-validation"
 	createNamespace(ctx, t, me, ns)
-	pc := &agentv1alpha1.PodCheckpoint{
-		ObjectMeta: metav1.ObjectMeta{Name: "v", Namespace: ns},
-		Spec: agentv1alpha1.PodCheckpointSpec{NodeName: "no-such-node", PodName: "p", MigrationUID: "m",
-			Destination: agentv1alpha1.CheckpointDestination{Repository: "r.example/x"}},
-	}
+	pc := builder.MakePodCheckpoint(ns, "v", "no-such-node", "p", "m").Repository("r.example/x").Obj()
 	if err := me.CR.Create(ctx, pc); err != nil {
 		t.Fatal(err)
 	}
