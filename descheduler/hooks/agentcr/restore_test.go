@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
+	"github.com/livemigrate/livemigrate/test/builder"
 )
 
 // Status names the target nodes the restore depends on that are not Ready:
@@ -31,10 +32,8 @@ func TestRestoreStatusReportsUnreadyNodes(t *testing.T) {
 	}
 	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db"},
 		Spec: appsv1.StatefulSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}}
-	pr := &agentv1alpha1.PodRestore{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "db-01234567"},
-		Spec: agentv1alpha1.PodRestoreSpec{MigrationUID: "0123456789abcdef", NodeName: "pinned",
-			Workload:    agentv1alpha1.WorkloadReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db"},
-			Checkpoints: []agentv1alpha1.RestoreCheckpoint{{Name: "db-0", Containers: []agentv1alpha1.ContainerImage{{Name: "db"}}}}}}
+	pr := builder.MakePodRestore("ns", "db-01234567", "0123456789abcdef", "StatefulSet", "db").Node("pinned").
+		Checkpoint("db-0", nil, "db", "").Obj()
 	cases := []struct {
 		name string
 		objs []client.Object
