@@ -10,7 +10,9 @@
 //   - every relative Markdown link, and every code span that is a path in the
 //     repository (it starts with a top-level directory of the tree), names a
 //     file or directory that exists (a path may be shortened to the tail of
-//     a longer one, as `internal/fswalk`).
+//     a longer one, as `internal/fswalk`);
+//   - every metric named in a code span (`livemigrate_...`) is a collector
+//     of the code, and a table row of a metric names the labels it has.
 //
 // Check returns the problems found, each with the file and line; it never
 // writes. The package's test runs it on the repository, so `make test` fails
@@ -71,6 +73,9 @@ type Config struct {
 	// Layout lists the files (relative to Root) that must name every cmd/*
 	// directory as `cmd/<name>`.
 	Layout []string
+	// MetricDirs are the directories (relative to Root) whose Go code
+	// declares the metrics the docs name; none: metrics are not checked.
+	MetricDirs []string
 }
 
 // DefaultDocs returns the docs a newcomer reads: README.md, CONTRIBUTING.md
@@ -189,6 +194,12 @@ func Check(c Config) ([]Problem, error) {
 	if err != nil {
 		return nil, err
 	}
+	var metrics map[string][]string
+	if len(c.MetricDirs) > 0 {
+		if metrics, err = LoadMetrics(c.Root, c.MetricDirs...); err != nil {
+			return nil, err
+		}
+	}
 	var out []Problem
 	for _, doc := range c.Docs {
 		b, err := os.ReadFile(filepath.Join(c.Root, doc))
@@ -199,6 +210,9 @@ func Check(c Config) ([]Problem, error) {
 		out = append(out, PhaseLists(doc, text, c.Enums)...)
 		out = append(out, checkMakeTargets(doc, text, targets)...)
 		out = append(out, checkPaths(c.Root, doc, text, topLevel, tree)...)
+		if metrics != nil {
+			out = append(out, checkMetrics(doc, text, metrics)...)
+		}
 	}
 	for _, doc := range c.Layout {
 		b, err := os.ReadFile(filepath.Join(c.Root, doc))

@@ -57,7 +57,8 @@ func repoConfig(t *testing.T, root string) Config {
 		docs = append(docs, strings.TrimPrefix(filepath.ToSlash(m), filepath.ToSlash(root)+"/"))
 	}
 	docs = append(docs, "agent/README.md", "benchmarks/README.md")
-	return Config{Root: root, Docs: docs, Enums: enums, Layout: []string{"README.md", "docs/architecture.md"}}
+	return Config{Root: root, Docs: docs, Enums: enums, Layout: []string{"README.md", "docs/architecture.md"},
+		MetricDirs: []string{"agent", "descheduler", "plugins"}}
 }
 
 func sorted(s []string) []string {
@@ -132,6 +133,18 @@ func TestRepoCheckFindsPlantedMistakes(t *testing.T) {
 		old:     "`docs/triggers.md`",
 		new:     "`docs/trigger.md`",
 		wantMsg: "docs/trigger.md does not exist",
+	}, {
+		name:    "a metric the code does not have",
+		file:    "docs/livemigration.md",
+		old:     "`livemigrate_migration_downtime_seconds`",
+		new:     "`livemigrate_migration_downtime_second`",
+		wantMsg: "metric livemigrate_migration_downtime_second: no collector of the code has this name",
+	}, {
+		name:    "a metric's label renamed",
+		file:    "docs/replication.md",
+		old:     "`livemigrate_replication_verified_entries_total` | `stage`",
+		new:     "`livemigrate_replication_verified_entries_total` | `phase`",
+		wantMsg: "metric livemigrate_replication_verified_entries_total: the table names labels [how phase], the code has [how stage]",
 	}, {
 		name:    "a phase list of another enum out of order",
 		file:    "agent/README.md",
