@@ -42,31 +42,11 @@ func scheme(t *testing.T) *runtime.Scheme {
 	return s
 }
 
-type podBuilder struct{ p *corev1.Pod }
-
-func makePod(name string) *podBuilder {
-	return &podBuilder{&corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "db"},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{
-			{Name: "app", Image: "livemigrate.io/labapp:latest"},
-			{Name: "sidecar", Image: "busybox"},
-		}},
-	}}
+// makePod starts a pod in namespace db with an app container and a
+// sidecar.
+func makePod(name string) *builder.PodWrapper {
+	return builder.MakePod("db", name).Container("app", "livemigrate.io/labapp:latest").Container("sidecar", "busybox")
 }
-
-func (b *podBuilder) generateName(g string) *podBuilder { b.p.Name, b.p.GenerateName = "", g; return b }
-func (b *podBuilder) owner(kind, name string) *podBuilder {
-	b.p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: kind, Name: name, UID: "o", Controller: ptr.To(true)}}
-	return b
-}
-func (b *podBuilder) label(k, v string) *podBuilder {
-	if b.p.Labels == nil {
-		b.p.Labels = map[string]string{}
-	}
-	b.p.Labels[k] = v
-	return b
-}
-func (b *podBuilder) obj() *corev1.Pod { return b.p }
 
 // makeRestore starts a PodRestore of migration mig-1 in namespace db.
 func makeRestore(name, kind, workload string) *builder.PodRestoreWrapper {
@@ -152,13 +132,13 @@ func TestWebhook(t *testing.T) {
 		{
 			name:       "pod without a workload is untouched",
 			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj()},
-			pod:        makePod("lonely").obj(),
+			pod:        makePod("lonely").Obj(),
 			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
 		},
 		{
 			name:       "pod of another workload is untouched",
 			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj()},
-			pod:        makePod("other-0").owner("StatefulSet", "other").obj(),
+			pod:        makePod("other-0").ControlledBy("StatefulSet", "other").Obj(),
 			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
 		},
 		{
@@ -166,7 +146,7 @@ func TestWebhook(t *testing.T) {
 			restores: []client.Object{makeRestore("r", "StatefulSet", "web").
 				Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).
 				Checkpoint("web-1", ptr.To[int32](1), "app", pushedImage("web-1", 1)).Obj()},
-			pod:        makePod("web-1").owner("StatefulSet", "web").obj(),
+			pod:        makePod("web-1").ControlledBy("StatefulSet", "web").Obj(),
 			wantImages: []string{pushedImage("web-1", 1), "busybox"},
 			wantAnns: map[string]string{
 				agentv1alpha1.AnnotationRestore: "r", agentv1alpha1.AnnotationRestoreCheckpoint: "web-1", agentv1alpha1.AnnotationRestoreClaim: "web-1",
@@ -176,7 +156,7 @@ func TestWebhook(t *testing.T) {
 		{
 			name:       "deployment pod takes the first free checkpoint, keyed by admission UID",
 			restores:   []client.Object{makeRestore("r", "Deployment", "api").Checkpoint("web-0", nil, "app", pushedImage("web-0", 0)).Checkpoint("web-1", nil, "app", pushedImage("web-1", 1)).Obj()},
-			pod:        makePod("").generateName("api-5d9f8-").owner("ReplicaSet", "api-5d9f8").label("pod-template-hash", "5d9f8").obj(),
+			pod:        makePod("").GenerateName("api-5d9f8-").ControlledBy("ReplicaSet", "api-5d9f8").Label("pod-template-hash", "5d9f8").Obj(),
 			wantImages: []string{pushedImage("web-0", 0), "busybox"},
 			wantAnns: map[string]string{
 				agentv1alpha1.AnnotationRestore: "r", agentv1alpha1.AnnotationRestoreCheckpoint: "web-0", agentv1alpha1.AnnotationRestoreClaim: "uid-1",
@@ -186,13 +166,13 @@ func TestWebhook(t *testing.T) {
 		{
 			name:       "finished restore is not applied",
 			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Phase(agentv1alpha1.PodRestoreRestored).Obj()},
-			pod:        makePod("web-0").owner("StatefulSet", "web").obj(),
+			pod:        makePod("web-0").ControlledBy("StatefulSet", "web").Obj(),
 			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
 		},
 		{
 			name:       "ordinal without a checkpoint starts fresh",
 			restores:   []client.Object{makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj()},
-			pod:        makePod("web-3").owner("StatefulSet", "web").obj(),
+			pod:        makePod("web-3").ControlledBy("StatefulSet", "web").Obj(),
 			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
 		},
 	}
@@ -239,7 +219,7 @@ func TestWebhookGatesWhileImagesArePushed(t *testing.T) {
 		{
 			name:       "images not recorded: gated, images untouched",
 			restore:    makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", "").Obj(),
-			pod:        makePod("web-0").owner("StatefulSet", "web").obj(),
+			pod:        makePod("web-0").ControlledBy("StatefulSet", "web").Obj(),
 			wantGates:  []string{agentv1alpha1.SchedulingGateCheckpointImage},
 			wantImages: []string{"livemigrate.io/labapp:latest", "busybox"},
 		},
@@ -247,7 +227,7 @@ func TestWebhookGatesWhileImagesArePushed(t *testing.T) {
 			name:    "images not recorded, pod with another gate: both kept",
 			restore: makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", "").Obj(),
 			pod: func() *corev1.Pod {
-				p := makePod("web-0").owner("StatefulSet", "web").obj()
+				p := makePod("web-0").ControlledBy("StatefulSet", "web").Obj()
 				p.Spec.SchedulingGates = []corev1.PodSchedulingGate{{Name: "example.com/quota"}}
 				return p
 			}(),
@@ -257,7 +237,7 @@ func TestWebhookGatesWhileImagesArePushed(t *testing.T) {
 		{
 			name:       "images recorded: rewritten, not gated",
 			restore:    makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj(),
-			pod:        makePod("web-0").owner("StatefulSet", "web").obj(),
+			pod:        makePod("web-0").ControlledBy("StatefulSet", "web").Obj(),
 			wantImages: []string{pushedImage("web-0", 0), "busybox"},
 		},
 	}
@@ -285,7 +265,7 @@ func TestWebhookGatesWhileImagesArePushed(t *testing.T) {
 // gated pod gets one gate, the same checkpoint and one claim.
 func TestWebhookGatedRetryIsIdempotent(t *testing.T) {
 	w, c := newWebhook(t, makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", "").Obj())
-	pod := makePod("web-0").owner("StatefulSet", "web").obj()
+	pod := makePod("web-0").ControlledBy("StatefulSet", "web").Obj()
 	first := apply(t, pod, w.Handle(context.Background(), request(t, pod, "u1")))
 	again := apply(t, first, w.Handle(context.Background(), request(t, first, "u2")))
 	if diff := cmp.Diff([]string{agentv1alpha1.SchedulingGateCheckpointImage}, gates(again)); diff != "" {
@@ -298,7 +278,7 @@ func TestWebhookGatedRetryIsIdempotent(t *testing.T) {
 
 func TestWebhookRetryIsIdempotent(t *testing.T) {
 	w, c := newWebhook(t, makeRestore("r", "Deployment", "api").Checkpoint("a", nil, "app", pushedImage("a", 0)).Checkpoint("b", nil, "app", pushedImage("b", 1)).Obj())
-	pod := makePod("").generateName("api-1-").owner("ReplicaSet", "api-1").label("pod-template-hash", "1").obj()
+	pod := makePod("").GenerateName("api-1-").ControlledBy("ReplicaSet", "api-1").Label("pod-template-hash", "1").Obj()
 	first := apply(t, pod, w.Handle(context.Background(), request(t, pod, "same-uid")))
 	again := apply(t, pod, w.Handle(context.Background(), request(t, pod, "same-uid")))
 	if diff := cmp.Diff(images(first), images(again)); diff != "" {
@@ -309,7 +289,7 @@ func TestWebhookRetryIsIdempotent(t *testing.T) {
 	}
 	// A StatefulSet pod re-created under the same name keeps its checkpoint.
 	w2, c2 := newWebhook(t, makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj())
-	sts := makePod("web-0").owner("StatefulSet", "web").obj()
+	sts := makePod("web-0").ControlledBy("StatefulSet", "web").Obj()
 	a := apply(t, sts, w2.Handle(context.Background(), request(t, sts, "u1")))
 	b := apply(t, sts, w2.Handle(context.Background(), request(t, sts, "u2")))
 	if a.Spec.Containers[0].Image != b.Spec.Containers[0].Image || a.Spec.Containers[0].Image == "livemigrate.io/labapp:latest" {
@@ -322,7 +302,7 @@ func TestWebhookRetryIsIdempotent(t *testing.T) {
 
 func TestWebhookPinsToNode(t *testing.T) {
 	w, _ := newWebhook(t, makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Node("node-7").Obj())
-	pod := makePod("web-0").owner("StatefulSet", "web").obj()
+	pod := makePod("web-0").ControlledBy("StatefulSet", "web").Obj()
 	got := apply(t, pod, w.Handle(context.Background(), request(t, pod, "u")))
 	want := &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
 		NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{"node-7"}}}}},
@@ -368,7 +348,7 @@ func TestWebhookConcurrentClaims(t *testing.T) {
 	w, c := newWebhook(t, b.Obj())
 	restored := map[string][]string{} // checkpoint -> claim keys
 	fresh := admitConcurrently(t, w, pods, func() *corev1.Pod {
-		return makePod("").generateName("api-7-").owner("ReplicaSet", "api-7").label("pod-template-hash", "7").obj()
+		return makePod("").GenerateName("api-7-").ControlledBy("ReplicaSet", "api-7").Label("pod-template-hash", "7").Obj()
 	}, restored)
 	if len(restored) != checkpoints {
 		t.Errorf("%d checkpoints consumed, want %d", len(restored), checkpoints)
@@ -394,7 +374,7 @@ func TestWebhookConcurrentClaims(t *testing.T) {
 
 func TestWebhookIgnoresOtherOperations(t *testing.T) {
 	w, c := newWebhook(t, makeRestore("r", "StatefulSet", "web").Checkpoint("web-0", ptr.To[int32](0), "app", pushedImage("web-0", 0)).Obj())
-	pod := makePod("web-0").owner("StatefulSet", "web").obj()
+	pod := makePod("web-0").ControlledBy("StatefulSet", "web").Obj()
 	req := request(t, pod, "u")
 	req.Operation = admissionv1.Update
 	if resp := w.Handle(context.Background(), req); !resp.Allowed || len(resp.Patches) != 0 {
@@ -514,12 +494,12 @@ func TestWebhookReadsFromCache(t *testing.T) {
 	api := &countingReader{Reader: c}
 	w.Cache, w.Reader = c, api
 	for i := 0; i < 20; i++ {
-		other := makePod(fmt.Sprintf("other-%d", i)).owner("StatefulSet", "other").obj()
+		other := makePod(fmt.Sprintf("other-%d", i)).ControlledBy("StatefulSet", "other").Obj()
 		if resp := w.Handle(context.Background(), request(t, other, fmt.Sprintf("o%d", i))); !resp.Allowed || len(resp.Patches) != 0 {
 			t.Fatalf("pod of another workload changed: %+v", resp)
 		}
 	}
-	pod := makePod("web-0").owner("StatefulSet", "web").obj()
+	pod := makePod("web-0").ControlledBy("StatefulSet", "web").Obj()
 	got := apply(t, pod, w.Handle(context.Background(), request(t, pod, "u")))
 	if got.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint] != "web-0" {
 		t.Fatalf("pod not restored: annotations %v", got.Annotations)
@@ -544,7 +524,7 @@ func TestWebhookStaleCacheClaimsOnce(t *testing.T) {
 	// The cache is taken before any claim and never updated.
 	w.Cache = snapshot(t, c)
 	newPod := func() *corev1.Pod {
-		return makePod("").generateName("api-7-").owner("ReplicaSet", "api-7").label("pod-template-hash", "7").obj()
+		return makePod("").GenerateName("api-7-").ControlledBy("ReplicaSet", "api-7").Label("pod-template-hash", "7").Obj()
 	}
 	// One pod first, then the same admission retried: same checkpoint,
 	// although the cache does not show the claim.
