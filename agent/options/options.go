@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/component-base/featuregate"
+
+	"github.com/livemigrate/livemigrate/internal/features"
 )
 
 // Mode selects what the binary runs.
@@ -25,6 +28,9 @@ const (
 
 // Options of the livemigrate-agent.
 type Options struct {
+	// FeatureGates are the agent's feature gates (--feature-gates).
+	FeatureGates featuregate.MutableFeatureGate
+
 	Mode       string
 	NodeName   string
 	Kubeconfig string
@@ -76,6 +82,7 @@ type Options struct {
 // New returns the defaults.
 func New() *Options {
 	return &Options{
+		FeatureGates:           features.New(),
 		Mode:                   string(ModeNode),
 		NodeName:               os.Getenv("NODE_NAME"),
 		KubeletDefaultPort:     10250,
@@ -99,6 +106,7 @@ func New() *Options {
 
 // AddFlags registers the flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	o.FeatureGates.AddFlag(fs)
 	fs.StringVar(&o.Mode, "mode", o.Mode, "What to run: 'node' (DaemonSet: freeze, checkpoint and push the PodCheckpoints of --node-name), 'restore' (Deployment: the restore admission webhook and PodRestore status), or 'all' (both, for labs).")
 	fs.StringVar(&o.NodeName, "node-name", o.NodeName, "Name of the node this agent serves; only PodCheckpoints with this spec.nodeName are acted on. Defaults to $NODE_NAME. Required in node and all modes.")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the member cluster; in-cluster configuration when empty.")

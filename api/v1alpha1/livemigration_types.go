@@ -99,6 +99,24 @@ type PreCopySettings struct {
 	MaxRounds *int32 `json:"maxRounds,omitempty"`
 }
 
+// MemoryTransfer is how the checkpointed memory reaches the target.
+type MemoryTransfer string
+
+const (
+	// MemoryTransferStopAndCopy dumps the whole memory while the source is
+	// frozen and restores it on the target: the downtime grows with the
+	// memory, and the source holds a complete copy until the target runs.
+	MemoryTransferStopAndCopy MemoryTransfer = "StopAndCopy"
+	// MemoryTransferPostCopy dumps everything but the memory pages while
+	// the source is frozen; the target restores at once and its pages
+	// follow from the frozen source, on demand and in the background. The
+	// downtime no longer grows with the memory, but until the last page
+	// arrived the memory lives in two places, and losing the source node
+	// or the link then loses it (the volumes are safe). Opt-in, behind
+	// the PostCopyMigration feature gate.
+	MemoryTransferPostCopy MemoryTransfer = "PostCopy"
+)
+
 // PhaseTimeouts bounds the time spent in each phase. A phase without a value
 // uses the controller's default for it. Each value is a duration greater
 // than zero and at most 24h in Go's notation (30m, 90s, 1h30m).
@@ -185,6 +203,16 @@ type LiveMigrationSpec struct {
 	// Timeouts bounds each phase.
 	// +optional
 	Timeouts *PhaseTimeouts `json:"timeouts,omitempty"`
+
+	// MemoryTransfer is how the memory reaches the target: StopAndCopy
+	// (the default) or PostCopy (needs the PostCopyMigration feature gate
+	// of the descheduler and the agents; see docs/livemigration.md for
+	// what it risks).
+	// +kubebuilder:default=StopAndCopy
+	// +kubebuilder:validation:XValidation:rule="self in ['StopAndCopy', 'PostCopy']",message="must be StopAndCopy or PostCopy (omit it for StopAndCopy)"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="spec.memoryTransfer is immutable; create a new LiveMigration instead"
+	// +optional
+	MemoryTransfer MemoryTransfer `json:"memoryTransfer,omitempty"`
 
 	// Abort requests a rollback. Ignored once the migration reached Cleanup
 	// (the target already runs). Cannot be unset.

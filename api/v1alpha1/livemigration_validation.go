@@ -23,6 +23,7 @@ const (
 	MsgConvergenceThreshold = "must be a quantity of bytes greater than zero, such as 64Mi (omit it for the controller's default)"
 	MsgMaxRounds            = "must be between 1 and 100 (omit it for the controller's default)"
 	MsgTargetCluster        = "must be the name of a member cluster (at most 253 characters; see kubectl get clusters)"
+	MsgMemoryTransfer       = "must be StopAndCopy or PostCopy (omit it for StopAndCopy)"
 )
 
 // Upper bounds of the spec's durations: a phase that needs more than a day,
@@ -38,8 +39,9 @@ var SupportedWorkloadKinds = map[string]bool{"Deployment": true, "StatefulSet": 
 // Validate checks a decoded spec as the CRD's CEL rules check it at
 // creation: the workload is an apps/v1 Deployment or StatefulSet, every
 // duration and quantity is greater than zero, a timeout at most MaxTimeout,
-// the downtime budget at most MaxDowntimeBudget and maxRounds is 1 to 100. A
-// spec stored before those rules existed, or written past them, fails here.
+// the downtime budget at most MaxDowntimeBudget, maxRounds is 1 to 100 and
+// memoryTransfer is StopAndCopy or PostCopy. A spec stored before those
+// rules existed, or written past them, fails here.
 func (s *LiveMigrationSpec) Validate(fldPath *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	ref, refPath := s.WorkloadRef, fldPath.Child("workloadRef")
@@ -81,6 +83,11 @@ func (s *LiveMigrationSpec) Validate(fldPath *field.Path) field.ErrorList {
 			errs = append(errs, field.Invalid(p.Child("maxRounds"), *n, MsgMaxRounds))
 		}
 	}
+	switch s.MemoryTransfer {
+	case "", MemoryTransferStopAndCopy, MemoryTransferPostCopy:
+	default:
+		errs = append(errs, field.Invalid(fldPath.Child("memoryTransfer"), s.MemoryTransfer, MsgMemoryTransfer))
+	}
 	if t := s.Timeouts; t != nil {
 		p := fldPath.Child("timeouts")
 		for _, f := range []struct {
@@ -97,4 +104,10 @@ func (s *LiveMigrationSpec) Validate(fldPath *field.Path) field.ErrorList {
 		}
 	}
 	return errs
+}
+
+// PostCopy reports whether the spec asks for the post-copy memory transfer;
+// an empty memoryTransfer is StopAndCopy.
+func (s *LiveMigrationSpec) PostCopy() bool {
+	return s.MemoryTransfer == MemoryTransferPostCopy
 }

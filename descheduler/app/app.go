@@ -41,6 +41,7 @@ import (
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 	"github.com/livemigrate/livemigrate/descheduler/rebalance"
 	"github.com/livemigrate/livemigrate/descheduler/webhook"
+	"github.com/livemigrate/livemigrate/internal/features"
 	"github.com/livemigrate/livemigrate/plugins/capacity"
 	pluginconfig "github.com/livemigrate/livemigrate/plugins/config"
 	"github.com/livemigrate/livemigrate/plugins/latency"
@@ -187,6 +188,7 @@ func Run(ctx context.Context, o *options.Options) error {
 			DowntimeHistory:       o.DowntimeHistory,
 			MaxActive:             o.MaxActive,
 			MaxActivePerCluster:   o.MaxActivePerCluster,
+			PostCopy:              o.FeatureGates.Enabled(features.PostCopyMigration),
 		},
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
@@ -244,7 +246,7 @@ func Run(ctx context.Context, o *options.Options) error {
 	}
 	if o.EnableWebhook {
 		mgr.GetWebhookServer().Register(webhook.PlacementPath, &ctrlwebhook.Admission{Handler: webhook.PlacementHold{Client: mgr.GetClient(), Policies: policies}})
-		mgr.GetWebhookServer().Register(webhook.Path, &ctrlwebhook.Admission{Handler: webhook.New(mgr.GetAPIReader(), scheme)})
+		mgr.GetWebhookServer().Register(webhook.Path, &ctrlwebhook.Admission{Handler: webhook.New(mgr.GetAPIReader(), scheme, o.FeatureGates)})
 		mgr.GetWebhookServer().Register(webhook.PolicyPath, &ctrlwebhook.Admission{Handler: webhook.PolicyAnnotations{}})
 		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 			return err

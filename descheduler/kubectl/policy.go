@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
 	"github.com/livemigrate/livemigrate/descheduler/policy"
 )
@@ -83,6 +84,11 @@ func PrintPolicy(out io.Writer, workload string, p *policy.Policy) {
 			v = fmt.Sprint(p.Rebalance)
 		case policy.AnnotationDrainPriority:
 			v = fmt.Sprint(p.DrainPriority)
+		case policy.AnnotationMemoryTransfer:
+			v = string(lmv1alpha1.MemoryTransferStopAndCopy)
+			if p.MemoryTransfer != "" {
+				v = string(p.MemoryTransfer)
+			}
 		}
 		fmt.Fprintf(out, "%-36s %-24s %s\n", k, v, p.From[k])
 	}

@@ -419,7 +419,7 @@ func (r *Reconciler) start(ctx context.Context, c *clusterv1alpha1.Cluster, tain
 	rb, ref := cand.Binding, cand.Binding.Spec.Resource
 	lm := trigger.NewLiveMigration(rb, cand.Target, policy.TriggerMaintenance, "drain", map[string]string{policy.LabelDrainCluster: c.Name},
 		fmt.Sprintf("cluster %s is drained for maintenance (taint %s); eviction strategy %s, drain priority %d",
-			c.Name, TaintString(taint), cand.Policy.Strategy, cand.Policy.DrainPriority), cand.Policy.DowntimeBudget)
+			c.Name, TaintString(taint), cand.Policy.Strategy, cand.Policy.DrainPriority), cand.Policy)
 	if err := r.Client.Create(ctx, lm); err != nil {
 		return nil, fmt.Errorf("creating the LiveMigration of %s %s/%s: %w", ref.Kind, rb.Namespace, ref.Name, err)
 	}

@@ -6,12 +6,25 @@ import (
 	"time"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	"github.com/livemigrate/livemigrate/internal/features"
 )
 
 // ReasonInvalidSpec is the failure reason, the Admitted condition's reason
 // and the event reason of a migration whose spec the controller cannot act
 // on.
 const ReasonInvalidSpec = lmv1alpha1.ReasonInvalidSpec
+
+// MsgPostCopyGate is what is wrong with spec.memoryTransfer PostCopy while
+// the PostCopyMigration feature gate is off: the webhook's denial and the
+// controller's InvalidSpec failure.
+var MsgPostCopyGate = "PostCopy needs the feature gate " + string(features.PostCopyMigration) +
+	", which is off: start the descheduler and the agents with " + features.FlagHint(features.PostCopyMigration) +
+	", or use StopAndCopy"
+
+// MsgPostCopyNotRun is what is wrong with spec.memoryTransfer PostCopy when
+// the gate is on: this controller has no post-copy phase, and it never runs
+// a PostCopy migration as a stop-and-copy one.
+const MsgPostCopyNotRun = "this version of the migration controller does not run post-copy migrations: use StopAndCopy"
 
 // StepFailedError is a failure that retrying does not fix: the migration rolls back.
 type StepFailedError struct {

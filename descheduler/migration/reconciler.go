@@ -54,6 +54,10 @@ type Config struct {
 	// MaxActivePerCluster bounds them per member cluster (as source or
 	// target); 0 is unlimited.
 	MaxActivePerCluster int
+	// PostCopy is the descheduler's PostCopyMigration feature gate: off,
+	// a migration with spec.memoryTransfer PostCopy fails (InvalidSpec)
+	// before it acts.
+	PostCopy bool
 }
 
 // Reconciler drives one LiveMigration through the state machine. Every step
@@ -188,7 +192,15 @@ func (r *Reconciler) invalidSpec(lm *lmv1alpha1.LiveMigration) field.ErrorList {
 	if !notStarted(lm.Status.Phase) {
 		return nil
 	}
-	return lm.Spec.Validate(field.NewPath("spec"))
+	errs := lm.Spec.Validate(field.NewPath("spec"))
+	switch {
+	case !lm.Spec.PostCopy():
+	case !r.Config.PostCopy:
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "memoryTransfer"), MsgPostCopyGate))
+	default:
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "memoryTransfer"), MsgPostCopyNotRun))
+	}
+	return errs
 }
 
 // rejectSpec ends a migration that has not started and that the controller

@@ -106,8 +106,9 @@ func TestInvalidSpecFailsAtOnce(t *testing.T) {
 	}
 	zero := resource.MustParse("0")
 	cases := map[string]struct {
-		lm   *lmv1alpha1.LiveMigration
-		want string
+		lm       *lmv1alpha1.LiveMigration
+		postCopy bool // the PostCopyMigration gate
+		want     string
 	}{
 		"zero timeout": {lm: mk().Timeout(lmv1alpha1.PhaseCheckpointing, 0).Obj(),
 			want: `spec.timeouts.checkpointing: Invalid value: "0s": ` + lmv1alpha1.MsgTimeout},
@@ -129,10 +130,17 @@ func TestInvalidSpecFailsAtOnce(t *testing.T) {
 		}(), want: `spec.preCopy.maxRounds: Invalid value: 0: ` + lmv1alpha1.MsgMaxRounds},
 		"unsupported kind": {lm: mk().Kind("DaemonSet").Obj(),
 			want: `spec.workloadRef.kind: Invalid value: "DaemonSet": ` + lmv1alpha1.MsgWorkloadKind},
+		"unknown memory transfer": {lm: mk().MemoryTransfer("PreCopy").Obj(),
+			want: `spec.memoryTransfer: Invalid value: "PreCopy": ` + lmv1alpha1.MsgMemoryTransfer},
+		"post-copy with the gate off": {lm: mk().MemoryTransfer(lmv1alpha1.MemoryTransferPostCopy).Obj(),
+			want: "spec.memoryTransfer: Forbidden: " + MsgPostCopyGate},
+		"post-copy with the gate on": {lm: mk().MemoryTransfer(lmv1alpha1.MemoryTransferPostCopy).Obj(), postCopy: true,
+			want: "spec.memoryTransfer: Forbidden: " + MsgPostCopyNotRun},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			h := newHarness(t, tc.lm)
+			h.r.Config.PostCopy = tc.postCopy
 			res, err := h.reconcile()
 			if err != nil || res.RequeueAfter != 0 {
 				t.Fatalf("reconcile = %+v, %v; want done", res, err)

@@ -11,12 +11,18 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/component-base/featuregate"
+
+	"github.com/livemigrate/livemigrate/internal/features"
 )
 
 // Options are the livemigrate-descheduler's flags.
 type Options struct {
 	// Kubeconfig of the Karmada control plane; in-cluster when empty.
 	Kubeconfig string
+
+	// FeatureGates are the descheduler's feature gates (--feature-gates).
+	FeatureGates featuregate.MutableFeatureGate
 
 	MetricsBindAddress     string
 	HealthProbeBindAddress string
@@ -124,6 +130,7 @@ const (
 // New returns the default options.
 func New() *Options {
 	return &Options{
+		FeatureGates:              features.New(),
 		MetricsBindAddress:        ":8080",
 		HealthProbeBindAddress:    ":8081",
 		LeaderElectionID:          "livemigrate-descheduler",
@@ -164,6 +171,7 @@ func New() *Options {
 // AddFlags registers the flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", o.Kubeconfig, "Kubeconfig of the Karmada control plane (in-cluster config when empty).")
+	o.FeatureGates.AddFlag(fs)
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", o.MetricsBindAddress, "Address the Prometheus metrics are served on; 0 disables.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", o.HealthProbeBindAddress, "Address of /healthz and /readyz.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", o.LeaderElect, "Elect a leader so that only one replica acts.")

@@ -413,9 +413,7 @@ func (r *Reconciler) start(ctx context.Context, rb *workv1alpha2.ResourceBinding
 			TargetCluster: target,
 		},
 	}
-	if d := pol.DowntimeBudget; d != nil {
-		lm.Spec.DowntimeBudget = &metav1.Duration{Duration: *d}
-	}
+	pol.ApplyTo(&lm.Spec)
 	if err := r.Client.Create(ctx, lm); err != nil {
 		return nil, fmt.Errorf("creating the LiveMigration of %s %s/%s: %w", ref.Kind, rb.Namespace, ref.Name, err)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
 
 // Prefix is the prefix of every policy annotation. The admission webhook is
@@ -29,10 +31,16 @@ const (
 	// AnnotationDrainPriority orders a drain: higher drains first (int32,
 	// default 0).
 	AnnotationDrainPriority = Prefix + "drain-priority"
+	// AnnotationMemoryTransfer is the spec.memoryTransfer of the
+	// LiveMigrations every trigger creates for the workload: StopAndCopy
+	// (the default) or PostCopy.
+	AnnotationMemoryTransfer = Prefix + "memory-transfer"
 )
 
 // Keys lists the policy annotations, in documentation order.
-var Keys = []string{AnnotationEvictionStrategy, AnnotationDowntimeBudget, AnnotationRebalance, AnnotationDrainPriority}
+var Keys = []string{AnnotationEvictionStrategy, AnnotationDowntimeBudget, AnnotationRebalance, AnnotationDrainPriority, AnnotationMemoryTransfer}
+
+var memoryTransfers = []string{string(lmv1alpha1.MemoryTransferStopAndCopy), string(lmv1alpha1.MemoryTransferPostCopy)}
 
 // Strategy is the value of livemigrate.io/eviction-strategy.
 type Strategy string
@@ -145,6 +153,10 @@ func validateOne(key, value string) *field.Error {
 		if _, err := parsePriority(value); err != nil {
 			return field.Invalid(p, value, err.Error())
 		}
+	case AnnotationMemoryTransfer:
+		if _, err := parseMemoryTransfer(value); err != nil {
+			return field.NotSupported(p, value, memoryTransfers)
+		}
 	default:
 		return field.NotSupported(field.NewPath("metadata", "annotations"), key, Keys)
 	}
@@ -176,6 +188,14 @@ func parseBool(v string) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("use true or false")
+}
+
+func parseMemoryTransfer(v string) (lmv1alpha1.MemoryTransfer, error) {
+	switch m := lmv1alpha1.MemoryTransfer(v); m {
+	case lmv1alpha1.MemoryTransferStopAndCopy, lmv1alpha1.MemoryTransferPostCopy:
+		return m, nil
+	}
+	return "", fmt.Errorf("use one of %s", strings.Join(memoryTransfers, ", "))
 }
 
 func parsePriority(v string) (int32, error) {

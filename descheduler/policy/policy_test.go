@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
 
@@ -27,17 +28,19 @@ func TestValidate(t *testing.T) {
 		annotations map[string]string
 		want        []string // substrings, one per error, in key order
 	}{
-		"none":            {},
-		"other prefixes":  {annotations: map[string]string{"latency.livemigrate.io/near": "x", "app": "y"}},
-		"all valid":       {annotations: map[string]string{AnnotationEvictionStrategy: "LiveMigrateIfPossible", AnnotationDowntimeBudget: "1500ms", AnnotationRebalance: "false", AnnotationDrainPriority: "-3"}},
-		"strategy":        {annotations: map[string]string{AnnotationEvictionStrategy: "live"}, want: []string{`metadata.annotations[livemigrate.io/eviction-strategy]: Unsupported value: "live": supported values: "LiveMigrate", "LiveMigrateIfPossible", "None"`}},
-		"budget syntax":   {annotations: map[string]string{AnnotationDowntimeBudget: "2"}, want: []string{`metadata.annotations[livemigrate.io/downtime-budget]: Invalid value: "2": must be a positive duration, e.g. 2s or 500ms`}},
-		"budget zero":     {annotations: map[string]string{AnnotationDowntimeBudget: "0s"}, want: []string{`downtime-budget]: Invalid value: "0s": must be a positive duration`}},
-		"rebalance":       {annotations: map[string]string{AnnotationRebalance: "yes"}, want: []string{`rebalance]: Unsupported value: "yes": supported values: "true", "false"`}},
-		"priority":        {annotations: map[string]string{AnnotationDrainPriority: "high"}, want: []string{`drain-priority]: Invalid value: "high": must be an integer from -2147483648 to 2147483647`}},
-		"priority range":  {annotations: map[string]string{AnnotationDrainPriority: "2147483648"}, want: []string{`Invalid value: "2147483648"`}},
-		"unknown key":     {annotations: map[string]string{"livemigrate.io/downtime-budgt": "2s"}, want: []string{`metadata.annotations: Unsupported value: "livemigrate.io/downtime-budgt": supported values: "livemigrate.io/eviction-strategy", "livemigrate.io/downtime-budget"`}},
-		"several, sorted": {annotations: map[string]string{AnnotationRebalance: "1", AnnotationEvictionStrategy: "Always"}, want: []string{"eviction-strategy", "rebalance"}},
+		"none":                  {},
+		"other prefixes":        {annotations: map[string]string{"latency.livemigrate.io/near": "x", "app": "y"}},
+		"all valid":             {annotations: map[string]string{AnnotationEvictionStrategy: "LiveMigrateIfPossible", AnnotationDowntimeBudget: "1500ms", AnnotationRebalance: "false", AnnotationDrainPriority: "-3"}},
+		"strategy":              {annotations: map[string]string{AnnotationEvictionStrategy: "live"}, want: []string{`metadata.annotations[livemigrate.io/eviction-strategy]: Unsupported value: "live": supported values: "LiveMigrate", "LiveMigrateIfPossible", "None"`}},
+		"budget syntax":         {annotations: map[string]string{AnnotationDowntimeBudget: "2"}, want: []string{`metadata.annotations[livemigrate.io/downtime-budget]: Invalid value: "2": must be a positive duration, e.g. 2s or 500ms`}},
+		"budget zero":           {annotations: map[string]string{AnnotationDowntimeBudget: "0s"}, want: []string{`downtime-budget]: Invalid value: "0s": must be a positive duration`}},
+		"rebalance":             {annotations: map[string]string{AnnotationRebalance: "yes"}, want: []string{`rebalance]: Unsupported value: "yes": supported values: "true", "false"`}},
+		"priority":              {annotations: map[string]string{AnnotationDrainPriority: "high"}, want: []string{`drain-priority]: Invalid value: "high": must be an integer from -2147483648 to 2147483647`}},
+		"priority range":        {annotations: map[string]string{AnnotationDrainPriority: "2147483648"}, want: []string{`Invalid value: "2147483648"`}},
+		"unknown key":           {annotations: map[string]string{"livemigrate.io/downtime-budgt": "2s"}, want: []string{`metadata.annotations: Unsupported value: "livemigrate.io/downtime-budgt": supported values: "livemigrate.io/eviction-strategy", "livemigrate.io/downtime-budget"`}},
+		"memory transfer":       {annotations: map[string]string{AnnotationMemoryTransfer: "PostCopy"}},
+		"memory transfer value": {annotations: map[string]string{AnnotationMemoryTransfer: "postcopy"}, want: []string{`metadata.annotations[livemigrate.io/memory-transfer]: Unsupported value: "postcopy": supported values: "StopAndCopy", "PostCopy"`}},
+		"several, sorted":       {annotations: map[string]string{AnnotationRebalance: "1", AnnotationEvictionStrategy: "Always"}, want: []string{"eviction-strategy", "rebalance"}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -56,8 +59,15 @@ func TestValidate(t *testing.T) {
 
 func dur(d time.Duration) *time.Duration { return &d }
 
-func from(strategy, budget, rebalance, priority Source) map[string]Source {
-	return map[string]Source{AnnotationEvictionStrategy: strategy, AnnotationDowntimeBudget: budget, AnnotationRebalance: rebalance, AnnotationDrainPriority: priority}
+// from is the sources of the values; memory-transfer is the default
+// unless a fifth source is given.
+func from(strategy, budget, rebalance, priority Source, memory ...Source) map[string]Source {
+	m := map[string]Source{AnnotationEvictionStrategy: strategy, AnnotationDowntimeBudget: budget, AnnotationRebalance: rebalance, AnnotationDrainPriority: priority,
+		AnnotationMemoryTransfer: def}
+	if len(memory) > 0 {
+		m[AnnotationMemoryTransfer] = memory[0]
+	}
+	return m
 }
 
 func TestResolve(t *testing.T) {
@@ -94,6 +104,17 @@ func TestResolve(t *testing.T) {
 			layers: []Layer{{Source: tmpl, Annotations: map[string]string{AnnotationEvictionStrategy: "None"}},
 				{Source: cpp, Annotations: map[string]string{AnnotationEvictionStrategy: "LiveMigrate"}}},
 			want: &Policy{Strategy: StrategyNone, Rebalance: true, From: from(tmpl, def, def, def)},
+		},
+		"memory transfer from the propagation policy, overridden by the template": {
+			layers: []Layer{{Source: tmpl, Annotations: map[string]string{AnnotationEvictionStrategy: "LiveMigrate", AnnotationMemoryTransfer: "StopAndCopy"}},
+				{Source: pp, Annotations: map[string]string{AnnotationMemoryTransfer: "PostCopy"}}},
+			want:    &Policy{Strategy: StrategyLiveMigrate, Rebalance: true, MemoryTransfer: lmv1alpha1.MemoryTransferStopAndCopy, From: from(tmpl, def, def, def, tmpl)},
+			optedIn: true,
+		},
+		"memory transfer from the cluster policy": {
+			layers:  []Layer{{Source: tmpl, Annotations: map[string]string{AnnotationEvictionStrategy: "LiveMigrate"}}, {Source: cpp, Annotations: map[string]string{AnnotationMemoryTransfer: "PostCopy"}}},
+			want:    &Policy{Strategy: StrategyLiveMigrate, Rebalance: true, MemoryTransfer: lmv1alpha1.MemoryTransferPostCopy, From: from(tmpl, def, def, def, cpp)},
+			optedIn: true,
 		},
 		"malformed value is not opted in": {
 			layers: []Layer{{Source: tmpl, Annotations: map[string]string{AnnotationEvictionStrategy: "LiveMigrate", AnnotationDowntimeBudget: "soon"}}},

@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 )
 
 // Level is where a policy value can be set, by precedence.
@@ -52,6 +56,8 @@ type Policy struct {
 	DowntimeBudget *time.Duration `json:"downtimeBudget,omitempty"`
 	Rebalance      bool           `json:"rebalance"`
 	DrainPriority  int32          `json:"drainPriority"`
+	// MemoryTransfer is empty when no layer sets it (StopAndCopy).
+	MemoryTransfer lmv1alpha1.MemoryTransfer `json:"memoryTransfer,omitempty"`
 	// From says, per annotation, where the effective value came from.
 	From map[string]Source `json:"from"`
 	// Invalid lists malformed values in any layer. A policy with one is not
@@ -120,8 +126,23 @@ func Resolve(layers ...Layer) *Policy {
 				p.Rebalance, _ = parseBool(v)
 			case AnnotationDrainPriority:
 				p.DrainPriority, _ = parsePriority(v)
+			case AnnotationMemoryTransfer:
+				p.MemoryTransfer, _ = parseMemoryTransfer(v)
 			}
 		}
 	}
 	return p
+}
+
+// ApplyTo sets what the policy says of a LiveMigration's spec: the
+// downtime budget and the memory transfer. What no layer sets is left
+// empty (the controller's defaults apply).
+func (p *Policy) ApplyTo(spec *lmv1alpha1.LiveMigrationSpec) {
+	if p == nil {
+		return
+	}
+	if p.DowntimeBudget != nil {
+		spec.DowntimeBudget = &metav1.Duration{Duration: *p.DowntimeBudget}
+	}
+	spec.MemoryTransfer = p.MemoryTransfer
 }

@@ -120,11 +120,7 @@ func (r *Reconciler) act(ctx context.Context, d *Decision) error {
 		r.event(tmpl, corev1.EventTypeNormal, "RebalancePlanned", "--rebalance-mode=DryRun, not moved: would live-migrate to "+d.Target+": "+d.Annotation())
 		return nil
 	}
-	var budget *time.Duration
-	if w.Policy != nil {
-		budget = w.Policy.DowntimeBudget
-	}
-	lm := trigger.NewLiveMigration(w.Binding, d.Target, policy.TriggerRebalance, "rebalance", nil, strutil.Truncate(d.Annotation(), 1024), budget)
+	lm := trigger.NewLiveMigration(w.Binding, d.Target, policy.TriggerRebalance, "rebalance", nil, strutil.Truncate(d.Annotation(), 1024), w.Policy)
 	if err := r.Client.Create(ctx, lm); err != nil {
 		return fmt.Errorf("creating the LiveMigration of %s %s/%s: %w", w.Kind, w.Namespace, w.Name, err)
 	}

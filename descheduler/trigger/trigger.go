@@ -6,7 +6,6 @@ package trigger
 
 import (
 	"strings"
-	"time"
 
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 	corev1 "k8s.io/api/core/v1"
@@ -19,10 +18,11 @@ import (
 // NewLiveMigration returns the LiveMigration a trigger creates to move the
 // workload rb propagates to target: named after the workload and the
 // trigger (generateName <name>-<suffix>-), labelled with the trigger and
-// labels, annotated with the reason, with the policy's downtime budget (nil
+// labels, annotated with the reason, with the workload policy's downtime
+// budget and memory transfer (a nil policy, or a value it does not set,
 // leaves the controller's default).
 func NewLiveMigration(rb *workv1alpha2.ResourceBinding, target string, t policy.Trigger, suffix string,
-	labels map[string]string, reason string, budget *time.Duration) *lmv1alpha1.LiveMigration {
+	labels map[string]string, reason string, pol *policy.Policy) *lmv1alpha1.LiveMigration {
 	ref := rb.Spec.Resource
 	l := map[string]string{policy.LabelTrigger: string(t)}
 	for k, v := range labels {
@@ -40,9 +40,7 @@ func NewLiveMigration(rb *workv1alpha2.ResourceBinding, target string, t policy.
 			TargetCluster: target,
 		},
 	}
-	if budget != nil {
-		lm.Spec.DowntimeBudget = &metav1.Duration{Duration: *budget}
-	}
+	pol.ApplyTo(&lm.Spec)
 	return lm
 }
 

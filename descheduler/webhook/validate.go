@@ -19,12 +19,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/component-base/featuregate"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/descheduler/migration"
+	"github.com/livemigrate/livemigrate/internal/features"
 )
 
 // Path is where the webhook is served.
@@ -37,11 +39,27 @@ var SupportedKinds = lmv1alpha1.SupportedWorkloadKinds
 type Validator struct {
 	Client  client.Reader
 	Decoder admission.Decoder
+	// Features are the descheduler's feature gates: a spec that needs a
+	// feature that is off is denied at creation.
+	Features featuregate.FeatureGate
 }
 
-// New returns a Validator decoding with the scheme.
-func New(c client.Reader, scheme *runtime.Scheme) *Validator {
-	return &Validator{Client: c, Decoder: admission.NewDecoder(scheme)}
+// New returns a Validator decoding with the scheme, with the descheduler's
+// feature gates (nil: every feature at its default).
+func New(c client.Reader, scheme *runtime.Scheme, gates featuregate.FeatureGate) *Validator {
+	if gates == nil {
+		gates = features.New()
+	}
+	return &Validator{Client: c, Decoder: admission.NewDecoder(scheme), Features: gates}
+}
+
+// gated returns an error for each field of the spec whose value needs a
+// feature that is off.
+func gated(spec *lmv1alpha1.LiveMigrationSpec, gates featuregate.FeatureGate) field.ErrorList {
+	if spec.PostCopy() && !gates.Enabled(features.PostCopyMigration) {
+		return field.ErrorList{field.Forbidden(field.NewPath("spec", "memoryTransfer"), migration.MsgPostCopyGate)}
+	}
+	return nil
 }
 
 var _ admission.Handler = &Validator{}
@@ -56,6 +74,9 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 	logger := klog.FromContext(ctx).WithValues("liveMigration", klog.KRef(req.Namespace, req.Name), "operation", req.Operation)
 	switch req.Operation {
 	case admissionv1.Create:
+		if len(errs) == 0 {
+			errs = gated(&lm.Spec, v.Features)
+		}
 		if len(errs) == 0 {
 			errs, err = v.validateCreate(ctx, lm)
 			if err != nil {
@@ -171,7 +192,7 @@ func validateUpdate(oldRaw, newRaw runtime.RawExtension, lm *lmv1alpha1.LiveMigr
 		}
 	}
 	var errs field.ErrorList
-	for _, f := range []string{"workloadRef", "targetCluster", "downtimeBudget", "bandwidthLimit", "preCopy", "timeouts"} {
+	for _, f := range []string{"workloadRef", "targetCluster", "downtimeBudget", "bandwidthLimit", "preCopy", "timeouts", "memoryTransfer"} {
 		if !unchanged(f) {
 			errs = append(errs, field.Forbidden(specPath.Child(f),
 				"only spec.abort may change after creation; delete this LiveMigration (which aborts it) and create a new one"))
@@ -199,6 +220,11 @@ func specField(s *lmv1alpha1.LiveMigrationSpec, f string) interface{} {
 		return s.PreCopy
 	case "timeouts":
 		return s.Timeouts
+	case "memoryTransfer":
+		if s.MemoryTransfer == "" {
+			return lmv1alpha1.MemoryTransferStopAndCopy
+		}
+		return s.MemoryTransfer
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
+	"github.com/livemigrate/livemigrate/internal/features"
 	"github.com/livemigrate/livemigrate/test/builder"
 )
 
@@ -83,11 +84,14 @@ func TestValidateCreate(t *testing.T) {
 		"zero bandwidth":            {lm: mk("ns", "m", "app").Target("b").Bandwidth("0").Obj(), deny: []string{`spec.bandwidthLimit: Invalid value: "0": ` + lmv1alpha1.MsgBandwidthLimit}},
 		"fractional bandwidth":      {lm: mk("ns", "m", "app").Target("b").Bandwidth("0.5Gi").Obj()},
 		"several problems":          {lm: mk("ns", "m", "ghost").Target("down").Obj(), deny: []string{"not propagated", "not Ready"}},
+		"stop and copy":             {lm: mk("ns", "m", "app").Target("b").MemoryTransfer(lmv1alpha1.MemoryTransferStopAndCopy).Obj()},
+		"post-copy, gate off":       {lm: mk("ns", "m", "app").Target("b").MemoryTransfer(lmv1alpha1.MemoryTransferPostCopy).Obj(), deny: []string{`spec.memoryTransfer: Forbidden: PostCopy needs the feature gate PostCopyMigration, which is off`, "--feature-gates=PostCopyMigration=true"}},
+		"unknown memory transfer":   {lm: mk("ns", "m", "app").Target("b").MemoryTransfer("PreCopy").Obj(), deny: []string{`spec.memoryTransfer: Invalid value: "PreCopy": ` + lmv1alpha1.MsgMemoryTransfer}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			s := builder.Scheme()
-			v := New(fake.NewClientBuilder().WithScheme(s).WithObjects(objects()...).Build(), s)
+			v := New(fake.NewClientBuilder().WithScheme(s).WithObjects(objects()...).Build(), s, nil)
 			resp := v.Handle(context.Background(), request(t, admissionv1.Create, tc.lm, nil))
 			if len(tc.deny) == 0 {
 				if !resp.Allowed {
@@ -167,7 +171,7 @@ func TestValidateWrittenValues(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			s := builder.Scheme()
-			v := New(fake.NewClientBuilder().WithScheme(s).WithObjects(objects()...).Build(), s)
+			v := New(fake.NewClientBuilder().WithScheme(s).WithObjects(objects()...).Build(), s, nil)
 			resp := v.Handle(context.Background(), rawRequest(admissionv1.Create, manifest(tc.spec), ""))
 			if len(tc.deny) == 0 {
 				if !resp.Allowed {
@@ -210,7 +214,7 @@ func TestValidateWrittenUpdates(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			s := builder.Scheme()
-			v := New(fake.NewClientBuilder().WithScheme(s).Build(), s)
+			v := New(fake.NewClientBuilder().WithScheme(s).Build(), s, nil)
 			resp := v.Handle(context.Background(), rawRequest(admissionv1.Update, tc.new, tc.old))
 			if len(tc.deny) == 0 {
 				if !resp.Allowed {
@@ -220,6 +224,19 @@ func TestValidateWrittenUpdates(t *testing.T) {
 			}
 			checkDenial(t, resp, tc.deny...)
 		})
+	}
+}
+
+func TestPostCopyGateOn(t *testing.T) {
+	gates := features.New()
+	if err := gates.SetFromMap(map[string]bool{string(features.PostCopyMigration): true}); err != nil {
+		t.Fatal(err)
+	}
+	s := builder.Scheme()
+	v := New(fake.NewClientBuilder().WithScheme(s).WithObjects(objects()...).Build(), s, gates)
+	lm := builder.MakeLiveMigration("ns", "m", "app").Target("b").MemoryTransfer(lmv1alpha1.MemoryTransferPostCopy).Obj()
+	if resp := v.Handle(context.Background(), request(t, admissionv1.Create, lm, nil)); !resp.Allowed {
+		t.Fatalf("PostCopy with the gate on: denied: %s", resp.Result.Message)
 	}
 }
 
@@ -235,11 +252,14 @@ func TestValidateUpdate(t *testing.T) {
 		"unset abort":       {builder.MakeLiveMigration("ns", "m", "app").Target("b").Abort().Obj(), base, false, "cannot be unset"},
 		"change target":     {base, builder.MakeLiveMigration("ns", "m", "app").Target("c").Obj(), false, "only spec.abort may change"},
 		"change the budget": {base, builder.MakeLiveMigration("ns", "m", "app").Target("b").Budget(time.Second).Obj(), false, "only spec.abort may change"},
+		"change the memory transfer": {base, builder.MakeLiveMigration("ns", "m", "app").Target("b").MemoryTransfer(lmv1alpha1.MemoryTransferPostCopy).Obj(), false,
+			"spec.memoryTransfer: Forbidden: only spec.abort may change"},
+		"spell out the default": {base, builder.MakeLiveMigration("ns", "m", "app").Target("b").MemoryTransfer(lmv1alpha1.MemoryTransferStopAndCopy).Obj(), true, ""},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			s := builder.Scheme()
-			v := New(fake.NewClientBuilder().WithScheme(s).Build(), s)
+			v := New(fake.NewClientBuilder().WithScheme(s).Build(), s, nil)
 			resp := v.Handle(context.Background(), request(t, admissionv1.Update, tc.new, tc.old))
 			if resp.Allowed != tc.allowed {
 				t.Fatalf("allowed = %v, want %v (%s)", resp.Allowed, tc.allowed, resp.Result.Message)
@@ -253,7 +273,7 @@ func TestValidateUpdate(t *testing.T) {
 
 func TestUndecodableRequest(t *testing.T) {
 	s := builder.Scheme()
-	v := New(fake.NewClientBuilder().WithScheme(s).Build(), s)
+	v := New(fake.NewClientBuilder().WithScheme(s).Build(), s, nil)
 	resp := v.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 		Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: []byte("{not json")}}})
 	if resp.Allowed || resp.Result.Code != 400 {

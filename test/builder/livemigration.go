@@ -46,6 +46,12 @@ func (w *LiveMigrationWrapper) Budget(d time.Duration) *LiveMigrationWrapper {
 	return w
 }
 
+// MemoryTransfer sets spec.memoryTransfer.
+func (w *LiveMigrationWrapper) MemoryTransfer(m lmv1alpha1.MemoryTransfer) *LiveMigrationWrapper {
+	w.Spec.MemoryTransfer = m
+	return w
+}
+
 // Bandwidth sets spec.bandwidthLimit.
 func (w *LiveMigrationWrapper) Bandwidth(q string) *LiveMigrationWrapper {
 	v := resource.MustParse(q)

@@ -186,6 +186,13 @@ func TestLiveMigrationAdmission(t *testing.T) {
 			want: []string{`spec.workloadRef: Required value: the workload to migrate is required`}},
 		"no spec": {new: "apiVersion: livemigrate.io/v1alpha1\nkind: LiveMigration\nmetadata: {name: m, namespace: ns}\n",
 			want: []string{`spec: Required value: spec is required`}},
+		"post-copy":     {new: with(docsExample, "abort: false", "memoryTransfer: PostCopy\n  abort: false")},
+		"stop and copy": {new: with(docsExample, "abort: false", "memoryTransfer: StopAndCopy\n  abort: false")},
+		"unknown memory transfer": {new: with(docsExample, "abort: false", "memoryTransfer: Lazy\n  abort: false"),
+			want: []string{`spec.memoryTransfer: Invalid value: "Lazy": ` + lmv1alpha1.MsgMemoryTransfer}},
+		"memory transfer changed": {old: docsExample, new: with(docsExample, "abort: false", "memoryTransfer: PostCopy\n  abort: false"),
+			want: []string{`spec.memoryTransfer: Invalid value: "PostCopy": spec.memoryTransfer is immutable`}},
+		"default memory transfer spelled out": {old: docsExample, new: with(respelled, "abort: false", "memoryTransfer: StopAndCopy\n  abort: false")},
 		"several problems": {new: with(with(docsExample, "kind: StatefulSet", "kind: DaemonSet"), "preCopy: 30m", "preCopy: banana"),
 			want: []string{`spec.workloadRef.kind: Invalid value: "DaemonSet"`, `spec.timeouts.preCopy: Invalid value: "banana"`}},
 	}
