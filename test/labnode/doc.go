@@ -21,6 +21,12 @@
 //   - A pod whose image is a checkpoint image is pulled from the registry,
 //     checked like any untrusted archive, and its lab app starts from the
 //     dumped memory.
+//   - Post-copy, runc only (lazypages.go): a container whose CRIU
+//     configuration file (CRIUConfigPath) selects lazy pages is checkpointed
+//     with runc checkpoint --lazy-pages, the request answered once CRIU's
+//     page server listens, and restored with runc restore --lazy-pages
+//     through a criu lazy-pages daemon pointed at that page server. The
+//     memory stand-in refuses such a checkpoint.
 //   - StartRegistry serves an OCI registry (go-containerregistry) for the lab.
 //
 // It never touches pods that do not run the lab app, and it does not write

@@ -155,7 +155,17 @@ func (r *Runtime) handleCheckpoint(w http.ResponseWriter, req *http.Request) {
 // paused it.
 func (r *Runtime) Checkpoint(ctx context.Context, pp *podProc, cp *containerProc) (string, error) {
 	if r.runc != nil {
+		lp, err := readLazyPagesConfig(r.CRIUConfigPath(pp.pod.Namespace, pp.pod.Name, cp.name))
+		if err != nil {
+			return "", err
+		}
+		if lp != nil {
+			return r.checkpointRuncLazy(ctx, pp, cp, lp)
+		}
 		return r.checkpointRunc(ctx, pp, cp)
+	}
+	if _, err := os.Stat(r.CRIUConfigPath(pp.pod.Namespace, pp.pod.Name, cp.name)); err == nil {
+		return "", errors.New("lazy pages (post-copy) need the runc runtime: the memory stand-in copies the whole memory")
 	}
 	st, err := r.freezer.State(pp.cgroup)
 	if err != nil {

@@ -300,7 +300,18 @@ func (r *Runtime) startRuncContainer(ctx context.Context, pp *podProc, c corev1.
 	if images == "" {
 		cmd = r.runcCmd(ctx, "run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)
 	} else {
-		cmd = r.runcCmd(ctx, "restore", "--detach", "--bundle", bundle, "--image-path", images, "--work-path", filepath.Dir(images), "--pid-file", pidFile, id)
+		restore := []string{"restore", "--detach", "--bundle", bundle, "--image-path", images, "--work-path", filepath.Dir(images), "--pid-file", pidFile}
+		lazy, err := r.lazyRestoreArgs(ctx, pp, c.Name, id, cdir, images)
+		if err != nil {
+			pw.Close()
+			return nil, err
+		}
+		defer func() {
+			if retErr != nil {
+				r.stopLazyRestore(id)
+			}
+		}()
+		cmd = r.runcCmd(ctx, append(append(restore, lazy...), id)...)
 	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {

@@ -80,6 +80,8 @@ type Runtime struct {
 
 	// runc is the runc backend's state (ContainerRuntimeRunc only).
 	runc *runcState
+	// lazy tracks the lazy page transfers (post-copy) of runc containers.
+	lazy lazyState
 
 	mu   sync.Mutex
 	pods map[types.UID]*podProc
