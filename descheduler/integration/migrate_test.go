@@ -271,6 +271,14 @@ func TestAdmission(t *testing.T) {
 			return m
 		}(),
 			`spec.timeouts.restoring: Invalid value: "25h0m0s": ` + lmv1alpha1.MsgTimeout},
+		// The descheduler runs with its feature gates at their defaults.
+		{func() *lmv1alpha1.LiveMigration {
+			m := migration("admission", "postcopy", "b")
+			m.Spec.MemoryTransfer = lmv1alpha1.MemoryTransferPostCopy
+			return m
+		}(),
+			`spec.memoryTransfer: Forbidden: PostCopy needs the feature gate PostCopyMigration, which is off: ` +
+				`start the descheduler and the agents with --feature-gates=PostCopyMigration=true, or use StopAndCopy`},
 	}
 	for _, tc := range cases {
 		err := k.Create(ctx, tc.lm)
@@ -281,6 +289,9 @@ func TestAdmission(t *testing.T) {
 	first := migration("admission", "first", "b")
 	if err := k.Create(ctx, first); err != nil {
 		t.Fatal(err)
+	}
+	if first.Spec.MemoryTransfer != lmv1alpha1.MemoryTransferStopAndCopy {
+		t.Errorf("spec.memoryTransfer = %q as stored, want the default %s", first.Spec.MemoryTransfer, lmv1alpha1.MemoryTransferStopAndCopy)
 	}
 	err := k.Create(ctx, migration("admission", "second", "b"))
 	if err == nil || !strings.Contains(err.Error(), "LiveMigration first is already migrating Deployment app") {
