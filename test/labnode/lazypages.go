@@ -9,13 +9,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	metadata "github.com/checkpoint-restore/checkpointctl/lib"
 	"github.com/checkpoint-restore/go-criu/v7/stats"
+	"golang.org/x/sys/unix"
 	"k8s.io/klog/v2"
 
 	"github.com/livemigrate/livemigrate/agent/archive/layout"
@@ -26,7 +29,9 @@ import (
 //
 // Lazy mode reaches the node as a CRIU configuration file per container
 // (CRIUConfigPath), in CRIU's own syntax: "lazy-pages", "address <host>",
-// "port <port>". The kubelet checkpoint request and the pod are unchanged.
+// "port <port>", and for a page server with mutual TLS "tls",
+// "tls-cacert <file>", "tls-cert <file>", "tls-key <file>". The kubelet
+// checkpoint request and the pod are unchanged.
 // That is the one channel a Kubernetes node has today: runc hands CRIU the
 // file named by the container's org.criu.config annotation (else
 // /etc/criu/runc.conf), and CRIU lets it override every setting of the
@@ -45,6 +50,10 @@ import (
 //     configuration file), and runc restore --lazy-pages restores through
 //     it; the process runs at once and its pages follow (LazyRestore
 //     reports when the daemon ended).
+//
+// Every runc container names its file in its org.criu.config annotation,
+// so CRIU itself reads it on the source (the TLS options have no runc
+// flag); the runtime reads it too, for what it must do around CRIU.
 
 // LazyPages is where a lazy checkpoint's page server listens: on the
 // source, what the dump binds; on the target, what the lazy-pages daemon
@@ -52,6 +61,16 @@ import (
 type LazyPages struct {
 	Address string
 	Port    int
+	// TLS, when set, authenticates and encrypts the page server's link
+	// with mutual TLS: both ends present a certificate of CACert, whose
+	// names include Address (CRIU checks the peer's certificate against
+	// the page server's address on both ends).
+	TLS *PageServerTLS
+}
+
+// PageServerTLS are the PEM files of one end of a page server's link.
+type PageServerTLS struct {
+	CACert, Cert, Key string
 }
 
 // CRIUConfigPath is the CRIU configuration file of a pod's container on
@@ -70,6 +89,12 @@ func WriteLazyPagesConfig(path string, lp LazyPages) error {
 		return err
 	}
 	content := fmt.Sprintf("lazy-pages\naddress %s\nport %d\n", lp.Address, lp.Port)
+	if t := lp.TLS; t != nil {
+		if t.CACert == "" || t.Cert == "" || t.Key == "" {
+			return errors.New("a page server with TLS needs the CA, the certificate and the key")
+		}
+		content += fmt.Sprintf("tls\ntls-cacert %s\ntls-cert %s\ntls-key %s\n", t.CACert, t.Cert, t.Key)
+	}
 	return os.WriteFile(path, []byte(content), 0o600)
 }
 
@@ -85,8 +110,9 @@ func readLazyPagesConfig(path string) (*LazyPages, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var lazy bool
+	var lazy, useTLS bool
 	lp := &LazyPages{}
+	t := &PageServerTLS{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -104,8 +130,16 @@ func readLazyPagesConfig(path string) (*LazyPages, error) {
 			if lp.Port, err = strconv.Atoi(val); err != nil {
 				return nil, fmt.Errorf("%s: port %q: %w", path, val, err)
 			}
+		case "tls":
+			useTLS = true
+		case "tls-cacert":
+			t.CACert = val
+		case "tls-cert":
+			t.Cert = val
+		case "tls-key":
+			t.Key = val
 		default:
-			return nil, fmt.Errorf("%s: option %q is not supported by this runtime (lazy-pages, address, port)", path, key)
+			return nil, fmt.Errorf("%s: option %q is not supported by this runtime (lazy-pages, address, port, tls, tls-cacert, tls-cert, tls-key)", path, key)
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -116,6 +150,12 @@ func readLazyPagesConfig(path string) (*LazyPages, error) {
 	}
 	if lp.Address == "" || lp.Port <= 0 || lp.Port > 65535 {
 		return nil, fmt.Errorf("%s: lazy-pages needs address and port (1-65535)", path)
+	}
+	if useTLS {
+		if t.CACert == "" || t.Cert == "" || t.Key == "" {
+			return nil, fmt.Errorf("%s: tls needs tls-cacert, tls-cert and tls-key", path)
+		}
+		lp.TLS = t
 	}
 	return lp, nil
 }
@@ -154,6 +194,9 @@ type LazyTransfer struct {
 	Log string
 
 	kill func()
+	// cgroup is the restored container's cgroup (below the freezer mount),
+	// work the restore's work directory.
+	cgroup, work string
 }
 
 // lazyState is what the runtime tracks of its lazy transfers, by container
@@ -349,7 +392,7 @@ func (r *Runtime) checkpointRuncLazy(ctx context.Context, pp *podProc, cp *conta
 		return "", err
 	}
 	r.log.Info("CRIU lazy dump serving pages", "pod", klog.KObj(pp.pod), "container", cp.name, "criuVersion", r.runc.criuVersion,
-		"untilServing", serving, "podFrozen", podFrozen, "pageServer", net.JoinHostPort(lp.Address, strconv.Itoa(lp.Port)))
+		"untilServing", serving, "podFrozen", podFrozen, "pageServer", net.JoinHostPort(lp.Address, strconv.Itoa(lp.Port)), "tls", lp.TLS != nil)
 	return final, nil
 }
 
@@ -357,8 +400,10 @@ func (r *Runtime) checkpointRuncLazy(ctx context.Context, pp *podProc, cp *conta
 // (in work/images), a lazy-pages daemon pointed at the source's page server
 // lp, with its own copy of the images (the restore's are removed once it
 // ran) and its socket in work, where runc restore's CRIU looks for it.
-// It returns once the daemon listens.
-func (r *Runtime) startLazyPagesDaemon(ctx context.Context, id, cdir, images string, lp *LazyPages) error {
+// It returns once the daemon listens. When the daemon fails, the restored
+// memory has holes that nothing will fill: failed is called and the
+// container, if it runs, is killed.
+func (r *Runtime) startLazyPagesDaemon(ctx context.Context, id, cgroup, cdir, images string, lp *LazyPages, failed func()) error {
 	if err := ensurePipeMaxSize(); err != nil {
 		return err
 	}
@@ -373,8 +418,12 @@ func (r *Runtime) startLazyPagesDaemon(ctx context.Context, id, cdir, images str
 	}
 	defer statusR.Close()
 	logFile := filepath.Join(cdir, "lazy-pages.log")
-	cmd := exec.Command(r.cfg.CRIU, "lazy-pages", "--page-server", "--address", lp.Address, "--port", strconv.Itoa(lp.Port),
-		"--images-dir", own, "--work-dir", filepath.Dir(images), "--log-file", logFile, "-v4", "--status-fd", "3")
+	args := []string{"lazy-pages", "--page-server", "--address", lp.Address, "--port", strconv.Itoa(lp.Port),
+		"--images-dir", own, "--work-dir", filepath.Dir(images), "--log-file", logFile, "-v4", "--status-fd", "3"}
+	if t := lp.TLS; t != nil {
+		args = append(args, "--tls", "--tls-cacert", t.CACert, "--tls-cert", t.Cert, "--tls-key", t.Key)
+	}
+	cmd := exec.Command(r.cfg.CRIU, args...)
 	cmd.ExtraFiles = []*os.File{statusW}
 	out := &strings.Builder{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -385,7 +434,7 @@ func (r *Runtime) startLazyPagesDaemon(ctx context.Context, id, cdir, images str
 	}
 	statusW.Close()
 	done := make(chan struct{})
-	t := &LazyTransfer{Done: done, Log: logFile, kill: func() { _ = cmd.Process.Kill() }}
+	t := &LazyTransfer{Done: done, Log: logFile, kill: func() { _ = cmd.Process.Kill() }, cgroup: cgroup, work: filepath.Dir(images)}
 	r.lazy.put(&r.lazy.restores, id, t)
 	go func() {
 		err := cmd.Wait()
@@ -393,6 +442,12 @@ func (r *Runtime) startLazyPagesDaemon(ctx context.Context, id, cdir, images str
 			err = fmt.Errorf("lazy-pages daemon: %w: %s %s", err, strings.TrimSpace(out.String()), readTail(logFile, 1024))
 		}
 		t.Err = err
+		if err != nil {
+			failed()
+			if kerr := r.runcRun(context.Background(), "kill", id, "KILL"); kerr == nil {
+				r.log.Info("Killed a container whose lazy pages cannot arrive", "id", id)
+			}
+		}
 		_ = os.RemoveAll(own)
 		var pages []any
 		if d, derr := os.Open(filepath.Dir(logFile)); derr == nil {
@@ -425,23 +480,101 @@ func (r *Runtime) startLazyPagesDaemon(ctx context.Context, id, cdir, images str
 	return fmt.Errorf("the lazy-pages daemon did not start: %w", t.Err)
 }
 
-// stopLazyRestore ends the lazy-pages daemon of a restore that failed.
+// stopLazyRestore ends the lazy-pages daemon of a restore that failed, and
+// removes what a runc restore stopped halfway leaves: tasks CRIU had
+// created in the container's cgroup, the root file system it mounted, and
+// the container's state.
 func (r *Runtime) stopLazyRestore(id string) {
-	if t, ok := r.lazy.get(r.lazy.restores, id); ok && t.kill != nil {
-		t.kill()
+	t, ok := r.lazy.get(r.lazy.restores, id)
+	if !ok {
+		return
 	}
+	t.kill()
+	b, _ := os.ReadFile(filepath.Join(r.cfg.FreezerMount, t.cgroup, "cgroup.procs"))
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+	}
+	state := filepath.Join(r.runcRoot(), id)
+	// A CRIU stopped halfway leaves the cgroup hierarchies it mounted in
+	// its work directory (.criu.cgyard.*): they go before anything removes
+	// that directory, which would otherwise walk into every cgroup of the
+	// host.
+	for _, m := range mountsUnder(t.work, state) {
+		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
+			r.log.Error(err, "Cannot unmount what a restore stopped halfway left", "id", id, "mount", m)
+		}
+	}
+	_ = r.runcRun(context.Background(), "delete", "--force", id)
+	_ = os.RemoveAll(state)
 }
 
 // lazyRestoreArgs are the runc restore flags of a container restored from
 // images: none without a lazy-pages configuration; else --lazy-pages, once
-// the lazy-pages daemon it needs runs.
-func (r *Runtime) lazyRestoreArgs(ctx context.Context, pp *podProc, container, id, cdir, images string) ([]string, error) {
+// the lazy-pages daemon it needs runs. The context it returns is ctx, ended
+// as well when the daemon fails: a restore waiting for pages that will
+// never come is stopped.
+func (r *Runtime) lazyRestoreArgs(ctx context.Context, pp *podProc, container, id, cdir, images string) ([]string, context.Context, error) {
 	lp, err := readLazyPagesConfig(r.CRIUConfigPath(pp.pod.Namespace, pp.pod.Name, container))
 	if err != nil || lp == nil {
-		return nil, err
+		return nil, ctx, err
 	}
-	if err := r.startLazyPagesDaemon(ctx, id, cdir, images, lp); err != nil {
-		return nil, err
+	restoreCtx, cancel := context.WithCancel(ctx)
+	if err := r.startLazyPagesDaemon(ctx, id, containerCgroup(pp.cgroup, id), cdir, images, lp, cancel); err != nil {
+		cancel()
+		return nil, ctx, err
 	}
-	return []string{"--lazy-pages"}, nil
+	return []string{"--lazy-pages"}, restoreCtx, nil
+}
+
+// killGroupOnCancel makes cmd a process group leader and its cancellation
+// kill the whole group: runc and the CRIU it runs.
+func killGroupOnCancel(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+}
+
+// mountsUnder returns the mount points below (or at) any of dirs, deepest
+// first, from /proc/self/mountinfo.
+func mountsUnder(dirs ...string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		// Mount points escape spaces and such as octal (\040).
+		mp := unescapeMountPoint(f[4])
+		for _, d := range dirs {
+			if mp == d || strings.HasPrefix(mp, d+"/") {
+				out = append(out, mp)
+				break
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
+	return out
+}
+
+func unescapeMountPoint(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

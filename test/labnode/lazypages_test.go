@@ -2,6 +2,13 @@ package labnode
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -10,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"k8s.io/apimachinery/pkg/util/uuid"
 
 	"github.com/livemigrate/livemigrate/agent/archive"
@@ -98,10 +106,34 @@ func TestLazyPagesNeedRunc(t *testing.T) {
 // target restores it at once with a lazy-pages daemon pointed at that page
 // server; the restored counter goes on from the frozen one, the source's
 // dump reports the transfer finished, and the source stayed frozen until
-// then.
+// then. With TLS, the page server and the daemon authenticate each other
+// with certificates of one CA; a daemon whose certificate is of another CA
+// gets no page.
 func TestRuncPostCopyCheckpointRestore(t *testing.T) {
 	needRoot(t)
 	criu := criuBinary(t)
+	pki := t.TempDir()
+	ca := newTestCA(t)
+	other := newTestCA(t)
+	source := ca.issue(t, pki, "source", "127.0.0.1")
+	target := ca.issue(t, pki, "target", "127.0.0.1")
+	stranger := other.issue(t, pki, "stranger", "127.0.0.1")
+	for _, tc := range []struct {
+		name           string
+		srcTLS, dstTLS *PageServerTLS
+		refused        bool
+	}{
+		{name: "plain"},
+		{name: "mutual TLS", srcTLS: source, dstTLS: target},
+		{name: "TLS, target of another CA", srcTLS: source, dstTLS: stranger, refused: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			postCopy(t, criu, tc.srcTLS, tc.dstTLS, tc.refused)
+		})
+	}
+}
+
+func postCopy(t *testing.T, criu string, srcTLS, dstTLS *PageServerTLS, refused bool) {
 	reg, err := StartRegistry("", "")
 	if err != nil {
 		t.Fatal(err)
@@ -113,6 +145,15 @@ func TestRuncPostCopyCheckpointRestore(t *testing.T) {
 	t.Cleanup(func() { removeCgroupTree(parent) })
 	src := newRuntime(t, "node-a", parent, cfg)
 	dst := newRuntime(t, "node-b", parent, cfg)
+	// Runs before the temporary directories are removed: a mount left
+	// below them (a CRIU stopped halfway mounts the host's cgroup
+	// hierarchies in its work directory) must not be walked into.
+	t.Cleanup(func() {
+		for _, m := range mountsUnder(src.cfg.Root, dst.cfg.Root) {
+			t.Errorf("mount %s left behind", m)
+			_ = unix.Unmount(m, unix.MNT_DETACH)
+		}
+	})
 	vol := t.TempDir()
 	ctx := context.Background()
 
@@ -134,7 +175,7 @@ func TestRuncPostCopyCheckpointRestore(t *testing.T) {
 	}
 	frozenAt := counter(t, src, "web-0")
 
-	lp := LazyPages{Address: "127.0.0.1", Port: freeTCPPort(t)}
+	lp := LazyPages{Address: "127.0.0.1", Port: freeTCPPort(t), TLS: srcTLS}
 	if err := WriteLazyPagesConfig(src.CRIUConfigPath("db", "web-0", "app"), lp); err != nil {
 		t.Fatal(err)
 	}
@@ -180,43 +221,73 @@ func TestRuncPostCopyCheckpointRestore(t *testing.T) {
 
 	vol2 := t.TempDir()
 	copyDir(t, vol, vol2)
-	target := labPod("web-0", res.Reference, vol2)
-	target.Spec.Containers[0].Args[1] = "--memory=64Mi"
+	restored := labPod("web-0", res.Reference, vol2)
+	restored.Spec.Containers[0].Args[1] = "--memory=64Mi"
+	lp.TLS = dstTLS
 	if err := WriteLazyPagesConfig(dst.CRIUConfigPath("db", "web-0", "app"), lp); err != nil {
 		t.Fatal(err)
 	}
+	waitTransfer := func(what string, tr *LazyTransfer) error {
+		t.Helper()
+		select {
+		case <-tr.Done:
+			return tr.Err
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("%s did not end within 2m; its log ends: %s", what, readTail(tr.Log, 2048))
+		}
+		return nil
+	}
+	sourceStayed := func() {
+		t.Helper()
+		if st, _ := f.State(cg); st != freezer.Frozen {
+			t.Errorf("the source pod is not frozen once its page server ended (state %s)", st)
+		}
+		if c := counter(t, src, "web-0"); c != frozenAt {
+			t.Errorf("the source's counter moved from %d to %d", frozenAt, c)
+		}
+		if last, _ := labstate.LastLogged(filepath.Join(vol, "counter.log")); last > frozenAt+1 {
+			t.Errorf("source volume's log went on to %d after the freeze at %d", last, frozenAt)
+		}
+	}
 	restoreStart := time.Now()
-	if err := dst.RunPod(ctx, target); err != nil {
+	err = dst.RunPod(ctx, restored)
+	if refused {
+		// The source's page server refuses the daemon: the dump ends
+		// with an error, the source stays frozen.
+		if err == nil {
+			defer dst.StopPod(restored.UID)
+		}
+		if derr := waitTransfer("the source's page server", dump); derr == nil {
+			t.Fatalf("the source served its pages to a daemon whose certificate is of another CA (restore: %v)", err)
+		} else {
+			t.Logf("source's page server refused the daemon: %v (restore: %v)", derr, err)
+		}
+		sourceStayed()
+		return
+	}
+	if err != nil {
 		t.Fatalf("lazy restore: %v", err)
 	}
+	defer dst.StopPod(restored.UID)
 	t.Logf("restored and running after %v", time.Since(restoreStart))
 	daemon, ok := dst.LazyRestore("db", "web-0", "app")
 	if !ok {
 		t.Fatal("no lazy-pages daemon recorded for the restore")
 	}
 	got := waitCounter(t, dst, "web-0", frozenAt+20)
-	waitTransfer := func(what string, tr *LazyTransfer) {
-		t.Helper()
-		select {
-		case <-tr.Done:
-			if tr.Err != nil {
-				t.Fatalf("%s: %v", what, tr.Err)
-			}
-		case <-time.After(2 * time.Minute):
-			t.Fatalf("%s did not end within 2m; its log ends: %s", what, readTail(tr.Log, 2048))
-		}
+	if err := waitTransfer("the target's lazy-pages daemon", daemon); err != nil {
+		t.Fatal(err)
 	}
-	waitTransfer("the target's lazy-pages daemon", daemon)
-	waitTransfer("the source's page server", dump)
+	if err := waitTransfer("the source's page server", dump); err != nil {
+		t.Fatal(err)
+	}
 	if log := readTail(dump.Log, 4096); !strings.Contains(log, "Lazy pages transfer finished successfully") {
 		t.Errorf("the source's dump log does not say the transfer finished: %s", log)
 	}
-	if st, _ := f.State(cg); st != freezer.Frozen {
-		t.Errorf("the source pod is not frozen once its pages moved (state %s)", st)
+	if srcTLS != nil && !strings.Contains(readFile(dump.Log), "tls") {
+		t.Errorf("the source's dump log shows no TLS")
 	}
-	if c := counter(t, src, "web-0"); c != frozenAt {
-		t.Errorf("the source's counter moved from %d to %d: two copies ran", frozenAt, c)
-	}
+	sourceStayed()
 	if n := waitCounter(t, dst, "web-0", got+20); n < got+20 {
 		t.Errorf("restored counter stuck at %d", n)
 	}
@@ -235,10 +306,74 @@ func TestRuncPostCopyCheckpointRestore(t *testing.T) {
 	if uint64(len(values)) < frozenAt+20 {
 		t.Errorf("restored app's log on the target volume ends at %d, want past %d", len(values), frozenAt+20)
 	}
-	if last, _ := labstate.LastLogged(filepath.Join(vol, "counter.log")); last > frozenAt+1 {
-		t.Errorf("source volume's log went on to %d after the freeze at %d", last, frozenAt)
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// testCA issues certificates for page servers.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
 	}
-	dst.StopPod(target.UID)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "migration CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, IsCA: true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// issue writes the CA, a certificate for ip (client and server) and its
+// key into dir, named after name.
+func (ca *testCA) issue(t *testing.T, dir, name, ip string) *PageServerTLS {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: ip},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.ParseIP(ip)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &PageServerTLS{CACert: filepath.Join(dir, name+"-ca.pem"), Cert: filepath.Join(dir, name+".pem"), Key: filepath.Join(dir, name+"-key.pem")}
+	for p, b := range map[string][]byte{
+		out.CACert: ca.pem,
+		out.Cert:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		out.Key:    pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}),
+	} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
 
 func freeTCPPort(t *testing.T) int {

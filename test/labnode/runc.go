@@ -301,7 +301,7 @@ func (r *Runtime) startRuncContainer(ctx context.Context, pp *podProc, c corev1.
 		cmd = r.runcCmd(ctx, "run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id)
 	} else {
 		restore := []string{"restore", "--detach", "--bundle", bundle, "--image-path", images, "--work-path", filepath.Dir(images), "--pid-file", pidFile}
-		lazy, err := r.lazyRestoreArgs(ctx, pp, c.Name, id, cdir, images)
+		lazy, restoreCtx, err := r.lazyRestoreArgs(ctx, pp, c.Name, id, cdir, images)
 		if err != nil {
 			pw.Close()
 			return nil, err
@@ -311,7 +311,10 @@ func (r *Runtime) startRuncContainer(ctx context.Context, pp *podProc, c corev1.
 				r.stopLazyRestore(id)
 			}
 		}()
-		cmd = r.runcCmd(ctx, append(append(restore, lazy...), id)...)
+		cmd = r.runcCmd(restoreCtx, append(append(restore, lazy...), id)...)
+		if lazy != nil {
+			killGroupOnCancel(cmd)
+		}
 	}
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
@@ -462,6 +465,9 @@ func (r *Runtime) containerSpec(pp *podProc, c corev1.Container, args []string, 
 		"io.kubernetes.pod.uid":                string(pp.pod.UID),
 		"io.kubernetes.cri-o.SandboxName":      fmt.Sprintf("k8s_%s_%s_%s_0", pp.pod.Name, pp.pod.Namespace, pp.pod.UID),
 		"io.kubernetes.container.restartCount": "0",
+		// runc hands this file to CRIU, whose options override runc's
+		// (lazypages.go); CRIU ignores a file that does not exist.
+		"org.criu.config": r.CRIUConfigPath(pp.pod.Namespace, pp.pod.Name, c.Name),
 	}
 	return &sp
 }
