@@ -226,7 +226,7 @@ func (s *lazyState) get(m map[string]*LazyTransfer, id string) (*LazyTransfer, b
 // LazyDump returns the lazy dump (page server) of a pod's container on
 // this node, the latest one.
 func (r *Runtime) LazyDump(namespace, pod, container string) (*LazyTransfer, bool) {
-	pp := r.findPod(namespace, pod)
+	pp, _ := r.find(namespace, pod)
 	if pp == nil {
 		return nil, false
 	}
@@ -236,23 +236,11 @@ func (r *Runtime) LazyDump(namespace, pod, container string) (*LazyTransfer, boo
 // LazyRestore returns the lazy-pages daemon of a restored pod's container
 // on this node.
 func (r *Runtime) LazyRestore(namespace, pod, container string) (*LazyTransfer, bool) {
-	pp := r.findPod(namespace, pod)
+	pp, _ := r.find(namespace, pod)
 	if pp == nil {
 		return nil, false
 	}
 	return r.lazy.get(r.lazy.restores, containerID(pp.pod.UID, container))
-}
-
-// findPod returns a running pod of this node by name.
-func (r *Runtime) findPod(namespace, name string) *podProc {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, pp := range r.pods {
-		if pp.pod.Namespace == namespace && pp.pod.Name == name {
-			return pp
-		}
-	}
-	return nil
 }
 
 // checkpointRuncLazy is checkpointRunc in lazy mode: the same pause and

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -108,7 +109,9 @@ func TestLazyPagesNeedRunc(t *testing.T) {
 // dump reports the transfer finished, and the source stayed frozen until
 // then. With TLS, the page server and the daemon authenticate each other
 // with certificates of one CA; a daemon whose certificate is of another CA
-// gets no page.
+// gets no page. A link cut during the transfer ends both ends with an
+// error: the restored container is killed (it would run on memory with
+// holes) and the source stays frozen, so no copy runs.
 func TestRuncPostCopyCheckpointRestore(t *testing.T) {
 	needRoot(t)
 	criu := criuBinary(t)
@@ -121,19 +124,36 @@ func TestRuncPostCopyCheckpointRestore(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		srcTLS, dstTLS *PageServerTLS
-		refused        bool
+		end            transferEnd
 	}{
-		{name: "plain"},
-		{name: "mutual TLS", srcTLS: source, dstTLS: target},
-		{name: "TLS, target of another CA", srcTLS: source, dstTLS: stranger, refused: true},
+		{name: "plain", end: complete},
+		{name: "mutual TLS", srcTLS: source, dstTLS: target, end: complete},
+		{name: "TLS, target of another CA", srcTLS: source, dstTLS: stranger, end: refused},
+		{name: "link cut during the transfer", end: linkCut},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			postCopy(t, criu, tc.srcTLS, tc.dstTLS, tc.refused)
+			postCopy(t, criu, tc.srcTLS, tc.dstTLS, tc.end)
 		})
 	}
 }
 
-func postCopy(t *testing.T, criu string, srcTLS, dstTLS *PageServerTLS, refused bool) {
+// transferEnd is how a test's page transfer is meant to end.
+type transferEnd int
+
+const (
+	// complete: every page arrives.
+	complete transferEnd = iota
+	// refused: the source's page server refuses the daemon.
+	refused
+	// linkCut: the link between them breaks after cutAfter bytes.
+	linkCut
+)
+
+// cutAfter is where the link breaks: past the start of the transfer, far
+// before the end of a 64 MiB memory.
+const cutAfter = 8 << 20
+
+func postCopy(t *testing.T, criu string, srcTLS, dstTLS *PageServerTLS, end transferEnd) {
 	reg, err := StartRegistry("", "")
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +244,9 @@ func postCopy(t *testing.T, criu string, srcTLS, dstTLS *PageServerTLS, refused 
 	restored := labPod("web-0", res.Reference, vol2)
 	restored.Spec.Containers[0].Args[1] = "--memory=64Mi"
 	lp.TLS = dstTLS
+	if end == linkCut {
+		lp.Port = cuttingRelay(t, lp.Address, lp.Port, cutAfter)
+	}
 	if err := WriteLazyPagesConfig(dst.CRIUConfigPath("db", "web-0", "app"), lp); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +274,8 @@ func postCopy(t *testing.T, criu string, srcTLS, dstTLS *PageServerTLS, refused 
 	}
 	restoreStart := time.Now()
 	err = dst.RunPod(ctx, restored)
-	if refused {
+	switch end {
+	case refused:
 		// The source's page server refuses the daemon: the dump ends
 		// with an error, the source stays frozen.
 		if err == nil {
@@ -261,6 +285,37 @@ func postCopy(t *testing.T, criu string, srcTLS, dstTLS *PageServerTLS, refused 
 			t.Fatalf("the source served its pages to a daemon whose certificate is of another CA (restore: %v)", err)
 		} else {
 			t.Logf("source's page server refused the daemon: %v (restore: %v)", derr, err)
+		}
+		sourceStayed()
+		return
+	case linkCut:
+		// Both ends fail; the restored container, if the restore got that
+		// far, is killed; the source stays frozen.
+		if err != nil {
+			t.Logf("restore failed when the link broke: %v", err)
+		} else {
+			defer dst.StopPod(restored.UID)
+			daemon, ok := dst.LazyRestore("db", "web-0", "app")
+			if !ok {
+				t.Fatal("no lazy-pages daemon recorded for the restore")
+			}
+			if derr := waitTransfer("the target's lazy-pages daemon", daemon); derr == nil {
+				t.Fatal("the target's lazy-pages daemon reports success over a link cut after 8 MiB of a 64 MiB memory")
+			}
+			deadline := time.Now().Add(time.Minute)
+			for {
+				info, ok := dst.Container("db", "web-0", "app")
+				if !ok || info.Exited {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the restored container still runs a minute after its pages stopped coming (pid %d)", info.PID)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		if derr := waitTransfer("the source's page server", dump); derr == nil {
+			t.Fatal("the source's dump reports success over a link cut after 8 MiB of a 64 MiB memory")
 		}
 		sourceStayed()
 		return
@@ -274,10 +329,15 @@ func postCopy(t *testing.T, criu string, srcTLS, dstTLS *PageServerTLS, refused 
 	if !ok {
 		t.Fatal("no lazy-pages daemon recorded for the restore")
 	}
-	got := waitCounter(t, dst, "web-0", frozenAt+20)
+	// The restored app runs before its pages are all there: its log on
+	// the target's volume moves on. (Its memory cannot be read from
+	// outside until then: /proc/<pid>/mem fails with EIO on a page that
+	// has not arrived.)
+	waitLogged(t, filepath.Join(vol2, "counter.log"), frozenAt+5)
 	if err := waitTransfer("the target's lazy-pages daemon", daemon); err != nil {
 		t.Fatal(err)
 	}
+	got := waitCounter(t, dst, "web-0", frozenAt+20)
 	if err := waitTransfer("the source's page server", dump); err != nil {
 		t.Fatal(err)
 	}
@@ -305,6 +365,48 @@ func postCopy(t *testing.T, criu string, srcTLS, dstTLS *PageServerTLS, refused 
 	}
 	if uint64(len(values)) < frozenAt+20 {
 		t.Errorf("restored app's log on the target volume ends at %d, want past %d", len(values), frozenAt+20)
+	}
+}
+
+// cuttingRelay forwards one connection to host:port and breaks it (both
+// directions) once limit bytes came back from there; it returns its port.
+func cuttingRelay(t *testing.T, host string, port, limit int) int {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		in, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer in.Close()
+		out, err := net.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return
+		}
+		defer out.Close()
+		go func() { _, _ = io.Copy(out, in) }()
+		_, _ = io.CopyN(in, out, int64(limit))
+	}()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitLogged waits until a lab app's log reaches atLeast.
+func waitLogged(t *testing.T, path string, atLeast uint64) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		last, err := labstate.LastLogged(path)
+		if err == nil && last >= atLeast {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s reached %d (%v), want %d", path, last, err, atLeast)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
