@@ -125,7 +125,7 @@ cmd_build() {
   build_kubelet
   build_crictl
   (cd "${ROOT}" && go build -o "${BIN_DIR}/labapp" ./test/labapp && go build -o "${BIN_DIR}/labnode" ./test/labnode/cmd/labnode)
-  (cd "${ROOT}" && CGO_ENABLED=0 go build -o "${BIN_DIR}/realnode-pause" ./hack/realnode/pause)
+  (cd "${ROOT}" && CGO_ENABLED=0 go build -o "${BIN_DIR}/realnode-pause" ./hack/realnode/pause && go build -o "${BIN_DIR}/realnode" ./hack/realnode)
   log "crio: $("${BIN_DIR}/crio" --version 2>&1 | awk '/^Version:/ { print $2 }'), kubelet: $("${BIN_DIR}/kubelet" --version), conmon: $(conmon --version | head -1), runc: $(runc --version | head -1), criu: $("$("${ROOT}/hack/ensure-criu.sh")" --version | head -1)"
 }
 
@@ -169,7 +169,7 @@ cmd_crio() {
   head -1 "${DIR}/logs/registry.log" >"${DIR}/registry-host"
   local reg
   reg="$(registry_host)"
-  (cd "${ROOT}" && go run ./hack/realnode images --registry "${reg}" --labapp "${BIN_DIR}/labapp" --pause "${BIN_DIR}/realnode-pause")
+  ("${BIN_DIR}/realnode" images --registry "${reg}" --labapp "${BIN_DIR}/labapp" --pause "${BIN_DIR}/realnode-pause")
 
   # CRIU as runc runs it: hardware breakpoints never fire in these virtual
   # machines, so a dump waits forever for its tasks to trap without
@@ -243,7 +243,14 @@ enable_nri = false
 [crio.metrics]
 enable_metrics = false
 EOF
-  start crio env PATH="${DIR}/bin:${PATH}" "${BIN_DIR}/crio" --config "${DIR}/crio.conf" --config-dir "${DIR}/crio.conf.d" --log-level info
+  # The hugetlb controller is on the cgroup v2 side of these hybrid
+  # machines, with no v1 hierarchy: CRI-O reads /proc/cgroups, sees hugetlb
+  # and passes the kubelet's hugepage limits on, and runc (cgroup v1 mode)
+  # then fails every kubelet container with "cannot set hugetlb limit:
+  # container could not join or create cgroup". crio runs in a mount
+  # namespace of its own where /proc/cgroups lacks hugetlb.
+  grep -v '^hugetlb' /proc/cgroups >"${DIR}/proc-cgroups"
+  start crio unshare --mount --propagation private sh -c "mount --bind '${DIR}/proc-cgroups' /proc/cgroups && PATH='${DIR}/bin:${PATH}' exec '${BIN_DIR}/crio' --config '${DIR}/crio.conf' --config-dir '${DIR}/crio.conf.d' --log-level info"
   wait_for "crio's socket" 120 crictl version
   crictl version
   crictl info | grep -A3 -E '"(RuntimeReady|NetworkReady)"' || true
@@ -311,6 +318,16 @@ cmd_kubelet() {
   [[ -f "${kubeconfig}" ]] || die "usage: hack/real-node.sh kubelet KUBECONFIG (a lab member's kubeconfig)"
   [[ -x "${BIN_DIR}/kubelet" ]] || die "run hack/real-node.sh build first"
   mkdir -p "${DIR}/kubelet"
+  # The kubelet's cgroupRoot must exist in every cgroup v1 hierarchy.
+  local h
+  for h in /sys/fs/cgroup/*/; do
+    [[ "${h}" == */unified/ ]] && continue
+    mkdir -p "${h}lm-real-node"
+  done
+  if [[ -f /sys/fs/cgroup/cpuset/cpuset.cpus ]]; then
+    cat /sys/fs/cgroup/cpuset/cpuset.cpus >/sys/fs/cgroup/cpuset/lm-real-node/cpuset.cpus
+    cat /sys/fs/cgroup/cpuset/cpuset.mems >/sys/fs/cgroup/cpuset/lm-real-node/cpuset.mems
+  fi
   cat >"${DIR}/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -333,6 +350,7 @@ authentication:
 authorization:
   mode: AlwaysAllow
 failSwapOn: false
+protectKernelDefaults: true
 featureGates:
   ContainerCheckpoint: true
 resolvConf: /etc/resolv.conf
@@ -343,9 +361,25 @@ evictionHard:
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 EOF
-  start kubelet "${BIN_DIR}/kubelet" --config="${DIR}/kubelet.yaml" --kubeconfig="${kubeconfig}" \
-    --root-dir="${DIR}/kubelet" --hostname-override="${NODE_NAME}" --node-ip=127.0.0.1 \
-    --node-labels="lab.livemigrate.io/real-node=true" --v=2
+  # The kubelet sets six kernel sysctls when they differ from what it wants
+  # (vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1, ...),
+  # or refuses to start with protectKernelDefaults. This machine is shared:
+  # the kubelet runs in a mount namespace of its own where those /proc/sys
+  # files are bind mounts of files holding the values it wants, with
+  # protectKernelDefaults so that it never writes one. The host's values stay
+  # as they are. The cost: mounts the kubelet makes (secret, configMap and
+  # projected volumes) are not seen by CRI-O; the pods here use hostPath.
+  mkdir -p "${DIR}/sysctl"
+  local binds="" f v
+  for f in vm/overcommit_memory=1 vm/panic_on_oom=0 kernel/panic=10 kernel/panic_on_oops=1 kernel/keys/root_maxkeys=1000000 kernel/keys/root_maxbytes=25000000; do
+    v="${f#*=}"
+    f="${f%=*}"
+    echo "${v}" >"${DIR}/sysctl/${f//\//.}"
+    binds+="mount --bind ${DIR}/sysctl/${f//\//.} /proc/sys/${f} && "
+  done
+  start kubelet unshare --mount --propagation private sh -c "mount --make-rprivate /proc && ${binds} exec '${BIN_DIR}/kubelet' \
+    --config='${DIR}/kubelet.yaml' --kubeconfig='${kubeconfig}' --root-dir='${DIR}/kubelet' --hostname-override='${NODE_NAME}' \
+    --node-labels=lab.livemigrate.io/real-node=true --v=2"
   wait_for "node ${NODE_NAME} Ready" 180 bash -c "'${BIN_DIR}/kubectl' --kubeconfig '${kubeconfig}' get node '${NODE_NAME}' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
   "${BIN_DIR}/kubectl" --kubeconfig "${kubeconfig}" get node "${NODE_NAME}" -o wide
 }
@@ -389,7 +423,7 @@ container_pid() {
   crictl inspect -o go-template --template '{{.info.pid}}' "${id}"
 }
 
-counter() { (cd "${ROOT}" && go run ./hack/realnode counter --state-dir "$1" --pid "$2"); }
+counter() { "${BIN_DIR}/realnode" counter --state-dir "$1" --pid "$2"; }
 
 cmd_pod() {
   KC="${1:-}"
@@ -414,7 +448,7 @@ cmd_pod() {
   log "labapp-src after the checkpoint: counter $(counter "${src_state}" "${pid}") (it keeps running)"
 
   ref="${reg}/livemigrate/checkpoint-labapp:$(date +%s)"
-  (cd "${ROOT}" && go run ./hack/realnode checkpoint-image --archive "${archive}" --container labapp --ref "${ref}")
+  ("${BIN_DIR}/realnode" checkpoint-image --archive "${archive}" --container labapp --ref "${ref}")
   kc delete pod labapp-src --wait=true --timeout=120s
   # The layout the source wrote still describes the restored process's
   # memory (CRIU restores it at the same address); the restored process
