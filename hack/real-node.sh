@@ -7,6 +7,7 @@
 #   hack/real-node.sh sandbox            # crictl: a pod sandbox and a lab app container, then crictl checkpoint
 #   hack/real-node.sh kubelet KUBECONFIG # a kubelet on crio, registered with that cluster as node $NODE_NAME
 #   hack/real-node.sh pod KUBECONFIG     # a lab app pod on that node, the kubelet checkpoint API, then a restore
+#   hack/real-node.sh freeze KUBECONFIG  # the pod frozen as the agent freezes it: the checkpoint API fails
 #   hack/real-node.sh down               # stop what the above started and remove $REAL_NODE_DIR
 #
 # KUBECONFIG is a lab member's (livemigrate-lab up prints it). Everything
@@ -463,6 +464,30 @@ cmd_pod() {
   log "labapp-restored 2s later: counter $(counter "${dst_state}" "${pid}")"
 }
 
+# cmd_freeze shows why the agent's whole-pod freeze and CRI-O's checkpoint
+# do not mix: with the pod's freezer cgroup FROZEN, the kubelet checkpoint
+# API fails after CRIU's 10 s freeze timeout ("Unseizable non-zombie …
+# state D"); the pod is thawed afterwards.
+cmd_freeze() {
+  KC="${1:-}"
+  [[ -f "${KC}" ]] || die "usage: hack/real-node.sh freeze KUBECONFIG (a lab member's kubeconfig)"
+  local reg state="${DIR}/pods/labapp-freeze" uid cg out
+  reg="$(registry_host)"
+  mkdir -p "${state}"
+  labapp_pod labapp-freeze "${reg}/livemigrate/labapp:latest" "${state}" | kc apply -f -
+  kc wait --for=condition=Ready pod/labapp-freeze --timeout=180s
+  uid="$(kc get pod labapp-freeze -o jsonpath='{.metadata.uid}')"
+  cg="$(find /sys/fs/cgroup/freezer/lm-real-node -maxdepth 3 -type d -name "pod${uid}")"
+  [[ -n "${cg}" ]] || die "no freezer cgroup for pod ${uid}"
+  echo FROZEN >"${cg}/freezer.state"
+  log "pod cgroup ${cg}: $(cat "${cg}/freezer.state")"
+  out="$(curl -sSk -m 200 -X POST "https://127.0.0.1:${KUBELET_PORT}/checkpoint/default/labapp-freeze/labapp?timeout=90" || true)"
+  echo THAWED >"${cg}/freezer.state"
+  log "kubelet checkpoint API with the pod frozen: ${out}"
+  grep -h -E 'Timeout reached|Unseizable' "${DIR}"/storage/vfs-containers/*/userdata/dump.log || true
+  kc delete pod labapp-freeze --wait=true --timeout=120s
+}
+
 cmd_down() {
   [[ -d "${DIR}" ]] || return 0
   if [[ -S "${DIR}/crio.sock" ]]; then
@@ -496,6 +521,7 @@ case "${1:-}" in
   sandbox) cmd_sandbox ;;
   kubelet) cmd_kubelet "${2:-}" ;;
   pod) cmd_pod "${2:-}" ;;
+  freeze) cmd_freeze "${2:-}" ;;
   down) cmd_down ;;
   *) die "usage: hack/real-node.sh build|crio|sandbox|kubelet KUBECONFIG|pod KUBECONFIG|down (see the top of this file)" ;;
 esac
