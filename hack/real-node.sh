@@ -127,7 +127,7 @@ cmd_build() {
   build_crictl
   (cd "${ROOT}" && go build -o "${BIN_DIR}/labapp" ./test/labapp && go build -o "${BIN_DIR}/labnode" ./test/labnode/cmd/labnode)
   (cd "${ROOT}" && CGO_ENABLED=0 go build -o "${BIN_DIR}/realnode-pause" ./hack/realnode/pause && go build -o "${BIN_DIR}/realnode" ./hack/realnode)
-  log "crio: $("${BIN_DIR}/crio" --version 2>&1 | awk '/^Version:/ { print $2 }'), kubelet: $("${BIN_DIR}/kubelet" --version), conmon: $(conmon --version | head -1), runc: $(runc --version | head -1), criu: $("$("${ROOT}/hack/ensure-criu.sh")" --version | head -1)"
+  log "crio: $("${BIN_DIR}/crio" --version 2>&1 | head -1), kubelet: $("${BIN_DIR}/kubelet" --version), conmon: $(conmon --version | head -1), runc: $(runc --version | head -1), criu: $("$("${ROOT}/hack/ensure-criu.sh")" --version | head -1)"
 }
 
 # start NAME CMD... runs CMD in the background with its output in
