@@ -318,6 +318,7 @@ cmd_kubelet() {
   local kubeconfig="${1:-}"
   [[ -f "${kubeconfig}" ]] || die "usage: hack/real-node.sh kubelet KUBECONFIG (a lab member's kubeconfig)"
   [[ -x "${BIN_DIR}/kubelet" ]] || die "run hack/real-node.sh build first"
+  [[ -x "${BIN_DIR}/kubectl" ]] || die "no ${BIN_DIR}/kubectl: run hack/lab-binaries.sh kubectl"
   mkdir -p "${DIR}/kubelet"
   # The kubelet's cgroupRoot must exist in every cgroup v1 hierarchy.
   local h
