@@ -47,6 +47,7 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
 	"github.com/livemigrate/livemigrate/agent/replication/engine"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 	"github.com/livemigrate/livemigrate/agent/replication/treediff"
@@ -172,7 +173,7 @@ func run(size int64, nfiles int, dirtyPct float64, runs, finalRuns int, rates st
 		return err
 	}
 	dial := func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, addr, tc.client) }
-	opts := rsync.SendOptions{SourceDir: src, Dial: dial, BlockSize: blockSize}
+	opts := protocol.SendOptions{SourceDir: src, Dial: dial, BlockSize: blockSize}
 	// The rsync full pass as the agent ran it before the tar stream (and
 	// still runs it into a non-empty target): sparse files detected.
 	rsyncOpts := opts
@@ -500,12 +501,12 @@ func dirtyOne(dir string, pct float64, size int64, rng *rand.Rand) (int64, error
 // enginePass runs the first replication pass exactly as the agent does
 // (engine round 1: a tar stream into the empty target) and fails if it did
 // not go as a tar stream.
-func enginePass(ctx context.Context, src string, dial func(context.Context) (net.Conn, error), blockSize int) (rsync.Result, time.Duration, error) {
+func enginePass(ctx context.Context, src string, dial func(context.Context) (net.Conn, error), blockSize int) (protocol.Result, time.Duration, error) {
 	var pass engine.PassResult
 	s, err := engine.NewSession(engine.Config{SourceDir: src, Dial: dial, BlockSize: blockSize, MaxRounds: 1,
 		OnPass: func(p engine.PassResult) { pass = p }})
 	if err != nil {
-		return rsync.Result{}, 0, err
+		return protocol.Result{}, 0, err
 	}
 	start := time.Now()
 	if _, err := s.PreCopy(ctx, 0); err != nil {

@@ -10,7 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/livemigrate/livemigrate/agent/replication/engine"
-	"github.com/livemigrate/livemigrate/agent/replication/rsync"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 )
 
 func TestObservePass(t *testing.T) {
@@ -20,7 +20,7 @@ func TestObservePass(t *testing.T) {
 	sourceWire := since(t, wireBytes.WithLabelValues(roleSource))
 	deltaFile := since(t, fileBytes.WithLabelValues("delta"))
 
-	observePass(engine.PassResult{Pass: engine.PassDelta, Result: rsync.Result{WireSent: 100, Duration: time.Second, Stats: rsync.Stats{LiteralData: 40, MatchedData: 60}}})
+	observePass(engine.PassResult{Pass: engine.PassDelta, Result: protocol.Result{WireSent: 100, Duration: time.Second, Stats: protocol.Stats{LiteralData: 40, MatchedData: 60}}})
 	observePass(engine.PassResult{Pass: engine.PassVerify, Differences: []string{">fc.T...... a"}})
 	observePass(engine.PassResult{Pass: engine.PassFinal, Err: errors.New("boom")})
 

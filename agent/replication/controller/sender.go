@@ -18,8 +18,8 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
 	"github.com/livemigrate/livemigrate/agent/replication/engine"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/provision"
-	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 	"github.com/livemigrate/livemigrate/internal/strutil"
@@ -143,7 +143,7 @@ func (r *VolumeReplicationReconciler) session(ctx context.Context, vr *agentv1al
 				s.LastPassTime = &now
 			})
 		},
-		OnProgress: func(pass engine.Pass, _ int, p rsync.Progress) {
+		OnProgress: func(pass engine.Pass, _ int, p protocol.Progress) {
 			prog.during(pass, r.Clock.Now(), r.Config.ProgressInterval, func(delta int64) error {
 				return r.updateStatus(ctx, key, func(s *agentv1alpha1.VolumeReplicationStatus) {
 					s.BytesSent += delta

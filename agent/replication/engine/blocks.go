@@ -8,7 +8,7 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/blockdelta"
 	"github.com/livemigrate/livemigrate/agent/replication/manifest"
-	"github.com/livemigrate/livemigrate/agent/replication/rsync"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 )
 
 // fallbackError is why the block delta was not used or did not succeed.
@@ -60,7 +60,7 @@ func (s *Session) finalBlocks(ctx context.Context, round int) (FinalResult, erro
 	if err != nil {
 		return out, err
 	}
-	var r rsync.Result
+	var r protocol.Result
 	var br blockdelta.Result
 	if len(files) > 0 {
 		r, br, err = s.peer.SendBlockDelta(ctx, s.opts(PassFinal, round, false), files)

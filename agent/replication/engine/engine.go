@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
@@ -94,7 +95,7 @@ type Config struct {
 	// OnPass is called after every pass (also failed ones).
 	OnPass func(PassResult)
 	// OnProgress receives rsync progress during a pass.
-	OnProgress func(Pass, int, rsync.Progress)
+	OnProgress func(Pass, int, protocol.Progress)
 	// Counter, when set, accumulates the bytes on the wire of the
 	// pre-copy and final passes as they are sent, so that a caller can
 	// report a pass in progress (PassResult.WireSent only comes at its end).
@@ -105,7 +106,7 @@ type Config struct {
 type PassResult struct {
 	Pass  Pass
 	Round int
-	rsync.Result
+	protocol.Result
 	// TarStream is set when the pass was a tar stream, not rsync.
 	TarStream bool
 	// BlockDelta is set when the final pass was a block delta (package
@@ -188,7 +189,7 @@ type FinalResult struct {
 	// for the block delta).
 	Fallback       Fallback
 	FallbackDetail string
-	Delta          rsync.Result
+	Delta          protocol.Result
 	Verify         rsync.VerifyResult
 	Repairs        int
 	// Counts tells how the target was found equal.
@@ -251,8 +252,8 @@ func NewSession(cfg Config) (*Session, error) {
 	return &Session{cfg: cfg, peer: p, clock: c}, nil
 }
 
-func (s *Session) opts(pass Pass, round int, allowVanished bool) rsync.SendOptions {
-	o := rsync.SendOptions{
+func (s *Session) opts(pass Pass, round int, allowVanished bool) protocol.SendOptions {
+	o := protocol.SendOptions{
 		SourceDir:      s.cfg.SourceDir,
 		Dial:           s.cfg.Dial,
 		RsyncPath:      s.cfg.RsyncPath,
@@ -262,7 +263,7 @@ func (s *Session) opts(pass Pass, round int, allowVanished bool) rsync.SendOptio
 		Counter:        s.cfg.Counter,
 	}
 	if s.cfg.OnProgress != nil {
-		o.OnProgress = func(p rsync.Progress) { s.cfg.OnProgress(pass, round, p) }
+		o.OnProgress = func(p protocol.Progress) { s.cfg.OnProgress(pass, round, p) }
 	}
 	return o
 }
@@ -298,10 +299,10 @@ func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, er
 				o.SourceDir = s.cfg.BaseDir
 			}
 		}
-		r, err := s.withRetries(ctx, pass, round, func() (rsync.Result, bool, error) {
+		r, err := s.withRetries(ctx, pass, round, func() (protocol.Result, bool, error) {
 			if round == 1 {
 				if err := s.checkSpace(ctx, o.SourceDir); err != nil {
-					return rsync.Result{}, false, err
+					return protocol.Result{}, false, err
 				}
 				return s.fullPass(ctx, o)
 			}
@@ -341,7 +342,7 @@ func (s *Session) checkSpace(ctx context.Context, dir string) error {
 // withRetries runs a pre-copy pass, and runs it again after a backoff when
 // it failed for a reason that may be transient (not a full or too small
 // target, not a cancelled context), at most PassAttempts times. Every attempt is reported.
-func (s *Session) withRetries(ctx context.Context, pass Pass, round int, run func() (rsync.Result, bool, error)) (rsync.Result, error) {
+func (s *Session) withRetries(ctx context.Context, pass Pass, round int, run func() (protocol.Result, bool, error)) (protocol.Result, error) {
 	attempts := s.cfg.PassAttempts
 	if attempts <= 0 {
 		attempts = DefaultPassAttempts
@@ -387,7 +388,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // fullPass copies into the target as a tar stream when the target is empty
 // and the source holds only what the stream carries (package tarstream), and
 // with rsync otherwise (also when a failed tar pass left partial data).
-func (s *Session) fullPass(ctx context.Context, o rsync.SendOptions) (rsync.Result, bool, error) {
+func (s *Session) fullPass(ctx context.Context, o protocol.SendOptions) (protocol.Result, bool, error) {
 	if !s.cfg.DisableTarFirstPass {
 		r, err := s.peer.SendTar(ctx, o)
 		if !errors.Is(err, rsync.ErrTarNotApplicable) {
@@ -418,7 +419,7 @@ func (s *Session) KeepWarm(ctx context.Context, completed int) (PreCopyResult, e
 // on the wire at the best throughput seen, plus the time rsync needed to
 // compare the trees when nothing changes (the part of a pass that is not
 // transfer).
-func (s *Session) estimate(last rsync.Result) time.Duration {
+func (s *Session) estimate(last protocol.Result) time.Duration {
 	if s.throughput <= 0 {
 		return last.Duration
 	}

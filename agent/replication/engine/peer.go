@@ -6,29 +6,30 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/blockdelta"
 	"github.com/livemigrate/livemigrate/agent/replication/manifest"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 )
 
 // Peer is the receiver at the other end of a session, as the session drives
 // it: every pass, verification and index goes through one of its methods.
 // Options carry the source directory, dialer, limits and callbacks of the
-// pass (see rsync.SendOptions for which each method uses). The default peer
+// pass (see protocol.SendOptions for which each method uses). The default peer
 // (Config.Peer nil) runs rsync and the replication protocol over
 // Config.Dial; tests put a fake in its place to drive the session's retry,
 // fallback and repair logic.
 type Peer interface {
 	// Send runs an rsync pass that makes the target like the source.
-	Send(ctx context.Context, o rsync.SendOptions) (rsync.Result, error)
+	Send(ctx context.Context, o protocol.SendOptions) (protocol.Result, error)
 	// SendTar streams the source into an empty target; an error wrapping
 	// rsync.ErrTarNotApplicable means nothing was sent and rsync must run.
-	SendTar(ctx context.Context, o rsync.SendOptions) (rsync.Result, error)
+	SendTar(ctx context.Context, o protocol.SendOptions) (protocol.Result, error)
 	// Repair rewrites every file whose whole-file checksum differs.
-	Repair(ctx context.Context, o rsync.SendOptions) (rsync.Result, error)
+	Repair(ctx context.Context, o protocol.SendOptions) (protocol.Result, error)
 	// Verify compares the whole tree by checksum and metadata, writing
 	// nothing.
-	Verify(ctx context.Context, o rsync.SendOptions) (rsync.VerifyResult, error)
+	Verify(ctx context.Context, o protocol.SendOptions) (rsync.VerifyResult, error)
 	// VerifyPaths compares the listed entries as Verify does.
-	VerifyPaths(ctx context.Context, o rsync.SendOptions, paths []string) (rsync.VerifyResult, error)
+	VerifyPaths(ctx context.Context, o protocol.SendOptions, paths []string) (rsync.VerifyResult, error)
 	// FetchManifest returns the identities of the target's entries.
 	FetchManifest(ctx context.Context) (manifest.Manifest, error)
 	// FetchBlockIndex calls fn with the block index of each target file
@@ -39,7 +40,7 @@ type Peer interface {
 	CheckSpace(ctx context.Context, need rsync.Usage) error
 	// SendBlockDelta sends files as a block delta and checks the target's
 	// answers.
-	SendBlockDelta(ctx context.Context, o rsync.SendOptions, files []blockdelta.File) (rsync.Result, blockdelta.Result, error)
+	SendBlockDelta(ctx context.Context, o protocol.SendOptions, files []blockdelta.File) (protocol.Result, blockdelta.Result, error)
 }
 
 // rsyncPeer is the Peer of package rsync's receiver reached through dial.
@@ -49,23 +50,23 @@ type rsyncPeer struct {
 
 var _ Peer = rsyncPeer{}
 
-func (rsyncPeer) Send(ctx context.Context, o rsync.SendOptions) (rsync.Result, error) {
+func (rsyncPeer) Send(ctx context.Context, o protocol.SendOptions) (protocol.Result, error) {
 	return rsync.Send(ctx, o)
 }
 
-func (rsyncPeer) SendTar(ctx context.Context, o rsync.SendOptions) (rsync.Result, error) {
+func (rsyncPeer) SendTar(ctx context.Context, o protocol.SendOptions) (protocol.Result, error) {
 	return rsync.SendTar(ctx, o)
 }
 
-func (rsyncPeer) Repair(ctx context.Context, o rsync.SendOptions) (rsync.Result, error) {
+func (rsyncPeer) Repair(ctx context.Context, o protocol.SendOptions) (protocol.Result, error) {
 	return rsync.Repair(ctx, o)
 }
 
-func (rsyncPeer) Verify(ctx context.Context, o rsync.SendOptions) (rsync.VerifyResult, error) {
+func (rsyncPeer) Verify(ctx context.Context, o protocol.SendOptions) (rsync.VerifyResult, error) {
 	return rsync.Verify(ctx, o)
 }
 
-func (rsyncPeer) VerifyPaths(ctx context.Context, o rsync.SendOptions, paths []string) (rsync.VerifyResult, error) {
+func (rsyncPeer) VerifyPaths(ctx context.Context, o protocol.SendOptions, paths []string) (rsync.VerifyResult, error) {
 	return rsync.VerifyPaths(ctx, o, paths)
 }
 
@@ -81,6 +82,6 @@ func (p rsyncPeer) CheckSpace(ctx context.Context, need rsync.Usage) error {
 	return rsync.CheckSpace(ctx, p.dial, need)
 }
 
-func (rsyncPeer) SendBlockDelta(ctx context.Context, o rsync.SendOptions, files []blockdelta.File) (rsync.Result, blockdelta.Result, error) {
+func (rsyncPeer) SendBlockDelta(ctx context.Context, o protocol.SendOptions, files []blockdelta.File) (protocol.Result, blockdelta.Result, error) {
 	return rsync.SendBlockDelta(ctx, o, files)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/blockdelta"
 	"github.com/livemigrate/livemigrate/agent/replication/manifest"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 )
 
@@ -60,31 +61,31 @@ func (p *fakePeer) count(kind string) int {
 	return n
 }
 
-func (p *fakePeer) result(kind string, answers []sendAnswer) (rsync.Result, error) {
+func (p *fakePeer) result(kind string, answers []sendAnswer) (protocol.Result, error) {
 	a := next(answers, p.count(kind))
 	p.calls = append(p.calls, kind)
-	return rsync.Result{Stats: rsync.Stats{LiteralData: a.literal, Files: 3}, WireSent: a.literal + 100, Duration: time.Second}, a.err
+	return protocol.Result{Stats: protocol.Stats{LiteralData: a.literal, Files: 3}, WireSent: a.literal + 100, Duration: time.Second}, a.err
 }
 
-func (p *fakePeer) Send(context.Context, rsync.SendOptions) (rsync.Result, error) {
+func (p *fakePeer) Send(context.Context, protocol.SendOptions) (protocol.Result, error) {
 	return p.result("send", p.send)
 }
 
-func (p *fakePeer) SendTar(context.Context, rsync.SendOptions) (rsync.Result, error) {
+func (p *fakePeer) SendTar(context.Context, protocol.SendOptions) (protocol.Result, error) {
 	return p.result("tar", p.tar)
 }
 
-func (p *fakePeer) Repair(context.Context, rsync.SendOptions) (rsync.Result, error) {
+func (p *fakePeer) Repair(context.Context, protocol.SendOptions) (protocol.Result, error) {
 	return p.result("repair", p.repair)
 }
 
-func (p *fakePeer) Verify(context.Context, rsync.SendOptions) (rsync.VerifyResult, error) {
+func (p *fakePeer) Verify(context.Context, protocol.SendOptions) (rsync.VerifyResult, error) {
 	a := next(p.verify, p.count("verify"))
 	p.calls = append(p.calls, "verify")
-	return rsync.VerifyResult{Differences: a.diffs, Result: rsync.Result{Stats: rsync.Stats{Files: 3}}}, a.err
+	return rsync.VerifyResult{Differences: a.diffs, Result: protocol.Result{Stats: protocol.Stats{Files: 3}}}, a.err
 }
 
-func (p *fakePeer) VerifyPaths(context.Context, rsync.SendOptions, []string) (rsync.VerifyResult, error) {
+func (p *fakePeer) VerifyPaths(context.Context, protocol.SendOptions, []string) (rsync.VerifyResult, error) {
 	p.calls = append(p.calls, "verifyPaths")
 	return rsync.VerifyResult{}, errors.New("fake peer: no path verification")
 }
@@ -104,9 +105,9 @@ func (p *fakePeer) CheckSpace(_ context.Context, need rsync.Usage) error {
 	return p.space
 }
 
-func (p *fakePeer) SendBlockDelta(context.Context, rsync.SendOptions, []blockdelta.File) (rsync.Result, blockdelta.Result, error) {
+func (p *fakePeer) SendBlockDelta(context.Context, protocol.SendOptions, []blockdelta.File) (protocol.Result, blockdelta.Result, error) {
 	p.calls = append(p.calls, "blockDelta")
-	return rsync.Result{}, blockdelta.Result{}, errors.New("fake peer: no block delta")
+	return protocol.Result{}, blockdelta.Result{}, errors.New("fake peer: no block delta")
 }
 
 // fakeSession is a session whose passes all go to p.

@@ -64,16 +64,16 @@ func FetchBlockIndex(ctx context.Context, dial func(context.Context) (net.Conn, 
 // BandwidthLimit, Counter. The result's Stats count the changed files as
 // transferred, the blocks sent as literal data and the rest of those files
 // as matched data.
-func SendBlockDelta(ctx context.Context, opts SendOptions, files []blockdelta.File) (Result, blockdelta.Result, error) {
+func SendBlockDelta(ctx context.Context, opts protocol.SendOptions, files []blockdelta.File) (protocol.Result, blockdelta.Result, error) {
 	start := time.Now()
 	if opts.Dial == nil {
-		return Result{}, blockdelta.Result{}, errors.New("no dialer")
+		return protocol.Result{}, blockdelta.Result{}, errors.New("no dialer")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	conn, err := opts.Dial(ctx)
 	if err != nil {
-		return Result{}, blockdelta.Result{}, err
+		return protocol.Result{}, blockdelta.Result{}, err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
@@ -83,7 +83,7 @@ func SendBlockDelta(ctx context.Context, opts SendOptions, files []blockdelta.Fi
 		counter = &transport.Counter{}
 	}
 	sent0, recv0 := counter.Sent.Load(), counter.Received.Load()
-	var res Result
+	var res protocol.Result
 	if err := protocol.WriteRequest(conn, protocol.BlockDelta); err != nil {
 		return res, blockdelta.Result{}, fmt.Errorf("sending request: %w", err)
 	}
@@ -94,8 +94,8 @@ func SendBlockDelta(ctx context.Context, opts SendOptions, files []blockdelta.Fi
 	for _, f := range files {
 		size += f.Source.Size
 	}
-	res = Result{
-		Stats: Stats{Files: int64(len(files)), TransferredFiles: int64(len(br.Files)), TotalFileSize: size, TransferredSize: size,
+	res = protocol.Result{
+		Stats: protocol.Stats{Files: int64(len(files)), TransferredFiles: int64(len(br.Files)), TotalFileSize: size, TransferredSize: size,
 			LiteralData: br.Literal, MatchedData: br.Matched},
 		WireSent:     counter.Sent.Load() - sent0,
 		WireReceived: counter.Received.Load() - recv0,

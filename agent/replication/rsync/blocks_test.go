@@ -33,7 +33,7 @@ func TestBlockDeltaOverTLS(t *testing.T) {
 	src, dst, _ := setupTrees(t)
 	writeRandom(t, filepath.Join(src, "d", "f"), 64*blockdelta.BlockSize)
 	h := startReceiver(t, dst)
-	opts := SendOptions{SourceDir: src, Dial: h.dial}
+	opts := protocol.SendOptions{SourceDir: src, Dial: h.dial}
 	_, err := Send(context.Background(), opts)
 	must(t, err)
 	_ = h.lastReceiverError(t)

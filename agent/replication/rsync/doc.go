@@ -58,7 +58,7 @@
 // connection in the agent (pidfd_getfd(2), else a relay through the shell;
 // see tunnelRsh), with the rate limiter and byte counters in between. No
 // listening socket exists on the source node and no helper binary is
-// needed. A full pass with SendOptions.DetectSparse passes -S only when the
+// needed. A full pass with protocol.SendOptions.DetectSparse passes -S only when the
 // source holds a file with holes (HasSparseFiles). Exit status 24 (files
 // vanished while being read) is success for a pre-copy pass and failure for
 // the final pass. Verify (-c --dry-run --itemize-changes) lists what

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 )
 
 // TestReceiverRefusesDevicesAndSpecials replicates a tree holding a device
@@ -30,7 +32,7 @@ func TestReceiverRefusesDevicesAndSpecials(t *testing.T) {
 	defer l.Close()
 
 	h := startReceiver(t, dst)
-	_, err = Send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial})
+	_, err = Send(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
 	must(t, err)
 	must(t, h.lastReceiverError(t))
 	if _, err := os.Stat(filepath.Join(dst, "data.bin")); err != nil {
@@ -46,7 +48,7 @@ func TestReceiverRefusesDevicesAndSpecials(t *testing.T) {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			vol := t.TempDir()
 			h := startReceiver(t, vol)
-			_, err := Send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial, extraArgs: args})
+			_, err := send(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial}, testHooks{extraArgs: args})
 			rerr := h.lastReceiverError(t)
 			if err == nil {
 				t.Fatalf("the receiver accepted a sender with %v (receiver: %v)", args, rerr)
@@ -78,7 +80,7 @@ func TestReceiverStripsSetIDBits(t *testing.T) {
 	must(t, unix.Chmod(filepath.Join(src, "shared"), 0o3775))
 
 	h := startReceiver(t, dst)
-	_, err := Send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial})
+	_, err := Send(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
 	must(t, err)
 	must(t, h.lastReceiverError(t))
 	for n, m := range files {
@@ -93,7 +95,7 @@ func TestReceiverStripsSetIDBits(t *testing.T) {
 	if st.Mode&0o7777 != 0o3775 {
 		t.Errorf("directory mode %o on the target, want 3775 (setgid and sticky kept)", st.Mode&0o7777)
 	}
-	v, err := Verify(context.Background(), SendOptions{SourceDir: src, Dial: h.dial})
+	v, err := Verify(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
 	must(t, err)
 	_ = h.lastReceiverError(t)
 	if !v.Equal() {
@@ -161,7 +163,7 @@ func TestReceiverDropsFileCapabilities(t *testing.T) {
 		t.Fatalf("setting a user extended attribute on the source (the test's filesystem needs them): %v", err)
 	}
 	h := startReceiver(t, dst)
-	_, err := Send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial})
+	_, err := Send(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
 	must(t, err)
 	must(t, h.lastReceiverError(t))
 	q := filepath.Join(dst, "tool")
@@ -172,7 +174,7 @@ func TestReceiverDropsFileCapabilities(t *testing.T) {
 	if n, err := unix.Getxattr(q, "user.note", buf); err != nil || string(buf[:n]) != "kept" {
 		t.Errorf("the target's user.note = %q, %v; want it kept", buf[:max(n, 0)], err)
 	}
-	v, err := Verify(context.Background(), SendOptions{SourceDir: src, Dial: h.dial})
+	v, err := Verify(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
 	must(t, err)
 	_ = h.lastReceiverError(t)
 	if !v.Equal() {

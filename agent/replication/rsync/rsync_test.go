@@ -63,7 +63,7 @@ func setupTrees(t *testing.T) (src, dst, outside string) {
 func TestDeltaCorrectness(t *testing.T) {
 	t.Run("rsync first pass", func(t *testing.T) { testDeltaCorrectness(t, Send) })
 	t.Run("tar first pass", func(t *testing.T) {
-		testDeltaCorrectness(t, func(ctx context.Context, o SendOptions) (Result, error) {
+		testDeltaCorrectness(t, func(ctx context.Context, o protocol.SendOptions) (protocol.Result, error) {
 			r, err := SendTar(ctx, o)
 			if errors.Is(err, ErrTarNotApplicable) {
 				t.Fatalf("the generated tree was not sent as a tar stream: %v", err)
@@ -75,14 +75,14 @@ func TestDeltaCorrectness(t *testing.T) {
 
 // testDeltaCorrectness runs a first pass with full, then rsync delta passes
 // after mutations of every kind, comparing the trees after each.
-func testDeltaCorrectness(t *testing.T, full func(context.Context, SendOptions) (Result, error)) {
+func testDeltaCorrectness(t *testing.T, full func(context.Context, protocol.SendOptions) (protocol.Result, error)) {
 	requireRoot(t)
 	src, dst, outside := setupTrees(t)
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	genTree(t, src, outside, rng)
 	h := startReceiver(t, dst)
 	ctx := context.Background()
-	opts := SendOptions{SourceDir: src, Dial: h.dial}
+	opts := protocol.SendOptions{SourceDir: src, Dial: h.dial}
 
 	first, err := full(ctx, opts)
 	must(t, err)
@@ -177,7 +177,7 @@ func TestVerifyDetectsCorruption(t *testing.T) {
 	writeRandom(t, filepath.Join(src, "data", "other.db"), 1000)
 	h := startReceiver(t, dst)
 	ctx := context.Background()
-	opts := SendOptions{SourceDir: src, Dial: h.dial}
+	opts := protocol.SendOptions{SourceDir: src, Dial: h.dial}
 	_, err := Send(ctx, opts)
 	must(t, err)
 	must(t, h.lastReceiverError(t))
@@ -225,7 +225,7 @@ func TestSymlinkTricksStayInsideVolume(t *testing.T) {
 	writeRandom(t, filepath.Join(src, "escape", "pwned"), 100)
 	writeRandom(t, filepath.Join(src, "escape-file"), 100)
 	h := startReceiver(t, dst)
-	_, err := Send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial})
+	_, err := Send(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
 	must(t, err)
 	must(t, h.lastReceiverError(t))
 	if _, err := os.Stat(filepath.Join(outside, "pwned")); !os.IsNotExist(err) {
@@ -270,7 +270,7 @@ func TestMaliciousSenderConfined(t *testing.T) {
 				must(t, os.MkdirAll(pullDir, 0o755))
 				dir = pullDir
 			}
-			_, err := Send(context.Background(), SendOptions{SourceDir: dir, Dial: h.dial, remote: tt.remote, pull: tt.pull})
+			_, err := send(context.Background(), protocol.SendOptions{SourceDir: dir, Dial: h.dial}, testHooks{remote: tt.remote, pull: tt.pull})
 			rerr := h.lastReceiverError(t)
 			if tt.wantErr && err == nil {
 				t.Errorf("malicious request succeeded (receiver: %v)", rerr)
@@ -363,7 +363,7 @@ func TestDiskFullLeavesSourceUntouched(t *testing.T) {
 	requireRoot(t)
 	senders := []struct {
 		name string
-		send func(context.Context, SendOptions) (Result, error)
+		send func(context.Context, protocol.SendOptions) (protocol.Result, error)
 	}{
 		{"rsync", Send},
 		{"tar", SendTar},
@@ -383,7 +383,7 @@ func TestDiskFullLeavesSourceUntouched(t *testing.T) {
 			must(t, err)
 
 			h := startReceiver(t, dst)
-			_, err = s.send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial})
+			_, err = s.send(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
 			_ = h.lastReceiverError(t)
 			if err == nil {
 				t.Fatal("replicating 3 MiB into a 1 MiB volume succeeded")
@@ -409,12 +409,12 @@ func TestDiskFullLeavesSourceUntouched(t *testing.T) {
 func TestParseProgress(t *testing.T) {
 	tests := []struct {
 		line string
-		want Progress
+		want protocol.Progress
 		ok   bool
 	}{
-		{line: "     10485763  99%  909.09MB/s    0:00:00 (xfr#2, to-chk=0/4)", want: Progress{Bytes: 10485763, Percent: 99, Rate: "909.09MB/s", Transferred: 2, ToCheck: 0, TotalFiles: 4}, ok: true},
-		{line: "          3   0%    0.00kB/s    0:00:00", want: Progress{Bytes: 3, Rate: "0.00kB/s"}, ok: true},
-		{line: "  1234 12%  1.00MB/s  0:01:02 (xfr#7, ir-chk=100/200)", want: Progress{Bytes: 1234, Percent: 12, Rate: "1.00MB/s", Transferred: 7, ToCheck: 100, TotalFiles: 200}, ok: true},
+		{line: "     10485763  99%  909.09MB/s    0:00:00 (xfr#2, to-chk=0/4)", want: protocol.Progress{Bytes: 10485763, Percent: 99, Rate: "909.09MB/s", Transferred: 2, ToCheck: 0, TotalFiles: 4}, ok: true},
+		{line: "          3   0%    0.00kB/s    0:00:00", want: protocol.Progress{Bytes: 3, Rate: "0.00kB/s"}, ok: true},
+		{line: "  1234 12%  1.00MB/s  0:01:02 (xfr#7, ir-chk=100/200)", want: protocol.Progress{Bytes: 1234, Percent: 12, Rate: "1.00MB/s", Transferred: 7, ToCheck: 100, TotalFiles: 200}, ok: true},
 		{line: "Number of files: 4 (reg: 2, dir: 1, link: 1)"},
 		{line: ""},
 	}
@@ -432,10 +432,10 @@ func TestScanOutputStats(t *testing.T) {
 		"Number of regular files transferred: 2\nTotal file size: 10485774 bytes\nTotal transferred file size: 10485763 bytes\n" +
 		"Literal data: 10485763 bytes\nMatched data: 7 bytes\nTotal bytes sent: 10488530\nTotal bytes received: 64\n" +
 		itemPrefix + ">fc.T...... a/b\n"
-	var progress []Progress
+	var progress []protocol.Progress
 	var items []string
-	got, _ := scanOutput(strings.NewReader(out), func(p Progress) { progress = append(progress, p) }, func(s string) { items = append(items, s) })
-	want := Stats{Files: 4, CreatedFiles: 3, DeletedFiles: 1, TransferredFiles: 2, TotalFileSize: 10485774, TransferredSize: 10485763,
+	got, _ := scanOutput(strings.NewReader(out), func(p protocol.Progress) { progress = append(progress, p) }, func(s string) { items = append(items, s) })
+	want := protocol.Stats{Files: 4, CreatedFiles: 3, DeletedFiles: 1, TransferredFiles: 2, TotalFileSize: 10485774, TransferredSize: 10485763,
 		LiteralData: 10485763, MatchedData: 7, BytesSent: 10488530, BytesReceived: 64}
 	if got != want {
 		t.Errorf("stats = %+v, want %+v", got, want)
@@ -474,7 +474,7 @@ func TestBandwidthLimit(t *testing.T) {
 	writeRandom(t, filepath.Join(src, "f"), 1<<20)
 	h := startReceiver(t, dst)
 	start := time.Now()
-	r, err := Send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial, BandwidthLimit: 512 << 10})
+	r, err := Send(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial, BandwidthLimit: 512 << 10})
 	must(t, err)
 	must(t, h.lastReceiverError(t))
 	// 1 MiB at 512 KiB/s with a 64 KiB burst: at least ~1.8 s.

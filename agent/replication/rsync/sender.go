@@ -57,56 +57,18 @@ const remoteDest = "livemigrate::" + ModuleName + "/"
 // itemPrefix marks itemize lines in the client output.
 const itemPrefix = "LMITEM:"
 
-// SendOptions configure one rsync pass from a source directory to a receiver.
-type SendOptions struct {
-	// SourceDir is the directory whose content is replicated.
-	SourceDir string
-	// Dial opens an authenticated connection to the receiver.
-	Dial func(ctx context.Context) (net.Conn, error)
-	// RsyncPath is the rsync binary; "rsync" from PATH when empty.
-	RsyncPath string
-	// BandwidthLimit caps the bytes per second sent through the tunnel
-	// (Go-side token bucket); 0 means unlimited.
-	BandwidthLimit int64
-	// RsyncBwLimitKiB is passed as --bwlimit (KiB/s) when > 0.
-	RsyncBwLimitKiB int64
-	// BlockSize forces rsync's delta block size when > 0.
-	BlockSize int
-	// DetectSparse passes -S only when the source holds a sparse file
-	// (HasSparseFiles walks the tree first). Set it for the first, full pass,
-	// where -S is expensive; other passes always get -S: they write little,
-	// so the zero scan costs little, and the walk would add to their time
-	// (the final pass runs under freeze).
-	DetectSparse bool
-	// AllowVanished treats rsync exit code 24 (source files vanished while
-	// being read) as success; set for pre-copy rounds only.
-	AllowVanished bool
-	// IOTimeout is rsync's --timeout; 0 means 300s.
-	IOTimeout time.Duration
-	// Counter, when set, accumulates the bytes on the wire.
-	Counter *transport.Counter
-	// OnProgress receives progress updates.
-	OnProgress func(Progress)
-
-	// remote overrides the rsync remote spec; tests use it to play a
-	// malicious sender.
+// testHooks let tests play a malicious or constrained sender.
+type testHooks struct {
+	// remote overrides the rsync remote spec (a malicious sender).
 	remote string
-	// pull swaps source and destination (tests: a sender trying to read).
+	// pull swaps source and destination (a sender trying to read).
 	pull bool
 	// relayOnly makes the remote shell relay through fd 3 as it does where
-	// pidfd_getfd is not available (tests).
+	// pidfd_getfd is not available.
 	relayOnly bool
-	// extraArgs are added to rsync's options (tests: a sender asking for
-	// what the receiver refuses).
+	// extraArgs are added to rsync's options (a sender asking for what the
+	// receiver refuses).
 	extraArgs []string
-}
-
-// Result describes a finished pass.
-type Result struct {
-	Stats Stats
-	// WireSent and WireReceived are the bytes that crossed the tunnel.
-	WireSent, WireReceived int64
-	Duration               time.Duration
 }
 
 // VerifyResult is the outcome of a checksum verification pass.
@@ -114,14 +76,18 @@ type VerifyResult struct {
 	// Differences lists itemized differences ("%i %n"); empty when the
 	// target equals the source.
 	Differences []string
-	Result
+	protocol.Result
 }
 
 // Equal reports whether the verification found no difference.
 func (v VerifyResult) Equal() bool { return len(v.Differences) == 0 }
 
 // Send runs one replication pass (full the first time, delta afterwards).
-func Send(ctx context.Context, opts SendOptions) (Result, error) {
+func Send(ctx context.Context, opts protocol.SendOptions) (protocol.Result, error) {
+	return send(ctx, opts, testHooks{})
+}
+
+func send(ctx context.Context, opts protocol.SendOptions, hooks testHooks) (protocol.Result, error) {
 	args := append(commonArgs(opts, !opts.DetectSparse || HasSparseFiles(opts.SourceDir)), "--inplace", "--no-whole-file", "--info=progress2,stats2")
 	if opts.BlockSize > 0 {
 		args = append(args, "--block-size="+strconv.Itoa(opts.BlockSize))
@@ -129,7 +95,7 @@ func Send(ctx context.Context, opts SendOptions) (Result, error) {
 	if opts.RsyncBwLimitKiB > 0 {
 		args = append(args, "--bwlimit="+strconv.FormatInt(opts.RsyncBwLimitKiB, 10))
 	}
-	res, _, err := run(ctx, opts, args, opts.AllowVanished)
+	res, _, err := run(ctx, opts, hooks, args, opts.AllowVanished)
 	return res, err
 }
 
@@ -138,7 +104,7 @@ func Send(ctx context.Context, opts SendOptions) (Result, error) {
 // and all metadata, nothing written — without looking at anything else.
 // An entry missing on the target is a difference; entries only on the
 // target are not seen (compare manifests for those).
-func VerifyPaths(ctx context.Context, opts SendOptions, paths []string) (VerifyResult, error) {
+func VerifyPaths(ctx context.Context, opts protocol.SendOptions, paths []string) (VerifyResult, error) {
 	list, err := os.CreateTemp("", "livemigrate-verify-")
 	if err != nil {
 		return VerifyResult{}, err
@@ -164,7 +130,7 @@ func VerifyPaths(ctx context.Context, opts SendOptions, paths []string) (VerifyR
 	}
 	args = append(args, "--checksum", "--dry-run", "--from0", "--files-from="+list.Name(), "--no-implied-dirs",
 		"--out-format="+itemPrefix+"%i %n%L", "--info=stats2")
-	res, items, err := run(ctx, opts, args, false)
+	res, items, err := run(ctx, opts, testHooks{}, args, false)
 	return VerifyResult{Differences: items, Result: res}, err
 }
 
@@ -197,23 +163,27 @@ func FetchManifest(ctx context.Context, dial func(context.Context) (net.Conn, er
 // verification pass finds a difference (a file rewritten within the
 // filesystem's timestamp granularity with the same size escapes rsync's
 // quick check).
-func Repair(ctx context.Context, opts SendOptions) (Result, error) {
+func Repair(ctx context.Context, opts protocol.SendOptions) (protocol.Result, error) {
 	args := append(commonArgs(opts, true), "--checksum", "--inplace", "--no-whole-file", "--info=stats2")
-	res, _, err := run(ctx, opts, args, false)
+	res, _, err := run(ctx, opts, testHooks{}, args, false)
 	return res, err
 }
 
 // Verify compares source and target with whole-file checksums and all
 // metadata (rsync -c --dry-run --itemize-changes); nothing is written.
-func Verify(ctx context.Context, opts SendOptions) (VerifyResult, error) {
+func Verify(ctx context.Context, opts protocol.SendOptions) (VerifyResult, error) {
+	return verify(ctx, opts, testHooks{})
+}
+
+func verify(ctx context.Context, opts protocol.SendOptions, hooks testHooks) (VerifyResult, error) {
 	args := append(commonArgs(opts, true), "--checksum", "--dry-run", "--out-format="+itemPrefix+"%i %n%L", "--info=stats2")
-	res, items, err := run(ctx, opts, args, false)
+	res, items, err := run(ctx, opts, hooks, args, false)
 	return VerifyResult{Differences: items, Result: res}, err
 }
 
 // commonArgs are the options of every pass. sparse adds -S (holes are
 // recreated on the target); see HasSparseFiles for why it is not always on.
-func commonArgs(opts SendOptions, sparse bool) []string {
+func commonArgs(opts protocol.SendOptions, sparse bool) []string {
 	timeout := opts.IOTimeout
 	if timeout <= 0 {
 		timeout = 300 * time.Second
@@ -234,33 +204,33 @@ func commonArgs(opts SendOptions, sparse bool) []string {
 	}
 }
 
-func run(ctx context.Context, opts SendOptions, args []string, allowVanished bool) (Result, []string, error) {
+func run(ctx context.Context, opts protocol.SendOptions, hooks testHooks, args []string, allowVanished bool) (protocol.Result, []string, error) {
 	start := time.Now()
 	if opts.Dial == nil {
-		return Result{}, nil, errors.New("no dialer")
+		return protocol.Result{}, nil, errors.New("no dialer")
 	}
 	st, err := os.Stat(opts.SourceDir)
 	if err != nil {
-		return Result{}, nil, fmt.Errorf("source: %w", err)
+		return protocol.Result{}, nil, fmt.Errorf("source: %w", err)
 	}
 	if !st.IsDir() {
-		return Result{}, nil, fmt.Errorf("source %q is not a directory", opts.SourceDir)
+		return protocol.Result{}, nil, fmt.Errorf("source %q is not a directory", opts.SourceDir)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
 	remote, err := opts.Dial(ctx)
 	if err != nil {
-		return Result{}, nil, err
+		return protocol.Result{}, nil, err
 	}
 	defer remote.Close()
 	if err := protocol.WriteRequest(remote, protocol.Rsync); err != nil {
-		return Result{}, nil, fmt.Errorf("sending request: %w", err)
+		return protocol.Result{}, nil, fmt.Errorf("sending request: %w", err)
 	}
 
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return Result{}, nil, fmt.Errorf("socketpair: %w", err)
+		return protocol.Result{}, nil, fmt.Errorf("socketpair: %w", err)
 	}
 	childEnd := os.NewFile(uintptr(fds[0]), "rsync-tunnel")
 	parentFile := os.NewFile(uintptr(fds[1]), "agent-tunnel")
@@ -268,7 +238,7 @@ func run(ctx context.Context, opts SendOptions, args []string, allowVanished boo
 	_ = parentFile.Close()
 	if err != nil {
 		_ = childEnd.Close()
-		return Result{}, nil, fmt.Errorf("socketpair conn: %w", err)
+		return protocol.Result{}, nil, fmt.Errorf("socketpair conn: %w", err)
 	}
 	defer local.Close()
 
@@ -277,11 +247,11 @@ func run(ctx context.Context, opts SendOptions, args []string, allowVanished boo
 		bin = "rsync"
 	}
 	spec := remoteDest
-	if opts.remote != "" {
-		spec = opts.remote
+	if hooks.remote != "" {
+		spec = hooks.remote
 	}
-	args = append(args[:len(args):len(args)], opts.extraArgs...)
-	if opts.pull {
+	args = append(args[:len(args):len(args)], hooks.extraArgs...)
+	if hooks.pull {
 		args = append(args, spec, opts.SourceDir+"/")
 	} else {
 		args = append(args, opts.SourceDir+"/", spec)
@@ -298,11 +268,11 @@ func run(ctx context.Context, opts SendOptions, args []string, allowVanished boo
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		_ = childEnd.Close()
-		return Result{}, nil, err
+		return protocol.Result{}, nil, err
 	}
 	if err := cmd.Start(); err != nil {
 		_ = childEnd.Close()
-		return Result{}, nil, fmt.Errorf("starting rsync: %w", err)
+		return protocol.Result{}, nil, fmt.Errorf("starting rsync: %w", err)
 	}
 	_ = childEnd.Close()
 
@@ -317,12 +287,12 @@ func run(ctx context.Context, opts SendOptions, args []string, allowVanished boo
 	stop := make(chan struct{})
 	go func() {
 		defer wg.Done()
-		tunnel(ctx, remote, local, cmd.Process.Pid, !opts.relayOnly, lim, counter, stop)
+		tunnel(ctx, remote, local, cmd.Process.Pid, !hooks.relayOnly, lim, counter, stop)
 	}()
 
 	var items []string
 	var other []string
-	statsCh := make(chan Stats, 1)
+	statsCh := make(chan protocol.Stats, 1)
 	go func() {
 		st, o := scanOutput(stdout, opts.OnProgress, func(s string) { items = append(items, s) })
 		other = o
@@ -336,7 +306,7 @@ func run(ctx context.Context, opts SendOptions, args []string, allowVanished boo
 	_ = local.Close()
 	close(stop)
 	wg.Wait()
-	res := Result{
+	res := protocol.Result{
 		Stats:        stats,
 		WireSent:     counter.Sent.Load() - sent0,
 		WireReceived: counter.Received.Load() - recv0,
@@ -378,7 +348,7 @@ func remoteStatus(ctx context.Context, dial func(context.Context) (net.Conn, err
 // least one 4 KiB block (fewer blocks allocated than its size needs), or
 // whether that cannot be told (an error: the answer is then true).
 //
-// A full pass (SendOptions.DetectSparse) only runs rsync with -S (--sparse)
+// A full pass (protocol.SendOptions.DetectSparse) only runs rsync with -S (--sparse)
 // when it does: with -S the receiving rsync scans every byte it writes for
 // runs of zeros, which costs it more CPU than the rest of a full copy (about
 // 0.6 s per GiB here) and is useless for files without holes. A dense file copied without -S is the same

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 )
 
 // holdConn is the sender's end of the replication connection with the
@@ -105,7 +107,7 @@ func TestRsyncSenderDirectorySwappedDuringPass(t *testing.T) {
 		t.Logf("directory swapped after the sender wrote %d bytes", hc.written.Load())
 		close(hc.release)
 	}()
-	_, err := Send(context.Background(), SendOptions{SourceDir: src, Dial: dial, AllowVanished: true, extraArgs: []string{"--no-inc-recursive"}})
+	_, err := send(context.Background(), protocol.SendOptions{SourceDir: src, Dial: dial, AllowVanished: true}, testHooks{extraArgs: []string{"--no-inc-recursive"}})
 	t.Logf("pass: %v", err)
 	got, rerr := os.ReadFile(filepath.Join(dst, "swap", "kubelet.key"))
 	t.Logf("target's swap/kubelet.key: %d bytes, %v", len(got), rerr)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 )
 
@@ -47,8 +48,9 @@ func TestRelayFallback(t *testing.T) {
 	src, dst, outside := setupTrees(t)
 	genTree(t, src, outside, mrand.New(mrand.NewPCG(3, 4)))
 	h := startReceiver(t, dst)
-	opts := SendOptions{SourceDir: src, Dial: h.dial, relayOnly: true, DetectSparse: true}
-	_, err := Send(context.Background(), opts)
+	opts := protocol.SendOptions{SourceDir: src, Dial: h.dial, DetectSparse: true}
+	relay := testHooks{relayOnly: true}
+	_, err := send(context.Background(), opts, relay)
 	must(t, err)
 	must(t, h.lastReceiverError(t))
 	mustCompare(t, src, dst)
@@ -58,7 +60,7 @@ func TestRelayFallback(t *testing.T) {
 	if alloc > 1<<20 {
 		t.Errorf("sparse file allocates %d bytes on the target, want it sparse", alloc)
 	}
-	v, err := Verify(context.Background(), opts)
+	v, err := verify(context.Background(), opts, relay)
 	must(t, err)
 	must(t, h.lastReceiverError(t))
 	if !v.Equal() {
@@ -147,7 +149,7 @@ func TestSendFromADeletedWorkingDirectory(t *testing.T) {
 	defer func() { must(t, os.Chdir(wd)) }()
 	must(t, os.Remove(gone))
 
-	if _, err := Send(context.Background(), SendOptions{SourceDir: src, Dial: h.dial}); err != nil {
+	if _, err := Send(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial}); err != nil {
 		t.Fatalf("a pass from a deleted working directory: %v", err)
 	}
 	must(t, h.lastReceiverError(t))

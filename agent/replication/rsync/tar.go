@@ -124,24 +124,24 @@ func (t *tunnelWriter) Write(p []byte) (int, error) {
 // caller runs rsync. Options used: SourceDir, Dial, BandwidthLimit, Counter,
 // OnProgress. The result's Stats count as an rsync full pass would: every
 // file created and its data literal.
-func SendTar(ctx context.Context, opts SendOptions) (Result, error) {
+func SendTar(ctx context.Context, opts protocol.SendOptions) (protocol.Result, error) {
 	start := time.Now()
 	if opts.Dial == nil {
-		return Result{}, errors.New("no dialer")
+		return protocol.Result{}, errors.New("no dialer")
 	}
 	st, err := os.Stat(opts.SourceDir)
 	if err != nil {
-		return Result{}, fmt.Errorf("source: %w", err)
+		return protocol.Result{}, fmt.Errorf("source: %w", err)
 	}
 	if !st.IsDir() {
-		return Result{}, fmt.Errorf("source %q is not a directory", opts.SourceDir)
+		return protocol.Result{}, fmt.Errorf("source %q is not a directory", opts.SourceDir)
 	}
 	entries, err := tarstream.Scan(opts.SourceDir)
 	if err != nil {
 		if errors.Is(err, tarstream.ErrUnsupported) {
-			return Result{}, fmt.Errorf("%w: %w", ErrTarNotApplicable, err)
+			return protocol.Result{}, fmt.Errorf("%w: %w", ErrTarNotApplicable, err)
 		}
-		return Result{}, fmt.Errorf("scanning source: %w", err)
+		return protocol.Result{}, fmt.Errorf("scanning source: %w", err)
 	}
 	var total int64
 	for _, e := range entries {
@@ -151,7 +151,7 @@ func SendTar(ctx context.Context, opts SendOptions) (Result, error) {
 	defer cancel()
 	conn, err := opts.Dial(ctx)
 	if err != nil {
-		return Result{}, err
+		return protocol.Result{}, err
 	}
 	defer conn.Close()
 	go func() {
@@ -164,20 +164,20 @@ func SendTar(ctx context.Context, opts SendOptions) (Result, error) {
 	}
 	sent0, recv0 := counter.Sent.Load(), counter.Received.Load()
 	if err := protocol.WriteRequest(conn, protocol.Tar); err != nil {
-		return Result{}, fmt.Errorf("sending request: %w", err)
+		return protocol.Result{}, fmt.Errorf("sending request: %w", err)
 	}
 	br := bufio.NewReaderSize(&countingReader{r: conn, n: counter}, 256)
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	line, err := br.ReadString('\n')
 	_ = conn.SetReadDeadline(time.Time{})
 	if err != nil {
-		return Result{}, fmt.Errorf("receiver did not answer the tar request: %w", err)
+		return protocol.Result{}, fmt.Errorf("receiver did not answer the tar request: %w", err)
 	}
 	if line != protocol.TarReady {
 		if rest, ok := strings.CutPrefix(line, protocol.TarRefused); ok {
-			return Result{}, fmt.Errorf("%w: receiver: %s", ErrTarNotApplicable, strings.TrimSpace(rest))
+			return protocol.Result{}, fmt.Errorf("%w: receiver: %s", ErrTarNotApplicable, strings.TrimSpace(rest))
 		}
-		return Result{}, fmt.Errorf("receiver answered %q to the tar request", strings.TrimSpace(line))
+		return protocol.Result{}, fmt.Errorf("receiver answered %q to the tar request", strings.TrimSpace(line))
 	}
 	// The reply comes after the stream, or early when the receiver fails.
 	reply := make(chan string, 1)
@@ -192,7 +192,7 @@ func SendTar(ctx context.Context, opts SendOptions) (Result, error) {
 	var wopts tarstream.WriteOptions
 	if opts.OnProgress != nil {
 		wopts.OnData = func(data int64) {
-			p := Progress{Bytes: data, TotalFiles: int64(len(entries))}
+			p := protocol.Progress{Bytes: data, TotalFiles: int64(len(entries))}
 			if total > 0 {
 				p.Percent = int(data * 100 / total)
 			}
@@ -213,8 +213,8 @@ func SendTar(ctx context.Context, opts SendOptions) (Result, error) {
 		case <-ctx.Done():
 		}
 	}
-	res := Result{
-		Stats: Stats{Files: stats.Entries, CreatedFiles: stats.Entries, TransferredFiles: stats.Files, TotalFileSize: stats.Size,
+	res := protocol.Result{
+		Stats: protocol.Stats{Files: stats.Entries, CreatedFiles: stats.Entries, TransferredFiles: stats.Files, TotalFileSize: stats.Size,
 			TransferredSize: stats.Size, LiteralData: stats.Data},
 		WireSent:     counter.Sent.Load() - sent0,
 		WireReceived: counter.Received.Load() - recv0,
