@@ -110,7 +110,7 @@ func receiver(ctx context.Context, tc side, dest string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	recv := &rsync.Receiver{DestDir: dest}
+	recv := &protocol.Receiver{DestDir: dest, Rsync: &rsync.Daemon{DestDir: dest}}
 	go func() {
 		<-ctx.Done()
 		_ = l.Close()

@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/livemigrate/livemigrate/agent/replication/engine"
-	"github.com/livemigrate/livemigrate/agent/replication/rsync"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 	"github.com/livemigrate/livemigrate/internal/strutil"
 )
@@ -57,7 +57,7 @@ func (r *VolumeReplicationReconciler) fail(ctx context.Context, vr *agentv1alpha
 		replicationDone(resultFailure)
 	}
 	reason := agentv1alpha1.ReasonError
-	if rsync.IsSpaceError(err) {
+	if protocol.IsSpaceError(err) {
 		reason = agentv1alpha1.ReasonTargetVolumeTooSmall
 	}
 	return r.updateStatus(ctx, client.ObjectKeyFromObject(vr), func(s *agentv1alpha1.VolumeReplicationStatus) {

@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/provision"
 	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
@@ -52,7 +53,7 @@ type receiverHandle struct {
 	// receiver has a listener of its own (spec.listenPort).
 	serverName string
 	listener   *transport.Listener
-	recv       *rsync.Receiver
+	recv       *protocol.Receiver
 	counter    *transport.Counter
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -112,7 +113,7 @@ func (r *VolumeReplicationReconciler) startReceiver(ctx context.Context, vr *age
 	}
 	counter := &transport.Counter{}
 	h := &receiverHandle{
-		recv:    &rsync.Receiver{DestDir: path, RsyncPath: r.Config.RsyncPath, Counter: counter},
+		recv:    &protocol.Receiver{DestDir: path, Rsync: &rsync.Daemon{DestDir: path, RsyncPath: r.Config.RsyncPath}, Counter: counter},
 		counter: counter,
 		path:    path,
 	}
@@ -186,7 +187,7 @@ func (r *VolumeReplicationReconciler) serveConn(h *receiverHandle, c *tls.Conn) 
 	err := h.recv.ServeConn(h.ctx, c)
 	addWireBytes(roleTarget, h.counter.Sent.Load()-before)
 	if err != nil && h.ctx.Err() == nil {
-		log.Info("Replication transfer failed on the receiving side", "err", err, "diskFull", rsync.IsDiskFull(err))
+		log.Info("Replication transfer failed on the receiving side", "err", err, "diskFull", protocol.IsDiskFull(err))
 	}
 }
 

@@ -327,9 +327,9 @@ func (s *Session) PreCopy(ctx context.Context, completed int) (PreCopyResult, er
 // checkSpace makes sure, before the first pass writes anything, that the
 // target has room for what the source tree occupies: a target too small
 // fails the replication at once with what is missing (an error wrapping
-// *rsync.SpaceError) instead of after copying most of the volume.
+// *protocol.SpaceError) instead of after copying most of the volume.
 func (s *Session) checkSpace(ctx context.Context, dir string) error {
-	need, err := rsync.TreeUsage(dir)
+	need, err := protocol.TreeUsage(dir)
 	if err != nil {
 		return fmt.Errorf("measuring the source volume: %w", err)
 	}
@@ -358,7 +358,7 @@ func (s *Session) withRetries(ctx context.Context, pass Pass, round int, run fun
 	for attempt := 1; ; attempt++ {
 		r, tar, err := run()
 		s.report(PassResult{Pass: pass, Round: round, Result: r, TarStream: tar, Attempt: attempt, Err: err})
-		if err == nil || attempt >= attempts || ctx.Err() != nil || rsync.IsDiskFull(err) || rsync.IsSpaceError(err) {
+		if err == nil || attempt >= attempts || ctx.Err() != nil || protocol.IsDiskFull(err) || protocol.IsSpaceError(err) {
 			if err != nil && attempt > 1 {
 				err = fmt.Errorf("after %d attempts: %w", attempt, err)
 			}
@@ -391,7 +391,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 func (s *Session) fullPass(ctx context.Context, o protocol.SendOptions) (protocol.Result, bool, error) {
 	if !s.cfg.DisableTarFirstPass {
 		r, err := s.peer.SendTar(ctx, o)
-		if !errors.Is(err, rsync.ErrTarNotApplicable) {
+		if !errors.Is(err, protocol.ErrTarNotApplicable) {
 			return r, true, err
 		}
 	}

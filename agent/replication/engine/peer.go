@@ -21,7 +21,7 @@ type Peer interface {
 	// Send runs an rsync pass that makes the target like the source.
 	Send(ctx context.Context, o protocol.SendOptions) (protocol.Result, error)
 	// SendTar streams the source into an empty target; an error wrapping
-	// rsync.ErrTarNotApplicable means nothing was sent and rsync must run.
+	// protocol.ErrTarNotApplicable means nothing was sent and rsync must run.
 	SendTar(ctx context.Context, o protocol.SendOptions) (protocol.Result, error)
 	// Repair rewrites every file whose whole-file checksum differs.
 	Repair(ctx context.Context, o protocol.SendOptions) (protocol.Result, error)
@@ -36,14 +36,16 @@ type Peer interface {
 	// of paths.
 	FetchBlockIndex(ctx context.Context, paths []string, fn func(*blockdelta.FileIndex) error) error
 	// CheckSpace tells whether the target has room for need (an error
-	// wrapping *rsync.SpaceError when it has not).
-	CheckSpace(ctx context.Context, need rsync.Usage) error
+	// wrapping *protocol.SpaceError when it has not).
+	CheckSpace(ctx context.Context, need protocol.Usage) error
 	// SendBlockDelta sends files as a block delta and checks the target's
 	// answers.
 	SendBlockDelta(ctx context.Context, o protocol.SendOptions, files []blockdelta.File) (protocol.Result, blockdelta.Result, error)
 }
 
-// rsyncPeer is the Peer of package rsync's receiver reached through dial.
+// rsyncPeer is the Peer of a protocol.Receiver reached through dial: its
+// passes and verifications run rsync (package rsync), the other requests
+// are package protocol's senders.
 type rsyncPeer struct {
 	dial func(context.Context) (net.Conn, error)
 }
@@ -55,7 +57,7 @@ func (rsyncPeer) Send(ctx context.Context, o protocol.SendOptions) (protocol.Res
 }
 
 func (rsyncPeer) SendTar(ctx context.Context, o protocol.SendOptions) (protocol.Result, error) {
-	return rsync.SendTar(ctx, o)
+	return protocol.SendTar(ctx, o)
 }
 
 func (rsyncPeer) Repair(ctx context.Context, o protocol.SendOptions) (protocol.Result, error) {
@@ -71,17 +73,17 @@ func (rsyncPeer) VerifyPaths(ctx context.Context, o protocol.SendOptions, paths 
 }
 
 func (p rsyncPeer) FetchManifest(ctx context.Context) (manifest.Manifest, error) {
-	return rsync.FetchManifest(ctx, p.dial)
+	return protocol.FetchManifest(ctx, p.dial)
 }
 
 func (p rsyncPeer) FetchBlockIndex(ctx context.Context, paths []string, fn func(*blockdelta.FileIndex) error) error {
-	return rsync.FetchBlockIndex(ctx, p.dial, paths, fn)
+	return protocol.FetchBlockIndex(ctx, p.dial, paths, fn)
 }
 
-func (p rsyncPeer) CheckSpace(ctx context.Context, need rsync.Usage) error {
-	return rsync.CheckSpace(ctx, p.dial, need)
+func (p rsyncPeer) CheckSpace(ctx context.Context, need protocol.Usage) error {
+	return protocol.CheckSpace(ctx, p.dial, need)
 }
 
 func (rsyncPeer) SendBlockDelta(ctx context.Context, o protocol.SendOptions, files []blockdelta.File) (protocol.Result, blockdelta.Result, error) {
-	return rsync.SendBlockDelta(ctx, o, files)
+	return protocol.SendBlockDelta(ctx, o, files)
 }

@@ -30,7 +30,7 @@ type fakePeer struct {
 	// space answers CheckSpace (not recorded in calls); need is what it
 	// was asked.
 	space error
-	need  rsync.Usage
+	need  protocol.Usage
 }
 
 type sendAnswer struct {
@@ -100,7 +100,7 @@ func (p *fakePeer) FetchBlockIndex(context.Context, []string, func(*blockdelta.F
 	return errors.New("fake peer: no block index")
 }
 
-func (p *fakePeer) CheckSpace(_ context.Context, need rsync.Usage) error {
+func (p *fakePeer) CheckSpace(_ context.Context, need protocol.Usage) error {
 	p.need = need
 	return p.space
 }
@@ -151,7 +151,7 @@ func TestPreCopyWithPeer(t *testing.T) {
 			peer:      fakePeer{tar: []sendAnswer{{literal: 1000}}, send: []sendAnswer{{literal: 500}, {literal: 10}}},
 			wantCalls: "tar send send", wantRound: 3, converged: true, wantSlept: "[]", wantPasses: "tar@1 rsync@1 rsync@1"},
 		{name: "tar not applicable runs rsync",
-			peer:      fakePeer{tar: []sendAnswer{{err: fmt.Errorf("hard links: %w", rsync.ErrTarNotApplicable)}}, send: []sendAnswer{{literal: 1000}, {literal: 5}}},
+			peer:      fakePeer{tar: []sendAnswer{{err: fmt.Errorf("hard links: %w", protocol.ErrTarNotApplicable)}}, send: []sendAnswer{{literal: 1000}, {literal: 5}}},
 			wantCalls: "tar send send", wantRound: 2, converged: true, wantSlept: "[]", wantPasses: "rsync@1 rsync@1"},
 		{name: "tar disabled",
 			peer:      fakePeer{send: []sendAnswer{{literal: 1000}, {literal: 5}}},
@@ -162,7 +162,7 @@ func TestPreCopyWithPeer(t *testing.T) {
 			mod:       func(c *Config) { c.MaxRounds = 3 },
 			wantCalls: "tar send send", wantRound: 3, converged: false, wantSlept: "[]", wantPasses: "tar@1 rsync@1 rsync@1"},
 		{name: "failed first pass retried, by rsync once the target is not empty",
-			peer:      fakePeer{tar: []sendAnswer{{err: errReset}, {err: rsync.ErrTarNotApplicable}}, send: []sendAnswer{{literal: 1000}, {literal: 5}}},
+			peer:      fakePeer{tar: []sendAnswer{{err: errReset}, {err: protocol.ErrTarNotApplicable}}, send: []sendAnswer{{literal: 1000}, {literal: 5}}},
 			wantCalls: "tar tar send send", wantRound: 2, converged: true, wantSlept: "[1s]", wantPasses: "tar!@1 rsync@2 rsync@1"},
 		{name: "delta pass retried with doubling backoff",
 			peer:      fakePeer{tar: []sendAnswer{{literal: 1000}}, send: []sendAnswer{{err: errReset}, {err: errReset}, {literal: 5}}},
@@ -173,7 +173,7 @@ func TestPreCopyWithPeer(t *testing.T) {
 			mod:       func(c *Config) { c.PassAttempts = 2 },
 			wantCalls: "tar send send", wantRound: 1, wantErr: "pre-copy round 2: after 2 attempts: injected: connection reset", wantSlept: "[1s]", wantPasses: "tar@1 rsync!@1 rsync!@2"},
 		{name: "full target is not retried",
-			peer:      fakePeer{tar: []sendAnswer{{literal: 1000}}, send: []sendAnswer{{err: &rsync.Error{ExitCode: 11, DiskFull: true}}}},
+			peer:      fakePeer{tar: []sendAnswer{{literal: 1000}}, send: []sendAnswer{{err: &protocol.Error{ExitCode: 11, DiskFull: true}}}},
 			wantCalls: "tar send", wantRound: 1, wantErr: "No space left on device", wantSlept: "[]", wantPasses: "tar@1 rsync!@1"},
 	}
 	for _, tc := range cases {
@@ -314,19 +314,19 @@ func TestFinalBlockDeltaThatCannotRunFallsBackToRsync(t *testing.T) {
 // check, made with what the source tree occupies, fails the pre-copy before
 // any pass writes, with the receiver's explanation, and is not retried.
 func TestPreCopyStopsWhenTheTargetIsTooSmall(t *testing.T) {
-	p := &fakePeer{space: &rsync.SpaceError{Message: "the source's data needs 3.0 MiB"}}
+	p := &fakePeer{space: &protocol.SpaceError{Message: "the source's data needs 3.0 MiB"}}
 	s, passes, _ := fakeSession(t, p, nil)
 	if err := os.WriteFile(filepath.Join(s.cfg.SourceDir, "f"), make([]byte, 3<<20), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, err := s.PreCopy(context.Background(), 0)
-	if !rsync.IsSpaceError(err) || !strings.Contains(err.Error(), "3.0 MiB") {
+	if !protocol.IsSpaceError(err) || !strings.Contains(err.Error(), "3.0 MiB") {
 		t.Fatalf("PreCopy into a target without room: %v, want the space error", err)
 	}
 	if len(p.calls) != 0 {
 		t.Errorf("passes ran into a target without room: %v", p.calls)
 	}
-	if len(*passes) != 1 || !rsync.IsSpaceError((*passes)[0].Err) {
+	if len(*passes) != 1 || !protocol.IsSpaceError((*passes)[0].Err) {
 		t.Errorf("reported passes %+v, want one attempt failed by the space check (not retried)", *passes)
 	}
 	if p.need.Bytes < 3<<20 || p.need.Inodes != 2 {

@@ -1,15 +1,14 @@
 // Package rsync drives Debian's rsync binary on both ends of a volume
 // replication, tunnelled through the mutual-TLS connection of package
-// transport, and serves and asks the other requests of the replication
-// protocol (package protocol) on the same connections. Why each option is
-// chosen, the tunnel and the measurements are in docs/replication.md
-// ("Delta transfer").
+// transport: the rsync request of the replication protocol (package
+// protocol, which serves and sends the other requests and holds the types
+// of a pass). Why each option is chosen, the tunnel and the measurements
+// are in docs/replication.md ("Delta transfer").
 //
 // # Receiver
 //
-// For every authenticated connection Receiver.ServeConn reads one request
-// line and serves it, one transfer at a time; it answers any other line
-// with "unknown request". An rsync transfer starts
+// For a connection whose request is rsync, protocol.Receiver calls
+// Daemon.ServeRsync, which starts
 //
 //	rsync --server --daemon --config=<generated> .
 //
@@ -25,26 +24,7 @@
 // daemon exits before writing anything), incoming chmod
 // (IncomingChmod: no regular file is written with its set-user-ID or
 // set-group-ID bit) and a filter on extended attribute names
-// (XattrFilter: no file capabilities). The other requests:
-//
-//   - status: the result of the last transfer (why the receiving side
-//     failed, e.g. a full volume);
-//   - space: whether the target's filesystem has room, in bytes and inodes,
-//     for what the source tree occupies beside what the target holds
-//     (CheckSpace, before the first pass; a *SpaceError says what is
-//     missing);
-//   - tar: the first pass into an empty target (SendTar, package
-//     tarstream), extracted through an os.Root of the target; refused
-//     ("refused target not empty") when the target holds anything;
-//   - manifest: the identities of the target's entries (FetchManifest,
-//     package manifest), no content;
-//   - blockindex: the block hashes of listed target files with their
-//     identities before and after hashing (FetchBlockIndex, package
-//     blockdelta), no content;
-//   - blockdelta: the final pass as a block delta into existing regular
-//     files (SendBlockDelta, package blockdelta), answered with the
-//     read-back hashes of the blocks written, the files' new identities and
-//     the target's manifest.
+// (XattrFilter: no file capabilities).
 //
 // # Sender
 //
@@ -58,10 +38,11 @@
 // connection in the agent (pidfd_getfd(2), else a relay through the shell;
 // see tunnelRsh), with the rate limiter and byte counters in between. No
 // listening socket exists on the source node and no helper binary is
-// needed. A full pass with protocol.SendOptions.DetectSparse passes -S only when the
-// source holds a file with holes (HasSparseFiles). Exit status 24 (files
+// needed. A full pass with protocol.SendOptions.DetectSparse passes -S
+// only when the source holds a file with holes (HasSparseFiles). Exit status 24 (files
 // vanished while being read) is success for a pre-copy pass and failure for
-// the final pass. Verify (-c --dry-run --itemize-changes) lists what
+// the final pass; after a failed run the sender asks the receiver's status
+// request for the receiving side's diagnostics. Verify (-c --dry-run --itemize-changes) lists what
 // differs by whole-file checksums, VerifyPaths does so for a list of
 // entries (--files-from, without --delete), and Repair (--checksum)
 // rewrites what differs. Every pass is idempotent: an interrupted pass is

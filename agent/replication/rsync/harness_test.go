@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 )
@@ -26,7 +27,7 @@ func requireRoot(t *testing.T) {
 }
 
 type receiverHarness struct {
-	recv *Receiver
+	recv *protocol.Receiver
 	addr string
 	errs chan error
 	dial func(ctx context.Context) (net.Conn, error)
@@ -52,7 +53,7 @@ func startReceiver(t *testing.T, dest string) *receiverHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &receiverHarness{recv: &Receiver{DestDir: dest}, addr: l.Addr().String(), errs: make(chan error, 16)}
+	h := &receiverHarness{recv: &protocol.Receiver{DestDir: dest, Rsync: &Daemon{DestDir: dest}}, addr: l.Addr().String(), errs: make(chan error, 16)}
 	// The listener and the receivers outlive the test by a moment: log
 	// only until its cleanup (testing panics on a Log after the test).
 	var logMu sync.Mutex

@@ -1,7 +1,6 @@
 package rsync
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -21,7 +20,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/livemigrate/livemigrate/agent/replication/internal/fswalk"
-	"github.com/livemigrate/livemigrate/agent/replication/manifest"
 	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
@@ -132,30 +130,6 @@ func VerifyPaths(ctx context.Context, opts protocol.SendOptions, paths []string)
 		"--out-format="+itemPrefix+"%i %n%L", "--info=stats2")
 	res, items, err := run(ctx, opts, testHooks{}, args, false)
 	return VerifyResult{Differences: items, Result: res}, err
-}
-
-// FetchManifest asks the receiver for the identities of the target's
-// entries (package manifest).
-func FetchManifest(ctx context.Context, dial func(context.Context) (net.Conn, error)) (manifest.Manifest, error) {
-	c, err := dial(ctx)
-	if err != nil {
-		return manifest.Manifest{}, err
-	}
-	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-	defer stop()
-	if err := protocol.WriteRequest(c, protocol.Manifest); err != nil {
-		return manifest.Manifest{}, fmt.Errorf("sending request: %w", err)
-	}
-	br := bufio.NewReader(c)
-	line, err := br.ReadString('\n')
-	if err != nil {
-		return manifest.Manifest{}, fmt.Errorf("reading the receiver's manifest: %w", err)
-	}
-	if line != protocol.ReplyOK {
-		return manifest.Manifest{}, fmt.Errorf("receiver's manifest: %s", strings.TrimSpace(line))
-	}
-	return manifest.Decode(br, 1<<30)
 }
 
 // Repair rewrites every file whose content differs, comparing whole-file
@@ -316,7 +290,7 @@ func run(ctx context.Context, opts protocol.SendOptions, hooks testHooks, args [
 		return res, items, fmt.Errorf("rsync interrupted: %w", ctx.Err())
 	}
 	cerr := classify(werr, strings.Join(other, "\n")+"\n"+stderr.String(), allowVanished)
-	var re *Error
+	var re *protocol.Error
 	if errors.As(cerr, &re) {
 		// The receiving rsync's diagnostics stay on its side; ask for them.
 		if msg := remoteStatus(ctx, opts.Dial); msg != "" && msg != "ok" {

@@ -14,7 +14,7 @@
 // clears the set-id bits of regular files, see StripSetID), numeric
 // owner and group, and modification times to the nanosecond (PAX). That is
 // what rsync -aH carries for such a tree, and the result is compared with an
-// rsync pass by the same tests (package rsync). Files with holes are sent as
+// rsync pass by the same tests (package protocol). Files with holes are sent as
 // their data extents (SEEK_DATA/SEEK_HOLE) with the extent map and the
 // apparent size in PAX records of this package's own (LIVEMIGRATE.sparse.*);
 // the receiver writes the extents and truncates to the size, so holes stay
@@ -40,7 +40,7 @@
 //
 // Extract runs in the agent, one connection at a time, behind the same
 // mutual-TLS listener and per-migration credentials as the rsync receiver
-// (package rsync dispatches the request). The rsync daemon is confined by
+// (package protocol dispatches the request). The rsync daemon is confined by
 // chroot; the extractor by os.Root (every path resolved beneath the target,
 // no escape through "..", absolute names or symlinks) and, beyond that, by
 // accepting only the streams Write produces: see Extract. It refuses to

@@ -1,5 +1,6 @@
-// Package testharness starts a real rsync receiver behind a real mutual-TLS
-// listener on loopback for tests and benchmarks of the replication packages.
+// Package testharness starts a real receiver (package protocol, with package
+// rsync's daemon) behind a real mutual-TLS listener on loopback for tests and
+// benchmarks of the replication packages.
 // It is never used by production code.
 package testharness
 
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
+	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
@@ -57,7 +59,7 @@ func StartReceiver(tb testing.TB, uid, dest string) *Receiver {
 		tb.Fatal(err)
 	}
 	counter := &transport.Counter{}
-	recv := &rsync.Receiver{DestDir: dest, Counter: counter}
+	recv := &protocol.Receiver{DestDir: dest, Rsync: &rsync.Daemon{DestDir: dest}, Counter: counter}
 	r := &Receiver{Addr: l.Addr().String(), Counter: counter, Bundle: b, Errs: make(chan error, 64)}
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(func() {

@@ -1,4 +1,4 @@
-package rsync
+package protocol
 
 import (
 	"bufio"
@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/tarstream"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
@@ -34,10 +33,10 @@ func (r *Receiver) serveTar(ctx context.Context, conn net.Conn) error {
 		return fmt.Errorf("reading target directory: %w", err)
 	}
 	if len(ents) > 0 {
-		_, err := io.WriteString(conn, protocol.TarRefused+"target not empty\n")
+		_, err := io.WriteString(conn, TarRefused+"target not empty\n")
 		return err
 	}
-	if _, err := io.WriteString(conn, protocol.TarReady); err != nil {
+	if _, err := io.WriteString(conn, TarReady); err != nil {
 		return err
 	}
 	counter := r.counter()
@@ -45,35 +44,18 @@ func (r *Receiver) serveTar(ctx context.Context, conn net.Conn) error {
 	_, err = tarstream.Extract(ctx, r.DestDir, cr)
 	if err != nil {
 		if errors.Is(err, tarstream.ErrDiskFull) {
-			err = &Error{ExitCode: -1, DiskFull: true, Output: err.Error(), op: "tar stream failed", err: err}
+			err = &Error{ExitCode: -1, DiskFull: true, Output: err.Error(), Op: "tar stream failed", Err: err}
 		}
 		msg := strings.ReplaceAll(err.Error(), "\n", " ")
-		if len(msg) > protocol.MaxReplyLen-len(protocol.ReplyError)-1 {
-			msg = msg[:protocol.MaxReplyLen-len(protocol.ReplyError)-1]
+		if len(msg) > MaxReplyLen-len(ReplyError)-1 {
+			msg = msg[:MaxReplyLen-len(ReplyError)-1]
 		}
-		_, _ = io.WriteString(conn, protocol.ReplyError+msg+"\n")
+		_, _ = io.WriteString(conn, ReplyError+msg+"\n")
 		drain(conn)
 		return err
 	}
-	_, err = io.WriteString(conn, protocol.ReplyOK)
+	_, err = io.WriteString(conn, ReplyOK)
 	return err
-}
-
-// counter is where the receiver counts the bytes of a connection: its
-// Counter, or a throwaway one.
-func (r *Receiver) counter() *transport.Counter {
-	if r.Counter != nil {
-		return r.Counter
-	}
-	return &transport.Counter{}
-}
-
-// drain reads what the sender still sends after a failure, for at most 5
-// seconds, so that it reads the receiver's answer rather than a reset
-// connection.
-func drain(conn net.Conn) {
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, _ = io.Copy(io.Discard, conn)
 }
 
 type countingReader struct {
@@ -124,24 +106,24 @@ func (t *tunnelWriter) Write(p []byte) (int, error) {
 // caller runs rsync. Options used: SourceDir, Dial, BandwidthLimit, Counter,
 // OnProgress. The result's Stats count as an rsync full pass would: every
 // file created and its data literal.
-func SendTar(ctx context.Context, opts protocol.SendOptions) (protocol.Result, error) {
+func SendTar(ctx context.Context, opts SendOptions) (Result, error) {
 	start := time.Now()
 	if opts.Dial == nil {
-		return protocol.Result{}, errors.New("no dialer")
+		return Result{}, errors.New("no dialer")
 	}
 	st, err := os.Stat(opts.SourceDir)
 	if err != nil {
-		return protocol.Result{}, fmt.Errorf("source: %w", err)
+		return Result{}, fmt.Errorf("source: %w", err)
 	}
 	if !st.IsDir() {
-		return protocol.Result{}, fmt.Errorf("source %q is not a directory", opts.SourceDir)
+		return Result{}, fmt.Errorf("source %q is not a directory", opts.SourceDir)
 	}
 	entries, err := tarstream.Scan(opts.SourceDir)
 	if err != nil {
 		if errors.Is(err, tarstream.ErrUnsupported) {
-			return protocol.Result{}, fmt.Errorf("%w: %w", ErrTarNotApplicable, err)
+			return Result{}, fmt.Errorf("%w: %w", ErrTarNotApplicable, err)
 		}
-		return protocol.Result{}, fmt.Errorf("scanning source: %w", err)
+		return Result{}, fmt.Errorf("scanning source: %w", err)
 	}
 	var total int64
 	for _, e := range entries {
@@ -151,7 +133,7 @@ func SendTar(ctx context.Context, opts protocol.SendOptions) (protocol.Result, e
 	defer cancel()
 	conn, err := opts.Dial(ctx)
 	if err != nil {
-		return protocol.Result{}, err
+		return Result{}, err
 	}
 	defer conn.Close()
 	go func() {
@@ -163,21 +145,21 @@ func SendTar(ctx context.Context, opts protocol.SendOptions) (protocol.Result, e
 		counter = &transport.Counter{}
 	}
 	sent0, recv0 := counter.Sent.Load(), counter.Received.Load()
-	if err := protocol.WriteRequest(conn, protocol.Tar); err != nil {
-		return protocol.Result{}, fmt.Errorf("sending request: %w", err)
+	if err := WriteRequest(conn, Tar); err != nil {
+		return Result{}, fmt.Errorf("sending request: %w", err)
 	}
 	br := bufio.NewReaderSize(&countingReader{r: conn, n: counter}, 256)
 	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	line, err := br.ReadString('\n')
 	_ = conn.SetReadDeadline(time.Time{})
 	if err != nil {
-		return protocol.Result{}, fmt.Errorf("receiver did not answer the tar request: %w", err)
+		return Result{}, fmt.Errorf("receiver did not answer the tar request: %w", err)
 	}
-	if line != protocol.TarReady {
-		if rest, ok := strings.CutPrefix(line, protocol.TarRefused); ok {
-			return protocol.Result{}, fmt.Errorf("%w: receiver: %s", ErrTarNotApplicable, strings.TrimSpace(rest))
+	if line != TarReady {
+		if rest, ok := strings.CutPrefix(line, TarRefused); ok {
+			return Result{}, fmt.Errorf("%w: receiver: %s", ErrTarNotApplicable, strings.TrimSpace(rest))
 		}
-		return protocol.Result{}, fmt.Errorf("receiver answered %q to the tar request", strings.TrimSpace(line))
+		return Result{}, fmt.Errorf("receiver answered %q to the tar request", strings.TrimSpace(line))
 	}
 	// The reply comes after the stream, or early when the receiver fails.
 	reply := make(chan string, 1)
@@ -192,7 +174,7 @@ func SendTar(ctx context.Context, opts protocol.SendOptions) (protocol.Result, e
 	var wopts tarstream.WriteOptions
 	if opts.OnProgress != nil {
 		wopts.OnData = func(data int64) {
-			p := protocol.Progress{Bytes: data, TotalFiles: int64(len(entries))}
+			p := Progress{Bytes: data, TotalFiles: int64(len(entries))}
 			if total > 0 {
 				p.Percent = int(data * 100 / total)
 			}
@@ -213,8 +195,8 @@ func SendTar(ctx context.Context, opts protocol.SendOptions) (protocol.Result, e
 		case <-ctx.Done():
 		}
 	}
-	res := protocol.Result{
-		Stats: protocol.Stats{Files: stats.Entries, CreatedFiles: stats.Entries, TransferredFiles: stats.Files, TotalFileSize: stats.Size,
+	res := Result{
+		Stats: Stats{Files: stats.Entries, CreatedFiles: stats.Entries, TransferredFiles: stats.Files, TotalFileSize: stats.Size,
 			TransferredSize: stats.Size, LiteralData: stats.Data},
 		WireSent:     counter.Sent.Load() - sent0,
 		WireReceived: counter.Received.Load() - recv0,
@@ -223,16 +205,16 @@ func SendTar(ctx context.Context, opts protocol.SendOptions) (protocol.Result, e
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("tar stream interrupted: %w", ctx.Err())
 	}
-	if rest, ok := strings.CutPrefix(msg, protocol.ReplyError); ok {
+	if rest, ok := strings.CutPrefix(msg, ReplyError); ok {
 		rest = strings.TrimSpace(rest)
-		return res, &Error{ExitCode: -1, Output: "receiver: " + rest, op: "tar stream failed",
+		return res, &Error{ExitCode: -1, Output: "receiver: " + rest, Op: "tar stream failed",
 			DiskFull: strings.Contains(rest, "No space left on device") || strings.Contains(rest, "Disk quota exceeded"),
-			err:      errors.New("tar stream failed on the receiver")}
+			Err:      errors.New("tar stream failed on the receiver")}
 	}
 	if werr != nil {
 		return res, fmt.Errorf("tar stream: %w", werr)
 	}
-	if msg != protocol.ReplyOK {
+	if msg != ReplyOK {
 		return res, fmt.Errorf("tar stream: receiver did not confirm: %q", strings.TrimSpace(msg))
 	}
 	return res, nil

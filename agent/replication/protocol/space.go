@@ -1,4 +1,4 @@
-package rsync
+package protocol
 
 import (
 	"bufio"
@@ -14,7 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/livemigrate/livemigrate/agent/replication/internal/fswalk"
-	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 )
 
 // Usage is what a tree occupies on its filesystem.
@@ -74,10 +73,10 @@ func CheckSpace(ctx context.Context, dial func(context.Context) (net.Conn, error
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Minute))
-	if _, err := io.WriteString(c, protocol.Space.Line()+strconv.FormatInt(need.Bytes, 10)+" "+strconv.FormatInt(need.Inodes, 10)+"\n"); err != nil {
+	if _, err := io.WriteString(c, Space.Line()+strconv.FormatInt(need.Bytes, 10)+" "+strconv.FormatInt(need.Inodes, 10)+"\n"); err != nil {
 		return fmt.Errorf("sending request: %w", err)
 	}
-	line, err := bufio.NewReader(io.LimitReader(c, protocol.MaxReplyLen)).ReadString('\n')
+	line, err := bufio.NewReader(io.LimitReader(c, MaxReplyLen)).ReadString('\n')
 	switch {
 	case err == io.EOF && line == "":
 		return nil // the receiver does not know the request
@@ -86,10 +85,10 @@ func CheckSpace(ctx context.Context, dial func(context.Context) (net.Conn, error
 			return ctx.Err()
 		}
 		return fmt.Errorf("reading the receiver's answer: %w", err)
-	case line == protocol.ReplyOK:
+	case line == ReplyOK:
 		return nil
-	case strings.HasPrefix(line, protocol.ReplyError):
-		return &SpaceError{Message: strings.TrimSpace(strings.TrimPrefix(line, protocol.ReplyError))}
+	case strings.HasPrefix(line, ReplyError):
+		return &SpaceError{Message: strings.TrimSpace(strings.TrimPrefix(line, ReplyError))}
 	}
 	return fmt.Errorf("unexpected answer to the space request: %q", line)
 }
@@ -125,19 +124,19 @@ func (r *Receiver) serveSpace(conn net.Conn) error {
 		need.Inodes, e2 = strconv.ParseInt(f[1], 10, 64)
 	}
 	if len(f) != 2 || e1 != nil || e2 != nil || need.Bytes < 0 || need.Inodes < 0 {
-		_, _ = io.WriteString(conn, protocol.ReplyError+"malformed space request\n")
+		_, _ = io.WriteString(conn, ReplyError+"malformed space request\n")
 		return fmt.Errorf("malformed space request %q", line)
 	}
 	msg, err := r.room(need)
 	if err != nil {
-		_, _ = io.WriteString(conn, protocol.ReplyError+"checking the target's free space: "+oneLine(err.Error())+"\n")
+		_, _ = io.WriteString(conn, ReplyError+"checking the target's free space: "+oneLine(err.Error())+"\n")
 		return err
 	}
 	if msg != "" {
-		_, err := io.WriteString(conn, protocol.ReplyError+oneLine(msg)+"\n")
+		_, err := io.WriteString(conn, ReplyError+oneLine(msg)+"\n")
 		return err
 	}
-	_, err = io.WriteString(conn, protocol.ReplyOK)
+	_, err = io.WriteString(conn, ReplyOK)
 	return err
 }
 
@@ -169,7 +168,7 @@ func (r *Receiver) room(need Usage) (string, error) {
 
 func oneLine(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
-	if limit := protocol.MaxReplyLen - len(protocol.ReplyError) - 1; len(s) > limit {
+	if limit := MaxReplyLen - len(ReplyError) - 1; len(s) > limit {
 		s = s[:limit]
 	}
 	return s

@@ -1,4 +1,4 @@
-package rsync
+package protocol
 
 import (
 	"bufio"
@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/livemigrate/livemigrate/agent/replication/blockdelta"
-	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
 
@@ -49,7 +48,7 @@ func FetchBlockIndex(ctx context.Context, dial func(context.Context) (net.Conn, 
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 	defer stop()
-	if err := protocol.WriteRequest(c, protocol.BlockIndex); err != nil {
+	if err := WriteRequest(c, BlockIndex); err != nil {
 		return fmt.Errorf("sending request: %w", err)
 	}
 	err = blockdelta.RequestIndex(bufio.NewReaderSize(c, 64<<10), c, paths, fn)
@@ -64,16 +63,16 @@ func FetchBlockIndex(ctx context.Context, dial func(context.Context) (net.Conn, 
 // BandwidthLimit, Counter. The result's Stats count the changed files as
 // transferred, the blocks sent as literal data and the rest of those files
 // as matched data.
-func SendBlockDelta(ctx context.Context, opts protocol.SendOptions, files []blockdelta.File) (protocol.Result, blockdelta.Result, error) {
+func SendBlockDelta(ctx context.Context, opts SendOptions, files []blockdelta.File) (Result, blockdelta.Result, error) {
 	start := time.Now()
 	if opts.Dial == nil {
-		return protocol.Result{}, blockdelta.Result{}, errors.New("no dialer")
+		return Result{}, blockdelta.Result{}, errors.New("no dialer")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	conn, err := opts.Dial(ctx)
 	if err != nil {
-		return protocol.Result{}, blockdelta.Result{}, err
+		return Result{}, blockdelta.Result{}, err
 	}
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
@@ -83,8 +82,8 @@ func SendBlockDelta(ctx context.Context, opts protocol.SendOptions, files []bloc
 		counter = &transport.Counter{}
 	}
 	sent0, recv0 := counter.Sent.Load(), counter.Received.Load()
-	var res protocol.Result
-	if err := protocol.WriteRequest(conn, protocol.BlockDelta); err != nil {
+	var res Result
+	if err := WriteRequest(conn, BlockDelta); err != nil {
 		return res, blockdelta.Result{}, fmt.Errorf("sending request: %w", err)
 	}
 	w := &tunnelWriter{ctx: ctx, w: conn, lim: transport.NewLimiter(opts.BandwidthLimit), n: counter}
@@ -94,8 +93,8 @@ func SendBlockDelta(ctx context.Context, opts protocol.SendOptions, files []bloc
 	for _, f := range files {
 		size += f.Source.Size
 	}
-	res = protocol.Result{
-		Stats: protocol.Stats{Files: int64(len(files)), TransferredFiles: int64(len(br.Files)), TotalFileSize: size, TransferredSize: size,
+	res = Result{
+		Stats: Stats{Files: int64(len(files)), TransferredFiles: int64(len(br.Files)), TotalFileSize: size, TransferredSize: size,
 			LiteralData: br.Literal, MatchedData: br.Matched},
 		WireSent:     counter.Sent.Load() - sent0,
 		WireReceived: counter.Received.Load() - recv0,

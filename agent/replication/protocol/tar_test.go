@@ -1,4 +1,4 @@
-package rsync
+package protocol_test
 
 import (
 	"archive/tar"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
 	"github.com/livemigrate/livemigrate/agent/replication/protocol"
+	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 )
@@ -40,10 +41,10 @@ func TestTarFirstPassEqualsRsync(t *testing.T) {
 	ht, hr := startReceiver(t, dstTar), startReceiver(t, dstRsync)
 	ctx := context.Background()
 
-	r, err := SendTar(ctx, protocol.SendOptions{SourceDir: src, Dial: ht.dial})
+	r, err := protocol.SendTar(ctx, protocol.SendOptions{SourceDir: src, Dial: ht.dial})
 	must(t, err)
 	must(t, ht.lastReceiverError(t))
-	_, err = Send(ctx, protocol.SendOptions{SourceDir: src, Dial: hr.dial, DetectSparse: true})
+	_, err = rsync.Send(ctx, protocol.SendOptions{SourceDir: src, Dial: hr.dial, DetectSparse: true})
 	must(t, err)
 	must(t, hr.lastReceiverError(t))
 
@@ -53,13 +54,13 @@ func TestTarFirstPassEqualsRsync(t *testing.T) {
 	if len(diffs) != 0 {
 		t.Fatalf("tar and rsync first passes differ:\n%v", diffs)
 	}
-	v, err := Verify(ctx, protocol.SendOptions{SourceDir: src, Dial: ht.dial})
+	v, err := rsync.Verify(ctx, protocol.SendOptions{SourceDir: src, Dial: ht.dial})
 	must(t, err)
 	must(t, ht.lastReceiverError(t))
 	if !v.Equal() {
 		t.Errorf("rsync verification finds differences after a tar first pass: %v", v.Differences)
 	}
-	again, err := Send(ctx, protocol.SendOptions{SourceDir: src, Dial: ht.dial})
+	again, err := rsync.Send(ctx, protocol.SendOptions{SourceDir: src, Dial: ht.dial})
 	must(t, err)
 	must(t, ht.lastReceiverError(t))
 	if again.Stats.LiteralData != 0 || again.Stats.TransferredFiles != 0 {
@@ -81,8 +82,8 @@ func TestTarRefusesNonEmptyTarget(t *testing.T) {
 	writeRandom(t, filepath.Join(src, "a"), 1000)
 	must(t, os.WriteFile(filepath.Join(dst, "a"), []byte("older"), 0o644))
 	h := startReceiver(t, dst)
-	_, err := SendTar(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
-	if !errors.Is(err, ErrTarNotApplicable) {
+	_, err := protocol.SendTar(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
+	if !errors.Is(err, protocol.ErrTarNotApplicable) {
 		t.Fatalf("tar pass into a non-empty target: %v, want ErrTarNotApplicable", err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dst, "a")); string(b) != "older" {
@@ -95,8 +96,8 @@ func TestTarNotApplicableToSpecialFiles(t *testing.T) {
 	src, dst, _ := setupTrees(t)
 	must(t, syscall.Mkfifo(filepath.Join(src, "pipe"), 0o600))
 	h := startReceiver(t, dst)
-	_, err := SendTar(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
-	if !errors.Is(err, ErrTarNotApplicable) || !strings.Contains(err.Error(), "pipe") {
+	_, err := protocol.SendTar(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
+	if !errors.Is(err, protocol.ErrTarNotApplicable) || !strings.Contains(err.Error(), "pipe") {
 		t.Fatalf("tar pass of a tree with a FIFO: %v, want ErrTarNotApplicable naming it", err)
 	}
 	ents, _ := os.ReadDir(dst)
@@ -164,7 +165,7 @@ func TestTarRequiresMigrationCredentials(t *testing.T) {
 	must(t, err)
 	for name, cfg := range map[string]*tls.Config{"another migration": foreign, "another CA": replayed} {
 		t.Run(name, func(t *testing.T) {
-			_, err := SendTar(context.Background(), protocol.SendOptions{SourceDir: src, Dial: func(ctx context.Context) (net.Conn, error) {
+			_, err := protocol.SendTar(context.Background(), protocol.SendOptions{SourceDir: src, Dial: func(ctx context.Context) (net.Conn, error) {
 				return transport.Dial(ctx, h.addr, cfg)
 			}})
 			if err == nil {

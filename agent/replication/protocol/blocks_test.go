@@ -1,4 +1,4 @@
-package rsync
+package protocol_test
 
 import (
 	"bufio"
@@ -16,6 +16,7 @@ import (
 	"github.com/livemigrate/livemigrate/agent/replication/blockdelta"
 	"github.com/livemigrate/livemigrate/agent/replication/manifest"
 	"github.com/livemigrate/livemigrate/agent/replication/protocol"
+	"github.com/livemigrate/livemigrate/agent/replication/rsync"
 )
 
 func identityOf(t *testing.T, p string) manifest.Identity {
@@ -34,12 +35,12 @@ func TestBlockDeltaOverTLS(t *testing.T) {
 	writeRandom(t, filepath.Join(src, "d", "f"), 64*blockdelta.BlockSize)
 	h := startReceiver(t, dst)
 	opts := protocol.SendOptions{SourceDir: src, Dial: h.dial}
-	_, err := Send(context.Background(), opts)
+	_, err := rsync.Send(context.Background(), opts)
 	must(t, err)
 	_ = h.lastReceiverError(t)
 
 	idx := map[string]*blockdelta.FileIndex{}
-	must(t, FetchBlockIndex(context.Background(), h.dial, []string{"d/f"}, func(fi *blockdelta.FileIndex) error {
+	must(t, protocol.FetchBlockIndex(context.Background(), h.dial, []string{"d/f"}, func(fi *blockdelta.FileIndex) error {
 		idx[fi.Path] = fi
 		return nil
 	}))
@@ -52,7 +53,7 @@ func TestBlockDeltaOverTLS(t *testing.T) {
 	must(t, err)
 	must(t, f.Close())
 
-	r, br, err := SendBlockDelta(context.Background(), opts, []blockdelta.File{{Path: "d/f", Source: identityOf(t, filepath.Join(src, "d", "f")), Index: idx["d/f"]}})
+	r, br, err := protocol.SendBlockDelta(context.Background(), opts, []blockdelta.File{{Path: "d/f", Source: identityOf(t, filepath.Join(src, "d", "f")), Index: idx["d/f"]}})
 	must(t, err)
 	must(t, h.lastReceiverError(t))
 	mustCompare(t, src, dst)

@@ -1,7 +1,6 @@
 package rsync
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -17,8 +16,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/livemigrate/livemigrate/agent/replication/blockdelta"
-	"github.com/livemigrate/livemigrate/agent/replication/manifest"
 	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
 )
@@ -26,23 +23,15 @@ import (
 // ModuleName is the only rsync daemon module a receiver serves.
 const ModuleName = "volume"
 
-// Receiver serves rsync transfers into one target directory.
-type Receiver struct {
+// Daemon serves the rsync request of the replication protocol
+// (protocol.Rsync; set it as protocol.Receiver's Rsync): a single-use rsync
+// daemon per connection, chrooted into one target directory.
+type Daemon struct {
 	// DestDir is the absolute path of the target volume. Every write of the
 	// sender is confined to it (chroot).
 	DestDir string
 	// RsyncPath is the rsync binary; "rsync" from PATH when empty.
 	RsyncPath string
-	// Counter, when set, counts the bytes the receiver exchanges.
-	Counter *transport.Counter
-
-	mu      sync.Mutex
-	xfer    sync.Mutex
-	lastErr error
-	// running counts the rsync transfers in progress; idle is closed (and
-	// replaced) whenever it drops to zero.
-	running int
-	idle    chan struct{}
 
 	once    sync.Once
 	cfgErr  error
@@ -51,40 +40,34 @@ type Receiver struct {
 	logPath string
 }
 
-func (r *Receiver) prepare() error {
-	r.once.Do(func() {
-		if !filepath.IsAbs(r.DestDir) {
-			r.cfgErr = fmt.Errorf("destination %q is not an absolute path", r.DestDir)
-			return
-		}
-		st, err := os.Stat(r.DestDir)
-		if err != nil {
-			r.cfgErr = fmt.Errorf("destination: %w", err)
-			return
-		}
-		if !st.IsDir() {
-			r.cfgErr = fmt.Errorf("destination %q is not a directory", r.DestDir)
+var _ protocol.RsyncServer = (*Daemon)(nil)
+
+func (d *Daemon) prepare() error {
+	d.once.Do(func() {
+		if !filepath.IsAbs(d.DestDir) {
+			d.cfgErr = fmt.Errorf("destination %q is not an absolute path", d.DestDir)
 			return
 		}
 		if os.Geteuid() != 0 {
-			r.cfgErr = errors.New("the rsync receiver must run as root (it chroots into the target volume)")
+			d.cfgErr = errors.New("the rsync receiver must run as root (it chroots into the target volume)")
 			return
 		}
-		if strings.ContainsAny(r.DestDir, "\n\r") {
-			r.cfgErr = fmt.Errorf("destination %q contains a line break", r.DestDir)
+		// The path is written into the daemon's configuration.
+		if strings.ContainsAny(d.DestDir, "\n\r") {
+			d.cfgErr = fmt.Errorf("destination %q contains a line break", d.DestDir)
 			return
 		}
 		dir, err := os.MkdirTemp("", "livemigrate-rsyncd-")
 		if err != nil {
-			r.cfgErr = fmt.Errorf("creating daemon config directory: %w", err)
+			d.cfgErr = fmt.Errorf("creating daemon config directory: %w", err)
 			return
 		}
-		r.cfgDir = dir
-		r.cfgPath = filepath.Join(dir, "rsyncd.conf")
-		r.logPath = filepath.Join(dir, "rsyncd.log")
-		r.cfgErr = os.WriteFile(r.cfgPath, []byte(DaemonConfig(r.DestDir, r.logPath)), 0o600)
+		d.cfgDir = dir
+		d.cfgPath = filepath.Join(dir, "rsyncd.conf")
+		d.logPath = filepath.Join(dir, "rsyncd.log")
+		d.cfgErr = os.WriteFile(d.cfgPath, []byte(DaemonConfig(d.DestDir, d.logPath)), 0o600)
 	})
-	return r.cfgErr
+	return d.cfgErr
 }
 
 // RefusedOptions are the rsync options the receiving daemon refuses (it
@@ -149,126 +132,34 @@ log file = %s
 }
 
 // Args is the fixed command line of the receiving rsync.
-func (r *Receiver) Args() []string {
-	return []string{"--server", "--daemon", "--config=" + r.cfgPath, "."}
+func (d *Daemon) Args() []string {
+	return []string{"--server", "--daemon", "--config=" + d.cfgPath, "."}
 }
 
 // Close removes the generated configuration.
-func (r *Receiver) Close() error {
-	if r.cfgDir == "" {
+func (d *Daemon) Close() error {
+	if d.cfgDir == "" {
 		return nil
 	}
-	return os.RemoveAll(r.cfgDir)
+	return os.RemoveAll(d.cfgDir)
 }
 
-// ServeConn serves one authenticated connection (transport.Listener only
-// hands out verified ones): either a single-use rsync daemon, or the result
-// of the previous transfer (so that the sender can report why the receiving
-// side failed, e.g. a full volume). conn is closed on return.
-func (r *Receiver) ServeConn(ctx context.Context, conn net.Conn) error {
-	defer conn.Close()
-	if err := r.prepare(); err != nil {
+// ServeRsync runs the receiving rsync daemon for one transfer with conn as
+// its standard input and output, counting the bytes in counter.
+func (d *Daemon) ServeRsync(ctx context.Context, conn net.Conn, counter *transport.Counter) error {
+	if err := d.prepare(); err != nil {
 		return err
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	req, err := protocol.ReadRequest(conn)
-	if err != nil {
-		return err
+	if counter == nil {
+		counter = &transport.Counter{}
 	}
-	_ = conn.SetReadDeadline(time.Time{})
-	serve := r.serveRsync
-	switch req {
-	case protocol.Rsync:
-	case protocol.Tar:
-		serve = r.serveTar
-	case protocol.BlockDelta:
-		serve = r.serveBlocks
-	case protocol.BlockIndex:
-		// Hashes of target files, no content: never during a transfer.
-		r.waitIdle(ctx, 10*time.Second)
-		return blockdelta.ServeIndex(ctx, r.DestDir, bufio.NewReaderSize(conn, 64<<10), conn)
-	case protocol.Manifest:
-		// Identities only (package manifest), no content: what the
-		// source sent anyway. Never during a transfer.
-		r.waitIdle(ctx, 10*time.Second)
-		m, err := manifest.Walk(r.DestDir)
-		if err != nil {
-			_, _ = io.WriteString(conn, protocol.ReplyError+strings.ReplaceAll(err.Error(), "\n", " ")+"\n")
-			return err
-		}
-		if _, err := io.WriteString(conn, protocol.ReplyOK); err != nil {
-			return err
-		}
-		return m.Encode(conn)
-	case protocol.Space:
-		// Room for the source's data, before the first pass; reads
-		// nothing but the target's identities.
-		return r.serveSpace(conn)
-	case protocol.Status:
-		// The sender asks right after its rsync exited, which can be before
-		// the receiving rsync has: wait (bounded) for running transfers to
-		// end so that their result is the one reported.
-		r.waitIdle(ctx, 10*time.Second)
-		r.mu.Lock()
-		msg := "ok"
-		if r.lastErr != nil {
-			msg = r.lastErr.Error()
-		}
-		r.mu.Unlock()
-		_, err := io.WriteString(conn, msg)
-		return err
-	default:
-		return protocol.ErrUnknownRequest
-	}
-	r.mu.Lock()
-	r.running++
-	r.mu.Unlock()
-	// One transfer at a time: a retried pass must not race the remains of
-	// the failed one (which ends as soon as it notices the lost connection).
-	r.xfer.Lock()
-	err = serve(ctx, conn)
-	r.xfer.Unlock()
-	r.mu.Lock()
-	r.lastErr = err
-	r.running--
-	if r.running == 0 && r.idle != nil {
-		close(r.idle)
-		r.idle = nil
-	}
-	r.mu.Unlock()
-	return err
-}
-
-// waitIdle waits until no transfer runs, at most d.
-func (r *Receiver) waitIdle(ctx context.Context, d time.Duration) {
-	r.mu.Lock()
-	if r.running == 0 {
-		r.mu.Unlock()
-		return
-	}
-	if r.idle == nil {
-		r.idle = make(chan struct{})
-	}
-	idle := r.idle
-	r.mu.Unlock()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-idle:
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-func (r *Receiver) serveRsync(ctx context.Context, conn net.Conn) error {
-	bin := r.RsyncPath
+	bin := d.RsyncPath
 	if bin == "" {
 		bin = "rsync"
 	}
-	cmd := exec.CommandContext(ctx, bin, r.Args()...)
+	cmd := exec.CommandContext(ctx, bin, d.Args()...)
 	// rsync calls getcwd() at start: run it from /, not from the agent's
 	// working directory, which may be gone (paths given to it are absolute).
-	cmd.Dir = "/"
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL=C"}
 	var stderr bytes.Buffer
@@ -294,7 +185,6 @@ func (r *Receiver) serveRsync(ctx context.Context, conn net.Conn) error {
 	}
 	defer stdout.Close()
 	defer stdin.Close()
-	counter := r.counter()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -314,7 +204,7 @@ func (r *Receiver) serveRsync(ctx context.Context, conn net.Conn) error {
 		<-done
 	}
 	if werr != nil {
-		return classify(werr, stderr.String()+r.logTail(), false)
+		return classify(werr, stderr.String()+d.logTail(), false)
 	}
 	return nil
 }
@@ -329,8 +219,8 @@ func bigPipe() (r, w *os.File, err error) {
 	return r, w, nil
 }
 
-func (r *Receiver) logTail() string {
-	b, err := os.ReadFile(r.logPath)
+func (d *Daemon) logTail() string {
+	b, err := os.ReadFile(d.logPath)
 	if err != nil {
 		return ""
 	}
