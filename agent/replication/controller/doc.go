@@ -1,7 +1,7 @@
 // Package controller holds the VolumeReplication reconciler of the agent:
-// for objects naming this agent's node, it runs the rsync receiver (role
-// Target) or the pre-copy and final passes (role Source) and reports
-// progress in status and metrics.
+// for objects naming this agent's node, it runs the receiver (role Target;
+// package protocol) or the pre-copy and final passes (role Source) and
+// reports progress in status and metrics.
 //
 // After pre-copy and after every keep-warm pass the source runs the
 // pre-freeze verification (engine.Session.PreVerify; condition PreVerified,

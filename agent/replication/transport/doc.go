@@ -3,9 +3,9 @@
 //
 // Listen accepts connections on the target agent and completes the TLS
 // handshake before handing a connection out, so nothing unauthenticated ever
-// reaches the rsync receiver. A Router does the same for any number of
-// replications on one listener: the client names its replication in the TLS
-// server name indication, and the handshake completes with that
+// reaches the receiver (package protocol). A Router does the same for any
+// number of replications on one listener: the client names its replication
+// in the TLS server name indication, and the handshake completes with that
 // replication's own configuration (tls.Config.GetConfigForClient), so each
 // peer is checked exactly as by a Listener of its own; a missing or unknown
 // name is refused. Dial opens a connection from the source agent.
