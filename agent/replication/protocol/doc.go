@@ -21,7 +21,8 @@
 //
 //   - rsync: a single-use rsync daemon chrooted into the target
 //     (Receiver.Rsync, package rsync: Daemon);
-//   - status: the result of the last transfer (why the receiving side
+//   - status: the result of the last transfer (FetchStatus, which package
+//     rsync's sender asks after a failed run: why the receiving side
 //     failed, e.g. a full volume);
 //   - space: whether the target's filesystem has room, in bytes and inodes,
 //     for what the source tree occupies beside what the target holds

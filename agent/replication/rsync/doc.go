@@ -41,8 +41,8 @@
 // needed. A full pass with protocol.SendOptions.DetectSparse passes -S
 // only when the source holds a file with holes (HasSparseFiles). Exit status 24 (files
 // vanished while being read) is success for a pre-copy pass and failure for
-// the final pass; after a failed run the sender asks the receiver's status
-// request for the receiving side's diagnostics. Verify (-c --dry-run --itemize-changes) lists what
+// the final pass; after a failed run the sender asks the receiver for the
+// receiving side's diagnostics (protocol.FetchStatus). Verify (-c --dry-run --itemize-changes) lists what
 // differs by whole-file checksums, VerifyPaths does so for a list of
 // entries (--files-from, without --delete), and Repair (--checksum)
 // rewrites what differs. Every pass is idempotent: an interrupted pass is

@@ -384,7 +384,7 @@ func TestDiskFullLeavesSourceUntouched(t *testing.T) {
 			if fmt.Sprint(before) != fmt.Sprint(after) {
 				t.Error("the source tree changed during a failed replication")
 			}
-			if msg := remoteStatus(context.Background(), h.dial); !strings.Contains(msg, "No space left on device") {
+			if msg := protocol.FetchStatus(context.Background(), h.dial); !strings.Contains(msg, "No space left on device") {
 				t.Errorf("receiver status = %q, want the disk-full cause", msg)
 			}
 		})

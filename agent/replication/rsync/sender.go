@@ -293,29 +293,12 @@ func run(ctx context.Context, opts protocol.SendOptions, hooks testHooks, args [
 	var re *protocol.Error
 	if errors.As(cerr, &re) {
 		// The receiving rsync's diagnostics stay on its side; ask for them.
-		if msg := remoteStatus(ctx, opts.Dial); msg != "" && msg != "ok" {
+		if msg := protocol.FetchStatus(ctx, opts.Dial); msg != "" && msg != "ok" {
 			re.Output = strings.TrimSpace(re.Output + "\nreceiver: " + msg)
 			re.DiskFull = re.DiskFull || strings.Contains(msg, "No space left on device") || strings.Contains(msg, "Disk quota exceeded")
 		}
 	}
 	return res, items, cerr
-}
-
-// remoteStatus fetches the receiver's result of the last transfer.
-func remoteStatus(ctx context.Context, dial func(context.Context) (net.Conn, error)) string {
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	c, err := dial(ctx)
-	if err != nil {
-		return ""
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(15 * time.Second))
-	if err := protocol.WriteRequest(c, protocol.Status); err != nil {
-		return ""
-	}
-	b, _ := io.ReadAll(io.LimitReader(c, 16*1024))
-	return string(b)
 }
 
 // HasSparseFiles reports whether a regular file under dir has a hole of at
