@@ -19,10 +19,13 @@
 //     livemigrate://migration/<uid>/source|target, peer verification.
 //   - transport: the mutual-TLS listener, the router serving every
 //     replication of a node on one port, the dialer, rate limiting, counters.
-//   - protocol: LIVEMIGRATE-REPLICATION/1, the request lines and replies.
-//   - rsync: the receiver (a chrooted, write-only, single-use rsync daemon
-//     per connection, and the protocol's other requests) and the sender
-//     (rsync client tunnelled through the TLS connection).
+//   - protocol: LIVEMIGRATE-REPLICATION/1: the request lines and replies,
+//     the receiver's dispatch, both sides of every request but rsync
+//     (status, space, tar, manifest, block index, block delta), and the
+//     types of a pass.
+//   - rsync: the rsync request: the receiver's chrooted, write-only,
+//     single-use rsync daemon per connection, and the sender (rsync client
+//     tunnelled through the TLS connection).
 //   - tarstream: the first pass into an empty target as a PAX tar stream,
 //     extracted through os.Root.
 //   - manifest: identities (inode, size, times) of a tree's entries.
