@@ -69,13 +69,9 @@ func (l *Lab) startKwok(_ context.Context, m *Member) error {
 	if err != nil {
 		return err
 	}
-	// Pods of the lab node runtime get their status from it, Ready only
-	// once their processes run (labnode.LabelRuntime).
-	readyGate := "    - key: '.metadata.deletionTimestamp'\n      operator: 'DoesNotExist'\n    - key: '.status.phase'\n"
-	if !bytes.Contains(stages, []byte(readyGate)) {
-		return fmt.Errorf("the kwok stage %s changed: cannot leave the lab node runtime's pods to it", kwokStages[2])
+	if stages, err = kwokConfig(stages); err != nil {
+		return err
 	}
-	stages = bytes.Replace(stages, []byte(readyGate), []byte("    - key: '.metadata.labels.\""+labelRuntime+"\"'\n      operator: 'DoesNotExist'\n"+readyGate), 1)
 	cfg := filepath.Join(l.Dir, m.Name+"-kwok.yaml")
 	if err := os.WriteFile(cfg, stages, 0o644); err != nil {
 		return fmt.Errorf("writing %s: %w", cfg, err)
@@ -94,6 +90,57 @@ func (l *Lab) startKwok(_ context.Context, m *Member) error {
 	}
 	_, err = l.sup.start("kwok-"+m.Name, l.bin("kwok"), args, nil)
 	return err
+}
+
+// runtimePodDelete removes the object of a deleted pod of the lab node
+// runtime when that runtime did not: at the end of its grace period
+// (.metadata.deletionTimestamp), as the pod garbage collector would once
+// the node is declared out of service. It acts only on pods whose runtime
+// is down; a running one removes them as soon as their processes stopped.
+var runtimePodDelete = `apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata:
+  name: lab-runtime-pod-delete
+spec:
+  resourceRef:
+    apiGroup: v1
+    kind: Pod
+  selector:
+    matchExpressions:
+    - key: '.metadata.deletionTimestamp'
+      operator: 'Exists'
+    - key: '.metadata.labels."` + labelRuntime + `"'
+      operator: 'Exists'
+  delay:
+    durationMilliseconds: 0
+    durationFrom:
+      expressionFrom: '.metadata.deletionTimestamp'
+  next:
+    delete: true
+`
+
+// kwokConfig adapts kwok's stages (kwokStages, concatenated) to the lab
+// node runtime: its pods (labnode.LabelRuntime) get their status from it,
+// Ready only once their processes run, and their objects are removed by it
+// once their processes stopped, as a kubelet confirms a deletion only once
+// the pod's containers stopped. kwok's stages leave those pods alone, but
+// for the removal of a deleted pod whose runtime is down
+// (runtimePodDelete).
+func kwokConfig(stages []byte) ([]byte, error) {
+	notRuntime := "    - key: '.metadata.labels.\"" + labelRuntime + "\"'\n      operator: 'DoesNotExist'\n"
+	for _, g := range []struct{ stage, gate string }{
+		{kwokStages[2], "    - key: '.metadata.deletionTimestamp'\n      operator: 'DoesNotExist'\n    - key: '.status.phase'\n      operator: 'In'\n      values:\n      - 'Pending'\n"},
+		{kwokStages[4], "    - key: '.metadata.deletionTimestamp'\n      operator: 'Exists'\n  next:\n    delete: true\n"},
+	} {
+		if bytes.Count(stages, []byte(g.gate)) != 1 {
+			return nil, fmt.Errorf("the kwok stage %s changed: cannot leave the lab node runtime's pods to it", g.stage)
+		}
+		stages = bytes.Replace(stages, []byte(g.gate), []byte(notRuntime+g.gate), 1)
+	}
+	if !bytes.HasSuffix(stages, []byte("\n")) {
+		stages = append(stages, '\n')
+	}
+	return append(stages, []byte("---\n"+runtimePodDelete)...), nil
 }
 
 // createNodes creates the member's fake nodes with their capacity.

@@ -87,6 +87,8 @@ type Runtime struct {
 	pods map[types.UID]*podProc
 	// failures are the pods whose start failed, backing off.
 	failures map[types.UID]*startFailure
+	// deleting are the pods whose deletion is being confirmed.
+	deleting map[types.UID]bool
 
 	// Addr is the kubelet API's address once Start returned.
 	Addr string
@@ -149,6 +151,7 @@ func New(cfg Config) (*Runtime, error) {
 		log:      klog.Background().WithValues("node", cfg.NodeName),
 		pods:     map[types.UID]*podProc{},
 		failures: map[types.UID]*startFailure{},
+		deleting: map[types.UID]bool{},
 	}
 	if cfg.ContainerRuntime == ContainerRuntimeRunc {
 		if err := r.initRunc(); err != nil {
@@ -225,7 +228,10 @@ func (r *Runtime) onPod(ctx context.Context, o any) {
 	}
 	if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 		r.forget(p.UID)
-		r.StopPod(p.UID)
+		stopped := r.StopPod(p.UID)
+		if p.DeletionTimestamp != nil && p.Labels[LabelRuntime] == RuntimeName {
+			r.confirmDeletion(ctx, p, stopped)
+		}
 		return
 	}
 	if r.backingOff(p) {
@@ -533,14 +539,16 @@ func tail(s string, n int) string {
 }
 
 // StopPod kills the pod's processes (thawing a frozen pod so that the kill
-// takes effect, as runc does) and removes its cgroup.
-func (r *Runtime) StopPod(uid types.UID) {
+// takes effect, as runc does) and removes its cgroup. It returns whether
+// every process of the pod has exited (true when none ran); a pod whose
+// processes did not exit within 10 s stays known to the runtime.
+func (r *Runtime) StopPod(uid types.UID) bool {
 	r.mu.Lock()
 	pp, ok := r.pods[uid]
 	delete(r.pods, uid)
 	r.mu.Unlock()
 	if !ok {
-		return
+		return true
 	}
 	for _, c := range pp.containers {
 		if c.cmd != nil && c.cmd.Process != nil {
@@ -553,11 +561,24 @@ func (r *Runtime) StopPod(uid types.UID) {
 	if pp.cgroup != "" {
 		_ = r.freezer.Thaw(context.Background(), pp.cgroup)
 	}
+	exited := true
 	for _, c := range pp.containers {
 		select {
 		case <-c.done:
 		case <-time.After(10 * time.Second):
+			exited = false
+			r.log.Error(nil, "Container did not exit after its kill", "pod", klog.KObj(pp.pod), "container", c.name)
 		}
+	}
+	if !exited {
+		// Keep it, as a kubelet keeps a pod whose containers it could not
+		// stop: the next StopPod kills it again.
+		r.mu.Lock()
+		if _, again := r.pods[uid]; !again {
+			r.pods[uid] = pp
+		}
+		r.mu.Unlock()
+		return false
 	}
 	for _, c := range pp.containers {
 		if c.id != "" {
@@ -571,6 +592,7 @@ func (r *Runtime) StopPod(uid types.UID) {
 		_ = os.Remove(filepath.Join(r.cfg.FreezerMount, pp.cgroup))
 	}
 	r.log.Info("Pod stopped", "pod", klog.KObj(pp.pod))
+	return true
 }
 
 // StopAll stops every pod.
