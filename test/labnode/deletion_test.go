@@ -33,11 +33,23 @@ type deletion struct {
 // containers stopped; the runtime then removes it with a grace period of 0
 // and the pod's UID as precondition, retrying while the API server refuses
 // (one restarting). A pod the runtime does not own (no label) is left to
-// kwok.
+// kwok. Both container runtimes: the memory stand-in and runc.
 func TestDeletedPodRemovedOnceItsProcessesStopped(t *testing.T) {
 	needRoot(t)
+	t.Run(ContainerRuntimeProcess, func(t *testing.T) {
+		testDeletedPodRemovedOnceStopped(t, Config{SkipAuth: true})
+	})
+	t.Run(ContainerRuntimeRunc, func(t *testing.T) {
+		testDeletedPodRemovedOnceStopped(t, Config{SkipAuth: true, ContainerRuntime: ContainerRuntimeRunc, CRIU: criuBinary(t)})
+	})
+}
+
+func testDeletedPodRemovedOnceStopped(t *testing.T, cfg Config) {
 	parent := "livemigrate-labnode-test-" + string(uuid.NewUUID())[:8]
-	r := newRuntime(t, "node-a", parent, Config{SkipAuth: true})
+	if cfg.ContainerRuntime == ContainerRuntimeRunc {
+		t.Cleanup(func() { removeCgroupTree(parent) })
+	}
+	r := newRuntime(t, "node-a", parent, cfg)
 	ctx := context.Background()
 
 	// start runs a pod on the runtime against a fake API server whose

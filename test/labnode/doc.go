@@ -29,6 +29,10 @@
 //     memory stand-in refuses such a checkpoint.
 //   - StartRegistry serves an OCI registry (go-containerregistry) for the lab.
 //
-// It never touches pods that do not run the lab app, and it does not write
-// pod status (kwok does).
+// It never touches pods that do not run the lab app. Pods labelled
+// LabelRuntime are its own as a kubelet's are: it writes their status
+// (Running and Ready once their processes run), and it removes a deleted
+// one's object only once its processes have exited (grace period 0, the
+// pod's UID as precondition), so that no pod object is gone while its
+// process still runs. kwok does both for every other pod.
 package labnode
