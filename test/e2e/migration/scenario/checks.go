@@ -19,6 +19,7 @@ import (
 
 	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
 
+	agentv1alpha1 "github.com/livemigrate/livemigrate/api/agent/v1alpha1"
 	lmv1alpha1 "github.com/livemigrate/livemigrate/api/v1alpha1"
 	"github.com/livemigrate/livemigrate/test/labapp/labstate"
 )
@@ -327,6 +328,13 @@ func (e *Env) CheckDeploymentSucceeded(ctx context.Context, a *App, obs *Observa
 		default:
 			claimed[match] = p.Name
 			e.Logf("%s restored by %s in %s, resuming at counter %d", obs.Sources[match].Name, p.Name, target, c)
+			// The invariant monitor follows a replica's checkpoint lineage
+			// through this annotation.
+			if pod, err := e.Members[target].Client.CoreV1().Pods(a.Namespace).Get(ctx, p.Name, metav1.GetOptions{}); err != nil {
+				fail("target pod %s: %v", p.Name, err)
+			} else if got := pod.Annotations[agentv1alpha1.AnnotationRestoreCheckpoint]; got != obs.Sources[match].Name {
+				fail("target pod %s has %s=%q, want %s, the pod whose checkpoint it restored", p.Name, agentv1alpha1.AnnotationRestoreCheckpoint, got, obs.Sources[match].Name)
+			}
 		}
 		if started, err := p.Started(); err == nil && started.After(latestStart) {
 			latestStart = started
