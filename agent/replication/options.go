@@ -6,10 +6,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -23,6 +25,9 @@ type Options struct {
 	Enabled bool
 	// NodeName is the agent's node (the agent's own --node-name).
 	NodeName string
+	// SecretNamespace is the agent's own namespace, the only one it reads
+	// the migrations' credentials Secrets from.
+	SecretNamespace string
 	// ListenHost is the address receivers bind to.
 	ListenHost string
 	// AdvertiseHost is the address reported to the source (the node IP).
@@ -68,11 +73,23 @@ type Options struct {
 // DefaultPort is the default replication port.
 const DefaultPort = 7870
 
+// DefaultSecretNamespace is the agent's namespace when $POD_NAMESPACE is
+// not set: the chart's (and the descheduler's --agent-namespace) default.
+const DefaultSecretNamespace = "livemigrate-system"
+
+func defaultSecretNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
+	}
+	return DefaultSecretNamespace
+}
+
 // NewOptions returns the defaults.
 func NewOptions() *Options {
 	return &Options{
 		Enabled:              true,
 		NodeName:             os.Getenv("NODE_NAME"),
+		SecretNamespace:      defaultSecretNamespace(),
 		ListenHost:           "0.0.0.0",
 		AdvertiseHost:        os.Getenv("NODE_IP"),
 		Port:                 DefaultPort,
@@ -90,6 +107,7 @@ func NewOptions() *Options {
 // AddFlags registers the options' flags.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Enabled, "replication-enabled", o.Enabled, "Run the VolumeReplication reconciler (volume pre-copy and final sync for live migration).")
+	fs.StringVar(&o.SecretNamespace, "replication-secret-namespace", o.SecretNamespace, "The agent's own namespace, the only one it reads the migrations' credentials Secrets from (tenants must have no rights there); the descheduler's --agent-namespace for this cluster. Defaults to $POD_NAMESPACE, else "+DefaultSecretNamespace+".")
 	fs.StringVar(&o.ListenHost, "replication-listen-host", o.ListenHost, "Address the replication receivers bind to.")
 	fs.StringVar(&o.AdvertiseHost, "replication-advertise-host", o.AdvertiseHost, "Address of this node reported to the source agent in status.endpoint. Defaults to $NODE_IP.")
 	fs.IntVar(&o.Port, "replication-port", o.Port, "The port the replication receivers listen on: one port per agent serves every volume this node receives, each connection routed by its TLS server name.")
@@ -119,6 +137,9 @@ func (o *Options) Validate() error {
 	var errs []error
 	if o.NodeName == "" {
 		errs = append(errs, errors.New("replication needs the node name (--node-name or $NODE_NAME)"))
+	}
+	if msgs := validation.IsDNS1123Label(o.SecretNamespace); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("--replication-secret-namespace %q is not a namespace name (%s): give the agent's own namespace, e.g. %s", o.SecretNamespace, strings.Join(msgs, "; "), DefaultSecretNamespace))
 	}
 	if net.ParseIP(o.ListenHost) == nil {
 		errs = append(errs, fmt.Errorf("--replication-listen-host %q is not an IP address", o.ListenHost))
@@ -198,6 +219,7 @@ func (o *Options) Config() controller.Config {
 	threshold, _ := quantity(o.ConvergenceThreshold)
 	return controller.Config{
 		NodeName:                    o.NodeName,
+		SecretNamespace:             o.SecretNamespace,
 		KubeletRoot:                 o.KubeletRoot,
 		HostRoot:                    o.HostRoot,
 		TargetRoots:                 append([]string(nil), o.TargetRoots...),

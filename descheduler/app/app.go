@@ -169,12 +169,13 @@ func Run(ctx context.Context, o *options.Options) error {
 				TimeoutSeconds: int32(o.CheckpointTimeout.Seconds()), DefaultEstimate: o.DefaultCheckpointEstimate},
 			// The agent replicates every StorageClass; another backend is
 			// plugged in per class with ByClass.
-			Replication:   migration.ReplicationByStorageClass{Default: &agentcr.Replication{Clients: members, LocalRoot: o.ReplicationTargetRoot}},
+			Replication: migration.ReplicationByStorageClass{Default: &agentcr.Replication{Clients: members, LocalRoot: o.ReplicationTargetRoot,
+				AgentNamespace: o.AgentNamespace, AgentNamespaceFor: o.AgentNamespaceFor}},
 			Restore:       &agentcr.Restore{Clients: members},
 			Workload:      &workload.Hook{Clients: members},
 			Picker:        picker,
 			Watcher:       watcher,
-			Compatibility: &workload.Compatibility{Clients: members, AgentNamespace: o.AgentNamespace},
+			Compatibility: &workload.Compatibility{Clients: members, AgentNamespace: o.AgentNamespace, AgentNamespaceFor: o.AgentNamespaceFor},
 			SourceClaims:  &agentcr.SourceClaims{Clients: members, Policy: claimPolicy, Retention: o.SourceClaimRetention, Clock: clock.RealClock{}},
 		},
 		MemberEvents: watcher.Events,

@@ -5,6 +5,9 @@
 // collector. It checks what unit tests cannot: the CRDs and their CEL rules
 // as served, the admission webhook as called by the API server, and the
 // state machine over real watches, optimistic concurrency and finalizers.
+// The API server authorizes with RBAC: the agents' namespace, identities
+// and roles are those make manifests renders for a member, the
+// descheduler's bound to the admin identity it uses.
 //
 // The member clusters are the same API server (two Cluster objects pointing
 // at it), so the "target workload" the rollback removes is the workload

@@ -98,7 +98,7 @@ func (e *env) start() error {
 	if err := e.run(filepath.Join(bin, "kube-apiserver"), "--etcd-servers", etcdURL,
 		"--bind-address", "127.0.0.1", fmt.Sprintf("--secure-port=%d", apiPort), "--cert-dir", filepath.Join(dir, "certs"),
 		"--service-account-issuer", "https://kubernetes.default.svc", "--service-account-key-file", pub,
-		"--service-account-signing-key-file", key, "--authorization-mode", "AlwaysAllow", "--token-auth-file", tokens,
+		"--service-account-signing-key-file", key, "--authorization-mode", "RBAC", "--token-auth-file", tokens,
 		"--service-cluster-ip-range", "10.0.0.0/24", "--disable-admission-plugins", "ServiceAccount",
 		"--shutdown-delay-duration=0s", "--shutdown-send-retry-after=false"); err != nil {
 		return err

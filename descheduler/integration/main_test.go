@@ -115,6 +115,9 @@ func setup(ctx context.Context) error {
 	if err := registerMembers(ctx); err != nil {
 		return err
 	}
+	if err := applyMemberRBAC(ctx); err != nil {
+		return err
+	}
 	return startDescheduler(ctx)
 }
 

@@ -181,9 +181,8 @@ func TestMigrationWithVolumeSucceeds(t *testing.T) {
 	if err := k.List(ctx, &vrs, client.InNamespace("volume")); err != nil || len(vrs.Items) != 0 {
 		t.Errorf("VolumeReplications left after success: %d (%v)", len(vrs.Items), err)
 	}
-	var secrets corev1.SecretList
-	if err := k.List(ctx, &secrets, client.InNamespace("volume")); err != nil || len(secrets.Items) != 0 {
-		t.Errorf("replication credentials left after success: %d (%v)", len(secrets.Items), err)
+	if left := credentials(t, ctx, lm.UID); len(left) != 0 {
+		t.Errorf("replication credentials left after success: %v", left)
 	}
 	if err := k.Get(ctx, client.ObjectKey{Namespace: "volume", Name: "data"}, &corev1.PersistentVolumeClaim{}); err != nil {
 		t.Errorf("claim gone after success: %v", err)
@@ -232,14 +231,13 @@ func TestAbortWithVolumeStopsReplication(t *testing.T) {
 	if err := k.Patch(ctx, lm, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"abort":true}}`))); err != nil {
 		t.Fatal(err)
 	}
-	waitPhase(t, ctx, "abort-volume", "m", lmv1alpha1.PhaseFailed)
+	lm = waitPhase(t, ctx, "abort-volume", "m", lmv1alpha1.PhaseFailed)
 	var vrs agentv1alpha1.VolumeReplicationList
 	if err := k.List(ctx, &vrs, client.InNamespace("abort-volume")); err != nil || len(vrs.Items) != 0 {
 		t.Errorf("VolumeReplications left after abort: %d (%v)", len(vrs.Items), err)
 	}
-	var secrets corev1.SecretList
-	if err := k.List(ctx, &secrets, client.InNamespace("abort-volume")); err != nil || len(secrets.Items) != 0 {
-		t.Errorf("replication credentials left after abort: %d (%v)", len(secrets.Items), err)
+	if left := credentials(t, ctx, lm.UID); len(left) != 0 {
+		t.Errorf("replication credentials left after abort: %v", left)
 	}
 	// The claim was the source's (same API server), not one the migration
 	// created: it stays.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -14,8 +15,10 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -30,6 +33,50 @@ const memberManifest = "manifests/install/member.yaml"
 
 // agentNamespace is the namespace memberManifest installs the agent into.
 const agentNamespace = "livemigrate-system"
+
+// rbacKinds are the kinds of memberManifest applyMemberRBAC creates.
+var rbacKinds = map[string]bool{"ServiceAccount": true, "ClusterRole": true, "ClusterRoleBinding": true, "Role": true, "RoleBinding": true}
+
+// applyMemberRBAC creates the agents' namespace and the identities and RBAC
+// of memberManifest in it (the API server authorizes with RBAC), with the
+// descheduler's ClusterRole and Role bound to the admin (its push-mode
+// identity here).
+func applyMemberRBAC(ctx context.Context) error {
+	data, err := os.ReadFile("../../" + memberManifest)
+	if err != nil {
+		return err
+	}
+	if err := k.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: agentNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	for {
+		o := &unstructured.Unstructured{}
+		if err := dec.Decode(&o.Object); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("%s: %w", memberManifest, err)
+		}
+		if !rbacKinds[o.GetKind()] {
+			continue
+		}
+		if err := k.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating %s %s of %s: %w", o.GetKind(), o.GetName(), memberManifest, err)
+		}
+	}
+	subjects := []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "admin"}}
+	for _, b := range []client.Object{
+		&rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "livemigrate-descheduler-member"}, Subjects: subjects,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "livemigrate-descheduler-member"}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: agentNamespace, Name: "livemigrate-descheduler-member"}, Subjects: subjects,
+			RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "livemigrate-descheduler-member"}},
+	} {
+		if err := k.Create(ctx, b); err != nil && !apierrors.IsAlreadyExists(err) {
+			return err
+		}
+	}
+	return nil
+}
 
 // registerNodeRestriction creates the agents' ValidatingAdmissionPolicy and
 // its binding exactly as the chart renders them.
@@ -80,13 +127,20 @@ func registerNodeRestriction(t *testing.T, ctx context.Context) {
 // TokenRequest API without a bound object).
 func agentClient(t *testing.T, ctx context.Context, cs kubernetes.Interface, pod *corev1.Pod) client.Client {
 	t.Helper()
+	return serviceAccountClient(t, ctx, cs, agentNamespace, "livemigrate-agent", pod)
+}
+
+// serviceAccountClient returns a client authenticated as a ServiceAccount,
+// with a token bound to pod (nil: bound to nothing).
+func serviceAccountClient(t *testing.T, ctx context.Context, cs kubernetes.Interface, namespace, name string, pod *corev1.Pod) client.Client {
+	t.Helper()
 	spec := authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}
 	if pod != nil {
 		spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
 	}
-	tr, err := cs.CoreV1().ServiceAccounts(agentNamespace).CreateToken(ctx, "livemigrate-agent", &authenticationv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("token of the agent's ServiceAccount: %v", err)
+		t.Fatalf("token of ServiceAccount %s/%s: %v", namespace, name, err)
 	}
 	cfg := rest.CopyConfig(shared.cfg)
 	cfg.BearerToken = tr.Status.Token
@@ -143,7 +197,7 @@ func TestAgentNodeRestriction(t *testing.T) {
 		vr := &agentv1alpha1.VolumeReplication{
 			ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "vr-" + node},
 			Spec: agentv1alpha1.VolumeReplicationSpec{MigrationUID: "mig-restricted", Role: agentv1alpha1.ReplicationRoleTarget,
-				NodeName: node, ClaimName: "data-db-0", TLSSecretRef: corev1.LocalObjectReference{Name: "replication-tls"}},
+				NodeName: node, ClaimName: "data-db-0", TLSSecretRef: corev1.SecretReference{Name: "replication-tls"}},
 		}
 		for _, o := range []client.Object{pc, vr} {
 			if err := k.Create(ctx, o); err != nil {

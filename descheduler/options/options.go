@@ -93,9 +93,13 @@ type Options struct {
 	// SourceClaimPolicy (Retain or Delete) is what becomes of the source
 	// cluster's claims after a successful migration.
 	SourceClaimPolicy string
-	// AgentNamespace is the members' namespace of the agents' node report
-	// Leases, which the compatibility check reads (CRIU version and check).
+	// AgentNamespace is the namespace the agents run in, in the members:
+	// the per-migration replication credentials are written there (never
+	// in the workload's namespace), and the compatibility check reads the
+	// agents' node report Leases from there (CRIU version and check).
 	AgentNamespace string
+	// AgentNamespaceFor overrides AgentNamespace per member cluster.
+	AgentNamespaceFor map[string]string
 	// SourceClaimRetention is how long a retained source claim is kept;
 	// 0 keeps it until it is deleted or adopted.
 	SourceClaimRetention time.Duration
@@ -199,7 +203,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Float32Var(&o.MemberQPS, "member-qps", o.MemberQPS, "QPS of each member-cluster client.")
 	fs.IntVar(&o.MemberBurst, "member-burst", o.MemberBurst, "Burst of each member-cluster client.")
 	fs.IntVar(&o.MaxActive, "max-active-migrations", o.MaxActive, "Migrations allowed past Pending at once, globally (0: unlimited).")
-	fs.StringVar(&o.AgentNamespace, "agent-namespace", o.AgentNamespace, "Namespace of the agents' node report Leases in the member clusters: the compatibility check before a migration reads each node's CRIU version and criu check from them. Empty leaves them out.")
+	fs.StringVar(&o.AgentNamespace, "agent-namespace", o.AgentNamespace, "Namespace the agents run in, in the member clusters (the chart's member release namespace): each migration's replication credentials (Secret replication-tls-<migration UID>) are written there, where tenants have no rights, and the agents read them only from there (their --replication-secret-namespace); the compatibility check before a migration reads each node's CRIU version and criu check from the agents' node report Leases there. --agent-namespace-for overrides it per cluster.")
+	fs.StringToStringVar(&o.AgentNamespaceFor, "agent-namespace-for", o.AgentNamespaceFor, "Agent namespace per member cluster, as cluster=namespace pairs separated by commas (e.g. member2=lm-agents), for members whose agents run in another namespace than --agent-namespace.")
 	fs.StringVar(&o.SourceClaimPolicy, "source-claim-policy", o.SourceClaimPolicy, "What becomes of the source cluster's claims once a migration succeeded: Retain keeps each claim and its volume, marked as the retained copy of the workload (a later migration of the workload back into that cluster reuses it as its pre-copy base, or replaces it); Delete deletes them (the volumes follow their reclaim policy). A LiveMigration's annotation livemigrate.io/source-claim-policy overrides it.")
 	fs.DurationVar(&o.SourceClaimRetention, "source-claim-retention", o.SourceClaimRetention, "How long a source claim retained after a migration (--source-claim-policy=Retain) is kept before the descheduler deletes it (checked every 5 minutes; never while a pod mounts it; a move back adopts it before that). 0 keeps it until it is deleted or adopted.")
 	fs.IntVar(&o.MaxActivePerCluster, "max-active-migrations-per-cluster", o.MaxActivePerCluster, "Migrations allowed past Pending at once per member cluster, as source or target (0: unlimited).")
@@ -255,6 +260,18 @@ func (o *Options) Validate() field.ErrorList {
 		}
 		if err := validRepository(repo); err != nil {
 			errs = append(errs, field.Invalid(fp, repo, err.Error()))
+		}
+	}
+	if msgs := validation.IsDNS1123Label(o.AgentNamespace); len(msgs) > 0 {
+		errs = append(errs, field.Invalid(p.Child("agent-namespace"), o.AgentNamespace, "not a namespace name ("+strings.Join(msgs, "; ")+"): give the namespace the agents run in, e.g. livemigrate-system"))
+	}
+	for cluster, ns := range o.AgentNamespaceFor {
+		fp := p.Child("agent-namespace-for").Key(cluster)
+		if msgs := validation.IsDNS1123Subdomain(cluster); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(fp, cluster, "not a cluster name: "+strings.Join(msgs, "; ")))
+		}
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs = append(errs, field.Invalid(fp, ns, "not a namespace name ("+strings.Join(msgs, "; ")+"): give the namespace the agents of "+cluster+" run in"))
 		}
 	}
 	if !filepath.IsAbs(o.ReplicationTargetRoot) || filepath.Clean(o.ReplicationTargetRoot) == "/" {

@@ -47,6 +47,12 @@ func TestValidate(t *testing.T) {
 		},
 		"low band not below the high band": {args: []string{"--checkpoint-repository=r", "--rebalance-high=60", "--rebalance-low=60"}, want: []string{"flags.rebalance-low"}},
 		"repository with a tag":            {args: []string{"--checkpoint-repository=reg:5000/lm:v1"}, want: []string{"flags.checkpoint-repository"}},
+		"agent namespace per cluster":      {args: []string{"--checkpoint-repository=r", "--agent-namespace=lm", "--agent-namespace-for=member2=lm-agents"}},
+		"no agent namespace":               {args: []string{"--checkpoint-repository=r", "--agent-namespace="}, want: []string{"flags.agent-namespace"}},
+		"bad agent namespace per cluster": {
+			args: []string{"--checkpoint-repository=r", "--agent-namespace-for=Member_2=lm,member3=Not.A.Namespace,member4="},
+			want: []string{"flags.agent-namespace-for[Member_2]", "flags.agent-namespace-for[member3]", "flags.agent-namespace-for[member4]"},
+		},
 		"bad repository per target cluster": {
 			args: []string{"--checkpoint-repository=reg:5000/lm", "--checkpoint-repository-for=Member_2=reg:5000/lm,member3=reg:5000/lm@sha256:00,member4="},
 			want: []string{"flags.checkpoint-repository-for[Member_2]", "flags.checkpoint-repository-for[member3]", "flags.checkpoint-repository-for[member4]"},

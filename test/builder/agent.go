@@ -153,9 +153,9 @@ func (w *VolumeReplicationWrapper) Peer(address string) *VolumeReplicationWrappe
 	return w
 }
 
-// TLSSecret sets spec.tlsSecretRef.
+// TLSSecret sets spec.tlsSecretRef: a Secret of the agent's namespace.
 func (w *VolumeReplicationWrapper) TLSSecret(name string) *VolumeReplicationWrapper {
-	w.Spec.TLSSecretRef = corev1.LocalObjectReference{Name: name}
+	w.Spec.TLSSecretRef = corev1.SecretReference{Name: name}
 	return w
 }
 

@@ -13,9 +13,16 @@ import (
 // pairs.
 func rules(t *testing.T, objs []*unstructured.Unstructured, name string) []string {
 	t.Helper()
-	o := Find(objs, "ClusterRole", name)
+	return kindRules(t, objs, "ClusterRole", name)
+}
+
+// kindRules returns the rules of a rendered ClusterRole or Role as
+// "resource verb" pairs.
+func kindRules(t *testing.T, objs []*unstructured.Unstructured, kind, name string) []string {
+	t.Helper()
+	o := Find(objs, kind, name)
 	if o == nil {
-		t.Fatalf("ClusterRole %s not rendered", name)
+		t.Fatalf("%s %s not rendered", kind, name)
 	}
 	raw, err := yaml.Marshal(o.Object["rules"])
 	if err != nil {
@@ -39,32 +46,55 @@ func rules(t *testing.T, objs []*unstructured.Unstructured, name string) []strin
 }
 
 // The agent's and the descheduler's member roles grant what their code
-// calls and nothing that reaches further (list or watch every Secret,
-// patch, another node's status writes are left to the admission policy),
-// and the member mode renders the agents' node restriction policy, bound,
-// unless agent.nodeRestriction is off.
+// calls and nothing that reaches further (a Secret outside the release
+// namespace, list or watch of Secrets, patch, another node's status writes
+// are left to the admission policy), and the member mode renders the
+// agents' node restriction policy, bound, unless agent.nodeRestriction is
+// off.
 func TestMemberRolesAreNarrow(t *testing.T) {
-	objs := render(t, "livemigrate-system", memberSets...)
+	objs := render(t, "livemigrate-system", append(slices.Clone(memberSets), "deschedulerMemberIdentity.kind=User", "deschedulerMemberIdentity.name=karmada")...)
 	agent := rules(t, objs, "livemigrate-agent")
-	for _, want := range []string{"podcheckpoints update", "podcheckpoints/status update", "volumereplications/status update", "secrets get"} {
+	for _, want := range []string{"podcheckpoints update", "podcheckpoints/status update", "volumereplications/status update"} {
 		if !slices.Contains(agent, want) {
 			t.Errorf("the agent's role lacks %q: %v", want, agent)
 		}
 	}
 	for _, r := range agent {
-		if strings.HasSuffix(r, " patch") && !strings.HasPrefix(r, "events ") || r == "secrets list" || r == "secrets watch" || strings.HasSuffix(r, " delete") {
-			t.Errorf("the agent's role grants %q, which the agent never uses", r)
+		if strings.HasSuffix(r, " patch") && !strings.HasPrefix(r, "events ") || strings.HasPrefix(r, "secrets ") || strings.HasSuffix(r, " delete") {
+			t.Errorf("the agent's ClusterRole grants %q, which the agent never uses (or needs only in its own namespace)", r)
 		}
 	}
 	desch := rules(t, objs, "livemigrate-descheduler-member")
-	var secrets []string
 	for _, r := range desch {
 		if strings.HasPrefix(r, "secrets ") {
-			secrets = append(secrets, strings.TrimPrefix(r, "secrets "))
+			t.Errorf("the descheduler's member ClusterRole grants %q: Secrets only in the agents' namespace", r)
 		}
 	}
-	if !slices.Equal(secrets, []string{"get", "create", "delete"}) {
-		t.Errorf("the descheduler's member role has %v on Secrets, want get, create, delete", secrets)
+	// The replication credentials: a Role in the release namespace (the
+	// agents'), bound to the agent and to the descheduler's identity.
+	for _, c := range []struct {
+		role, subject string
+		want          []string
+	}{
+		{"livemigrate-agent-credentials", "livemigrate-agent", []string{"secrets get"}},
+		{"livemigrate-descheduler-member", "karmada", []string{"secrets get", "secrets create", "secrets delete"}},
+	} {
+		if got := kindRules(t, objs, "Role", c.role); !slices.Equal(got, c.want) {
+			t.Errorf("Role %s grants %v, want %v", c.role, got, c.want)
+		}
+		role := Find(objs, "Role", c.role)
+		if role.GetNamespace() != "livemigrate-system" {
+			t.Errorf("Role %s is in namespace %q, want the release namespace", c.role, role.GetNamespace())
+		}
+		b := Find(objs, "RoleBinding", c.role)
+		if b == nil || b.GetNamespace() != "livemigrate-system" {
+			t.Errorf("RoleBinding %s not rendered in the release namespace: %v", c.role, b)
+			continue
+		}
+		raw, _ := yaml.Marshal(b.Object)
+		if !strings.Contains(string(raw), "name: "+c.subject) || !strings.Contains(string(raw), "kind: Role\n") {
+			t.Errorf("RoleBinding %s does not bind Role %s to %s:\n%s", c.role, c.role, c.subject, raw)
+		}
 	}
 
 	policy := Find(objs, "ValidatingAdmissionPolicy", "livemigrate-agent-node-restriction")

@@ -537,6 +537,7 @@ func agentArgs(in *Instance) ([]string, error) {
 		"--replication-port=" + port,
 		"--replication-target-roots=" + in.Lab.Paths().VolumeRoot(),
 		"--replication-progress-interval=500ms",
+		"--replication-secret-namespace=" + AgentNamespace,
 		"--report-namespace=" + AgentNamespace,
 		"--report-interval=1s",
 		"--metrics-bind-address=0",

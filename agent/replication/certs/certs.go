@@ -37,6 +37,13 @@ const (
 	SecretKeySourceKey  = "source.key"
 	SecretKeyTargetCert = "target.crt"
 	SecretKeyTargetKey  = "target.key"
+
+	// LabelMigrationUID and LabelMigrationNamespace mark the Secret of a
+	// migration's credentials: its UID and the namespace of its workload
+	// (and VolumeReplications). The agent uses a Secret only for the
+	// VolumeReplications both labels name.
+	LabelMigrationUID       = "livemigrate.io/migration-uid"
+	LabelMigrationNamespace = "livemigrate.io/migration-namespace"
 )
 
 // Peer returns the opposite role.

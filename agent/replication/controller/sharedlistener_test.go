@@ -47,7 +47,7 @@ func migrationSecret(t *testing.T, mig string) (*corev1.Secret, *certs.Bundle) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tls-" + mig, Namespace: ns}, Data: b.SecretData()}, b
+	return credentials("tls-"+mig, mig, b), b
 }
 
 func freePort(t *testing.T) int {
@@ -297,6 +297,7 @@ func TestReceiverThatCannotStartReportsIt(t *testing.T) {
 	// A Secret without the target's key: terminal, Failed at once.
 	bad := sec.DeepCopy()
 	bad.Name, bad.ResourceVersion = "tls-mig-b", ""
+	bad.Labels[certs.LabelMigrationUID] = "mig-b"
 	delete(bad.Data, certs.SecretKeyTargetKey)
 	pvcB, pvB := localClaim("data-b", "pv-b", filepath.Join(dstRoot, "db", "pv-b"), dstNode, map[string]string{provision.LabelMigrationUID: "mig-b"})
 	for _, o := range []client.Object{bad, pvcB, pvB, replicationObj("b", "mig-b", "data-b", agentv1alpha1.ReplicationRoleTarget, dstNode, "")} {

@@ -43,8 +43,12 @@ const (
 	ReasonPathError           StartReason = "PathError"
 	ReasonPodOnOtherNode      StartReason = "PodOnOtherNode"
 	ReasonSecretInvalid       StartReason = "SecretInvalid"
-	ReasonRouteConflict       StartReason = "RouteConflict"
-	ReasonStartFailed         StartReason = "StartFailed"
+	// The object names a Secret outside the agent's namespace, or one not
+	// labelled for its migration.
+	ReasonSecretNotAllowed      StartReason = "SecretNotAllowed"
+	ReasonSecretNotForMigration StartReason = "SecretNotForMigration"
+	ReasonRouteConflict         StartReason = "RouteConflict"
+	ReasonStartFailed           StartReason = "StartFailed"
 )
 
 // Reasons of a started receiver or sender.

@@ -333,15 +333,33 @@ func (r *VolumeReplicationReconciler) claimAndVolume(ctx context.Context, vr *ag
 }
 
 // tlsConfig builds the mutual-TLS configuration of one side from the
-// object's Secret.
+// object's Secret. The Secret is read from the agent's own namespace only
+// (Config.SecretNamespace, where tenants have no rights), and used only
+// when it is labelled for the object's migration: its UID and the
+// namespace of its VolumeReplications. Anything else is refused, so that
+// an object cannot make the agent use credentials minted for another
+// migration, or read a Secret of any other namespace.
 func (r *VolumeReplicationReconciler) tlsConfig(ctx context.Context, vr *agentv1alpha1.VolumeReplication, role certs.Role) (*tls.Config, error) {
+	ref := vr.Spec.TLSSecretRef
+	ns := r.Config.SecretNamespace
+	if ref.Namespace != "" && ref.Namespace != ns {
+		return nil, terminalStart(ReasonSecretNotAllowed,
+			fmt.Errorf("spec.tlsSecretRef.namespace %q is not the agent's namespace %s", ref.Namespace, ns),
+			"the agent reads credentials only from its own namespace (--replication-secret-namespace): the migration's controller must write them to "+ns+" (the descheduler's --agent-namespace or --agent-namespace-for of this cluster)")
+	}
 	sec := &corev1.Secret{}
-	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: vr.Namespace, Name: vr.Spec.TLSSecretRef.Name}, sec); err != nil {
+	if err := r.Reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, sec); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, transientStart(ReasonSecretNotFound, fmt.Errorf("getting TLS secret %s: %w", vr.Spec.TLSSecretRef.Name, err),
-				"the migration's controller creates it in this namespace; check that it can write Secrets here")
+			return nil, transientStart(ReasonSecretNotFound, fmt.Errorf("getting TLS secret %s/%s: %w", ns, ref.Name, err),
+				"the migration's controller creates it in the agent's namespace "+ns+"; check that it can write Secrets there (the descheduler's --agent-namespace must name it)")
 		}
-		return nil, fmt.Errorf("getting TLS secret %s: %w", vr.Spec.TLSSecretRef.Name, err)
+		return nil, fmt.Errorf("getting TLS secret %s/%s: %w", ns, ref.Name, err)
+	}
+	if uid, mns := sec.Labels[certs.LabelMigrationUID], sec.Labels[certs.LabelMigrationNamespace]; uid != vr.Spec.MigrationUID || mns != vr.Namespace {
+		return nil, terminalStart(ReasonSecretNotForMigration,
+			fmt.Errorf("TLS secret %s/%s is labelled for migration %q of namespace %q, not for migration %q of namespace %q",
+				ns, sec.Name, uid, mns, vr.Spec.MigrationUID, vr.Namespace),
+			"its credentials are not used; recreate the migration so that its own credentials are minted")
 	}
 	creds, err := certs.CredentialsFromSecretData(sec.Data, role)
 	if err != nil {

@@ -24,6 +24,9 @@ import (
 type Config struct {
 	// NodeName is this agent's node; other objects are ignored.
 	NodeName string
+	// SecretNamespace is the agent's own namespace: the credentials
+	// Secrets are read from there only (see tlsConfig).
+	SecretNamespace string
 	// KubeletRoot is the kubelet's root directory on the host.
 	KubeletRoot string
 	// HostRoot is where the host's filesystem is mounted in the agent's
@@ -115,7 +118,7 @@ type worker struct {
 // +kubebuilder:rbac:groups=agent.livemigrate.io,resources=volumereplications,verbs=get;list;watch
 // +kubebuilder:rbac:groups=agent.livemigrate.io,resources=volumereplications/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims;persistentvolumes;pods,verbs=get
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get,namespace=livemigrate-system
 
 // Reconcile starts, replaces or stops the work one VolumeReplication asks for.
 func (r *VolumeReplicationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

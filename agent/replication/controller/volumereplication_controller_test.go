@@ -33,7 +33,9 @@ import (
 )
 
 const (
-	ns      = "db"
+	ns = "db"
+	// agentNS is the agents' own namespace, where the credentials live.
+	agentNS = "livemigrate-system"
 	uid     = "mig-ctrl-1"
 	srcNode = "member1-node"
 	dstNode = "member2-node"
@@ -55,6 +57,9 @@ func newCluster(t *testing.T, node string, cfg Config, objs ...client.Object) *c
 	}
 	c := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).WithStatusSubresource(&agentv1alpha1.VolumeReplication{}).Build()
 	cfg.NodeName = node
+	if cfg.SecretNamespace == "" {
+		cfg.SecretNamespace = agentNS
+	}
 	if cfg.ProgressInterval == 0 {
 		cfg.ProgressInterval = time.Second
 	}
@@ -120,7 +125,15 @@ func localClaim(name, volume, path, node string, labels map[string]string) (*cor
 }
 
 func secret(b *certs.Bundle) *corev1.Secret {
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "replication-tls", Namespace: ns}, Data: b.SecretData()}
+	return credentials("replication-tls", uid, b)
+}
+
+// credentials is the Secret the migration's controller writes for
+// migration mig: in the agents' namespace, labelled for the migration and
+// the namespace of its VolumeReplications.
+func credentials(name, mig string, b *certs.Bundle) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: agentNS,
+		Labels: map[string]string{certs.LabelMigrationUID: mig, certs.LabelMigrationNamespace: ns}}, Data: b.SecretData()}
 }
 
 func vrObj(name string, role agentv1alpha1.ReplicationRole, node, peer string) *agentv1alpha1.VolumeReplication {

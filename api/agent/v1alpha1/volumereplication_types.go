@@ -173,10 +173,15 @@ type VolumeReplicationSpec struct {
 	// +optional
 	ListenPort int32 `json:"listenPort,omitempty"`
 
-	// TLSSecretRef names a Secret in this namespace holding the migration's
-	// credentials (keys ca.crt, source.crt/source.key, target.crt/target.key;
-	// each side needs only its own key).
-	TLSSecretRef corev1.LocalObjectReference `json:"tlsSecretRef"`
+	// TLSSecretRef names the Secret holding the migration's credentials
+	// (keys ca.crt, source.crt/source.key, target.crt/target.key; each side
+	// needs only its own key). It lives in the agent's own namespace, never
+	// in the workload's: an empty namespace means the agent's, any other
+	// namespace is refused (reason SecretNotAllowed), and so is a Secret
+	// not labelled for this object's migration (livemigrate.io/migration-uid
+	// is spec.migrationUID, livemigrate.io/migration-namespace this
+	// object's namespace).
+	TLSSecretRef corev1.SecretReference `json:"tlsSecretRef"`
 
 	// BandwidthLimit caps the replication traffic, in bytes per second.
 	// Unlimited when unset.

@@ -28,9 +28,17 @@ import (
 // on the node the restored pod will run on, writing into a pre-provisioned
 // claim of the same name) and a Source one in the source cluster (the rsync
 // passes from the node of the pod mounting the claim), both bound to the
-// migration's mutual-TLS credentials kept in a Secret on each side.
+// migration's mutual-TLS credentials kept in a Secret on each side, in
+// the agents' own namespace of that cluster (never the workload's, where
+// the tenant could read or write it).
 type Replication struct {
 	Clients ClientGetter
+	// AgentNamespace is the namespace the agents run in, in every member
+	// cluster but those AgentNamespaceFor names; the credentials Secrets
+	// are written there. Default DefaultAgentNamespace.
+	AgentNamespace string
+	// AgentNamespaceFor overrides AgentNamespace per member cluster.
+	AgentNamespaceFor map[string]string
 	// Validity of the per-migration credentials.
 	Validity time.Duration
 	// LocalRoot is the directory of the target nodes under which volumes
@@ -43,9 +51,41 @@ type Replication struct {
 // DefaultLocalRoot is the agents' default --replication-target-roots.
 const DefaultLocalRoot = "/var/lib/livemigrate/volumes"
 
+// DefaultAgentNamespace is the agents' default namespace (the chart's
+// member release namespace).
+const DefaultAgentNamespace = "livemigrate-system"
+
+// agentNamespace is the namespace of the agents of a member cluster, where
+// its share of the credentials lives.
+func (r *Replication) agentNamespace(cluster string) string {
+	if ns := r.AgentNamespaceFor[cluster]; ns != "" {
+		return ns
+	}
+	if r.AgentNamespace != "" {
+		return r.AgentNamespace
+	}
+	return DefaultAgentNamespace
+}
+
 var _ migration.ReplicationHook = &Replication{}
 
-func tlsSecretName(m migration.Migration) string { return objectName("replication-tls", m.UID) }
+// tlsSecretName is the name of the migration's credentials Secret: the
+// whole UID, since the agents' namespace holds the Secrets of every
+// migration of every namespace.
+func tlsSecretName(m migration.Migration) string { return "replication-tls-" + string(m.UID) }
+
+// secretKey is where the credentials of cluster's side live.
+func (r *Replication) secretKey(m migration.Migration, cluster string) types.NamespacedName {
+	return types.NamespacedName{Namespace: r.agentNamespace(cluster), Name: tlsSecretName(m)}
+}
+
+// secretMeta marks a credentials Secret for the migration: the agents use
+// it only for VolumeReplications of that UID in the workload's namespace.
+func secretMeta(m migration.Migration, key types.NamespacedName) metav1.ObjectMeta {
+	om := objectMeta(m, key)
+	om.Labels[certs.LabelMigrationNamespace] = m.Namespace
+	return om
+}
 
 func (r *Replication) key(m migration.Migration, vol migration.Volume, role string) types.NamespacedName {
 	return types.NamespacedName{Namespace: m.Namespace, Name: objectName(vol.ClaimName+"-"+role, m.UID)}
@@ -58,48 +98,48 @@ func objectMeta(m migration.Migration, key types.NamespacedName) metav1.ObjectMe
 }
 
 // ensureSecrets mints the credentials once, into the source cluster's
-// Secret, and copies the target's share into the target cluster. A Secret
-// of that name this migration did not create is never adopted, in either
-// cluster: the migration fails with ReplicationSecretConflict (see
-// secretConflict).
+// Secret, and copies the target's share into the target cluster, each in
+// that cluster's agent namespace. A Secret of that name this migration did
+// not create is never adopted, in either cluster: the migration fails with
+// ReplicationSecretConflict (see secretConflict).
 func (r *Replication) ensureSecrets(ctx context.Context, src, dst client.Client, m migration.Migration) error {
-	key := types.NamespacedName{Namespace: m.Namespace, Name: tlsSecretName(m)}
+	skey, tkey := r.secretKey(m, m.Source), r.secretKey(m, m.Target)
 	s := &corev1.Secret{}
-	if err := src.Get(ctx, key, s); apierrors.IsNotFound(err) {
+	if err := src.Get(ctx, skey, s); apierrors.IsNotFound(err) {
 		b, err := certs.Mint(certs.Options{MigrationUID: string(m.UID), Validity: r.Validity})
 		if err != nil {
 			return fmt.Errorf("minting the replication credentials: %w", err)
 		}
-		s = &corev1.Secret{ObjectMeta: objectMeta(m, key), Type: corev1.SecretTypeOpaque, Data: b.SecretData()}
+		s = &corev1.Secret{ObjectMeta: secretMeta(m, skey), Type: corev1.SecretTypeOpaque, Data: b.SecretData()}
 		// The source agent needs only its own key.
 		delete(s.Data, certs.SecretKeyTargetKey)
 		full := b.SecretData()
 		if err := src.Create(ctx, s); apierrors.IsAlreadyExists(err) {
 			// Created since the Get: never trusted.
-			if _, err := r.existingSecret(ctx, src, key, m, m.Source, nil); err != nil {
+			if _, err := r.existingSecret(ctx, src, skey, m, m.Source, nil); err != nil {
 				return err
 			}
 			return fmt.Errorf("replication credentials of %s in %s were created meanwhile; minting them again", m.Name, m.Source)
 		} else if err != nil {
-			return fmt.Errorf("creating Secret %s in %s: %w", key, m.Source, err)
+			return fmt.Errorf("creating Secret %s in %s: %w", skey, m.Source, err)
 		}
-		t := &corev1.Secret{ObjectMeta: objectMeta(m, key), Type: corev1.SecretTypeOpaque, Data: map[string][]byte{
+		t := &corev1.Secret{ObjectMeta: secretMeta(m, tkey), Type: corev1.SecretTypeOpaque, Data: map[string][]byte{
 			certs.SecretKeyCA: full[certs.SecretKeyCA], certs.SecretKeyTargetCert: full[certs.SecretKeyTargetCert],
 			certs.SecretKeyTargetKey: full[certs.SecretKeyTargetKey]}}
 		if err := dst.Create(ctx, t); apierrors.IsAlreadyExists(err) {
 			// A target share of an earlier mint (its source Secret was
 			// replaced), or someone else's; or the Secret just created,
 			// when both clusters are one API server.
-			replaced, err := r.existingSecret(ctx, dst, key, m, m.Target, full[certs.SecretKeyCA])
+			replaced, err := r.existingSecret(ctx, dst, tkey, m, m.Target, full[certs.SecretKeyCA])
 			if err != nil || !replaced {
 				return err
 			}
 			t.ResourceVersion = ""
 			if err := dst.Create(ctx, t); err != nil {
-				return fmt.Errorf("creating Secret %s in %s: %w", key, m.Target, err)
+				return fmt.Errorf("creating Secret %s in %s: %w", tkey, m.Target, err)
 			}
 		} else if err != nil {
-			return fmt.Errorf("creating Secret %s in %s: %w", key, m.Target, err)
+			return fmt.Errorf("creating Secret %s in %s: %w", tkey, m.Target, err)
 		}
 		return nil
 	} else if err != nil {
@@ -109,7 +149,7 @@ func (r *Replication) ensureSecrets(ctx context.Context, src, dst client.Client,
 		return secretConflict(s, m, m.Source)
 	}
 	t := &corev1.Secret{}
-	if err := dst.Get(ctx, key, t); apierrors.IsNotFound(err) {
+	if err := dst.Get(ctx, tkey, t); apierrors.IsNotFound(err) {
 		// The source Secret exists but the target's share was lost (a crash
 		// between the two creates): the target key is not kept on the source,
 		// so mint again and replace both.
@@ -151,7 +191,29 @@ func (r *Replication) existingSecret(ctx context.Context, cl client.Client, key 
 // ownSecret tells whether s carries the marks this migration puts on the
 // Secrets it creates.
 func ownSecret(s *corev1.Secret, m migration.Migration) bool {
-	return s.Labels[LabelMigrationUID] == string(m.UID) && s.Annotations[AnnotationMigration] == m.Name
+	return s.Labels[LabelMigrationUID] == string(m.UID) && s.Labels[certs.LabelMigrationNamespace] == m.Namespace &&
+		s.Annotations[AnnotationMigration] == m.Name
+}
+
+// deleteSecret deletes the migration's credentials in one cluster; done
+// once they are gone. A Secret of that name the migration did not create
+// is left alone (and counts as gone).
+func (r *Replication) deleteSecret(ctx context.Context, cl client.Client, m migration.Migration, cluster string) (bool, error) {
+	s := &corev1.Secret{}
+	if err := cl.Get(ctx, r.secretKey(m, cluster), s); apierrors.IsNotFound(err) {
+		return true, nil
+	} else if err != nil {
+		return false, err
+	}
+	if !ownSecret(s, m) {
+		return true, nil
+	}
+	if s.DeletionTimestamp.IsZero() {
+		if err := cl.Delete(ctx, s, client.Preconditions{UID: &s.UID}); client.IgnoreNotFound(err) != nil {
+			return false, fmt.Errorf("deleting the replication credentials %s/%s in %s: %w", s.Namespace, s.Name, cluster, err)
+		}
+	}
+	return false, nil
 }
 
 // secretConflict is the failure for a credentials Secret this migration
@@ -411,7 +473,7 @@ func (r *Replication) PreCopy(ctx context.Context, m migration.Migration, vol mi
 	if err := dst.Get(ctx, tkey, tgt); apierrors.IsNotFound(err) {
 		tgt = &agentv1alpha1.VolumeReplication{ObjectMeta: objectMeta(m, tkey), Spec: agentv1alpha1.VolumeReplicationSpec{
 			MigrationUID: string(m.UID), Role: agentv1alpha1.ReplicationRoleTarget, NodeName: node, ClaimName: vol.ClaimName,
-			TLSSecretRef: corev1.LocalObjectReference{Name: tlsSecretName(m)}, BandwidthLimit: bw, PreCopy: pre,
+			TLSSecretRef: corev1.SecretReference{Name: tlsSecretName(m), Namespace: r.agentNamespace(m.Target)}, BandwidthLimit: bw, PreCopy: pre,
 			Stage: agentv1alpha1.ReplicationStagePreCopy,
 		}}
 		if err := dst.Create(ctx, tgt); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -435,7 +497,7 @@ func (r *Replication) PreCopy(ctx context.Context, m migration.Migration, vol mi
 		}
 		sv = &agentv1alpha1.VolumeReplication{ObjectMeta: objectMeta(m, skey), Spec: agentv1alpha1.VolumeReplicationSpec{
 			MigrationUID: string(m.UID), Role: agentv1alpha1.ReplicationRoleSource, NodeName: vol.Node, ClaimName: vol.ClaimName,
-			PodName: vol.Pod, PeerAddress: tgt.Status.Endpoint, PeerServerName: tgt.Status.ServerName, TLSSecretRef: corev1.LocalObjectReference{Name: tlsSecretName(m)},
+			PodName: vol.Pod, PeerAddress: tgt.Status.Endpoint, PeerServerName: tgt.Status.ServerName, TLSSecretRef: corev1.SecretReference{Name: tlsSecretName(m), Namespace: r.agentNamespace(m.Source)},
 			BandwidthLimit: bw, PreCopy: pre, Stage: agentv1alpha1.ReplicationStagePreCopy,
 		}}
 		if err := src.Create(ctx, sv); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -563,9 +625,21 @@ func (r *Replication) objects(m migration.Migration, vol migration.Volume, role 
 	vr := &agentv1alpha1.VolumeReplication{}
 	k := r.key(m, vol, role)
 	vr.Namespace, vr.Name = k.Namespace, k.Name
-	s := &corev1.Secret{}
-	s.Namespace, s.Name = m.Namespace, tlsSecretName(m)
-	return []client.Object{vr, s}
+	return []client.Object{vr}
+}
+
+// deleteSide deletes one side's VolumeReplication, the other objects
+// given, and the credentials in that cluster; done once all are gone.
+func (r *Replication) deleteSide(ctx context.Context, cl client.Client, m migration.Migration, cluster string, objs ...client.Object) (bool, error) {
+	gone, err := deleteAll(ctx, cl, objs...)
+	if err != nil {
+		return false, err
+	}
+	sgone, err := r.deleteSecret(ctx, cl, m, cluster)
+	if err != nil {
+		return false, err
+	}
+	return gone && sgone, nil
 }
 
 // Abort stops both sides (the agent removes the target's partial data),
@@ -606,7 +680,7 @@ func (r *Replication) Abort(ctx context.Context, m migration.Migration, vol migr
 			return false, nil // the agent is still stopping
 		}
 	}
-	srcGone, err := deleteAll(ctx, src, r.objects(m, vol, "source")...)
+	srcGone, err := r.deleteSide(ctx, src, m, m.Source, r.objects(m, vol, "source")...)
 	if err != nil {
 		return false, err
 	}
@@ -627,7 +701,7 @@ func (r *Replication) Abort(ctx context.Context, m migration.Migration, vol migr
 			dstObjs = append(dstObjs, pv) // and the local volume it created or adopted for it
 		}
 	}
-	dstGone, err := deleteAll(ctx, dst, dstObjs...)
+	dstGone, err := r.deleteSide(ctx, dst, m, m.Target, dstObjs...)
 	if err != nil {
 		return false, err
 	}
@@ -641,11 +715,11 @@ func (r *Replication) Complete(ctx context.Context, m migration.Migration, vol m
 	if err != nil {
 		return false, err
 	}
-	a, err := deleteAll(ctx, src, r.objects(m, vol, "source")...)
+	a, err := r.deleteSide(ctx, src, m, m.Source, r.objects(m, vol, "source")...)
 	if err != nil {
 		return false, err
 	}
-	b, err := deleteAll(ctx, dst, r.objects(m, vol, "target")...)
+	b, err := r.deleteSide(ctx, dst, m, m.Target, r.objects(m, vol, "target")...)
 	if err != nil {
 		return false, err
 	}

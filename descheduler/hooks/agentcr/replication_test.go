@@ -45,8 +45,18 @@ func replicationWorld() (client.Client, client.Client, *Replication) {
 	}
 	src := member(pvc)
 	dst := member(node("a-bad", false, false), node("b-tainted", true, true), node("c-good", true, false), node("d-good", true, false))
-	return src, dst, &Replication{Clients: clients{"a": src, "b": dst}}
+	// The agents of the target cluster run in a namespace of their own.
+	return src, dst, &Replication{Clients: clients{"a": src, "b": dst}, AgentNamespaceFor: map[string]string{"b": targetAgents}}
 }
+
+// targetAgents is the agents' namespace of the target cluster b of
+// replicationWorld; a's is the default.
+const targetAgents = "lm-agents"
+
+// secretKeys are where the credentials of mig live in the source and the
+// target cluster of replicationWorld.
+var srcSecret, dstSecret = types.NamespacedName{Namespace: DefaultAgentNamespace, Name: "replication-tls-0123456789abcdef"},
+	types.NamespacedName{Namespace: targetAgents, Name: "replication-tls-0123456789abcdef"}
 
 func getVR(t *testing.T, cl client.Client, name string) *agentv1alpha1.VolumeReplication {
 	t.Helper()
@@ -68,13 +78,27 @@ func TestReplicationLifecycle(t *testing.T) {
 	if err != nil || rs.PreCopyDone {
 		t.Fatalf("first PreCopy = %+v, %v", rs, err)
 	}
-	// Credentials: the source keeps no target key, the target no source key.
+	// Credentials: in each cluster's agent namespace, labelled for the
+	// migration and its namespace; the source keeps no target key, the
+	// target no source key; nothing in the workload's namespace.
 	ss, ts := &corev1.Secret{}, &corev1.Secret{}
-	if err := src.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "replication-tls-01234567"}, ss); err != nil {
+	if err := src.Get(ctx, srcSecret, ss); err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.Get(ctx, types.NamespacedName{Namespace: "ns", Name: "replication-tls-01234567"}, ts); err != nil {
+	if err := dst.Get(ctx, dstSecret, ts); err != nil {
 		t.Fatal(err)
+	}
+	for _, s := range []*corev1.Secret{ss, ts} {
+		want := map[string]string{LabelMigrationUID: "0123456789abcdef", certs.LabelMigrationNamespace: "ns"}
+		if diff := cmp.Diff(want, s.Labels); diff != "" {
+			t.Errorf("labels of Secret %s/%s (-want +got):\n%s", s.Namespace, s.Name, diff)
+		}
+	}
+	for _, c := range []client.Client{src, dst} {
+		var inWorkload corev1.SecretList
+		if err := c.List(ctx, &inWorkload, client.InNamespace("ns")); err != nil || len(inWorkload.Items) != 0 {
+			t.Errorf("Secrets in the workload's namespace: %d (%v)", len(inWorkload.Items), err)
+		}
 	}
 	if _, ok := ss.Data[certs.SecretKeyTargetKey]; ok || len(ss.Data[certs.SecretKeySourceKey]) == 0 {
 		t.Errorf("source Secret keys: %v", keys(ss.Data))
@@ -95,7 +119,7 @@ func TestReplicationLifecycle(t *testing.T) {
 	}
 	tgt := getVR(t, dst, "data-db-0-target-01234567")
 	wantT := agentv1alpha1.VolumeReplicationSpec{MigrationUID: "0123456789abcdef", Role: agentv1alpha1.ReplicationRoleTarget, NodeName: "c-good",
-		ClaimName: "data-db-0", TLSSecretRef: corev1.LocalObjectReference{Name: "replication-tls-01234567"},
+		ClaimName: "data-db-0", TLSSecretRef: corev1.SecretReference{Name: "replication-tls-0123456789abcdef", Namespace: targetAgents},
 		BandwidthLimit: resource.NewQuantity(100<<20, resource.BinarySI),
 		PreCopy:        agentv1alpha1.ReplicationPreCopy{ConvergenceThreshold: resource.NewQuantity(64<<20, resource.BinarySI), MaxRounds: 4},
 		Stage:          agentv1alpha1.ReplicationStagePreCopy}
@@ -119,7 +143,8 @@ func TestReplicationLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	sv := getVR(t, src, "data-db-0-source-01234567")
-	if sv.Spec.PeerAddress != "10.1.0.5:7400" || sv.Spec.NodeName != "src-node" || sv.Spec.PodName != "db-0" || sv.Spec.Role != agentv1alpha1.ReplicationRoleSource {
+	if sv.Spec.PeerAddress != "10.1.0.5:7400" || sv.Spec.NodeName != "src-node" || sv.Spec.PodName != "db-0" || sv.Spec.Role != agentv1alpha1.ReplicationRoleSource ||
+		sv.Spec.TLSSecretRef != (corev1.SecretReference{Name: srcSecret.Name, Namespace: srcSecret.Namespace}) {
 		t.Errorf("source spec = %+v", sv.Spec)
 	}
 

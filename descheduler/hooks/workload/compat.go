@@ -31,8 +31,10 @@ import (
 type Compatibility struct {
 	Clients agentcr.ClientGetter
 	// AgentNamespace holds the agents' node report Leases in the members;
-	// empty leaves the reports out.
-	AgentNamespace string
+	// empty leaves the reports out. AgentNamespaceFor overrides it per
+	// member cluster.
+	AgentNamespace    string
+	AgentNamespaceFor map[string]string
 }
 
 var _ migration.CompatibilityHook = &Compatibility{}
@@ -126,12 +128,16 @@ func compareVersions(a, b string) int {
 
 // nodeReport is the agent's report Lease of a node, nil when the agent
 // does not report there (or AgentNamespace is empty).
-func (c *Compatibility) nodeReport(ctx context.Context, cl client.Client, node string) (*coordinationv1.Lease, error) {
-	if c.AgentNamespace == "" {
+func (c *Compatibility) nodeReport(ctx context.Context, cl client.Client, cluster, node string) (*coordinationv1.Lease, error) {
+	ns := c.AgentNamespace
+	if n := c.AgentNamespaceFor[cluster]; n != "" {
+		ns = n
+	}
+	if ns == "" {
 		return nil, nil
 	}
 	l := &coordinationv1.Lease{}
-	err := cl.Get(ctx, types.NamespacedName{Namespace: c.AgentNamespace, Name: report.LeaseName(node)}, l)
+	err := cl.Get(ctx, types.NamespacedName{Namespace: ns, Name: report.LeaseName(node)}, l)
 	if apierrors.IsNotFound(err) {
 		return nil, nil
 	}
@@ -166,7 +172,7 @@ func (c *Compatibility) Check(ctx context.Context, m migration.Migration, pods [
 		if n.Spec.Unschedulable || !ready(n) {
 			continue
 		}
-		rep, err := c.nodeReport(ctx, dst, n.Name)
+		rep, err := c.nodeReport(ctx, dst, m.Target, n.Name)
 		if err != nil {
 			return err
 		}
@@ -185,7 +191,7 @@ func (c *Compatibility) Check(ctx context.Context, m migration.Migration, pods [
 		if err := src.Get(ctx, types.NamespacedName{Name: p.Node}, n); err != nil {
 			return fmt.Errorf("reading node %s of pod %s in %s: %w", p.Node, p.Name, m.Source, err)
 		}
-		rep, err := c.nodeReport(ctx, src, n.Name)
+		rep, err := c.nodeReport(ctx, src, m.Source, n.Name)
 		if err != nil {
 			return err
 		}

@@ -116,6 +116,7 @@ func agent(ctx context.Context, t *testing.T, m *lab.Member, s *runtime.Scheme, 
 	}
 	o := replication.NewOptions()
 	o.NodeName, o.ListenHost, o.AdvertiseHost = node, "127.0.0.1", "127.0.0.1"
+	o.SecretNamespace = lab.AgentNamespace
 	o.TargetRoots = targetRoots
 	o.ConvergenceThreshold = "256Ki"
 	o.ProgressInterval = 500 * time.Millisecond
@@ -192,7 +193,8 @@ func TestPreCopyThroughRelayThenFinalWhileFrozen(t *testing.T) {
 	}
 	for _, c := range []client.Client{c1, c2} {
 		installCRD(ctx, t, c)
-		create(ctx, t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+		create(ctx, t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: lab.AgentNamespace}})
 	}
 	node1, node2 := m1.Nodes[0], m2.Nodes[0]
 	srcDir := filepath.Join(e.dir, m1.Name, "disks", claim)
@@ -238,7 +240,8 @@ func TestPreCopyThroughRelayThenFinalWhileFrozen(t *testing.T) {
 	}
 	create(ctx, t, c2, dstPV, dstPVC)
 
-	// Per-migration credentials, each side's Secret with its own key only.
+	// Per-migration credentials, each side's Secret with its own key only,
+	// in the agents' namespace, labelled for the migration.
 	b, err := certs.Mint(certs.Options{MigrationUID: uid, Validity: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +253,8 @@ func TestPreCopyThroughRelayThenFinalWhileFrozen(t *testing.T) {
 		} else {
 			delete(d, certs.SecretKeySourceKey)
 		}
-		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "replication-" + uid, Namespace: ns}, Data: d}
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "replication-" + uid, Namespace: lab.AgentNamespace,
+			Labels: map[string]string{certs.LabelMigrationUID: uid, certs.LabelMigrationNamespace: ns}}, Data: d}
 	}
 	create(ctx, t, c1, secret(certs.RoleSource))
 	create(ctx, t, c2, secret(certs.RoleTarget))

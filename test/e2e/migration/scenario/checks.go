@@ -121,7 +121,30 @@ func (e *Env) CheckSucceeded(ctx context.Context, a *App, obs *Observation) (*Re
 	} else if err := obs.CheckFrozenAt(st.TargetReadyAt.Time); err != nil {
 		fail("invariant 1: %v", err)
 	}
+	if err := e.CheckNoCredentialsLeft(ctx, string(lm.UID), a.Source, target); err != nil {
+		fail("%v", err)
+	}
 	return res, errs
+}
+
+// CheckNoCredentialsLeft looks, in every namespace of the clusters, for a
+// Secret labelled with the migration's UID (its replication credentials,
+// which Cleanup deletes).
+func (e *Env) CheckNoCredentialsLeft(ctx context.Context, uid string, clusters ...string) error {
+	var left []string
+	for _, name := range clusters {
+		list, err := e.Members[name].Client.CoreV1().Secrets("").List(ctx, metav1.ListOptions{LabelSelector: labelMigrationUID + "=" + uid})
+		if err != nil {
+			return fmt.Errorf("listing Secrets in %s: %w", name, err)
+		}
+		for _, s := range list.Items {
+			left = append(left, name+": "+s.Namespace+"/"+s.Name)
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("replication credentials left after the migration: %s", strings.Join(left, ", "))
+	}
+	return nil
 }
 
 // CheckRolledBack checks a failed migration: Failed with a reason, the
@@ -159,6 +182,9 @@ func (e *Env) CheckRolledBack(ctx context.Context, a *App, obs *Observation, tar
 		fail("invariant 1: %v", err)
 	}
 	if err := e.CheckNothingLeft(ctx, a, target, string(obs.Migration.UID)); err != nil {
+		fail("%v", err)
+	}
+	if err := e.CheckNoCredentialsLeft(ctx, string(obs.Migration.UID), a.Source); err != nil {
 		fail("%v", err)
 	}
 	rb := &workv1alpha2.ResourceBinding{}
