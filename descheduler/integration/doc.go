@@ -7,7 +7,8 @@
 // state machine over real watches, optimistic concurrency and finalizers.
 // The API server authorizes with RBAC: the agents' namespace, identities
 // and roles are those make manifests renders for a member, the
-// descheduler's bound to the admin identity it uses.
+// descheduler's bound to the admin identity it uses (which is in
+// system:masters: the descheduler's own roles are not what lets it act).
 //
 // The member clusters are the same API server (two Cluster objects pointing
 // at it), so the "target workload" the rollback removes is the workload
