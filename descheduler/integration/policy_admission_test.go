@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -221,21 +222,24 @@ func TestPolicyAnnotationAdmission(t *testing.T) {
 	})
 
 	t.Run("an update with a malformed value is rejected, one removing it is not sent", func(t *testing.T) {
-		d := &appsv1.Deployment{}
-		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: "opted-in"}, d); err != nil {
-			t.Fatal(err)
+		// The simulated Deployment controller writes the status meanwhile:
+		// each update retries on a resourceVersion conflict.
+		update := func(change func(*appsv1.Deployment)) error {
+			return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				d := &appsv1.Deployment{}
+				if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: "opted-in"}, d); err != nil {
+					return err
+				}
+				change(d)
+				return k.Update(ctx, d)
+			})
 		}
-		d.Annotations["livemigrate.io/downtime-budget"] = "1 second"
-		err := k.Update(ctx, d)
+		err := update(func(d *appsv1.Deployment) { d.Annotations["livemigrate.io/downtime-budget"] = "1 second" })
 		if err == nil || !strings.Contains(err.Error(), `livemigrate.io/downtime-budget]: Invalid value: "1 second"`) {
 			t.Fatalf("update with a malformed budget: err = %v, want the annotation named", err)
 		}
 		before := policyRequests(t)
-		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: "opted-in"}, d); err != nil {
-			t.Fatal(err)
-		}
-		d.Annotations = nil
-		if err := k.Update(ctx, d); err != nil {
+		if err := update(func(d *appsv1.Deployment) { d.Annotations = nil }); err != nil {
 			t.Fatalf("removing the annotations: %v", err)
 		}
 		if got := policyRequests(t); got != before {
