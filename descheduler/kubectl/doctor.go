@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/livemigrate/livemigrate/agent/report"
@@ -66,6 +67,13 @@ type Doctor struct {
 	// LatencyMaxAge is how old a ClusterLatency may be (the Latency
 	// plugin's maxAge).
 	LatencyMaxAge time.Duration
+	// Host, when set, reads the cluster that runs the Karmada control plane
+	// (the chart's host release, in KarmadaNamespace): the descheduler's
+	// serving certificate Secret, when its webhook endpoint cannot be
+	// dialled from here.
+	Host client.Reader
+	// DialTimeout bounds the TLS handshake with a webhook (5s when 0).
+	DialTimeout time.Duration
 }
 
 // DoctorScheme holds what the doctor reads in the Karmada plane and in members.
@@ -92,6 +100,7 @@ func (d *Doctor) Run(ctx context.Context) []Check {
 		out = append(out, d.crd(ctx, d.Karmada, "karmada", name, "helm upgrade --install livemigrate charts/livemigrate -n karmada-system --kubeconfig <karmada-apiserver> --set installMode=karmada"))
 	}
 	out = append(out, d.deschedulerWebhook(ctx))
+	out = append(out, d.deschedulerCerts(ctx)...)
 	out = append(out, d.lease(ctx, d.Karmada, "karmada", "livemigrate-descheduler", d.KarmadaNamespace, []string{"livemigrate-descheduler"},
 		"kubectl -n karmada-system get pods -l app.kubernetes.io/name=livemigrate-descheduler (host cluster) and its logs"))
 	out = append(out, d.lease(ctx, d.Karmada, "karmada", "livemigrate-scheduler", d.KarmadaNamespace, []string{"livemigrate-scheduler", "karmada-scheduler"},
@@ -275,6 +284,7 @@ func (d *Doctor) member(ctx context.Context, cl *clusterv1alpha1.Cluster, archs 
 	} else {
 		out = append(out, d.lease(ctx, mc, scope, "restore webhook", d.AgentNamespace, []string{"livemigrate-agent-restore"},
 			"kubectl -n "+d.AgentNamespace+" get pods -l app.kubernetes.io/component=restore in "+scope))
+		out = append(out, d.webhookCert(ctx, d.restoreTarget(scope, mwc, mc)))
 	}
 	nodes := &corev1.NodeList{}
 	if err := mc.List(ctx, nodes); err != nil {
@@ -393,6 +403,7 @@ func Print(w io.Writer, checks []Check) {
 func newDoctorCommand(o *Options) *cobra.Command {
 	agentNS, karmadaNS := "livemigrate-system", "karmada-system"
 	maxAge := 5 * time.Minute
+	hostKubeconfig := ""
 	cmd := &cobra.Command{
 		Use:   "doctor",
 		Short: "Check an installation: CRDs, webhooks, scheduler, descheduler, and in every member the agents, their runtimes and the prober",
@@ -404,6 +415,14 @@ descheduler's leader-election Leases. In every member cluster (through the
 push-mode credentials Karmada holds): the agent CRDs, the restore webhook, an
 agent report renewed on every node with a runtime that can restore
 checkpoints, and a fresh ClusterLatency from its prober.
+
+For every webhook registration, its caBundle parses and the serving
+certificate chains to it, names the host the API server calls, and is valid
+(a WARN within 30 days of its or its CA's expiry). The serving certificate
+is the one the webhook presents in a TLS handshake from here; when its
+address cannot be dialled from here (a Service, a cluster-internal name), the
+one in the Secret the webhook mounts: in the member for the restore webhook,
+in the host cluster (--host-kubeconfig) for the descheduler's.
 
 Exits non-zero when a check fails; each failing check says what to fix.`,
 		Args: exactArgs(0),
@@ -417,6 +436,15 @@ Exits non-zero when a check fails; each failing check says what to fix.`,
 				Members:        &member.Clients{Reader: kc, Scheme: DoctorScheme(), NewClient: o.NewMemberClient},
 				Now:            o.Clock.Now,
 				AgentNamespace: agentNS, KarmadaNamespace: karmadaNS, LatencyMaxAge: maxAge,
+			}
+			if hostKubeconfig != "" {
+				cfg, err := clientcmd.BuildConfigFromFlags("", hostKubeconfig)
+				if err != nil {
+					return fmt.Errorf("--host-kubeconfig: loading %s: %w", hostKubeconfig, err)
+				}
+				if d.Host, err = client.New(cfg, client.Options{Scheme: DoctorScheme()}); err != nil {
+					return fmt.Errorf("--host-kubeconfig: connecting to the host cluster: %w", err)
+				}
 			}
 			checks := d.Run(cmd.Context())
 			Print(o.Out, checks)
@@ -435,6 +463,7 @@ Exits non-zero when a check fails; each failing check says what to fix.`,
 	cmd.Flags().StringVar(&agentNS, "agent-namespace", agentNS, "Namespace of the agents in the member clusters (the member release's).")
 	cmd.Flags().StringVar(&karmadaNS, "karmada-namespace", karmadaNS, "Namespace of the scheduler's and descheduler's Leases in the karmada-apiserver.")
 	cmd.Flags().DurationVar(&maxAge, "latency-max-age", maxAge, "How old a ClusterLatency may be (the Latency plugin's maxAge).")
+	cmd.Flags().StringVar(&hostKubeconfig, "host-kubeconfig", "", "Kubeconfig of the cluster that runs the Karmada control plane (the chart's host release): the descheduler's serving certificate is read from its Secret there when the webhook's address cannot be dialled from here.")
 	return cmd
 }
 
