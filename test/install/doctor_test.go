@@ -2,12 +2,23 @@ package install
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/livemigrate/livemigrate/test/lab"
 )
@@ -73,6 +84,12 @@ func TestDoctor(t *testing.T) {
 		`(?m)^OK\s+member1\s+crd podcheckpoints.agent.livemigrate.io`,
 		`(?m)^OK\s+member1\s+restore webhook\s+Lease livemigrate-system/livemigrate-agent-restore`,
 		`(?m)^WARN\s+member1\s+agent member1-node-1\s+runtime .*, kernel .+, (amd64|arm64)`,
+		// The lab registers every webhook by URL on 127.0.0.1 with its CA:
+		// the doctor checks the certificate each one serves.
+		`(?m)^OK\s+karmada\s+webhook cert validating/livemigrate-descheduler\s+served at 127\.0\.0\.1:\d+: signed by the caBundle \(CA "CN=livemigrate-lab-ca" until [0-9-]+\), covers 127\.0\.0\.1, valid until`,
+		`(?m)^OK\s+karmada\s+webhook cert mutating/livemigrate-descheduler\s+served at 127\.0\.0\.1:\d+: signed by the caBundle`,
+		`(?m)^OK\s+member1\s+webhook cert mutating/livemigrate-restore\s+served at 127\.0\.0\.1:\d+: signed by the caBundle`,
+		`(?m)^OK\s+member2\s+webhook cert mutating/livemigrate-restore\s+served at 127\.0\.0\.1:\d+: signed by the caBundle`,
 	} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("the healthy report has no line matching %s", want)
@@ -143,9 +160,91 @@ func TestDoctor(t *testing.T) {
 	if err := testLab.Kill(desch); err != nil {
 		t.Fatal(err)
 	}
-	waitDoctor(ctx, t, true, regexp.MustCompile(`(?m)^FAIL\s+karmada\s+descheduler webhook\s+.*failed calling webhook[^\n]*\n\s+→ the descheduler is not running`))
+	// The report is not logged: its expected FAIL line would come first
+	// in a CI log.
+	out = waitDoctor(ctx, t, true, regexp.MustCompile(`(?m)^FAIL\s+karmada\s+descheduler webhook\s+.*failed calling webhook[^\n]*\n\s+→ the descheduler is not running`))
+	// Its serving certificate cannot be read then: only the caBundle is
+	// checked, and the doctor says where the certificate could be read.
+	if re := regexp.MustCompile(`(?m)^WARN\s+karmada\s+webhook cert validating/livemigrate-descheduler\s+caBundle CA "CN=livemigrate-lab-ca" [^\n]*; the serving certificate was not checked: 127\.0\.0\.1:\d+ is not reachable from here[^\n]*\n\s+→ the Secret karmada-system/livemigrate-descheduler-webhook-cert is in the cluster that runs the Karmada control plane: pass --host-kubeconfig`); !re.MatchString(out) {
+		t.Errorf("with the descheduler down, no line matching %s in the report:\n%s", re, out)
+	}
 	if err := testLab.Restart(ctx, desch); err != nil {
 		t.Fatal(err)
 	}
 	waitDoctor(ctx, t, false, regexp.MustCompile(`(?m)^OK\s+karmada\s+descheduler webhook`))
+}
+
+// TestDoctorWebhookCertificate: member1's restore webhook registration
+// patched to trust another CA makes the doctor fail that registration's
+// certificate check, saying what to fix, and pass again once the caBundle
+// is restored.
+func TestDoctorWebhookCertificate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	restoreCert := regexp.MustCompile(`(?m)^OK\s+member1\s+webhook cert mutating/livemigrate-restore\s+served at 127\.0\.0\.1:\d+: signed by the caBundle`)
+	waitDoctor(ctx, t, false, restoreCert)
+
+	m := testLab.Member("member1")
+	if m == nil {
+		t.Fatal("no member1")
+	}
+	mwcs := m.Client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	mwc, err := mwcs.Get(ctx, "livemigrate-restore", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mwc.Webhooks) != 1 {
+		t.Fatalf("livemigrate-restore has %d webhooks, want 1", len(mwc.Webhooks))
+	}
+	patchCABundle := func(ctx context.Context, ca []byte) error {
+		patch, err := json.Marshal([]map[string]any{{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": ca}})
+		if err != nil {
+			return err
+		}
+		_, err = mwcs.Patch(ctx, "livemigrate-restore", types.JSONPatchType, patch, metav1.PatchOptions{})
+		return err
+	}
+	original := mwc.Webhooks[0].ClientConfig.CABundle
+	restored := false
+	t.Cleanup(func() {
+		if restored {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := patchCABundle(ctx, original); err != nil {
+			t.Errorf("restoring the caBundle of livemigrate-restore in member1: %v", err)
+		}
+	})
+	if err := patchCABundle(ctx, otherCA(t)); err != nil {
+		t.Fatal(err)
+	}
+	out := waitDoctor(ctx, t, true, regexp.MustCompile(`(?m)^FAIL\s+member1\s+webhook cert mutating/livemigrate-restore\s+served at 127\.0\.0\.1:\d+: the serving certificate \(issuer "CN=livemigrate-lab-ca"\) is not signed by the caBundle \(CA "CN=livemigrate-other-ca" until [0-9-]+\)\n\s+→ helm upgrade livemigrate charts/livemigrate -n livemigrate-system --kubeconfig <member1> --reuse-values renews the serving certificate`))
+	if n := strings.Count(out, "FAIL"); n != 1 {
+		t.Errorf("%d failing checks with one caBundle replaced, want 1:\n%s", n, out)
+	}
+	if err := patchCABundle(ctx, original); err != nil {
+		t.Fatal(err)
+	}
+	restored = true
+	waitDoctor(ctx, t, false, restoreCert)
+}
+
+// otherCA is a CA certificate (PEM) that signed none of the lab's.
+func otherCA(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "livemigrate-other-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
