@@ -41,6 +41,9 @@ type Component struct {
 	// into the image besides the base files. Empty: a static image, like
 	// distroless/static.
 	Debian []string
+	// MinVersions refuses a build whose apt sources offer an older version
+	// of a package (name → Debian version, compared as dpkg does).
+	MinVersions map[string]string
 }
 
 // Components are the images of the project. kubectl-livemigrate (a kubectl
@@ -51,6 +54,10 @@ var Components = []Component{
 		Description: "livemigrate node agent (DaemonSet, privileged, runs as uid 0 by the manifest's runAsUser) and restore webhook (unprivileged, " +
 			"the image's default user); replication runs Debian's rsync, whose -e remote shell needs sh (dash) and cat (coreutils)",
 		Debian: []string{"rsync", "dash", "coreutils"},
+		// 3.4.0 fixed a symlink race of the sender; docs/security.md relies
+		// on the sender refusing a directory swapped during a pass, shown
+		// with 3.5.0 (bookworm-security). bookworm alone offers 3.2.7.
+		MinVersions: map[string]string{"rsync": "3.4.0"},
 	},
 	{Name: "livemigrate-scheduler", Description: "livemigrate Karmada scheduler with the live-migration plugins"},
 	{Name: "livemigrate-descheduler", Description: "livemigrate descheduler: plans and drives live migrations between member clusters"},
@@ -237,6 +244,9 @@ func Build(ctx context.Context, o Options, names []string) ([]Result, error) {
 			deps, err := a.resolve(ctx, c.Debian)
 			if err != nil {
 				return nil, fmt.Errorf("%s: resolving Debian packages: %w", c.Name, err)
+			}
+			if err := checkMinVersions(ctx, deps, c.MinVersions); err != nil {
+				return nil, fmt.Errorf("%s: %w", c.Name, err)
 			}
 			if err := a.download(ctx, deps); err != nil {
 				return nil, fmt.Errorf("%s: %w", c.Name, err)

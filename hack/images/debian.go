@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -399,4 +400,27 @@ func caBundle(ctx context.Context, p *debPackage) ([]byte, []byte, error) {
 		return nil, nil, fmt.Errorf("%s: no copyright file", p)
 	}
 	return bundle.Bytes(), cp.data, nil
+}
+
+// checkMinVersions fails when a package of pkgs is older than its minimum
+// in mins (dpkg --compare-versions), naming the package, both versions and
+// where a newer one comes from.
+func checkMinVersions(ctx context.Context, pkgs []*debPackage, mins map[string]string) error {
+	for _, p := range pkgs {
+		least, ok := mins[p.Name]
+		if !ok {
+			continue
+		}
+		cmd := exec.CommandContext(ctx, "dpkg", "--compare-versions", p.Version, "ge", least)
+		err := cmd.Run()
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &exit) && exit.ExitCode() == 1:
+			return fmt.Errorf("the apt sources offer %s %s, older than %s: add the Debian security suite (bookworm-security) to the apt sources and run apt-get update", p.Name, p.Version, least)
+		default:
+			return fmt.Errorf("dpkg --compare-versions %s ge %s: %w", p.Version, least, err)
+		}
+	}
+	return nil
 }

@@ -755,3 +755,26 @@ func TestFileSetDeterministic(t *testing.T) {
 		t.Fatalf("entries %q, want %q", names, want)
 	}
 }
+
+// A package older than its component's minimum refuses the build, saying
+// which version the apt sources offer and where a newer one comes from.
+func TestCheckMinVersions(t *testing.T) {
+	if _, err := exec.LookPath("dpkg"); err != nil {
+		t.Fatal("dpkg is not installed: the image builder needs it (dpkg-deb)")
+	}
+	mins := map[string]string{"rsync": "3.4.0"}
+	for _, tc := range []struct {
+		version, err string
+	}{
+		{"3.5.0+ds1-0+deb12u1", ""},
+		{"3.4.0-1", ""},
+		{"3.4.0", ""},
+		{"3.2.7-1+deb12u6", "the apt sources offer rsync 3.2.7-1+deb12u6, older than 3.4.0: add the Debian security suite (bookworm-security)"},
+		{"3.4.0~rc1-1", "older than 3.4.0"},
+	} {
+		err := checkMinVersions(context.Background(), []*debPackage{{Name: "dash", Version: "0.5.12-2"}, {Name: "rsync", Version: tc.version}}, mins)
+		if (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("rsync %s: error %v, want %q", tc.version, err, tc.err)
+		}
+	}
+}
