@@ -25,4 +25,4 @@ render karmada karmada-system \
 	"Apply to the karmada-apiserver; replace CA_BUNDLE with the base64 ca.crt of the Secret livemigrate-descheduler-webhook-cert in the host cluster." \
 	--set descheduler.webhook.caBundle=CA_BUNDLE
 render member livemigrate-system \
-	"Apply to every member cluster (needs cert-manager there; kubectl create namespace livemigrate-system first); bind the ClusterRole and the Role livemigrate-descheduler-member to the identity of Karmada's credentials for the member."
+	"Apply to every member cluster (needs cert-manager there; kubectl create namespace livemigrate-system first); bind the ClusterRoles livemigrate-descheduler-member and livemigrate-doctor-member and the Roles livemigrate-descheduler-member and livemigrate-agent-reports to the identity of Karmada's credentials for the member."

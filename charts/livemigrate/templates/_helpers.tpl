@@ -139,3 +139,16 @@ descheduler.webhook.url (scheme, host and port) or the descheduler's Service, an
 {{- define "livemigrate.deschedulerWebhookURL" -}}
 {{- .root.Values.descheduler.webhook.url | default "https://livemigrate-descheduler.karmada-system.svc:443" | trimSuffix "/" }}{{ .path }}
 {{- end -}}
+
+{{/* One RBAC subject from {kind, name[, namespace]} (kind User, Group or ServiceAccount). */}}
+{{- define "livemigrate.subject" -}}
+{{- if eq .kind "ServiceAccount" -}}
+- kind: ServiceAccount
+  name: {{ .name }}
+  namespace: {{ .namespace }}
+{{- else -}}
+- apiGroup: rbac.authorization.k8s.io
+  kind: {{ .kind }}
+  name: {{ .name }}
+{{- end -}}
+{{- end -}}
