@@ -3,6 +3,7 @@ package kubectl
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -179,7 +180,10 @@ func (d *Doctor) deschedulerWebhook(ctx context.Context) Check {
 	}
 	err := d.Karmada.Create(ctx, lm, client.DryRunAll)
 	switch {
-	case err == nil || (apierrors.IsInvalid(err) || apierrors.IsForbidden(err) || apierrors.IsBadRequest(err)) && !strings.Contains(err.Error(), "failed calling webhook"):
+	// Admitted, or denied by the webhook itself. Any other refusal (RBAC,
+	// the CRD's schema) comes before the webhook is called and proves
+	// nothing about it.
+	case err == nil || webhookDenied(err):
 		ck.Status, ck.Detail = StatusOK, "answers a dry-run LiveMigration"
 	case strings.Contains(err.Error(), "failed calling webhook"):
 		ck.Status, ck.Detail = StatusFail, err.Error()
@@ -188,6 +192,18 @@ func (d *Doctor) deschedulerWebhook(ctx context.Context) Check {
 		ck.Status, ck.Detail, ck.Fix = StatusWarn, err.Error(), "a dry-run LiveMigration in namespace default could not be sent; run the doctor with rights to create LiveMigrations there"
 	}
 	return ck
+}
+
+// webhookDenied tells whether an admission webhook answered a request
+// and denied it (the API server's "admission webhook %q denied the
+// request" status).
+func webhookDenied(err error) bool {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return false
+	}
+	msg := status.Status().Message
+	return strings.HasPrefix(msg, "admission webhook ") && strings.Contains(msg, " denied the request")
 }
 
 // lease checks a leader-election or report Lease: renewed within its

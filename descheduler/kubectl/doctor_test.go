@@ -2,15 +2,21 @@ package kubectl
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/livemigrate/livemigrate/agent/report"
 )
@@ -99,4 +105,40 @@ func withCRIU(l *coordinationv1.Lease, version, check string) *coordinationv1.Le
 func withRegistries(l *coordinationv1.Lease, regs string) *coordinationv1.Lease {
 	l.Annotations[report.AnnotationRegistries] = regs
 	return l
+}
+
+// The descheduler webhook check passes only when the webhook answered the
+// dry-run LiveMigration (admitted or denied it): a refusal by RBAC or any
+// other error before the webhook is called is a Warn, a failed call a Fail.
+func TestDoctorDeschedulerWebhook(t *testing.T) {
+	gr := schema.GroupResource{Group: "livemigrate.io", Resource: "livemigrations"}
+	for _, tc := range []struct {
+		name   string
+		err    error
+		want   Status
+		detail string
+		fix    string
+	}{
+		{name: "admitted", want: StatusOK, detail: "answers a dry-run LiveMigration"},
+		{name: "denied by the webhook", err: &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: 422, Reason: metav1.StatusReasonInvalid,
+			Message: `admission webhook "livemigrations.livemigrate.io" denied the request: LiveMigration.livemigrate.io "livemigrate-doctor" is invalid: spec.workloadRef.name: Invalid value: "livemigrate-doctor": StatefulSet default/livemigrate-doctor is not propagated by Karmada`}},
+			want: StatusOK, detail: "answers a dry-run LiveMigration"},
+		{name: "forbidden by RBAC", err: apierrors.NewForbidden(gr, "", errors.New(`User "alice" cannot create resource "livemigrations" in API group "livemigrate.io" in the namespace "default"`)),
+			want: StatusWarn, detail: `User "alice" cannot create resource "livemigrations"`, fix: "rights to create LiveMigrations"},
+		{name: "invalid before the webhook", err: apierrors.NewInvalid(schema.GroupKind{Group: "livemigrate.io", Kind: "LiveMigration"}, "livemigrate-doctor", nil),
+			want: StatusWarn, fix: "rights to create LiveMigrations"},
+		{name: "failed calling the webhook", err: apierrors.NewInternalError(errors.New(`failed calling webhook "livemigrations.livemigrate.io": failed to call webhook: Post "https://127.0.0.1:9443/validate": dial tcp 127.0.0.1:9443: connect: connection refused`)),
+			want: StatusFail, detail: "failed calling webhook", fix: "the descheduler is not running"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := fake.NewClientBuilder().WithScheme(DoctorScheme()).
+				WithObjects(&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "livemigrate-descheduler"}}).
+				WithInterceptorFuncs(interceptor.Funcs{Create: func(context.Context, client.WithWatch, client.Object, ...client.CreateOption) error { return tc.err }}).
+				Build()
+			got := (&Doctor{Karmada: c}).deschedulerWebhook(context.Background())
+			if got.Status != tc.want || !strings.Contains(got.Detail, tc.detail) || !strings.Contains(got.Fix, tc.fix) {
+				t.Errorf("got %+v, want %s with detail %q and fix containing %q", got, tc.want, tc.detail, tc.fix)
+			}
+		})
+	}
 }
