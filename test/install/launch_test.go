@@ -76,6 +76,9 @@ func (r *renderedChart) render(l *lab.Lab) error {
 			// The lab registers the webhook by URL with its own CA (it has no
 			// Service network); the registration's rules come from the chart.
 			"descheduler.webhook.caBundle=bGFi",
+			// TestDoctorWithTheChartsRBAC runs the doctor as this user.
+			"doctor.subjects[0].kind=User",
+			"doctor.subjects[0].name="+doctorUser,
 			"prober.enabled=true",
 			"prober.clusters={"+strings.Join(memberNames(l), ",")+"}",
 		)...); r.err != nil {
