@@ -138,8 +138,11 @@ func readLazyPagesConfig(path string) (*LazyPages, error) {
 			t.Cert = val
 		case "tls-key":
 			t.Key = val
+		case "action-script":
+			// The runtime's own post-dump script (ensureActionScript):
+			// CRIU runs it, nothing here to do.
 		default:
-			return nil, fmt.Errorf("%s: option %q is not supported by this runtime (lazy-pages, address, port, tls, tls-cacert, tls-cert, tls-key)", path, key)
+			return nil, fmt.Errorf("%s: option %q is not supported by this runtime (lazy-pages, address, port, tls, tls-cacert, tls-cert, tls-key, action-script)", path, key)
 		}
 	}
 	if err := sc.Err(); err != nil {

@@ -2,6 +2,7 @@ package labnode
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -147,9 +148,84 @@ func (r *Runtime) initRunc() error {
 	if err := json.Unmarshal(b, &st.template); err != nil {
 		return fmt.Errorf("runc spec: %w", err)
 	}
+	if err := r.writeCRIUConfig(); err != nil {
+		return err
+	}
 	r.runc = st
 	r.removeLeftoverContainers()
 	return nil
+}
+
+// freezePodEnv names, in CRIU's environment, the pod cgroup (its freezer
+// directory) that the post-dump action script freezes.
+const freezePodEnv = "LABNODE_FREEZE_POD_AFTER_DUMP"
+
+// postDumpScript is CRIU's action script for every container (CRIU runs it
+// with CRTOOLS_SCRIPT_ACTION set; runc's RPC notifications come first).
+// After a dump it freezes the pod cgroup named by freezePodEnv, if any, and
+// waits until the kernel reports it FROZEN. CRIU runs post-dump while it
+// still holds the tasks under ptrace, before it freezes the container's
+// cgroup again (without waiting for FROZEN) and lets them go: so a pod the
+// agent holds frozen is frozen again before any task is released, and a
+// frozen v1 cgroup counts its traced tasks as frozen. A failure fails the
+// dump (CRIU then lets the tasks go as they were; the runtime freezes the
+// pod again after runc returns either way).
+const postDumpScript = `#!/bin/sh
+[ "$CRTOOLS_SCRIPT_ACTION" = post-dump ] || exit 0
+[ -n "$` + freezePodEnv + `" ] || exit 0
+f="$` + freezePodEnv + `/freezer.state"
+i=0
+while :; do
+	echo FROZEN >"$f" || exit 1
+	read -r st <"$f" || exit 1
+	[ "$st" = FROZEN ] && exit 0
+	i=$((i + 1))
+	if [ "$i" -ge 2000 ]; then
+		echo "post-dump: $f stays $st" >&2
+		exit 1
+	fi
+	sleep 0.001
+done
+`
+
+// postDumpScriptPath is where the runtime writes postDumpScript.
+func (r *Runtime) postDumpScriptPath() string {
+	return filepath.Join(r.cfg.Root, "criu", "post-dump.sh")
+}
+
+// writeCRIUConfig writes the action script that every container's CRIU
+// configuration file (CRIUConfigPath, named by its org.criu.config
+// annotation) names: see ensureActionScript.
+func (r *Runtime) writeCRIUConfig() error {
+	script := r.postDumpScriptPath()
+	if err := os.MkdirAll(filepath.Dir(script), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(script, []byte(postDumpScript), 0o700)
+}
+
+// ensureActionScript adds "action-script <postDumpScript>" to a
+// container's CRIU configuration file (creating the file when absent)
+// unless it names it already: runc hands CRIU that one file, which may
+// also hold the container's lazy-pages settings.
+func (r *Runtime) ensureActionScript(path string) error {
+	line := "action-script " + r.postDumpScriptPath()
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(l) == line {
+			return nil
+		}
+	}
+	if len(b) > 0 && !bytes.HasSuffix(b, []byte("\n")) {
+		b = append(b, '\n')
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, line+"\n"...), 0o600)
 }
 
 // ReadCRIUVersion runs criu --version and returns the version ("4.2.1").
@@ -482,7 +558,9 @@ func (r *Runtime) containerSpec(pp *podProc, c corev1.Container, args []string, 
 // timeout). So while the pod is frozen the runtime hands the freeze over to
 // the container's cgroup for the dump (the container's cgroup frozen first,
 // then the pod's thawed; the pod's frozen again before the container's is
-// resumed): no task runs in between. That handover is the one thing a
+// resumed): no task runs in between. The pod's freeze is back before CRIU
+// lets the tasks go: CRIU's post-dump action script (postDumpScript) freezes
+// the pod while CRIU still holds them. That handover is the one thing a
 // CRI-O node does not do.
 func (r *Runtime) checkpointRunc(ctx context.Context, pp *podProc, cp *containerProc) (string, error) {
 	podState, err := r.freezer.State(pp.cgroup)
@@ -505,11 +583,9 @@ func (r *Runtime) checkpointRunc(ctx context.Context, pp *podProc, cp *container
 			return "", fmt.Errorf("hand the pod's freeze over to the container: %w", err)
 		}
 	}
-	// handBack freezes the pod again and resumes the container, at once
-	// when the dump returns: CRIU lets the tasks run again before it writes
-	// their pages and may leave the container's cgroup thawed, so the sooner
-	// the pod's freeze is back the shorter the source can run after its
-	// checkpoint.
+	// handBack makes sure the pod is frozen again (CRIU's post-dump action
+	// script froze it before CRIU let the tasks go, unless the dump failed
+	// before that) and resumes the container.
 	var handBackOnce sync.Once
 	handBack := func() {
 		handBackOnce.Do(func() {
@@ -524,11 +600,20 @@ func (r *Runtime) checkpointRunc(ctx context.Context, pp *podProc, cp *container
 		})
 	}
 	defer handBack()
+	if err := r.ensureActionScript(r.CRIUConfigPath(pp.pod.Namespace, pp.pod.Name, cp.name)); err != nil {
+		return "", fmt.Errorf("CRIU configuration: %w", err)
+	}
 	dumpStart := time.Now()
-	err = r.runcRun(ctx, "checkpoint", "--leave-running", "--image-path", filepath.Join(work, metadata.CheckpointDirectory), "--work-path", work, cp.id)
+	cmd := r.runcCmd(ctx, "checkpoint", "--leave-running", "--image-path", filepath.Join(work, metadata.CheckpointDirectory), "--work-path", work, cp.id)
+	if podFrozen {
+		// CRIU's post-dump action script freezes the pod again before
+		// CRIU lets the tasks go.
+		cmd.Env = append(os.Environ(), freezePodEnv+"="+filepath.Join(r.cfg.FreezerMount, pp.cgroup))
+	}
+	out, err := cmd.CombinedOutput()
 	handBack()
 	if err != nil {
-		return "", fmt.Errorf("%w: %s", err, readTail(filepath.Join(work, metadata.DumpLogFile), 1024))
+		return "", fmt.Errorf("runc checkpoint: %w: %s: %s", err, strings.TrimSpace(string(out)), readTail(filepath.Join(work, metadata.DumpLogFile), 1024))
 	}
 	dumpTime := time.Since(dumpStart)
 	if dumpTime > slowDump {
