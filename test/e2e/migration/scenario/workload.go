@@ -294,6 +294,14 @@ const StateStopped = "STOPPED"
 
 // RunState is FreezerState, or StateStopped when the pod is not frozen but
 // every thread of its tasks is traced (TracerPid in /proc/<tid>/status).
+//
+// The freezer and the threads are separate reads, and CRIU changes both in
+// between at the end of a dump: it freezes the cgroups again while it holds
+// the threads and only then lets them go. A freezer read as thawed before
+// that and threads read as untraced after it are no instant at which the
+// pod could run, so the freezer is read again after the threads: the pod
+// counts as runnable only when it was not frozen on both sides of the look
+// at its threads.
 func (p *Pod) RunState() string {
 	st := p.FreezerState()
 	if st == "FROZEN" || st == "" {
@@ -301,6 +309,9 @@ func (p *Pod) RunState() string {
 	}
 	if p.allTraced() {
 		return StateStopped
+	}
+	if again := p.FreezerState(); again == "FROZEN" || again == "" {
+		return again
 	}
 	return st
 }
