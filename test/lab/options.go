@@ -12,14 +12,12 @@ import (
 
 // Node runtimes (Options.NodeRuntime).
 const (
-	// NodeRuntimeRunc runs pods as runc containers checkpointed and
-	// restored by CRIU.
+	// NodeRuntimeRunc, the default, runs pods as runc containers
+	// checkpointed and restored by CRIU.
 	NodeRuntimeRunc = "runc"
-	// NodeRuntimeProcess, the default, is the memory stand-in. It stays
-	// the default while the runc runtime lets a source run for a moment
-	// after its dump (CRIU releases the tasks before the container's
-	// freeze is back; see test/lab/README.md), which the end-to-end
-	// tests' frozen-source check catches in some runs.
+	// NodeRuntimeProcess is the memory stand-in for machines where CRIU
+	// does not work (criu check fails): chosen explicitly, never as a
+	// fallback.
 	NodeRuntimeProcess = "process"
 	// NodeRuntimeEnv names the environment variable that picks the node
 	// runtime when Options.NodeRuntime is empty.
@@ -84,7 +82,7 @@ type Options struct {
 	// (runc containers, checkpointed and restored by CRIU 4.2.1, which
 	// hack/ensure-criu.sh builds when missing) or NodeRuntimeProcess (the
 	// memory stand-in, for machines where criu check fails). Empty takes
-	// $LIVEMIGRATE_LAB_NODE_RUNTIME, else NodeRuntimeProcess. With runc,
+	// $LIVEMIGRATE_LAB_NODE_RUNTIME, else NodeRuntimeRunc. With runc,
 	// Start fails when CRIU cannot be installed or criu check fails; it
 	// never falls back to the stand-in.
 	NodeRuntime string `json:"nodeRuntime,omitempty"`
@@ -242,7 +240,7 @@ func (o Options) complete() (Options, error) {
 	}
 	switch o.NodeRuntime {
 	case "":
-		o.NodeRuntime = NodeRuntimeProcess
+		o.NodeRuntime = NodeRuntimeRunc
 	case NodeRuntimeRunc, NodeRuntimeProcess:
 	default:
 		return o, fmt.Errorf("nodeRuntime %q: write %q (runc containers checkpointed by CRIU) or %q (the memory stand-in)", o.NodeRuntime, NodeRuntimeRunc, NodeRuntimeProcess)

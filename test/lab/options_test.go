@@ -118,16 +118,16 @@ func TestLinkOf(t *testing.T) {
 	}
 }
 
-// The node runtime is the stand-in unless runc (real CRIU) is asked for,
+// The node runtime is runc (real CRIU) unless the stand-in is asked for,
 // by the option or the environment; anything else is refused with the
 // names to write.
 func TestNodeRuntimeDefault(t *testing.T) {
 	for _, tc := range []struct {
 		name, opt, env, want, wantErr string
 	}{
-		{name: "default", want: NodeRuntimeProcess},
-		{name: "environment", env: NodeRuntimeRunc, want: NodeRuntimeRunc},
-		{name: "option over environment", opt: NodeRuntimeProcess, env: NodeRuntimeRunc, want: NodeRuntimeProcess},
+		{name: "default", want: NodeRuntimeRunc},
+		{name: "environment", env: NodeRuntimeProcess, want: NodeRuntimeProcess},
+		{name: "option over environment", opt: NodeRuntimeRunc, env: NodeRuntimeProcess, want: NodeRuntimeRunc},
 		{name: "unknown", opt: "crio", wantErr: `nodeRuntime "crio": write "runc"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
