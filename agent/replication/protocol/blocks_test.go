@@ -34,13 +34,13 @@ func TestBlockDeltaOverTLS(t *testing.T) {
 	src, dst, _ := setupTrees(t)
 	writeRandom(t, filepath.Join(src, "d", "f"), 64*blockdelta.BlockSize)
 	h := startReceiver(t, dst)
-	opts := protocol.SendOptions{SourceDir: src, Dial: h.dial}
+	opts := protocol.SendOptions{SourceDir: src, Dial: h.Dial}
 	_, err := rsync.Send(context.Background(), opts)
 	must(t, err)
-	_ = h.lastReceiverError(t)
+	_ = h.LastError(t)
 
 	idx := map[string]*blockdelta.FileIndex{}
-	must(t, protocol.FetchBlockIndex(context.Background(), h.dial, []string{"d/f"}, func(fi *blockdelta.FileIndex) error {
+	must(t, protocol.FetchBlockIndex(context.Background(), h.Dial, []string{"d/f"}, func(fi *blockdelta.FileIndex) error {
 		idx[fi.Path] = fi
 		return nil
 	}))
@@ -55,7 +55,7 @@ func TestBlockDeltaOverTLS(t *testing.T) {
 
 	r, br, err := protocol.SendBlockDelta(context.Background(), opts, []blockdelta.File{{Path: "d/f", Source: identityOf(t, filepath.Join(src, "d", "f")), Index: idx["d/f"]}})
 	must(t, err)
-	must(t, h.lastReceiverError(t))
+	must(t, h.LastError(t))
 	mustCompare(t, src, dst)
 	if r.Stats.LiteralData != blockdelta.BlockSize || len(br.Files) != 1 || br.Files[0].SentBlocks != 1 {
 		t.Errorf("literal data %d, files %+v; want the one changed block", r.Stats.LiteralData, br.Files)
@@ -73,7 +73,7 @@ func TestBlockDeltaRefusesSymlinkOverTLS(t *testing.T) {
 	_, dst, outside := setupTrees(t)
 	must(t, os.Symlink(outside, filepath.Join(dst, "l")))
 	h := startReceiver(t, dst)
-	c, err := h.dial(context.Background())
+	c, err := h.Dial(context.Background())
 	must(t, err)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -96,7 +96,7 @@ func TestBlockDeltaRefusesSymlinkOverTLS(t *testing.T) {
 		t.Errorf("reply = %s, want a refusal naming the symlink", body)
 	}
 	_ = c.Close()
-	if err := h.lastReceiverError(t); err == nil {
+	if err := h.LastError(t); err == nil {
 		t.Error("receiver reported success for a delta through a symlink")
 	}
 	if b, _ := os.ReadFile(filepath.Join(outside, "secret")); string(b) != "outside the volume" {

@@ -17,12 +17,12 @@ import (
 func TestUnknownRequestRejected(t *testing.T) {
 	requireRoot(t)
 	h := startReceiver(t, t.TempDir())
-	c, err := h.dial(context.Background())
+	c, err := h.Dial(context.Background())
 	must(t, err)
 	defer c.Close()
 	_, err = fmt.Fprintf(c, "LIVEMIGRATE-REPLICATION/1 rsync --server --sender -vlogDtpre.iLsfxC . /etc\n")
 	must(t, err)
-	if err := h.lastReceiverError(t); err == nil {
+	if err := h.LastError(t); err == nil {
 		t.Fatal("receiver accepted a request carrying a command line")
 	}
 }

@@ -35,21 +35,21 @@ func TestCheckSpace(t *testing.T) {
 	must(t, unix.Statfs(dst, &fs))
 	free := int64(fs.Bavail) * fs.Bsize
 
-	err = protocol.CheckSpace(ctx, h.dial, protocol.Usage{Bytes: 1 << 60, Inodes: 1})
-	_ = h.lastReceiverError(t)
+	err = protocol.CheckSpace(ctx, h.Dial, protocol.Usage{Bytes: 1 << 60, Inodes: 1})
+	_ = h.LastError(t)
 	if !protocol.IsSpaceError(err) || !strings.Contains(err.Error(), "short") || !strings.Contains(err.Error(), "make the target claim larger") {
 		t.Errorf("CheckSpace for 1 EiB: %v, want a space error saying what is short and what to do", err)
 	}
 	if fs.Files > 0 {
-		err = protocol.CheckSpace(ctx, h.dial, protocol.Usage{Bytes: 1, Inodes: int64(fs.Ffree) + held.Inodes + 1})
-		_ = h.lastReceiverError(t)
+		err = protocol.CheckSpace(ctx, h.Dial, protocol.Usage{Bytes: 1, Inodes: int64(fs.Ffree) + held.Inodes + 1})
+		_ = h.LastError(t)
 		if !protocol.IsSpaceError(err) || !strings.Contains(err.Error(), "free inodes") {
 			t.Errorf("CheckSpace for more inodes than free: %v, want a space error about inodes", err)
 		}
 	}
-	must(t, protocol.CheckSpace(ctx, h.dial, protocol.Usage{Bytes: 1 << 20, Inodes: 10}))
-	_ = h.lastReceiverError(t)
+	must(t, protocol.CheckSpace(ctx, h.Dial, protocol.Usage{Bytes: 1 << 20, Inodes: 10}))
+	_ = h.LastError(t)
 	// What the target holds is rewritten in place: it counts as room.
-	must(t, protocol.CheckSpace(ctx, h.dial, protocol.Usage{Bytes: free + held.Bytes/2, Inodes: 1}))
-	_ = h.lastReceiverError(t)
+	must(t, protocol.CheckSpace(ctx, h.Dial, protocol.Usage{Bytes: free + held.Bytes/2, Inodes: 1}))
+	_ = h.LastError(t)
 }

@@ -41,12 +41,12 @@ func TestTarFirstPassEqualsRsync(t *testing.T) {
 	ht, hr := startReceiver(t, dstTar), startReceiver(t, dstRsync)
 	ctx := context.Background()
 
-	r, err := protocol.SendTar(ctx, protocol.SendOptions{SourceDir: src, Dial: ht.dial})
+	r, err := protocol.SendTar(ctx, protocol.SendOptions{SourceDir: src, Dial: ht.Dial})
 	must(t, err)
-	must(t, ht.lastReceiverError(t))
-	_, err = rsync.Send(ctx, protocol.SendOptions{SourceDir: src, Dial: hr.dial, DetectSparse: true})
+	must(t, ht.LastError(t))
+	_, err = rsync.Send(ctx, protocol.SendOptions{SourceDir: src, Dial: hr.Dial, DetectSparse: true})
 	must(t, err)
-	must(t, hr.lastReceiverError(t))
+	must(t, hr.LastError(t))
 
 	mustCompare(t, src, dstTar)
 	diffs, err := treediff.Compare(dstRsync, dstTar, treediff.Options{})
@@ -54,15 +54,15 @@ func TestTarFirstPassEqualsRsync(t *testing.T) {
 	if len(diffs) != 0 {
 		t.Fatalf("tar and rsync first passes differ:\n%v", diffs)
 	}
-	v, err := rsync.Verify(ctx, protocol.SendOptions{SourceDir: src, Dial: ht.dial})
+	v, err := rsync.Verify(ctx, protocol.SendOptions{SourceDir: src, Dial: ht.Dial})
 	must(t, err)
-	must(t, ht.lastReceiverError(t))
+	must(t, ht.LastError(t))
 	if !v.Equal() {
 		t.Errorf("rsync verification finds differences after a tar first pass: %v", v.Differences)
 	}
-	again, err := rsync.Send(ctx, protocol.SendOptions{SourceDir: src, Dial: ht.dial})
+	again, err := rsync.Send(ctx, protocol.SendOptions{SourceDir: src, Dial: ht.Dial})
 	must(t, err)
-	must(t, ht.lastReceiverError(t))
+	must(t, ht.LastError(t))
 	if again.Stats.LiteralData != 0 || again.Stats.TransferredFiles != 0 {
 		t.Errorf("rsync pass after the tar pass sent %d bytes in %d files, want none", again.Stats.LiteralData, again.Stats.TransferredFiles)
 	}
@@ -82,7 +82,7 @@ func TestTarRefusesNonEmptyTarget(t *testing.T) {
 	writeRandom(t, filepath.Join(src, "a"), 1000)
 	must(t, os.WriteFile(filepath.Join(dst, "a"), []byte("older"), 0o644))
 	h := startReceiver(t, dst)
-	_, err := protocol.SendTar(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
+	_, err := protocol.SendTar(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.Dial})
 	if !errors.Is(err, protocol.ErrTarNotApplicable) {
 		t.Fatalf("tar pass into a non-empty target: %v, want ErrTarNotApplicable", err)
 	}
@@ -96,7 +96,7 @@ func TestTarNotApplicableToSpecialFiles(t *testing.T) {
 	src, dst, _ := setupTrees(t)
 	must(t, syscall.Mkfifo(filepath.Join(src, "pipe"), 0o600))
 	h := startReceiver(t, dst)
-	_, err := protocol.SendTar(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.dial})
+	_, err := protocol.SendTar(context.Background(), protocol.SendOptions{SourceDir: src, Dial: h.Dial})
 	if !errors.Is(err, protocol.ErrTarNotApplicable) || !strings.Contains(err.Error(), "pipe") {
 		t.Fatalf("tar pass of a tree with a FIFO: %v, want ErrTarNotApplicable naming it", err)
 	}
@@ -119,7 +119,7 @@ func TestTarMaliciousStreamOverTLS(t *testing.T) {
 	must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "l/pwned", Size: 1, Mode: 0o644, Format: tar.FormatPAX}))
 	_, _ = tw.Write([]byte("x"))
 	must(t, tw.Close())
-	c, err := h.dial(context.Background())
+	c, err := h.Dial(context.Background())
 	must(t, err)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -138,7 +138,7 @@ func TestTarMaliciousStreamOverTLS(t *testing.T) {
 	if !strings.HasPrefix(reply, protocol.ReplyError) || !strings.Contains(reply, "not a directory created by this stream") {
 		t.Errorf("reply = %q, want a refusal naming the symlink", reply)
 	}
-	if err := h.lastReceiverError(t); err == nil {
+	if err := h.LastError(t); err == nil {
 		t.Error("receiver reported success for a malicious stream")
 	}
 	if _, err := os.Lstat(filepath.Join(outside, "pwned")); !os.IsNotExist(err) {
@@ -166,7 +166,7 @@ func TestTarRequiresMigrationCredentials(t *testing.T) {
 	for name, cfg := range map[string]*tls.Config{"another migration": foreign, "another CA": replayed} {
 		t.Run(name, func(t *testing.T) {
 			_, err := protocol.SendTar(context.Background(), protocol.SendOptions{SourceDir: src, Dial: func(ctx context.Context) (net.Conn, error) {
-				return transport.Dial(ctx, h.addr, cfg)
+				return transport.Dial(ctx, h.Addr, cfg)
 			}})
 			if err == nil {
 				t.Fatal("tar pass with foreign credentials succeeded")

@@ -8,6 +8,7 @@ import (
 	"context"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,8 +62,23 @@ func StartReceiver(tb testing.TB, uid, dest string) *Receiver {
 	counter := &transport.Counter{}
 	recv := &protocol.Receiver{DestDir: dest, Rsync: &rsync.Daemon{DestDir: dest}, Counter: counter}
 	r := &Receiver{Addr: l.Addr().String(), Counter: counter, Bundle: b, Errs: make(chan error, 64)}
+	// The listener and the receivers outlive the test by a moment: log
+	// only until its cleanup (testing panics on a Log after the test).
+	var logMu sync.Mutex
+	ended := false
+	logf := func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		if !ended {
+			tb.Logf(format, args...)
+		}
+	}
+	l.OnReject = func(a net.Addr, err error) { logf("rejected %v: %v", a, err) }
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(func() {
+		logMu.Lock()
+		ended = true
+		logMu.Unlock()
 		cancel()
 		_ = l.Close()
 		_ = recv.Close()
@@ -75,6 +91,9 @@ func StartReceiver(tb testing.TB, uid, dest string) *Receiver {
 			}
 			go func() {
 				err := recv.ServeConn(ctx, c)
+				if err != nil {
+					logf("receiver: %v", err)
+				}
 				select {
 				case r.Errs <- err:
 				default:
@@ -84,4 +103,17 @@ func StartReceiver(tb testing.TB, uid, dest string) *Receiver {
 	}()
 	r.Dial = func(ctx context.Context) (net.Conn, error) { return transport.Dial(ctx, r.Addr, ccfg) }
 	return r
+}
+
+// LastError returns the receiver's result for the next connection it
+// finished serving; it fails tb when none finishes within 10 s.
+func (r *Receiver) LastError(tb testing.TB) error {
+	tb.Helper()
+	select {
+	case err := <-r.Errs:
+		return err
+	case <-time.After(10 * time.Second):
+		tb.Fatal("receiver did not finish")
+		return nil
+	}
 }
