@@ -2,18 +2,16 @@ package rsync
 
 import (
 	"context"
-	"crypto/rand"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/livemigrate/livemigrate/agent/replication/certs"
+	"github.com/livemigrate/livemigrate/agent/replication/internal/testtree"
 	"github.com/livemigrate/livemigrate/agent/replication/protocol"
 	"github.com/livemigrate/livemigrate/agent/replication/transport"
-	"github.com/livemigrate/livemigrate/agent/replication/treediff"
 )
 
 func requireRoot(t *testing.T) {
@@ -106,34 +104,17 @@ func (h *receiverHarness) lastReceiverError(t *testing.T) error {
 	}
 }
 
-func mustCompare(t *testing.T, src, dst string) {
-	t.Helper()
-	diffs, err := treediff.Compare(src, dst, treediff.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(diffs) != 0 {
-		t.Fatalf("target differs from source:\n%v", diffs)
-	}
-}
-
-func writeRandom(t *testing.T, path string, size int) {
-	t.Helper()
-	buf := make([]byte, size)
-	if _, err := rand.Read(buf); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, buf, 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 }
+
+// The volume trees of these tests (internal/testtree).
+var (
+	genTree     = testtree.Gen
+	setupTrees  = testtree.Setup
+	mustCompare = testtree.MustEqual
+	writeRandom = testtree.WriteRandom
+)
